@@ -1,0 +1,51 @@
+#!/bin/sh
+# Installs the Debian packages prisn needs, only when some are missing.
+#
+#   contrib/bootstrap.sh build   # what building prisn needs
+#   contrib/bootstrap.sh test    # that, plus what the test suite needs
+#
+# Idempotent and quiet when everything is there. Needs root (or sudo) only
+# when it has something to install.
+set -eu
+
+BUILD_PACKAGES="build-essential cmake pkg-config git
+  liblua5.4-dev lua5.4 lua-luv-dev libuv1-dev lua-cjson-dev
+  libsqlite3-dev libsodium-dev libhttp-parser-dev"
+# Tests drive real interpreters and parse prisn's output with real parsers.
+TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash zsh fish"
+
+want="$BUILD_PACKAGES"
+case "${1:-build}" in
+  build) ;;
+  test) want="$want $TEST_PACKAGES" ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=""
+for pkg in $want; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "Error: missing packages:$missing" >&2
+  echo "Hint: this script knows Debian and Ubuntu; install the equivalents with your package manager" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "Error: missing packages:$missing, and installing them needs root" >&2
+    echo "Hint: run this script as root, or install them: apt-get install$missing" >&2
+    exit 1
+  fi
+fi
+echo "Installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists only if an install from the current ones fails.
+# shellcheck disable=SC2086
+if ! $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

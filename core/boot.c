@@ -1,0 +1,66 @@
+/*
+ * boot: builds the Lua state prisn runs in (see boot.h).
+ *
+ * The order matters: LUA_NOENV is set before the package library opens so
+ * LUA_PATH cannot redirect prisn's own modules; the default search paths are
+ * kept aside for `prisn lua`, which may want system modules such as busted.
+ */
+#include "boot.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "embed.h"
+
+int luaopen_luv(lua_State *L);
+int luaopen_cjson(lua_State *L);
+int luaopen_prisn_core_sys(lua_State *L);
+int luaopen_prisn_core_store(lua_State *L);
+int luaopen_prisn_core_crypto(lua_State *L);
+
+static const luaL_Reg core_modules[] = {
+    {"luv", luaopen_luv},
+    {"cjson", luaopen_cjson},
+    {"prisn.core.sys", luaopen_prisn_core_sys},
+    {"prisn.core.store", luaopen_prisn_core_store},
+    {"prisn.core.crypto", luaopen_prisn_core_crypto},
+    {NULL, NULL},
+};
+
+int prisn_boot_traceback(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL || lua_type(L, 1) == LUA_TTABLE)
+        return 1; /* structured error: keep it as it is */
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+lua_State *prisn_boot_new_state(const char *dev_tree) {
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return NULL;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+    luaL_openlibs(L);
+
+    /* Keep Lua's compiled-in search paths for `prisn lua`, then clear them. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_setfield(L, LUA_REGISTRYINDEX, "prisn.lua_path_default");
+    lua_getfield(L, -1, "cpath");
+    lua_setfield(L, LUA_REGISTRYINDEX, "prisn.lua_cpath_default");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+
+    lua_getfield(L, -1, "preload");
+    for (const luaL_Reg *m = core_modules; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pop(L, 2); /* preload, package */
+
+    prisn_embed_register(L, dev_tree);
+    return L;
+}

@@ -1,0 +1,69 @@
+/*
+ * main: boot the Lua state and hand argv to prisn.main.
+ *
+ * Everything a user sees — parsing, help, errors, exit codes — is decided in
+ * Lua (lua/prisn/main.lua). This file only handles what Lua cannot: a failure
+ * to start at all, and a bug that escapes prisn.main, which is reported in one
+ * line (with the traceback under PRISN_DEBUG=1) instead of a raw Lua error.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boot.h"
+
+/* PRISN_DEV=1 loads Lua from the tree this binary was built from;
+ * PRISN_DEV=/path loads it from another tree. */
+static const char *dev_tree_from_env(void) {
+    const char *dev = getenv("PRISN_DEV");
+    if (dev == NULL || dev[0] == '\0' || strcmp(dev, "0") == 0)
+        return NULL;
+    if (strcmp(dev, "1") == 0)
+        return PRISN_SOURCE_DIR;
+    return dev;
+}
+
+/* Protected: require("prisn.main").run(argv_table) -> exit status. */
+static int run_main(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "prisn.main");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "run");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    lua_State *L = prisn_boot_new_state(dev_tree_from_env());
+    if (L == NULL) {
+        fprintf(stderr, "Error: prisn could not start: out of memory\n");
+        return 1;
+    }
+    lua_pushcfunction(L, prisn_boot_traceback);
+    lua_pushcfunction(L, run_main);
+    lua_createtable(L, argc, 0); /* argv[0] is the binary, as in Lua's arg */
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    int status = 1;
+    if (lua_pcall(L, 1, 1, 1) == LUA_OK) {
+        status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    } else {
+        const char *msg = luaL_tolstring(L, -1, NULL);
+        const char *debug = getenv("PRISN_DEBUG");
+        if (debug && strcmp(debug, "1") == 0) {
+            fprintf(stderr, "Error: internal error in prisn:\n%s\n", msg);
+        } else {
+            const char *nl = strchr(msg, '\n');
+            fprintf(stderr, "Error: internal error in prisn: %.*s\n", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
+            fprintf(stderr, "Hint: this is a bug; run again with PRISN_DEBUG=1 for a traceback and report it\n");
+        }
+        status = 1;
+    }
+    lua_close(L);
+    return status;
+}

@@ -1,0 +1,131 @@
+/*
+ * sys: build identity and small system probes that luv lacks.
+ *
+ * Mechanism only: probing whether a namespace can be created says nothing
+ * about whether prisn should use it; `prisn doctor` and the sandbox decide.
+ * Probes run in a forked child so the caller's own namespaces never change.
+ */
+#include "sys.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef PRISN_VERSION
+#define PRISN_VERSION "0.0.0"
+#endif
+#ifndef PRISN_COMMIT
+#define PRISN_COMMIT "unknown"
+#endif
+#ifndef PRISN_BUILD_DATE
+#define PRISN_BUILD_DATE "unknown"
+#endif
+#ifndef PRISN_SOURCE_DIR
+#define PRISN_SOURCE_DIR ""
+#endif
+
+static int ns_flag(prisn_sys_ns kind) {
+    switch (kind) {
+    case PRISN_SYS_NS_USER:
+        return CLONE_NEWUSER;
+    case PRISN_SYS_NS_PID:
+        return CLONE_NEWPID;
+    case PRISN_SYS_NS_MOUNT:
+        return CLONE_NEWNS;
+    case PRISN_SYS_NS_NET:
+        return CLONE_NEWNET;
+    }
+    return 0;
+}
+
+int prisn_sys_probe_namespace(prisn_sys_ns kind) {
+    int flag = ns_flag(kind);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* Exit code carries the errno; 0 means unshare worked. */
+        _exit(unshare(flag) == 0 ? 0 : (errno & 0xff));
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    if (!WIFEXITED(status))
+        return -ECHILD;
+    return -WEXITSTATUS(status);
+}
+
+/* ---- Lua binding ------------------------------------------------------- */
+
+static const char *const ns_names[] = {"user", "pid", "mount", "net", NULL};
+
+/* sys.probe_namespace(kind) -> true | nil, message, code
+ * kind is "user", "pid", "mount" or "net"; raises on any other value. */
+static int l_sys_probe_namespace(lua_State *L) {
+    int kind = luaL_checkoption(L, 1, NULL, ns_names);
+    int rc = prisn_sys_probe_namespace((prisn_sys_ns)kind);
+    if (rc == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "unshare(%s): %s", ns_names[kind], strerror(-rc));
+    switch (-rc) {
+    case EPERM:
+        lua_pushliteral(L, "EPERM");
+        break;
+    case EINVAL:
+        lua_pushliteral(L, "EINVAL");
+        break;
+    case ENOSPC:
+        lua_pushliteral(L, "ENOSPC");
+        break;
+    case ENOMEM:
+        lua_pushliteral(L, "ENOMEM");
+        break;
+    default:
+        lua_pushliteral(L, "EUNSHARE");
+        break;
+    }
+    return 3;
+}
+
+/* sys.isatty(fd) -> boolean. Never raises for a bad descriptor. */
+static int l_sys_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg sys_functions[] = {
+    {"probe_namespace", l_sys_probe_namespace},
+    {"isatty", l_sys_isatty},
+    {NULL, NULL},
+};
+
+/* Fields: version, commit, build_date, source_dir, lua_version,
+ * lua_path_default, lua_cpath_default (Lua's compiled-in search paths, which
+ * prisn itself does not use). */
+int luaopen_prisn_core_sys(lua_State *L) {
+    luaL_newlib(L, sys_functions);
+    lua_pushliteral(L, PRISN_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushliteral(L, PRISN_COMMIT);
+    lua_setfield(L, -2, "commit");
+    lua_pushliteral(L, PRISN_BUILD_DATE);
+    lua_setfield(L, -2, "build_date");
+    lua_pushliteral(L, PRISN_SOURCE_DIR);
+    lua_setfield(L, -2, "source_dir");
+    lua_pushliteral(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua_version");
+    lua_getfield(L, LUA_REGISTRYINDEX, "prisn.lua_path_default");
+    lua_setfield(L, -2, "lua_path_default");
+    lua_getfield(L, LUA_REGISTRYINDEX, "prisn.lua_cpath_default");
+    lua_setfield(L, -2, "lua_cpath_default");
+    return 1;
+}

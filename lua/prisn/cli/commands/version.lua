@@ -1,0 +1,39 @@
+-- `prisn version`: what this binary is and what it was built with.
+local M = {}
+
+--- The version record; field names are part of the JSON/YAML interface.
+function M.info()
+  local sys = require("prisn.core.sys")
+  local uv = require("luv")
+  local uname = uv.os_uname()
+  return {
+    version = sys.version,
+    commit = sys.commit,
+    build_date = sys.build_date,
+    lua = sys.lua_version,
+    libuv = uv.version_string(),
+    sqlite = require("prisn.core.store").version(),
+    libsodium = require("prisn.core.crypto").version(),
+    os = uname.sysname:lower(),
+    arch = uname.machine,
+  }
+end
+
+return {
+  {
+    name = "version",
+    summary = "Show prisn's version and the versions of the libraries built into it",
+    description = "Prints the prisn version, the commit and date it was built from, and the\n"
+      .. "versions of Lua, libuv (through luv), SQLite and libsodium compiled into the\n"
+      .. "binary. With -o json or -o yaml the fields are stable names for scripts.",
+    examples = {
+      { "prisn version", "Show the version and build details" },
+      { "prisn version -o json", "The same as JSON, e.g. for a bug report" },
+    },
+    handler = function(ctx)
+      ctx.out:emit(M.info(), {
+        fields = { "version", "commit", "build_date", "lua", "libuv", "sqlite", "libsodium", "os", "arch" },
+      })
+    end,
+  },
+}

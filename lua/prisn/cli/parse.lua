@@ -1,0 +1,295 @@
+-- prisn.cli.parse: argv -> the command to run, its arguments and flags.
+--
+-- The rules (docs/CLI.md repeats them for users):
+--   * long flags: --name value, --name=value; bool flags take no value
+--     (--name=false is accepted);
+--   * short flags: -o json, -ojson, and clusters of bool flags: -qh;
+--   * global flags are accepted anywhere, before or after the command;
+--   * `--` ends flags: every later word is a positional argument;
+--   * a `rest` argument (prisn lua FILE ARGS...) takes every remaining word
+--     verbatim, flags included; a `repeatable` argument collects positionals
+--     while flags around it are still parsed;
+--   * a flag given twice keeps the last value unless it is repeatable.
+-- Every mistake raises a usage error (exit status 2) that says what was wrong
+-- and, where something close exists, what was probably meant.
+local cli = require("prisn.cli")
+local errors = require("prisn.error")
+local suggest = require("prisn.cli.suggest")
+local units = require("prisn.units")
+
+local M = {}
+
+--- Key under which a flag's value is stored: "older-than" -> "older_than".
+function M.flag_key(name)
+  return (name:gsub("%-", "_"))
+end
+
+local function command_path_string(path)
+  return table.concat(path, " ")
+end
+
+local function usage_hint(path)
+  return string.format("see 'prisn help%s'", #path > 0 and (" " .. command_path_string(path)) or "")
+end
+
+-- Converts a flag's raw text to its typed value, or raises a usage error.
+local function convert(flag, raw, spelled)
+  local value
+  if flag.type == "string" then
+    value = raw
+  elseif flag.type == "int" then
+    value = raw:match("^%-?%d+$") and math.tointeger(tonumber(raw))
+    if not value then
+      errors.usage(string.format("%s expects a whole number, got '%s'", spelled, raw))
+    end
+  elseif flag.type == "number" then
+    value = raw:match("^%-?%d+%.?%d*$") and tonumber(raw)
+    if not value then
+      errors.usage(string.format("%s expects a number, got '%s'", spelled, raw))
+    end
+  elseif flag.type == "duration" then
+    local seconds, err = units.parse_duration(raw)
+    if not seconds then errors.usage(string.format("%s: %s", spelled, err)) end
+    value = seconds
+  elseif flag.type == "size" then
+    local bytes, err = units.parse_size(raw)
+    if not bytes then errors.usage(string.format("%s: %s", spelled, err)) end
+    value = bytes
+  elseif flag.type == "bool" then
+    if raw == "true" or raw == "1" or raw == "yes" then
+      value = true
+    elseif raw == "false" or raw == "0" or raw == "no" then
+      value = false
+    else
+      errors.usage(string.format("%s is a switch; it takes true or false, got '%s'", spelled, raw))
+    end
+  end
+  if flag.values then
+    local ok = false
+    for _, allowed in ipairs(flag.values) do
+      if allowed == value then ok = true break end
+    end
+    if not ok then
+      errors.usage(string.format("invalid value '%s' for %s", raw, spelled),
+        "choose one of: " .. table.concat(flag.values, ", "))
+    end
+  end
+  return value
+end
+
+-- The flags a word may name at this point: the command's own, then globals.
+local function visible_flags(state)
+  local list = {}
+  for _, f in ipairs(state.command.flags or {}) do list[#list + 1] = f end
+  if state.command ~= state.root then
+    for _, f in ipairs(state.root.flags or {}) do list[#list + 1] = f end
+  end
+  return list
+end
+
+local function find_flag(state, long, short)
+  for _, f in ipairs(visible_flags(state)) do
+    if (long and f.name == long) or (short and f.short == short) then return f end
+  end
+  return nil
+end
+
+local function is_global(state, flag)
+  for _, f in ipairs(state.root.flags or {}) do
+    if f == flag then return true end
+  end
+  return false
+end
+
+local function set_flag(state, flag, value)
+  local target = is_global(state, flag) and state.globals or state.flags
+  local key = M.flag_key(flag.name)
+  if flag.repeatable then
+    target[key] = target[key] or {}
+    table.insert(target[key], value)
+  else
+    target[key] = value
+  end
+end
+
+local function unknown_flag(state, spelled)
+  local names = {}
+  for _, f in ipairs(visible_flags(state)) do
+    if not f.hidden then names[#names + 1] = "--" .. f.name end
+  end
+  local hint = suggest.did_you_mean(spelled, names)
+  local where = #state.path > 0 and (" for 'prisn " .. command_path_string(state.path) .. "'") or ""
+  errors.usage(string.format("unknown flag %s%s", spelled, where),
+    hint or usage_hint(state.path))
+end
+
+-- Handles one word that starts with "-"; returns how many words it used.
+local function parse_flag_word(state, words, i)
+  local word = words[i]
+  local nxt = words[i + 1]
+  if word:sub(1, 2) == "--" then
+    local name, inline = word:match("^%-%-([^=]+)=(.*)$")
+    name = name or word:sub(3)
+    local flag = find_flag(state, name, nil)
+    if not flag then unknown_flag(state, "--" .. name) end
+    local spelled = "--" .. flag.name
+    if flag.type == "bool" then
+      set_flag(state, flag, inline and convert(flag, inline, spelled) or true)
+      return 1
+    end
+    if inline then
+      set_flag(state, flag, convert(flag, inline, spelled))
+      return 1
+    end
+    if nxt == nil then
+      errors.usage(string.format("%s needs a value", spelled), flag.values
+        and ("choose one of: " .. table.concat(flag.values, ", ")) or usage_hint(state.path))
+    end
+    set_flag(state, flag, convert(flag, nxt, spelled))
+    return 2
+  end
+  -- Short flags: "-q", "-ojson", "-o json", "-qo json".
+  local pos = 2
+  while pos <= #word do
+    local letter = word:sub(pos, pos)
+    local flag = find_flag(state, nil, letter)
+    if not flag then unknown_flag(state, "-" .. letter) end
+    local spelled = "-" .. letter
+    if flag.type == "bool" then
+      set_flag(state, flag, true)
+      pos = pos + 1
+    else
+      local attached = word:sub(pos + 1)
+      if attached ~= "" then
+        if attached:sub(1, 1) == "=" then attached = attached:sub(2) end
+        set_flag(state, flag, convert(flag, attached, spelled))
+        return 1
+      end
+      if nxt == nil then
+        errors.usage(string.format("%s needs a value", spelled), flag.values
+          and ("choose one of: " .. table.concat(flag.values, ", ")) or usage_hint(state.path))
+      end
+      set_flag(state, flag, convert(flag, nxt, spelled))
+      return 2
+    end
+  end
+  return 1
+end
+
+-- Places one positional word; returns true when a rest argument took it and
+-- everything after it.
+local function add_positional(state, words, i)
+  local word = words[i]
+  local cmd = state.command
+  if cmd.subcommands and not state.command_done then
+    local sub = cli.find(cmd, word)
+    if sub then
+      state.command = sub
+      state.path[#state.path + 1] = sub.name
+      return false
+    end
+    if not cmd.handler or not cmd.args or #cmd.args == 0 then
+      local names = cli.visible_names(cmd)
+      local where = cmd == state.root and "" or (" for 'prisn " .. command_path_string(state.path) .. "'")
+      errors.usage(string.format("unknown command '%s'%s", word, where),
+        suggest.did_you_mean(word, names) or usage_hint(state.path))
+    end
+  end
+  state.command_done = true
+  local spec = (cmd.args or {})[state.next_arg]
+  if not spec then
+    errors.usage(string.format("unexpected argument '%s'", word), usage_hint(state.path))
+  end
+  if spec.rest then
+    local rest = {}
+    for k = i, #words do rest[#rest + 1] = words[k] end
+    state.args[spec.name] = rest
+    return true
+  end
+  if spec.repeatable then
+    state.args[spec.name] = state.args[spec.name] or {}
+    table.insert(state.args[spec.name], word)
+    return false
+  end
+  state.args[spec.name] = word
+  state.next_arg = state.next_arg + 1
+  -- An argument followed by a rest argument (prisn lua FILE ARGS...): every
+  -- later word belongs to the rest, flags included.
+  local following = (cmd.args or {})[state.next_arg]
+  if following and following.rest then
+    local rest = {}
+    for k = i + 1, #words do rest[#rest + 1] = words[k] end
+    state.args[following.name] = rest
+    return true
+  end
+  return false
+end
+
+local function fill_defaults(flags, target)
+  for _, f in ipairs(flags or {}) do
+    local key = M.flag_key(f.name)
+    if target[key] == nil then
+      if f.repeatable then
+        target[key] = {}
+      elseif f.default ~= nil then
+        target[key] = f.default
+        if type(f.default) == "string" and f.type ~= "string" then
+          target[key] = convert(f, f.default, "--" .. f.name)
+        end
+      elseif f.type == "bool" then
+        target[key] = false
+      end
+    end
+  end
+end
+
+--- Parses `words` (argv without the program name) against the command tree.
+-- Returns { command, path, args, flags, globals }; raises a usage error
+-- (prisn.error with status 2) for anything it cannot make sense of. When
+-- --help is given, missing arguments are not an error.
+function M.parse(root, words)
+  local state = {
+    root = root, command = root, path = {},
+    args = {}, flags = {}, globals = {}, next_arg = 1,
+  }
+  local i, only_positionals = 1, false
+  while i <= #words do
+    local word = words[i]
+    if only_positionals then
+      if add_positional(state, words, i) then break end
+      i = i + 1
+    elseif word == "--" then
+      only_positionals = true
+      i = i + 1
+    elseif word:sub(1, 1) == "-" and #word > 1 then
+      i = i + parse_flag_word(state, words, i)
+    else
+      if add_positional(state, words, i) then break end
+      i = i + 1
+    end
+  end
+  fill_defaults(root.flags, state.globals)
+  if state.command ~= root then fill_defaults(state.command.flags, state.flags) end
+  if not state.globals.help and state.command ~= root then
+    local cmd = state.command
+    if cmd.subcommands and not cmd.handler then
+      errors.usage(string.format("'prisn %s' needs a subcommand", command_path_string(state.path)),
+        "choose one of: " .. table.concat(cli.visible_names(cmd), ", "))
+    end
+    for _, spec in ipairs(cmd.args or {}) do
+      if spec.required and state.args[spec.name] == nil then
+        errors.usage(string.format("missing argument %s for 'prisn %s'", spec.name,
+          command_path_string(state.path)), usage_hint(state.path))
+      end
+    end
+  end
+  return {
+    command = state.command,
+    path = state.path,
+    args = state.args,
+    flags = state.flags,
+    globals = state.globals,
+  }
+end
+
+return M

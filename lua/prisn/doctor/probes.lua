@@ -1,0 +1,69 @@
+-- prisn.doctor.probes: the real machine behind prisn.doctor's checks.
+--
+-- Each probe is a thin call into luv, the C core or the filesystem; the
+-- decisions stay in prisn.doctor, which specs run against fakes.
+local M = {}
+
+--- The probe table prisn.doctor.run expects. Must run inside an async task
+-- (capture and connect wait on the loop).
+function M.system()
+  local uv = require("luv")
+  local sys = require("prisn.core.sys")
+  local async = require("prisn.async")
+  local probes = {}
+  function probes.uname() return uv.os_uname() end
+  function probes.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+  function probes.writable(path) return uv.fs_access(path, "W") == true end
+  function probes.probe_namespace(kind) return sys.probe_namespace(kind) end
+  function probes.which(name)
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+      local candidate = dir .. "/" .. name
+      local st = uv.fs_stat(candidate)
+      if st and st.type == "file" and uv.fs_access(candidate, "X") then return candidate end
+    end
+    return nil
+  end
+  function probes.capture(path, args) return async.capture(path, args, { timeout_ms = 10000 }) end
+  function probes.stat(path) return uv.fs_stat(path) end
+  function probes.uid() return uv.getuid() end
+  function probes.statfs(path) return uv.fs_statfs(path) end
+  function probes.check_db(path)
+    local store = require("prisn.core.store")
+    local db, err = store.open(path, { readonly = true, create = false })
+    if not db then return nil, err end
+    local row, qerr = db:first("PRAGMA quick_check")
+    local version = db:user_version()
+    db:close()
+    if not row then return nil, qerr or "quick_check returned nothing" end
+    local verdict = row.quick_check or row[1]
+    if verdict ~= "ok" then return nil, "quick_check: " .. tostring(verdict) end
+    return version
+  end
+  function probes.connect(path)
+    local pipe = uv.new_pipe(false)
+    local timer = uv.new_timer()
+    local err = async.wait(function(done)
+      local finished = false
+      local function finish(e)
+        if finished then return end
+        finished = true
+        done(e)
+      end
+      timer:start(2000, 0, function() finish("did not answer within 2s") end)
+      pipe:connect(path, function(e) finish(e or false) end)
+    end)
+    timer:close()
+    pipe:close()
+    if err then return nil, "refuses connections (" .. tostring(err) .. ")" end
+    return true
+  end
+  return probes
+end
+
+return M

@@ -1,0 +1,68 @@
+-- prisn.home: where prisn keeps its state ($PRISN_HOME).
+--
+-- PRISN_HOME wins; otherwise root uses /var/lib/prisn and anyone else
+-- ~/.prisn. The directory is created 0700 on first use because it will hold
+-- tokens, keys and logs. An existing directory is never chmod-ed behind the
+-- user's back (PRISN_HOME=/tmp must not change /tmp); `prisn doctor` reports
+-- one that is too open.
+local uv = require("luv")
+local errors = require("prisn.error")
+
+local M = {}
+
+M.MODE = tonumber("700", 8)
+
+--- The state directory's path (not created).
+function M.path(env)
+  env = env or os.getenv
+  local explicit = env("PRISN_HOME")
+  if explicit and explicit ~= "" then return explicit end
+  if uv.getuid() == 0 then return "/var/lib/prisn" end
+  local home = env("HOME")
+  if not home or home == "" then
+    local passwd = uv.os_get_passwd()
+    home = passwd and passwd.homedir
+  end
+  if not home or home == "" then
+    errors.raise("no_home", "cannot tell where to keep prisn's state: HOME is not set",
+      { hint = "set PRISN_HOME to a directory prisn may use" })
+  end
+  return home .. "/.prisn"
+end
+
+-- mkdir -p for the parents (mode 0755, as mkdir(1) would), then the last
+-- component with `mode`.
+local function make_dirs(path, mode)
+  local parent = path:match("^(.+)/[^/]+$")
+  if parent and parent ~= "" and not uv.fs_stat(parent) then
+    local ok, err, code = make_dirs(parent, tonumber("755", 8))
+    if not ok then return nil, err, code end
+  end
+  local ok, err, code = uv.fs_mkdir(path, mode)
+  if not ok and code ~= "EEXIST" then return nil, err, code end
+  return true
+end
+
+--- Ensures the state directory exists (created 0700) and returns its path.
+-- Raises a prisn.error when it cannot be created or is not a directory.
+function M.ensure(env)
+  local path = M.path(env)
+  local st = uv.fs_stat(path)
+  if st then
+    if st.type ~= "directory" then
+      errors.raise("ENOTDIR", string.format("PRISN_HOME %s is not a directory", path),
+        { hint = "point PRISN_HOME at a directory, or remove the file" })
+    end
+    return path
+  end
+  local ok, err, code = make_dirs(path, M.MODE)
+  if not ok then
+    errors.raise(code or "EIO", string.format("cannot create PRISN_HOME %s: %s", path, err),
+      { hint = "set PRISN_HOME to a directory you can write, or fix the permissions" })
+  end
+  -- mkdir honours the umask, which can only narrow 0700; make it exact.
+  uv.fs_chmod(path, M.MODE)
+  return path
+end
+
+return M

@@ -1,0 +1,89 @@
+-- prisn.main: the program. Parses argv, runs the command's handler, and turns
+-- whatever happens into output and an exit status.
+--
+--   0  success        1  error (Error:/Hint: on stderr)        2  usage error
+--
+-- A prisn.error raised anywhere below is something the user can act on and is
+-- printed as "Error: ..." / "Hint: ...". Anything else raised is a bug: one
+-- line and a hint by default, the traceback with PRISN_DEBUG=1.
+local errors = require("prisn.error")
+
+local M = {}
+
+local function debug_enabled()
+  return os.getenv("PRISN_DEBUG") == "1"
+end
+
+--- Whether to colour output on `fd`: never with --no-color, NO_COLOR set,
+-- TERM=dumb, or when the descriptor is not a terminal.
+function M.use_color(globals, fd)
+  if globals.no_color then return false end
+  local no_color = os.getenv("NO_COLOR")
+  if no_color and no_color ~= "" then return false end
+  if os.getenv("TERM") == "dumb" then return false end
+  return require("prisn.core.sys").isatty(fd or 1)
+end
+
+local function report_error(err, traceback)
+  io.stdout:flush()
+  if errors.is(err) then
+    io.stderr:write("Error: ", err.message, "\n")
+    if err.hint then io.stderr:write("Hint: ", err.hint, "\n") end
+    return err.status or 1
+  end
+  local text = tostring(err)
+  if debug_enabled() then
+    io.stderr:write("Error: internal error in prisn: ", text, "\n", traceback or "", "\n")
+  else
+    io.stderr:write("Error: internal error in prisn: ", (text:match("^[^\n]*")), "\n",
+      "Hint: this is a bug; run again with PRISN_DEBUG=1 for a traceback and report it\n")
+  end
+  return 1
+end
+
+local function dispatch(argv)
+  local cli = require("prisn.cli")
+  local parse = require("prisn.cli.parse")
+  local root = cli.root()
+  local words = {}
+  for i = 1, #argv do words[i] = argv[i] end
+  local parsed = parse.parse(root, words)
+  local cmd = parsed.command
+  if parsed.globals.help or cmd == root then
+    local help = require("prisn.cli.help")
+    if cmd == root then
+      io.stdout:write(help.root_help(root))
+    else
+      io.stdout:write(help.command_help(cmd, parsed.path, root))
+    end
+    return 0
+  end
+  local output = require("prisn.output")
+  local ctx = {
+    args = parsed.args,
+    flags = parsed.flags,
+    globals = parsed.globals,
+    command = cmd,
+    path = parsed.path,
+    argv0 = argv[0],
+    color = M.use_color(parsed.globals, 1),
+  }
+  ctx.out = output.writer({ format = parsed.globals.output, color = ctx.color })
+  local status = cmd.handler(ctx)
+  return math.tointeger(status) or 0
+end
+
+--- Runs prisn with `argv` (argv[0] is the program). Returns the exit status;
+-- never raises for anything a user can cause.
+function M.run(argv)
+  local traceback
+  local ok, result = xpcall(dispatch, function(err)
+    if not errors.is(err) then traceback = debug.traceback(nil, 2) end
+    return err
+  end, argv)
+  io.stdout:flush()
+  if ok then return result end
+  return report_error(result, traceback)
+end
+
+return M

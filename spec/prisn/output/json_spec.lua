@@ -1,0 +1,122 @@
+local json = require("prisn.output.json")
+local output = require("prisn.output")
+local cjson = require("cjson")
+
+local PYTHON = "/usr/bin/python3"
+
+local function have_python()
+  local f = io.open(PYTHON, "r")
+  if not f then return false end
+  f:close()
+  return true
+end
+
+-- Runs python's json module over `doc` and returns what it dumps back
+-- (sorted keys, two-space indent, no ASCII escaping: our own format).
+local function python_json_roundtrip(doc)
+  local input = os.tmpname()
+  local f = assert(io.open(input, "wb"))
+  f:write(doc)
+  f:close()
+  local script = "import json,sys; d=json.load(open(sys.argv[1],encoding='utf-8'));"
+    .. " sys.stdout.write(json.dumps(d,indent=2,sort_keys=True,ensure_ascii=False))"
+  local p = assert(io.popen(PYTHON .. ' -c "' .. script .. '" ' .. input .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  os.remove(input)
+  return out
+end
+
+describe("prisn.output.json", function()
+  it("writes scalars on one line ending in a newline", function()
+    assert.equal("null\n", json.encode(nil))
+    assert.equal("null\n", json.encode(output.null))
+    assert.equal("true\n", json.encode(true))
+    assert.equal("42\n", json.encode(42))
+    assert.equal("-9223372036854775808\n", json.encode(math.mininteger))
+    assert.equal('"hi"\n', json.encode("hi"))
+  end)
+
+  it("prints integral floats with a dot and other floats in the shortest exact form", function()
+    assert.equal("[\n  2.0,\n  0.1,\n  1e+20,\n  -0.5\n]\n", json.encode({ 2.0, 0.1, 1e20, -0.5 }))
+  end)
+
+  it("sorts object keys in byte order and indents by two spaces", function()
+    assert.equal('{\n  "B": 3,\n  "a": 1,\n  "b": {\n    "c": [\n      1,\n      "x"\n    ]\n  }\n}\n',
+      json.encode({ b = { c = { 1, "x" } }, a = 1, B = 3 }))
+  end)
+
+  it("writes an unmarked empty table as {} and a marked one as []", function()
+    assert.equal('{\n  "items": [],\n  "labels": {}\n}\n',
+      json.encode({ items = output.array({}), labels = {} }))
+    assert.equal("[]\n", json.encode(output.array()))
+    assert.equal("{}\n", json.encode({}))
+  end)
+
+  it("writes null inside arrays and objects", function()
+    assert.equal('[\n  null,\n  {\n    "a": null\n  }\n]\n', json.encode({ output.null, { a = output.null } }))
+  end)
+
+  it("escapes quotes, backslashes and control characters but not '/' or UTF-8", function()
+    assert.equal('"a\\"b\\\\c\\n\\t\\r\\b\\f\\u0001\\u001b\\u007f/é✓"\n',
+      json.encode('a"b\\c\n\t\r\b\f\1\27\127/é✓'))
+  end)
+
+  it("replaces invalid UTF-8 with U+FFFD", function()
+    assert.equal('"a\u{FFFD}b"\n', json.encode("a\255b"))
+  end)
+
+  it("is stable: the same data gives the same bytes", function()
+    local function data()
+      local t = {}
+      for i = 1, 50 do t["key" .. i] = i end
+      return t
+    end
+    assert.equal(json.encode(data()), json.encode(data()))
+  end)
+
+  it("round-trips through cjson.decode", function()
+    local data = {
+      name = "backup", exit_code = output.null, ok = false, ratio = 0.25, count = 3,
+      tags = { "a", "b/c", 'q"uote', "tab\there", "nl\nhere", "ünï✓" },
+      nested = { deep = { deeper = { 1, 2, { x = "y" } } } },
+      empty_list = output.array(), empty_object = {},
+    }
+    local decoded = cjson.decode(json.encode(data))
+    assert.same(data.tags, decoded.tags)
+    assert.same(data.nested, decoded.nested)
+    assert.equal(cjson.null, decoded.exit_code)
+    assert.same({}, decoded.empty_list)
+    assert.equal(0.25, decoded.ratio)
+    assert.equal(3, decoded.count)
+    assert.is_false(decoded.ok)
+  end)
+
+  it("is read by python's json module back to the same document", function()
+    if not have_python() then
+      pending(PYTHON .. " is missing: python round-trip not checked")
+      return
+    end
+    local doc = json.encode({
+      z = { 1, 2.5, 2.0, -0.0, 1e300, math.maxinteger },
+      a = { s = "\0\1\31 \"\\/\u{2028}日本", e = output.array(), o = {} },
+      n = output.null, t = true,
+    })
+    assert.equal(doc, python_json_roundtrip(doc) .. "\n")
+  end)
+
+  describe("errors", function()
+    it("raises for values JSON cannot carry, naming the path", function()
+      assert.has_error(function() json.encode({ f = print }) end, "output: value.f: cannot encode a function")
+      assert.has_error(function() json.encode({ 1, x = 2 }) end,
+        'output: value: mixed table: list items and string key "x"')
+      assert.has_error(function() json.encode({ [2] = 1 }) end, "output: value: sparse list: item [1] is nil")
+      assert.has_error(function() json.encode({ n = 0 / 0 }) end)
+      assert.has_error(function() json.encode({ n = -math.huge }) end,
+        "output: value.n: cannot encode -inf (use output.null for a missing number)")
+      local t = {}
+      t[1] = t
+      assert.has_error(function() json.encode(t) end, "output: value[1]: cycle: the table contains itself")
+    end)
+  end)
+end)

@@ -1,0 +1,107 @@
+-- Helpers for end-to-end specs: run the real binary (PRISN_BIN) with a
+-- temporary PRISN_HOME and capture what it prints.
+--
+--   local h = require("e2e.helper")
+--   local r = h.prisn({ "version", "-o", "json" })
+--   assert.equal(0, r.code); print(r.stdout, r.stderr)
+--
+-- Everything runs through luv with an explicit environment, so a test sees
+-- exactly what a user's shell would hand prisn, and every process started is
+-- waited for (a test never leaves one behind).
+local uv = require("luv")
+
+local M = {}
+
+M.bin = assert(os.getenv("PRISN_BIN"), "PRISN_BIN is not set: run the e2e specs through ctest")
+M.source_dir = os.getenv("PRISN_SOURCE_DIR") or "."
+
+local homes = {}
+
+--- A fresh temporary directory (removed by M.cleanup).
+function M.tempdir(prefix)
+  local dir = assert(uv.fs_mkdtemp("/tmp/" .. (prefix or "prisn-e2e") .. "-XXXXXX"))
+  homes[#homes + 1] = dir
+  return dir
+end
+
+--- The base environment for a run: PATH and a temporary PRISN_HOME.
+function M.env(extra)
+  local env = {
+    PATH = os.getenv("PATH") or "/usr/bin:/bin",
+    HOME = os.getenv("HOME") or "/root",
+    PRISN_HOME = M.tempdir("prisn-home") .. "/home",
+  }
+  for k, v in pairs(extra or {}) do
+    if v == false then env[k] = nil else env[k] = v end
+  end
+  return env
+end
+
+local function env_list(env)
+  local list = {}
+  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+--- Runs `file` with `args`. opts: env (a table, default M.env()), stdin (a
+-- string), cwd, timeout_ms (default 20000; the process is killed after it).
+-- Returns { code, signal, stdout, stderr, timed_out }.
+function M.run(file, args, opts)
+  opts = opts or {}
+  local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
+  local out, err = {}, {}
+  local result = { stdout = "", stderr = "" }
+  local open = 3 -- exit + stdout EOF + stderr EOF
+  local function done() open = open - 1 end
+  local handle, spawn_err
+  handle, spawn_err = uv.spawn(file, {
+    args = args,
+    env = env_list(opts.env or M.env()),
+    cwd = opts.cwd,
+    stdio = { stdin, stdout, stderr },
+  }, function(code, signal)
+    result.code, result.signal = code, signal
+    handle:close()
+    done()
+  end)
+  if not handle then
+    stdin:close(); stdout:close(); stderr:close()
+    error("cannot start " .. file .. ": " .. tostring(spawn_err))
+  end
+  local function reader(chunks, pipe)
+    return function(read_err, data)
+      assert(not read_err, read_err)
+      if data then chunks[#chunks + 1] = data else pipe:close(); done() end
+    end
+  end
+  stdout:read_start(reader(out, stdout))
+  stderr:read_start(reader(err, stderr))
+  if opts.stdin then stdin:write(opts.stdin) end
+  stdin:shutdown(function() stdin:close() end)
+  local timer = uv.new_timer()
+  timer:start(opts.timeout_ms or 20000, 0, function()
+    result.timed_out = true
+    if handle and not handle:is_closing() then handle:kill("sigkill") end
+  end)
+  while open > 0 do uv.run("once") end
+  timer:stop(); timer:close()
+  uv.run("nowait")
+  result.stdout, result.stderr = table.concat(out), table.concat(err)
+  return result
+end
+
+--- Runs the prisn binary with `args` (see M.run for opts).
+function M.prisn(args, opts)
+  return M.run(M.bin, args, opts)
+end
+
+--- Removes every temporary directory this spec made.
+function M.cleanup()
+  for _, dir in ipairs(homes) do
+    M.run("/bin/rm", { "-rf", dir }, { env = { PATH = "/usr/bin:/bin" } })
+  end
+  homes = {}
+end
+
+return M

@@ -1,0 +1,50 @@
+# Test registration. `ctest --test-dir build` runs:
+#   c/<name>        C unit tests of the core (tests/c/test_*.c)
+#   spec/<path>     busted specs, run inside the binary through `prisn lua`
+#   e2e/<name>      end-to-end specs that drive build/prisn with a temporary PRISN_HOME
+#   lint/luacheck   luacheck over every Lua file we own, when luacheck is installed
+
+set(PRISN_TEST_ENV
+  "PRISN_BIN=$<TARGET_FILE:prisn>"
+  "PRISN_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+  "PRISN_SANITIZE=$<BOOL:${PRISN_SANITIZE}>")
+if(PRISN_SANITIZE)
+  # Debian's Lua C modules (busted's term, system, lfs) are not instrumented;
+  # leaks inside them are theirs, so only our own leaks would be reported.
+  list(APPEND PRISN_TEST_ENV
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+    "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+    "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
+endif()
+
+file(GLOB PRISN_C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/c/test_*.c)
+foreach(src ${PRISN_C_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src} ${CMAKE_SOURCE_DIR}/tests/c/check.c)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/c)
+  target_link_libraries(${name} PRIVATE prisn_core ${PRISN_THIRD_PARTY} ${PRISN_LUA_WHOLE} m dl pthread rt)
+  string(REPLACE "test_" "" short ${name})
+  add_test(NAME c/${short} COMMAND ${name})
+  set_tests_properties(c/${short} PROPERTIES ENVIRONMENT "${PRISN_TEST_ENV}")
+endforeach()
+
+function(prisn_add_busted_tests dir prefix)
+  file(GLOB_RECURSE specs CONFIGURE_DEPENDS RELATIVE ${CMAKE_SOURCE_DIR}/${dir}
+    ${CMAKE_SOURCE_DIR}/${dir}/*_spec.lua)
+  foreach(spec ${specs})
+    string(REGEX REPLACE "_spec\\.lua$" "" name ${spec})
+    add_test(NAME ${prefix}/${name}
+      COMMAND prisn lua ${CMAKE_SOURCE_DIR}/tests/spec_runner.lua ${CMAKE_SOURCE_DIR}/${dir}/${spec}
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(${prefix}/${name} PROPERTIES ENVIRONMENT "${PRISN_TEST_ENV}" TIMEOUT 300)
+  endforeach()
+endfunction()
+prisn_add_busted_tests(spec spec)
+prisn_add_busted_tests(tests/e2e e2e)
+
+find_program(LUACHECK luacheck)
+if(LUACHECK)
+  add_test(NAME lint/luacheck
+    COMMAND ${LUACHECK} --quiet --codes --no-color lua runners policies spec tests contrib
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+endif()
