@@ -180,8 +180,8 @@ static int l_crypto_hash(lua_State *L) {
     const uint8_t *data = (const uint8_t *)luaL_checklstring(L, 1, &len);
     const uint8_t *key = (const uint8_t *)luaL_optlstring(L, 2, NULL, &key_len);
     luaL_argcheck(L,
-                  key == NULL ||
-                      (key_len >= PRISN_CRYPTO_HASH_KEY_MIN && key_len <= PRISN_CRYPTO_HASH_KEY_MAX),
+                  key == NULL || (key_len >= PRISN_CRYPTO_HASH_KEY_MIN &&
+                                  key_len <= PRISN_CRYPTO_HASH_KEY_MAX),
                   2, "key must be 16 to 64 bytes");
     uint8_t digest[PRISN_CRYPTO_HASH_BYTES];
     prisn_crypto_hash(digest, data, len, key, key_len);

@@ -14,8 +14,8 @@
 #include "store.h"
 
 #include <lauxlib.h>
-#include <lua.h>
 #include <limits.h>
+#include <lua.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,42 +114,25 @@ int prisn_store_set_user_version(sqlite3 *db, int32_t version) {
 }
 
 const char *prisn_store_code_name(int rc) {
+    /* The primary result codes 0..SQLITE_WARNING, in sqlite3.h's order. */
     static const char *const names[] = {
-        [SQLITE_OK] = "SQLITE_OK",
-        [SQLITE_ERROR] = "SQLITE_ERROR",
-        [SQLITE_INTERNAL] = "SQLITE_INTERNAL",
-        [SQLITE_PERM] = "SQLITE_PERM",
-        [SQLITE_ABORT] = "SQLITE_ABORT",
-        [SQLITE_BUSY] = "SQLITE_BUSY",
-        [SQLITE_LOCKED] = "SQLITE_LOCKED",
-        [SQLITE_NOMEM] = "SQLITE_NOMEM",
-        [SQLITE_READONLY] = "SQLITE_READONLY",
-        [SQLITE_INTERRUPT] = "SQLITE_INTERRUPT",
-        [SQLITE_IOERR] = "SQLITE_IOERR",
-        [SQLITE_CORRUPT] = "SQLITE_CORRUPT",
-        [SQLITE_NOTFOUND] = "SQLITE_NOTFOUND",
-        [SQLITE_FULL] = "SQLITE_FULL",
-        [SQLITE_CANTOPEN] = "SQLITE_CANTOPEN",
-        [SQLITE_PROTOCOL] = "SQLITE_PROTOCOL",
-        [SQLITE_EMPTY] = "SQLITE_EMPTY",
-        [SQLITE_SCHEMA] = "SQLITE_SCHEMA",
-        [SQLITE_TOOBIG] = "SQLITE_TOOBIG",
-        [SQLITE_CONSTRAINT] = "SQLITE_CONSTRAINT",
-        [SQLITE_MISMATCH] = "SQLITE_MISMATCH",
-        [SQLITE_MISUSE] = "SQLITE_MISUSE",
-        [SQLITE_NOLFS] = "SQLITE_NOLFS",
-        [SQLITE_AUTH] = "SQLITE_AUTH",
-        [SQLITE_FORMAT] = "SQLITE_FORMAT",
-        [SQLITE_RANGE] = "SQLITE_RANGE",
-        [SQLITE_NOTADB] = "SQLITE_NOTADB",
-        [SQLITE_NOTICE] = "SQLITE_NOTICE",
-        [SQLITE_WARNING] = "SQLITE_WARNING",
-        [SQLITE_ROW] = "SQLITE_ROW",
-        [SQLITE_DONE] = "SQLITE_DONE",
+        "SQLITE_OK",       "SQLITE_ERROR",     "SQLITE_INTERNAL", "SQLITE_PERM",
+        "SQLITE_ABORT",    "SQLITE_BUSY",      "SQLITE_LOCKED",   "SQLITE_NOMEM",
+        "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",    "SQLITE_CORRUPT",
+        "SQLITE_NOTFOUND", "SQLITE_FULL",      "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+        "SQLITE_EMPTY",    "SQLITE_SCHEMA",    "SQLITE_TOOBIG",   "SQLITE_CONSTRAINT",
+        "SQLITE_MISMATCH", "SQLITE_MISUSE",    "SQLITE_NOLFS",    "SQLITE_AUTH",
+        "SQLITE_FORMAT",   "SQLITE_RANGE",     "SQLITE_NOTADB",   "SQLITE_NOTICE",
+        "SQLITE_WARNING",
     };
+    _Static_assert(sizeof names / sizeof names[0] == SQLITE_WARNING + 1, "one name per code");
     int primary = rc & 0xff;
-    if (primary < (int)(sizeof names / sizeof names[0]) && names[primary] != NULL)
+    if (primary <= SQLITE_WARNING)
         return names[primary];
+    if (primary == SQLITE_ROW)
+        return "SQLITE_ROW";
+    if (primary == SQLITE_DONE)
+        return "SQLITE_DONE";
     return "SQLITE_UNKNOWN";
 }
 
@@ -194,8 +177,9 @@ static store_db *check_db(lua_State *L, int idx) {
 static store_stmt *check_stmt(lua_State *L, int idx) {
     store_stmt *s = luaL_checkudata(L, idx, STORE_STMT_MT);
     if (s->stmt == NULL)
-        luaL_argerror(L, idx, s->orphaned ? "statement is finalized: its database was closed"
-                                          : "statement is finalized");
+        luaL_argerror(L, idx,
+                      s->orphaned ? "statement is finalized: its database was closed"
+                                  : "statement is finalized");
     return s;
 }
 
@@ -321,7 +305,7 @@ static int bind_value(lua_State *L, store_stmt *s, int i, int idx, int arg) {
     if (rc == SQLITE_RANGE)
         return luaL_argerror(L, arg, lua_pushfstring(L, "no parameter %d", i));
     if (rc == SQLITE_MISUSE)
-        return luaL_error(L, "statement is running: reset() it before binding");
+        return luaL_error(L, "statement was stepped: reset() it before binding");
     return rc;
 }
 
@@ -396,6 +380,33 @@ static void push_row(lua_State *L, sqlite3_stmt *stmt) {
     }
 }
 
+/* Reads open()'s options table at idx into opts; raises on an unknown name
+ * or a value of the wrong type. */
+static void check_open_options(lua_State *L, int idx, prisn_store_options *opts) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0) {
+            if (!lua_isboolean(L, -1))
+                luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a boolean", key));
+            if (key[0] == 'r')
+                opts->readonly = lua_toboolean(L, -1);
+            else
+                opts->create = lua_toboolean(L, -1);
+        } else if (strcmp(key, "busy_timeout_ms") == 0) {
+            lua_Integer ms = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+            if (ms < 0 || ms > INT_MAX)
+                luaL_argerror(L, idx, "busy_timeout_ms must be a non-negative integer");
+            opts->busy_timeout_ms = (int)ms;
+        } else {
+            const char *name = luaL_tolstring(L, -2, NULL);
+            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", name));
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* store.open(path [, options]) -> db | nil, message, code
  * options: readonly (false), create (true), busy_timeout_ms (5000).
  * Raises on a bad option name or type. */
@@ -403,30 +414,8 @@ static int l_store_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     prisn_store_options opts;
     prisn_store_default_options(&opts);
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2) != 0) {
-            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0) {
-                if (!lua_isboolean(L, -1))
-                    luaL_argerror(L, 2, lua_pushfstring(L, "%s must be a boolean", key));
-                if (key[0] == 'r')
-                    opts.readonly = lua_toboolean(L, -1);
-                else
-                    opts.create = lua_toboolean(L, -1);
-            } else if (strcmp(key, "busy_timeout_ms") == 0) {
-                lua_Integer ms = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
-                if (ms < 0 || ms > INT_MAX)
-                    luaL_argerror(L, 2, "busy_timeout_ms must be a non-negative integer");
-                opts.busy_timeout_ms = (int)ms;
-            } else {
-                luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'",
-                                                    luaL_tolstring(L, -2, NULL)));
-            }
-            lua_pop(L, 1);
-        }
-    }
+    if (!lua_isnoneornil(L, 2))
+        check_open_options(L, 2, &opts);
     store_db *d = lua_newuserdatauv(L, sizeof *d, 1);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, STORE_DB_MT);
@@ -603,6 +592,7 @@ static int l_store_db_close(lua_State *L) {
     return 1;
 }
 
+/* __tostring -> "prisn.store.db (<path>)" or "prisn.store.db (closed)". */
 static int l_store_db_tostring(lua_State *L) {
     store_db *d = luaL_checkudata(L, 1, STORE_DB_MT);
     if (d->db == NULL) {
@@ -657,7 +647,7 @@ static int l_store_stmt_bind_blob(lua_State *L) {
     const char *bytes = luaL_checklstring(L, 3, &len);
     int rc = sqlite3_bind_blob64(s->stmt, i, bytes, len, SQLITE_TRANSIENT);
     if (rc == SQLITE_MISUSE)
-        return luaL_error(L, "statement is running: reset() it before binding");
+        return luaL_error(L, "statement was stepped: reset() it before binding");
     if (rc != SQLITE_OK)
         return stmt_failure(L, 1, rc);
     lua_settop(L, 1);
@@ -739,6 +729,7 @@ static int l_store_stmt_finalize(lua_State *L) {
     return 1;
 }
 
+/* __tostring -> "prisn.store.stmt (<sql>)" or "prisn.store.stmt (finalized)". */
 static int l_store_stmt_tostring(lua_State *L) {
     store_stmt *s = luaL_checkudata(L, 1, STORE_STMT_MT);
     if (s->stmt == NULL)
@@ -770,16 +761,11 @@ static const luaL_Reg store_db_methods[] = {
 };
 
 static const luaL_Reg store_stmt_methods[] = {
-    {"bind", l_store_stmt_bind},
-    {"bind_blob", l_store_stmt_bind_blob},
-    {"step", l_store_stmt_step},
-    {"step_array", l_store_stmt_step_array},
-    {"reset", l_store_stmt_reset},
-    {"clear_bindings", l_store_stmt_clear_bindings},
-    {"columns", l_store_stmt_columns},
-    {"finalize", l_store_stmt_finalize},
-    {"close", l_store_stmt_finalize},
-    {NULL, NULL},
+    {"bind", l_store_stmt_bind},       {"bind_blob", l_store_stmt_bind_blob},
+    {"step", l_store_stmt_step},       {"step_array", l_store_stmt_step_array},
+    {"reset", l_store_stmt_reset},     {"clear_bindings", l_store_stmt_clear_bindings},
+    {"columns", l_store_stmt_columns}, {"finalize", l_store_stmt_finalize},
+    {"close", l_store_stmt_finalize},  {NULL, NULL},
 };
 
 static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,

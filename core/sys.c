@@ -61,6 +61,11 @@ int prisn_sys_probe_namespace(prisn_sys_ns kind) {
     return -WEXITSTATUS(status);
 }
 
+const char *prisn_sys_errno_name(int err) {
+    const char *name = strerrorname_np(err);
+    return name ? name : "EUNKNOWN";
+}
+
 /* ---- Lua binding ------------------------------------------------------- */
 
 static const char *const ns_names[] = {"user", "pid", "mount", "net", NULL};
@@ -76,23 +81,7 @@ static int l_sys_probe_namespace(lua_State *L) {
     }
     lua_pushnil(L);
     lua_pushfstring(L, "unshare(%s): %s", ns_names[kind], strerror(-rc));
-    switch (-rc) {
-    case EPERM:
-        lua_pushliteral(L, "EPERM");
-        break;
-    case EINVAL:
-        lua_pushliteral(L, "EINVAL");
-        break;
-    case ENOSPC:
-        lua_pushliteral(L, "ENOSPC");
-        break;
-    case ENOMEM:
-        lua_pushliteral(L, "ENOMEM");
-        break;
-    default:
-        lua_pushliteral(L, "EUNSHARE");
-        break;
-    }
+    lua_pushstring(L, prisn_sys_errno_name(-rc));
     return 3;
 }
 

@@ -17,4 +17,7 @@ typedef enum {
  * (the child's unshare error, or fork's). The caller's process is untouched. */
 int prisn_sys_probe_namespace(prisn_sys_ns kind);
 
+/* "ENOENT" for ENOENT: the stable code names prisn's errors carry. */
+const char *prisn_sys_errno_name(int err);
+
 #endif

@@ -97,26 +97,27 @@ static void lua_check(lua_State *L, const char *code, const char *file, int line
 
 static void test_lua_seal_and_open(void) {
     lua_State *L = prisn_boot_new_state(NULL);
-    LUA_CHECK(L, "local c = require('prisn.core.crypto')\n"
-                 "local key, other = c.secretbox_keygen(), c.secretbox_keygen()\n"
-                 "assert(#key == 32 and key ~= other)\n"
-                 "local sealed = c.seal(key, 'secret\\0value')\n"
-                 "assert(#sealed == 12 + 40)\n"
-                 "assert(c.open(key, sealed) == 'secret\\0value')\n"
-                 "assert(c.open(key, c.seal(key, '')) == '')\n"
-                 "local ok, msg, code = c.open(other, sealed)\n"
-                 "assert(ok == nil and code == 'EDECRYPT', msg)\n"
-                 "assert(msg == 'EDECRYPT: sealed data: wrong key, truncated or tampered with', msg)\n"
-                 "local last = #sealed\n"
-                 "local tampered = sealed:sub(1, last - 1) .. string.char(sealed:byte(last) ~ 1)\n"
-                 "assert(select(3, c.open(key, tampered)) == 'EDECRYPT')\n"
-                 "assert(select(3, c.open(key, sealed:sub(1, 39))) == 'EDECRYPT')\n"
-                 "assert(select(3, c.open(key, '')) == 'EDECRYPT')\n"
-                 "local raised, err = pcall(c.seal, 'short', 'x')\n"
-                 "assert(not raised and err:find('key must be 32 bytes'), err)\n"
-                 "raised, err = pcall(c.open, key .. 'x', sealed)\n"
-                 "assert(not raised and err:find('key must be 32 bytes'), err)\n"
-                 "return true");
+    LUA_CHECK(L,
+              "local c = require('prisn.core.crypto')\n"
+              "local key, other = c.secretbox_keygen(), c.secretbox_keygen()\n"
+              "assert(#key == 32 and key ~= other)\n"
+              "local sealed = c.seal(key, 'secret\\0value')\n"
+              "assert(#sealed == 12 + 40)\n"
+              "assert(c.open(key, sealed) == 'secret\\0value')\n"
+              "assert(c.open(key, c.seal(key, '')) == '')\n"
+              "local ok, msg, code = c.open(other, sealed)\n"
+              "assert(ok == nil and code == 'EDECRYPT', msg)\n"
+              "assert(msg == 'EDECRYPT: sealed data: wrong key, truncated or tampered with', msg)\n"
+              "local last = #sealed\n"
+              "local tampered = sealed:sub(1, last - 1) .. string.char(sealed:byte(last) ~ 1)\n"
+              "assert(select(3, c.open(key, tampered)) == 'EDECRYPT')\n"
+              "assert(select(3, c.open(key, sealed:sub(1, 39))) == 'EDECRYPT')\n"
+              "assert(select(3, c.open(key, '')) == 'EDECRYPT')\n"
+              "local raised, err = pcall(c.seal, 'short', 'x')\n"
+              "assert(not raised and err:find('key must be 32 bytes'), err)\n"
+              "raised, err = pcall(c.open, key .. 'x', sealed)\n"
+              "assert(not raised and err:find('key must be 32 bytes'), err)\n"
+              "return true");
     lua_close(L);
 }
 

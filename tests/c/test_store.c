@@ -169,6 +169,12 @@ static void test_code_names(void) {
     CHECK_STR(prisn_store_code_name(SQLITE_BUSY_SNAPSHOT), "SQLITE_BUSY");
     CHECK_STR(prisn_store_code_name(SQLITE_CORRUPT), "SQLITE_CORRUPT");
     CHECK_STR(prisn_store_code_name(SQLITE_IOERR_FSYNC), "SQLITE_IOERR");
+    CHECK_STR(prisn_store_code_name(SQLITE_READONLY), "SQLITE_READONLY");
+    CHECK_STR(prisn_store_code_name(SQLITE_CANTOPEN_ISDIR), "SQLITE_CANTOPEN");
+    CHECK_STR(prisn_store_code_name(SQLITE_MISMATCH), "SQLITE_MISMATCH");
+    CHECK_STR(prisn_store_code_name(SQLITE_NOTADB), "SQLITE_NOTADB");
+    CHECK_STR(prisn_store_code_name(SQLITE_WARNING), "SQLITE_WARNING");
+    CHECK_STR(prisn_store_code_name(SQLITE_DONE), "SQLITE_DONE");
     CHECK_STR(prisn_store_code_name(250), "SQLITE_UNKNOWN");
 }
 
@@ -274,39 +280,40 @@ static void test_lua_named_parameters_and_null(void) {
 
 static void test_lua_errors_return_codes(void) {
     lua_State *L = new_state();
-    LUA_CHECK(L, "local store = require('prisn.core.store')\n"
-                 "local dir = ...\n"
-                 "local db = assert(store.open(dir .. '/state.db'))\n"
-                 "local ok, msg, code = db:exec('SELEC 1')\n"
-                 "assert(ok == nil and code == 'SQLITE_ERROR')\n"
-                 "assert(msg == 'SQLITE_ERROR: ' .. dir .. '/state.db: near \"SELEC\": syntax error',"
-                 " msg)\n"
-                 "assert(select('#', db:prepare('SELEC 1')) == 3)\n"
-                 "db:exec('CREATE TABLE u(x UNIQUE)')\n"
-                 "assert(db:run('INSERT INTO u VALUES (1)') == 1)\n"
-                 "ok, msg, code = db:run('INSERT INTO u VALUES (1)')\n"
-                 "assert(ok == nil and code == 'SQLITE_CONSTRAINT')\n"
-                 "assert(msg:find('UNIQUE constraint failed: u.x', 1, true), msg)\n"
-                 "db:exec('CREATE TABLE parent(id INTEGER PRIMARY KEY);"
-                 " CREATE TABLE child(p REFERENCES parent(id))')\n"
-                 "ok, msg, code = db:run('INSERT INTO child VALUES (7)')\n"
-                 "assert(code == 'SQLITE_CONSTRAINT' and msg:find('FOREIGN KEY'), msg)\n"
-                 "ok, msg, code = db:prepare('SELECT 1; SELECT 2')\n"
-                 "assert(ok == nil and code == 'SQLITE_MISUSE', msg)\n"
-                 "local f = io.open(dir .. '/junk', 'w') f:write(('junk'):rep(1000)) f:close()\n"
-                 "ok, msg, code = store.open(dir .. '/junk')\n"
-                 "assert(ok == nil and code == 'SQLITE_NOTADB')\n"
-                 "assert(msg == 'SQLITE_NOTADB: ' .. dir .. '/junk: file is not a database', msg)\n"
-                 "ok, msg, code = store.open(dir .. '/no/such/dir/state.db')\n"
-                 "assert(code == 'SQLITE_CANTOPEN')\n"
-                 "assert(msg == 'SQLITE_CANTOPEN: ' .. dir .. '/no/such/dir/state.db:"
-                 " unable to open database file', msg)\n"
-                 "local s = db:prepare('INSERT INTO u VALUES (?)')\n"
-                 "ok, msg, code = s:bind(1):step()\n"
-                 "assert(ok == nil and code == 'SQLITE_CONSTRAINT')\n"
-                 "assert(s:bind(2):step() == false)\n"
-                 "db:close()\n"
-                 "return true");
+    LUA_CHECK(L,
+              "local store = require('prisn.core.store')\n"
+              "local dir = ...\n"
+              "local db = assert(store.open(dir .. '/state.db'))\n"
+              "local ok, msg, code = db:exec('SELEC 1')\n"
+              "assert(ok == nil and code == 'SQLITE_ERROR')\n"
+              "assert(msg == 'SQLITE_ERROR: ' .. dir .. '/state.db: near \"SELEC\": syntax error',"
+              " msg)\n"
+              "assert(select('#', db:prepare('SELEC 1')) == 3)\n"
+              "db:exec('CREATE TABLE u(x UNIQUE)')\n"
+              "assert(db:run('INSERT INTO u VALUES (1)') == 1)\n"
+              "ok, msg, code = db:run('INSERT INTO u VALUES (1)')\n"
+              "assert(ok == nil and code == 'SQLITE_CONSTRAINT')\n"
+              "assert(msg:find('UNIQUE constraint failed: u.x', 1, true), msg)\n"
+              "db:exec('CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+              " CREATE TABLE child(p REFERENCES parent(id))')\n"
+              "ok, msg, code = db:run('INSERT INTO child VALUES (7)')\n"
+              "assert(code == 'SQLITE_CONSTRAINT' and msg:find('FOREIGN KEY'), msg)\n"
+              "ok, msg, code = db:prepare('SELECT 1; SELECT 2')\n"
+              "assert(ok == nil and code == 'SQLITE_MISUSE', msg)\n"
+              "local f = io.open(dir .. '/junk', 'w') f:write(('junk'):rep(1000)) f:close()\n"
+              "ok, msg, code = store.open(dir .. '/junk')\n"
+              "assert(ok == nil and code == 'SQLITE_NOTADB')\n"
+              "assert(msg == 'SQLITE_NOTADB: ' .. dir .. '/junk: file is not a database', msg)\n"
+              "ok, msg, code = store.open(dir .. '/no/such/dir/state.db')\n"
+              "assert(code == 'SQLITE_CANTOPEN')\n"
+              "assert(msg == 'SQLITE_CANTOPEN: ' .. dir .. '/no/such/dir/state.db:"
+              " unable to open database file', msg)\n"
+              "local s = db:prepare('INSERT INTO u VALUES (?)')\n"
+              "ok, msg, code = s:bind(1):step()\n"
+              "assert(ok == nil and code == 'SQLITE_CONSTRAINT')\n"
+              "assert(s:bind(2):step() == false)\n"
+              "db:close()\n"
+              "return true");
     close_state(L);
 }
 

@@ -72,7 +72,7 @@ end
 -- underscores), but with the text as typed: nothing is converted or checked.
 local function set_flag(st, flag, value)
   local target = is_global(st, flag) and st.globals or st.flags
-  local key = flag.name:gsub("-", "_")
+  local key = flag.name:gsub("%-", "_")
   if flag.repeatable then
     target[key] = target[key] or {}
     table.insert(target[key], value)
@@ -114,20 +114,19 @@ local function add_positional(st, word)
   return true
 end
 
--- A word of single-dash flags: `-q`, `-ojson`, `-qo json`. Returns false
--- for a letter no flag has.
+-- A word of single-dash flags: `-q`, `-ojson`, `-qo json`. A letter no flag
+-- has ends the word, as an unknown long flag is skipped (see add_long).
 local function add_shorts(st, word)
   for i = 2, #word do
     local flag = find_flag(st, "short", word:sub(i, i))
-    if not flag then return false end
+    if not flag then return end
     if takes_value(flag) then
       local inline = word:sub(i + 1):gsub("^=", "")
       if word:sub(i + 1) == "" then st.pending = flag else set_flag(st, flag, inline) end
-      return true
+      return
     end
     set_flag(st, flag, true)
   end
-  return true
 end
 
 local function add_long(st, word)
@@ -135,11 +134,10 @@ local function add_long(st, word)
   local flag = find_flag(st, "name", name)
   -- An unknown flag is taken to be a bool: guessing it takes a value would
   -- swallow the next word, which is worse when the guess is wrong.
-  if not flag then return true end
+  if not flag then return end
   if not takes_value(flag) then set_flag(st, flag, true)
   elseif eq == "=" then set_flag(st, flag, value)
   else st.pending = flag end
-  return true
 end
 
 -- Reads the complete words the way the parser will. Returns the state:
@@ -160,7 +158,7 @@ local function walk(root, words)
     elseif not st.dashdash and starts_with(word, "--") then
       add_long(st, word)
     elseif not st.dashdash and starts_with(word, "-") and #word > 1 then
-      if not add_shorts(st, word) then st.dead = true; break end
+      add_shorts(st, word)
     elseif not add_positional(st, word) then
       st.dead = true
       break

@@ -13,7 +13,11 @@
 --     usage = "prisn version [flags]",  -- optional; derived from args/flags
 --     args = { { name = "FILE", summary = "...", required = true,
 --                rest = true,           -- takes every remaining word, flags too
---                complete = "file" } }, -- "file" | "dir" | { values }
+--                complete = "file" } }, -- "file" | "dir" | { values } | function
+--     -- A completer function is called as fn(partial, ctx), ctx = { root,
+--     -- command, path, args, flags, globals } (raw text typed so far); it
+--     -- returns a list of strings or { value, description } pairs, and an
+--     -- optional directive "default" | "file" | "dir" | "none" (default none).
 --     flags = { { name = "older-than", short = "x", type = "duration",
 --                 default = "7d", values = {...}, repeatable = true,
 --                 placeholder = "DUR", summary = "...", complete = "file" } },

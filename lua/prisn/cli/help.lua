@@ -87,7 +87,7 @@ local function command_rows(cmd)
 end
 
 local function indent(text, prefix)
-  return (prefix .. text:gsub("\n", "\n" .. prefix)):gsub("%s+\n", "\n")
+  return (prefix .. text:gsub("\n", "\n" .. prefix)):gsub("[ \t]+\n", "\n")
 end
 
 --- Help for the whole program (`prisn help`).

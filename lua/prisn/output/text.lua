@@ -239,11 +239,16 @@ end
 
 local write_object
 
+-- True when `v` goes on the lines below its label rather than beside it.
+local function is_block(v)
+  return (kind(v) == "object" and next(v) ~= nil) or is_records(v)
+end
+
 -- Appends the value lines of one field; multi-line strings continue in the
 -- value column.
 local function write_field(label, v, label_width, indent, color, out)
   local k = kind(v)
-  if (k == "object" and next(v) ~= nil) or is_records(v) then
+  if is_block(v) then
     out[#out + 1] = indent .. label
     if k == "object" then
       write_object(v, indent .. "  ", nil, false, color, out)
@@ -268,12 +273,13 @@ end
 -- Appends the key/value lines of `obj`. Labels are derived from the keys
 -- at the top level only ("exit_code" -> "Exit code"); nested objects are
 -- mostly user data (labels, env) whose keys must appear exactly as written.
+-- Only labels with a value beside them set the width of the label column.
 function write_object(obj, indent, fields, top, color, out)
   local entries = ordered_fields(obj, fields)
   local labels, label_width = {}, 0
   for i, f in ipairs(entries) do
     labels[i] = (f.label or (top and M.label(f.key) or clean(f.key))) .. ":"
-    label_width = math.max(label_width, width(labels[i]))
+    if not is_block(obj[f.key]) then label_width = math.max(label_width, width(labels[i])) end
   end
   for i, f in ipairs(entries) do
     write_field(labels[i], obj[f.key], label_width, indent, color, out)

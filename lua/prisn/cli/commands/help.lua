@@ -34,7 +34,8 @@ return {
       .. "environment variables. With a command, shows its usage, flags and examples:\n"
       .. "'prisn help version' is the same as 'prisn version --help'.",
     args = {
-      { name = "COMMAND", summary = "The command (and subcommand) to explain", repeatable = true },
+      { name = "COMMAND", summary = "The command (and subcommand) to explain", repeatable = true,
+        complete = function(partial, ctx) return require("prisn.cli.complete").command_words(partial, ctx) end },
     },
     examples = {
       { "prisn help", "List every command" },
