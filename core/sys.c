@@ -10,8 +10,10 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,9 +93,51 @@ static int l_sys_isatty(lua_State *L) {
     return 1;
 }
 
+/* sys.lock(path) -> fd | false (held by another process) | nil, msg, code
+ * Opens (creating, 0600) path and takes an exclusive flock without blocking.
+ * The lock lasts until sys.unlock(fd) or the process ends, so a crashed
+ * holder never leaves a stale lock behind. */
+static int l_sys_lock(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s: %s", prisn_sys_errno_name(err), path, strerror(err));
+        lua_pushstring(L, prisn_sys_errno_name(err));
+        return 3;
+    }
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        if (err == EINTR)
+            continue;
+        close(fd);
+        if (err == EWOULDBLOCK) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: flock %s: %s", prisn_sys_errno_name(err), path, strerror(err));
+        lua_pushstring(L, prisn_sys_errno_name(err));
+        return 3;
+    }
+    lua_pushinteger(L, fd);
+    return 1;
+}
+
+/* sys.unlock(fd) -> nothing. Releases a lock taken by sys.lock. */
+static int l_sys_unlock(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    flock(fd, LOCK_UN);
+    close(fd);
+    return 0;
+}
+
 static const luaL_Reg sys_functions[] = {
     {"probe_namespace", l_sys_probe_namespace},
     {"isatty", l_sys_isatty},
+    {"lock", l_sys_lock},
+    {"unlock", l_sys_unlock},
     {NULL, NULL},
 };
 

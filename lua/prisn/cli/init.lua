@@ -9,6 +9,11 @@ local M = {}
 
 -- One module per command family, in the order `prisn help` lists them.
 M.FAMILIES = {
+  "run",
+  "get",
+  "logs",
+  "runner",
+  "env",
   "version",
   "doctor",
   "completion",

@@ -11,10 +11,22 @@ local errors = require("prisn.error")
 local function handler(ctx)
   local sys = require("prisn.core.sys")
   local file = ctx.args.FILE
+  local words = { table.unpack(ctx.args.ARGS or {}) }
   package.path = sys.lua_path_default
   package.cpath = sys.lua_cpath_default
   local chunk, load_err
-  if file == "-" then
+  if ctx.flags.exec then
+    -- With -e there is no file: every word is an argument of the code.
+    if file then table.insert(words, 1, file) end
+    file = "(command line)"
+    chunk, load_err = load(ctx.flags.exec, "=(command line)")
+    if not chunk then
+      errors.raise("syntax", "cannot load the code given with -e: " .. load_err,
+        { hint = "fix the Lua syntax error above" })
+    end
+  elseif not file then
+    errors.usage("missing argument FILE for 'prisn lua'", "give a Lua file, '-' for standard input, or -e CODE")
+  elseif file == "-" then
     chunk, load_err = load(io.stdin:read("a"), "=stdin")
   else
     chunk, load_err = loadfile(file)
@@ -26,7 +38,7 @@ local function handler(ctx)
   end
   -- The global `arg`, as the stand-alone lua interpreter sets it.
   local script_args = { [0] = file, [-1] = ctx.argv0 }
-  for i, word in ipairs(ctx.args.ARGS or {}) do script_args[i] = word end
+  for i, word in ipairs(words) do script_args[i] = word end
   _G.arg = script_args
   local ok, err = xpcall(chunk, debug.traceback, table.unpack(script_args))
   io.stdout:flush()
@@ -45,15 +57,21 @@ return {
       .. "(prisn.core.*), luv, cjson and every prisn module available to require.\n"
       .. "Every word after FILE goes to the script, in the global 'arg' table as\n"
       .. "with the stand-alone lua interpreter. FILE '-' reads the script from\n"
-      .. "standard input. An error in the script prints its traceback and exits 1.",
+      .. "standard input; -e CODE runs CODE instead of a file. An error in the\n"
+      .. "script prints its traceback and exits 1.",
     args = {
-      { name = "FILE", summary = "The Lua file to run ('-' for standard input)",
-        required = true, complete = "file" },
+      { name = "FILE", summary = "The Lua file to run ('-' for standard input; omit with -e)",
+        complete = "file" },
       { name = "ARGS", summary = "Arguments for the script, passed on untouched (flags too)",
         rest = true },
     },
+    flags = {
+      { name = "exec", short = "e", type = "string", placeholder = "CODE",
+        summary = "Run CODE instead of a file; the words that follow are its arguments" },
+    },
     examples = {
       { "prisn lua script.lua one two", "Run script.lua with arg[1]='one', arg[2]='two'" },
+      { "prisn lua -e 'print(_VERSION, ...)' a b", "Run a line of Lua with arguments" },
       { "prisn lua tests/spec_runner.lua spec", "Run the busted specs inside the binary" },
     },
     handler = handler,

@@ -1,0 +1,129 @@
+-- `prisn get`: show recorded resources. `prisn get jobs` lists jobs, newest
+-- first; `prisn get job ID` shows one (a unique prefix of the id will do).
+-- More kinds (deployments, cronjobs, ...) join as further subcommands.
+--
+-- These commands only read: on a machine where nothing ran yet they create
+-- neither PRISN_HOME nor state.db (see prisn.cli.jobs).
+local errors = require("prisn.error")
+local job_cli = require("prisn.cli.jobs")
+
+local LIST_COLUMNS = {
+  { key = "id", header = "ID" }, { key = "state", header = "STATE" },
+  { key = "reason", header = "REASON" }, { key = "exit", header = "EXIT" },
+  { key = "runner", header = "RUNNER" }, { key = "script", header = "SCRIPT" },
+  { key = "started", header = "STARTED" }, { key = "duration", header = "DURATION" },
+}
+
+local function list_jobs(ctx)
+  local jobs = require("prisn.store.jobs")
+  local output = require("prisn.output")
+  local limit = ctx.flags.limit
+  if limit < 0 then errors.usage("--limit must be 0 (no limit) or more, got " .. limit) end
+  local ns = job_cli.namespace(ctx)
+  local db = job_cli.open_store()
+  local list = {}
+  if db then
+    local ok, result = pcall(jobs.list, db, { namespace = ns, all_namespaces = ctx.flags.all_namespaces,
+      state = ctx.flags.state, script = ctx.flags.script, limit = limit })
+    db:close()
+    if not ok then error(result, 0) end
+    list = result
+  end
+  local now = jobs.now_ms()
+  if ctx.globals.output ~= "text" then
+    local public = output.array({})
+    for i, job in ipairs(list) do public[i] = jobs.to_public(job, now) end
+    ctx.out:emit(public)
+    return 0
+  end
+  local rows, columns = output.array({}), LIST_COLUMNS
+  for i, job in ipairs(list) do rows[i] = job_cli.job_row(job, now) end
+  if ctx.flags.all_namespaces then
+    columns = { { key = "namespace", header = "NAMESPACE" }, table.unpack(LIST_COLUMNS) }
+  end
+  local empty
+  if not db then
+    empty = "No jobs have been recorded yet. Run one with 'prisn run SCRIPT'."
+  elseif ctx.flags.all_namespaces then
+    empty = "No jobs found."
+  else
+    empty = string.format("No jobs found in namespace '%s'.", ns)
+  end
+  ctx.out:emit(rows, { columns = columns, empty = empty })
+  return 0
+end
+
+local function show_job(ctx)
+  local jobs = require("prisn.store.jobs")
+  local job = job_cli.load_job(job_cli.namespace(ctx), ctx.args.ID)
+  local now = jobs.now_ms()
+  local public = jobs.to_public(job, now)
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(public)
+    return 0
+  end
+  -- For people: the duration as "4.2s" rather than milliseconds.
+  local fields = {}
+  for i, key in ipairs(jobs.PUBLIC_FIELDS) do fields[i] = key == "duration_ms" and "duration" or key end
+  public.duration = job_cli.duration_text(jobs.duration_ms(job, now)) or require("prisn.output").null
+  public.duration_ms = nil
+  ctx.out:emit(public, { fields = fields })
+  return 0
+end
+
+return {
+  {
+    name = "get",
+    summary = "Show recorded resources: jobs",
+    description = "Lists or shows what prisn has recorded in its state database.\n"
+      .. "'prisn get jobs' lists jobs newest first; 'prisn get job ID' shows one.",
+    subcommands = {
+      {
+        name = "jobs",
+        summary = "List jobs, newest first",
+        description = "Lists the jobs of the namespace (-n, default \"default\"), newest first:\n"
+          .. "every 'prisn run', finished or not. STARTED is how long ago the job\n"
+          .. "started; DURATION how long it ran (so far, for a running job); EXIT the\n"
+          .. "exit code, or the signal that ended it. With -o json or -o yaml the result\n"
+          .. "is a list of job objects with the fields of 'prisn get job'. On a machine\n"
+          .. "where nothing ran yet the list is empty and nothing is created.",
+        flags = {
+          { name = "state", type = "string", values = { "pending", "running", "succeeded", "failed" },
+            placeholder = "STATE", summary = "Only jobs in this state: pending, running, succeeded or failed" },
+          { name = "script", type = "string", placeholder = "NAME",
+            summary = "Only jobs whose script path contains NAME (e.g. its file name)" },
+          { name = "limit", type = "int", default = 50, placeholder = "N",
+            summary = "Show at most N jobs (0 for all)" },
+          { name = "all-namespaces", short = "A", type = "bool",
+            summary = "List the jobs of every namespace" },
+        },
+        examples = {
+          { "prisn get jobs", "The latest jobs of the default namespace" },
+          { "prisn get jobs --state failed --script backup.py", "Failed runs of backup.py" },
+          { "prisn get jobs -A -o json", "Jobs of every namespace, as JSON" },
+        },
+        handler = list_jobs,
+      },
+      {
+        name = "job",
+        summary = "Show one job: state, exit code, times, script and arguments",
+        description = "Shows everything recorded about job ID: its state (pending, running,\n"
+          .. "succeeded, failed), why it ended (reason: exited, timeout, killed,\n"
+          .. "failed_to_start, interrupted), the exit code or signal, the script,\n"
+          .. "runner, arguments, working directory, the NAMES of the environment\n"
+          .. "variables it was given (never their values), and when it was created,\n"
+          .. "started and finished (ISO 8601, UTC). Any unique prefix of the id will\n"
+          .. "do. Exits 1 when no job matches.",
+        args = {
+          { name = "ID", summary = "The job's id, or a unique prefix of it", required = true,
+            complete = function(partial) return job_cli.complete_job_id(partial) end },
+        },
+        examples = {
+          { "prisn get job 01kaxq3v2m7r", "Show one job" },
+          { "prisn get job 01kax -o json", "The job whose id starts with 01kax, as JSON" },
+        },
+        handler = show_job,
+      },
+    },
+  },
+}

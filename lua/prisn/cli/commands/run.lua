@@ -1,0 +1,72 @@
+-- `prisn run SCRIPT [ARGS...]`: run a script now, as if run directly, with
+-- its dependencies installed once and cached, and the run recorded as a job.
+local function handler(ctx)
+  return require("prisn.exec.job").run_from_cli(ctx)
+end
+
+return {
+  {
+    name = "run",
+    summary = "Run a script now: dependencies installed once and cached, output streamed, run recorded",
+    description = "Runs SCRIPT with the runner its shebang or extension names (python3, node,\n"
+      .. "bash, sh, lua, ruby, perl, php, deno, bun, or an operator's runner from\n"
+      .. "$PRISN_HOME/runners). Python and Node dependencies are detected (PEP 723\n"
+      .. "metadata, requirements.txt, pyproject.toml, package.json, or the imports),\n"
+      .. "installed once into a cached environment and reused by later runs.\n"
+      .. "\n"
+      .. "The script inherits your environment, standard input and terminal; stdout\n"
+      .. "and stderr stream live and stay separate. prisn exits with the script's\n"
+      .. "exit code; killed by a signal it exits 128+N; on --timeout it stops the\n"
+      .. "whole process group (SIGTERM, then SIGKILL after --grace) and exits 124.\n"
+      .. "Ctrl-C and SIGTERM are forwarded to the script's process group.\n"
+      .. "\n"
+      .. "Words after SCRIPT are the script's arguments; prisn's own flags may still\n"
+      .. "follow SCRIPT, so put the script's flags after --. Every run is kept as a\n"
+      .. "job: see 'prisn get jobs' and 'prisn logs job/ID'.",
+    args = {
+      { name = "SCRIPT", summary = "The script to run (omit with --exec)", complete = "file" },
+      { name = "ARGS", summary = "Arguments for the script (after -- when they look like flags)",
+        repeatable = true, complete = "file" },
+    },
+    flags = {
+      { name = "env", short = "e", type = "string", repeatable = true, placeholder = "KEY=VALUE",
+        summary = "Set an environment variable for the script" },
+      { name = "env-file", type = "string", placeholder = "FILE", complete = "file",
+        summary = "Read KEY=VALUE lines (# comments) into the script's environment" },
+      { name = "cwd", type = "string", placeholder = "DIR", complete = "dir",
+        summary = "Run the script in DIR (default: the current directory)" },
+      { name = "timeout", type = "duration", placeholder = "DURATION",
+        summary = "Stop the script after this long (30s, 5m, 1h) and exit 124" },
+      { name = "grace", type = "duration", placeholder = "DURATION", default = "10s",
+        summary = "Time between SIGTERM and SIGKILL when stopping the script" },
+      { name = "runner", type = "string", placeholder = "NAME",
+        complete = function(partial)
+          local names = {}
+          local ok, runners = pcall(require, "prisn.exec.runners")
+          if ok then
+            local loaded = pcall(function()
+              for _, r in ipairs(runners.names and runners.names() or {}) do names[#names + 1] = r end
+            end)
+            if not loaded then names = {} end
+          end
+          local matches = {}
+          for _, n in ipairs(names) do
+            if n:sub(1, #partial) == partial then matches[#matches + 1] = n end
+          end
+          return matches
+        end,
+        summary = "Use this runner instead of detecting one ('prisn runner list')" },
+      { name = "no-deps", type = "bool",
+        summary = "Do not detect or install dependencies; run with the plain interpreter" },
+      { name = "exec", type = "string", placeholder = "CODE",
+        summary = "Run CODE instead of a script file (needs --runner)" },
+    },
+    examples = {
+      { "prisn run backup.py", "Run a Python script; its imports are installed on first run" },
+      { "prisn run job.sh -e TARGET=/srv --timeout 5m", "With an environment variable and a time limit" },
+      { "prisn run tool.py -- --verbose input.csv", "Pass flags to the script after --" },
+      { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
+    },
+    handler = handler,
+  },
+}

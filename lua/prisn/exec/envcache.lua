@@ -1,0 +1,209 @@
+-- prisn.exec.envcache: dependency environments, built once and reused.
+--
+-- An environment lives at $PRISN_HOME/envs/<runner>/<key>, where the key is a
+-- hash of the real interpreter's identity (executable + version) and the
+-- normalized dependency list: the same script needs on the same interpreter
+-- share one environment, and upgrading the interpreter gets a new one.
+--
+-- Building is atomic and happens once: under an exclusive lock on
+-- <key>.lock, the environment is built in <key>.tmp-<pid> and renamed into
+-- place only when complete; a marker file (env.json) records what it holds.
+-- A concurrent first run of the same key waits for the lock and then finds
+-- the finished environment. A failed build removes its temporary directory,
+-- so nothing half-built is ever used.
+local uv = require("luv")
+local cjson = require("cjson")
+local crypto = require("prisn.core.crypto")
+local sys = require("prisn.core.sys")
+local async = require("prisn.async")
+local errors = require("prisn.error")
+local fs = require("prisn.fs")
+
+local M = {}
+
+M.MARKER = "env.json"
+
+local INSTALLERS = {
+  python = "prisn.exec.install.python",
+  node = "prisn.exec.install.node",
+}
+
+--- The cache key: 16 hex digits of a BLAKE2b over interpreter and deps.
+function M.key(manager, interpreter, dependencies)
+  local text = table.concat({ manager, interpreter.executable, interpreter.version or "",
+    table.concat(dependencies, "\n") }, "\0")
+  return crypto.to_hex(crypto.hash(text)):sub(1, 16)
+end
+
+function M.root(home)
+  return home .. "/envs"
+end
+
+function M.path(home, runner, key)
+  return string.format("%s/%s/%s", M.root(home), runner, key)
+end
+
+local function read_marker(dir)
+  local text = fs.read_file(dir .. "/" .. M.MARKER)
+  if not text then return nil end
+  local ok, data = pcall(cjson.decode, text)
+  return ok and type(data) == "table" and data or nil
+end
+
+-- Records a use, for `prisn env list` and `prisn env prune`.
+local function touch(dir)
+  local now = os.time()
+  uv.fs_utime(dir .. "/" .. M.MARKER, now, now)
+end
+
+-- Takes the build lock, waiting (without blocking the loop) while another
+-- prisn holds it. `on_wait` is called once if we have to wait.
+local function acquire_lock(path, on_wait)
+  local waited = false
+  while true do
+    local fd, err, code = sys.lock(path)
+    if fd then return fd end
+    if fd == nil then return nil, err, code end
+    if not waited and on_wait then on_wait() end
+    waited = true
+    async.sleep(50)
+  end
+end
+
+--- Makes sure the environment for `spec` exists and returns its directory.
+-- spec = { home, runner, manager ("python"|"node"), interpreter (from
+-- prisn.exec.interpreter), dependencies (normalized list), options, source,
+-- env (list of "K=V" for the installer), npm (path, for node), progress
+-- (optional: function(event, info) for "waiting", "building", "built") }.
+-- Raises a prisn.error when the build fails. Must run in an async task.
+function M.ensure(spec)
+  local key = M.key(spec.manager, spec.interpreter, spec.dependencies)
+  local dir = M.path(spec.home, spec.runner, key)
+  if read_marker(dir) then
+    touch(dir)
+    return dir, key, false
+  end
+  local progress = spec.progress or function() end
+  local parent = M.root(spec.home) .. "/" .. spec.runner
+  local ok, err, code = fs.mkdir_p(parent)
+  if not ok then
+    errors.raise(code, "cannot create " .. parent .. ": " .. err,
+      { hint = "check that PRISN_HOME is writable" })
+  end
+  local lock, lerr, lcode = acquire_lock(dir .. ".lock", function() progress("waiting", { key = key }) end)
+  if not lock then
+    errors.raise(lcode, "cannot lock the environment " .. dir .. ": " .. lerr)
+  end
+  local built_here = false
+  local result = table.pack(pcall(function()
+    if read_marker(dir) then return end -- built by whoever held the lock
+    fs.rm_rf(dir) -- a directory without its marker is a leftover: rebuild
+    local tmp = string.format("%s.tmp-%d", dir, uv.os_getpid())
+    fs.rm_rf(tmp)
+    assert(fs.mkdir_p(tmp, tonumber("755", 8)))
+    local started = uv.hrtime()
+    progress("building", { key = key, dependencies = spec.dependencies })
+    local installer = require(INSTALLERS[spec.manager])
+    local built, berr, bcode, details = installer.build({
+      interpreter = spec.interpreter.executable,
+      dependencies = spec.dependencies,
+      options = spec.options,
+      env = spec.env,
+      npm = spec.npm,
+    }, tmp, dir)
+    if not built then
+      fs.rm_rf(tmp)
+      local message = string.format("installing %s dependencies failed: %s", spec.manager, berr)
+      if details and #details > 0 then message = message .. "\n  " .. table.concat(details, "\n  ") end
+      errors.raise(bcode or "EINSTALL", message, { hint = M.failure_hint(spec, bcode) })
+    end
+    local marker = {
+      key = key,
+      runner = spec.runner,
+      manager = spec.manager,
+      interpreter = spec.interpreter.executable,
+      interpreter_version = spec.interpreter.version,
+      dependencies = spec.dependencies,
+      source = spec.source,
+      created_at = os.time(),
+      build_ms = (uv.hrtime() - started) // 1000000,
+    }
+    assert(fs.write_atomic(tmp .. "/" .. M.MARKER, cjson.encode(marker), tonumber("644", 8)))
+    local renamed, rerr = uv.fs_rename(tmp, dir)
+    if not renamed then
+      fs.rm_rf(tmp)
+      errors.raise("EIO", "cannot move the new environment into place: " .. tostring(rerr))
+    end
+    built_here = true
+    progress("built", { key = key, ms = marker.build_ms })
+  end))
+  sys.unlock(lock)
+  if not result[1] then error(result[2], 0) end
+  touch(dir)
+  return dir, key, built_here
+end
+
+function M.failure_hint(spec, code)
+  if code == "ENOPIP" then
+    return "install pip for " .. spec.interpreter.executable .. " (Debian: apt-get install python3-pip)"
+  end
+  local where = spec.source and (" in " .. spec.source) or ""
+  if spec.manager == "python" then
+    return "check the package names" .. where
+      .. "; pip's index comes from PIP_INDEX_URL, PIP_FIND_LINKS or pip.conf (or run with --no-deps)"
+  end
+  return "check the package names" .. where .. "; npm's registry comes from .npmrc (or run with --no-deps)"
+end
+
+--- The built environments: { key, runner, manager, dependencies, size,
+-- created_at, last_used, path }, most recently used first.
+function M.list(home)
+  local envs = {}
+  for _, runner in ipairs(fs.list_dir(M.root(home))) do
+    if runner.type == "directory" then
+      local base = M.root(home) .. "/" .. runner.name
+      for _, entry in ipairs(fs.list_dir(base)) do
+        local dir = base .. "/" .. entry.name
+        local marker = entry.type == "directory" and read_marker(dir)
+        if marker then
+          local st = uv.fs_stat(dir .. "/" .. M.MARKER)
+          envs[#envs + 1] = {
+            key = entry.name,
+            runner = runner.name,
+            manager = marker.manager,
+            dependencies = marker.dependencies or {},
+            interpreter = marker.interpreter,
+            size = fs.tree_size(dir),
+            created_at = marker.created_at,
+            last_used = st and st.mtime.sec or marker.created_at,
+            path = dir,
+          }
+        end
+      end
+    end
+  end
+  table.sort(envs, function(a, b) return a.last_used > b.last_used end)
+  return envs
+end
+
+--- Removes environments not used for `older_than` seconds (all when 0),
+-- skipping any that is being built or used under its lock right now.
+-- Returns the removed entries.
+function M.prune(home, older_than)
+  local removed = {}
+  local cutoff = os.time() - older_than
+  for _, env in ipairs(M.list(home)) do
+    if env.last_used <= cutoff then
+      local lock = sys.lock(env.path .. ".lock")
+      if lock then
+        fs.rm_rf(env.path)
+        sys.unlock(lock)
+        uv.fs_unlink(env.path .. ".lock")
+        removed[#removed + 1] = env
+      end
+    end
+  end
+  return removed
+end
+
+return M

@@ -1,0 +1,301 @@
+-- prisn.exec.job: one `prisn run` from the CLI, start to finish.
+--
+--   detect runner -> resolve interpreter -> detect dependencies -> environment
+--   from the cache (built once) -> record the job -> spawn, stream, supervise
+--   -> record the outcome -> the script's exit status
+--
+-- Everything a user can get wrong (a missing script, an unknown type, a
+-- missing interpreter, a failed install) becomes a prisn.error with a hint.
+-- Once a runner is known the run is recorded, failures to start included, so
+-- `prisn get jobs` shows every attempt.
+local uv = require("luv")
+local async = require("prisn.async")
+local errors = require("prisn.error")
+local supervise = require("prisn.exec.run")
+
+local M = {}
+
+local INSTALLERS = {
+  python = "prisn.exec.install.python",
+  node = "prisn.exec.install.node",
+}
+
+local function set_of(list)
+  local set = {}
+  for _, name in ipairs(list or {}) do set[name] = true end
+  return set
+end
+
+local function absolute(path, cwd)
+  if path:sub(1, 1) == "/" then return path end
+  return (cwd == "/" and "" or cwd) .. "/" .. path
+end
+
+-- The real filesystem, as prisn.exec.deps wants it.
+local function deps_context(home_dir, cwd, identity)
+  return {
+    read_file = function(path) return require("prisn.fs").read_file(path) end,
+    exists = function(path) return uv.fs_stat(path) ~= nil end,
+    is_dir = function(path)
+      local st = uv.fs_stat(path)
+      return st ~= nil and st.type == "directory"
+    end,
+    home = home_dir,
+    cwd = cwd,
+    stdlib = function() return set_of(identity.stdlib) end,
+    builtins = function() return set_of(identity.builtins) end,
+  }
+end
+
+-- Progress of an environment build, on stderr and only on a terminal.
+local function progress_printer(show, source)
+  local started
+  return function(event, info)
+    if not show then return end
+    if event == "waiting" then
+      io.stderr:write("prisn: waiting for another prisn building the same environment...\n")
+    elseif event == "building" then
+      started = uv.hrtime()
+      local deps = info.dependencies
+      io.stderr:write(string.format("prisn: installing %d dependenc%s from %s: %s\n", #deps,
+        #deps == 1 and "y" or "ies", source, table.concat(deps, ", ")))
+    elseif event == "built" then
+      io.stderr:write(string.format("prisn: environment ready in %.1fs\n", (uv.hrtime() - started) / 1e9))
+    end
+  end
+end
+
+--- Works out what to launch. Returns a launch table: { runner, file, argv,
+-- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors;
+-- `record_failure(runner, message)` is called for failures after the runner
+-- is known so they are recorded as jobs.
+function M.prepare(opts, record_failure)
+  local runners = require("prisn.exec.runners")
+  local registry = runners.load({ home = opts.home })
+  local runner, how_or_err, code, hint = runners.detect(registry, opts.script, { runner = opts.runner })
+  if not runner then
+    errors.raise(code or "unknown_type", how_or_err, { hint = hint, status = code == "usage" and 2 or 1 })
+  end
+  local function fail(err_code, message, err_hint)
+    record_failure(runner, message)
+    errors.raise(err_code, message, { hint = err_hint })
+  end
+  local path, ierr, icode, ihint = runners.resolve_interpreter(runner)
+  if not path then fail(icode, ierr, ihint) end
+
+  local env = supervise.current_environment()
+  for k, v in pairs(opts.env) do env[k] = v end
+  local script_dir = opts.script and opts.script:match("^(.*)/[^/]*$") or opts.cwd
+  local launch = { runner = runner, interpreter = path, env = env, cwd = opts.cwd, script = opts.script }
+
+  local manager = runner.deps or "none"
+  if manager ~= "none" then
+    local identity, err, icode2 = require("prisn.exec.interpreter").identify(opts.home, path, manager, script_dir)
+    if not identity then
+      fail(icode2 or "EINTERPRETER", err, "check that " .. path .. " runs: " .. (runner.install_hint or ""))
+    end
+    -- Exec the real interpreter, not a version manager's shim in front of it.
+    launch.interpreter = identity.executable
+    if opts.script and not opts.no_deps then
+      local deps = require("prisn.exec.deps")
+      local found, derr, dcode = deps.detect(manager, opts.script, deps_context(os.getenv("HOME"), opts.cwd, identity))
+      if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
+      launch.deps_source = found.source
+      if #found.dependencies > 0 then
+        local list = deps.normalize(manager, found.dependencies)
+        local key_parts = { table.unpack(list) }
+        for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
+        if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
+        local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
+        local ok, env_dir, env_key = pcall(require("prisn.exec.envcache").ensure, {
+          home = opts.home,
+          runner = runner.name,
+          manager = manager,
+          interpreter = identity,
+          dependencies = list,
+          key_parts = key_parts,
+          options = found.options,
+          source = where,
+          env = supervise.env_list(env),
+          npm = manager == "node" and runners.which("npm", env.PATH, runners.system_probes()) or nil,
+          progress = progress_printer(opts.show_progress, where),
+        })
+        if not ok then
+          record_failure(runner, errors.is(env_dir) and env_dir.message or tostring(env_dir))
+          error(env_dir, 0)
+        end
+        launch.env_key = env_key
+        require(INSTALLERS[manager]).apply(env_dir, launch)
+      end
+    end
+  end
+
+  local full_env, eerr, ecode = runners.environment(runner, { script = opts.script, code = opts.code,
+    args = opts.args, interpreter = launch.interpreter, env = launch.env })
+  if not full_env then fail(ecode, eerr, "fix the runner with 'prisn runner check'") end
+  launch.env = full_env
+  local argv, aerr, acode = runners.command(runner, { script = opts.script, code = opts.code,
+    args = opts.args, interpreter = launch.interpreter, env = launch.env })
+  if not argv then
+    fail(acode, aerr, acode == "ENOTSUP" and "choose a runner with inline support, or put the code in a file"
+      or "fix the runner with 'prisn runner check'")
+  end
+  launch.argv = argv
+  -- The program is argv[1] as the runner wrote it, or the interpreter.
+  launch.file = argv[1]:sub(1, 1) == "/" and argv[1] or launch.interpreter
+  return launch
+end
+
+-- Opens the state database and the job's log; returns recorder functions.
+local function recorder(opts)
+  local store = require("prisn.store")
+  local jobs = require("prisn.store.jobs")
+  local logs = require("prisn.logs")
+  local db = store.open(opts.home)
+  local rec = { db = db }
+  function rec.create(runner, launch, state)
+    local job = jobs.create(db, {
+      script = opts.script or "(inline)",
+      runner = runner.name,
+      args = opts.args,
+      env_keys = opts.env_keys,
+      env_key = launch and launch.env_key,
+      deps_source = launch and launch.deps_source,
+      cwd = opts.cwd,
+      namespace = opts.namespace,
+      state = state,
+    })
+    rec.job = job
+    rec.log_path = logs.job_path(opts.home, job.namespace, job.id)
+    db:run("UPDATE jobs SET log_path = ? WHERE id = ?", rec.log_path, job.id)
+    return job
+  end
+  function rec.fail_to_start(runner, message)
+    if not rec.job then rec.create(runner, nil) end
+    jobs.finish(db, rec.job.id, { state = "failed", reason = "failed_to_start", message = message })
+  end
+  function rec.open_log()
+    local w, err = logs.writer(rec.log_path)
+    if not w then io.stderr:write("prisn: cannot keep the job's output: ", tostring(err), "\n") end
+    rec.log = w
+    return w
+  end
+  function rec.close()
+    if rec.log then rec.log:close() end
+    db:close()
+  end
+  return rec
+end
+
+--- Runs a job and returns the exit status prisn should exit with. Must run
+-- in an async task. opts: home, namespace, script (absolute) or code, args,
+-- runner, env (table from -e and --env-file), env_keys, cwd, timeout, grace,
+-- no_deps, quiet, show_progress.
+function M.run(opts)
+  local rec = recorder(opts)
+  local ok, result = pcall(function()
+    local launch = M.prepare(opts, rec.fail_to_start)
+    rec.create(launch.runner, launch)
+    local log = rec.open_log()
+    local outcome = supervise.supervise({
+      file = launch.file,
+      argv = launch.argv,
+      env = launch.env,
+      cwd = opts.cwd,
+      timeout = opts.timeout,
+      grace = opts.grace,
+      on_start = function(pid) require("prisn.store.jobs").start(rec.db, rec.job.id, { pid = pid }) end,
+      on_stdout = function(data)
+        io.stdout:write(data)
+        io.stdout:flush()
+        if log then log:write("stdout", data) end
+      end,
+      on_stderr = function(data)
+        io.stderr:write(data)
+        if log then log:write("stderr", data) end
+      end,
+    })
+    if outcome.reason == "failed_to_start" then
+      local message = outcome.message
+      if outcome.code == "ENOENT" and outcome.stage == "exec" then
+        message = launch.file .. ": not found"
+      end
+      require("prisn.store.jobs").finish(rec.db, rec.job.id,
+        { state = "failed", reason = "failed_to_start", message = message })
+      errors.raise(outcome.code or "ESPAWN", "cannot start " .. launch.argv[1] .. ": " .. outcome.message,
+        { hint = launch.runner.install_hint or "check the runner's interpreter with 'prisn runner show "
+          .. launch.runner.name .. "'" })
+    end
+    require("prisn.store.jobs").finish(rec.db, rec.job.id, {
+      state = outcome.state, reason = outcome.reason, exit_code = outcome.exit_code,
+      signal = outcome.signal, message = outcome.message,
+    })
+    if outcome.message and not opts.quiet then
+      io.stderr:write(string.format("prisn: job %s %s\n", rec.job.id, outcome.message))
+    end
+    return outcome.exit_code
+  end)
+  rec.close()
+  if not ok then error(result, 0) end
+  return result
+end
+
+--- The `prisn run` command handler: turns flags into opts and runs the job.
+function M.run_from_cli(ctx)
+  local flags, args = ctx.flags, ctx.args
+  local cwd = uv.cwd()
+  local script = args.SCRIPT
+  local script_args = { table.unpack(args.ARGS or {}) }
+  local code = flags.exec
+  if code then
+    if not flags.runner then
+      errors.usage("--exec needs --runner to say which language the code is in",
+        "for example: prisn run --exec 'print(42)' --runner python3")
+    end
+    if script then table.insert(script_args, 1, script) end
+    script = nil
+  elseif not script then
+    errors.usage("missing argument SCRIPT for 'prisn run'", "see 'prisn help run'")
+  end
+  if script then
+    script = absolute(script, cwd)
+    local st = uv.fs_stat(script)
+    if not st then
+      errors.raise("ENOENT", "script not found: " .. args.SCRIPT, { hint = "check the path (it is relative to "
+        .. cwd .. ")" })
+    elseif st.type == "directory" then
+      errors.raise("EISDIR", args.SCRIPT .. " is a directory, not a script",
+        { hint = "give the script file inside it, e.g. prisn run " .. args.SCRIPT .. "/main.py" })
+    end
+  end
+  local run_dir = cwd
+  if flags.cwd then
+    run_dir = absolute(flags.cwd, cwd)
+    local st = uv.fs_stat(run_dir)
+    if not st or st.type ~= "directory" then
+      errors.raise("ENOENT", "--cwd " .. flags.cwd .. " is not a directory", { hint = "give an existing directory" })
+    end
+  end
+  local env, keys = {}, {}
+  if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
+  supervise.parse_env_pairs(flags.env, env, keys)
+  local home = require("prisn.home").ensure()
+  return async.main(M.run, {
+    home = home,
+    namespace = ctx.globals.namespace or "default",
+    script = script,
+    code = code,
+    args = script_args,
+    runner = flags.runner,
+    env = env,
+    env_keys = keys,
+    cwd = run_dir,
+    timeout = flags.timeout,
+    grace = flags.grace or supervise.DEFAULT_GRACE,
+    no_deps = flags.no_deps,
+    quiet = ctx.globals.quiet,
+    show_progress = not ctx.globals.quiet and require("prisn.core.sys").isatty(2),
+  })
+end
+
+return M

@@ -1,0 +1,112 @@
+-- prisn.exec.process: a workload process on the event loop.
+--
+-- Wraps prisn.core.proc: the child's exit is observed by polling its pidfd
+-- (Linux 5.3+), or by SIGCHLD plus a non-blocking wait of this one pid on
+-- older kernels — never waitpid(-1), which would steal luv's children. Pipes
+-- the child writes to become luv pipes. Everything here is mechanism; when to
+-- signal and what an exit means is decided by the caller.
+local uv = require("luv")
+local proc = require("prisn.core.proc")
+local async = require("prisn.async")
+
+local M = {}
+
+local Process = {}
+Process.__index = Process
+
+local function open_pipe(fd)
+  local pipe = uv.new_pipe(false)
+  local ok, err = pipe:open(fd)
+  if not ok then
+    pipe:close()
+    error("cannot open pipe descriptor " .. fd .. ": " .. tostring(err))
+  end
+  return pipe
+end
+
+-- Calls self:_exited(status) once the child has ended.
+function Process:_watch()
+  local pidfd = self.handle:pidfd()
+  local function reap()
+    local status = self.handle:wait({ nohang = true })
+    if status then self:_exited(status) end
+  end
+  if pidfd then
+    self.poll = uv.new_poll(pidfd)
+    self.poll:start("r", reap)
+  else
+    self.sigchld = uv.new_signal()
+    self.sigchld:start("sigchld", reap)
+    reap() -- it may already have ended before the handler was installed
+  end
+end
+
+function Process:_exited(status)
+  if self.status then return end
+  self.status = status
+  if self.poll then self.poll:stop(); self.poll:close(); self.poll = nil end
+  if self.sigchld then self.sigchld:stop(); self.sigchld:close(); self.sigchld = nil end
+  self.handle:close()
+  local waiters = self.waiters
+  self.waiters = {}
+  for _, callback in ipairs(waiters) do callback(status) end
+end
+
+--- Waits (inside an async task) until the process ends; returns its status:
+-- { exited = bool, code = n, signal = "TERM", signal_number = n, core_dumped }.
+function Process:wait()
+  if self.status then return self.status end
+  return async.wait(function(callback)
+    self.waiters[#self.waiters + 1] = callback
+  end)
+end
+
+--- Calls callback(status) when the process ends (at once if it has).
+function Process:on_exit(callback)
+  if self.status then callback(self.status) else self.waiters[#self.waiters + 1] = callback end
+end
+
+--- Sends `signal` ("TERM", "KILL", a number) to the process, or with
+-- group=true to its whole process group. Returns true or nil, msg, code
+-- (ESRCH: nothing left to signal).
+function Process:kill(signal, group)
+  return self.handle:kill(signal, { group = group and true or false })
+end
+
+--- The process id.
+function Process:pid()
+  return self.handle:pid()
+end
+
+--- Starts a process. `spec` takes the options of prisn.core.proc.spawn; a
+-- "pipe" for stdin/stdout/stderr becomes a luv pipe in proc.stdin/stdout/
+-- stderr, owned by the caller. Returns the process, or nil, message, code,
+-- stage when it could not be started (stage "exec" with ENOENT: the program
+-- does not exist).
+function M.start(spec)
+  local handle, err, code, stage = proc.spawn(spec)
+  if not handle then return nil, err, code, stage end
+  local self = setmetatable({ handle = handle, waiters = {}, started_at = uv.now() }, Process)
+  for _, name in ipairs({ "stdin", "stdout", "stderr" }) do
+    local fd = handle:take_fd(name)
+    if fd then self[name] = open_pipe(fd) end
+  end
+  self:_watch()
+  return self
+end
+
+--- Reads a luv pipe until EOF, calling on_data(chunk) for each chunk, then
+-- closes it and calls on_eof(). Read errors end the stream like EOF.
+function M.drain(pipe, on_data, on_eof)
+  pipe:read_start(function(err, data)
+    if data and not err then
+      on_data(data)
+      return
+    end
+    pipe:read_stop()
+    pipe:close()
+    if on_eof then on_eof(err) end
+  end)
+end
+
+return M

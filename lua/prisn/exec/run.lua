@@ -1,0 +1,213 @@
+-- prisn.exec.run: `prisn run` from the CLI — detect the runner, resolve the
+-- dependencies, get the environment from the cache (or build it once), spawn,
+-- stream and record, and answer with the script's own exit status.
+--
+-- Policy lives here: which signals are forwarded, how long the grace period
+-- is, what a timeout means (SIGTERM to the whole process group, SIGKILL after
+-- the grace, exit 124), how an exit becomes a job state and a reason. The
+-- mechanism is prisn.exec.process over prisn.core.proc.
+local uv = require("luv")
+local async = require("prisn.async")
+local errors = require("prisn.error")
+local process = require("prisn.exec.process")
+local units = require("prisn.units")
+
+local M = {}
+
+M.DEFAULT_GRACE = 10 -- seconds between SIGTERM and SIGKILL
+M.DRAIN_AFTER_EXIT_MS = 200 -- how long a background child may hold stdout open
+
+local FORWARDED = { "sigint", "sigterm", "sighup", "sigquit" }
+local SIGNAL_NUMBERS = { INT = 2, TERM = 15, HUP = 1, QUIT = 3, KILL = 9 }
+
+local function now_ms()
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + usec // 1000
+end
+
+-- The caller's environment as a table, for `prisn run` from a shell: the
+-- script should see what it would see when run directly.
+local function current_environment()
+  return uv.os_environ()
+end
+
+local function env_list(env)
+  local list = {}
+  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+--- Parses KEY=VALUE words (-e) into `env`; raises a usage error for others.
+function M.parse_env_pairs(pairs_list, env, keys)
+  for _, pair in ipairs(pairs_list or {}) do
+    local key, value = pair:match("^([%a_][%w_]*)=(.*)$")
+    if not key then
+      errors.usage(string.format("-e expects KEY=VALUE, got '%s'", pair),
+        "names start with a letter or _ and hold letters, digits and _: -e API_URL=http://localhost")
+    end
+    env[key] = value
+    keys[#keys + 1] = key
+  end
+end
+
+--- Reads an env file (KEY=VALUE lines, # comments, optional quotes, an
+-- optional leading `export`) into `env`. Raises a prisn.error naming the
+-- line for anything else.
+function M.read_env_file(path, env, keys)
+  local f, err = io.open(path, "r")
+  if not f then
+    errors.raise("ENOENT", "cannot read env file " .. path .. ": " .. tostring(err),
+      { hint = "check the path given to --env-file" })
+  end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    local text = line:gsub("^%s+", ""):gsub("%s+$", "")
+    if text ~= "" and not text:match("^#") then
+      text = text:gsub("^export%s+", "")
+      local key, value = text:match("^([%a_][%w_]*)%s*=%s*(.*)$")
+      if not key then
+        f:close()
+        errors.raise("EINVAL", string.format("%s:%d: expected KEY=VALUE, got '%s'", path, n, line),
+          { hint = "one KEY=VALUE per line; lines starting with # are comments" })
+      end
+      local quoted = value:match('^"(.*)"$') or value:match("^'(.*)'$")
+      env[key] = quoted or value
+      keys[#keys + 1] = key
+    end
+  end
+  f:close()
+end
+
+-- Stops the process group: SIGTERM now, SIGKILL when `grace` seconds pass
+-- and something of the group is still alive. Returns a function that
+-- cancels the pending SIGKILL.
+local function stop_group(proc, grace, signal)
+  proc:kill(signal or "TERM", true)
+  local timer = uv.new_timer()
+  timer:start(math.floor(grace * 1000), 0, function()
+    timer:close()
+    proc:kill("KILL", true)
+  end)
+  return timer
+end
+
+-- Whether any process of the group led by `pid` is still alive.
+local function group_alive(proc)
+  local ok, _, code = proc:kill(0, true)
+  return ok or code ~= "ESRCH"
+end
+
+--- Runs a prepared launch and waits for it, inside an async task.
+-- launch = { file, argv, env (table), cwd, timeout (seconds|nil), grace,
+--   on_stdout(chunk), on_stderr(chunk), on_start(pid) }.
+-- Returns { state, reason, exit_code, signal, status (the raw exit status),
+-- message, timed_out } or raises when the program cannot be started (with
+-- `failed_to_start` details in the error).
+function M.supervise(launch)
+  local proc, err, code, stage = process.start({
+    file = launch.file,
+    argv = launch.argv,
+    env = env_list(launch.env),
+    cwd = launch.cwd,
+    stdin = "inherit",
+    stdout = "pipe",
+    stderr = "pipe",
+    session = true,
+  })
+  if not proc then
+    return { state = "failed", reason = "failed_to_start", message = err, code = code, stage = stage }
+  end
+  if launch.on_start then launch.on_start(proc:pid()) end
+  local open_streams = 0
+  local streams_done
+  local function stream(pipe, sink)
+    if not pipe then return end
+    open_streams = open_streams + 1
+    process.drain(pipe, sink, function()
+      open_streams = open_streams - 1
+      if open_streams == 0 and streams_done then streams_done() end
+    end)
+  end
+  stream(proc.stdout, launch.on_stdout)
+  stream(proc.stderr, launch.on_stderr)
+
+  local timed_out, forwarded, kill_timer = false, nil, nil
+  local handles = {}
+  for _, name in ipairs(FORWARDED) do
+    local sig = uv.new_signal()
+    sig:start(name, function()
+      -- A second Ctrl-C means "now": no more grace.
+      if forwarded and name == "sigint" then
+        proc:kill("KILL", true)
+        return
+      end
+      forwarded = name:sub(4):upper()
+      proc:kill(forwarded, true)
+      if not kill_timer then kill_timer = stop_group(proc, launch.grace, forwarded) end
+    end)
+    handles[#handles + 1] = sig
+  end
+  local timeout_timer
+  if launch.timeout then
+    timeout_timer = uv.new_timer()
+    timeout_timer:start(math.floor(launch.timeout * 1000), 0, function()
+      timed_out = true
+      if not kill_timer then kill_timer = stop_group(proc, launch.grace) end
+    end)
+  end
+
+  local status = proc:wait()
+  -- A stopped group may still have members that ignore SIGTERM: wait for the
+  -- grace to run out (the SIGKILL timer) or the group to empty.
+  if kill_timer then
+    while group_alive(proc) and not kill_timer:is_closing() do async.sleep(20) end
+    if group_alive(proc) then proc:kill("KILL", true) end
+  end
+  if open_streams > 0 then
+    async.wait(function(done)
+      local t = uv.new_timer()
+      local fired = false
+      local function finish()
+        if fired then return end
+        fired = true
+        t:stop(); t:close()
+        done()
+      end
+      streams_done = finish
+      t:start(M.DRAIN_AFTER_EXIT_MS, 0, finish)
+    end)
+    -- Whatever still holds the pipes open is a background child; stop reading.
+    for _, pipe in ipairs({ proc.stdout, proc.stderr }) do
+      if pipe and not pipe:is_closing() then pipe:read_stop(); pipe:close() end
+    end
+  end
+  for _, h in ipairs(handles) do h:stop(); h:close() end
+  if timeout_timer and not timeout_timer:is_closing() then timeout_timer:stop(); timeout_timer:close() end
+  if kill_timer and not kill_timer:is_closing() then kill_timer:stop(); kill_timer:close() end
+
+  local result = { status = status, timed_out = timed_out }
+  if timed_out then
+    result.state, result.reason, result.exit_code = "failed", "timeout", 124
+    result.signal = status.signal
+    result.message = "timed out after " .. units.format_duration(launch.timeout)
+  elseif status.exited then
+    result.state = status.code == 0 and "succeeded" or "failed"
+    result.reason, result.exit_code = "exited", status.code
+  else
+    result.state, result.reason = "failed", "killed"
+    result.signal = status.signal
+    result.exit_code = 128 + (status.signal_number or SIGNAL_NUMBERS[status.signal] or 0)
+    result.message = "killed by signal " .. tostring(status.signal)
+      .. (status.core_dumped and " (core dumped)" or "")
+  end
+  if forwarded then result.forwarded = forwarded end
+  return result
+end
+
+M.current_environment = current_environment
+M.env_list = env_list
+M.now_ms = now_ms
+
+return M

@@ -1,0 +1,277 @@
+-- prisn.logs: a job's output, kept in a bounded log file.
+--
+-- The process running a job streams its output to the terminal and also hands
+-- every chunk to a writer here, which appends it to
+-- $PRISN_HOME/logs/<namespace>/jobs/<id>.log (directories 0700, files 0600:
+-- output can hold secrets).
+--
+-- Format. A log is a sequence of records, each a header line and the bytes:
+--
+--   <kind> SP <time_ms> SP <length> LF <length bytes of data> LF
+--
+--   kind     "o" stdout, "e" stderr, "r" rotation marker
+--   time_ms  when the chunk was read, milliseconds since the Unix epoch
+--   length   decimal byte count of data
+--
+-- so stdout and stderr stay separate yet in the order they were read, data
+-- may hold any bytes (newlines, NULs, invalid UTF-8), and a chunk is one
+-- write() of one record: a reader never sees half a header followed by
+-- another record. A record torn by a crash is the last one and is ignored.
+--
+-- Bound. When the file would grow past max_bytes/2 (default max_bytes 10 MiB)
+-- it is renamed to <id>.log.1, replacing an older one, and a fresh file is
+-- started with an "r" record ("rotation=<n> max_bytes=<m>"). The two files
+-- together hold at most max_bytes and at least the last max_bytes/2 of
+-- output. A reader reads .1 then the current file; when the older of the
+-- two starts with an "r" record, something came before it that is gone, and
+-- the reader says the log was truncated. A chunk larger than max_bytes/2 is
+-- split into several records.
+local uv = require("luv")
+
+local M = {}
+
+M.DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+M.MIN_MAX_BYTES = 1024
+M.FILE_MODE = tonumber("600", 8)
+M.DIR_MODE = tonumber("700", 8)
+
+local KIND_OF = { stdout = "o", stderr = "e" }
+local STREAM_OF = { o = "stdout", e = "stderr" }
+-- Room for a header and the rotation marker when splitting a chunk.
+local HEADER_ROOM = 128
+
+local function now_ms()
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + usec // 1000
+end
+
+local function check_name(what, name)
+  if type(name) ~= "string" or not name:match("^[%w][%w._-]*$") then
+    error(string.format("logs: bad %s %q", what, tostring(name)), 3)
+  end
+end
+
+--- The log file of job `id` in namespace `ns` under `home`.
+function M.job_path(home, ns, id)
+  check_name("namespace", ns)
+  check_name("job id", id)
+  return string.format("%s/logs/%s/jobs/%s.log", home, ns, id)
+end
+
+-- mkdir -p, every directory it creates 0700.
+local function make_dirs(path)
+  if path == "" or uv.fs_stat(path) then return true end
+  local parent = path:match("^(.*)/[^/]+$")
+  if parent and parent ~= "" then
+    local ok, err, code = make_dirs(parent)
+    if not ok then return nil, err, code end
+  end
+  local ok, err, code = uv.fs_mkdir(path, M.DIR_MODE)
+  if not ok and code ~= "EEXIST" then return nil, err, code end
+  if ok then uv.fs_chmod(path, M.DIR_MODE) end
+  return true
+end
+
+local function write_all(fd, data)
+  local done = 0
+  while done < #data do
+    local n, err, code = uv.fs_write(fd, done == 0 and data or data:sub(done + 1), -1)
+    if not n then return nil, err, code end
+    done = done + n
+  end
+  return true
+end
+
+local function record(kind, time_ms, data)
+  return string.format("%s %d %d\n", kind, time_ms, #data) .. data .. "\n"
+end
+
+local function parse_marker(data)
+  return tonumber(data:match("rotation=(%d+)")), tonumber(data:match("max_bytes=(%d+)"))
+end
+
+-- Reads the whole file at `path`: its text, or nil, message, code.
+local function read_file(path)
+  local fd, err, code = uv.fs_open(path, "r", 0)
+  if not fd then return nil, err, code end
+  local chunks = {}
+  while true do
+    local data, rerr, rcode = uv.fs_read(fd, 1024 * 1024, -1)
+    if not data then uv.fs_close(fd) return nil, rerr, rcode end
+    if data == "" then break end
+    chunks[#chunks + 1] = data
+  end
+  uv.fs_close(fd)
+  return table.concat(chunks)
+end
+
+local Writer = {}
+Writer.__index = Writer
+
+-- Opens the current file and learns its size and rotation count.
+function Writer:open_file()
+  local fd, err, code = uv.fs_open(self.path, "a+", M.FILE_MODE)
+  if not fd then return nil, err, code end
+  self.fd = fd
+  local st = uv.fs_fstat(fd)
+  self.size = st and st.size or 0
+  self.data_bytes = self.size
+  if self.size > 0 then
+    local head = uv.fs_read(fd, 96, 0) or ""
+    local kind, len, rest = head:match("^(%a) %d+ (%d+)\n(.*)$")
+    if kind == "r" and #rest >= tonumber(len) then
+      self.rotations = parse_marker(rest:sub(1, tonumber(len))) or 0
+      self.data_bytes = self.size - (#head - #rest + tonumber(len) + 1)
+    end
+  end
+  return true
+end
+
+function Writer:rotate()
+  uv.fs_close(self.fd)
+  self.fd = nil
+  local ok, err, code = uv.fs_rename(self.path, self.path .. ".1")
+  if not ok then return nil, err, code end
+  self.rotations = self.rotations + 1
+  ok, err, code = self:open_file()
+  if not ok then return nil, err, code end
+  local marker = record("r", self.clock(),
+    string.format("rotation=%d max_bytes=%d", self.rotations, self.max_bytes))
+  ok, err, code = write_all(self.fd, marker)
+  if not ok then return nil, err, code end
+  self.size, self.data_bytes = #marker, 0
+  return true
+end
+
+--- Appends `data` from `stream` ("stdout" or "stderr") to the log, rotating
+-- when the file would pass max_bytes/2. Returns true, or nil, message, code
+-- (e.g. ENOSPC): the caller goes on streaming output and may report it once.
+function Writer:write(stream, data)
+  local kind = KIND_OF[stream]
+  if not kind then error("logs: stream must be stdout or stderr, got " .. tostring(stream), 2) end
+  if not self.fd then return nil, "log " .. self.path .. " is closed", "EBADF" end
+  local time_ms = self.clock()
+  local piece = self.half - HEADER_ROOM
+  for first = 1, #data, piece do
+    local rec = record(kind, time_ms, data:sub(first, first + piece - 1))
+    if self.data_bytes > 0 and self.size + #rec > self.half then
+      local ok, err, code = self:rotate()
+      if not ok then return nil, err, code end
+    end
+    local ok, err, code = write_all(self.fd, rec)
+    if not ok then return nil, err, code end
+    self.size = self.size + #rec
+    self.data_bytes = self.data_bytes + #rec
+  end
+  return true
+end
+
+--- Closes the log file; idempotent.
+function Writer:close()
+  if self.fd then uv.fs_close(self.fd) end
+  self.fd = nil
+  return true
+end
+
+--- Opens (appending) the log at `path`, creating it and its directories.
+-- `opts`: max_bytes (default 10 MiB, at least 1 KiB), clock (() -> ms, for
+-- specs). Returns a writer, or nil, message, code.
+function M.writer(path, opts)
+  opts = opts or {}
+  local max_bytes = opts.max_bytes or M.DEFAULT_MAX_BYTES
+  if math.type(max_bytes) ~= "integer" or max_bytes < M.MIN_MAX_BYTES then
+    error("logs.writer: max_bytes must be an integer of at least " .. M.MIN_MAX_BYTES, 2)
+  end
+  local ok, err, code = make_dirs(path:match("^(.*)/[^/]+$") or "")
+  if not ok then return nil, err, code end
+  local w = setmetatable({ path = path, max_bytes = max_bytes, half = max_bytes // 2,
+    clock = opts.clock or now_ms, rotations = 0 }, Writer)
+  ok, err, code = w:open_file()
+  if not ok then return nil, err, code end
+  return w
+end
+
+-- Parses the records of one file's `text` into `out`. Returns the rotation
+-- marker's fields when the file starts with one.
+local function parse(text, out)
+  local pos, rotation, max_bytes = 1, nil, nil
+  while pos <= #text do
+    local kind, time_ms, len, body = text:match("^(%a) (%d+) (%d+)\n()", pos)
+    if not kind then break end
+    len = tonumber(len)
+    if body + len > #text then break end -- torn by a crash: the last record
+    local data = text:sub(body, body + len - 1)
+    if kind == "r" then
+      if pos == 1 then rotation, max_bytes = parse_marker(data) end
+    elseif STREAM_OF[kind] then
+      out[#out + 1] = { stream = STREAM_OF[kind], data = data, time_ms = tonumber(time_ms) }
+    end
+    pos = body + len + 1
+  end
+  return rotation, max_bytes
+end
+
+--- Reads the log at `path` (with its .1 before it). Returns records, a list
+-- of { stream = "stdout"|"stderr", data = bytes, time_ms }, in order;
+-- `truncated`, true when older output was dropped by rotation; and the
+-- writer's max_bytes when the log says (nil before any rotation). Returns
+-- nil, message, code ("ENOENT" when neither file exists).
+function M.read(path)
+  local records, truncated, max_bytes = {}, false, nil
+  local found = false
+  for _, p in ipairs({ path .. ".1", path }) do
+    local text, err, code = read_file(p)
+    if text then
+      local rotation, max = parse(text, records)
+      if not found and rotation then truncated = true end
+      max_bytes = max or max_bytes
+      found = true
+    elseif code ~= "ENOENT" then
+      return nil, err, code
+    end
+  end
+  if not found then return nil, "ENOENT: no such file or directory: " .. path, "ENOENT" end
+  return records, truncated, max_bytes
+end
+
+--- Splits records into lines: a list of { stream, data, time_ms } where data
+-- is one line with its "\n" (the last line of a stream may lack it). Each
+-- stream is split on its own, so a line interrupted by the other stream
+-- stays whole; a line is stamped with the time its first byte was read and
+-- placed where it ended.
+function M.lines(records)
+  local out, partial = {}, {}
+  local function finish(p)
+    p.data = table.concat(p.parts)
+    p.parts = nil
+    out[#out + 1] = p
+  end
+  for _, r in ipairs(records) do
+    local pos = 1
+    while pos <= #r.data do
+      local nl = r.data:find("\n", pos, true)
+      local p = partial[r.stream]
+      if not p then
+        p = { stream = r.stream, time_ms = r.time_ms, parts = {} }
+        partial[r.stream] = p
+      end
+      p.parts[#p.parts + 1] = r.data:sub(pos, nl or #r.data)
+      if nl then
+        finish(p)
+        partial[r.stream] = nil
+      end
+      pos = (nl or #r.data) + 1
+    end
+  end
+  -- Unfinished last lines, stdout's first when they started together.
+  local rest = {}
+  for _, p in pairs(partial) do rest[#rest + 1] = p end
+  table.sort(rest, function(a, b)
+    if a.time_ms ~= b.time_ms then return a.time_ms < b.time_ms end
+    return a.stream > b.stream
+  end)
+  for _, p in ipairs(rest) do finish(p) end
+  return out
+end
+
+return M

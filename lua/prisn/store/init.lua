@@ -1,0 +1,153 @@
+-- prisn.store: the state database, $PRISN_HOME/state.db.
+--
+-- `open` creates the file 0600 (it will hold job records, and later tokens'
+-- hashes and secrets' ciphertext), opens it through prisn.core.store (WAL,
+-- foreign keys on, a busy timeout) and brings its schema up to date: the
+-- scripts of prisn.store.migrations that the file lacks are applied in order
+-- inside one BEGIN IMMEDIATE transaction, and PRAGMA user_version records the
+-- version reached. A database written by a newer prisn (user_version beyond
+-- the scripts this binary knows) is refused rather than misread.
+--
+-- Failures of the core (`nil, message, code`) become prisn.errors here, with
+-- the core's code ("SQLITE_BUSY", "SQLITE_READONLY", ...) and a hint. Another
+-- process holding the write lock is waited for up to the busy timeout (5 s by
+-- default), then reported as SQLITE_BUSY.
+--
+-- The resource modules (prisn.store.jobs, ...) take an open db handle; this
+-- module owns only opening, migrating and transactions.
+local uv = require("luv")
+local core = require("prisn.core.store")
+local errors = require("prisn.error")
+
+local M = {}
+
+M.FILE = "state.db"
+M.FILE_MODE = tonumber("600", 8)
+
+local HINTS = {
+  SQLITE_BUSY = "another prisn process is writing to the state database; try again in a moment",
+  SQLITE_LOCKED = "another prisn process is writing to the state database; try again in a moment",
+  SQLITE_READONLY = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
+  SQLITE_PERM = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
+  SQLITE_CANTOPEN = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
+  SQLITE_FULL = "free some disk space where PRISN_HOME lives",
+  SQLITE_CORRUPT = "the state database is damaged: run 'prisn doctor', then move state.db aside "
+    .. "or restore a backup",
+  SQLITE_NOTADB = "the state database is damaged: run 'prisn doctor', then move state.db aside "
+    .. "or restore a backup",
+}
+
+--- Raises the prisn.error for a failure of the core: `code` is kept as the
+-- error's code, `message` (which names the database) as its message.
+function M.fail(message, code)
+  errors.raise(code or "SQLITE_ERROR", message or "state database error",
+    { hint = HINTS[code] or "run 'prisn doctor' to check the state database" })
+end
+
+--- Passes a core result through, or raises it as a prisn.error when the first
+-- value is nil and a message came with it (a lone nil is "no row").
+function M.check(ok, message, code, ...)
+  if ok == nil and message ~= nil then M.fail(message, code) end
+  return ok, message, code, ...
+end
+
+local check = M.check
+
+--- The path of the state database in `home`.
+function M.path(home)
+  return home .. "/" .. M.FILE
+end
+
+-- Creates an empty file with mode 0600 unless one exists (an empty file is an
+-- empty SQLite database). SQLite would create it 0644; its -wal and -shm
+-- files copy the database file's mode, so they end up 0600 too.
+local function create_file(path)
+  local fd, err, code = uv.fs_open(path, "wx", M.FILE_MODE)
+  if fd then
+    uv.fs_close(fd)
+    return
+  end
+  if code == "EEXIST" then return end
+  errors.raise(code or "EIO", string.format("cannot create the state database %s: %s", path, err),
+    { hint = "check that PRISN_HOME exists and that you may write to it ('prisn doctor' checks it)" })
+end
+
+--- Runs fn(...) inside BEGIN IMMEDIATE ... COMMIT and returns its results.
+-- An error raised by fn (or by COMMIT) rolls the transaction back and is
+-- raised again unchanged. Called inside a transaction, fn joins it: the
+-- outermost call commits or rolls back.
+function M.transaction(db, fn, ...)
+  if db:in_transaction() then return fn(...) end
+  check(db:exec("BEGIN IMMEDIATE"))
+  local result = table.pack(pcall(fn, ...))
+  if result[1] then
+    local ok, message, code = db:exec("COMMIT")
+    if ok then return table.unpack(result, 2, result.n) end
+    result = { false, errors.new(code or "SQLITE_ERROR", message,
+      { hint = HINTS[code] or "run 'prisn doctor' to check the state database" }) }
+  end
+  if db:in_transaction() then db:exec("ROLLBACK") end
+  error(result[2], 0)
+end
+
+local function too_new(path, version, known)
+  errors.raise("schema_too_new", string.format(
+    "the state database %s has schema version %d, newer than this prisn knows (%d)",
+    path, version, known),
+    { hint = "use the newer prisn that last wrote it, or point PRISN_HOME at another directory" })
+end
+
+--- Brings `db` up to the schema of `migrations` (default
+-- prisn.store.migrations). Returns the schema version; raises
+-- "schema_too_new" for a database from a newer prisn.
+function M.migrate(db, path, migrations)
+  migrations = migrations or require("prisn.store.migrations")
+  local target = #migrations
+  local version = check(db:user_version())
+  if version > target then too_new(path, version, target) end
+  if version == target then return version end
+  return M.transaction(db, function()
+    -- Again under the write lock: another process may have migrated meanwhile.
+    version = check(db:user_version())
+    if version > target then too_new(path, version, target) end
+    for i = version + 1, target do
+      local ok, message, code = db:exec(migrations[i])
+      if not ok then M.fail(string.format("schema migration %d failed: %s", i, message), code) end
+    end
+    check(db:set_user_version(target))
+    return target
+  end)
+end
+
+--- Opens the state database in `home` (default: PRISN_HOME, created when
+-- missing) and migrates it. Returns the db handle (close it with db:close()).
+-- `opts`:
+--   create      false: do not create PRISN_HOME or state.db; return nil when
+--               the database does not exist (read-only commands use this)
+--   busy_timeout_ms   how long to wait for another writer (default 5000)
+--   migrations  the list of schema scripts (specs pass their own)
+-- Raises a prisn.error when the file cannot be created or opened, is not a
+-- database, or comes from a newer prisn.
+function M.open(home, opts)
+  opts = opts or {}
+  local homes = require("prisn.home")
+  if not home then home = opts.create == false and homes.path() or homes.ensure() end
+  local path = M.path(home)
+  if not uv.fs_stat(path) then
+    if opts.create == false then return nil end
+    create_file(path)
+  end
+  local db = check(core.open(path, { create = false, busy_timeout_ms = opts.busy_timeout_ms }))
+  -- In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of
+  -- prisn loses nothing, a power cut at most the last commits, and recording
+  -- a job costs microseconds instead of an fsync per state change.
+  db:exec("PRAGMA synchronous=NORMAL")
+  local ok, err = pcall(M.migrate, db, path, opts.migrations)
+  if not ok then
+    db:close()
+    error(err, 0)
+  end
+  return db
+end
+
+return M

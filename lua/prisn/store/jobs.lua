@@ -1,0 +1,347 @@
+-- prisn.store.jobs: job records in the state database.
+--
+-- A job is one run of a script. Its life: create (pending) -> start
+-- (running, with a pid) -> finish (succeeded or failed, with a reason). A job
+-- that never started finishes straight from pending (reason failed_to_start).
+--
+-- In Lua a job is a plain table with the columns of the jobs table
+-- (prisn.store.migrations): times are integers, milliseconds since the epoch;
+-- `args` and `env_keys` are lists of strings; `detached` is a boolean;
+-- columns that are NULL are absent. `to_public` turns one into the JSON/YAML
+-- shape of `prisn get job` and the API, where every field is always present.
+--
+-- `env_keys` holds the NAMES of the variables a job was given, never their
+-- values: values may be secrets, and the state database is not for secrets.
+local cjson = require("cjson")
+local errors = require("prisn.error")
+local ids = require("prisn.ids")
+local output = require("prisn.output")
+local store = require("prisn.store")
+
+local M = {}
+
+M.STATES = { "pending", "running", "succeeded", "failed" }
+M.FINAL_STATES = { "succeeded", "failed" }
+M.REASONS = { "exited", "timeout", "killed", "failed_to_start", "interrupted", "oom_killed" }
+M.DEFAULT_NAMESPACE = "default"
+M.DEFAULT_LIMIT = 50
+
+local function set_of(list)
+  local set = {}
+  for _, v in ipairs(list) do set[v] = true end
+  return set
+end
+
+local STATE_SET, FINAL_SET, REASON_SET = set_of(M.STATES), set_of(M.FINAL_STATES), set_of(M.REASONS)
+
+local check = store.check
+
+--- Milliseconds since the Unix epoch, now.
+function M.now_ms()
+  local sec, usec = require("luv").gettimeofday()
+  return sec * 1000 + usec // 1000
+end
+
+-- Columns and their Lua <-> SQL conversions ------------------------------
+
+local COLUMNS = {
+  "id", "namespace", "script", "runner", "args", "env_keys", "env_key", "deps_source", "cwd",
+  "state", "reason", "exit_code", "signal", "pid", "created_at", "started_at", "finished_at",
+  "log_path", "message", "detached",
+}
+
+-- A list of strings as a JSON array ("[]" when empty; cjson would say "{}").
+local function encode_list(list, field)
+  local parts = {}
+  for i, v in ipairs(list or {}) do
+    if type(v) ~= "string" then
+      error(string.format("jobs: %s[%d] must be a string, got %s", field, i, type(v)), 3)
+    end
+    parts[i] = cjson.encode(v)
+  end
+  return "[" .. table.concat(parts, ",") .. "]"
+end
+
+local function decode_list(text)
+  local ok, list = pcall(cjson.decode, text or "[]")
+  if not ok or type(list) ~= "table" then return {} end
+  return list
+end
+
+-- A row of the jobs table as a job.
+local function from_row(row)
+  if not row then return nil end
+  row.args = decode_list(row.args)
+  row.env_keys = decode_list(row.env_keys)
+  row.detached = row.detached == 1
+  return row
+end
+
+-- `v` as an integer (luv hands some integers over as floats, e.g. pids);
+-- nil stays nil; anything else raises, blaming the caller `level` up.
+local function integer(v, field, level)
+  if v == nil then return nil end
+  local n = math.tointeger(v)
+  if not n then
+    error(string.format("jobs: %s must be an integer, got %s", field, tostring(v)), level + 1)
+  end
+  return n
+end
+
+-- Create ------------------------------------------------------------------
+
+local INSERT = "INSERT INTO jobs (" .. table.concat(COLUMNS, ", ") .. ") VALUES (:"
+  .. table.concat(COLUMNS, ", :") .. ")"
+
+--- Records a new job and returns it (as `get` would). `fields`: script and
+-- runner (required); id (default: a new prisn.ids id), namespace
+-- ("default"), args, env_keys (lists of strings; env_keys are names: a
+-- "NAME=value" entry raises), env_key, deps_source, cwd, state ("pending"),
+-- pid, created_at (now), started_at, log_path, message, detached (false).
+-- Raises on a missing or mistyped field; a store failure raises a prisn.error.
+function M.create(db, fields)
+  assert(type(fields) == "table", "jobs.create: fields must be a table")
+  for _, name in ipairs({ "script", "runner" }) do
+    if type(fields[name]) ~= "string" or fields[name] == "" then
+      error("jobs.create: " .. name .. " is required", 2)
+    end
+  end
+  for i, key in ipairs(fields.env_keys or {}) do
+    if type(key) == "string" and key:find("=", 1, true) then
+      error(string.format("jobs.create: env_keys[%d] holds a value; record only the name", i), 2)
+    end
+  end
+  local state = fields.state or "pending"
+  if not STATE_SET[state] then error("jobs.create: unknown state '" .. tostring(state) .. "'", 2) end
+  local row = {
+    namespace = fields.namespace or M.DEFAULT_NAMESPACE,
+    script = fields.script,
+    runner = fields.runner,
+    args = encode_list(fields.args, "args"),
+    env_keys = encode_list(fields.env_keys, "env_keys"),
+    env_key = fields.env_key,
+    deps_source = fields.deps_source,
+    cwd = fields.cwd,
+    state = state,
+    reason = fields.reason,
+    exit_code = integer(fields.exit_code, "exit_code", 2),
+    signal = fields.signal,
+    pid = integer(fields.pid, "pid", 2),
+    created_at = integer(fields.created_at, "created_at", 2) or M.now_ms(),
+    started_at = integer(fields.started_at, "started_at", 2),
+    log_path = fields.log_path,
+    message = fields.message,
+    detached = fields.detached and 1 or 0,
+  }
+  -- A generated id collides with another process's only when both were made
+  -- in the same millisecond with the same 12 random bits: take a fresh one.
+  for attempt = 1, 5 do
+    row.id = fields.id or ids.new()
+    local ok, message, code = db:run(INSERT, row)
+    if ok then return M.get_by_id(db, row.id) end
+    if code ~= "SQLITE_CONSTRAINT" or fields.id or attempt == 5 then store.fail(message, code) end
+  end
+end
+
+-- Transitions -------------------------------------------------------------
+
+local function require_job(db, id)
+  local job = M.get_by_id(db, id)
+  if not job then errors.raise("not_found", string.format("job '%s' not found", tostring(id))) end
+  return job
+end
+
+local function conflict(job, action)
+  errors.raise("conflict", string.format("cannot %s job '%s': it is %s", action, job.id, job.state))
+end
+
+--- Marks a pending job running. `info`: pid, started_at (default now).
+-- Returns the job. Raises "not_found", or "conflict" when it is not pending.
+function M.start(db, id, info)
+  info = info or {}
+  local pid, started_at = integer(info.pid, "pid", 2), integer(info.started_at, "started_at", 2)
+  local n = check(db:run("UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
+    .. "WHERE id = :id AND state = 'pending'",
+    { id = id, pid = pid, started_at = started_at or M.now_ms() }))
+  if n == 0 then conflict(require_job(db, id), "start") end
+  return M.get_by_id(db, id)
+end
+
+--- Records how a pending or running job ended. `result`: state ("succeeded"
+-- or "failed"), reason (one of M.REASONS), exit_code, signal (e.g. "TERM"),
+-- message, finished_at (default now). Returns the job. Raises on a bad state
+-- or reason, "not_found", or "conflict" when the job has already finished.
+function M.finish(db, id, result)
+  assert(type(result) == "table", "jobs.finish: result must be a table")
+  if not FINAL_SET[result.state] then
+    error("jobs.finish: state must be succeeded or failed, got " .. tostring(result.state), 2)
+  end
+  if not REASON_SET[result.reason] then
+    error("jobs.finish: unknown reason '" .. tostring(result.reason) .. "'", 2)
+  end
+  local exit_code = integer(result.exit_code, "exit_code", 2)
+  local finished_at = integer(result.finished_at, "finished_at", 2)
+  local n = check(db:run("UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
+    .. "signal = :signal, message = :message, finished_at = :finished_at "
+    .. "WHERE id = :id AND state IN ('pending', 'running')",
+    { id = id, state = result.state, reason = result.reason, exit_code = exit_code,
+      signal = result.signal, message = result.message, finished_at = finished_at or M.now_ms() }))
+  if n == 0 then conflict(require_job(db, id), "finish") end
+  return M.get_by_id(db, id)
+end
+
+local function pid_alive(job)
+  if not job.pid then return false end
+  local ok, _, code = require("luv").kill(job.pid, 0)
+  return ok ~= nil or code == "EPERM"
+end
+
+--- Fails the running jobs whose process is gone, with reason "interrupted"
+-- (prisn was stopped or killed while they ran). `opts`: alive (job) -> bool
+-- (default: the pid exists; recovery passes a stricter test), namespace
+-- (default all), now (ms). Returns the list of jobs marked.
+function M.mark_interrupted(db, opts)
+  opts = opts or {}
+  local alive = opts.alive or pid_alive
+  local marked = {}
+  store.transaction(db, function()
+    local rows = check(db:rows("SELECT * FROM jobs WHERE state = 'running' "
+      .. "AND (:ns IS NULL OR namespace = :ns) ORDER BY id", { ns = opts.namespace }))
+    for _, row in ipairs(rows) do
+      local job = from_row(row)
+      if not alive(job) then
+        marked[#marked + 1] = M.finish(db, job.id, { state = "failed", reason = "interrupted",
+          message = "the job's process was gone when prisn checked on it", finished_at = opts.now })
+      end
+    end
+  end)
+  return marked
+end
+
+-- Queries -----------------------------------------------------------------
+
+--- The job with exactly this id in any namespace, or nil.
+function M.get_by_id(db, id)
+  return from_row(check(db:first("SELECT * FROM jobs WHERE id = ?", id)))
+end
+
+local SHOWN_WHEN_AMBIGUOUS = 5
+
+--- The job in namespace `ns` (nil: any namespace) whose id is `id_or_prefix`
+-- or the only one starting with it; nil when there is none. Raises an
+-- "ambiguous" prisn.error, listing a few of the matches, when several start
+-- with it. Ids are lower case; the prefix is lower-cased first.
+function M.get(db, ns, id_or_prefix)
+  if type(id_or_prefix) ~= "string" then return nil end
+  local key = id_or_prefix:lower()
+  if not ids.valid_prefix(key) then return nil end
+  local rows = check(db:rows("SELECT * FROM jobs WHERE id >= :lo AND id < :hi "
+    .. "AND (:ns IS NULL OR namespace = :ns) ORDER BY id DESC LIMIT :limit",
+    -- '~' sorts after every id character, so [key, key~) is "starts with key".
+    { lo = key, hi = key .. "~", ns = ns, limit = SHOWN_WHEN_AMBIGUOUS + 1 }))
+  -- A whole id has no longer ids above it, so an exact match is always alone.
+  if #rows == 0 then return nil end
+  if #rows == 1 then return from_row(rows[1]) end
+  local shown = {}
+  for i = 1, math.min(#rows, SHOWN_WHEN_AMBIGUOUS) do shown[i] = rows[i].id end
+  local total = check(db:first("SELECT count(*) AS n FROM jobs WHERE id >= :lo AND id < :hi "
+    .. "AND (:ns IS NULL OR namespace = :ns)", { lo = key, hi = key .. "~", ns = ns })).n
+  errors.raise("ambiguous", string.format("job id '%s' matches %d jobs: %s%s", id_or_prefix, total,
+    table.concat(shown, ", "), total > #shown and ", ..." or ""),
+    { hint = "give more characters of the id" })
+end
+
+--- Jobs, newest first. `opts`: namespace (default "default"),
+-- all_namespaces (bool), state, script (matches any part of the script's
+-- path, so a file name works), limit (default 50; 0 for no limit).
+function M.list(db, opts)
+  opts = opts or {}
+  if opts.state and not STATE_SET[opts.state] then
+    error("jobs.list: unknown state '" .. tostring(opts.state) .. "'", 2)
+  end
+  local limit = integer(opts.limit, "limit", 2) or M.DEFAULT_LIMIT
+  -- Only the conditions asked for, so SQLite can walk (namespace, id).
+  local where, params = {}, { limit = limit > 0 and limit or -1 }
+  if not opts.all_namespaces then
+    where[#where + 1] = "namespace = :ns"
+    params.ns = opts.namespace or M.DEFAULT_NAMESPACE
+  end
+  if opts.state then
+    where[#where + 1] = "state = :state"
+    params.state = opts.state
+  end
+  if opts.script then
+    where[#where + 1] = "instr(script, :script) > 0"
+    params.script = opts.script
+  end
+  local rows = check(db:rows("SELECT * FROM jobs"
+    .. (#where > 0 and " WHERE " .. table.concat(where, " AND ") or "")
+    .. " ORDER BY id DESC LIMIT :limit", params))
+  for i, row in ipairs(rows) do rows[i] = from_row(row) end
+  return rows
+end
+
+-- Public shape ------------------------------------------------------------
+
+--- `ms` (since the epoch) as ISO 8601 UTC with milliseconds,
+-- "2026-11-26T18:46:00.123Z"; output.null for nil.
+function M.iso_time(ms)
+  if ms == nil then return output.null end
+  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+end
+
+--- How long the job ran in ms: finished - started, or for a running job the
+-- time so far (at `now`, default now); nil before it started.
+function M.duration_ms(job, now)
+  if not job.started_at then return nil end
+  if job.finished_at then return math.max(job.finished_at - job.started_at, 0) end
+  if job.state == "running" then return math.max((now or M.now_ms()) - job.started_at, 0) end
+  return nil
+end
+
+local function or_null(v)
+  if v == nil then return output.null end
+  return v
+end
+
+--- The fields of the public shape, in the order `prisn get job` shows them.
+M.PUBLIC_FIELDS = {
+  "id", "namespace", "state", "reason", "exit_code", "signal", "message", "script", "runner",
+  "args", "cwd", "env_keys", "env_key", "deps_source", "pid", "detached", "created_at",
+  "started_at", "finished_at", "duration_ms", "log_path",
+}
+
+--- The job as the CLI's -o json/yaml and the API show it: snake_case fields,
+-- all of M.PUBLIC_FIELDS always present (null when unknown), times as ISO
+-- 8601 UTC strings, duration_ms an integer. `now` (ms) for a running job's
+-- duration.
+function M.to_public(job, now)
+  local args, env_keys = {}, {}
+  for i, v in ipairs(job.args or {}) do args[i] = v end
+  for i, v in ipairs(job.env_keys or {}) do env_keys[i] = v end
+  return {
+    id = job.id,
+    namespace = job.namespace,
+    state = job.state,
+    reason = or_null(job.reason),
+    exit_code = or_null(job.exit_code),
+    signal = or_null(job.signal),
+    message = or_null(job.message),
+    script = job.script,
+    runner = job.runner,
+    args = output.array(args),
+    cwd = or_null(job.cwd),
+    env_keys = output.array(env_keys),
+    env_key = or_null(job.env_key),
+    deps_source = or_null(job.deps_source),
+    pid = or_null(job.pid),
+    detached = job.detached == true,
+    created_at = M.iso_time(job.created_at),
+    started_at = M.iso_time(job.started_at),
+    finished_at = M.iso_time(job.finished_at),
+    duration_ms = or_null(M.duration_ms(job, now)),
+    log_path = or_null(job.log_path),
+  }
+end
+
+return M

@@ -1,0 +1,43 @@
+-- prisn.store.migrations: the state database's schema, as the ordered list of
+-- SQL scripts that build it. Entry i takes the schema from version i-1 to i;
+-- PRAGMA user_version holds the version applied last (prisn.store applies the
+-- missing ones, in order, inside one transaction).
+--
+-- Rules: never edit or reorder an entry that has shipped; add a new one.
+-- SQLite cannot change a CHECK constraint or a column type without rebuilding
+-- the table, so enumerations (job states, reasons) are checked in Lua, not
+-- here, and a later issue can add a state or a reason without a migration.
+-- Times are integers, milliseconds since the Unix epoch (UTC); lists are JSON
+-- arrays of strings; booleans are 0/1.
+return {
+  -- 1: jobs. One row per run of a script: `prisn run`, later the queue and
+  -- cron. `id` is a prisn.ids id, so ORDER BY id is creation order. A link to
+  -- a cronjob or deployment is added by a later migration as a nullable
+  -- column (ALTER TABLE ... ADD COLUMN cron_id TEXT REFERENCES ...).
+  [[
+CREATE TABLE jobs (
+  id          TEXT PRIMARY KEY,
+  namespace   TEXT NOT NULL DEFAULT 'default',
+  script      TEXT NOT NULL,               -- absolute path
+  runner      TEXT NOT NULL,               -- runner name: python3, node, bash, ...
+  args        TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
+  env_keys    TEXT NOT NULL DEFAULT '[]',  -- JSON array of variable NAMES, never values
+  env_key     TEXT,                        -- dependency-environment cache key
+  deps_source TEXT,                        -- where the dependencies were read from
+  cwd         TEXT,
+  state       TEXT NOT NULL,               -- pending | running | succeeded | failed
+  reason      TEXT,                        -- exited | timeout | killed | failed_to_start | interrupted
+  exit_code   INTEGER,
+  signal      TEXT,                        -- e.g. TERM
+  pid         INTEGER,
+  created_at  INTEGER NOT NULL,
+  started_at  INTEGER,
+  finished_at INTEGER,
+  log_path    TEXT,
+  message     TEXT,                        -- e.g. "python3: not found"
+  detached    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_namespace_id ON jobs (namespace, id);
+CREATE INDEX jobs_state_id ON jobs (state, id);
+]],
+}
