@@ -6,14 +6,24 @@
 -- starts tasks with `async.spawn`. Lua never runs a nested uv.run: main() may
 -- only be called when no loop is running.
 local uv = require("luv")
+local errors = require("prisn.error")
 
 local M = {}
+
+-- Who hears about a task's failure: task -> function(err). main() registers
+-- one, because a task it resumes from a luv callback must not raise there:
+-- luv reports an error escaping a callback as "Uncaught Error" and exits.
+local on_failure = setmetatable({}, { __mode = "k" })
 
 local function resume(co, ...)
   local ok, err = coroutine.resume(co, ...)
   if not ok then
-    -- An error in a task is an error of its owner: keep the task's traceback.
-    error(debug.traceback(co, tostring(err)), 0)
+    -- An error in a task is an error of its owner: keep the task's traceback,
+    -- and prisn.error objects (errors a user caused) as they are.
+    if not errors.is(err) then err = debug.traceback(co, tostring(err)) end
+    local handler = on_failure[co]
+    if handler then return handler(err) end
+    error(err, 0)
   end
 end
 
@@ -61,8 +71,8 @@ function M.main(fn, ...)
   local co = coroutine.create(function(...)
     results = table.pack(fn(...))
   end)
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then failure = err end
+  on_failure[co] = function(err) failure = err end
+  resume(co, ...)
   while not failure and coroutine.status(co) ~= "dead" do
     local status, loop_err = pcall(uv.run, "once")
     if not status then failure = loop_err break end

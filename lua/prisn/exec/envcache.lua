@@ -72,12 +72,15 @@ end
 
 --- Makes sure the environment for `spec` exists and returns its directory.
 -- spec = { home, runner, manager ("python"|"node"), interpreter (from
--- prisn.exec.interpreter), dependencies (normalized list), options, source,
+-- prisn.exec.interpreter), dependencies (normalized list), key_parts
+-- (optional: every string that decides what gets installed, the
+-- dependencies plus pip options and the like; default the dependencies),
+-- options, source,
 -- env (list of "K=V" for the installer), npm (path, for node), progress
 -- (optional: function(event, info) for "waiting", "building", "built") }.
 -- Raises a prisn.error when the build fails. Must run in an async task.
 function M.ensure(spec)
-  local key = M.key(spec.manager, spec.interpreter, spec.dependencies)
+  local key = M.key(spec.manager, spec.interpreter, spec.key_parts or spec.dependencies)
   local dir = M.path(spec.home, spec.runner, key)
   if read_marker(dir) then
     touch(dir)
@@ -143,11 +146,19 @@ function M.ensure(spec)
   return dir, key, built_here
 end
 
+-- Where the dependency list came from, in words, for a hint.
+local function where_listed(source)
+  if not source then return "" end
+  if source:match("^pep723") then return " in the script's '# /// script' block" end
+  if source:match("^imports") then return " (guessed from the script's imports)" end
+  return " in " .. source
+end
+
 function M.failure_hint(spec, code)
   if code == "ENOPIP" then
     return "install pip for " .. spec.interpreter.executable .. " (Debian: apt-get install python3-pip)"
   end
-  local where = spec.source and (" in " .. spec.source) or ""
+  local where = where_listed(spec.source)
   if spec.manager == "python" then
     return "check the package names" .. where
       .. "; pip's index comes from PIP_INDEX_URL, PIP_FIND_LINKS or pip.conf (or run with --no-deps)"

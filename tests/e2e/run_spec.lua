@@ -1,0 +1,250 @@
+-- `prisn run` against real interpreters: output, exit codes, signals,
+-- timeouts that leave nothing running, Ctrl-C forwarding, missing
+-- interpreters, operator runners, and the job records each run leaves.
+local h = require("e2e.helper")
+local cjson = require("cjson")
+local uv = require("luv")
+
+local function write(path, text, mode)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  if mode then assert(uv.fs_chmod(path, mode)) end
+  return path
+end
+
+local function jobs_json(env)
+  local r = h.prisn({ "get", "jobs", "-o", "json" }, { env = env })
+  assert.equal(0, r.code, r.stderr)
+  return cjson.decode(r.stdout)
+end
+
+-- Whether a process exists and is not a zombie.
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  local state = stat:match("%) (%a)")
+  return state ~= "Z" and state ~= "X"
+end
+
+local function has_command(name)
+  return h.run("/bin/sh", { "-c", "command -v " .. name }, { env = { PATH = os.getenv("PATH") } }).code == 0
+end
+
+describe("prisn run", function()
+  local dir, env
+  before_each(function()
+    dir = h.tempdir("prisn-run")
+    env = h.env()
+  end)
+  after_each(h.cleanup)
+
+  it("runs python3, keeps stdout and stderr apart and exits with the script's code", function()
+    write(dir .. "/job.py", "import sys\nprint('out', sys.argv[1:])\nprint('err', file=sys.stderr)\nsys.exit(3)\n")
+    local r = h.prisn({ "run", dir .. "/job.py", "a", "--", "--flag" }, { env = env })
+    assert.equal(3, r.code)
+    assert.equal("out ['a', '--flag']\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+  end)
+
+  it("runs node, bash and lua scripts", function()
+    write(dir .. "/a.js", "console.log('node', process.argv.slice(2).join(','))\nprocess.exit(4)\n")
+    write(dir .. "/b.sh", "echo bash \"$@\"\nexit 5\n")
+    write(dir .. "/c.lua", "print('lua', ...)\nos.exit(6)\n")
+    local node = h.prisn({ "run", dir .. "/a.js", "x", "y" }, { env = env })
+    assert.same({ 4, "node x,y\n" }, { node.code, node.stdout })
+    local bash = h.prisn({ "run", dir .. "/b.sh", "p q" }, { env = env })
+    assert.same({ 5, "bash p q\n" }, { bash.code, bash.stdout })
+    local lua = h.prisn({ "run", dir .. "/c.lua", "1", "2" }, { env = env })
+    assert.same({ 6, "lua\t1\t2\n" }, { lua.code, lua.stdout })
+  end)
+
+  it("runs lua scripts with no Lua installed", function()
+    write(dir .. "/c.lua", "print(_VERSION)\n")
+    local r = h.prisn({ "run", dir .. "/c.lua" }, { env = h.env({ PATH = "/nonexistent" }) })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("Lua 5.4\n", r.stdout)
+  end)
+
+  it("passes stdin through", function()
+    write(dir .. "/cat.py", "import sys\nprint(sys.stdin.read().upper(), end='')\n")
+    local r = h.prisn({ "run", dir .. "/cat.py" }, { env = env, stdin = "hello\n" })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("HELLO\n", r.stdout)
+  end)
+
+  it("sets variables from -e and --env-file and records only their names", function()
+    write(dir .. "/vars.env", "# settings\nexport FROM_FILE='file value'\nBOTH=file\n")
+    write(dir .. "/show.sh", "echo \"$FROM_FILE|$BOTH|$FROM_FLAG\"\n")
+    local r = h.prisn({ "run", "-e", "FROM_FLAG=flag", "-e", "BOTH=flag", "--env-file", dir .. "/vars.env",
+      dir .. "/show.sh" }, { env = env })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("file value|flag|flag\n", r.stdout)
+    local job = jobs_json(env)[1]
+    table.sort(job.env_keys)
+    assert.same({ "BOTH", "BOTH", "FROM_FILE", "FROM_FLAG" }, job.env_keys)
+    assert.is_nil(cjson.encode(job):find("file value", 1, true))
+  end)
+
+  it("refuses a malformed -e with a hint", function()
+    write(dir .. "/x.sh", "true\n")
+    local r = h.prisn({ "run", "-e", "NOEQUALS", dir .. "/x.sh" }, { env = env })
+    assert.equal(2, r.code)
+    assert.equal("Error: -e expects KEY=VALUE, got 'NOEQUALS'\n", r.stderr:match("^[^\n]*\n"))
+    assert.matches("\nHint: ", r.stderr)
+  end)
+
+  it("runs in --cwd", function()
+    write(dir .. "/pwd.sh", "pwd\n")
+    local r = h.prisn({ "run", "--cwd", "/tmp", dir .. "/pwd.sh" }, { env = env })
+    assert.equal("/tmp\n", r.stdout)
+  end)
+
+  it("reports a script killed by a signal as 128+N with a note", function()
+    write(dir .. "/die.sh", "kill -KILL $$\n")
+    local r = h.prisn({ "run", dir .. "/die.sh" }, { env = env })
+    assert.equal(137, r.code)
+    assert.matches("prisn: job %w+ killed by signal KILL\n$", r.stderr)
+    local job = jobs_json(env)[1]
+    assert.same({ "failed", "killed", "KILL", 137 }, { job.state, job.reason, job.signal, job.exit_code })
+  end)
+
+  it("stops a timed-out process tree, grandchild ignoring SIGTERM included, and exits 124", function()
+    local pidfile = dir .. "/grandchild.pid"
+    write(dir .. "/tree.sh", table.concat({
+      "sh -c 'trap \"\" TERM; echo $$ > " .. pidfile .. "; while :; do sleep 0.05; done' &",
+      "wait",
+    }, "\n") .. "\n")
+    local started = uv.hrtime()
+    local r = h.prisn({ "run", "--timeout", "1s", "--grace", "1s", dir .. "/tree.sh" }, { env = env })
+    local elapsed = (uv.hrtime() - started) / 1e9
+    assert.equal(124, r.code)
+    assert.matches("timed out after 1s", r.stderr)
+    assert.is_true(elapsed >= 1 and elapsed < 10, "took " .. elapsed .. "s")
+    local pid = assert(tonumber(assert(io.open(pidfile)):read("l")))
+    for _ = 1, 50 do
+      if not alive(pid) then break end
+      uv.sleep(20)
+    end
+    assert.is_false(alive(pid), "the grandchild " .. pid .. " is still running")
+    local job = jobs_json(env)[1]
+    assert.same({ "failed", "timeout", 124 }, { job.state, job.reason, job.exit_code })
+  end)
+
+  it("forwards Ctrl-C to the script's process group", function()
+    local ready = dir .. "/ready"
+    write(dir .. "/wait.py", table.concat({
+      "import signal, sys, time",
+      "def stop(signum, frame):",
+      "    print('got SIGINT', flush=True)",
+      "    sys.exit(42)",
+      "signal.signal(signal.SIGINT, stop)",
+      "open(" .. string.format("%q", ready) .. ", 'w').close()",
+      "time.sleep(30)",
+    }, "\n") .. "\n")
+    -- Start prisn, wait until the script is ready, then interrupt prisn.
+    local stdout = uv.new_pipe(false)
+    local out, code = {}, nil
+    local list = {}
+    for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+    local handle
+    handle = uv.spawn(h.bin, { args = { "run", dir .. "/wait.py" }, env = list,
+      stdio = { nil, stdout, nil } }, function(c) code = c; handle:close() end)
+    stdout:read_start(function(_, data) if data then out[#out + 1] = data else stdout:close() end end)
+    local deadline = uv.now() + 20000
+    while not uv.fs_stat(ready) and uv.now() < deadline do
+      uv.run("nowait")
+      uv.sleep(10)
+      uv.update_time()
+    end
+    assert.is_truthy(uv.fs_stat(ready), "the script never became ready")
+    handle:kill("sigint")
+    while (code == nil or not stdout:is_closing()) and uv.now() < deadline do
+      uv.run("nowait")
+      uv.sleep(10)
+      uv.update_time()
+    end
+    assert.equal(42, code)
+    assert.equal("got SIGINT\n", table.concat(out))
+  end)
+
+  it("says which interpreter is missing and how to install it, and records the attempt", function()
+    write(dir .. "/job.py", "print(1)\n")
+    local r = h.prisn({ "run", dir .. "/job.py" }, { env = h.env({ PATH = "/nonexistent", PRISN_HOME = env.PRISN_HOME }) })
+    assert.equal(1, r.code)
+    assert.equal("Error: python3: not found\n", r.stderr:match("^[^\n]*\n"))
+    assert.matches("\nHint: [^\n]*python3", r.stderr)
+    assert.equal("", r.stdout)
+    local job = jobs_json(env)[1]
+    assert.same({ "failed", "failed_to_start", "python3: not found" }, { job.state, job.reason, job.message })
+  end)
+
+  it("names a script that does not exist", function()
+    local r = h.prisn({ "run", dir .. "/nope.py" }, { env = env })
+    assert.equal(1, r.code)
+    assert.equal("Error: script not found: " .. dir .. "/nope.py\n", r.stderr:match("^[^\n]*\n"))
+  end)
+
+  it("refuses an unknown script type, listing the runners and how to add one", function()
+    write(dir .. "/data.xyz", "whatever\n")
+    local r = h.prisn({ "run", dir .. "/data.xyz" }, { env = env })
+    assert.equal(1, r.code)
+    assert.matches("^Error: cannot tell how to run [^\n]*data.xyz: no runner claims the extension .xyz\n", r.stderr)
+    assert.matches("\nHint: [^\n]*python3[^\n]*runners/", r.stderr)
+  end)
+
+  it("makes a new extension runnable with an operator runner", function()
+    if not has_command("tclsh") then
+      pending("tclsh is not installed")
+      return
+    end
+    local runners = env.PRISN_HOME .. "/runners"
+    assert(h.run("/bin/mkdir", { "-p", runners }, { env = env }).code == 0)
+    local example = assert(io.open(h.source_dir .. "/contrib/runners/tcl.lua")):read("a")
+    write(runners .. "/tcl.lua", example)
+    write(dir .. "/hello.tcl", "puts \"tcl says [lindex $argv 0]\"\nexit 7\n")
+    local r = h.prisn({ "run", dir .. "/hello.tcl", "hi" }, { env = env })
+    assert.equal(7, r.code, r.stderr)
+    assert.equal("tcl says hi\n", r.stdout)
+  end)
+
+  it("uses the shebang before the extension, and --runner before both", function()
+    write(dir .. "/tool.txt", "#!/usr/bin/env bash\necho \"bash $BASH_VERSION\" | cut -c1-6\n")
+    assert.equal("bash 5\n", h.prisn({ "run", dir .. "/tool.txt" }, { env = env }).stdout)
+    write(dir .. "/any.py", "echo from sh\n")
+    assert.equal("from sh\n", h.prisn({ "run", "--runner", "sh", dir .. "/any.py" }, { env = env }).stdout)
+  end)
+
+  it("runs inline code with --exec", function()
+    local r = h.prisn({ "run", "--exec", "import sys; print(sum(map(int, sys.argv[1:])))", "--runner", "python3",
+      "--", "1", "2", "3" }, { env = env })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("6\n", r.stdout)
+    local missing = h.prisn({ "run", "--exec", "print(1)" }, { env = env })
+    assert.equal(2, missing.code)
+    assert.matches("^Error: %-%-exec needs %-%-runner", missing.stderr)
+  end)
+
+  it("records every run as a job with its output in the log", function()
+    write(dir .. "/a.py", "import sys\nprint('first')\nprint('oops', file=sys.stderr)\n")
+    write(dir .. "/b.sh", "echo second\nexit 2\n")
+    assert.equal(0, h.prisn({ "run", dir .. "/a.py" }, { env = env }).code)
+    assert.equal(2, h.prisn({ "run", dir .. "/b.sh" }, { env = env }).code)
+    local jobs = jobs_json(env)
+    assert.equal(2, #jobs)
+    assert.equal(dir .. "/b.sh", jobs[1].script) -- newest first
+    assert.same({ "failed", "exited", 2, "bash" }, { jobs[1].state, jobs[1].reason, jobs[1].exit_code, jobs[1].runner })
+    assert.same({ "succeeded", "exited", 0, "python3" },
+      { jobs[2].state, jobs[2].reason, jobs[2].exit_code, jobs[2].runner })
+    assert.is_string(jobs[2].started_at)
+    assert.is_string(jobs[2].finished_at)
+    local logs = h.prisn({ "logs", "job/" .. jobs[2].id }, { env = env })
+    assert.equal(0, logs.code, logs.stderr)
+    assert.equal("first\n", logs.stdout)
+    assert.equal("oops\n", logs.stderr)
+    local one = h.prisn({ "get", "job", jobs[1].id, "-o", "json" }, { env = env })
+    assert.equal(jobs[1].id, cjson.decode(one.stdout).id)
+  end)
+end)
