@@ -25,6 +25,20 @@ void prisn_store_default_options(prisn_store_options *opts) {
     opts->busy_timeout_ms = PRISN_STORE_DEFAULT_BUSY_TIMEOUT_MS;
 }
 
+/* Switching a new database to WAL upgrades a shared lock to an exclusive
+ * one. When two processes open the same new file at once, both hold the
+ * shared lock and SQLite answers SQLITE_BUSY at once (waiting could deadlock)
+ * instead of calling the busy handler; the loser retries here, within the
+ * same busy timeout, and then finds the file already in WAL mode. */
+static int store_enable_wal(sqlite3 *db, int timeout_ms) {
+    for (int waited = 0;; waited += 10) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_BUSY || waited >= timeout_ms)
+            return rc;
+        sqlite3_sleep(10);
+    }
+}
+
 int prisn_store_open(const char *path, const prisn_store_options *opts, sqlite3 **out) {
     prisn_store_options defaults;
     if (opts == NULL) {
@@ -51,7 +65,7 @@ int prisn_store_open(const char *path, const prisn_store_options *opts, sqlite3 
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     if (rc == SQLITE_OK && !opts->readonly)
-        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        rc = store_enable_wal(db, opts->busy_timeout_ms);
     return rc;
 }
 
