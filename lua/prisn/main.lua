@@ -58,6 +58,12 @@ local function dispatch(argv)
     end
     return 0
   end
+  if parsed.globals.context then
+    -- Contexts (a server address and a token) arrive with the control
+    -- plane; until one is configured, every name is unknown.
+    errors.raise("unknown_context", string.format("unknown context '%s'", parsed.globals.context),
+      { hint = "no contexts are configured; leave out --context to work on this machine" })
+  end
   local output = require("prisn.output")
   local ctx = {
     args = parsed.args,

@@ -267,6 +267,36 @@ static void test_signal_state_is_reset(void) {
     signal(SIGPIPE, SIG_DFL);
 }
 
+static void test_switches_identity_when_root(void) {
+    if (geteuid() != 0) {
+        printf("skip identity switch: needs root\n");
+        return;
+    }
+    char *argv[4];
+    prisn_spawn_opts o = shell("echo $(id -u) $(id -g) $(id -G); grep NoNewPrivs /proc/self/status", argv);
+    char *env[] = {"PATH=/usr/bin:/bin", NULL};
+    o.envp = env;
+    gid_t groups[] = {65534};
+    o.set_ids = true;
+    o.uid = 65534;
+    o.gid = 65534;
+    o.groups = groups;
+    o.ngroups = 1;
+    o.no_new_privs = true;
+    o.stdio[1].kind = PRISN_STDIO_PIPE;
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    CHECK_INT(prisn_proc_spawn(&o, &r, &stage), 0);
+    char out[256];
+    read_all(r.stdio_fds[1], out, sizeof out);
+    prisn_exit_status st;
+    prisn_proc_wait(r.pid, r.pidfd, false, &st);
+    CHECK_STR(out, "65534 65534 65534\nNoNewPrivs:\t1\n");
+    close(r.stdio_fds[1]);
+    if (r.pidfd >= 0)
+        close(r.pidfd);
+}
+
 static long no_clone3(void *args, size_t size) {
     (void)args;
     (void)size;
@@ -321,6 +351,7 @@ int main(void) {
         {"wait with and without nohang", test_wait_nohang},
         {"rlimits and umask", test_rlimit_and_umask},
         {"signal mask and dispositions are reset", test_signal_state_is_reset},
+        {"uid, gid, groups and no_new_privs (as root)", test_switches_identity_when_root},
         {"fork fallback without clone3", test_fork_fallback_without_clone3},
         {"fork failure leaves nothing open", test_fork_failure_leaves_nothing_open},
         {NULL, NULL},

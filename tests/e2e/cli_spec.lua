@@ -61,6 +61,13 @@ describe("prisn CLI", function()
     assert.equal("Error: invalid value 'xml' for -o\nHint: choose one of: text, json, yaml\n", r.stderr)
   end)
 
+  it("refuses a context that is not configured", function()
+    local r = h.prisn({ "version", "--context", "prod" })
+    assert.equal(1, r.code)
+    assert.equal("Error: unknown context 'prod'\n", r.stderr:match("^[^\n]*\n"))
+    assert.matches("\nHint: ", r.stderr)
+  end)
+
   it("prints versions as text, JSON and YAML that parse back to the same data", function()
     local text = h.prisn({ "version" })
     assert.equal(0, text.code)
@@ -193,6 +200,18 @@ print(arg[0]:match("t.lua$"), arg[1], arg[2], select("#", ...), _VERSION, type(u
         or lib:match("ld%-linux") or lib:match("^libdl%.so") or lib:match("^libpthread%.so")
       assert.is_truthy(allowed, "unexpected library: " .. line)
     end
+  end)
+
+  it("stays under 5 MB stripped", function()
+    if os.getenv("PRISN_SANITIZE") == "1" or os.getenv("PRISN_SANITIZE") == "ON" then
+      pending("sanitizer builds are larger by design")
+      return
+    end
+    local stripped = h.tempdir() .. "/prisn"
+    local r = h.run("/usr/bin/strip", { "-o", stripped, h.bin }, { env = { PATH = "/usr/bin:/bin" } })
+    assert.equal(0, r.code, r.stderr)
+    local size = uv.fs_stat(stripped).size
+    assert.is_true(size < 5 * 1024 * 1024, string.format("stripped binary is %d bytes", size))
   end)
 
   it("uses colour on a terminal only, and never with NO_COLOR or --no-color", function()
