@@ -2,8 +2,10 @@
  * crypto: libsodium for prisn, as the Lua module prisn.core.crypto.
  *
  * The top half (crypto.h) fixes the primitives: secret boxes are
- * XSalsa20-Poly1305 with a random nonce stored in front of the ciphertext,
- * hashes are 32-byte BLAKE2b, encodings are strict. The bottom half binds
+ * XSalsa20-Poly1305 and AEAD is XChaCha20-Poly1305 (IETF), both with a random
+ * 24-byte nonce stored in front of the ciphertext — random nonces of that
+ * size never collide in practice, so no nonce state is kept; hashes are
+ * 32-byte BLAKE2b, encodings are strict. The bottom half binds
  * them over Lua strings. Temporary buffers that held keys or plaintext are
  * Lua userdata (freed by the collector even when a call raises) and are
  * wiped with sodium_memzero before the call returns; the strings handed back
@@ -19,6 +21,12 @@
 _Static_assert(PRISN_CRYPTO_KEY_BYTES == crypto_secretbox_KEYBYTES, "secretbox key size");
 _Static_assert(PRISN_CRYPTO_NONCE_BYTES == crypto_secretbox_NONCEBYTES, "secretbox nonce size");
 _Static_assert(PRISN_CRYPTO_MAC_BYTES == crypto_secretbox_MACBYTES, "secretbox MAC size");
+_Static_assert(PRISN_CRYPTO_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
+               "aead key size");
+_Static_assert(PRISN_CRYPTO_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+               "aead nonce size");
+_Static_assert(PRISN_CRYPTO_MAC_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "aead tag size");
 _Static_assert(PRISN_CRYPTO_HASH_BYTES == crypto_generichash_BYTES, "generichash size");
 _Static_assert(PRISN_CRYPTO_HASH_KEY_MIN == crypto_generichash_KEYBYTES_MIN, "hash key min");
 _Static_assert(PRISN_CRYPTO_HASH_KEY_MAX == crypto_generichash_KEYBYTES_MAX, "hash key max");
@@ -47,6 +55,34 @@ int prisn_crypto_open(uint8_t *out, const uint8_t *sealed, size_t len,
     size_t boxed = len - PRISN_CRYPTO_NONCE_BYTES;
     if (crypto_secretbox_open_easy(out, sealed + PRISN_CRYPTO_NONCE_BYTES, boxed, sealed, key) !=
         0) {
+        sodium_memzero(out, boxed - PRISN_CRYPTO_MAC_BYTES);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+size_t prisn_crypto_aead_sealed_size(size_t plaintext_len) {
+    return PRISN_CRYPTO_NONCE_BYTES + plaintext_len + PRISN_CRYPTO_MAC_BYTES;
+}
+
+int prisn_crypto_aead_encrypt(uint8_t *out, const uint8_t *plaintext, size_t len, const uint8_t *ad,
+                              size_t ad_len, const uint8_t key[PRISN_CRYPTO_KEY_BYTES]) {
+    if (len > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX)
+        return -EMSGSIZE;
+    randombytes_buf(out, PRISN_CRYPTO_NONCE_BYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + PRISN_CRYPTO_NONCE_BYTES, NULL, plaintext, len,
+                                               ad_len > 0 ? ad : NULL, ad_len, NULL, out, key);
+    return 0;
+}
+
+int prisn_crypto_aead_decrypt(uint8_t *out, const uint8_t *sealed, size_t len, const uint8_t *ad,
+                              size_t ad_len, const uint8_t key[PRISN_CRYPTO_KEY_BYTES]) {
+    if (len < PRISN_CRYPTO_NONCE_BYTES + PRISN_CRYPTO_MAC_BYTES)
+        return -EBADMSG;
+    size_t boxed = len - PRISN_CRYPTO_NONCE_BYTES;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            out, NULL, NULL, sealed + PRISN_CRYPTO_NONCE_BYTES, boxed, ad_len > 0 ? ad : NULL,
+            ad_len, sealed, key) != 0) {
         sodium_memzero(out, boxed - PRISN_CRYPTO_MAC_BYTES);
         return -EBADMSG;
     }
@@ -240,6 +276,51 @@ static int l_crypto_open(lua_State *L) {
     return 1;
 }
 
+/* crypto.aead_keygen() -> a random 32-byte key for aead_encrypt. */
+static int l_crypto_aead_keygen(lua_State *L) {
+    uint8_t key[PRISN_CRYPTO_KEY_BYTES];
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+    lua_pushlstring(L, (const char *)key, sizeof key);
+    sodium_memzero(key, sizeof key);
+    return 1;
+}
+
+/* crypto.aead_encrypt(key, plaintext [, ad]) -> nonce .. ciphertext .. tag
+ * XChaCha20-Poly1305 under a fresh random nonce; ad (default "") is
+ * authenticated, not stored: aead_decrypt needs the same ad. Raises unless
+ * key is 32 bytes. */
+static int l_crypto_aead_encrypt(lua_State *L) {
+    const uint8_t *key = check_key(L, 1);
+    size_t len, ad_len;
+    const uint8_t *plaintext = (const uint8_t *)luaL_checklstring(L, 2, &len);
+    const uint8_t *ad = (const uint8_t *)luaL_optlstring(L, 3, "", &ad_len);
+    size_t size = prisn_crypto_aead_sealed_size(len);
+    luaL_Buffer b;
+    uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, size);
+    if (prisn_crypto_aead_encrypt(out, plaintext, len, ad, ad_len, key) != 0)
+        return luaL_argerror(L, 2, "too long");
+    luaL_pushresultsize(&b, size);
+    return 1;
+}
+
+/* crypto.aead_decrypt(key, sealed [, ad]) -> plaintext | nil, message, "EDECRYPT"
+ * Fails when sealed is truncated, tampered with, sealed under another key or
+ * bound to another ad. Raises unless key is 32 bytes. */
+static int l_crypto_aead_decrypt(lua_State *L) {
+    const uint8_t *key = check_key(L, 1);
+    size_t len, ad_len;
+    const uint8_t *sealed = (const uint8_t *)luaL_checklstring(L, 2, &len);
+    const uint8_t *ad = (const uint8_t *)luaL_optlstring(L, 3, "", &ad_len);
+    size_t overhead = PRISN_CRYPTO_NONCE_BYTES + PRISN_CRYPTO_MAC_BYTES;
+    size_t size = len > overhead ? len - overhead : 0;
+    uint8_t *buf = scratch(L, size);
+    if (prisn_crypto_aead_decrypt(buf, sealed, len, ad, ad_len, key) != 0)
+        return push_failure(
+            L, "sealed data: wrong key or associated data, truncated or tampered with", "EDECRYPT");
+    push_from_scratch(L, buf, size, size);
+    return 1;
+}
+
 static const luaL_Reg crypto_functions[] = {
     {"version", l_crypto_version},
     {"random_bytes", l_crypto_random_bytes},
@@ -252,6 +333,9 @@ static const luaL_Reg crypto_functions[] = {
     {"secretbox_keygen", l_crypto_secretbox_keygen},
     {"seal", l_crypto_seal},
     {"open", l_crypto_open},
+    {"aead_keygen", l_crypto_aead_keygen},
+    {"aead_encrypt", l_crypto_aead_encrypt},
+    {"aead_decrypt", l_crypto_aead_decrypt},
     {NULL, NULL},
 };
 

@@ -1,6 +1,7 @@
 /*
  * crypto: the few libsodium primitives prisn needs — random bytes, BLAKE2b
- * hashing for token digests, and XSalsa20-Poly1305 secret boxes for secrets
+ * hashing for token digests, XSalsa20-Poly1305 secret boxes, and
+ * XChaCha20-Poly1305 AEAD (encryption bound to associated data) for secrets
  * encrypted at rest — behind fixed sizes, so callers cannot pick weak ones.
  *
  * Functions return 0 or a negative errno. Key storage, token formats and
@@ -36,6 +37,23 @@ int prisn_crypto_seal(uint8_t *out, const uint8_t *plaintext, size_t len,
  * out is then wiped. */
 int prisn_crypto_open(uint8_t *out, const uint8_t *sealed, size_t len,
                       const uint8_t key[PRISN_CRYPTO_KEY_BYTES]);
+
+/* The size of an AEAD-sealed message: nonce + ciphertext + tag. */
+size_t prisn_crypto_aead_sealed_size(size_t plaintext_len);
+
+/* Encrypts plaintext under key with XChaCha20-Poly1305 and a fresh random
+ * nonce, authenticating ad (NULL when ad_len is 0) along with it. out
+ * receives prisn_crypto_aead_sealed_size(len) bytes: nonce, then ciphertext
+ * and tag. -EMSGSIZE when len is beyond what the construction allows. */
+int prisn_crypto_aead_encrypt(uint8_t *out, const uint8_t *plaintext, size_t len, const uint8_t *ad,
+                              size_t ad_len, const uint8_t key[PRISN_CRYPTO_KEY_BYTES]);
+
+/* Opens what prisn_crypto_aead_encrypt made with the same key and ad. out
+ * receives len - nonce - tag bytes. Returns -EBADMSG when sealed is too
+ * short, forged, under another key or bound to other associated data; out
+ * is then wiped. */
+int prisn_crypto_aead_decrypt(uint8_t *out, const uint8_t *sealed, size_t len, const uint8_t *ad,
+                              size_t ad_len, const uint8_t key[PRISN_CRYPTO_KEY_BYTES]);
 
 /* BLAKE2b of data into out (PRISN_CRYPTO_HASH_BYTES), keyed when key is not
  * NULL. Returns -EINVAL for a key length outside 16..64. */

@@ -3,6 +3,7 @@
 #   spec/<path>     busted specs, run inside the binary through `prisn lua`
 #   e2e/<name>      end-to-end specs that drive build/prisn with a temporary PRISN_HOME
 #   lint/luacheck   luacheck over every Lua file we own, when luacheck is installed
+#   fuzz/<name>     with PRISN_FUZZ: each libFuzzer target over its seed corpus once
 
 set(PRISN_TEST_ENV
   "PRISN_BIN=$<TARGET_FILE:prisn>"
@@ -47,4 +48,23 @@ if(LUACHECK)
   add_test(NAME lint/luacheck
     COMMAND ${LUACHECK} --quiet --codes --no-color lua runners policies spec tests contrib
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+endif()
+
+# libFuzzer targets: C mechanism files only, instrumented with clang's
+# fuzzer, ASan and UBSan. The ctest entry replays the seed corpus (a
+# regression check of milliseconds); fuzzing itself is run by hand, see the
+# comment at the top of each tests/fuzz/fuzz_*.c.
+if(PRISN_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "PRISN_FUZZ needs clang: CC=clang cmake -B build-fuzz -DPRISN_FUZZ=ON")
+  endif()
+  set(PRISN_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+    -fno-omit-frame-pointer)
+  add_executable(fuzz_http ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_http.c ${CMAKE_SOURCE_DIR}/core/http.c)
+  target_include_directories(fuzz_http PRIVATE ${CMAKE_SOURCE_DIR}/core)
+  target_compile_options(fuzz_http PRIVATE ${PRISN_FUZZ_FLAGS})
+  target_link_options(fuzz_http PRIVATE ${PRISN_FUZZ_FLAGS})
+  target_link_libraries(fuzz_http PRIVATE ${HTTP_PARSER_A})
+  file(GLOB PRISN_FUZZ_HTTP_SEEDS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/http/*)
+  add_test(NAME fuzz/http COMMAND fuzz_http ${PRISN_FUZZ_HTTP_SEEDS})
 endif()

@@ -34,6 +34,7 @@ end
 
 --- Formats seconds compactly: 0.25 -> "250ms", 90 -> "1m30s", 86400 -> "1d".
 function M.format_duration(seconds)
+  if seconds == 0 then return "0s" end
   if seconds < 1 then return string.format("%dms", math.floor(seconds * 1000 + 0.5)) end
   if seconds < 60 and seconds % 1 ~= 0 then return string.format("%.1fs", seconds) end
   seconds = math.floor(seconds + 0.5)

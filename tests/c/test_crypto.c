@@ -1,5 +1,6 @@
 /*
- * crypto: sealed boxes open only with their key and only untouched, hashes
+ * crypto: sealed boxes open only with their key and only untouched, AEAD
+ * ciphertexts open only with their key and their associated data, hashes
  * are deterministic and keyed hashes differ, the decoders refuse anything
  * that is not exactly their encoding — through the C mechanism and through
  * prisn.core.crypto in the booted state.
@@ -40,6 +41,50 @@ static void test_seal_open_round_trip(void) {
 
     CHECK_INT(prisn_crypto_seal(sealed, (const uint8_t *)"", 0, key), 0);
     CHECK_INT(prisn_crypto_open(plain, sealed, 40, key), 0);
+}
+
+static void test_aead_round_trip(void) {
+    CHECK_INT(prisn_crypto_init(), 0);
+    uint8_t key[PRISN_CRYPTO_KEY_BYTES], other[PRISN_CRYPTO_KEY_BYTES];
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+    crypto_aead_xchacha20poly1305_ietf_keygen(other);
+    const char *msg = "{\"PASSWORD\":\"hunter2\"}";
+    const uint8_t ad[] = "prisn-secret\0default\0db";
+    const uint8_t moved[] = "prisn-secret\0default\0dc";
+    size_t len = strlen(msg), ad_len = sizeof ad - 1, n = len + 40;
+    uint8_t sealed[128], again[128], plain[128];
+    CHECK_INT(prisn_crypto_aead_sealed_size(len), n);
+    CHECK_INT(prisn_crypto_aead_encrypt(sealed, (const uint8_t *)msg, len, ad, ad_len, key), 0);
+    CHECK_INT(prisn_crypto_aead_encrypt(again, (const uint8_t *)msg, len, ad, ad_len, key), 0);
+    CHECK(memcmp(sealed, again, PRISN_CRYPTO_NONCE_BYTES) != 0); /* fresh nonce each time */
+    CHECK(memcmp(sealed, again, n) != 0);
+    memset(plain, 0, sizeof plain);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, ad, ad_len, key), 0);
+    CHECK(memcmp(plain, msg, len) == 0);
+
+    /* Another key, other associated data, none at all: all refused, out wiped. */
+    memset(plain, 0xaa, sizeof plain);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, ad, ad_len, other), -EBADMSG);
+    CHECK(plain[0] == 0 && plain[len - 1] == 0);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, moved, ad_len, key), -EBADMSG);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, NULL, 0, key), -EBADMSG);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, ad, ad_len - 1, key), -EBADMSG);
+
+    /* Any flipped bit (nonce, ciphertext or tag) and truncation are refused. */
+    for (size_t i = 0; i < n; i += 7) {
+        sealed[i] ^= 0x10;
+        CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, ad, ad_len, key), -EBADMSG);
+        sealed[i] ^= 0x10;
+    }
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n - 1, ad, ad_len, key), -EBADMSG);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, 39, ad, ad_len, key), -EBADMSG);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, 0, ad, ad_len, key), -EBADMSG);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, n, ad, ad_len, key), 0);
+
+    /* Empty plaintext and empty associated data work too. */
+    CHECK_INT(prisn_crypto_aead_encrypt(sealed, (const uint8_t *)"", 0, NULL, 0, key), 0);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, 40, NULL, 0, key), 0);
+    CHECK_INT(prisn_crypto_aead_decrypt(plain, sealed, 40, ad, ad_len, key), -EBADMSG);
 }
 
 static void test_hash(void) {
@@ -121,6 +166,33 @@ static void test_lua_seal_and_open(void) {
     lua_close(L);
 }
 
+static void test_lua_aead(void) {
+    lua_State *L = prisn_boot_new_state(NULL);
+    LUA_CHECK(L,
+              "local c = require('prisn.core.crypto')\n"
+              "local key, other = c.aead_keygen(), c.aead_keygen()\n"
+              "assert(#key == 32 and key ~= other)\n"
+              "local ad = 'prisn-secret\\0ns\\0name'\n"
+              "local sealed = c.aead_encrypt(key, 'secret\\0value', ad)\n"
+              "assert(#sealed == 12 + 40)\n"
+              "assert(sealed:sub(1, 24) ~= c.aead_encrypt(key, 'secret\\0value', ad):sub(1, 24))\n"
+              "assert(c.aead_decrypt(key, sealed, ad) == 'secret\\0value')\n"
+              "assert(c.aead_decrypt(key, c.aead_encrypt(key, '')) == '')\n"
+              "local ok, msg, code = c.aead_decrypt(key, sealed, ad .. 'x')\n"
+              "assert(ok == nil and code == 'EDECRYPT', msg)\n"
+              "assert(msg == 'EDECRYPT: sealed data: wrong key or associated data, truncated or "
+              "tampered with', msg)\n"
+              "assert(select(3, c.aead_decrypt(other, sealed, ad)) == 'EDECRYPT')\n"
+              "assert(select(3, c.aead_decrypt(key, sealed)) == 'EDECRYPT')\n"
+              "assert(select(3, c.aead_decrypt(key, sealed:sub(1, 39), ad)) == 'EDECRYPT')\n"
+              "local raised, err = pcall(c.aead_encrypt, 'short', 'x')\n"
+              "assert(not raised and err:find('key must be 32 bytes'), err)\n"
+              "raised, err = pcall(c.aead_decrypt, key .. 'x', sealed, ad)\n"
+              "assert(not raised and err:find('key must be 32 bytes'), err)\n"
+              "return true");
+    lua_close(L);
+}
+
 static void test_lua_hash_and_equal(void) {
     lua_State *L = prisn_boot_new_state(NULL);
     LUA_CHECK(L, "local c = require('prisn.core.crypto')\n"
@@ -167,9 +239,11 @@ static void test_lua_encodings_and_random(void) {
 int main(void) {
     static const check_case cases[] = {
         {"seal/open round trip, wrong key and tampering", test_seal_open_round_trip},
+        {"aead round trip, wrong key or ad, tampering", test_aead_round_trip},
         {"hash", test_hash},
         {"decoders are strict", test_decoders_are_strict},
         {"lua: seal and open", test_lua_seal_and_open},
+        {"lua: aead", test_lua_aead},
         {"lua: hash and equal", test_lua_hash_and_equal},
         {"lua: encodings and random bytes", test_lua_encodings_and_random},
         {NULL, NULL},

@@ -90,9 +90,10 @@ local function count(text, needle)
   end
 end
 
--- A folder of wheels: wheels({ { dist, version, package, value }, ... }).
-local function wheels(list)
-  local dir = h.tempdir("prisn-wheels")
+-- A folder of wheels: wheels({ { dist, version, package, value }, ... }),
+-- in `dir` when given, else in a new temporary folder.
+local function wheels(list, dir)
+  dir = dir or h.tempdir("prisn-wheels")
   local r = h.run(BUILDER_PYTHON, { "-c", WHEEL_BUILDER, dir, cjson.encode(list) },
     { env = { PATH = "/usr/bin:/bin" } })
   assert.equal(0, r.code, r.stderr)
@@ -161,14 +162,14 @@ local function prisn_together(runs)
   local handles = {}
   local function done() open = open - 1 end
   for i, spec in ipairs(runs) do
-    local res, out, err = { }, {}, {}
+    local res, out, err = {}, {}, {}
     results[i] = res
-    local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+    local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
     local env = {}
     for k, v in pairs(spec.opts.env) do env[#env + 1] = k .. "=" .. v end
     local handle, spawn_err
     handle, spawn_err = uv.spawn(h.bin, {
-      args = spec.args, env = env, cwd = spec.opts.cwd, stdio = { nil, stdout, stderr },
+      args = spec.args, env = env, cwd = spec.opts.cwd, stdio = { stdin, stdout, stderr },
     }, function(code, signal)
       res.code, res.signal = code, signal
       handle:close()
@@ -176,6 +177,7 @@ local function prisn_together(runs)
     end)
     assert(handle, spawn_err)
     handles[i] = handle
+    stdin:close() -- the scripts read nothing
     open = open + 3
     local function reader(chunks, pipe)
       return function(read_err, data)
@@ -237,11 +239,31 @@ describe("prisn run: dependencies", function()
       assert.same({ "acme-widgets>=1.0" }, only_env(env).dependencies)
     end)
 
+    it("requirements.txt options: --find-links relative to the file, part of the environment key", function()
+      -- Two projects with the same requirement and their own wheels: each
+      -- gets an environment from its own folder, not the other's.
+      local env = pip_env(h.tempdir("prisn-no-wheels"))
+      local outputs = {}
+      for i, value in ipairs({ "project one", "project two" }) do
+        local dir = h.tempdir()
+        wheels({ { dist = "acme-widgets", version = "1.0", package = "widgets", value = value } },
+          mkdir_p(dir .. "/vendor/wheels"))
+        write(dir .. "/requirements.txt", "--find-links vendor/wheels\n--no-index\nacme-widgets==1.0\n")
+        write(dir .. "/tool.py", "import widgets\nprint(widgets.VALUE)\n")
+        local r = run(env, dir .. "/tool.py")
+        assert.equal(0, r.code, r.stderr)
+        outputs[i] = r.stdout
+        assert_recorded(env, "requirements.txt")
+      end
+      assert.same({ "project one\n", "project two\n" }, outputs)
+      local list = json_of(env, { "env", "list", "-o", "json" })
+      assert.equal(2, #list)
+      assert.same(list[1].dependencies, list[2].dependencies)
+    end)
+
     it("requirements.txt found walking up to the project root (.git)", function()
       local env = pip_env(wheels({ WIDGETS }))
       local outside = h.tempdir()
-      -- Above the root: must not be reached (it names a package that does not exist).
-      write(outside .. "/requirements.txt", "prisn-not-a-package\n")
       local project = mkdir_p(outside .. "/project")
       mkdir_p(project .. "/.git")
       write(project .. "/requirements.txt", "acme-widgets\n")
@@ -252,6 +274,17 @@ describe("prisn run: dependencies", function()
       assert.equal("report: widgets 1.0\n", r.stdout)
       assert_recorded(env, "requirements.txt")
       assert.same({ "acme-widgets" }, only_env(env).dependencies)
+
+      -- The walk stops at the root: a requirements.txt above another
+      -- project's .git (naming a package that does not exist) is not used.
+      write(outside .. "/requirements.txt", "prisn-not-a-package\n")
+      local other = mkdir_p(outside .. "/other")
+      mkdir_p(other .. "/.git")
+      write(other .. "/hello.py", "import sys\nprint('hello', sys.argv[0].endswith('hello.py'))\n")
+      r = run(env, other .. "/hello.py")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("hello True\n", r.stdout)
+      assert.equal("none", last_job(env).deps_source)
     end)
 
     it("pyproject.toml [project].dependencies", function()
@@ -405,6 +438,7 @@ describe("prisn run: dependencies", function()
       assert.same({ "greeter@file:" .. lib }, only_env(env).dependencies)
       -- Reused: the second run installs nothing (npm would leave its log in the cache).
       local before = entries(env.npm_config_cache .. "/_logs")
+      assert.equal(1, #before)
       r = run(env, app .. "/main.js")
       assert.equal(0, r.code, r.stderr)
       assert.equal("hello, node\n", r.stdout)
@@ -462,12 +496,12 @@ describe("prisn run: dependencies", function()
     assert.equal(0, r.code, r.stderr)
     assert.equal("widgets 1.0 False\n", r.stdout) -- inside a venv
     local built = only_env(env)
-    local marker = cjson.decode(assert(read(built.path .. "/env.json")))
+    local marker = cjson.decode((assert(read(built.path .. "/env.json"))))
     assert.equal("pep723", marker.source)
     assert.is_number(marker.build_ms)
     -- The real interpreter, not a version manager's shim in front of it.
     assert.is_nil(marker.interpreter:find("/shims/", 1, true))
-    assert.matches("\nhome = ", read(built.path .. "/pyvenv.cfg"))
+    assert.matches("\ninclude%-system%-site%-packages = false\n", read(built.path .. "/pyvenv.cfg"))
     -- Its pip installs into the venv with --python (pip >= 22.3), so the venv
     -- itself carries no pip.
     local pip = h.run(marker.interpreter, { "-m", "pip", "--version" }, { env = { PATH = "/usr/bin:/bin" } })

@@ -14,6 +14,8 @@ M.FAMILIES = {
   "logs",
   "runner",
   "env",
+  "server",
+  "token",
   "version",
   "doctor",
   "completion",

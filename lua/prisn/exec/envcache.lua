@@ -157,6 +157,8 @@ end
 function M.failure_hint(spec, code)
   if code == "ENOPIP" then
     return "install pip for " .. spec.interpreter.executable .. " (Debian: apt-get install python3-pip)"
+  elseif code == "EPIPOLD" then
+    return "upgrade it: " .. spec.interpreter.executable .. " -m pip install --upgrade pip"
   end
   local where = where_listed(spec.source)
   if spec.manager == "python" then

@@ -66,18 +66,20 @@ local function progress_printer(show, source)
 end
 
 --- Works out what to launch. Returns a launch table: { runner, file, argv,
--- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors;
--- `record_failure(runner, message)` is called for failures after the runner
--- is known so they are recorded as jobs.
-function M.prepare(opts, record_failure)
+-- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors.
+-- `rec` records the job: rec.create(runner) as soon as the runner is known
+-- (so a long environment build already shows in `prisn get jobs`),
+-- rec.update(fields) as facts arrive, rec.fail_to_start(message).
+function M.prepare(opts, rec)
   local runners = require("prisn.exec.runners")
   local registry = runners.load({ home = opts.home })
   local runner, how_or_err, code, hint = runners.detect(registry, opts.script, { runner = opts.runner })
   if not runner then
     errors.raise(code or "unknown_type", how_or_err, { hint = hint, status = code == "usage" and 2 or 1 })
   end
+  rec.create(runner)
   local function fail(err_code, message, err_hint)
-    record_failure(runner, message)
+    rec.fail_to_start(message)
     errors.raise(err_code, message, { hint = err_hint })
   end
   local path, ierr, icode, ihint = runners.resolve_interpreter(runner)
@@ -101,6 +103,7 @@ function M.prepare(opts, record_failure)
       local found, derr, dcode = deps.detect(manager, opts.script, deps_context(os.getenv("HOME"), opts.cwd, identity))
       if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
       launch.deps_source = found.source
+      rec.update({ deps_source = found.source })
       if #found.dependencies > 0 then
         local list = deps.normalize(manager, found.dependencies)
         local key_parts = { table.unpack(list) }
@@ -121,10 +124,11 @@ function M.prepare(opts, record_failure)
           progress = progress_printer(opts.show_progress, where),
         })
         if not ok then
-          record_failure(runner, errors.is(env_dir) and env_dir.message or tostring(env_dir))
+          rec.fail_to_start(errors.is(env_dir) and env_dir.message or tostring(env_dir))
           error(env_dir, 0)
         end
         launch.env_key = env_key
+        rec.update({ env_key = env_key })
         require(INSTALLERS[manager]).apply(env_dir, launch)
       end
     end
@@ -153,25 +157,30 @@ local function recorder(opts)
   local logs = require("prisn.logs")
   local db = store.open(opts.home)
   local rec = { db = db }
-  function rec.create(runner, launch, state)
-    local job = jobs.create(db, {
+  function rec.create(runner)
+    local id = require("prisn.ids").new()
+    rec.log_path = logs.job_path(opts.home, opts.namespace, id)
+    rec.job = jobs.create(db, {
+      id = id,
       script = opts.script or "(inline)",
       runner = runner.name,
       args = opts.args,
       env_keys = opts.env_keys,
-      env_key = launch and launch.env_key,
-      deps_source = launch and launch.deps_source,
       cwd = opts.cwd,
       namespace = opts.namespace,
-      state = state,
+      log_path = rec.log_path,
     })
-    rec.job = job
-    rec.log_path = logs.job_path(opts.home, job.namespace, job.id)
-    db:run("UPDATE jobs SET log_path = ? WHERE id = ?", rec.log_path, job.id)
-    return job
+    return rec.job
   end
-  function rec.fail_to_start(runner, message)
-    if not rec.job then rec.create(runner, nil) end
+  -- Only the columns prepare learns along the way.
+  function rec.update(fields)
+    for _, column in ipairs({ "deps_source", "env_key" }) do
+      if fields[column] ~= nil then
+        db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", fields[column], rec.job.id)
+      end
+    end
+  end
+  function rec.fail_to_start(message)
     jobs.finish(db, rec.job.id, { state = "failed", reason = "failed_to_start", message = message })
   end
   function rec.open_log()
@@ -194,8 +203,7 @@ end
 function M.run(opts)
   local rec = recorder(opts)
   local ok, result = pcall(function()
-    local launch = M.prepare(opts, rec.fail_to_start)
-    rec.create(launch.runner, launch)
+    local launch = M.prepare(opts, rec)
     local log = rec.open_log()
     local outcome = supervise.supervise({
       file = launch.file,

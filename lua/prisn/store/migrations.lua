@@ -40,4 +40,20 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_namespace_id ON jobs (namespace, id);
 CREATE INDEX jobs_state_id ON jobs (state, id);
 ]],
+  -- 2: API tokens (prisn.store.tokens). Only a keyed hash of the secret part
+  -- is kept; namespaces is a JSON array, ["*"] meaning every namespace.
+  [[
+CREATE TABLE tokens (
+  id           TEXT PRIMARY KEY,            -- prisn.ids id, also inside the token
+  name         TEXT NOT NULL,
+  role         TEXT NOT NULL,               -- view | edit | admin
+  namespaces   TEXT NOT NULL,               -- JSON array; ["*"] = every namespace
+  hash         BLOB NOT NULL,               -- BLAKE2b(secret, key = token.key)
+  created_at   INTEGER NOT NULL,
+  created_by   TEXT,                        -- actor that created it
+  expires_at   INTEGER,
+  revoked_at   INTEGER,
+  last_used_at INTEGER
+);
+]],
 }

@@ -1,4 +1,4 @@
--- prisn.core.crypto as Lua code sees it: secret boxes, BLAKE2b hashes,
+-- prisn.core.crypto as Lua code sees it: secret boxes, AEAD, BLAKE2b hashes,
 -- constant-time comparison, strict encodings and random bytes.
 local crypto = require("prisn.core.crypto")
 
@@ -36,6 +36,64 @@ describe("prisn.core.crypto", function()
     it("raises on a key of the wrong length", function()
       assert.has_error(function() crypto.seal("short", "x") end, "bad argument #1 to 'seal' (key must be 32 bytes)")
       assert.has_error(function() crypto.open(key .. "!", "x") end, "bad argument #1 to 'open' (key must be 32 bytes)")
+    end)
+  end)
+
+  describe("aead_encrypt and aead_decrypt", function()
+    local key = crypto.aead_keygen()
+    local ad = "prisn-secret\0default\0db"
+
+    it("round-trips binary data bound to its associated data", function()
+      assert.equal(32, #key)
+      assert.are_not.equal(key, crypto.aead_keygen())
+      local sealed = crypto.aead_encrypt(key, "s3cret\0bytes", ad)
+      assert.equal(24 + 12 + 16, #sealed)
+      assert.equal("s3cret\0bytes", crypto.aead_decrypt(key, sealed, ad))
+      assert.equal("", crypto.aead_decrypt(key, crypto.aead_encrypt(key, "", ad), ad))
+      assert.equal("x", crypto.aead_decrypt(key, crypto.aead_encrypt(key, "x")))
+    end)
+
+    it("uses a fresh nonce for every call", function()
+      local seen = {}
+      for _ = 1, 100 do
+        local nonce = crypto.aead_encrypt(key, "same", ad):sub(1, 24)
+        assert.is_nil(seen[nonce])
+        seen[nonce] = true
+      end
+    end)
+
+    it("fails with EDECRYPT under other associated data", function()
+      local sealed = crypto.aead_encrypt(key, "x", ad)
+      local ok, msg, code = crypto.aead_decrypt(key, sealed, "prisn-secret\0default\0dc")
+      assert.is_nil(ok)
+      assert.equal("EDECRYPT", code)
+      assert.equal("EDECRYPT: sealed data: wrong key or associated data, truncated or tampered with", msg)
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, sealed)))
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, sealed, ad .. "\0")))
+    end)
+
+    it("fails with EDECRYPT under another key", function()
+      local sealed = crypto.aead_encrypt(key, "x", ad)
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(crypto.aead_keygen(), sealed, ad)))
+    end)
+
+    it("fails with EDECRYPT when tampered with or truncated", function()
+      local sealed = crypto.aead_encrypt(key, "payload", ad)
+      for i = 1, #sealed do
+        local byte = string.char(sealed:byte(i) ~ 0x01)
+        local tampered = sealed:sub(1, i - 1) .. byte .. sealed:sub(i + 1)
+        assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, tampered, ad)))
+      end
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, sealed:sub(1, -2), ad)))
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, sealed .. "!", ad)))
+      assert.equal("EDECRYPT", select(3, crypto.aead_decrypt(key, "", ad)))
+    end)
+
+    it("raises on a key of the wrong length", function()
+      assert.has_error(function() crypto.aead_encrypt("short", "x", ad) end,
+        "bad argument #1 to 'aead_encrypt' (key must be 32 bytes)")
+      assert.has_error(function() crypto.aead_decrypt(key .. "!", "x", ad) end,
+        "bad argument #1 to 'aead_decrypt' (key must be 32 bytes)")
     end)
   end)
 

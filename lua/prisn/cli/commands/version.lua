@@ -1,24 +1,4 @@
 -- `prisn version`: what this binary is and what it was built with.
-local M = {}
-
---- The version record; field names are part of the JSON/YAML interface.
-function M.info()
-  local sys = require("prisn.core.sys")
-  local uv = require("luv")
-  local uname = uv.os_uname()
-  return {
-    version = sys.version,
-    commit = sys.commit,
-    build_date = sys.build_date,
-    lua = sys.lua_version,
-    libuv = uv.version_string(),
-    sqlite = require("prisn.core.store").version(),
-    libsodium = require("prisn.core.crypto").version(),
-    os = uname.sysname:lower(),
-    arch = uname.machine,
-  }
-end
-
 return {
   {
     name = "version",
@@ -31,7 +11,7 @@ return {
       { "prisn version -o json", "The same as JSON, e.g. for a bug report" },
     },
     handler = function(ctx)
-      ctx.out:emit(M.info(), {
+      ctx.out:emit(require("prisn.version").info(), {
         fields = { "version", "commit", "build_date", "lua", "libuv", "sqlite", "libsodium", "os", "arch" },
       })
     end,

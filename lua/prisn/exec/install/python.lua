@@ -12,6 +12,10 @@ local fs = require("prisn.fs")
 
 local M = {}
 
+-- What pip is asked to install, written into the environment being built
+-- and removed once pip is done.
+M.REQUIREMENTS = "prisn-requirements.txt"
+
 -- The lines of pip's output worth showing when it fails.
 local function error_lines(text)
   local lines = {}
@@ -28,19 +32,20 @@ local function error_lines(text)
   return lines
 end
 
--- venv writes its own path into bin/ scripts (activate, entry points); the
--- environment is built under a temporary name and renamed, so point those
--- at the final location before the rename.
-local function relocate_bin(tmp_dir, final_dir)
+-- venv writes its own path into bin/ scripts (activate, entry points) and
+-- pyvenv.cfg; the environment is built under a temporary name and renamed,
+-- so point those at the final location before the rename.
+local function relocate(tmp_dir, final_dir)
+  local files = { tmp_dir .. "/pyvenv.cfg" }
   for _, entry in ipairs(fs.list_dir(tmp_dir .. "/bin")) do
-    local path = tmp_dir .. "/bin/" .. entry.name
-    if entry.type == "file" then
-      local text = fs.read_file(path)
-      if text and text:find(tmp_dir, 1, true) then
-        local fixed = text:gsub(tmp_dir:gsub("%p", "%%%0"), (final_dir:gsub("%%", "%%%%")))
-        local f = io.open(path, "wb")
-        if f then f:write(fixed); f:close() end
-      end
+    if entry.type == "file" then files[#files + 1] = tmp_dir .. "/bin/" .. entry.name end
+  end
+  for _, path in ipairs(files) do
+    local text = fs.read_file(path)
+    if text and text:find(tmp_dir, 1, true) then
+      local fixed = text:gsub(tmp_dir:gsub("%p", "%%%0"), (final_dir:gsub("%%", "%%%%")))
+      local f = io.open(path, "wb")
+      if f then f:write(fixed); f:close() end
     end
   end
 end
@@ -57,20 +62,31 @@ function M.build(spec, tmp_dir, final_dir)
   if r.code ~= 0 then
     return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
   end
-  local args = { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
-    "--disable-pip-version-check", "--no-input", "--quiet" }
-  for _, opt in ipairs(spec.options or {}) do args[#args + 1] = opt end
-  for _, dep in ipairs(spec.dependencies) do args[#args + 1] = dep end
-  r, err, code = async.capture(spec.interpreter, args, { env = spec.env })
+  -- pip gets a requirements file, not arguments: options come as one line
+  -- each ("--find-links /srv/wheels") and requirements may carry their own
+  -- (--hash=...), which pip accepts only in a file.
+  local lines = {}
+  for _, opt in ipairs(spec.options or {}) do lines[#lines + 1] = opt end
+  for _, dep in ipairs(spec.dependencies) do lines[#lines + 1] = dep end
+  local req_file = tmp_dir .. "/" .. M.REQUIREMENTS
+  local ok, werr, wcode = fs.write_atomic(req_file, table.concat(lines, "\n") .. "\n", tonumber("644", 8))
+  if not ok then return nil, werr, wcode end
+  r, err, code = async.capture(spec.interpreter, { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
+    "--disable-pip-version-check", "--no-input", "--quiet", "-r", req_file }, { env = spec.env })
+  os.remove(req_file)
   if not r then return nil, err, code end
   if r.code ~= 0 then
     local details = error_lines(r.stderr .. "\n" .. r.stdout)
     if (r.stderr .. r.stdout):match("No module named pip") then
       return nil, spec.interpreter .. " has no pip", "ENOPIP", details
     end
+    if (r.stderr .. r.stdout):match("no such option: %-%-python") then
+      return nil, spec.interpreter .. "'s pip is too old to install into another environment (it needs pip 22.3)",
+        "EPIPOLD", { (r.stderr .. r.stdout):match("no such option: %-%-python") }
+    end
     return nil, "pip install failed (exit " .. tostring(r.code) .. ")", "EINSTALL", details
   end
-  relocate_bin(tmp_dir, final_dir)
+  relocate(tmp_dir, final_dir)
   return true
 end
 

@@ -1,0 +1,180 @@
+-- `prisn server start|stop|status`, `prisn cluster init` and `prisn status`.
+local errors = require("prisn.error")
+
+local function start(ctx, opts)
+  local server = require("prisn.server")
+  local home = require("prisn.home").ensure()
+  local running = server.running(home)
+  if running then
+    if opts.init then
+      errors.raise("already_running", "this machine already runs a prisn server (pid "
+        .. math.tointeger(running.pid) .. ")", { hint = "'prisn status' shows it" })
+    end
+    if not ctx.globals.quiet then
+      io.stdout:write(string.format("prisn server already running (pid %d) on %s\n",
+        math.tointeger(running.pid), running.address))
+    end
+    return 0
+  end
+  local token = server.setup(home)
+  if opts.init and not token then
+    errors.raise("already_initialized", "a cluster was already initialized in " .. home,
+      { hint = "start it with 'prisn server start'; the admin token is in " .. home .. "/admin.token" })
+  end
+  if ctx.flags.foreground and not opts.init then
+    if token then
+      io.stderr:write("Admin token: ", token, "\n(saved to ", home, "/admin.token; shown only once)\n")
+    end
+    return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized })
+  end
+  local info = server.start_background(home, { listen = ctx.flags.listen })
+  if opts.init then
+    io.stdout:write("Cluster initialized. Admin token: ", token, "\n")
+    io.stdout:write(string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n",
+      require("luv").os_gethostname(), info.address))
+    return 0
+  end
+  if token and not ctx.globals.quiet then
+    io.stdout:write("Admin token: ", token, "\n(saved to ", home, "/admin.token; shown only once)\n")
+  end
+  if not ctx.globals.quiet then
+    io.stdout:write(string.format("prisn server started (pid %d), listening on %s and unix:%s\n",
+      math.tointeger(info.pid), info.address, info.socket))
+  end
+  return 0
+end
+
+local function stop(ctx)
+  local server = require("prisn.server")
+  local home = require("prisn.home").path()
+  local pid = server.stop(home, math.floor((ctx.flags.timeout or 30) * 1000))
+  if not pid then
+    if not ctx.globals.quiet then io.stdout:write("no prisn server is running\n") end
+    return 0
+  end
+  if not ctx.globals.quiet then io.stdout:write(string.format("prisn server stopped (pid %d)\n", pid)) end
+  return 0
+end
+
+local function server_status(ctx)
+  local server = require("prisn.server")
+  local home = require("prisn.home").path()
+  local info = server.running(home)
+  if not info then
+    if ctx.globals.output ~= "text" then
+      ctx.out:emit({ running = false, home = home })
+    else
+      io.stdout:write("prisn server: not running (start it with 'prisn server start')\n")
+    end
+    return 3
+  end
+  local c = require("prisn.client").connect(ctx)
+  local status = c:request("GET", "/api/v1/status")
+  ctx.out:emit({
+    running = true, pid = math.tointeger(info.pid), version = status.version, health = status.health,
+    uptime = require("prisn.units").format_duration(status.uptime_seconds),
+    address = info.address, socket = info.socket, home = home,
+  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "home" } })
+  return 0
+end
+
+local function overall_status(ctx)
+  local c = require("prisn.client").connect(ctx)
+  local status = c:request("GET", "/api/v1/status")
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(status)
+    return status.health == "ok" and 0 or 1
+  end
+  local jobs = status.jobs or {}
+  ctx.out:emit({
+    health = status.health,
+    version = status.version,
+    uptime = require("prisn.units").format_duration(status.uptime_seconds),
+    addresses = status.addresses,
+    jobs = string.format("%d running, %d pending, %d succeeded, %d failed",
+      jobs.running or 0, jobs.pending or 0, jobs.succeeded or 0, jobs.failed or 0),
+    problems = #status.problems > 0 and status.problems or "none",
+  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "problems" } })
+  return status.health == "ok" and 0 or 1
+end
+
+local listen_flag = { name = "listen", type = "string", placeholder = "ADDR",
+  summary = "Also serve the API on HOST:PORT (default 127.0.0.1:7433, or the next free port)" }
+
+return {
+  {
+    name = "server",
+    summary = "Start, stop or check the prisn server (the control plane)",
+    subcommands = {
+      {
+        name = "start",
+        summary = "Start the server in the background (or --foreground)",
+        description = "Starts the control plane: the REST API on the unix socket\n"
+          .. "$PRISN_HOME/prisn.sock and on TCP (127.0.0.1:7433, or the next free port;\n"
+          .. "--listen to choose), recorded in $PRISN_HOME/server.json. On the first start\n"
+          .. "it creates the state database and the first admin token, printed once and\n"
+          .. "saved 0600 as $PRISN_HOME/admin.token for the local CLI. No config file.\n"
+          .. "--foreground keeps it attached (for systemd and containers) and logs to\n"
+          .. "stderr as well as $PRISN_HOME/server.log.",
+        flags = {
+          { name = "foreground", type = "bool", summary = "Run in this process; log to stderr too" },
+          { name = "daemonized", type = "bool", hidden = true,
+            summary = "Set by 'prisn server start' for the background server: log to server.log only" },
+          listen_flag,
+        },
+        examples = {
+          { "prisn server start", "Start the server in the background" },
+          { "prisn server start --foreground --listen 0.0.0.0:7433", "Under systemd, reachable from the network" },
+        },
+        handler = function(ctx) return start(ctx, {}) end,
+      },
+      {
+        name = "stop",
+        summary = "Stop the server gracefully",
+        description = "Sends SIGTERM to the server and waits until it has stopped: no new\n"
+          .. "connections, requests in flight answered, state closed. Exits 0 when no\n"
+          .. "server was running.",
+        flags = {
+          { name = "timeout", type = "duration", default = "30s", placeholder = "DURATION",
+            summary = "How long to wait for the server to stop" },
+        },
+        examples = { { "prisn server stop", "Stop the local server" } },
+        handler = stop,
+      },
+      {
+        name = "status",
+        summary = "Say whether the server runs, and where",
+        description = "Shows the server's pid, version, uptime and addresses. Exits 0 when it\n"
+          .. "runs and answers, 3 when no server is running.",
+        examples = { { "prisn server status", "Is the server up?" },
+          { "prisn server status -o json", "As JSON, for scripts" } },
+        handler = server_status,
+      },
+    },
+  },
+  {
+    name = "cluster",
+    summary = "Set up a prisn cluster (a single node for now)",
+    subcommands = {
+      {
+        name = "init",
+        summary = "Initialize this machine as a cluster and start its server",
+        description = "On a fresh machine: creates $PRISN_HOME, the state database, the master\n"
+          .. "keys and the first admin token, starts the server in the background and\n"
+          .. "prints the admin token once. Refuses to run twice.",
+        flags = { listen_flag },
+        examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
+        handler = function(ctx) return start(ctx, { init = true }) end,
+      },
+    },
+  },
+  {
+    name = "status",
+    summary = "Show the server's health, version, uptime and job counts",
+    description = "Asks the server for its health, version, uptime, addresses, counts of\n"
+      .. "jobs by state, and anything unhealthy. Exits 1 when the server reports a\n"
+      .. "problem.",
+    examples = { { "prisn status", "How is the server doing?" }, { "prisn status -o json", "As JSON" } },
+    handler = overall_status,
+  },
+}

@@ -1,0 +1,93 @@
+-- prisn.server.api: what route handlers share.
+--
+-- A handler module (lua/prisn/server/api/<area>.lua) returns a list of
+-- routes:
+--
+--   return {
+--     { method = "GET", pattern = "/api/v1/namespaces/{ns}/jobs", auth = "view",
+--       handler = function(req) return 200, { items = ... } end },
+--   }
+--
+-- auth is "none" (no token needed: /health, /ready), "view", "edit" or
+-- "admin"; a route with {ns} in its pattern is also checked against the
+-- token's namespaces. The handler gets `req`:
+--
+--   req.method, req.path, req.params ({ns=..., id=...}), req.query (decoded
+--   name -> value), req.headers (lower-case names), req.body (string),
+--   req.token ({ id, name, role, namespaces } or nil for auth "none"),
+--   req.actor ("token:<name>"), req.server (the running server: db, home,
+--   events, metrics, log, ...)
+--
+-- and returns status, body[, headers]: a table body is sent as JSON, a string
+-- as text/plain, nil as no body. Errors are raised as prisn.errors (use
+-- api.fail): the server answers {"error": {"code", "message", "hint"}} with
+-- the error's http_status, or one derived from its code.
+local cjson = require("cjson")
+local errors = require("prisn.error")
+
+local M = {}
+
+-- HTTP status for error codes that carry none.
+M.STATUS_OF_CODE = {
+  usage = 400, bad_request = 400, invalid_json = 400,
+  unauthorized = 401, forbidden = 403,
+  not_found = 404, method_not_allowed = 405,
+  conflict = 409, ambiguous = 409, exists = 409,
+  too_large = 413, invalid = 422,
+  too_many_requests = 429, unavailable = 503,
+}
+
+--- Raises an API error.
+function M.fail(status, code, message, hint)
+  errors.raise(code, message, { hint = hint, http_status = status })
+end
+
+--- The HTTP status for a raised error.
+function M.status_of(err)
+  if errors.is(err) then
+    return err.http_status or M.STATUS_OF_CODE[err.code] or 500
+  end
+  return 500
+end
+
+--- The JSON body for an error.
+function M.error_body(err)
+  if errors.is(err) then
+    return { error = { code = err.code, message = err.message, hint = err.hint or cjson.null } }
+  end
+  return { error = { code = "internal", message = "internal server error",
+    hint = "this is a bug; the server log has the details" } }
+end
+
+--- The request body decoded from JSON (an object); raises 400 otherwise.
+function M.json_body(req)
+  if req.body == nil or req.body == "" then
+    M.fail(400, "bad_request", "the request needs a JSON body", "send Content-Type: application/json")
+  end
+  local ok, value = pcall(cjson.decode, req.body)
+  if not ok or type(value) ~= "table" then
+    M.fail(400, "invalid_json", "the request body is not a JSON object", "send a JSON object")
+  end
+  return value
+end
+
+--- Checks that `body[name]` is of `kind` ("string", "number", "table",
+-- "boolean"); raises 422 naming the field otherwise. Returns the value.
+function M.field(body, name, kind, optional)
+  local v = body[name]
+  if v == nil or v == cjson.null then
+    if optional then return nil end
+    M.fail(422, "invalid", "the field '" .. name .. "' is required")
+  end
+  if type(v) ~= kind then
+    M.fail(422, "invalid", string.format("the field '%s' must be a %s", name, kind))
+  end
+  return v
+end
+
+M.null = cjson.null
+
+--- Marks a table as a JSON array (so an empty one is [] not {}).
+M.array = require("prisn.output").array
+
+return M

@@ -1,0 +1,77 @@
+-- The server's own endpoints: /health, /ready, /version, /api/v1/status and
+-- /api/v1/nodes.
+local uv = require("luv")
+local api = require("prisn.server.api")
+
+local function count_jobs(db)
+  local counts = { pending = 0, running = 0, succeeded = 0, failed = 0 }
+  local rows = db:rows("SELECT state, count(*) AS n FROM jobs GROUP BY state") or {}
+  for _, row in ipairs(rows) do counts[row.state] = row.n end
+  return counts
+end
+
+-- Whether the state database takes a write (it is what /ready promises).
+local function state_writable(db)
+  local ok = db:exec("BEGIN IMMEDIATE; ROLLBACK;")
+  return ok == true
+end
+
+local function node_info(server)
+  local uname = uv.os_uname()
+  local fs_stat = uv.fs_statfs(server.home)
+  local total, free = uv.get_total_memory(), uv.get_free_memory()
+  local load = { uv.loadavg() }
+  return {
+    name = uv.os_gethostname(),
+    role = "control-plane,worker",
+    health = "ok",
+    os = uname.sysname:lower(),
+    kernel = uname.release,
+    arch = uname.machine,
+    capacity = { cpus = #uv.cpu_info(), memory_bytes = math.floor(total),
+      disk_bytes = fs_stat and fs_stat.blocks * fs_stat.bsize or api.null },
+    usage = { load1 = load[1], memory_used_bytes = math.floor(total - free),
+      disk_free_bytes = fs_stat and fs_stat.bavail * fs_stat.bsize or api.null },
+  }
+end
+
+return {
+  { method = "GET", pattern = "/health", auth = "none", handler = function()
+    return 200, { status = "ok" }
+  end },
+  { method = "GET", pattern = "/ready", auth = "none", handler = function(req)
+    if req.server.stopping then
+      api.fail(503, "unavailable", "the server is stopping")
+    end
+    if not state_writable(req.server.db) then
+      api.fail(503, "unavailable", "the state database is not writable", "see the server log")
+    end
+    return 200, { status = "ready" }
+  end },
+  { method = "GET", pattern = "/version", auth = "view", handler = function()
+    return 200, require("prisn.version").info()
+  end },
+  { method = "GET", pattern = "/api/v1/status", auth = "view", handler = function(req)
+    local server = req.server
+    local problems = api.array()
+    if not state_writable(server.db) then problems[#problems + 1] = "the state database is not writable" end
+    return 200, {
+      health = #problems == 0 and "ok" or "degraded",
+      problems = problems,
+      version = server.version,
+      pid = uv.os_getpid(),
+      uptime_seconds = os.time() - server.started_at,
+      started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000),
+      addresses = api.array((function()
+        local out = {}
+        for _, l in ipairs(server.listeners) do out[#out + 1] = l.address end
+        return out
+      end)()),
+      jobs = count_jobs(server.db),
+      connections = server.connections,
+    }
+  end },
+  { method = "GET", pattern = "/api/v1/nodes", auth = "view", handler = function(req)
+    return 200, { items = api.array({ node_info(req.server) }) }
+  end },
+}

@@ -1,0 +1,260 @@
+-- prisn.server: the control plane process.
+--
+-- One process, one libuv loop. `setup` makes a fresh PRISN_HOME usable
+-- (state.db, token.key, the first admin token); `run` serves the API on the
+-- unix socket $PRISN_HOME/prisn.sock (always) and on TCP (127.0.0.1 at the
+-- default port or the next free one, or --listen), writes server.json, and
+-- runs until SIGTERM/SIGINT, when it stops gracefully: no new connections,
+-- running requests finished, state closed, server.json and the socket
+-- removed. Only one server runs per PRISN_HOME (an flock on server.lock).
+local uv = require("luv")
+local cjson = require("cjson")
+local sys = require("prisn.core.sys")
+local errors = require("prisn.error")
+local fs = require("prisn.fs")
+
+local M = {}
+
+M.DEFAULT_PORT = 7433
+M.PORT_ATTEMPTS = 20
+M.ADMIN_TOKEN_FILE = "admin.token"
+M.INFO_FILE = "server.json"
+M.SOCKET_FILE = "prisn.sock"
+M.LOCK_FILE = "server.lock"
+
+-- The API areas whose routes the server serves, in lua/prisn/server/api/.
+M.API_MODULES = { "system", "tokens", "jobs" }
+
+--- Makes `home` ready for a server: state database, token key, and the
+-- first admin token when there is none. Returns the new admin token string
+-- (to print once) or nil when one existed already.
+function M.setup(home)
+  local store = require("prisn.store")
+  local tokens = require("prisn.store.tokens")
+  local db = store.open(home)
+  local key = tokens.load_key(home)
+  local created
+  if not tokens.has_admin(db) then
+    local _, token = tokens.create(db, key, { name = "admin", role = "admin", namespaces = { "*" },
+      created_by = "system" })
+    local ok, err, code = fs.write_atomic(home .. "/" .. M.ADMIN_TOKEN_FILE, token .. "\n", tonumber("600", 8))
+    if not ok then
+      db:close()
+      errors.raise(code or "EIO", "cannot write the admin token: " .. tostring(err))
+    end
+    created = token
+  end
+  db:close()
+  return created
+end
+
+--- What server.json says, or nil when there is no server file.
+function M.info(home)
+  local text = fs.read_file(home .. "/" .. M.INFO_FILE)
+  if not text then return nil end
+  local ok, info = pcall(cjson.decode, text)
+  return ok and type(info) == "table" and info or nil
+end
+
+--- Whether the process named in server.json is alive.
+function M.running(home)
+  local info = M.info(home)
+  if not info or not info.pid then return nil end
+  local ok, _, code = uv.kill(info.pid, 0)
+  if ok or code == "EPERM" then return info end
+  return nil
+end
+
+local function parse_listen(addr)
+  local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
+  if not host then
+    port = addr:match("^(%d+)$")
+    host = "127.0.0.1"
+  end
+  if not port then return nil end
+  if host == "" then host = "0.0.0.0" end
+  return host, tonumber(port)
+end
+
+-- The HTTP limits: defaults, each overridable by an environment variable
+-- (PRISN_HTTP_MAX_BODY_BYTES, PRISN_HTTP_REQUEST_TIMEOUT_MS, ...) for
+-- operators tuning a busy server, and for tests.
+function M.limits()
+  local limits = {}
+  for name, value in pairs(require("prisn.server.http").DEFAULTS) do
+    local override = tonumber(os.getenv("PRISN_HTTP_" .. name:upper()) or "")
+    limits[name] = override and math.floor(override) or value
+  end
+  return limits
+end
+
+local function build_router()
+  local router = require("prisn.server.router").new()
+  for _, area in ipairs(M.API_MODULES) do
+    for _, route in ipairs(require("prisn.server.api." .. area)) do router:add(route) end
+  end
+  return router
+end
+
+--- Runs the server in this process until it is stopped. opts: home, listen
+-- ("HOST:PORT" or "PORT"), foreground (log to stderr too). Returns the exit
+-- status.
+function M.run(opts)
+  local home = opts.home
+  local log = require("prisn.server.log").open(home .. "/server.log", { stderr = opts.foreground })
+  local lock = sys.lock(home .. "/" .. M.LOCK_FILE)
+  if not lock then
+    local info = M.info(home)
+    errors.raise("already_running", "a prisn server is already running for " .. home
+      .. (info and info.pid and (" (pid " .. math.tointeger(info.pid) .. ")") or ""),
+      { hint = "'prisn server status' shows it; 'prisn server stop' stops it" })
+  end
+  M.setup(home)
+  local store = require("prisn.store")
+  local server = {
+    home = home,
+    log = log,
+    db = store.open(home),
+    token_key = require("prisn.store.tokens").load_key(home),
+    router = build_router(),
+    limits = M.limits(),
+    connections = 0,
+    started_at = os.time(),
+    version = require("prisn.core.sys").version,
+    listeners = {},
+  }
+  M.current = server
+
+  -- Listeners: the unix socket always (a stale one is replaced: we hold the
+  -- lock, so nobody else serves it), TCP on loopback or --listen.
+  local socket_path = home .. "/" .. M.SOCKET_FILE
+  uv.fs_unlink(socket_path)
+  local pipe = uv.new_pipe(false)
+  local ok, err = pipe:bind(socket_path)
+  if not ok then errors.raise("EADDRINUSE", "cannot listen on " .. socket_path .. ": " .. tostring(err)) end
+  uv.fs_chmod(socket_path, tonumber("600", 8))
+  server.listeners[#server.listeners + 1] = { kind = "pipe", handle = pipe, address = "unix:" .. socket_path }
+  local host, port = "127.0.0.1", M.DEFAULT_PORT
+  if opts.listen then
+    host, port = parse_listen(opts.listen)
+    if not host then
+      errors.usage("--listen expects HOST:PORT or PORT, got '" .. opts.listen .. "'", "e.g. --listen 0.0.0.0:7433")
+    end
+  end
+  local http = require("prisn.server.http")
+  assert(http.serve(server, server.listeners[1]))
+  -- TCP: the port asked for, or (by default) the first free one from it on.
+  local url, last_err
+  for p = port, port + (opts.listen and 0 or M.PORT_ATTEMPTS - 1) do
+    local tcp = uv.new_tcp()
+    local listener = { kind = "tcp", handle = tcp }
+    local bound, berr = tcp:bind(host, p)
+    if bound then bound, berr = http.serve(server, listener) end
+    if bound then
+      url = string.format("http://%s:%d", host:find(":") and ("[" .. host .. "]") or host, p)
+      listener.address = url
+      server.listeners[#server.listeners + 1] = listener
+      break
+    end
+    tcp:close()
+    last_err = berr
+  end
+  if not url then
+    errors.raise("EADDRINUSE", string.format("cannot listen on %s:%d: %s", host, port, tostring(last_err)),
+      { hint = "choose another address with --listen HOST:PORT" })
+  end
+
+  local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
+    started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000) }
+  assert(fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n", tonumber("600", 8)))
+  log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
+
+  local stopped = false
+  local function stop(signame)
+    if stopped then return end
+    stopped = true
+    server.stopping = true
+    log:info("stopping (%s)", signame)
+    for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
+    -- Let in-flight responses finish, then close what is left.
+    local t = uv.new_timer()
+    t:start(200, 0, function()
+      t:close()
+      uv.walk(function(h) if not h:is_closing() then h:close() end end)
+    end)
+  end
+  -- luv keeps active handles referenced; nothing to hold on to here.
+  for _, name in ipairs({ "sigterm", "sigint" }) do
+    uv.new_signal():start(name, function() stop(name) end)
+  end
+  local sighup = uv.new_signal()
+  sighup:start("sighup", function() log:info("SIGHUP: nothing to reload (prisn has no config file)") end)
+
+  uv.run("default")
+
+  uv.fs_unlink(home .. "/" .. M.INFO_FILE)
+  uv.fs_unlink(socket_path)
+  server.db:close()
+  log:info("stopped")
+  log:close()
+  sys.unlock(lock)
+  M.current = nil
+  return 0
+end
+
+--- Starts the server in the background: a new `prisn server start
+-- --foreground` in its own session, output to server.log. Waits until it
+-- answers (up to `wait_ms`) and returns its server.json, or raises with the
+-- end of server.log.
+function M.start_background(home, opts)
+  local exe = uv.exepath()
+  -- --daemonized: log to server.log only (stderr goes there too, for crashes).
+  local argv = { exe, "server", "start", "--foreground", "--daemonized" }
+  if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
+  env[#env + 1] = "PRISN_HOME=" .. home
+  local proc = require("prisn.core.proc")
+  local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",
+    stdout = "null", stderr = { file = home .. "/server.log", mode = "a" }, session = true, cwd = "/" })
+  if not p then errors.raise("ESPAWN", "cannot start the server: " .. tostring(err)) end
+  local deadline = uv.hrtime() + (opts.wait_ms or 5000) * 1e6
+  while uv.hrtime() < deadline do
+    local status = p:wait({ nohang = true })
+    if status then
+      local tail = (fs.read_file(home .. "/server.log") or ""):match("([^\n]*)\n?$")
+      errors.raise("server_failed", "the server exited at start: " .. (tail or "see server.log"),
+        { hint = "see " .. home .. "/server.log" })
+    end
+    local info = M.info(home)
+    if info and info.pid == p:pid() then
+      p:close() -- the daemon lives on; its parent (init) reaps it
+      return info
+    end
+    uv.sleep(10)
+  end
+  p:kill("TERM")
+  errors.raise("timeout", "the server did not start within " .. (opts.wait_ms or 5000) .. " ms",
+    { hint = "see " .. home .. "/server.log" })
+end
+
+--- Stops the server of `home`: SIGTERM, then waits up to timeout_ms.
+-- Returns the pid it stopped, or nil when none was running.
+function M.stop(home, timeout_ms)
+  local info = M.running(home)
+  if not info then return nil end
+  local pid = math.tointeger(info.pid)
+  uv.kill(pid, "sigterm")
+  local deadline = uv.hrtime() + (timeout_ms or 30000) * 1e6
+  while uv.hrtime() < deadline do
+    local ok, _, code = uv.kill(pid, 0)
+    if not ok and code == "ESRCH" then return pid end
+    -- A zombie (not reaped yet) counts as stopped once server.json is gone.
+    if not fs.read_file(home .. "/" .. M.INFO_FILE) then return pid end
+    uv.sleep(20)
+  end
+  errors.raise("timeout", string.format("the server (pid %d) did not stop within %d ms", pid, timeout_ms or 30000),
+    { hint = "see " .. home .. "/server.log; 'kill -9 " .. pid .. "' forces it" })
+end
+
+return M

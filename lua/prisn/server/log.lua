@@ -1,0 +1,63 @@
+-- prisn.server.log: the server's own log, $PRISN_HOME/server.log.
+--
+-- One line per entry: "<ISO time> <LEVEL> <message>". Rotated by size: past
+-- max_bytes the file becomes server.log.1 (replacing the previous one). In
+-- the foreground every line also goes to stderr. Never pass secrets or tokens
+-- to it: callers log names and ids only.
+local uv = require("luv")
+
+local M = {}
+
+M.MAX_BYTES = 10 * 1024 * 1024
+
+local Log = {}
+Log.__index = Log
+
+local function timestamp()
+  local sec, usec = uv.gettimeofday()
+  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%03dZ", usec // 1000)
+end
+
+function Log:open()
+  self.fd = uv.fs_open(self.path, "a", tonumber("600", 8))
+  local st = self.fd and uv.fs_fstat(self.fd)
+  self.size = st and st.size or 0
+end
+
+function Log:rotate()
+  if self.fd then uv.fs_close(self.fd) end
+  uv.fs_rename(self.path, self.path .. ".1")
+  self:open()
+end
+
+function Log:write(level, fmt, ...)
+  local ok, message = pcall(string.format, fmt, ...)
+  if not ok then message = fmt end
+  local line = string.format("%s %s %s\n", timestamp(), level, message)
+  if self.stderr then io.stderr:write(line) end
+  if not self.fd then return end
+  if self.size + #line > self.max_bytes then self:rotate() end
+  if self.fd then
+    uv.fs_write(self.fd, line, -1)
+    self.size = self.size + #line
+  end
+end
+
+function Log:info(fmt, ...) self:write("INFO", fmt, ...) end
+function Log:warn(fmt, ...) self:write("WARN", fmt, ...) end
+function Log:error(fmt, ...) self:write("ERROR", fmt, ...) end
+
+function Log:close()
+  if self.fd then uv.fs_close(self.fd) end
+  self.fd = nil
+end
+
+--- Opens the log at `path` (nil: stderr only). opts: stderr (bool), max_bytes.
+function M.open(path, opts)
+  opts = opts or {}
+  local log = setmetatable({ path = path, stderr = opts.stderr, max_bytes = opts.max_bytes or M.MAX_BYTES }, Log)
+  if path then log:open() end
+  return log
+end
+
+return M

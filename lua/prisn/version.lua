@@ -1,0 +1,23 @@
+-- prisn.version: what this binary is and what it was built with. Used by
+-- `prisn version` and the API's /version.
+local M = {}
+
+--- The version record; field names are part of the JSON/YAML interface.
+function M.info()
+  local sys = require("prisn.core.sys")
+  local uv = require("luv")
+  local uname = uv.os_uname()
+  return {
+    version = sys.version,
+    commit = sys.commit,
+    build_date = sys.build_date,
+    lua = sys.lua_version,
+    libuv = uv.version_string(),
+    sqlite = require("prisn.core.store").version(),
+    libsodium = require("prisn.core.crypto").version(),
+    os = uname.sysname:lower(),
+    arch = uname.machine,
+  }
+end
+
+return M

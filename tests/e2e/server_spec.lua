@@ -1,0 +1,237 @@
+-- The control plane from the outside: start, status, stop, cluster init,
+-- tokens and namespace isolation, and a server that survives bad clients.
+local h = require("e2e.helper")
+local cjson = require("cjson")
+local uv = require("luv")
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function mode_of(path)
+  return uv.fs_stat(path).mode & tonumber("777", 8)
+end
+
+-- A raw HTTP exchange over TCP: sends `text` (a string, or a list of
+-- {text, delay_ms} pieces), reads until the server closes or `wait_ms`.
+local function raw(port, pieces, wait_ms)
+  local tcp = uv.new_tcp()
+  local out, closed, connected = {}, false, false
+  tcp:connect("127.0.0.1", port, function(err)
+    assert(not err, err)
+    connected = true
+    tcp:read_start(function(_, data)
+      if data then out[#out + 1] = data else closed = true end
+    end)
+  end)
+  local deadline = uv.now() + (wait_ms or 5000)
+  while not connected and uv.now() < deadline do uv.run("once"); uv.update_time() end
+  if type(pieces) == "string" then pieces = { { pieces, 0 } } end
+  for _, piece in ipairs(pieces) do
+    tcp:write(piece[1])
+    local until_ms = uv.now() + (piece[2] or 0)
+    while uv.now() < until_ms do uv.run("nowait"); uv.sleep(5); uv.update_time() end
+  end
+  while not closed and uv.now() < deadline do uv.run("nowait"); uv.sleep(5); uv.update_time() end
+  if not tcp:is_closing() then tcp:close() end
+  uv.run("nowait")
+  return table.concat(out), closed
+end
+
+local function curl(args)
+  return h.run("/usr/bin/curl", args, { env = { PATH = "/usr/bin:/bin" } })
+end
+
+describe("prisn server", function()
+  local env, home, started
+
+  local function prisn(args, opts)
+    opts = opts or {}
+    opts.env = opts.env or env
+    return h.prisn(args, opts)
+  end
+
+  local function start(extra_env)
+    for k, v in pairs(extra_env or {}) do env[k] = v end
+    local r = prisn({ "server", "start" })
+    assert.equal(0, r.code, r.stderr)
+    started = cjson.decode((assert(read(home .. "/server.json"))))
+    return started, r
+  end
+
+  local function port()
+    return tonumber(started.address:match(":(%d+)$"))
+  end
+
+  local function api(method, path, token, body)
+    local args = { "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method }
+    if token then args[#args + 1] = "-H"; args[#args + 1] = "Authorization: Bearer " .. token end
+    if body then
+      args[#args + 1] = "-H"; args[#args + 1] = "Content-Type: application/json"
+      args[#args + 1] = "--data-binary"; args[#args + 1] = body
+    end
+    args[#args + 1] = started.address .. path
+    local r = curl(args)
+    local text, status = r.stdout:match("^(.*)\n(%d+)$")
+    return tonumber(status), text ~= "" and cjson.decode(text) or nil
+  end
+
+  local function admin_token()
+    return (read(home .. "/admin.token"):gsub("%s+$", ""))
+  end
+
+  before_each(function()
+    env = h.env()
+    home = env.PRISN_HOME
+    started = nil
+  end)
+
+  after_each(function()
+    local info = read(home .. "/server.json")
+    if info then
+      local pid = math.tointeger(cjson.decode(info).pid)
+      prisn({ "server", "stop", "--timeout", "5s" })
+      if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
+    end
+    h.cleanup()
+  end)
+
+  it("starts, reports its status and stops, leaving nothing behind", function()
+    local info, r = start()
+    assert.matches("^Admin token: prisn_[%w_-]+\n", r.stdout)
+    assert.matches("prisn server started %(pid %d+%), listening on http://127%.0%.0%.1:%d+", r.stdout)
+    assert.same(tonumber(info.pid), math.tointeger(info.pid))
+    assert.equal(tonumber("700", 8), mode_of(home))
+    assert.equal(tonumber("600", 8), mode_of(home .. "/admin.token"))
+    assert.equal(tonumber("600", 8), mode_of(home .. "/state.db"))
+    assert.equal(tonumber("600", 8), mode_of(home .. "/prisn.sock"))
+    assert.equal(r.stdout:match("Admin token: (%S+)"), admin_token())
+
+    local status = prisn({ "server", "status", "-o", "json" })
+    assert.equal(0, status.code, status.stderr)
+    local s = cjson.decode(status.stdout)
+    assert.same({ true, "ok", math.tointeger(info.pid) }, { s.running, s.health, s.pid })
+
+    local overall = prisn({ "status", "-o", "json" })
+    assert.equal(0, overall.code, overall.stderr)
+    assert.equal("ok", cjson.decode(overall.stdout).health)
+
+    local again = prisn({ "server", "start" })
+    assert.equal(0, again.code)
+    assert.matches("already running", again.stdout)
+    assert.is_nil(again.stdout:find("Admin token", 1, true))
+
+    local stop = prisn({ "server", "stop" })
+    assert.equal(0, stop.code, stop.stderr)
+    assert.is_nil(uv.fs_stat(home .. "/server.json"))
+    assert.is_nil(uv.fs_stat(home .. "/prisn.sock"))
+    assert.equal(3, prisn({ "server", "status" }).code)
+    -- Started again, it keeps its admin token and prints none.
+    local _, second = start()
+    assert.is_nil(second.stdout:find("Admin token", 1, true))
+  end)
+
+  it("initializes a cluster with exactly the promised message, once", function()
+    local r = prisn({ "cluster", "init" })
+    assert.equal(0, r.code, r.stderr)
+    local first, second = r.stdout:match("^([^\n]*)\n([^\n]*)\n$")
+    assert.matches("^Cluster initialized%. Admin token: prisn_[%w_-]+$", first)
+    assert.matches("^Cluster is ready to accept deployments", second)
+    started = cjson.decode((assert(read(home .. "/server.json"))))
+    assert.equal(first:match("(prisn_%S+)$"), admin_token())
+    local again = prisn({ "cluster", "init" })
+    assert.equal(1, again.code)
+    assert.matches("^Error: ", again.stderr)
+  end)
+
+  it("answers /health and /ready without a token and everything else only with one", function()
+    start()
+    assert.same({ 200, { status = "ok" } }, { api("GET", "/health") })
+    assert.same({ 200, { status = "ready" } }, { api("GET", "/ready") })
+    local status, body = api("GET", "/api/v1/status")
+    assert.equal(401, status)
+    assert.equal("unauthorized", body.error.code)
+    assert.is_string(body.error.hint)
+    assert.equal(401, (api("GET", "/api/v1/status", "prisn_bogus_token")))
+    assert.equal(200, (api("GET", "/api/v1/status", admin_token())))
+    assert.equal(404, (api("GET", "/api/v1/nope", admin_token())))
+    assert.equal(405, (api("DELETE", "/health", admin_token())))
+  end)
+
+  it("keeps tokens to their role and namespaces, lists included, and revokes them", function()
+    start()
+    local created = prisn({ "token", "create", "ci", "--role", "edit", "--namespace", "ns-a", "-o", "json" })
+    assert.equal(0, created.code, created.stderr)
+    local ci = cjson.decode(created.stdout)
+    assert.same({ "edit", { "ns-a" } }, { ci.role, ci.namespaces })
+    local token = ci.token
+    assert.equal(200, (api("GET", "/api/v1/namespaces/ns-a/jobs", token)))
+    local status, body = api("GET", "/api/v1/namespaces/ns-b/jobs", token)
+    assert.equal(403, status)
+    assert.equal("this token has no access to namespace 'ns-b'", body.error.message)
+    assert.equal(403, (api("GET", "/api/v1/jobs", token)))
+    assert.equal(403, (api("GET", "/api/v1/tokens", token)))
+    assert.equal(403, (api("POST", "/api/v1/tokens", token, '{"name":"x","role":"admin","namespaces":["*"]}')))
+    -- The token's secret is never stored or listed.
+    local list = prisn({ "token", "list", "-o", "json" })
+    assert.is_nil(list.stdout:find(token, 1, true))
+    assert.is_nil(read(home .. "/state.db"):find(token:match("_([^_]+)$"), 1, true))
+    local revoked = prisn({ "token", "revoke", ci.id })
+    assert.equal(0, revoked.code, revoked.stderr)
+    local after, why = api("GET", "/api/v1/namespaces/ns-a/jobs", token)
+    assert.same({ 401, "the token has been revoked" }, { after, why.error.message })
+  end)
+
+  it("refuses bad token requests with the field at fault", function()
+    start()
+    local status, body = api("POST", "/api/v1/tokens", admin_token(), '{"name":"x","role":"root","namespaces":["a"]}')
+    assert.same({ 422, "'root' is not a role" }, { status, body.error.message })
+    status, body = api("POST", "/api/v1/tokens", admin_token(), "not json")
+    assert.same({ 400, "invalid_json" }, { status, body.error.code })
+  end)
+
+  it("survives malformed requests, huge bodies, slow and surplus clients", function()
+    start({ PRISN_HTTP_REQUEST_TIMEOUT_MS = "300", PRISN_HTTP_MAX_CONNECTIONS = "3" })
+    local reply, closed = raw(port(), "BLAH / HTTP/1.1\r\n\r\n")
+    assert.matches("^HTTP/1%.1 400 ", reply)
+    assert.is_true(closed)
+
+    local huge = "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: " .. 30 * 1024 * 1024 .. "\r\n\r\n"
+    reply, closed = raw(port(), huge)
+    assert.matches("^HTTP/1%.1 413 ", reply)
+    assert.is_true(closed)
+
+    reply, closed = raw(port(), { { "GET /health HTTP/1.1\r\nHo", 800 } })
+    assert.matches("^HTTP/1%.1 408 ", reply)
+    assert.is_true(closed)
+
+    -- Three idle connections fill the server; a fourth is told to come back.
+    local holders = {}
+    for i = 1, 3 do
+      holders[i] = uv.new_tcp()
+      holders[i]:connect("127.0.0.1", port(), function() end)
+    end
+    for _ = 1, 20 do uv.run("nowait"); uv.sleep(10) end
+    reply = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.matches("^HTTP/1%.1 503 ", reply)
+    assert.matches("Retry%-After: 1", reply)
+    for _, t in ipairs(holders) do t:close() end
+    uv.run("nowait")
+    for _ = 1, 20 do uv.run("nowait"); uv.sleep(10) end
+
+    assert.same({ 200, { status = "ok" } }, { api("GET", "/health") })
+  end)
+
+  it("serves pipelined keep-alive requests in order", function()
+    start()
+    local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    local reply = raw(port(), req .. req .. "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local codes = {}
+    for code in reply:gmatch("HTTP/1%.1 (%d+) ") do codes[#codes + 1] = code end
+    assert.same({ "200", "200", "404" }, codes)
+  end)
+end)
