@@ -1,19 +1,21 @@
 -- prisn.client: how the CLI reaches a prisn server. Everything the CLI does
 -- on a server goes through the HTTP API, so anything it does, curl can do.
 --
--- Which server: PRISN_SERVER (with PRISN_TOKEN) when set, else the local
--- one: the unix socket $PRISN_HOME/prisn.sock with the admin token the
--- server saved in $PRISN_HOME/admin.token.
+-- Which server: the context in effect (prisn.contexts.resolve: --context,
+-- PRISN_CONTEXT, PRISN_SERVER with PRISN_TOKEN, the current context, else
+-- "local": the unix socket $PRISN_HOME/prisn.sock with the admin token the
+-- server saved in $PRISN_HOME/admin.token). It is resolved once per command
+-- and kept for that command's ctx, so `connect` and `namespace` agree.
 --
 --   local c = require("prisn.client").connect(ctx)
---   local jobs = c:request("GET", "/api/v1/namespaces/default/jobs")
+--   local jobs = c:request("GET", "/api/v1/namespaces/" .. client.namespace(ctx) .. "/jobs")
 --
 -- A non-2xx answer is raised as the prisn.error the server sent
 -- ({"error": {code, message, hint}}), so the CLI prints it as is.
 local cjson = require("cjson")
 local async = require("prisn.async")
+local contexts = require("prisn.contexts")
 local errors = require("prisn.error")
-local fs = require("prisn.fs")
 local httpc = require("prisn.http.client")
 
 local M = {}
@@ -36,13 +38,17 @@ local function in_task(fn)
 end
 
 --- Sends a request; returns the decoded JSON body of a 2xx answer, or
--- raises a prisn.error. opts: on_chunk (stream the body), timeout_ms.
+-- raises a prisn.error. opts: on_chunk (stream the body), timeout_ms, raw
+-- (body is a string sent as is).
 function Client:request(method, path, body, opts)
   opts = opts or {}
   return in_task(function()
     local headers = { Authorization = "Bearer " .. self.token }
     local payload
-    if body ~= nil then
+    if opts.raw then
+      payload = body
+      headers["Content-Type"] = "application/octet-stream"
+    elseif body ~= nil then
       payload = cjson.encode(body)
       headers["Content-Type"] = "application/json"
     end
@@ -53,8 +59,14 @@ function Client:request(method, path, body, opts)
         errors.raise("no_server", "no prisn server is running (" .. self.address .. ")",
           { hint = "start one with 'prisn server start'" })
       end
-      errors.raise(code or "ECONNREFUSED", string.format("cannot reach the prisn server at %s: %s",
-        self.address, tostring(err)), { hint = "check the server address and that it is running" })
+      if self.context == contexts.ENV then
+        errors.raise(code or "ECONNREFUSED", string.format("cannot reach the prisn server at %s (PRISN_SERVER): %s",
+          self.address, tostring(err)), { hint = "check PRISN_SERVER and that the server is running there" })
+      end
+      errors.raise(code or "ECONNREFUSED", string.format("cannot reach the prisn server of context '%s' at %s: %s",
+        self.context, self.address, tostring(err)),
+        { hint = "check that the server runs there; 'prisn context list' shows the address, "
+          .. "'--context local' uses this machine's server" })
     end
     local data = decode(res.body)
     if res.status >= 200 and res.status < 300 then return data or res.body, res end
@@ -65,30 +77,73 @@ function Client:request(method, path, body, opts)
   end)
 end
 
---- The namespace a command acts in: -n, PRISN_NAMESPACE, else "default".
-function M.namespace(ctx)
-  return (ctx and ctx.globals and ctx.globals.namespace) or os.getenv("PRISN_NAMESPACE") or "default"
+-- The resolved context of each command's ctx (weak: it goes with the ctx).
+local resolved_for = setmetatable({}, { __mode = "k" })
+
+--- The context `ctx` works with (see prisn.contexts.resolve), resolved on
+-- first use and then kept for that ctx. Raises a prisn.error for an unknown
+-- context or PRISN_SERVER without PRISN_TOKEN.
+function M.context(ctx)
+  local cached = ctx and resolved_for[ctx]
+  if cached then return cached end
+  local name = ctx and ctx.globals and ctx.globals.context
+  local resolved = contexts.resolve(require("prisn.home").path(), { context = name })
+  if ctx then resolved_for[ctx] = resolved end
+  return resolved
 end
 
---- A client for the server the CLI should use (see the module header).
--- Raises a prisn.error with a hint when there is none.
-function M.connect(_ctx)
-  local server, token = os.getenv("PRISN_SERVER"), os.getenv("PRISN_TOKEN")
-  if server and server ~= "" then
-    if not token or token == "" then
-      errors.raise("no_token", "PRISN_SERVER is set but PRISN_TOKEN is not",
-        { hint = "export PRISN_TOKEN=prisn_... (a token from 'prisn token create')" })
-    end
-    return setmetatable({ address = server, token = token }, Client)
-  end
-  local home = require("prisn.home").path()
-  local socket = home .. "/prisn.sock"
-  local saved = fs.read_file(home .. "/admin.token")
-  if not saved then
+--- Follows job `id` in namespace `ns`: calls on_output(stream, data) for
+-- its stored and then live output, until it ends. Returns the last record:
+-- { ["end"] = true, state, reason, exit_code }.
+function Client:follow_job(ns, id, on_output)
+  local pending, final = "", nil
+  self:request("GET", string.format("/api/v1/namespaces/%s/jobs/%s/logs?follow=1", ns, id), nil, {
+    timeout_ms = 7 * 24 * 3600 * 1000,
+    on_chunk = function(chunk)
+      pending = pending .. chunk
+      while true do
+        local line, rest = pending:match("^([^\n]*)\n(.*)$")
+        if not line then break end
+        pending = rest
+        local ok, rec = pcall(cjson.decode, line)
+        if ok and type(rec) == "table" then
+          if rec["end"] then final = rec else on_output(rec.stream, rec.data) end
+        end
+      end
+    end,
+  })
+  return final
+end
+
+--- Sends `bytes` as the raw request body (application/octet-stream).
+function Client:request_raw(method, path, bytes, opts)
+  local o = { raw = true }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return self:request(method, path, bytes, o)
+end
+
+--- The namespace a command acts in: -n, else PRISN_NAMESPACE, else the
+-- context's namespace, else "default".
+function M.namespace(ctx)
+  local flag = ctx and ctx.globals and ctx.globals.namespace
+  if flag then return flag end
+  return M.context(ctx).namespace
+end
+
+--- A client for the server of the context in effect (see the module
+-- header). `client.namespace` is the context's namespace (with
+-- PRISN_NAMESPACE applied; not -n). Raises a prisn.error with a hint when
+-- there is no server to talk to.
+function M.connect(ctx)
+  local target = M.context(ctx)
+  if target.is_local and not target.token then
+    local home = require("prisn.home").path()
     errors.raise("no_server", "no prisn server has been set up in " .. home,
-      { hint = "start one with 'prisn server start' (or 'prisn cluster init')" })
+      { hint = "start one with 'prisn server start' (or 'prisn cluster init'), "
+        .. "or use a remote server with 'prisn context add' and 'prisn context use'" })
   end
-  return setmetatable({ address = "unix:" .. socket, token = saved:gsub("%s+$", ""), is_local = true }, Client)
+  return setmetatable({ address = target.address, token = target.token, is_local = target.is_local,
+    context = target.name, namespace = target.namespace }, Client)
 end
 
 return M

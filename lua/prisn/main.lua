@@ -59,10 +59,9 @@ local function dispatch(argv)
     return 0
   end
   if parsed.globals.context then
-    -- Contexts (a server address and a token) arrive with the control
-    -- plane; until one is configured, every name is unknown.
-    errors.raise("unknown_context", string.format("unknown context '%s'", parsed.globals.context),
-      { hint = "no contexts are configured; leave out --context to work on this machine" })
+    -- A misspelt --context fails here, before anything runs, also for a
+    -- command that never talks to a server (prisn.client resolves it again).
+    require("prisn.contexts").resolve(require("prisn.home").path(), { context = parsed.globals.context })
   end
   local output = require("prisn.output")
   local ctx = {

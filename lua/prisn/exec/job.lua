@@ -196,47 +196,68 @@ local function recorder(opts)
   return rec
 end
 
---- Runs a job and returns the exit status prisn should exit with. Must run
--- in an async task. opts: home, namespace, script (absolute) or code, args,
--- runner, env (table from -e and --env-file), env_keys, cwd, timeout, grace,
--- no_deps, quiet, show_progress.
+--- Prepares and runs a recorded job to its end, inside an async task.
+-- `rec` records it (see M.prepare); `sinks` = { stdout = fn, stderr = fn }
+-- also receive the output (the log always does). opts as for M.run, plus
+-- forward_signals (default true) and on_start(pid, proc). Returns the
+-- outcome ({ state, reason, exit_code, signal, message }); raises a
+-- prisn.error when the job could not start (after recording that).
+function M.execute(opts, rec, sinks)
+  local jobs = require("prisn.store.jobs")
+  local launch = M.prepare(opts, rec)
+  local log = rec.open_log()
+  sinks = sinks or {}
+  local outcome = supervise.supervise({
+    file = launch.file,
+    argv = launch.argv,
+    env = launch.env,
+    cwd = opts.cwd,
+    timeout = opts.timeout,
+    grace = opts.grace or supervise.DEFAULT_GRACE,
+    forward_signals = opts.forward_signals ~= false,
+    on_start = function(pid, proc)
+      jobs.start(rec.db, rec.job.id, { pid = pid })
+      if opts.on_start then opts.on_start(pid, proc) end
+    end,
+    on_stdout = function(data)
+      if sinks.stdout then sinks.stdout(data) end
+      if log then log:write("stdout", data) end
+    end,
+    on_stderr = function(data)
+      if sinks.stderr then sinks.stderr(data) end
+      if log then log:write("stderr", data) end
+    end,
+  })
+  if outcome.reason == "failed_to_start" then
+    local message = outcome.message
+    if outcome.code == "ENOENT" and outcome.stage == "exec" then message = launch.file .. ": not found" end
+    rec.fail_to_start(message)
+    errors.raise(outcome.code or "ESPAWN", "cannot start " .. launch.argv[1] .. ": " .. outcome.message,
+      { hint = launch.runner.install_hint or "check the runner's interpreter with 'prisn runner show "
+        .. launch.runner.name .. "'" })
+  end
+  local reason = opts.reason_override and opts.reason_override() or outcome.reason
+  jobs.finish(rec.db, rec.job.id, {
+    state = outcome.state, reason = reason, exit_code = outcome.exit_code,
+    signal = outcome.signal, message = outcome.message,
+  })
+  outcome.reason = reason
+  return outcome
+end
+
+--- Runs a job from the CLI and returns the exit status prisn should exit
+-- with. Must run in an async task. opts: home, namespace, script (absolute)
+-- or code, args, runner, env (table from -e and --env-file), env_keys, cwd,
+-- timeout, grace, no_deps, quiet, show_progress.
 function M.run(opts)
   local rec = recorder(opts)
   local ok, result = pcall(function()
-    local launch = M.prepare(opts, rec)
-    local log = rec.open_log()
-    local outcome = supervise.supervise({
-      file = launch.file,
-      argv = launch.argv,
-      env = launch.env,
-      cwd = opts.cwd,
-      timeout = opts.timeout,
-      grace = opts.grace,
-      on_start = function(pid) require("prisn.store.jobs").start(rec.db, rec.job.id, { pid = pid }) end,
-      on_stdout = function(data)
+    local outcome = M.execute(opts, rec, {
+      stdout = function(data)
         io.stdout:write(data)
         io.stdout:flush()
-        if log then log:write("stdout", data) end
       end,
-      on_stderr = function(data)
-        io.stderr:write(data)
-        if log then log:write("stderr", data) end
-      end,
-    })
-    if outcome.reason == "failed_to_start" then
-      local message = outcome.message
-      if outcome.code == "ENOENT" and outcome.stage == "exec" then
-        message = launch.file .. ": not found"
-      end
-      require("prisn.store.jobs").finish(rec.db, rec.job.id,
-        { state = "failed", reason = "failed_to_start", message = message })
-      errors.raise(outcome.code or "ESPAWN", "cannot start " .. launch.argv[1] .. ": " .. outcome.message,
-        { hint = launch.runner.install_hint or "check the runner's interpreter with 'prisn runner show "
-          .. launch.runner.name .. "'" })
-    end
-    require("prisn.store.jobs").finish(rec.db, rec.job.id, {
-      state = outcome.state, reason = outcome.reason, exit_code = outcome.exit_code,
-      signal = outcome.signal, message = outcome.message,
+      stderr = function(data) io.stderr:write(data) end,
     })
     if outcome.message and not opts.quiet then
       io.stderr:write(string.format("prisn: job %s %s\n", rec.job.id, outcome.message))
@@ -246,6 +267,60 @@ function M.run(opts)
   rec.close()
   if not ok then error(result, 0) end
   return result
+end
+
+--- The values of the named secrets, from the server, as KEY -> value.
+function M.secret_values(ctx, names)
+  local client = require("prisn.client")
+  local c = client.connect(ctx)
+  local env = {}
+  for _, name in ipairs(names) do
+    local secret = c:request("GET", string.format("/api/v1/namespaces/%s/secrets/%s?reveal=1",
+      client.namespace(ctx), name))
+    for k, v in pairs(secret.data or {}) do env[k] = v end
+  end
+  return env
+end
+
+--- Hands a job to the server: uploads the script's folder as a bundle
+-- (skipped when the server has it), submits the job and returns its record.
+function M.submit(ctx, opts)
+  local bundle = require("prisn.bundle")
+  local client = require("prisn.client")
+  local c = client.connect(ctx)
+  local dir = opts.script:match("^(.*)/[^/]*$")
+  local blob, hash_or_err = bundle.pack(dir)
+  if not blob then
+    errors.raise("EBUNDLE", "cannot pack " .. dir .. ": " .. hash_or_err,
+      { hint = "keep a detached script in a folder of its own, under 20 MB" })
+  end
+  local hash = hash_or_err
+  local present = pcall(c.request, c, "GET", "/api/v1/bundles/" .. hash)
+  if not present then c:request_raw("PUT", "/api/v1/bundles/" .. hash, blob) end
+  local env = {}
+  for k, v in pairs(opts.env) do env[k] = v end
+  return c:request("POST", "/api/v1/namespaces/" .. client.namespace(ctx) .. "/jobs", {
+    bundle = hash, entry = opts.script:sub(#dir + 2), args = require("prisn.output").array(opts.args),
+    env = next(env) and env or nil, secrets = #opts.secrets > 0 and opts.secrets or nil,
+    runner = opts.runner, timeout = opts.timeout, grace = opts.grace, no_deps = opts.no_deps or nil,
+  })
+end
+
+-- Writes a job's output to this terminal, stdout to stdout and stderr to
+-- stderr.
+local function print_output(stream, data)
+  local f = stream == "stderr" and io.stderr or io.stdout
+  f:write(data)
+  f:flush()
+end
+
+--- Streams a job's output from the server until it ends; returns the exit
+-- status prisn should exit with: the job's code, or 1 when it has none.
+function M.follow_remote(ctx, id)
+  local client = require("prisn.client")
+  local final = client.connect(ctx):follow_job(client.namespace(ctx), id, print_output)
+  local code = final and math.tointeger(final.exit_code)
+  return code or 1
 end
 
 --- The `prisn run` command handler: turns flags into opts and runs the job.
@@ -287,6 +362,25 @@ function M.run_from_cli(ctx)
   local env, keys = {}, {}
   if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
   supervise.parse_env_pairs(flags.env, env, keys)
+  local remote = not require("prisn.client").context(ctx).is_local
+  if flags.detach or remote then
+    if not script then
+      errors.usage("--exec code runs only here, not on a server", "put the code in a file")
+    end
+    local job = M.submit(ctx, { script = script, args = script_args, env = env, runner = flags.runner,
+      timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret })
+    if flags.detach then
+      io.stdout:write(job.id, "\n")
+      return 0
+    end
+    return M.follow_remote(ctx, job.id)
+  end
+  if #flags.secret > 0 then
+    for k, v in pairs(M.secret_values(ctx, flags.secret)) do
+      env[k] = v
+      keys[#keys + 1] = k
+    end
+  end
   local home = require("prisn.home").ensure()
   return async.main(M.run, {
     home = home,

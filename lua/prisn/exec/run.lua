@@ -101,7 +101,8 @@ end
 
 --- Runs a prepared launch and waits for it, inside an async task.
 -- launch = { file, argv, env (table), cwd, timeout (seconds|nil), grace,
---   on_stdout(chunk), on_stderr(chunk), on_start(pid) }.
+--   forward_signals (default true: prisn's SIGINT/TERM/HUP/QUIT go to the
+--   group), on_stdout(chunk), on_stderr(chunk), on_start(pid, proc) }.
 -- Returns { state, reason, exit_code, signal, status (the raw exit status),
 -- message, timed_out } or raises when the program cannot be started (with
 -- `failed_to_start` details in the error).
@@ -119,7 +120,7 @@ function M.supervise(launch)
   if not proc then
     return { state = "failed", reason = "failed_to_start", message = err, code = code, stage = stage }
   end
-  if launch.on_start then launch.on_start(proc:pid()) end
+  if launch.on_start then launch.on_start(proc:pid(), proc) end
   local open_streams = 0
   local streams_done
   local function stream(pipe, sink)
@@ -135,7 +136,7 @@ function M.supervise(launch)
 
   local timed_out, forwarded, kill_timer = false, nil, nil
   local handles = {}
-  for _, name in ipairs(FORWARDED) do
+  for _, name in ipairs(launch.forward_signals == false and {} or FORWARDED) do
     local sig = uv.new_signal()
     sig:start(name, function()
       -- A second Ctrl-C means "now": no more grace.

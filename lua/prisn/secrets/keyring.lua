@@ -41,6 +41,7 @@ local uv = require("luv")
 local crypto = require("prisn.core.crypto")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local store = require("prisn.store")
 
 local M = {}
 
@@ -204,7 +205,6 @@ end
 local function active_key_id(home, db)
   local secrets = require("prisn.store.secrets")
   if db then return secrets.active_key_id(db) end
-  local store = require("prisn.store")
   local own = store.open(home)
   local ok, id = pcall(secrets.active_key_id, own)
   own:close()
@@ -234,17 +234,31 @@ local function settle(home, key, pending, db)
   return key
 end
 
+-- Removes temporary key files (master.key*.<pid>.tmp) whose writer is gone:
+-- a process killed while writing one leaves it behind.
+local function remove_stale_temporaries(home)
+  for _, entry in ipairs(fs.list_dir(home)) do
+    local pid = entry.name:match("^" .. M.FILE:gsub("%.", "%%.") .. "[%w.]*%.(%d+)%.tmp$")
+    if pid then
+      local _, _, code = uv.kill(tonumber(pid), 0)
+      if code == "ESRCH" then uv.fs_unlink(home .. "/" .. entry.name) end
+    end
+  end
+end
+
 --- The keyring of `home` (PRISN_HOME). `opts`:
 --   create  true: create master.key (random, 0600) when there is none;
 --           otherwise a missing master.key gives nil
 --   db      the open state database, to settle an interrupted rotation
 --           (default: opened for that moment, only when one is pending)
+-- Temporary key files left by a killed process are removed.
 -- Raises a prisn.error when the file is unreadable, readable by others or
 -- malformed. The keyring has `id` (the current key's id), `home`, `path`.
 function M.load(home, opts)
   assert(type(home) == "string", "keyring.load: home must be a path")
   opts = opts or {}
   local path = M.path(home)
+  remove_stale_temporaries(home)
   local key = read_key(path)
   local pending = read_key(path .. M.PENDING_SUFFIX)
   if pending then key = settle(home, key, pending, opts.db) end
@@ -252,11 +266,16 @@ function M.load(home, opts)
     if not opts.create then return nil end
     key = create_key_file(home, path, crypto.aead_keygen())
   end
-  local kr = M.new(key, home)
-  return kr
+  return M.new(key, home)
 end
 
 -- Rotation --------------------------------------------------------------------
+
+-- The number of secrets, for a rotation whose commit reported an error
+-- although it took effect.
+local function count_secrets(db)
+  return store.check(db:first("SELECT count(*) AS n FROM secrets")).n
+end
 
 -- The database's synchronous level as a number, to put back afterwards.
 local function synchronous(db)
@@ -292,14 +311,22 @@ function M.rotate(kr, db)
   -- 2. Everything re-encrypted, in one durable transaction.
   local level = synchronous(db)
   local ok, result = pcall(function()
-    assert(db:exec("PRAGMA synchronous=FULL"))
+    store.check(db:exec("PRAGMA synchronous=FULL"))
     return secrets.reencrypt(db, kr, target)
   end)
   db:exec("PRAGMA synchronous=" .. math.tointeger(level))
   if not ok then
-    uv.fs_unlink(pending_path)
-    fsync_dir(home)
-    error(result, 0)
+    -- Only a transaction known not to have committed lets the new key go;
+    -- when the database cannot even be asked, master.key.new stays for the
+    -- next load to settle.
+    local asked, active = pcall(secrets.active_key_id, db)
+    if not asked then error(result, 0) end
+    if active ~= target.id then
+      uv.fs_unlink(pending_path)
+      fsync_dir(home)
+      error(result, 0)
+    end
+    result = count_secrets(db)
   end
   -- Committed: the new key is the one in use, whatever happens next.
   switch(kr, new_key)

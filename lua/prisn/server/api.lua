@@ -87,6 +87,13 @@ end
 
 M.null = cjson.null
 
+--- A streamed (chunked) response body: producer(write) runs in the request's
+-- task and calls write(text) for each piece; the response ends when it
+-- returns. write returns false once the client has gone.
+function M.stream(producer)
+  return { stream = producer }
+end
+
 --- Marks a table as a JSON array (so an empty one is [] not {}).
 M.array = require("prisn.output").array
 

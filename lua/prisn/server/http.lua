@@ -99,6 +99,25 @@ function Connection:respond(status, body, headers, keep_alive, head_only)
   end
 end
 
+-- Sends a chunked response produced by producer(write); see api.stream.
+function Connection:respond_stream(status, producer, headers, keep_alive)
+  local h = { ["Transfer-Encoding"] = "chunked", ["Content-Type"] = "application/x-ndjson" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  if self.timer then self.timer:stop() end
+  self:write(response_head(status, h, keep_alive))
+  local ok, err = pcall(producer, function(text)
+    if self.closed then return false end
+    if #text > 0 then self:write(string.format("%x\r\n%s\r\n", #text, text)) end
+    return true
+  end)
+  if not ok then self.server.log:error("streaming response failed: %s", tostring(err)) end
+  self:write("0\r\n\r\n")
+  if not keep_alive and not self.closed then
+    self.stream:shutdown(function() self:close() end)
+    self.closing = true
+  end
+end
+
 -- Restarts the timer: `ms` until the connection is dropped with `on_expire`.
 function Connection:arm(ms, on_expire)
   if self.closed then return end
@@ -167,7 +186,11 @@ function Connection:pump()
     self.busy = false
     if self.closed then return end
     local keep_alive = msg.keep_alive and not server.stopping
-    self:respond(status, body, headers, keep_alive, msg.method == "HEAD")
+    if type(body) == "table" and type(body.stream) == "function" then
+      self:respond_stream(status, body.stream, headers, keep_alive)
+    else
+      self:respond(status, body, headers, keep_alive, msg.method == "HEAD")
+    end
     if server.on_request then
       server.on_request(route_name, msg.method, status, (uv.hrtime() - started) / 1e9)
     end

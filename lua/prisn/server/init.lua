@@ -23,7 +23,7 @@ M.SOCKET_FILE = "prisn.sock"
 M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
-M.API_MODULES = { "system", "tokens", "jobs" }
+M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets" }
 
 --- Makes `home` ready for a server: state database, token key, and the
 -- first admin token when there is none. Returns the new admin token string
@@ -56,13 +56,18 @@ function M.info(home)
   return ok and type(info) == "table" and info or nil
 end
 
---- Whether the process named in server.json is alive.
+--- The server.json of the server running for `home`, or nil. A server
+-- holds an flock on server.lock for its whole life, so the lock (not the pid,
+-- which may be a zombie or reused) says whether one runs.
 function M.running(home)
-  local info = M.info(home)
-  if not info or not info.pid then return nil end
-  local ok, _, code = uv.kill(info.pid, 0)
-  if ok or code == "EPERM" then return info end
-  return nil
+  if not require("luv").fs_stat(home .. "/" .. M.LOCK_FILE) then return nil end
+  local fd = sys.lock(home .. "/" .. M.LOCK_FILE)
+  if fd then
+    sys.unlock(fd)
+    return nil
+  end
+  if fd == nil then return nil end
+  return M.info(home) or { pid = 0, address = "(starting)" }
 end
 
 local function parse_listen(addr)
@@ -96,6 +101,39 @@ local function build_router()
   return router
 end
 
+-- Jobs counted by state, for the prisn_jobs gauge.
+local function jobs_by_state(db)
+  local counts = {}
+  for _, row in ipairs(db:rows("SELECT state, count(*) AS n FROM jobs GROUP BY state") or {}) do
+    counts[row.state] = row.n
+  end
+  return counts
+end
+
+--- Adds the services routes rely on: the audit trail (server.events), the
+-- metrics (server.metrics, server.metrics_registry), the secrets keyring
+-- (server.keyring) and the job queue (server.queue).
+function M.attach_services(server)
+  local events = require("prisn.store.events")
+  server.events = events.recorder(server.db, { log = server.log })
+  local metrics = require("prisn.metrics")
+  local reg = metrics.registry()
+  metrics.process_collector(reg)
+  local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs_by_state(server.db) end })
+  server.metrics_registry = reg
+  server.metrics = {
+    queue_depth = m.queue_depth,
+    job_duration = m.job_duration,
+    scheduling_latency = m.job_scheduling_latency,
+  }
+  server.on_request = function(route, method, status, seconds)
+    m.api_requests:labels(route, method, tostring(status)):inc()
+    m.api_request_duration:labels(route):observe(seconds)
+  end
+  server.keyring = require("prisn.secrets.keyring").load(server.home, { create = true, db = server.db })
+  server.queue = require("prisn.server.jobs").new(server)
+end
+
 --- Runs the server in this process until it is stopped. opts: home, listen
 -- ("HOST:PORT" or "PORT"), foreground (log to stderr too). Returns the exit
 -- status.
@@ -124,6 +162,7 @@ function M.run(opts)
     listeners = {},
   }
   M.current = server
+  M.attach_services(server)
 
   -- Listeners: the unix socket always (a stale one is replaced: we hold the
   -- lock, so nobody else serves it), TCP on loopback or --listen.
@@ -169,6 +208,13 @@ function M.run(opts)
   assert(fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n", tonumber("600", 8)))
   log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
 
+  server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
+  server.queue:recover()
+  -- The audit trail is bounded: prune it once a minute.
+  local prune_timer = uv.new_timer()
+  prune_timer:start(60000, 60000, function() server.events:prune() end)
+  prune_timer:unref()
+
   local stopped = false
   local function stop(signame)
     if stopped then return end
@@ -176,11 +222,16 @@ function M.run(opts)
     server.stopping = true
     log:info("stopping (%s)", signame)
     for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
-    -- Let in-flight responses finish, then close what is left.
-    local t = uv.new_timer()
-    t:start(200, 0, function()
-      t:close()
-      uv.walk(function(h) if not h:is_closing() then h:close() end end)
+    -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
+    -- queued ones stay queued for the next start. Then in-flight responses
+    -- get a moment to finish and everything left is closed.
+    server.queue:stop_all(tonumber(os.getenv("PRISN_STOP_GRACE_SECONDS") or "") or 10, function()
+      pcall(server.events.record, server.events, { action = "server.stopped", message = "stopped by " .. signame })
+      local t = uv.new_timer()
+      t:start(100, 0, function()
+        t:close()
+        uv.walk(function(h) if not h:is_closing() then h:close() end end)
+      end)
     end)
   end
   -- luv keeps active handles referenced; nothing to hold on to here.

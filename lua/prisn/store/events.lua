@@ -398,14 +398,16 @@ end
 local Recorder = {}
 Recorder.__index = Recorder
 
-local function default_log(level, message)
-  io.stderr:write(string.format("prisn: %s: %s\n", level, message))
-end
+-- Where a recorder reports failures without a log: stderr.
+local stderr_log = {
+  error = function(_, fmt, ...) io.stderr:write("prisn: error: ", string.format(fmt, ...), "\n") end,
+}
 
 --- A recorder for the server. `opts`:
 --   on_record(event)  called after each event is stored (after the commit,
 --                     in recorder:transaction); an error in it is logged
---   log(level, msg)   where failures go (default: stderr); level "error"
+--   log               where failures go: an object with :error(fmt, ...),
+--                     as prisn.server.log (default: stderr)
 --   actor             the default actor (default "system")
 --   now               () -> ms, the clock for default times
 --   retention         { max_rows, max_age_ms } for prune (defaults above)
@@ -417,7 +419,7 @@ function M.recorder(db, opts)
   return setmetatable({
     db = db,
     on_record = opts.on_record,
-    log = opts.log or default_log,
+    log = opts.log or stderr_log,
     defaults = { actor = opts.actor, now = opts.now },
     retention = opts.retention or M.DEFAULT_RETENTION,
     prune_every = opts.prune_every or M.DEFAULT_PRUNE_EVERY,
@@ -432,7 +434,7 @@ function Recorder:notify(event)
   if not self.on_record then return end
   local ok, err = pcall(self.on_record, event)
   if not ok then
-    self.log("error", string.format("events: on_record failed for %s: %s", event.action, tostring(err)))
+    self.log:error("events: on_record failed for %s: %s", event.action, tostring(err))
   end
 end
 
@@ -449,7 +451,9 @@ end
 -- the error when it could not be stored. A malformed event raises (a bug in
 -- the caller). Outside a transaction a store failure is logged and counted,
 -- never raised; inside one it raises, so the transaction — the mutation the
--- event describes — rolls back with it.
+-- event describes — rolls back with it. In a transaction opened with
+-- recorder:transaction, on_record hears of the event after the commit; in
+-- one opened otherwise (store.transaction), at once.
 function Recorder:record(ev)
   local row = to_row(ev, self.defaults, 3)
   if self.db:in_transaction() then
@@ -470,8 +474,8 @@ function Recorder:record(ev)
   if not event then
     self.failures = self.failures + 1
     local err = errors.new(code or "SQLITE_ERROR", message or "state database error")
-    self.log("error", string.format("events: could not record %s%s: %s", row.action,
-      row.object and " " .. row.object or "", tostring(err.message)))
+    self.log:error("events: could not record %s%s: %s", row.action, row.object and " " .. row.object or "",
+      err.message)
     return nil, err
   end
   self:notify(event)
@@ -505,7 +509,7 @@ function Recorder:prune()
     batch = self.retention.batch, now = self.defaults.now and self.defaults.now() }
   local ok, deleted, more = pcall(M.prune, self.db, opts)
   if not ok then
-    self.log("error", "events: pruning failed: " .. tostring(errors.is(deleted) and deleted.message or deleted))
+    self.log:error("events: pruning failed: %s", tostring(errors.is(deleted) and deleted.message or deleted))
     return nil
   end
   return deleted, more

@@ -20,9 +20,12 @@ local store = require("prisn.store")
 
 local M = {}
 
-M.STATES = { "pending", "running", "succeeded", "failed" }
+-- pending: a local run being prepared; queued: accepted by the server,
+-- waiting for a slot.
+M.STATES = { "pending", "queued", "running", "succeeded", "failed" }
 M.FINAL_STATES = { "succeeded", "failed" }
-M.REASONS = { "exited", "timeout", "killed", "failed_to_start", "interrupted", "oom_killed" }
+M.REASONS = { "exited", "timeout", "killed", "failed_to_start", "interrupted", "oom_killed",
+  "server_restarted", "deleted" }
 M.DEFAULT_NAMESPACE = "default"
 M.DEFAULT_LIMIT = 50
 
@@ -161,7 +164,7 @@ function M.start(db, id, info)
   info = info or {}
   local pid, started_at = integer(info.pid, "pid", 2), integer(info.started_at, "started_at", 2)
   local n = check(db:run("UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
-    .. "WHERE id = :id AND state = 'pending'",
+    .. "WHERE id = :id AND state IN ('pending', 'queued')",
     { id = id, pid = pid, started_at = started_at or M.now_ms() }))
   if n == 0 then conflict(require_job(db, id), "start") end
   return M.get_by_id(db, id)
@@ -183,7 +186,7 @@ function M.finish(db, id, result)
   local finished_at = integer(result.finished_at, "finished_at", 2)
   local n = check(db:run("UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
     .. "signal = :signal, message = :message, finished_at = :finished_at "
-    .. "WHERE id = :id AND state IN ('pending', 'running')",
+    .. "WHERE id = :id AND state IN ('pending', 'queued', 'running')",
     { id = id, state = result.state, reason = result.reason, exit_code = exit_code,
       signal = result.signal, message = result.message, finished_at = finished_at or M.now_ms() }))
   if n == 0 then conflict(require_job(db, id), "finish") end

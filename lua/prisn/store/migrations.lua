@@ -56,4 +56,18 @@ CREATE TABLE tokens (
   last_used_at INTEGER
 );
 ]],
+  -- 3: the audit trail (prisn.store.events owns the SQL).
+  require("prisn.store.events").MIGRATION,
+  -- 4: secrets, sealed under the master key (prisn.store.secrets owns the SQL).
+  require("prisn.store.secrets").MIGRATION,
+  -- 5: what the server needs to run a job it accepted: the launch spec (script
+  -- path, args, environment values from -e, secret NAMES, limits) so a queued
+  -- job survives a restart. Secret values are never stored here; they are read
+  -- from the secrets table when the job starts.
+  [[
+CREATE TABLE job_specs (
+  job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  spec   TEXT NOT NULL              -- JSON
+);
+]],
 }

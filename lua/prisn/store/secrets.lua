@@ -209,9 +209,10 @@ function M.env_for(db, kr, ns, names)
     rules.check_name(name)
     local values = M.get(db, kr, ns, name)
     if not values then
+      local ns_flag = ns ~= "default" and (" -n " .. ns) or ""
       errors.raise("not_found", string.format("secret '%s' not found in namespace '%s'", name, ns),
-        { hint = string.format("create it with 'prisn secret set %s KEY=VALUE'%s, or list them with "
-          .. "'prisn secret list'", name, ns ~= "default" and (" -n " .. ns) or ""), http_status = 404 })
+        { hint = string.format("create it with 'prisn secret set %s KEY=VALUE%s', or list them with "
+          .. "'prisn secret list%s'", name, ns_flag, ns_flag), http_status = 404 })
     end
     for key, value in pairs(values) do env[key] = value end
   end

@@ -30,6 +30,15 @@ local function raised(fn, ...)
   return err
 end
 
+-- A stand-in for prisn.server.log that keeps "<level> <message>" lines.
+local function fake_log(lines)
+  local log = {}
+  for _, level in ipairs({ "info", "warn", "error" }) do
+    log[level] = function(_, fmt, ...) lines[#lines + 1] = level .. " " .. string.format(fmt, ...) end
+  end
+  return log
+end
+
 local T = 1795718760000 -- 2026-11-26T18:46:00.000Z
 local HOUR = 3600 * 1000
 local DAY = 24 * HOUR
@@ -137,6 +146,8 @@ describe("prisn.store.events", function()
       local ev = events.record(db, { action = "token.created", message = "created " .. token .. " for ci" })
       assert.equal("created prisn_[redacted] for ci", ev.message)
       assert.is_nil(events.get(db, ev.id).message:find(token, 1, true))
+      ev = events.record(db, { action = "token.created", message = "prisn_Zx-9_q2mK-aP7_Lw0eRt5-YuI8oP1_aa." })
+      assert.equal("prisn_[redacted].", ev.message)
       -- short names that merely start with prisn_ stay
       ev = events.record(db, { action = "token.created", message = "name prisn_ci" })
       assert.equal("name prisn_ci", ev.message)
@@ -290,13 +301,13 @@ describe("prisn.store.events", function()
       db:close()
       db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events" } })
       local logged = {}
-      local rec = events.recorder(db, { log = function(level, msg) logged[#logged + 1] = level .. ": " .. msg end })
+      local rec = events.recorder(db, { log = fake_log(logged) })
       local ev, err = rec:record({ namespace = "a", action = "job.finished", object = "job/1" })
       assert.is_nil(ev)
       assert.is_true(errors.is(err))
       assert.equal(1, rec.failures)
       assert.equal(1, #logged)
-      assert.matches("^error: events: could not record job.finished job/1: .*no such table: events", logged[1])
+      assert.matches("^error events: could not record job.finished job/1: .*no such table: events", logged[1])
     end)
 
     it("still raises for a malformed event", function()
@@ -307,11 +318,11 @@ describe("prisn.store.events", function()
     it("logs an error raised by on_record and keeps the event", function()
       local logged = {}
       local rec = events.recorder(db, { on_record = function() error("boom") end,
-        log = function(_, msg) logged[#logged + 1] = msg end })
+        log = fake_log(logged) })
       local ev = rec:record({ action = "server.started" })
       assert.truthy(ev)
       assert.equal(1, count())
-      assert.matches("on_record failed for server.started: .*boom", logged[1])
+      assert.matches("^error events: on_record failed for server.started: .*boom", logged[1])
     end)
 
     it("commits events with their mutation, and tells on_record only after the commit", function()
@@ -347,7 +358,7 @@ describe("prisn.store.events", function()
     it("fails the mutation when its event cannot be stored", function()
       db:close()
       db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events; CREATE TABLE things (x)" } })
-      local rec = events.recorder(db, { log = function() end })
+      local rec = events.recorder(db, { log = fake_log({}) })
       local err = raised(rec.transaction, rec, function()
         db:exec("INSERT INTO things VALUES (1)")
         rec:record({ namespace = "a", action = "thing.created", object = "thing/1" })
@@ -374,9 +385,9 @@ describe("prisn.store.events", function()
       db:close()
       db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events" } })
       local logged = {}
-      local rec = events.recorder(db, { log = function(_, msg) logged[#logged + 1] = msg end })
+      local rec = events.recorder(db, { log = fake_log(logged) })
       assert.is_nil(rec:prune())
-      assert.matches("^events: pruning failed: .*no such table: events", logged[1])
+      assert.matches("^error events: pruning failed: .*no such table: events", logged[1])
     end)
   end)
 

@@ -54,8 +54,9 @@ local function list_events(ctx)
   end
   if flags.action then query[#query + 1] = "action=" .. escape(flags.action) end
 
-  local client = require("prisn.client").connect(ctx)
-  local ns = ctx.globals.namespace or client.namespace or "default"
+  local clients = require("prisn.client")
+  local client = clients.connect(ctx)
+  local ns = clients.namespace(ctx)
   local path
   if flags.all_namespaces then
     path = "/api/v1/events"

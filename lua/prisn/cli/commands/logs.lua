@@ -40,6 +40,23 @@ local function write_chunks(chunks, timestamps)
   if current then current:flush() end
 end
 
+-- Follows a job through the server's API: stored output, then live output
+-- until the job ends.
+local function follow(ctx, id)
+  local client = require("prisn.client")
+  local final = client.connect(ctx):follow_job(client.namespace(ctx), id, function(stream, data)
+    if ctx.flags.stream == "all" or stream == ctx.flags.stream then
+      local f = stream == "stderr" and io.stderr or io.stdout
+      f:write(data)
+      f:flush()
+    end
+  end)
+  if final and not ctx.globals.quiet and final.state ~= "succeeded" then
+    io.stderr:write(string.format("prisn: job %s %s (%s)\n", id, tostring(final.state), tostring(final.reason)))
+  end
+  return 0
+end
+
 local function handler(ctx)
   local logs = require("prisn.logs")
   local jobs = require("prisn.store.jobs")
@@ -47,6 +64,7 @@ local function handler(ctx)
   local tail = ctx.flags.tail
   if tail and tail < 0 then errors.usage("--tail must be 0 or more, got " .. tail) end
   local id = parse_target(ctx.args.TARGET)
+  if ctx.flags.follow then return follow(ctx, id) end
   local job = job_cli.load_job(job_cli.namespace(ctx), id)
   local path = job.log_path
   if not path then
@@ -119,11 +137,14 @@ return {
         summary = "Show only the last N lines" },
       { name = "timestamps", type = "bool",
         summary = "Start each line with the time it was written (ISO 8601, UTC)" },
+      { name = "follow", short = "f", type = "bool",
+        summary = "Keep printing what the job writes until it ends (through the server)" },
     },
     examples = {
       { "prisn logs job/01kaxq3v2m7r", "Everything job 01kaxq3v2m7r printed" },
       { "prisn logs 01kax --tail 20", "The last 20 lines, by a prefix of the id" },
       { "prisn logs job/01kax --stream stderr --timestamps", "Only its errors, with times" },
+      { "prisn logs -f job/01kax", "Follow a detached job's output until it ends" },
     },
     handler = handler,
   },

@@ -22,7 +22,14 @@ return {
       .. "\n"
       .. "Words after SCRIPT are the script's arguments; prisn's own flags may still\n"
       .. "follow SCRIPT, so put the script's flags after --. Every run is kept as a\n"
-      .. "job: see 'prisn get jobs' and 'prisn logs job/ID'.",
+      .. "job: see 'prisn get jobs' and 'prisn logs job/ID'.\n"
+      .. "\n"
+      .. "--detach uploads the script's folder to the server (content-addressed, so\n"
+      .. "only once), queues the job there, prints its id alone on stdout and exits:\n"
+      .. "id=$(prisn run --detach job.py). Against a remote context, plain\n"
+      .. "'prisn run' does the same and then streams the job's output and exits\n"
+      .. "with its code. --secret NAME adds the keys of a secret (see 'prisn secret')\n"
+      .. "to the script's environment; the values are never recorded.",
     args = {
       { name = "SCRIPT", summary = "The script to run (omit with --exec)", complete = "file" },
       { name = "ARGS", summary = "Arguments for the script (after -- when they look like flags)",
@@ -60,12 +67,17 @@ return {
         summary = "Do not detect or install dependencies; run with the plain interpreter" },
       { name = "exec", type = "string", placeholder = "CODE",
         summary = "Run CODE instead of a script file (needs --runner)" },
+      { name = "detach", short = "d", type = "bool",
+        summary = "Hand the job to the server and print its id; follow it with 'prisn logs -f job/ID'" },
+      { name = "secret", type = "string", repeatable = true, placeholder = "NAME",
+        summary = "Give the script the keys of secret NAME as environment variables" },
     },
     examples = {
       { "prisn run backup.py", "Run a Python script; its imports are installed on first run" },
       { "prisn run job.sh -e TARGET=/srv --timeout 5m", "With an environment variable and a time limit" },
       { "prisn run tool.py -- --verbose input.csv", "Pass flags to the script after --" },
       { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
+      { "prisn run --detach nightly.py --secret db", "Queue it on the server with secret db; prints the job id" },
     },
     handler = handler,
   },

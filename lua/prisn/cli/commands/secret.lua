@@ -92,7 +92,7 @@ local function set(ctx)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(secret)
   elseif not ctx.globals.quiet then
-    io.stdout:write(string.format("secret '%s' set in namespace '%s' (keys: %s)\n", secret.name,
+    ctx.out:emit(string.format("secret '%s' set in namespace '%s' (keys: %s)", secret.name,
       secret.namespace, table.concat(secret.keys, ", ")))
   end
   return 0
@@ -157,7 +157,7 @@ local function delete(ctx)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(res)
   elseif not ctx.globals.quiet then
-    io.stdout:write(string.format("secret '%s' deleted from namespace '%s'\n", name, ns))
+    ctx.out:emit(string.format("secret '%s' deleted from namespace '%s'", name, ns))
   end
   return 0
 end
@@ -168,7 +168,7 @@ local function rotate_key(ctx)
     ctx.out:emit(res)
     return 0
   end
-  io.stdout:write(string.format("master key rotated: %s -> %s; %d secret%s re-encrypted\n",
+  ctx.out:emit(string.format("master key rotated: %s -> %s; %d secret%s re-encrypted",
     res.old_key_id, res.key_id, res.secrets, res.secrets == 1 and "" or "s"))
   if not ctx.globals.quiet then
     io.stderr:write("Note: back up the server's master.key now; the old key is gone and backups "

@@ -68,7 +68,8 @@ local function server_status(ctx)
     end
     return 3
   end
-  local c = require("prisn.client").connect(ctx)
+  -- The local server, whatever context is current.
+  local c = require("prisn.client").connect({ globals = { context = "local" } })
   local status = c:request("GET", "/api/v1/status")
   ctx.out:emit({
     running = true, pid = math.tointeger(info.pid), version = status.version, health = status.health,

@@ -6,7 +6,7 @@ end
 local function create(ctx)
   -- --namespace here is the binding (repeatable); it shadows the global flag.
   local namespaces = ctx.flags.namespace
-  if #namespaces == 0 then namespaces = { require("prisn.client").namespace(nil) } end
+  if #namespaces == 0 then namespaces = { require("prisn.client").namespace(ctx) } end
   local body = { name = ctx.args.NAME or (ctx.flags.role .. "-token"), role = ctx.flags.role,
     namespaces = namespaces, expires_in = ctx.flags.expires }
   local created = client(ctx):request("POST", "/api/v1/tokens", body)

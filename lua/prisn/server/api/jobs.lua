@@ -1,6 +1,8 @@
 -- Jobs: /api/v1/namespaces/{ns}/jobs and /api/v1/jobs (every namespace).
+local cjson = require("cjson")
 local api = require("prisn.server.api")
 local jobs = require("prisn.store.jobs")
+local units = require("prisn.units")
 
 local function list_options(req, namespace)
   local q = req.query
@@ -32,7 +34,141 @@ local function find(req)
   return job
 end
 
+local function duration_field(body, name)
+  local v = body[name]
+  if v == nil or v == cjson.null then return nil end
+  local seconds = units.parse_duration(v)
+  if not seconds or seconds <= 0 then
+    api.fail(422, "invalid", string.format("%s must be a positive duration like 30s or 5m, got %s", name,
+      tostring(v)))
+  end
+  return seconds
+end
+
+local function string_list(body, name)
+  local v = body[name]
+  if v == nil or v == cjson.null then return {} end
+  if type(v) ~= "table" then api.fail(422, "invalid", "the field '" .. name .. "' must be a list of strings") end
+  for i, item in ipairs(v) do
+    if type(item) ~= "string" then
+      api.fail(422, "invalid", string.format("%s[%d] must be a string", name, i))
+    end
+  end
+  return v
+end
+
+-- Where the script to run is: an uploaded bundle and the entry inside it,
+-- or (for a client on this machine) an absolute path.
+local function script_of(req, body)
+  if body.bundle ~= nil and body.bundle ~= cjson.null then
+    local dir = require("prisn.bundle").dir(req.server.home, body.bundle)
+    local st = dir and require("luv").fs_stat(dir)
+    if not st then
+      api.fail(422, "invalid", "unknown bundle '" .. tostring(body.bundle) .. "'",
+        "upload it first: PUT /api/v1/bundles/<hash>")
+    end
+    local entry = api.field(body, "entry", "string")
+    if entry:sub(1, 1) == "/" or entry:find("%.%.") then
+      api.fail(422, "invalid", "entry must be a path inside the bundle, got '" .. entry .. "'")
+    end
+    return dir .. "/" .. entry, dir
+  end
+  local script = api.field(body, "script", "string")
+  if script:sub(1, 1) ~= "/" then api.fail(422, "invalid", "script must be an absolute path") end
+  local st = require("luv").fs_stat(script)
+  if not st or st.type ~= "file" then api.fail(422, "invalid", "no such script on the server: " .. script) end
+  return script, script:match("^(.*)/[^/]*$")
+end
+
+local function submit(req)
+  local body = api.json_body(req)
+  local script, dir = script_of(req, body)
+  local env, env_keys = {}, {}
+  if body.env ~= nil and body.env ~= cjson.null then
+    if type(body.env) ~= "table" then api.fail(422, "invalid", "env must be an object of strings") end
+    for k, v in pairs(body.env) do
+      if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") or type(v) ~= "string" then
+        api.fail(422, "invalid", "env." .. tostring(k) .. " must be a string variable name and value")
+      end
+      env[k] = v
+      env_keys[#env_keys + 1] = k
+    end
+    table.sort(env_keys)
+  end
+  local secrets = string_list(body, "secrets")
+  for _, name in ipairs(secrets) do
+    if not req.server.db:first("SELECT 1 AS x FROM secrets WHERE namespace = ? AND name = ?", req.params.ns, name) then
+      api.fail(422, "invalid", string.format("secret '%s' not found in namespace '%s'", name, req.params.ns),
+        "create it with 'prisn secret set " .. name .. " KEY=VALUE'")
+    end
+  end
+  local job = req.server.queue:submit(req.params.ns, {
+    script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
+    runner = type(body.runner) == "string" and body.runner or nil,
+    timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
+    no_deps = body.no_deps == true, cwd = dir,
+  }, req.actor)
+  return 201, jobs.to_public(job)
+end
+
+-- Streams a job's log as NDJSON: the stored records, then (follow=1) what
+-- it writes from now on, and a last line with its outcome.
+local function stream_logs(req, job)
+  local logs = require("prisn.logs")
+  local queue = req.server.queue
+  return api.stream(function(write)
+    local async = require("prisn.async")
+    local function line(t) return write(cjson.encode(t) .. "\n") end
+    local live, ended = {}, false
+    local unsubscribe
+    local running = queue.running[job.id] ~= nil or job.state == "queued"
+    if req.query.follow == "1" and running then
+      unsubscribe = queue:follow(job.id, function(event, data)
+        if event == "end" then ended = true else live[#live + 1] = { stream = event, data = data } end
+      end)
+    end
+    local records = logs.read(job.log_path or logs.job_path(req.server.home, job.namespace, job.id)) or {}
+    for _, r in ipairs(records) do
+      if not line({ stream = r.stream, data = r.data }) then break end
+    end
+    -- What arrived while the stored part was sent is already in the file.
+    live = {}
+    while unsubscribe and not ended do
+      async.sleep(50)
+      for _, chunk in ipairs(live) do
+        if not line(chunk) then ended = true break end
+      end
+      live = {}
+    end
+    if unsubscribe then unsubscribe() end
+    local final = jobs.get_by_id(req.server.db, job.id) or job
+    line({ ["end"] = true, state = final.state, reason = final.reason or cjson.null,
+      exit_code = final.exit_code or cjson.null })
+  end)
+end
+
 return {
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/jobs", auth = "edit", handler = submit },
+  { method = "DELETE", pattern = "/api/v1/namespaces/{ns}/jobs/{id}", auth = "edit", handler = function(req)
+    local job = find(req)
+    if job.state == "queued" or job.state == "running" then
+      req.server.queue:delete(job, req.actor)
+      return 202, jobs.to_public(jobs.get_by_id(req.server.db, job.id))
+    end
+    local db = req.server.db
+    require("prisn.store").transaction(db, function()
+      db:run("DELETE FROM job_specs WHERE job_id = ?", job.id)
+      db:run("DELETE FROM jobs WHERE id = ?", job.id)
+    end)
+    for _, suffix in ipairs({ "", ".1" }) do
+      require("luv").fs_unlink((job.log_path or "") .. suffix)
+    end
+    if req.server.events then
+      req.server.events:record({ namespace = job.namespace, actor = req.actor, action = "job.deleted",
+        object = "job/" .. job.id })
+    end
+    return 200, { id = job.id, deleted = true }
+  end },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/jobs", auth = "view", handler = function(req)
     return 200, public_list(jobs.list(req.server.db, list_options(req, req.params.ns)))
   end },
@@ -44,6 +180,7 @@ return {
   end },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/jobs/{id}/logs", auth = "view", handler = function(req)
     local job = find(req)
+    if req.query.follow == "1" or req.query.format == "ndjson" then return 200, stream_logs(req, job) end
     local logs = require("prisn.logs")
     local records, truncated = logs.read(job.log_path or logs.job_path(req.server.home, job.namespace, job.id))
     local items = {}

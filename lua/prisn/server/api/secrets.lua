@@ -19,9 +19,9 @@ local ROLES = { view = 1, edit = 2, admin = 3 }
 
 local ACTIONS = {
   set = "secret.set",
-  delete = "secret.delete",
-  reveal = "secret.reveal",
-  rotate = "secret.rotate_key",
+  delete = "secret.deleted",
+  reveal = "secret.revealed",
+  rotate = "secret.key_rotated",
 }
 
 local function keyring_of(req)

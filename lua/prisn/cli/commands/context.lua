@@ -1,0 +1,260 @@
+-- `prisn context add|use|list|current|delete`: named targets (a server, a
+-- token, a default namespace) for the CLI. The store and the precedence
+-- rules are prisn.contexts; this file reads what the user typed, keeps
+-- tokens off the screen and shapes what is printed.
+--
+-- Tokens are never printed: list and current show the first characters and
+-- an ellipsis. They can come from a file or stdin instead of the command
+-- line, so they stay out of shell history and `ps`.
+local errors = require("prisn.error")
+local output = require("prisn.output")
+
+local function contexts() return require("prisn.contexts") end
+
+local function home_path() return require("prisn.home").path() end
+
+-- What a context looks like on screen and in -o json/yaml: never the token.
+local function shown(name, server, namespace, token)
+  return { name = name, server = server, namespace = namespace or "default",
+    token = contexts().mask(token) or output.null }
+end
+
+-- Context names for completion; nothing when the store cannot be read.
+local function complete_names()
+  local ok, list = pcall(function() return contexts().list(home_path()) end)
+  if not ok then return {} end
+  local names = {}
+  for _, c in ipairs(list) do names[#names + 1] = c.name end
+  return names
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- The token from --token, --token - (stdin) or --token-file.
+local function read_token(flags)
+  if flags.token and flags.token_file then
+    errors.usage("--token and --token-file are both given", "give the token one way")
+  end
+  if flags.token_file then
+    local f, err = io.open(flags.token_file, "rb")
+    if not f then
+      errors.raise("ENOENT", "cannot read the token file: " .. tostring(err), { hint = "check --token-file" })
+    end
+    local text = f:read("a")
+    f:close()
+    return trim(text)
+  end
+  if flags.token == "-" then
+    local text
+    if require("prisn.core.sys").isatty(0) then
+      io.stderr:write("Token: ")
+      io.stderr:flush()
+      text = io.stdin:read("l")
+    else
+      text = io.stdin:read("a")
+    end
+    return trim(text or "")
+  end
+  if not flags.token then
+    errors.usage("a context needs a token: --token TOKEN, --token - (stdin) or --token-file FILE",
+      "create one on the server with 'prisn token create NAME --role edit --namespace NS'")
+  end
+  return flags.token
+end
+
+local function add(ctx)
+  local flags = ctx.flags
+  if not flags.server then
+    errors.usage("a context needs a server: --server http://HOST:PORT",
+      "the address 'prisn server start' printed on the server, e.g. http://10.0.0.5:7433")
+  end
+  local c = contexts()
+  -- Checked before the token is read, so a typo does not cost a paste.
+  c.check_name(ctx.args.NAME)
+  local entry, replaced = c.add(require("prisn.home").ensure(), ctx.args.NAME, {
+    server = flags.server, token = read_token(flags), namespace = flags.namespace })
+  local view = shown(ctx.args.NAME, entry.server, entry.namespace, entry.token)
+  if ctx.globals.output ~= "text" then
+    view.replaced = replaced
+    ctx.out:emit(view)
+  elseif not ctx.globals.quiet then
+    io.stdout:write(string.format("Context '%s' %s (%s, namespace %s).\n", view.name,
+      replaced and "updated" or "added", view.server, view.namespace))
+    if c.current(home_path()) ~= view.name then
+      io.stdout:write(string.format("Switch to it with 'prisn context use %s', or pass --context %s.\n",
+        view.name, view.name))
+    end
+  end
+  return 0
+end
+
+-- A note when the environment overrides the stored current context.
+local function warn_overridden(ctx)
+  if ctx.globals.quiet then return end
+  for _, var in ipairs({ "PRISN_CONTEXT", "PRISN_SERVER" }) do
+    local value = os.getenv(var)
+    if value and value ~= "" then
+      io.stderr:write(string.format("Note: %s is set; it takes precedence over the current context.\n", var))
+      return
+    end
+  end
+end
+
+local function use(ctx)
+  local c = contexts()
+  local home = home_path()
+  c.use(home, ctx.args.NAME)
+  local view
+  for _, entry in ipairs(c.list(home)) do
+    if entry.name == ctx.args.NAME then view = shown(entry.name, entry.server, entry.namespace, entry.token) end
+  end
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(view)
+  elseif not ctx.globals.quiet then
+    io.stdout:write(string.format("Switched to context '%s' (%s, namespace %s).\n",
+      view.name, view.server, view.namespace))
+  end
+  warn_overridden(ctx)
+  return 0
+end
+
+local function list(ctx)
+  local c = contexts()
+  local home = home_path()
+  local rows = {}
+  -- The marker follows the context in effect (--context, PRISN_CONTEXT,
+  -- PRISN_SERVER, then contexts.json); a broken environment must not stop
+  -- a listing, so it then falls back to the stored current context.
+  local ok, effective = pcall(c.resolve, home, { context = ctx.globals.context })
+  for _, entry in ipairs(c.list(home)) do
+    local row = shown(entry.name, entry.server, entry.namespace, entry.token)
+    if ok then row.current = effective.name == entry.name else row.current = entry.current end
+    rows[#rows + 1] = row
+  end
+  if ok and effective.name == c.ENV then
+    local row = shown(c.ENV, effective.address, effective.namespace, effective.token)
+    row.current = true
+    rows[#rows + 1] = row
+  end
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(output.array(rows))
+    return 0
+  end
+  ctx.out:emit(rows, { columns = {
+    { key = "current", header = "CURRENT", format = function(v) return v and "*" or "" end },
+    { key = "name", header = "NAME" }, { key = "server", header = "SERVER" },
+    { key = "namespace", header = "NAMESPACE" }, { key = "token", header = "TOKEN" },
+  } })
+  return 0
+end
+
+local function current(ctx)
+  local client = require("prisn.client")
+  local resolved = client.context(ctx)
+  if ctx.globals.output ~= "text" then
+    local view = shown(resolved.name, resolved.address, client.namespace(ctx), resolved.token)
+    view.source = resolved.source
+    ctx.out:emit(view)
+  else
+    io.stdout:write(resolved.name, "\n")
+  end
+  return 0
+end
+
+local function delete(ctx)
+  local c = contexts()
+  local was_current = c.delete(home_path(), ctx.args.NAME)
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit({ name = ctx.args.NAME, deleted = true, current = c.current(home_path()) })
+  elseif not ctx.globals.quiet then
+    io.stdout:write(string.format("Context '%s' deleted.%s\n", ctx.args.NAME,
+      was_current and " The current context is 'local' again." or ""))
+  end
+  return 0
+end
+
+local name_arg = { name = "NAME", summary = "The context's name", required = true, complete = complete_names }
+
+return {
+  {
+    name = "context",
+    summary = "Choose which prisn server (and token, and namespace) the CLI talks to",
+    subcommands = {
+      {
+        name = "add",
+        summary = "Save a server, a token and a default namespace under a name",
+        description = "Saves a context in $PRISN_HOME/contexts.json (mode 0600: it holds the\n"
+          .. "token). --server is the address the server listens on: http://HOST:PORT,\n"
+          .. "or unix:/PATH for a socket. The token comes from --token, from stdin with\n"
+          .. "--token -, or from --token-file, so it need not appear in shell history.\n"
+          .. "Adding a name that exists replaces it. 'local' (this machine's server) is\n"
+          .. "built in and 'env' is reserved. Adding does not switch: see 'context use'.",
+        args = { { name = "NAME", summary = "A name for the context, e.g. prod", required = true } },
+        flags = {
+          { name = "server", type = "string", placeholder = "URL",
+            summary = "The server's address: http://HOST:PORT or unix:/PATH (required)" },
+          { name = "token", type = "string", placeholder = "TOKEN",
+            summary = "The API token; '-' reads it from stdin" },
+          { name = "token-file", type = "string", placeholder = "FILE", complete = "file",
+            summary = "Read the API token from this file" },
+          { name = "namespace", short = "n", type = "string", placeholder = "NS",
+            summary = "The namespace commands act in with this context (default: default)" },
+        },
+        examples = {
+          { "prisn context add prod --server http://10.0.0.5:7433 --token-file ~/prod.token --namespace web",
+            "A remote server, its token read from a file, working in namespace web" },
+          { "prisn context add prod --server http://10.0.0.5:7433 --token - < prod.token",
+            "The token from stdin, never on the command line" },
+        },
+        handler = add,
+      },
+      {
+        name = "use",
+        aliases = { "switch" },
+        summary = "Make a context the current one",
+        description = "Every later command talks to this context's server, unless --context,\n"
+          .. "PRISN_CONTEXT or PRISN_SERVER says otherwise. 'prisn context use local'\n"
+          .. "goes back to this machine's server.",
+        args = { name_arg },
+        examples = { { "prisn context use prod", "Talk to prod from now on" },
+          { "prisn context use local", "Back to this machine's server" } },
+        handler = use,
+      },
+      {
+        name = "list",
+        aliases = { "ls" },
+        summary = "List the contexts (tokens masked)",
+        description = "Shows every context: '*' marks the one in effect, then its name, server,\n"
+          .. "namespace and the first characters of its token (never the whole token).\n"
+          .. "'local' is always there.",
+        examples = { { "prisn context list", "Which servers can the CLI talk to?" },
+          { "prisn context list -o json", "As JSON, for scripts" } },
+        handler = list,
+      },
+      {
+        name = "current",
+        summary = "Print the name of the context in effect",
+        description = "Prints the context commands use now: --context, else PRISN_CONTEXT, else\n"
+          .. "'env' when PRISN_SERVER and PRISN_TOKEN are set, else the current context,\n"
+          .. "else 'local'. With -o json: its name, server, namespace and where the choice\n"
+          .. "came from (source: flag, PRISN_CONTEXT, PRISN_SERVER, current or default).",
+        examples = { { "prisn context current", "Which server am I talking to?" },
+          { "prisn context current -o json", "The context in effect, with its server, as JSON" } },
+        handler = current,
+      },
+      {
+        name = "delete",
+        aliases = { "rm" },
+        summary = "Delete a context",
+        description = "Forgets the context and its token. Deleting the current context makes\n"
+          .. "'local' current again. 'local' cannot be deleted. The token stays valid on\n"
+          .. "the server: revoke it there with 'prisn token revoke'.",
+        args = { name_arg },
+        examples = { { "prisn context delete staging", "Forget the staging context" } },
+        handler = delete,
+      },
+    },
+  },
+}

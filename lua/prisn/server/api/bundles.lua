@@ -1,0 +1,42 @@
+-- Bundles: /api/v1/bundles/{hash}. A script's folder packed by prisn.bundle,
+-- stored unpacked under $PRISN_HOME/bundles/<hash>/ and addressed by the
+-- hash of its bytes, so uploading the same folder twice is a no-op.
+local uv = require("luv")
+local api = require("prisn.server.api")
+local bundle = require("prisn.bundle")
+local fs = require("prisn.fs")
+
+local function exists(dir)
+  local st = dir and uv.fs_stat(dir)
+  return st and st.type == "directory"
+end
+
+return {
+  { method = "GET", pattern = "/api/v1/bundles/{hash}", auth = "view", handler = function(req)
+    local dir = bundle.dir(req.server.home, req.params.hash)
+    if not exists(dir) then api.fail(404, "not_found", "no bundle " .. req.params.hash) end
+    return 200, { hash = req.params.hash:lower() }
+  end },
+  { method = "PUT", pattern = "/api/v1/bundles/{hash}", auth = "edit", handler = function(req)
+    local dir = bundle.dir(req.server.home, req.params.hash)
+    if not dir then api.fail(400, "bad_request", "a bundle hash is 64 hex digits") end
+    if exists(dir) then return 200, { hash = req.params.hash:lower(), created = false } end
+    if bundle.hash(req.body or "") ~= req.params.hash:lower() then
+      api.fail(422, "invalid", "the body does not match the bundle hash in the path",
+        "upload exactly the bytes prisn.bundle packed, to /api/v1/bundles/<their hash>")
+    end
+    local tmp = string.format("%s.tmp-%d", dir, uv.os_getpid())
+    fs.rm_rf(tmp)
+    local n, err = bundle.unpack(req.body, tmp)
+    if not n then
+      fs.rm_rf(tmp)
+      api.fail(422, "invalid", "bad bundle: " .. tostring(err))
+    end
+    local ok, rerr = uv.fs_rename(tmp, dir)
+    if not ok then
+      fs.rm_rf(tmp)
+      if not exists(dir) then api.fail(500, "EIO", "cannot store the bundle: " .. tostring(rerr)) end
+    end
+    return 201, { hash = req.params.hash:lower(), created = true, files = n }
+  end },
+}

@@ -1,0 +1,222 @@
+-- Jobs through the server: detached runs, following, secrets, deletion,
+-- the bounded queue, events, metrics, remote runs, and a kill -9 of the
+-- server in the middle of it all.
+local h = require("e2e.helper")
+local cjson = require("cjson")
+local uv = require("luv")
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function alive(pid)
+  local stat = read("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("%) (%a)")
+  return state ~= "Z" and state ~= "X"
+end
+
+-- Every file below `dir`, recursively.
+local function files_below(dir, out)
+  out = out or {}
+  local scanner = uv.fs_scandir(dir)
+  while scanner do
+    local name, kind = uv.fs_scandir_next(scanner)
+    if not name then break end
+    local path = dir .. "/" .. name
+    if kind == "directory" then files_below(path, out) elseif kind == "file" then out[#out + 1] = path end
+  end
+  return out
+end
+
+describe("jobs through the server", function()
+  local env, home, dir
+
+  local function prisn(args, opts)
+    opts = opts or {}
+    opts.env = opts.env or env
+    return h.prisn(args, opts)
+  end
+
+  local function job(id)
+    local r = prisn({ "get", "job", id, "-o", "json" })
+    assert.equal(0, r.code, r.stderr)
+    return cjson.decode(r.stdout)
+  end
+
+  local function wait_for(pred, ms)
+    local deadline = uv.now() + (ms or 10000)
+    while uv.now() < deadline do
+      if pred() then return true end
+      uv.sleep(50)
+      uv.update_time()
+    end
+    return false
+  end
+
+  local function start_server(extra)
+    for k, v in pairs(extra or {}) do env[k] = v end
+    local r = prisn({ "server", "start", "-q" })
+    assert.equal(0, r.code, r.stderr)
+  end
+
+  before_each(function()
+    env = h.env()
+    home = env.PRISN_HOME
+    dir = h.tempdir("prisn-jobs")
+  end)
+
+  after_each(function()
+    local info = read(home .. "/server.json")
+    if info then
+      local pid = math.tointeger(cjson.decode(info).pid)
+      prisn({ "server", "stop", "--timeout", "5s" })
+      if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
+    end
+    h.cleanup()
+  end)
+
+  it("runs a detached job: id alone on stdout, output followed, events recorded", function()
+    start_server()
+    write(dir .. "/tick.py", "import sys, time\nfor i in range(3):\n    print('tick', i, flush=True)\n"
+      .. "    time.sleep(0.2)\nprint('done', file=sys.stderr)\nsys.exit(4)\n")
+    local r = prisn({ "run", "--detach", dir .. "/tick.py" })
+    assert.equal(0, r.code, r.stderr)
+    local id = r.stdout:match("^(%w+)\n$")
+    assert.is_string(id, "stdout was: " .. r.stdout)
+    local follow = prisn({ "logs", "-f", "job/" .. id })
+    assert.equal(0, follow.code, follow.stderr)
+    assert.equal("tick 0\ntick 1\ntick 2\n", follow.stdout)
+    assert.matches("^done\n", follow.stderr)
+    local j = job(id)
+    assert.same({ "failed", "exited", 4 }, { j.state, j.reason, j.exit_code })
+    local events = cjson.decode(prisn({ "events", "--for", "job/" .. id, "-o", "json" }).stdout)
+    local actions = {}
+    for _, e in ipairs(events) do actions[#actions + 1] = e.action end
+    assert.same({ "job.created", "job.started", "job.finished" }, actions)
+  end)
+
+  it("gives a detached job its secret without keeping the value anywhere", function()
+    start_server()
+    local value = "hunter2-" .. string.format("%08x", math.random(0, 0x7fffffff))
+    local set = prisn({ "secret", "set", "db", "PASSWORD=" .. value })
+    assert.equal(0, set.code, set.stderr)
+    write(dir .. "/check.py", "import hashlib, os\n"
+      .. "print(hashlib.sha256(os.environ['PASSWORD'].encode()).hexdigest())\n")
+    local r = prisn({ "run", "--detach", "--secret", "db", dir .. "/check.py" })
+    assert.equal(0, r.code, r.stderr)
+    local id = r.stdout:match("^(%w+)")
+    local out = prisn({ "logs", "-f", "job/" .. id })
+    local expected = h.run("/usr/bin/python3", { "-c",
+      "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())", value },
+      { env = { PATH = "/usr/bin:/bin" } }).stdout
+    assert.equal(expected, out.stdout)
+    assert.equal("succeeded", job(id).state)
+    -- Let the server write what it writes, then look at every byte it keeps.
+    prisn({ "server", "stop" })
+    for _, path in ipairs(files_below(home)) do
+      assert.is_nil((read(path) or ""):find(value, 1, true), "the secret value is in " .. path)
+    end
+  end)
+
+  it("stops a running job that is deleted, and removes a finished one", function()
+    start_server()
+    write(dir .. "/sleep.sh", "echo $$ > " .. dir .. "/pid\nsleep 30\n")
+    local id = prisn({ "run", "-d", dir .. "/sleep.sh" }).stdout:match("^(%w+)")
+    assert.is_true(wait_for(function() return read(dir .. "/pid") ~= nil end))
+    local pid = tonumber(read(dir .. "/pid"))
+    local del = prisn({ "delete", "job", id })
+    assert.equal(0, del.code, del.stderr)
+    assert.is_true(wait_for(function() return job(id).state == "failed" end))
+    assert.equal("deleted", job(id).reason)
+    assert.is_true(wait_for(function() return not alive(pid) end), "the job's process is still running")
+    local purge = prisn({ "delete", "job", id })
+    assert.equal(0, purge.code, purge.stderr)
+    assert.equal(1, prisn({ "get", "job", id }).code)
+  end)
+
+  it("answers 429 when the queue is full and drops no accepted job", function()
+    start_server({ PRISN_MAX_RUNNING_JOBS = "1", PRISN_MAX_QUEUED_JOBS = "1" })
+    write(dir .. "/short.sh", "sleep 0.5\n")
+    local first = prisn({ "run", "-d", dir .. "/short.sh" })
+    local second = prisn({ "run", "-d", dir .. "/short.sh" })
+    local third = prisn({ "run", "-d", dir .. "/short.sh" })
+    assert.equal(0, first.code, first.stderr)
+    assert.equal(0, second.code, second.stderr)
+    assert.equal(1, third.code)
+    assert.matches("^Error: the job queue is full", third.stderr)
+    for _, r in ipairs({ first, second }) do
+      local id = r.stdout:match("^(%w+)")
+      assert.is_true(wait_for(function() return job(id).state == "succeeded" end), "job " .. id)
+    end
+  end)
+
+  it("recovers after kill -9: a queued job runs once, an interrupted one is failed", function()
+    start_server({ PRISN_MAX_RUNNING_JOBS = "1" })
+    write(dir .. "/long.sh", "echo $$ > " .. dir .. "/long.pid\nsleep 30\n")
+    write(dir .. "/next.sh", "echo ran >> " .. dir .. "/next.count\n")
+    local long = prisn({ "run", "-d", dir .. "/long.sh" }).stdout:match("^(%w+)")
+    local nxt = prisn({ "run", "-d", dir .. "/next.sh" }).stdout:match("^(%w+)")
+    assert.is_true(wait_for(function() return read(dir .. "/long.pid") ~= nil end))
+    assert.equal("queued", job(nxt).state)
+    local server_pid = math.tointeger(cjson.decode(read(home .. "/server.json")).pid)
+    uv.kill(server_pid, "sigkill")
+    assert.is_true(wait_for(function() return not alive(server_pid) end))
+    start_server()
+    assert.is_true(wait_for(function() return job(nxt).state == "succeeded" end))
+    local l = job(long)
+    assert.same({ "failed", "server_restarted" }, { l.state, l.reason })
+    assert.is_false(alive(tonumber(read(dir .. "/long.pid"))), "the interrupted job's process survived")
+    assert.equal("ran\n", read(dir .. "/next.count"))
+    local all = cjson.decode(prisn({ "get", "jobs", "-o", "json" }).stdout)
+    assert.equal(2, #all)
+  end)
+
+  it("serves /metrics that promtool accepts", function()
+    start_server()
+    write(dir .. "/ok.sh", "true\n")
+    local id = prisn({ "run", "-d", dir .. "/ok.sh" }).stdout:match("^(%w+)")
+    assert.is_true(wait_for(function() return job(id).state == "succeeded" end))
+    local info = cjson.decode(read(home .. "/server.json"))
+    local token = read(home .. "/admin.token"):gsub("%s+$", "")
+    local r = h.run("/usr/bin/curl", { "-sf", "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
+      { env = { PATH = "/usr/bin:/bin" } })
+    assert.equal(0, r.code, r.stderr)
+    for _, name in ipairs({ "prisn_api_requests_total", "prisn_api_request_duration_seconds_bucket",
+      "prisn_jobs{state=\"succeeded\"} 1", "prisn_job_duration_seconds_count 1", "prisn_queue_depth",
+      "process_resident_memory_bytes" }) do
+      assert.is_truthy(r.stdout:find(name, 1, true), name .. " missing from /metrics")
+    end
+    if not uv.fs_stat("/usr/bin/promtool") then
+      pending("promtool (Debian package prometheus) is not installed")
+      return
+    end
+    local check = h.run("/usr/bin/promtool", { "check", "metrics" }, { stdin = r.stdout,
+      env = { PATH = "/usr/bin:/bin" } })
+    assert.equal(0, check.code, check.stdout .. check.stderr)
+  end)
+
+  it("runs a script on a remote server with plain 'prisn run', streaming and exiting with its code", function()
+    start_server()
+    local info = cjson.decode(read(home .. "/server.json"))
+    local token = read(home .. "/admin.token"):gsub("%s+$", "")
+    write(dir .. "/remote.py", "import sys\nprint('on the server')\nsys.exit(7)\n")
+    local client_env = h.env({ PRISN_SERVER = info.address, PRISN_TOKEN = token })
+    local r = h.prisn({ "run", dir .. "/remote.py" }, { env = client_env })
+    assert.equal(7, r.code, r.stderr)
+    assert.equal("on the server\n", r.stdout)
+    -- It ran on the server: the job is in the server's records.
+    assert.equal(1, #cjson.decode(prisn({ "get", "jobs", "-o", "json" }).stdout))
+  end)
+end)
