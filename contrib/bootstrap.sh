@@ -14,7 +14,7 @@ BUILD_PACKAGES="build-essential cmake pkg-config git
   liblua5.4-dev lua5.4 lua-luv-dev libuv1-dev lua-cjson-dev
   libsqlite3-dev libsodium-dev libhttp-parser-dev python3"
 # Tests drive real interpreters and parse prisn's output with real parsers.
-TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux"
+TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux curl prometheus"
 
 want="$BUILD_PACKAGES"
 case "${1:-build}" in
@@ -28,6 +28,11 @@ for pkg in $want; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "installed" ] || missing="$missing $pkg"
 done
+# npm: Debian's nodejs lacks it and Debian's npm package provides it; other
+# builds of nodejs (NodeSource) ship their own and conflict with Debian's.
+if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
+  missing="$missing npm"
+fi
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -355,6 +355,15 @@ describe("prisn run: dependencies", function()
     local built = only_env(env)
     assert.equal(job.env_key, built.key)
     assert.same({ "acme-widgets" }, built.dependencies)
+
+    -- A week is not over yet: prune keeps it; --older-than 0 removes it.
+    local kept = h.prisn({ "env", "prune", "-o", "json" }, { env = env })
+    assert.equal(0, kept.code, kept.stderr)
+    assert.same({}, cjson.decode(kept.stdout).removed)
+    local pruned = h.prisn({ "env", "prune", "--older-than", "0", "-o", "json" }, { env = env })
+    assert.equal(0, pruned.code, pruned.stderr)
+    assert.equal(built.key, cjson.decode(pruned.stdout).removed[1].key)
+    assert.same({}, cjson.decode(h.prisn({ "env", "list", "-o", "json" }, { env = env }).stdout))
   end)
 
   it("builds one environment for two concurrent first runs", function()

@@ -39,15 +39,17 @@ local PARSER_ERROR_STATUS = {
   body_too_large = 413,
 }
 
+-- application/x-www-form-urlencoded decoding of one name or value.
+local function unescape_query(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
 local function decode_query(query)
   local out = {}
   if not query or query == "" then return out end
   for pair in query:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    local function unescape(s)
-      return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-    end
-    out[unescape(k)] = unescape(v)
+    out[unescape_query(k)] = unescape_query(v)
   end
   return out
 end

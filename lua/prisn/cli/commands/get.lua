@@ -88,7 +88,7 @@ return {
           .. "is a list of job objects with the fields of 'prisn get job'. On a machine\n"
           .. "where nothing ran yet the list is empty and nothing is created.",
         flags = {
-          { name = "state", type = "string", values = { "pending", "running", "succeeded", "failed" },
+          { name = "state", type = "string", values = { "pending", "queued", "running", "succeeded", "failed" },
             placeholder = "STATE", summary = "Only jobs in this state: pending, running, succeeded or failed" },
           { name = "script", type = "string", placeholder = "NAME",
             summary = "Only jobs whose script path contains NAME (e.g. its file name)" },
@@ -123,6 +123,36 @@ return {
           { "prisn get job 01kax -o json", "The job whose id starts with 01kax, as JSON" },
         },
         handler = show_job,
+      },
+      {
+        name = "nodes",
+        aliases = { "node" },
+        summary = "List the cluster's nodes: health, capacity and usage",
+        description = "Asks the server for its nodes (a single node for now): name, role,\n"
+          .. "health, CPUs, memory and disk, load and memory in use.",
+        examples = { { "prisn get nodes", "This node and how busy it is" },
+          { "prisn get nodes -o json", "As JSON, sizes in bytes" } },
+        handler = function(ctx)
+          local res = require("prisn.client").connect(ctx):request("GET", "/api/v1/nodes")
+          local items = res.items or {}
+          if ctx.globals.output ~= "text" then
+            ctx.out:emit(require("prisn.output").array(items))
+            return 0
+          end
+          local size = require("prisn.units").format_size
+          local rows = {}
+          for i, n in ipairs(items) do
+            rows[i] = { name = n.name, role = n.role, health = n.health, cpus = n.capacity.cpus,
+              memory = size(n.usage.memory_used_bytes) .. "/" .. size(n.capacity.memory_bytes),
+              load = string.format("%.2f", n.usage.load1),
+              disk_free = size(n.usage.disk_free_bytes) }
+          end
+          ctx.out:emit(rows, { columns = { { key = "name", header = "NAME" }, { key = "role", header = "ROLE" },
+            { key = "health", header = "HEALTH" }, { key = "cpus", header = "CPUS" },
+            { key = "memory", header = "MEMORY" }, { key = "load", header = "LOAD" },
+            { key = "disk_free", header = "DISK FREE" } } })
+          return 0
+        end,
       },
     },
   },
