@@ -10,9 +10,34 @@ local errors = require("prisn.error")
 
 local M = {}
 
---- The namespace a command acts in: the global -n, or "default".
+--- The namespace a command acts in: -n, else the context's (see
+-- prisn.client.namespace), else "default".
 function M.namespace(ctx)
-  return ctx.globals.namespace or "default"
+  return require("prisn.client").namespace(ctx)
+end
+
+--- A client when the context in effect is a remote server (jobs are then
+-- read through its API), nil for this machine (read from state.db).
+function M.remote(ctx)
+  local client = require("prisn.client")
+  if client.context(ctx).is_local then return nil end
+  return client.connect(ctx)
+end
+
+local TIME_FIELDS = { "created_at", "started_at", "finished_at" }
+
+--- A job record from the API's public form: times back to milliseconds,
+-- nulls dropped, so the text renderers work on both.
+function M.from_public(p)
+  local cjson = require("cjson")
+  local job = {}
+  for k, v in pairs(p) do
+    if v ~= cjson.null then job[k] = v end
+  end
+  for _, field in ipairs(TIME_FIELDS) do
+    if job[field] then job[field] = require("prisn.store.events").parse_time(job[field]) end
+  end
+  return job
 end
 
 --- The state database, opened without creating PRISN_HOME or state.db; nil

@@ -145,8 +145,12 @@ function M.supervise(launch)
         return
       end
       forwarded = name:sub(4):upper()
-      proc:kill(forwarded, true)
-      if not kill_timer then kill_timer = stop_group(proc, launch.grace, forwarded) end
+      -- The signal is sent once: stop_group sends it and arms the SIGKILL.
+      if kill_timer then
+        proc:kill(forwarded, true)
+      else
+        kill_timer = stop_group(proc, launch.grace, forwarded)
+      end
     end)
     handles[#handles + 1] = sig
   end

@@ -20,9 +20,19 @@ local function list_jobs(ctx)
   local limit = ctx.flags.limit
   if limit < 0 then errors.usage("--limit must be 0 (no limit) or more, got " .. limit) end
   local ns = job_cli.namespace(ctx)
-  local db = job_cli.open_store()
+  local remote = job_cli.remote(ctx)
+  local db = not remote and job_cli.open_store() or nil
   local list = {}
-  if db then
+  if remote then
+    local query = { "limit=" .. limit }
+    if ctx.flags.state then query[#query + 1] = "state=" .. ctx.flags.state end
+    if ctx.flags.script then query[#query + 1] = "script=" .. ctx.flags.script:gsub("[^%w._/-]", function(c)
+      return string.format("%%%02X", c:byte()) end) end
+    local path = ctx.flags.all_namespaces and "/api/v1/jobs" or ("/api/v1/namespaces/" .. ns .. "/jobs")
+    for i, p in ipairs(remote:request("GET", path .. "?" .. table.concat(query, "&")).items or {}) do
+      list[i] = job_cli.from_public(p)
+    end
+  elseif db then
     local ok, result = pcall(jobs.list, db, { namespace = ns, all_namespaces = ctx.flags.all_namespaces,
       state = ctx.flags.state, script = ctx.flags.script, limit = limit })
     db:close()
@@ -42,7 +52,7 @@ local function list_jobs(ctx)
     columns = { { key = "namespace", header = "NAMESPACE" }, table.unpack(LIST_COLUMNS) }
   end
   local empty
-  if not db then
+  if not db and not remote then
     empty = "No jobs have been recorded yet. Run one with 'prisn run SCRIPT'."
   elseif ctx.flags.all_namespaces then
     empty = "No jobs found."
@@ -55,7 +65,14 @@ end
 
 local function show_job(ctx)
   local jobs = require("prisn.store.jobs")
-  local job = job_cli.load_job(job_cli.namespace(ctx), ctx.args.ID)
+  local remote = job_cli.remote(ctx)
+  local job
+  if remote then
+    job = job_cli.from_public(remote:request("GET", string.format("/api/v1/namespaces/%s/jobs/%s",
+      job_cli.namespace(ctx), ctx.args.ID)))
+  else
+    job = job_cli.load_job(job_cli.namespace(ctx), ctx.args.ID)
+  end
   local now = jobs.now_ms()
   local public = jobs.to_public(job, now)
   if ctx.globals.output ~= "text" then

@@ -65,18 +65,31 @@ local function handler(ctx)
   if tail and tail < 0 then errors.usage("--tail must be 0 or more, got " .. tail) end
   local id = parse_target(ctx.args.TARGET)
   if ctx.flags.follow then return follow(ctx, id) end
-  local job = job_cli.load_job(job_cli.namespace(ctx), id)
-  local path = job.log_path
-  if not path then
-    path = logs.job_path(require("prisn.home").path(), job.namespace, job.id)
-  end
-  local records, truncated, max_bytes = logs.read(path)
-  if not records then
-    if max_bytes ~= "ENOENT" then
-      errors.raise(max_bytes or "EIO", "cannot read the log of job " .. job.id .. ": " .. tostring(truncated),
-        { hint = "check that you own PRISN_HOME and may read it ('prisn doctor' checks it)" })
+  local job, records, truncated, max_bytes
+  local remote = job_cli.remote(ctx)
+  if remote then
+    local res = remote:request("GET", string.format("/api/v1/namespaces/%s/jobs/%s/logs",
+      job_cli.namespace(ctx), id))
+    job = { id = res.id, namespace = res.namespace }
+    records, truncated = {}, res.truncated == true
+    local parse_time = require("prisn.store.events").parse_time
+    for i, r in ipairs(res.records or {}) do
+      records[i] = { stream = r.stream, data = r.data, time_ms = parse_time(r.time) }
     end
-    records, truncated, max_bytes = {}, false, nil
+  else
+    job = job_cli.load_job(job_cli.namespace(ctx), id)
+    local path = job.log_path
+    if not path then
+      path = logs.job_path(require("prisn.home").path(), job.namespace, job.id)
+    end
+    records, truncated, max_bytes = logs.read(path)
+    if not records then
+      if max_bytes ~= "ENOENT" then
+        errors.raise(max_bytes or "EIO", "cannot read the log of job " .. job.id .. ": " .. tostring(truncated),
+          { hint = "check that you own PRISN_HOME and may read it ('prisn doctor' checks it)" })
+      end
+      records, truncated, max_bytes = {}, false, nil
+    end
   end
   local chunks = {}
   for _, r in ipairs(records) do
