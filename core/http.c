@@ -149,8 +149,8 @@ static int http_build(prisn_http_parser *p, prisn_http_message *m, bool with_bod
     const char *head = p->head ? p->head : "";
     for (size_t i = 0; i < p->nheaders; i++) {
         const prisn_http_header_span *s = &p->spans[i];
-        p->headers[i] = (prisn_http_header){head + s->name_off, s->name_len, head + s->value_off,
-                                            s->value_len};
+        p->headers[i] =
+            (prisn_http_header){head + s->name_off, s->name_len, head + s->value_off, s->value_len};
     }
     memset(m, 0, sizeof *m);
     m->kind = p->kind;
@@ -216,8 +216,8 @@ static int http_on_header_field(http_parser *hp, const char *at, size_t len) {
             http_finish_value(p);
             if (p->nheaders >= p->limits.max_headers)
                 return http_fail(p, PRISN_HTTP_E_TOO_MANY_HEADERS);
-            if (!http_reserve((void **)&p->spans, &p->spans_cap, p->nheaders + 1,
-                              sizeof *p->spans, p->limits.max_headers))
+            if (!http_reserve((void **)&p->spans, &p->spans_cap, p->nheaders + 1, sizeof *p->spans,
+                              p->limits.max_headers))
                 return http_fail(p, PRISN_HTTP_E_NOMEM);
             p->spans[p->nheaders++] = (prisn_http_header_span){p->head_len, 0, p->head_len, 0};
         }
@@ -285,17 +285,24 @@ static int http_on_chunk_header(http_parser *hp) {
     return 0;
 }
 
+/* Streaming a body with no declared length, exactly the first
+ * max_body_bytes are reported before the failure, however they were split. */
 static int http_on_body(http_parser *hp, const char *at, size_t len) {
     prisn_http_parser *p = PARSER(hp);
-    if (len > p->limits.max_body_bytes - p->body_total)
+    bool over = len > p->limits.max_body_bytes - p->body_total;
+    if (over && !p->limits.stream_body)
         return http_fail(p, PRISN_HTTP_E_BODY_TOO_LARGE);
+    if (over)
+        len = (size_t)(p->limits.max_body_bytes - p->body_total);
     size_t max = p->limits.stream_body ? SIZE_MAX : p->limits.max_body_bytes;
+    if (len == 0)
+        return over ? http_fail(p, PRISN_HTTP_E_BODY_TOO_LARGE) : 0;
     if (!http_reserve((void **)&p->body, &p->body_cap, p->body_len + len, 1, max))
         return http_fail(p, PRISN_HTTP_E_NOMEM);
     memcpy(p->body + p->body_len, at, len);
     p->body_len += len;
     p->body_total += len;
-    return 0;
+    return over ? http_fail(p, PRISN_HTTP_E_BODY_TOO_LARGE) : 0;
 }
 
 static int http_on_message_complete(http_parser *hp) {
@@ -314,6 +321,9 @@ static int http_on_message_complete(http_parser *hp) {
             rc = http_emit(p, &ev);
         }
     }
+    /* http-parser stops right after a message that switches protocols. */
+    if (hp->upgrade)
+        p->upgraded = true;
     http_begin(p);
     if (p->body_cap > HTTP_BODY_KEEP) {
         free(p->body);
@@ -418,13 +428,11 @@ int prisn_http_feed(prisn_http_parser *p, const char *data, size_t len, prisn_ht
         return p->error == PRISN_HTTP_OK ? 0 : -1;
     }
     size_t n = http_parser_execute(&p->hp, &http_settings, data, len);
-    if (p->hp.upgrade && HTTP_PARSER_ERRNO(&p->hp) == HPE_OK && p->error == PRISN_HTTP_OK) {
-        /* http-parser stops after the head (or body) of an upgrade: what
-         * follows belongs to another protocol this parser does not speak. */
-        p->upgraded = true;
-        if (n < len)
-            http_fail(p, PRISN_HTTP_E_UPGRADED);
-    }
+    /* What follows an upgrade belongs to a protocol this parser does not
+     * speak. (hp.upgrade alone is set as soon as the head is complete,
+     * while a body may still follow: only a completed message counts.) */
+    if (p->upgraded && n < len && HTTP_PARSER_ERRNO(&p->hp) == HPE_OK)
+        http_fail(p, PRISN_HTTP_E_UPGRADED);
     return http_leave(p, false);
 }
 

@@ -35,12 +35,17 @@ typedef struct {
      * carries them: "NAME: VALUE\r\n" per header, CRLFs included; optional
      * whitespace the peer adds is not counted). Trailers of a chunked body
      * count against it too. http-parser itself also stops any raw head at
-     * 80 KiB; both are reported as PRISN_HTTP_E_HEADER_TOO_LARGE. */
+     * 80 KiB; both are reported as PRISN_HTTP_E_HEADER_TOO_LARGE.
+     * http-parser hands a token over when it ends or the input does, so a
+     * head that breaks this limit (or max_headers) and the syntax at once
+     * may fail either way, depending on how its bytes were split. */
     size_t max_header_bytes;
     /* The body: a declared Content-Length above it fails as soon as the head
      * is complete, a chunk size that would cross it fails at the chunk
-     * header, before any of its bytes are stored. PRISN_HTTP_UNLIMITED: no
-     * limit (sensible only with stream_body). */
+     * header, before any of its bytes are stored; a streamed body with no
+     * declared length fails after exactly its first max_body_bytes were
+     * reported. PRISN_HTTP_UNLIMITED: no limit (sensible only with
+     * stream_body). */
     size_t max_body_bytes;
     size_t max_headers;
     /* Streaming: report the head, then the body in pieces, then the end,
@@ -178,7 +183,8 @@ const char *prisn_http_status_text(int status);
 
 /* Splits a request-target into path and query: "/a/b?x=1#f" gives "/a/b" and
  * "x=1" (has_query true); an absolute-form target loses its scheme and
- * authority ("http://h:1/p" gives "/p"); a fragment is dropped. */
+ * authority ("http://h:1/p" gives "/p", "http://h" gives "/"); a fragment
+ * is dropped. */
 void prisn_http_split_url(const char *url, size_t len, const char **path, size_t *path_len,
                           const char **query, size_t *query_len, bool *has_query);
 

@@ -47,6 +47,8 @@
  *   content_length = n when declared), then { chunk = "..." } entries
  *   (at most one per feed and message: pieces are joined), then
  *   { done = true }. Every message has a head and a done, even without body.
+ *   A body running past max_body_bytes fails with body_too_large after
+ *   exactly the bytes within the limit came out as chunks.
  *
  * parser:reset()  forgets any partial message and error.
  * parser:close()  frees the buffers; idempotent; __gc and __close call it.
@@ -112,8 +114,7 @@ static void push_message(lua_State *L, const prisn_http_message *m, bool streami
         const char *path, *query;
         size_t path_len, query_len;
         bool has_query;
-        prisn_http_split_url(m->url, m->url_len, &path, &path_len, &query, &query_len,
-                             &has_query);
+        prisn_http_split_url(m->url, m->url_len, &path, &path_len, &query, &query_len, &has_query);
         set_string(L, "path", path, path_len);
         if (has_query)
             set_string(L, "query", query, query_len);
@@ -303,14 +304,16 @@ static int l_http_status_text(lua_State *L) {
 /* http.version() -> "2.9.4", the http-parser linked in. */
 static int l_http_version(lua_State *L) {
     unsigned long v = http_parser_version();
-    lua_pushfstring(L, "%d.%d.%d", (int)((v >> 16) & 255), (int)((v >> 8) & 255),
-                    (int)(v & 255));
+    lua_pushfstring(L, "%d.%d.%d", (int)((v >> 16) & 255), (int)((v >> 8) & 255), (int)(v & 255));
     return 1;
 }
 
 static const luaL_Reg http_methods[] = {
-    {"feed", l_http_feed},   {"feed_eof", l_http_feed_eof}, {"reset", l_http_reset},
-    {"close", l_http_close}, {NULL, NULL},
+    {"feed", l_http_feed},
+    {"feed_eof", l_http_feed_eof},
+    {"reset", l_http_reset},
+    {"close", l_http_close},
+    {NULL, NULL},
 };
 
 static const luaL_Reg http_functions[] = {

@@ -226,6 +226,19 @@ describe("prisn server", function()
     assert.same({ 200, { status = "ok" } }, { api("GET", "/health") })
   end)
 
+  it("answers an Upgrade request and closes, and answers good requests before a bad one", function()
+    start()
+    local reply, closed = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+      .. "Upgrade: h2c\r\n\r\n")
+    assert.matches("^HTTP/1%.1 200 ", reply)
+    assert.is_true(closed)
+    reply, closed = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\nBLAH\r\n\r\n")
+    local codes = {}
+    for code in reply:gmatch("HTTP/1%.1 (%d+) ") do codes[#codes + 1] = code end
+    assert.same({ "200", "400" }, codes)
+    assert.is_true(closed)
+  end)
+
   it("serves pipelined keep-alive requests in order", function()
     start()
     local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"

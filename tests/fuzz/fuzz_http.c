@@ -6,8 +6,9 @@
  * cut at points taken from the input's first bytes, then ended with
  * feed_eof. The limits are small so the fuzzer reaches them. Besides the
  * sanitizers' findings, the target traps when
- *   - a split changes the outcome (the events, as a digest with chunk
- *     boundaries ignored, or the error code),
+ *   - a split changes the outcome: the events (as a digest, chunk
+ *     boundaries ignored) or the error code (except for a head breaking a
+ *     limit and the syntax at once, see http.h),
  *   - a limit is exceeded in what reaches the sink, or a buffer outgrows it,
  *   - streaming events come out of order (head, chunk*, done),
  *   - an error is left as http-parser's HPE_CB_* instead of our own code.
@@ -34,10 +35,20 @@
 #define FUZZ_MAX_BODY_BYTES 512
 #define FUZZ_MAX_HEADERS 6
 
+/* A broken invariant traps; -DFUZZ_VERBOSE names it first (for a crash
+ * file replayed outside libFuzzer). */
+#ifdef FUZZ_VERBOSE
+#include <stdio.h>
+#define FUZZ_SAY(cond) fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, __LINE__, #cond)
+#else
+#define FUZZ_SAY(cond) ((void)0)
+#endif
 #define REQUIRE(cond)                                                                              \
     do {                                                                                           \
-        if (!(cond))                                                                               \
+        if (!(cond)) {                                                                             \
+            FUZZ_SAY(cond);                                                                        \
             __builtin_trap();                                                                      \
+        }                                                                                          \
     } while (0)
 
 typedef struct {
@@ -67,8 +78,7 @@ static void mix_message(fuzz_state *s, const prisn_http_message *m) {
         const char *path, *query;
         size_t path_len, query_len;
         bool has_query;
-        prisn_http_split_url(m->url, m->url_len, &path, &path_len, &query, &query_len,
-                             &has_query);
+        prisn_http_split_url(m->url, m->url_len, &path, &path_len, &query, &query_len, &has_query);
         mix(&s->digest, path, path_len);
         if (has_query)
             mix(&s->digest, query, query_len);
@@ -164,6 +174,10 @@ static fuzz_outcome parse(const uint8_t *data, size_t size, prisn_http_kind kind
     return out;
 }
 
+static bool head_limit(prisn_http_error e) {
+    return e == PRISN_HTTP_E_HEADER_TOO_LARGE || e == PRISN_HTTP_E_TOO_MANY_HEADERS;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t cuts[2] = {0, 0};
     if (size >= 4) {
@@ -175,8 +189,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             prisn_http_kind k = kind ? PRISN_HTTP_RESPONSE : PRISN_HTTP_REQUEST;
             fuzz_outcome whole = parse(data, size, k, streaming, NULL, 0);
             fuzz_outcome split = parse(data, size, k, streaming, cuts, 2);
-            REQUIRE(whole.error == split.error);
-            REQUIRE(whole.hpe == split.hpe);
+            if (whole.error != split.error || whole.hpe != split.hpe) {
+                /* Allowed only for a head that breaks a limit and the syntax
+                 * at once: http-parser hands over a token when it ends or
+                 * the input does, so the split decides which is seen first. */
+                REQUIRE(whole.error != PRISN_HTTP_OK && split.error != PRISN_HTTP_OK);
+                REQUIRE(head_limit(whole.error) || head_limit(split.error));
+            }
             REQUIRE(whole.digest == split.digest);
         }
     }

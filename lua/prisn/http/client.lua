@@ -82,6 +82,7 @@ function M.request(address, method, path, opts)
   local timer = uv.new_timer()
   local finished = async.wait(function(done)
     local settled = false
+    local function settled_ok() return settled end
     local function settle(ok)
       if settled then return end
       settled = true
@@ -117,12 +118,12 @@ function M.request(address, method, path, opts)
       else
         messages, merr, mcode = parser:feed_eof()
       end
-      if not messages then
+      consume(messages or {})
+      if merr and not settled_ok() then
         failure = { "bad response from the server: " .. tostring(merr), mcode or "EPROTO" }
         settle(false)
         return
       end
-      consume(messages)
       if not data then settle(result ~= nil) end
     end)
     stream:write(request_text(target, method, path, opts.headers, opts.body))

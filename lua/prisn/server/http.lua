@@ -177,7 +177,11 @@ function Connection:pump()
   if self.busy or self.closed then return end
   local msg = table.remove(self.queue, 1)
   if not msg then
-    self:arm(self.server.limits.idle_timeout_ms, on_idle_timeout)
+    if self.failure then
+      self:respond(self.failure.status, self.failure.body, nil, false)
+    else
+      self:arm(self.server.limits.idle_timeout_ms, on_idle_timeout)
+    end
     return
   end
   self.busy = true
@@ -201,23 +205,22 @@ function Connection:pump()
 end
 
 function Connection:on_data(data)
-  if self.closing then return end
+  if self.closing or self.failure then return end
   local messages, err, code = self.parser:feed(data)
-  if not messages then
+  -- A read can complete requests and then fail: answer those, then the error.
+  for _, msg in ipairs(messages or {}) do
+    -- prisn speaks plain HTTP/1.1: an Upgrade request is answered, then closed.
+    if msg.upgrade then msg.keep_alive = false end
+    self.queue[#self.queue + 1] = msg
+  end
+  if err then
     local status = PARSER_ERROR_STATUS[code] or 400
     local message = status == 413 and "the request body is too large"
       or status == 431 and "the request headers are too large"
       or ("malformed request: " .. tostring(err))
-    self.queue = {}
-    if not self.busy then
-      self:respond(status, api.error_body(errors.new(code or "bad_request", message)), nil, false)
-    else
-      self.closing = true
-    end
-    return
+    self.failure = { status = status, body = api.error_body(errors.new(code or "bad_request", message)) }
   end
-  if #messages > 0 then
-    for _, msg in ipairs(messages) do self.queue[#self.queue + 1] = msg end
+  if #self.queue > 0 or self.failure then
     self:pump()
   elseif not self.busy then
     -- Part of a request arrived: it must complete within request_timeout.
