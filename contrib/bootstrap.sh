@@ -3,6 +3,7 @@
 #
 #   contrib/bootstrap.sh build   # what building prisn needs
 #   contrib/bootstrap.sh test    # that, plus what the test suite needs
+#   contrib/bootstrap.sh fuzz    # that, plus clang and libFuzzer for tests/fuzz
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) only
 # when it has something to install.
@@ -16,11 +17,15 @@ BUILD_PACKAGES="build-essential cmake pkg-config git
 # Tests drive real interpreters and parse prisn's output with real parsers.
 TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux curl prometheus"
 
+# The fuzz targets (CC=clang cmake -B build-fuzz -DPRISN_FUZZ=ON).
+FUZZ_PACKAGES="clang libclang-rt-14-dev"
+
 want="$BUILD_PACKAGES"
 case "${1:-build}" in
   build) ;;
   test) want="$want $TEST_PACKAGES" ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  fuzz) want="$want $TEST_PACKAGES $FUZZ_PACKAGES" ;;
+  *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -30,7 +35,7 @@ for pkg in $want; do
 done
 # npm: Debian's nodejs lacks it and Debian's npm package provides it; other
 # builds of nodejs (NodeSource) ship their own and conflict with Debian's.
-if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
+if [ "${1:-build}" != build ] && ! command -v npm >/dev/null 2>&1; then
   missing="$missing npm"
 fi
 [ -z "$missing" ] && exit 0
