@@ -12,6 +12,11 @@ local uv = require("luv")
 
 local M = {}
 
+-- Specs write to sockets the server may close: EPIPE, not death by SIGPIPE.
+local sigpipe = uv.new_signal()
+sigpipe:start("sigpipe", function() end)
+sigpipe:unref()
+
 M.bin = assert(os.getenv("PRISN_BIN"), "PRISN_BIN is not set: run the e2e specs through ctest")
 M.source_dir = os.getenv("PRISN_SOURCE_DIR") or "."
 

@@ -156,6 +156,14 @@ describe("jobs through the server", function()
     assert.equal(0, second.code, second.stderr)
     assert.equal(1, third.code)
     assert.matches("^Error: the job queue is full", third.stderr)
+    local info = cjson.decode(read(home .. "/server.json"))
+    local token = read(home .. "/admin.token"):gsub("%s+$", "")
+    local raw = h.run("/usr/bin/curl", { "-s", "-i", "-X", "POST", "-H", "Authorization: Bearer " .. token,
+      "-H", "Content-Type: application/json", "--data-binary",
+      cjson.encode({ script = dir .. "/short.sh" }), info.address .. "/api/v1/namespaces/default/jobs" },
+      { env = { PATH = "/usr/bin:/bin" } })
+    assert.matches("^HTTP/1%.1 429 ", raw.stdout)
+    assert.matches("\r\nRetry%-After: 1\r\n", raw.stdout)
     for _, r in ipairs({ first, second }) do
       local id = r.stdout:match("^(%w+)")
       assert.is_true(wait_for(function() return job(id).state == "succeeded" end), "job " .. id)

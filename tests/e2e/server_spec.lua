@@ -186,6 +186,19 @@ describe("prisn server", function()
     assert.same({ 401, "the token has been revoked" }, { after, why.error.message })
   end)
 
+  it("refuses malformed namespaces and keeps namespace-bound admins out of cluster-wide routes", function()
+    start()
+    local status, body = api("GET", "/api/v1/namespaces/Bad_NS/jobs", admin_token())
+    assert.same({ 400, "'Bad_NS' is not a namespace name" }, { status, body.error.message })
+    assert.equal(400, (api("GET", "/api/v1/namespaces/%2E%2E/jobs", admin_token())))
+    local created = prisn({ "token", "create", "ns-admin", "--role", "admin", "--namespace", "ns-a", "-o", "json" })
+    local token = cjson.decode(created.stdout).token
+    assert.equal(200, (api("GET", "/api/v1/namespaces/ns-a/jobs", token)))
+    status, body = api("GET", "/api/v1/tokens", token)
+    assert.same({ 403, "this needs a cluster-wide admin token (namespaces '*')" }, { status, body.error.message })
+    assert.equal(403, (api("GET", "/api/v1/jobs", token)))
+  end)
+
   it("refuses bad token requests with the field at fault", function()
     start()
     local status, body = api("POST", "/api/v1/tokens", admin_token(), '{"name":"x","role":"root","namespaces":["a"]}')
@@ -208,6 +221,12 @@ describe("prisn server", function()
     reply, closed = raw(port(), { { "GET /health HTTP/1.1\r\nHo", 800 } })
     assert.matches("^HTTP/1%.1 408 ", reply)
     assert.is_true(closed)
+
+    -- Trickling a byte at a time does not buy more time.
+    local trickle = {}
+    for c in ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"):gmatch(".") do trickle[#trickle + 1] = { c, 40 } end
+    reply = raw(port(), trickle)
+    assert.matches("^HTTP/1%.1 408 ", reply)
 
     -- Three idle connections fill the server; a fourth is told to come back.
     local holders = {}

@@ -56,6 +56,13 @@ function M.authorize(token, level, ns)
     api.fail(403, "forbidden", string.format("this token has no access to namespace '%s'", ns),
       "use a token bound to '" .. ns .. "', or ask an admin to create one")
   end
+  -- Admin routes outside any namespace (tokens, every namespace's jobs and
+  -- events, key rotation) act on the whole cluster: an admin token bound to
+  -- some namespaces may not use them.
+  if not ns and level == "admin" and not M.allows_namespace(token, "*") then
+    api.fail(403, "forbidden", "this needs a cluster-wide admin token (namespaces '*')",
+      "use the admin token, or one created with --namespace '*'")
+  end
 end
 
 return M

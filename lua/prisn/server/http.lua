@@ -156,6 +156,13 @@ function M.handle(server, msg)
     server = server,
   }
   local ok, status, body, headers = xpcall(function()
+    if req.params.ns then
+      local valid = pcall(require("prisn.store.tokens").check_namespace, req.params.ns)
+      if not valid or req.params.ns == "*" then
+        api.fail(400, "bad_request", string.format("'%s' is not a namespace name", req.params.ns),
+          "lower-case letters, digits and '-', up to 63 characters")
+      end
+    end
     if route.auth ~= "none" then
       req.token = auth.authenticate(server, msg.headers)
       req.actor = "token:" .. req.token.name
@@ -167,7 +174,10 @@ function M.handle(server, msg)
     return { bug = err, traceback = debug.traceback(tostring(err), 2) }
   end)
   if ok then return status or 200, body, headers, route.name end
-  if errors.is(status) then return api.status_of(status), api.error_body(status), nil, route.name end
+  if errors.is(status) then
+    local retry = status.retry_after and { ["Retry-After"] = tostring(status.retry_after) } or nil
+    return api.status_of(status), api.error_body(status), retry, route.name
+  end
   server.log:error("handler for %s %s failed: %s", msg.method, msg.path, status.traceback)
   return 500, api.error_body(nil), nil, route.name
 end
@@ -220,10 +230,13 @@ function Connection:on_data(data)
       or ("malformed request: " .. tostring(err))
     self.failure = { status = status, body = api.error_body(errors.new(code or "bad_request", message)) }
   end
+  if messages and #messages > 0 then self.request_armed = false end
   if #self.queue > 0 or self.failure then
     self:pump()
-  elseif not self.busy then
-    -- Part of a request arrived: it must complete within request_timeout.
+  elseif not self.busy and not self.request_armed then
+    -- Part of a request arrived: all of it must arrive within request_timeout,
+    -- counted from its first byte (a client trickling bytes is not renewed).
+    self.request_armed = true
     self:arm(self.server.limits.request_timeout_ms, on_request_timeout)
   end
 end
@@ -246,6 +259,7 @@ local function accept(server, listener)
     max_header_bytes = server.limits.max_header_bytes,
     max_body_bytes = server.limits.max_body_bytes,
   })
+  conn.request_armed = true
   conn:arm(server.limits.request_timeout_ms, on_request_timeout)
   stream:read_start(function(err, data)
     if err or not data then

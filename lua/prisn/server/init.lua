@@ -234,6 +234,12 @@ function M.run(opts)
       end)
     end)
   end
+  -- A client that hangs up while we write must cost an EPIPE on that
+  -- connection, not the server: SIGPIPE is caught and dropped. (Workloads
+  -- get default dispositions back in prisn.core.proc.)
+  local sigpipe = uv.new_signal()
+  sigpipe:start("sigpipe", function() end)
+  sigpipe:unref()
   -- luv keeps active handles referenced; nothing to hold on to here.
   for _, name in ipairs({ "sigterm", "sigint" }) do
     uv.new_signal():start(name, function() stop(name) end)
@@ -289,7 +295,8 @@ function M.start_background(home, opts)
     { hint = "see " .. home .. "/server.log" })
 end
 
---- Stops the server of `home`: SIGTERM, then waits up to timeout_ms.
+--- Stops the server of `home`: SIGTERM, then waits up to timeout_ms until
+-- it has let go of server.lock (it does so last, after closing the state).
 -- Returns the pid it stopped, or nil when none was running.
 function M.stop(home, timeout_ms)
   local info = M.running(home)
@@ -298,10 +305,7 @@ function M.stop(home, timeout_ms)
   uv.kill(pid, "sigterm")
   local deadline = uv.hrtime() + (timeout_ms or 30000) * 1e6
   while uv.hrtime() < deadline do
-    local ok, _, code = uv.kill(pid, 0)
-    if not ok and code == "ESRCH" then return pid end
-    -- A zombie (not reaped yet) counts as stopped once server.json is gone.
-    if not fs.read_file(home .. "/" .. M.INFO_FILE) then return pid end
+    if not M.running(home) then return pid end
     uv.sleep(20)
   end
   errors.raise("timeout", string.format("the server (pid %d) did not stop within %d ms", pid, timeout_ms or 30000),

@@ -52,7 +52,7 @@ end
 
 --- Accepts a job. spec = { script (absolute path on this machine), args,
 -- env (KEY -> value), env_keys, secrets (names), runner (name or nil),
--- timeout, grace, no_deps, cwd }. Returns the job record; raises 429 when
+-- timeout, grace, no_deps, cwd, memory (bytes), cpu (cores), pids }. Returns the job record; raises 429 when
 -- the queue is full, 422 for a script nobody can run.
 function Queue:submit(ns, spec, actor)
   if #self.waiting >= self.max_queued then
@@ -130,6 +130,7 @@ function Queue:start(id)
         home = server.home, namespace = job.namespace, script = spec.script, args = spec.args or {},
         runner = spec.runner, env = env, cwd = spec.cwd or (spec.script:match("^(.*)/[^/]*$")),
         timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
+        limits = require("prisn.exec.limits").from_spec(spec) or nil,
         forward_signals = false,
         on_start = function(_, proc)
           entry.proc = proc
@@ -145,6 +146,8 @@ function Queue:start(id)
     end)
     self.running[id] = nil
     self.running_count = self.running_count - 1
+    -- The spec (with the -e values) was needed to start the job; not kept after.
+    server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
     local final = jobs.get_by_id(server.db, id)
     if not ok then
       if final and (final.state == "queued" or final.state == "running") then
@@ -205,10 +208,32 @@ function Queue:follow(id, fn)
   end
 end
 
+--- Whether process `pid` is still the one a job started at `started_ms`:
+-- a session leader (every job is) that started within 2 s of that time. A
+-- pid reused since (after a reboot, say) fails the test and is left alone.
+function M.still_ours(pid, started_ms)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  local fields = {}
+  for field in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = field end
+  -- After the command: state(1) ppid(2) pgrp(3) session(4) ... starttime(20).
+  if tonumber(fields[4]) ~= pid or not fields[20] or not started_ms then return false end
+  local boot
+  for line in io.lines("/proc/stat") do
+    boot = boot or tonumber(line:match("^btime (%d+)"))
+  end
+  if not boot then return false end
+  local started = boot + tonumber(fields[20]) / 100 -- USER_HZ is 100 on Linux
+  return math.abs(started - started_ms / 1000) < 2
+end
+
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db
-  local rows = db:rows("SELECT id, state, pid FROM jobs WHERE detached = 1 AND state IN ('queued', 'running') "
+  local rows = db:rows("SELECT id, state, pid, started_at FROM jobs WHERE detached = 1 "
+    .. "AND state IN ('queued', 'running') "
     .. "ORDER BY id") or {}
   local requeued, failed = 0, 0
   for _, row in ipairs(rows) do
@@ -216,9 +241,11 @@ function Queue:recover()
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
     else
-      if row.pid then uv.kill(-row.pid, "sigkill") end
-      jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
+      if row.pid and M.still_ours(row.pid, row.started_at) then uv.kill(-row.pid, "sigkill") end
+      local final = jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
         message = "the server stopped while the job ran" })
+      db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
+      self:event(final, "job.finished", "failed (server_restarted)")
       failed = failed + 1
     end
   end

@@ -22,8 +22,9 @@ local function start(ctx, opts)
       { hint = "start it with 'prisn server start'; the admin token is in " .. home .. "/admin.token" })
   end
   if ctx.flags.foreground and not opts.init then
+    -- In the foreground stderr is often a journal: the token stays in its file.
     if token then
-      io.stderr:write("Admin token: ", token, "\n(saved to ", home, "/admin.token; shown only once)\n")
+      io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
     return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized })
   end
@@ -92,8 +93,8 @@ local function overall_status(ctx)
     version = status.version,
     uptime = require("prisn.units").format_duration(status.uptime_seconds),
     addresses = status.addresses,
-    jobs = string.format("%d running, %d pending, %d succeeded, %d failed",
-      jobs.running or 0, jobs.pending or 0, jobs.succeeded or 0, jobs.failed or 0),
+    jobs = string.format("%d running, %d queued, %d succeeded, %d failed",
+      jobs.running or 0, (jobs.queued or 0) + (jobs.pending or 0), jobs.succeeded or 0, jobs.failed or 0),
     problems = #status.problems > 0 and status.problems or "none",
   }, { fields = { "health", "version", "uptime", "addresses", "jobs", "problems" } })
   return status.health == "ok" and 0 or 1

@@ -37,6 +37,10 @@ return {
       fs.rm_rf(tmp)
       if not exists(dir) then api.fail(500, "EIO", "cannot store the bundle: " .. tostring(rerr)) end
     end
+    if req.server.events then
+      req.server.events:record({ actor = req.actor, action = "bundle.uploaded",
+        object = "bundle/" .. req.params.hash:lower(), message = string.format("%d files", n) })
+    end
     return 201, { hash = req.params.hash:lower(), created = true, files = n }
   end },
 }

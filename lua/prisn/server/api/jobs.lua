@@ -10,10 +10,11 @@ local function list_options(req, namespace)
   if q.limit and (not limit or limit < 0) then
     api.fail(400, "bad_request", "limit must be a whole number, got '" .. q.limit .. "'")
   end
-  if q.state and not (q.state == "pending" or q.state == "running" or q.state == "succeeded"
-      or q.state == "failed") then
+  local known = false
+  for _, state in ipairs(jobs.STATES) do known = known or state == q.state end
+  if q.state and not known then
     api.fail(400, "bad_request", "unknown state '" .. q.state .. "'",
-      "use pending, running, succeeded or failed")
+      "use one of: " .. table.concat(jobs.STATES, ", "))
   end
   return { namespace = namespace, all_namespaces = namespace == nil, state = q.state,
     script = q.script, limit = limit }
@@ -62,14 +63,17 @@ end
 local function script_of(req, body)
   if body.bundle ~= nil and body.bundle ~= cjson.null then
     local dir = require("prisn.bundle").dir(req.server.home, body.bundle)
-    local st = dir and require("luv").fs_stat(dir)
-    if not st then
+    if not (dir and require("luv").fs_stat(dir)) then
       api.fail(422, "invalid", "unknown bundle '" .. tostring(body.bundle) .. "'",
         "upload it first: PUT /api/v1/bundles/<hash>")
     end
     local entry = api.field(body, "entry", "string")
     if entry:sub(1, 1) == "/" or entry:find("%.%.") then
       api.fail(422, "invalid", "entry must be a path inside the bundle, got '" .. entry .. "'")
+    end
+    local file = require("luv").fs_stat(dir .. "/" .. entry)
+    if not file or file.type ~= "file" then
+      api.fail(422, "invalid", "the bundle has no file '" .. entry .. "'", "give the script's path inside the bundle")
     end
     return dir .. "/" .. entry, dir
   end
@@ -102,11 +106,17 @@ local function submit(req)
         "create it with 'prisn secret set " .. name .. " KEY=VALUE'")
     end
   end
+  local null = function(v) if v == cjson.null then return nil end return v end
+  local limits, lerr, lhint = require("prisn.exec.limits").from_spec({ memory = null(body.memory),
+    cpu = null(body.cpu), pids = null(body.pids) })
+  if limits == nil then api.fail(422, "invalid", lerr, lhint) end
   local job = req.server.queue:submit(req.params.ns, {
     script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
     runner = type(body.runner) == "string" and body.runner or nil,
     timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
     no_deps = body.no_deps == true, cwd = dir,
+    memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
+    pids = limits and limits.pids or nil,
   }, req.actor)
   return 201, jobs.to_public(job)
 end

@@ -4,7 +4,8 @@ local uv = require("luv")
 local api = require("prisn.server.api")
 
 local function count_jobs(db)
-  local counts = { pending = 0, running = 0, succeeded = 0, failed = 0 }
+  local counts = {}
+  for _, state in ipairs(require("prisn.store.jobs").STATES) do counts[state] = 0 end
   local rows = db:rows("SELECT state, count(*) AS n FROM jobs GROUP BY state") or {}
   for _, row in ipairs(rows) do counts[row.state] = row.n end
   return counts
@@ -59,7 +60,7 @@ return {
       health = #problems == 0 and "ok" or "degraded",
       problems = problems,
       version = server.version,
-      pid = uv.os_getpid(),
+      pid = math.tointeger(uv.os_getpid()),
       uptime_seconds = os.time() - server.started_at,
       started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000),
       addresses = api.array((function()
