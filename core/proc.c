@@ -86,6 +86,8 @@ const char *prisn_proc_stage_name(prisn_spawn_stage stage) {
         return "none";
     case PRISN_STAGE_SETUP:
         return "setup";
+    case PRISN_STAGE_CGROUP:
+        return "cgroup";
     case PRISN_STAGE_SESSION:
         return "session";
     case PRISN_STAGE_STDIO:
@@ -176,6 +178,19 @@ static int child_stdio(const int src[3]) {
 }
 
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd) {
+    /* First, so everything after (and the workload) is accounted and limited.
+     * "0" is the writing process itself, in v1 and v2 alike. */
+    for (size_t i = 0; i < o->ncgroup_procs_fds; i++) {
+        ssize_t n;
+        do {
+            n = write(o->cgroup_procs_fds[i], "0", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            if (n >= 0)
+                errno = EIO;
+            child_fail(report_fd, PRISN_STAGE_CGROUP);
+        }
+    }
     if (o->new_session) {
         if (setsid() < 0)
             child_fail(report_fd, PRISN_STAGE_SESSION);

@@ -4,7 +4,9 @@
  * One primitive, prisn_proc_spawn, builds a child exactly as described by a
  * prisn_spawn_opts: argv and an exact environment (nothing is inherited that
  * is not listed), cwd, stdio, session/process group, rlimits, identity, umask,
- * no_new_privs, and (for the limits/isolation layer) a cgroup to start in.
+ * no_new_privs, and (for the limits/isolation layer) the cgroup to start in:
+ * a v2 directory through CLONE_INTO_CGROUP, and/or cgroup.procs files the
+ * child writes itself into before anything else (v1).
  * The child gets no descriptor of prisn's beyond its stdio, and default signal
  * dispositions with nothing blocked. The parent gets a pidfd to poll.
  *
@@ -59,6 +61,11 @@ typedef struct {
     int umask;          /* -1: inherit */
     bool no_new_privs;
     int cgroup_fd;      /* -1: none; else a cgroup v2 directory to start in */
+    /* cgroup.procs files (opened for writing by the parent) the child writes
+     * "0" to before anything else: placement in cgroup v1 hierarchies, or in
+     * v2 on kernels without CLONE_INTO_CGROUP. */
+    const int *cgroup_procs_fds;
+    size_t ncgroup_procs_fds;
 } prisn_spawn_opts;
 
 typedef struct {
@@ -71,6 +78,7 @@ typedef struct {
 typedef enum {
     PRISN_STAGE_NONE = 0,
     PRISN_STAGE_SETUP, /* in the parent: pipes, files, fork */
+    PRISN_STAGE_CGROUP, /* the child could not join its cgroup */
     PRISN_STAGE_SESSION,
     PRISN_STAGE_STDIO,
     PRISN_STAGE_CHDIR,

@@ -245,6 +245,30 @@ static gid_t *parse_groups(lua_State *L, int opts, size_t *count) {
     return groups;
 }
 
+/* cgroup_procs_fds = { fd, ... } (from a cgroup handle's procs_fds()) */
+static int *parse_fd_list(lua_State *L, int opts, const char *field, size_t *count) {
+    *count = 0;
+    lua_getfield(L, opts, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (!lua_istable(L, -1))
+        luaL_error(L, "spawn: option '%s' must be a list of descriptors", field);
+    lua_Integer n = luaL_len(L, -1);
+    int *fds = lua_newuserdatauv(L, sizeof(int) * (size_t)(n > 0 ? n : 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+            luaL_error(L, "spawn: %s[%d] must be a descriptor", field, (int)i);
+        fds[i - 1] = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    *count = (size_t)n;
+    lua_remove(L, -2);
+    return fds;
+}
+
 static lua_Integer opt_integer(lua_State *L, int opts, const char *field, lua_Integer dflt) {
     lua_getfield(L, opts, field);
     lua_Integer v = dflt;
@@ -299,7 +323,8 @@ static int l_proc_spawn(lua_State *L) {
     luaL_checkstack(L, 48, "spawn options");
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
-                                       "umask", "no_new_privs", "cgroup_fd", NULL};
+                                       "umask", "no_new_privs", "cgroup_fd",
+                                       "cgroup_procs_fds", NULL};
     check_keys(L, 1, "spawn", keys);
     prisn_spawn_opts o;
     memset(&o, 0, sizeof o);
@@ -329,6 +354,7 @@ static int l_proc_spawn(lua_State *L) {
     o.umask = (int)opt_integer(L, 1, "umask", -1);
     o.no_new_privs = opt_bool(L, 1, "no_new_privs");
     o.cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
+    o.cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o.ncgroup_procs_fds);
 
     /* The handle exists before the process, so a raise cannot leak it. */
     proc_handle *p = lua_newuserdatauv(L, sizeof *p, 0);
@@ -346,6 +372,8 @@ static int l_proc_spawn(lua_State *L) {
         const char *subject = o.file;
         if (stage == PRISN_STAGE_CHDIR)
             subject = o.cwd;
+        else if (stage == PRISN_STAGE_CGROUP)
+            subject = "cgroup.procs";
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
                         prisn_proc_stage_name(stage), subject, strerror(-rc));

@@ -79,8 +79,16 @@ local function v2_state(probes, path)
   for _, c in ipairs(CONTROLLERS) do
     if not available[c] then missing[#missing + 1] = c end
   end
-  return missing, probes.writable(path)
+  return missing, probes.writable(path), available
 end
+
+-- What `prisn run` does for a limit whose controller it cannot use
+-- (prisn.exec.limits).
+local FALLBACK = {
+  memory = "--memory falls back to RLIMIT_AS (address space, not memory in use)",
+  cpu = "--cpu is not enforced",
+  pids = "--pids falls back to RLIMIT_NPROC (counts all of the user's processes)",
+}
 
 local function v1_state(probes, mounts)
   local missing, readonly = {}, {}
@@ -97,13 +105,17 @@ end
 
 --- Two results: cgroup_v2 and cgroup_v1. Whichever provides memory, cpu and
 -- pids writably is the one prisn uses; the other is reported, not blamed.
+-- A controller neither provides makes both warn, naming what `prisn run`
+-- does instead for its flag.
 function M.check_cgroups(probes)
   local mounts = M.cgroup_mounts(probes.read_file("/proc/self/mountinfo"))
   local v2_usable = false
   local v2_detail, v1_detail
+  local usable = {} -- controller -> true when some hierarchy carries it writably
   if mounts.v2 then
-    local missing, writable = v2_state(probes, mounts.v2)
+    local missing, writable, available = v2_state(probes, mounts.v2)
     v2_usable = #missing == 0 and writable
+    for _, c in ipairs(CONTROLLERS) do usable[c] = available[c] and writable or nil end
     if v2_usable then
       v2_detail = "mounted at " .. mounts.v2 .. ", memory, cpu and pids writable"
     elseif #missing > 0 then
@@ -116,6 +128,9 @@ function M.check_cgroups(probes)
   end
   local missing1, readonly1 = v1_state(probes, mounts)
   local v1_usable = #missing1 == 0 and #readonly1 == 0
+  for _, c in ipairs(CONTROLLERS) do
+    if mounts.v1[c] and probes.writable(mounts.v1[c]) then usable[c] = true end
+  end
   if v1_usable then
     v1_detail = "memory, cpu and pids mounted and writable"
   elseif #missing1 == #CONTROLLERS then
@@ -127,7 +142,6 @@ function M.check_cgroups(probes)
     v1_detail = table.concat(parts, "; ")
   end
   local fix = "run prisn as root, or delegate a cgroup v2 subtree with memory, cpu and pids to this user"
-  local none = not v2_usable and not v1_usable
   local v2 = result("cgroup_v2", OK, v2_detail, nil)
   local v1 = result("cgroup_v1", OK, v1_detail, nil)
   if v2_usable then
@@ -135,8 +149,12 @@ function M.check_cgroups(probes)
   elseif v1_usable then
     v2.detail = v2.detail .. " (not used: v1 is)"
   end
-  if none then
-    local note = "; --memory, --cpu and --pids fall back to rlimits"
+  local fallbacks = {}
+  for _, c in ipairs(CONTROLLERS) do
+    if not usable[c] then fallbacks[#fallbacks + 1] = FALLBACK[c] end
+  end
+  if #fallbacks > 0 then
+    local note = "; prisn run: " .. table.concat(fallbacks, ", ")
     v2.status, v2.detail, v2.fix = WARN, v2.detail .. note, fix
     v1.status, v1.detail, v1.fix = WARN, v1.detail .. note, fix
   end

@@ -214,6 +214,8 @@ function M.execute(opts, rec, sinks)
     cwd = opts.cwd,
     timeout = opts.timeout,
     grace = opts.grace or supervise.DEFAULT_GRACE,
+    limits = opts.limits or nil,
+    name = "job-" .. rec.job.id,
     forward_signals = opts.forward_signals ~= false,
     on_start = function(pid, proc)
       jobs.start(rec.db, rec.job.id, { pid = pid })
@@ -248,7 +250,8 @@ end
 --- Runs a job from the CLI and returns the exit status prisn should exit
 -- with. Must run in an async task. opts: home, namespace, script (absolute)
 -- or code, args, runner, env (table from -e and --env-file), env_keys, cwd,
--- timeout, grace, no_deps, quiet, show_progress.
+-- timeout, grace, limits ({ memory, cpu, pids }, see prisn.exec.limits),
+-- no_deps, quiet, show_progress.
 function M.run(opts)
   local rec = recorder(opts)
   local ok, result = pcall(function()
@@ -299,10 +302,12 @@ function M.submit(ctx, opts)
   if not present then c:request_raw("PUT", "/api/v1/bundles/" .. hash, blob) end
   local env = {}
   for k, v in pairs(opts.env) do env[k] = v end
+  local limits = opts.limits or {}
   return c:request("POST", "/api/v1/namespaces/" .. client.namespace(ctx) .. "/jobs", {
     bundle = hash, entry = opts.script:sub(#dir + 2), args = require("prisn.output").array(opts.args),
     env = next(env) and env or nil, secrets = #opts.secrets > 0 and opts.secrets or nil,
     runner = opts.runner, timeout = opts.timeout, grace = opts.grace, no_deps = opts.no_deps or nil,
+    memory = limits.memory, cpu = limits.cpu, pids = limits.pids,
   })
 end
 
@@ -359,6 +364,9 @@ function M.run_from_cli(ctx)
       errors.raise("ENOENT", "--cwd " .. flags.cwd .. " is not a directory", { hint = "give an existing directory" })
     end
   end
+  local run_limits, lerr, lhint = require("prisn.exec.limits").check({ memory = flags.memory, cpu = flags.cpu,
+    pids = flags.pids })
+  if run_limits == nil then errors.usage(lerr, lhint) end
   local env, keys = {}, {}
   if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
   supervise.parse_env_pairs(flags.env, env, keys)
@@ -368,7 +376,8 @@ function M.run_from_cli(ctx)
       errors.usage("--exec code runs only here, not on a server", "put the code in a file")
     end
     local job = M.submit(ctx, { script = script, args = script_args, env = env, runner = flags.runner,
-      timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret })
+      timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret,
+      limits = run_limits })
     if flags.detach then
       io.stdout:write(job.id, "\n")
       return 0
@@ -394,6 +403,7 @@ function M.run_from_cli(ctx)
     cwd = run_dir,
     timeout = flags.timeout,
     grace = flags.grace or supervise.DEFAULT_GRACE,
+    limits = run_limits,
     no_deps = flags.no_deps,
     quiet = ctx.globals.quiet,
     show_progress = not ctx.globals.quiet and require("prisn.core.sys").isatty(2),

@@ -99,27 +99,9 @@ local function group_alive(proc)
   return ok or code ~= "ESRCH"
 end
 
---- Runs a prepared launch and waits for it, inside an async task.
--- launch = { file, argv, env (table), cwd, timeout (seconds|nil), grace,
---   forward_signals (default true: prisn's SIGINT/TERM/HUP/QUIT go to the
---   group), on_stdout(chunk), on_stderr(chunk), on_start(pid, proc) }.
--- Returns { state, reason, exit_code, signal, status (the raw exit status),
--- message, timed_out } or raises when the program cannot be started (with
--- `failed_to_start` details in the error).
-function M.supervise(launch)
-  local proc, err, code, stage = process.start({
-    file = launch.file,
-    argv = launch.argv,
-    env = env_list(launch.env),
-    cwd = launch.cwd,
-    stdin = "inherit",
-    stdout = "pipe",
-    stderr = "pipe",
-    session = true,
-  })
-  if not proc then
-    return { state = "failed", reason = "failed_to_start", message = err, code = code, stage = stage }
-  end
+-- Streams, signals and timeout of a started process, to its end; returns
+-- the outcome table of M.supervise.
+local function watch(proc, launch, limiter)
   if launch.on_start then launch.on_start(proc:pid(), proc) end
   local open_streams = 0
   local streams_done
@@ -170,6 +152,8 @@ function M.supervise(launch)
     while group_alive(proc) and not kill_timer:is_closing() do async.sleep(20) end
     if group_alive(proc) then proc:kill("KILL", true) end
   end
+  -- The workload has ended: whatever it left in its cgroup goes too.
+  if limiter then limiter:stop() end
   if open_streams > 0 then
     async.wait(function(done)
       local t = uv.new_timer()
@@ -208,6 +192,54 @@ function M.supervise(launch)
       .. (status.core_dumped and " (core dumped)" or "")
   end
   if forwarded then result.forwarded = forwarded end
+  if limiter then limiter:name_outcome(result, status) end
+  return result
+end
+
+--- Runs a prepared launch and waits for it, inside an async task.
+-- launch = { file, argv, env (table), cwd, timeout (seconds|nil), grace,
+--   forward_signals (default true: prisn's SIGINT/TERM/HUP/QUIT go to the
+--   group), on_stdout(chunk), on_stderr(chunk), on_start(pid, proc),
+--   limits ({ memory, cpu, pids } from prisn.exec.limits.check, or nil),
+--   name (the workload's cgroup name, e.g. "job-<id>") }.
+-- With limits, the workload runs in a cgroup of its own (or under rlimits
+-- when there is no cgroup access); everything it leaves running is killed
+-- when it ends and the cgroup is removed, whatever happens.
+-- Returns { state, reason, exit_code, signal, status (the raw exit status),
+-- message, timed_out, stats (cgroup counters, with limits) }, with state
+-- "failed" and reason "failed_to_start" (plus code and stage) when the
+-- program cannot be started, and reason "oom_killed" when the memory limit
+-- killed it.
+function M.supervise(launch)
+  local limiter = launch.limits and require("prisn.exec.limits").apply(launch.limits, { name = launch.name })
+  local spec = {
+    file = launch.file,
+    argv = launch.argv,
+    env = env_list(launch.env),
+    cwd = launch.cwd,
+    stdin = "inherit",
+    stdout = "pipe",
+    stderr = "pipe",
+    session = true,
+  }
+  local function start(include_v2_procs)
+    spec.cgroup_fd, spec.cgroup_procs_fds = nil, nil
+    if limiter then
+      for k, v in pairs(limiter:spawn_options(include_v2_procs)) do spec[k] = v end
+    end
+    return process.start(spec)
+  end
+  local proc, err, code, stage = start(false)
+  if not proc and limiter and limiter:retry_without_clone_into(code, stage) then
+    proc, err, code, stage = start(true) -- a kernel without CLONE_INTO_CGROUP
+  end
+  if not proc then
+    if limiter then limiter:cleanup() end
+    return { state = "failed", reason = "failed_to_start", message = err, code = code, stage = stage }
+  end
+  local ok, result = pcall(watch, proc, launch, limiter)
+  if limiter then limiter:cleanup() end
+  if not ok then error(result, 0) end
   return result
 end
 

@@ -87,7 +87,21 @@ describe("prisn.doctor", function()
     local v2, v1 = doctor.check_cgroups(p)
     assert.equal("warn", v2.status)
     assert.equal("warn", v1.status)
-    assert.matches("fall back to rlimits", v2.detail)
+    assert.equal("mounted at /sys/fs/cgroup but not writable by this user; prisn run: --memory falls back to "
+      .. "RLIMIT_AS (address space, not memory in use), --cpu is not enforced, --pids falls back to RLIMIT_NPROC "
+      .. "(counts all of the user's processes)", v2.detail)
+    assert.matches("run prisn as root", v1.fix)
+  end)
+
+  it("warns about the one limit no hierarchy carries", function()
+    local p = healthy()
+    p.files["/proc/self/mountinfo"] = MOUNTINFO_V1:gsub("\n[^\n]*pids$", "")
+    p.files["/sys/fs/cgroup/unified/cgroup.controllers"] = ""
+    local v2, v1 = doctor.check_cgroups(p)
+    assert.equal("warn", v1.status)
+    assert.equal("not mounted: pids; prisn run: --pids falls back to RLIMIT_NPROC (counts all of the user's "
+      .. "processes)", v1.detail)
+    assert.equal("warn", v2.status)
   end)
 
   it("parses v1 controllers from combined mounts", function()

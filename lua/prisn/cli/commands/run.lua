@@ -18,7 +18,14 @@ return {
       .. "and stderr stream live and stay separate. prisn exits with the script's\n"
       .. "exit code; killed by a signal it exits 128+N; on --timeout it stops the\n"
       .. "whole process group (SIGTERM, then SIGKILL after --grace) and exits 124.\n"
-      .. "Ctrl-C and SIGTERM are forwarded to the script's process group.\n"
+      .. "Ctrl-C and SIGTERM are forwarded to the script's process group.\n"      .. "\n"
+      .. "--memory, --cpu and --pids limit the script and everything it starts,\n"
+      .. "through a cgroup of its own (as root, or with a delegated cgroup). Over\n"
+      .. "its memory the kernel kills it: the job's reason is oom_killed and prisn\n"
+      .. "exits 137. Over its CPU share it is slowed down, never killed. At its\n"
+      .. "process limit fork fails inside it (EAGAIN). When the script ends,\n"
+      .. "whatever it left running is killed. Without cgroup access prisn falls\n"
+      .. "back to rlimits and says so (see docs/RUN.md, 'prisn doctor').\n"
       .. "\n"
       .. "Words after SCRIPT are the script's arguments; prisn's own flags may still\n"
       .. "follow SCRIPT, so put the script's flags after --. Every run is kept as a\n"
@@ -46,6 +53,12 @@ return {
         summary = "Stop the script after this long (30s, 5m, 1h) and exit 124" },
       { name = "grace", type = "duration", placeholder = "DURATION", default = "10s",
         summary = "Time between SIGTERM and SIGKILL when stopping the script" },
+      { name = "memory", type = "size", placeholder = "SIZE",
+        summary = "Limit the script's memory (256M, 1G); over it the kernel kills it (oom_killed)" },
+      { name = "cpu", type = "number", placeholder = "CORES",
+        summary = "Limit the script to this many CPU cores (0.5, 2); it is slowed down, not killed" },
+      { name = "pids", type = "int", placeholder = "N",
+        summary = "Limit the number of processes and threads the script may have at once" },
       { name = "runner", type = "string", placeholder = "NAME",
         complete = function(partial)
           local names = {}
@@ -75,6 +88,7 @@ return {
     examples = {
       { "prisn run backup.py", "Run a Python script; its imports are installed on first run" },
       { "prisn run job.sh -e TARGET=/srv --timeout 5m", "With an environment variable and a time limit" },
+      { "prisn run train.py --memory 2G --cpu 1.5 --pids 200", "With memory, CPU and process limits" },
       { "prisn run tool.py -- --verbose input.csv", "Pass flags to the script after --" },
       { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
       { "prisn run --detach nightly.py --secret db", "Queue it on the server with secret db; prints the job id" },

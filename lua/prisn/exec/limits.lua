@@ -1,0 +1,303 @@
+-- prisn.exec.limits: what `--memory`, `--cpu` and `--pids` mean for one
+-- workload, and what its end means.
+--
+-- Policy over prisn.core.cgroup:
+--   * With cgroup access (root, or a delegated hierarchy), each workload gets
+--     its own cgroup, named after it, under "prisn/" in every hierarchy that
+--     carries memory, cpu or pids. The child joins it before exec.
+--   * A limit whose controller no hierarchy provides, or every limit when the
+--     cgroup cannot be made (not root, no delegation), falls back to an rlimit
+--     where one makes sense — --memory to RLIMIT_AS (address space, not
+--     resident memory), --pids to RLIMIT_NPROC (per user) — and --cpu has none.
+--     prisn says so once on stderr; a flag is never dropped in silence.
+--   * Outcomes: an OOM kill counted by the cgroup makes a failed workload's
+--     reason "oom_killed". CPU over quota is throttled by the kernel, never
+--     killed: nothing to name. A workload at its pids limit sees fork fail
+--     (EAGAIN) and ends as it chooses; the job reports that exit.
+--   * Cleanup always: when the workload ends (or times out, or prisn errs),
+--     everything left in the cgroup is SIGKILLed and the directories removed.
+local units = require("prisn.units")
+
+local M = {}
+
+M.MIN_MEMORY = 1024 * 1024 -- a smaller limit is a unit mistake ("--memory 64")
+M.MIN_CPU = 0.01           -- 1 ms of every 100 ms period, the kernel's floor
+M.MAX_CPU = 1024
+M.PARENT = "prisn"         -- directory under each hierarchy's mount
+M.KILL_WAIT_MS = 2000      -- how long cleanup waits for killed processes to go
+M.RMDIR_WAIT_MS = 1000     -- and for the kernel to let the directories go
+
+local warned = false -- the fallback note is said once per prisn process
+
+--- Checks a limits table { memory = bytes, cpu = cores, pids = n }; every
+-- field optional. Returns the normalized table, or false when no limit is
+-- asked, or nil, message, hint for a value that makes no sense.
+function M.check(limits)
+  if not limits then return false end
+  local out, any = {}, false
+  local memory, cpu, pids = limits.memory, limits.cpu, limits.pids
+  if memory ~= nil then
+    if math.type(memory) ~= "integer" or memory < M.MIN_MEMORY then
+      return nil, string.format("--memory must be at least 1M, got %s", tostring(memory)),
+        "sizes without a unit are bytes: write --memory 256M"
+    end
+    out.memory, any = memory, true
+  end
+  if cpu ~= nil then
+    if type(cpu) ~= "number" or cpu ~= cpu or cpu < M.MIN_CPU or cpu > M.MAX_CPU then
+      return nil, string.format("--cpu is a number of cores from %g to %d, got %s", M.MIN_CPU, M.MAX_CPU,
+        tostring(cpu)), "for half a core: --cpu 0.5"
+    end
+    out.cpu, any = cpu, true
+  end
+  if pids ~= nil then
+    if math.type(pids) ~= "integer" or pids < 1 then
+      return nil, string.format("--pids must be a whole number of at least 1, got %s", tostring(pids)),
+        "the script itself counts: --pids 100"
+    end
+    out.pids, any = pids, true
+  end
+  return any and out or false
+end
+
+--- Limits from a JSON job spec, where numbers arrive as floats and a size
+-- may be a string: { memory = 67108864 | "64M", cpu = 0.5, pids = 32 }.
+-- Returns what M.check returns.
+function M.from_spec(spec)
+  local memory, cpu, pids = spec.memory, spec.cpu, spec.pids
+  if type(memory) == "string" then
+    local bytes, err = units.parse_size(memory)
+    if not bytes then return nil, "memory: " .. err end
+    memory = bytes
+  elseif type(memory) == "number" then
+    memory = math.tointeger(memory) or memory
+  elseif memory ~= nil then
+    return nil, "memory must be a size like \"256M\" or a number of bytes"
+  end
+  if type(cpu) == "string" then cpu = tonumber(cpu) or cpu end
+  if type(pids) == "number" then pids = math.tointeger(pids) or pids end
+  local limits, err, hint = M.check({ memory = memory, cpu = cpu, pids = pids })
+  if limits == nil then return nil, (err:gsub("^%-%-", "")), hint end
+  return limits
+end
+
+--- A one-line description: "memory 64M, cpu 0.25, pids 32".
+function M.describe(limits)
+  local parts = {}
+  if limits.memory then parts[#parts + 1] = "memory " .. units.format_size(limits.memory) end
+  if limits.cpu then parts[#parts + 1] = string.format("cpu %g", limits.cpu) end
+  if limits.pids then parts[#parts + 1] = "pids " .. limits.pids end
+  return table.concat(parts, ", ")
+end
+
+-- How many processes the user already runs (RLIMIT_NPROC counts them all).
+local function user_processes(uv, uid)
+  local dir = uv.fs_scandir("/proc")
+  if not dir then return 0 end
+  local n = 0
+  while true do
+    local name = uv.fs_scandir_next(dir)
+    if not name then break end
+    if name:match("^%d+$") then
+      local st = uv.fs_stat("/proc/" .. name)
+      if st and st.uid == uid then n = n + 1 end
+    end
+  end
+  return n
+end
+
+local Limiter = {}
+Limiter.__index = Limiter
+
+-- Decides the rlimit stand-ins for the limits in `wanted`; returns the
+-- rlimits table, and says once what is and is not enforced.
+local function fallback(self, wanted, why)
+  local rlimits, lines = {}, {}
+  if wanted.memory then
+    rlimits.as = wanted.memory
+    self.enforced.memory = "rlimit"
+    lines[#lines + 1] = string.format("  --memory %s: RLIMIT_AS, which bounds address space, not memory in use "
+      .. "(node or Java may fail early)", units.format_size(wanted.memory))
+  end
+  if wanted.pids then
+    local uid = self.uv.getuid()
+    if uid == 0 then
+      lines[#lines + 1] = string.format("  --pids %d: not enforced (RLIMIT_NPROC does not bind root)", wanted.pids)
+    else
+      local running = self.count_processes(self.uv, uid)
+      rlimits.nproc = wanted.pids + running
+      self.enforced.pids = "rlimit"
+      lines[#lines + 1] = string.format("  --pids %d: RLIMIT_NPROC, which counts every process of your user "
+        .. "(set to %d: the %d already running plus %d)", wanted.pids, wanted.pids + running, running, wanted.pids)
+    end
+  end
+  if wanted.cpu then
+    lines[#lines + 1] = string.format("  --cpu %g: not enforced (no rlimit can throttle CPU)", wanted.cpu)
+  end
+  if not warned then
+    warned = true
+    self.warn("prisn: " .. why .. "; limits fall back to rlimits:\n" .. table.concat(lines, "\n")
+      .. "\nprisn: run as root or delegate a cgroup to enforce them ('prisn doctor' shows what is available)")
+  end
+  return rlimits
+end
+
+local CONTROLLER = { memory = "memory", cpu = "cpu", pids = "pids" }
+
+--- Prepares the limits of one workload, before it is spawned. `limits` as
+-- returned by M.check; deps (all optional): name (the cgroup's name, one
+-- path component), parent, root (a fake tree), cgroup (the core module),
+-- warn(text), sleep(ms) (inside a task), uv. Returns a limiter whose
+-- spawn_options() go into proc.spawn. Never raises for a system that cannot
+-- limit: it falls back and says so.
+function M.apply(limits, deps)
+  deps = deps or {}
+  local self = setmetatable({
+    limits = limits,
+    cgroup_lib = deps.cgroup or require("prisn.core.cgroup"),
+    warn = deps.warn or function(text) io.stderr:write(text, "\n") end,
+    sleep = deps.sleep or require("prisn.async").sleep,
+    uv = deps.uv or require("luv"),
+    count_processes = deps.count_processes or user_processes,
+    enforced = {},
+    rlimits = {},
+  }, Limiter)
+  local lib = self.cgroup_lib
+  local layout, derr = lib.detect({ root = deps.root })
+  local in_cgroup, missing = {}, {}
+  for flag, controller in pairs(CONTROLLER) do
+    if limits[flag] then
+      if layout and layout[controller] then in_cgroup[flag] = limits[flag] else missing[flag] = limits[flag] end
+    end
+  end
+  local why
+  if next(in_cgroup) then
+    local name = deps.name or string.format("run-%d-%d", self.uv.os_getpid(), self.uv.hrtime() % 1000000)
+    local cg, err = lib.create(name, { memory = in_cgroup.memory, cpu = in_cgroup.cpu, pids = in_cgroup.pids,
+      parent = deps.parent or M.PARENT, root = deps.root })
+    if cg then
+      self.cgroup = cg
+      for flag in pairs(in_cgroup) do self.enforced[flag] = "cgroup" end
+      why = "no cgroup controller for " .. table.concat(M.sorted_keys(missing), ", ")
+    else
+      for flag, v in pairs(in_cgroup) do missing[flag] = v end
+      why = "no cgroup access (" .. tostring(err) .. ")"
+    end
+  else
+    why = layout and "no cgroup hierarchy carries " .. table.concat(M.sorted_keys(missing), ", ")
+      or "cannot read the cgroup mounts (" .. tostring(derr) .. ")"
+  end
+  if next(missing) then self.rlimits = fallback(self, missing, why) end
+  return self
+end
+
+function M.sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+--- Options to merge into proc.spawn: cgroup_fd (v2, CLONE_INTO_CGROUP),
+-- cgroup_procs_fds (v1; with include_v2 the v2 one too, for kernels without
+-- CLONE_INTO_CGROUP) and rlimits (the fallback).
+function Limiter:spawn_options(include_v2)
+  local opts = {}
+  if next(self.rlimits) then opts.rlimits = self.rlimits end
+  local cg = self.cgroup
+  if cg then
+    local fds = cg:procs_fds(include_v2)
+    if #fds > 0 then opts.cgroup_procs_fds = fds end
+    if not include_v2 then opts.cgroup_fd = cg:dir_fd() end
+  end
+  return opts
+end
+
+--- Whether a spawn failure means "this kernel cannot start a child inside a
+-- cgroup" (clone3 or CLONE_INTO_CGROUP missing), worth one retry with
+-- spawn_options(true).
+function Limiter:retry_without_clone_into(code, stage)
+  return self.cgroup ~= nil and self.cgroup:dir_fd() ~= nil and stage == "setup"
+    and (code == "ENOSYS" or code == "E2BIG" or code == "EINVAL")
+end
+
+--- The cgroup's counters (nil without a cgroup): live until stop(), then
+-- the ones kept when the workload ended.
+function Limiter:stats()
+  if not self.cgroup or self.final_stats then return self.final_stats end
+  return self.cgroup:stats()
+end
+
+--- Names the outcome once the workload has ended: turns a failure with an
+-- OOM kill counted in the cgroup into reason "oom_killed". `result` is supervise's outcome table; `status` the
+-- raw exit status. Returns result (with result.stats when there is a cgroup).
+function Limiter:name_outcome(result, status)
+  local st = self:stats()
+  if not st then return result end
+  result.stats = st
+  local oom = st.oom_kills ~= nil and st.oom_kills > 0
+  -- Kernels before 4.13 (v1) count no OOM kills: a SIGKILL after the memory
+  -- limit was hit is the best evidence there is.
+  if st.oom_kills == nil and status and status.signal == "KILL" and (st.memory_limit_hits or 0) > 0 then
+    oom = true
+  end
+  if oom and result.state == "failed" and not result.timed_out then
+    result.reason = "oom_killed"
+    result.message = string.format("killed: out of memory (--memory %s%s)", units.format_size(self.limits.memory
+      or 0), st.oom_kills and st.oom_kills > 1 and string.format(", %d processes killed", st.oom_kills) or "")
+  end
+  return result
+end
+
+--- Once the workload's main process has ended: keeps the final counters
+-- and SIGKILLs everything still in the cgroup (descendants that stayed
+-- behind), waiting inside a task until they are gone. Idempotent. Returns
+-- true, or false when processes survived the wait.
+function Limiter:stop()
+  local cg = self.cgroup
+  if not cg or self.stopped ~= nil then return self.stopped ~= false end
+  self.final_stats = cg:stats()
+  local waited = 0
+  while true do
+    local empty, err = cg:kill_all({ rounds = 1 })
+    if empty == nil then self.kill_error = err end
+    if empty ~= false or waited >= M.KILL_WAIT_MS then
+      self.stopped = empty == true
+      return self.stopped
+    end
+    self.sleep(10)
+    waited = waited + 10
+  end
+end
+
+--- Stops the workload (see stop) and removes its cgroup. Idempotent;
+-- returns true, or nil and a message (also said on stderr) when the
+-- directories could not be removed; a later call tries again.
+function Limiter:cleanup()
+  local cg = self.cgroup
+  if not cg or self.cleaned then return true end
+  local stopped = self:stop()
+  local waited = 0
+  local ok, err, code
+  while true do
+    ok, err, code = cg:destroy({ attempts = 1 })
+    if ok or code ~= "EBUSY" or waited >= M.RMDIR_WAIT_MS then break end
+    self.sleep(5)
+    waited = waited + 5
+  end
+  if ok then
+    self.cleaned = true
+    return true
+  end
+  local message = "cannot remove the workload's cgroup: " .. tostring(err)
+    .. (not stopped and " (processes did not exit after SIGKILL)" or "")
+  self.warn("prisn: " .. message)
+  return nil, message
+end
+
+-- For specs: forget that the fallback note was said.
+function M._reset_warning()
+  warned = false
+end
+
+return M
