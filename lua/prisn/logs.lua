@@ -274,4 +274,51 @@ function M.lines(records)
   return out
 end
 
+--- A follower of the log at `path` (for `prisn logs -f`): each t:poll()
+-- returns the records written since the last poll, in order, following the
+-- writer across a rotation (the file it was reading becomes <path>.1).
+function M.tailer(path)
+  local t = { path = path, offset = 0, ino = nil, pending = "" }
+  -- Reads `file` from `offset` and returns the complete records, keeping a
+  -- partly written one for the next poll.
+  local function read_from(file, offset, out)
+    local fd = uv.fs_open(file, "r", 0)
+    if not fd then return offset end
+    while true do
+      local chunk = uv.fs_read(fd, 65536, offset)
+      if not chunk or chunk == "" then break end
+      offset = offset + #chunk
+      t.pending = t.pending .. chunk
+    end
+    uv.fs_close(fd)
+    local pos = 1
+    while true do
+      local kind, time_ms, len, body = t.pending:match("^(%a) (%d+) (%d+)\n()", pos)
+      if not kind then break end
+      len = tonumber(len)
+      if body + len > #t.pending then break end
+      if STREAM_OF[kind] then
+        out[#out + 1] = { stream = STREAM_OF[kind], data = t.pending:sub(body, body + len - 1),
+          time_ms = tonumber(time_ms) }
+      end
+      pos = body + len + 1
+    end
+    t.pending = t.pending:sub(pos)
+    return offset
+  end
+  function t.poll()
+    local out = {}
+    local st = uv.fs_stat(t.path)
+    if not st then return out end
+    if t.ino and st.ino ~= t.ino then
+      read_from(t.path .. ".1", t.offset, out)
+      t.offset, t.pending = 0, ""
+    end
+    t.ino = st.ino
+    t.offset = read_from(t.path, t.offset, out)
+    return out
+  end
+  return t
+end
+
 return M

@@ -272,6 +272,89 @@ function M.run(opts)
   return result
 end
 
+--- A recorder (see M.prepare) for a job that is already recorded, as the
+-- server's jobs are when they are submitted.
+function M.existing_recorder(db, job, on_log_error)
+  local jobs = require("prisn.store.jobs")
+  local logs = require("prisn.logs")
+  local rec = { db = db, job = job, log_path = job.log_path }
+  function rec.create() return job end
+  function rec.update(fields)
+    for _, column in ipairs({ "deps_source", "env_key" }) do
+      if fields[column] ~= nil then
+        db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", fields[column], job.id)
+      end
+    end
+  end
+  function rec.fail_to_start(message)
+    jobs.finish(db, job.id, { state = "failed", reason = "failed_to_start", message = message })
+  end
+  function rec.open_log()
+    local w, err = logs.writer(rec.log_path)
+    if not w and on_log_error then on_log_error(err) end
+    rec.log = w
+    return w
+  end
+  function rec.close()
+    if rec.log then rec.log:close() end
+  end
+  return rec
+end
+
+--- Runs server job `id` of `home` to its end: the body of the job runner
+-- process (`prisn __job-run ID`) the server starts for each job. It reads the
+-- job's spec, gives it its secrets, runs it (SIGTERM to this process stops
+-- the job's group, SIGKILL after the grace) and records the outcome in
+-- state.db itself, so a job finishes and is recorded even if the server
+-- dies meanwhile. Must run in an async task. Returns 0, or 1 when the job
+-- could not be found.
+function M.run_recorded(home, id)
+  local cjson = require("cjson")
+  local jobs = require("prisn.store.jobs")
+  local db = require("prisn.store").open(home)
+  local job = jobs.get_by_id(db, id)
+  local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
+  if not job or not row or (job.state ~= "queued" and job.state ~= "running") then
+    db:close()
+    io.stderr:write("prisn __job-run: job ", id, " is not waiting to run\n")
+    return 1
+  end
+  local spec = cjson.decode(row.spec)
+  local rec = M.existing_recorder(db, job, function(err)
+    io.stderr:write("prisn: job ", id, ": cannot keep its output: ", tostring(err), "\n")
+  end)
+  local ok, err = pcall(function()
+    local env = {}
+    for k, v in pairs(spec.env or {}) do env[k] = v end
+    if spec.secrets and #spec.secrets > 0 then
+      local keyring = require("prisn.secrets.keyring").load(home, { db = db })
+      for k, v in pairs(require("prisn.store.secrets").env_for(db, keyring, job.namespace, spec.secrets)) do
+        env[k] = v
+      end
+    end
+    M.execute({
+      home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
+      runner = spec.runner, env = env, cwd = spec.cwd or spec.script:match("^(.*)/[^/]*$"),
+      timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
+      limits = require("prisn.exec.limits").from_spec(spec) or nil,
+      forward_signals = true,
+    }, rec)
+  end)
+  if not ok then
+    local current = jobs.get_by_id(db, id)
+    if current and (current.state == "queued" or current.state == "running") then
+      jobs.finish(db, id, { state = "failed", reason = "failed_to_start",
+        message = errors.is(err) and err.message or tostring(err) })
+    end
+    if not errors.is(err) then io.stderr:write("prisn: job ", id, ": ", tostring(err), "\n") end
+  end
+  -- The spec (with the -e values) was needed to start the job; not kept after.
+  db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+  rec.close()
+  db:close()
+  return 0
+end
+
 --- The values of the named secrets, from the server, as KEY -> value.
 function M.secret_values(ctx, names)
   local client = require("prisn.client")

@@ -269,7 +269,9 @@ function M.start_background(home, opts)
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
   local env = {}
-  for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
+  for k, v in pairs(uv.os_environ()) do
+    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
+  end
   env[#env + 1] = "PRISN_HOME=" .. home
   local proc = require("prisn.core.proc")
   local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",

@@ -1,19 +1,22 @@
--- prisn.server.jobs: the server's job queue and workers.
+-- prisn.server.jobs: the server's job queue.
 --
 -- A submitted job is recorded "queued" together with its launch spec
 -- (job_specs), so it survives a restart; it starts as soon as a slot is free
 -- (at most max_running at once), in submission order. The queue is bounded:
 -- past max_queued, submit answers 429 and nothing is recorded, so an
--- accepted job is never dropped. A running job's output goes to its log
--- (prisn logs job/ID [-f]); followers get it live.
+-- accepted job is never dropped.
 --
--- Recovery at start: queued jobs are queued again; running ones whose
--- process is gone are failed with reason "server_restarted". (A job's
--- process runs in its own session and outlives a crashed server, but its
--- output pipes do not, so it is stopped rather than adopted blind.)
+-- Each job runs in a runner process of its own, `prisn __job-run ID` (see
+-- prisn.exec.job.run_recorded), in its own session: it prepares and runs the
+-- job, writes its log and records the outcome in state.db itself. So a job
+-- outlives a crashed server and is still recorded exactly once. The server
+-- watches its runners: the end of a runner is the end of its job.
+--
+-- Recovery at start: queued jobs are queued again; a running job whose runner
+-- is still alive is re-adopted (watched until it ends); one whose runner is
+-- gone is failed with reason "server_restarted".
 local uv = require("luv")
 local cjson = require("cjson")
-local async = require("prisn.async")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
 
@@ -93,120 +96,105 @@ function Queue:pump()
   end
 end
 
--- The secrets named in a spec, as environment variables.
-local function secret_env(server, ns, names)
-  if not names or #names == 0 then return {} end
-  local secrets = require("prisn.store.secrets")
-  return secrets.env_for(server.db, server.keyring, ns, names)
+-- Called when the runner of job `id` has ended (for whatever reason).
+function Queue:finished(id, started)
+  local server = self.server
+  local entry = self.running[id]
+  self.running[id] = nil
+  self.running_count = self.running_count - 1
+  local final = jobs.get_by_id(server.db, id)
+  if final and (final.state == "queued" or final.state == "running") then
+    -- The runner died before it could record anything (killed, crashed).
+    final = jobs.finish(server.db, id, { state = "failed", reason = "killed",
+      message = "the job's runner process ended without recording an outcome" })
+  end
+  server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+  if final and entry and entry.deleted and final.reason ~= "deleted" then
+    server.db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id)
+    final = jobs.get_by_id(server.db, id)
+  end
+  if final then
+    self:event(final, "job.finished", string.format("%s (%s%s)", final.state, final.reason or "?",
+      final.exit_code and (", exit " .. final.exit_code) or ""))
+    if started and server.metrics and server.metrics.job_duration then
+      server.metrics.job_duration:observe((uv.hrtime() - started) / 1e9)
+    end
+  end
+  self:pump()
 end
 
-function Queue:notify(id, event, data)
-  for _, fn in ipairs(self.followers[id] or {}) do fn(event, data) end
-  if event == "end" then self.followers[id] = nil end
+-- The environment a runner starts with: the server's own (PATH, HOME, the
+-- package managers' settings), with PRISN_HOME pinned.
+local function runner_env(home)
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do
+    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
+  end
+  env[#env + 1] = "PRISN_HOME=" .. home
+  return env
 end
 
 function Queue:start(id)
   local server = self.server
   local job = jobs.get_by_id(server.db, id)
   if not job or job.state ~= "queued" then return end
-  local row = server.db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
-  local spec = row and cjson.decode(row.spec) or {}
-  local entry = { job = job, followers = {} }
+  local entry = { job = job }
   self.running[id] = entry
   self.running_count = self.running_count + 1
+  local started = uv.hrtime()
+  local exe = uv.exepath()
+  local runner, err = require("prisn.exec.process").start({
+    file = exe, argv = { exe, "__job-run", id }, env = runner_env(server.home), cwd = "/",
+    stdin = "null", stdout = "null", stderr = { file = server.home .. "/server.log", mode = "a" },
+    session = true,
+  })
+  if not runner then
+    server.log:error("job %s: cannot start its runner: %s", id, tostring(err))
+    jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
+      message = "cannot start the job runner: " .. tostring(err) })
+    self:finished(id, nil)
+    return
+  end
+  entry.runner = runner
+  server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", runner:pid(), id)
   local waited = self.queued_at and self.queued_at[id]
   if waited and server.metrics and server.metrics.scheduling_latency then
-    server.metrics.scheduling_latency:observe((uv.hrtime() - waited) / 1e9)
+    server.metrics.scheduling_latency:observe((started - waited) / 1e9)
   end
   if self.queued_at then self.queued_at[id] = nil end
-  async.spawn(function()
-    local started = uv.hrtime()
-    local ok, outcome = pcall(function()
-      local env = {}
-      for k, v in pairs(spec.env or {}) do env[k] = v end
-      for k, v in pairs(secret_env(server, job.namespace, spec.secrets)) do env[k] = v end
-      local rec = M.recorder(server, job)
-      local result = require("prisn.exec.job").execute({
-        home = server.home, namespace = job.namespace, script = spec.script, args = spec.args or {},
-        runner = spec.runner, env = env, cwd = spec.cwd or (spec.script:match("^(.*)/[^/]*$")),
-        timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
-        limits = require("prisn.exec.limits").from_spec(spec) or nil,
-        forward_signals = false,
-        on_start = function(_, proc)
-          entry.proc = proc
-          self:event(job, "job.started", nil)
-        end,
-        reason_override = function() return entry.deleted and "deleted" or nil end,
-      }, rec, {
-        stdout = function(data) self:notify(id, "stdout", data) end,
-        stderr = function(data) self:notify(id, "stderr", data) end,
-      })
-      rec.close_log()
-      return result
-    end)
-    self.running[id] = nil
-    self.running_count = self.running_count - 1
-    -- The spec (with the -e values) was needed to start the job; not kept after.
-    server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
-    local final = jobs.get_by_id(server.db, id)
-    if not ok then
-      if final and (final.state == "queued" or final.state == "running") then
-        jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
-          message = errors.is(outcome) and outcome.message or tostring(outcome) })
-        final = jobs.get_by_id(server.db, id)
-      end
-      if not errors.is(outcome) then server.log:error("job %s: %s", id, tostring(outcome)) end
-    end
-    if final then
-      self:event(final, "job.finished", string.format("%s (%s%s)", final.state, final.reason or "?",
-        final.exit_code and (", exit " .. final.exit_code) or ""))
-      if server.metrics and server.metrics.job_duration then
-        server.metrics.job_duration:observe((uv.hrtime() - started) / 1e9)
-      end
-    end
-    self:notify(id, "end", final)
-    self:pump()
-  end)
+  self:event(job, "job.started", "runner pid " .. runner:pid())
+  runner:on_exit(function() self:finished(id, started) end)
+end
+
+-- Signals a running job's runner, started here or adopted.
+local function signal_runner(entry, signal)
+  if entry.runner then
+    entry.runner:kill(signal)
+  elseif entry.runner_pid then
+    uv.kill(entry.runner_pid, "sig" .. signal:lower())
+  end
 end
 
 --- Deletes a job: a waiting one leaves the queue, a running one is stopped
--- (its process group gets SIGTERM, then SIGKILL after the grace); the record
--- stays, failed with reason "deleted", unless `purge` removes it too.
+-- (its runner gets SIGTERM and stops the job's group: SIGTERM, then SIGKILL
+-- after the grace); the record stays, failed with reason "deleted".
 function Queue:delete(job, actor)
   local id = job.id
   for i, waiting in ipairs(self.waiting) do
     if waiting == id then
       table.remove(self.waiting, i)
       jobs.finish(self.server.db, id, { state = "failed", reason = "deleted", message = "deleted while queued" })
+      self.server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
     end
   end
   local entry = self.running[id]
   if entry then
     entry.deleted = true
-    if entry.proc then
-      entry.proc:kill("TERM", true)
-      local t = uv.new_timer()
-      t:start(5000, 0, function()
-        t:close()
-        if self.running[id] and entry.proc then entry.proc:kill("KILL", true) end
-      end)
-    end
+    signal_runner(entry, "TERM")
   end
   self:event(job, "job.deleted", nil, actor)
 end
 
---- Registers fn(event, data) for a running job's output ("stdout",
--- "stderr") and its end ("end", final job). Returns an unsubscribe function.
-function Queue:follow(id, fn)
-  self.followers[id] = self.followers[id] or {}
-  local list = self.followers[id]
-  list[#list + 1] = fn
-  return function()
-    for i, f in ipairs(list) do
-      if f == fn then table.remove(list, i) break end
-    end
-  end
-end
 
 --- Whether process `pid` is still the one a job started at `started_ms`:
 -- a session leader (every job is) that started within 2 s of that time. A
@@ -229,82 +217,88 @@ function M.still_ours(pid, started_ms)
   return math.abs(started - started_ms / 1000) < 2
 end
 
+-- Whether process `pid` is alive and not a zombie.
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local state = f:read("a"):match("%) (%a)")
+  f:close()
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db
-  local rows = db:rows("SELECT id, state, pid, started_at FROM jobs WHERE detached = 1 "
-    .. "AND state IN ('queued', 'running') "
-    .. "ORDER BY id") or {}
-  local requeued, failed = 0, 0
+  local rows = db:rows("SELECT j.id, j.state, j.pid, j.started_at, s.runner_pid FROM jobs j "
+    .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
+    .. "ORDER BY j.id") or {}
+  local requeued, adopted, failed = 0, 0, 0
   for _, row in ipairs(rows) do
-    if row.state == "queued" then
+    local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
+    if runner_pid and alive(runner_pid) and M.is_runner(runner_pid, row.id) then
+      self:adopt(row.id, runner_pid)
+      adopted = adopted + 1
+    elseif row.state == "queued" and not runner_pid then
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
     else
       if row.pid and M.still_ours(row.pid, row.started_at) then uv.kill(-row.pid, "sigkill") end
       local final = jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
-        message = "the server stopped while the job ran" })
+        message = "the server stopped while the job ran, and its runner is gone" })
       db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
       self:event(final, "job.finished", "failed (server_restarted)")
       failed = failed + 1
     end
   end
-  if requeued + failed > 0 then
-    self.server.log:info("recovery: %d queued job(s) queued again, %d interrupted job(s) failed", requeued, failed)
+  if requeued + adopted + failed > 0 then
+    self.server.log:info("recovery: %d queued job(s) queued again, %d running job(s) re-adopted, "
+      .. "%d interrupted job(s) failed", requeued, adopted, failed)
   end
   self:pump()
 end
 
---- Stops every running job (SIGTERM to each group, SIGKILL after `grace`
+--- Whether `pid` is the runner of job `id` (its command line says so).
+function M.is_runner(pid, id)
+  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+  if not f then return false end
+  local cmdline = f:read("a")
+  f:close()
+  return cmdline:find("\0__job-run\0" .. id, 1, true) ~= nil
+end
+
+-- Watches a runner the server did not start (it survived a restart): it is
+-- not our child, so its end is noticed by polling.
+function Queue:adopt(id, runner_pid)
+  local entry = { runner_pid = runner_pid, adopted = true }
+  self.running[id] = entry
+  self.running_count = self.running_count + 1
+  local timer = uv.new_timer()
+  timer:start(200, 200, function()
+    if alive(runner_pid) then return end
+    timer:stop()
+    timer:close()
+    self:finished(id, nil)
+  end)
+end
+
+--- Stops every running job (SIGTERM to each runner, which stops its job's
+-- group with the job's grace; SIGKILL to what is left after `grace`
 -- seconds) and calls done() when none is left. Used by a graceful stop.
 function Queue:stop_all(grace, done)
-  local left = 0
-  for _, entry in pairs(self.running) do
-    if entry.proc then
-      left = left + 1
-      entry.deleted = false
-      entry.proc:kill("TERM", true)
-    end
-  end
-  if left == 0 then return done() end
+  if self.running_count == 0 then return done() end
+  for _, entry in pairs(self.running) do signal_runner(entry, "TERM") end
   local t = uv.new_timer()
-  local elapsed = 0
+  local elapsed, killed = 0, false
   t:start(50, 50, function()
     elapsed = elapsed + 50
     if self.running_count == 0 then
       t:stop(); t:close()
       done()
-    elseif elapsed >= grace * 1000 then
-      for _, entry in pairs(self.running) do if entry.proc then entry.proc:kill("KILL", true) end end
+    elseif elapsed >= grace * 1000 and not killed then
+      killed = true
+      for _, entry in pairs(self.running) do signal_runner(entry, "KILL") end
     end
   end)
-end
-
---- A recorder (see prisn.exec.job) for a job the server created at submit.
-function M.recorder(server, job)
-  local logs = require("prisn.logs")
-  local rec = { db = server.db, job = job, log_path = job.log_path }
-  function rec.create() return job end
-  function rec.update(fields)
-    for _, column in ipairs({ "deps_source", "env_key" }) do
-      if fields[column] ~= nil then
-        server.db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", fields[column], job.id)
-      end
-    end
-  end
-  function rec.fail_to_start(message)
-    jobs.finish(server.db, job.id, { state = "failed", reason = "failed_to_start", message = message })
-  end
-  function rec.open_log()
-    local w, err = logs.writer(rec.log_path)
-    if not w then server.log:warn("job %s: cannot open its log: %s", job.id, tostring(err)) end
-    rec.log = w
-    return w
-  end
-  function rec.close_log()
-    if rec.log then rec.log:close() end
-  end
-  return rec
 end
 
 return M

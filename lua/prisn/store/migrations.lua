@@ -70,4 +70,10 @@ CREATE TABLE job_specs (
   spec   TEXT NOT NULL              -- JSON
 );
 ]],
+  -- 6: a server job runs in its own runner process (`prisn __job-run ID`),
+  -- which outlives a crashed server; its pid is kept so a restarted server can
+  -- find and re-adopt it.
+  [[
+ALTER TABLE job_specs ADD COLUMN runner_pid INTEGER;
+]],
 }

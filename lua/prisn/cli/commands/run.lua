@@ -95,4 +95,14 @@ return {
     },
     handler = handler,
   },
+  {
+    name = "__job-run",
+    hidden = true,
+    summary = "Run one of the server's jobs to its end (started by the server)",
+    args = { { name = "ID", summary = "The job id", required = true } },
+    handler = function(ctx)
+      local home = require("prisn.home").path()
+      return require("prisn.async").main(require("prisn.exec.job").run_recorded, home, ctx.args.ID)
+    end,
+  },
 }

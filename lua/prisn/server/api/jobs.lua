@@ -122,36 +122,35 @@ local function submit(req)
 end
 
 -- Streams a job's log as NDJSON: the stored records, then (follow=1) what
--- it writes from now on, and a last line with its outcome.
+-- it writes from now on, read from its log file as the job's runner writes
+-- it, and a last line with its outcome.
 local function stream_logs(req, job)
   local logs = require("prisn.logs")
-  local queue = req.server.queue
+  local async = require("prisn.async")
+  local db = req.server.db
+  local path = job.log_path or logs.job_path(req.server.home, job.namespace, job.id)
+  local follow = req.query.follow == "1"
   return api.stream(function(write)
-    local async = require("prisn.async")
     local function line(t) return write(cjson.encode(t) .. "\n") end
-    local live, ended = {}, false
-    local unsubscribe
-    local running = queue.running[job.id] ~= nil or job.state == "queued"
-    if req.query.follow == "1" and running then
-      unsubscribe = queue:follow(job.id, function(event, data)
-        if event == "end" then ended = true else live[#live + 1] = { stream = event, data = data } end
-      end)
+    -- Output kept from before a rotation is in the .1 file: sent first, once.
+    for _, r in ipairs(logs.tailer(path .. ".1").poll()) do
+      if not line({ stream = r.stream, data = r.data }) then return end
     end
-    local records = logs.read(job.log_path or logs.job_path(req.server.home, job.namespace, job.id)) or {}
-    for _, r in ipairs(records) do
-      if not line({ stream = r.stream, data = r.data }) then break end
+    local tail = logs.tailer(path)
+    for _, r in ipairs(tail.poll()) do
+      if not line({ stream = r.stream, data = r.data }) then return end
     end
-    -- What arrived while the stored part was sent is already in the file.
-    live = {}
-    while unsubscribe and not ended do
-      async.sleep(50)
-      for _, chunk in ipairs(live) do
-        if not line(chunk) then ended = true break end
+    local final = jobs.get_by_id(db, job.id) or job
+    while follow and (final.state == "queued" or final.state == "running" or final.state == "pending") do
+      async.sleep(100)
+      for _, r in ipairs(tail.poll()) do
+        if not line({ stream = r.stream, data = r.data }) then return end
       end
-      live = {}
+      final = jobs.get_by_id(db, job.id) or final
     end
-    if unsubscribe then unsubscribe() end
-    local final = jobs.get_by_id(req.server.db, job.id) or job
+    if follow then
+      for _, r in ipairs(tail.poll()) do line({ stream = r.stream, data = r.data }) end
+    end
     line({ ["end"] = true, state = final.state, reason = final.reason or cjson.null,
       exit_code = final.exit_code or cjson.null })
   end)
