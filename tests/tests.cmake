@@ -45,8 +45,16 @@ prisn_add_busted_tests(tests/e2e e2e)
 
 find_program(LUACHECK luacheck)
 if(LUACHECK)
+  # Only the folders that hold Lua (git keeps no empty folder).
+  set(PRISN_LUA_DIRS "")
+  foreach(dir lua runners policies spec tests contrib)
+    file(GLOB_RECURSE lua_files ${CMAKE_SOURCE_DIR}/${dir}/*.lua)
+    if(lua_files)
+      list(APPEND PRISN_LUA_DIRS ${dir})
+    endif()
+  endforeach()
   add_test(NAME lint/luacheck
-    COMMAND ${LUACHECK} --quiet --codes --no-color lua runners policies spec tests contrib
+    COMMAND ${LUACHECK} --quiet --codes --no-color ${PRISN_LUA_DIRS}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 endif()
 
