@@ -19,6 +19,7 @@ int luaopen_prisn_core_store(lua_State *L);
 int luaopen_prisn_core_crypto(lua_State *L);
 int luaopen_prisn_core_proc(lua_State *L);
 int luaopen_prisn_core_cgroup(lua_State *L);
+int luaopen_prisn_core_sandbox(lua_State *L);
 int luaopen_prisn_core_http(lua_State *L);
 
 static const luaL_Reg core_modules[] = {
@@ -29,6 +30,7 @@ static const luaL_Reg core_modules[] = {
     {"prisn.core.crypto", luaopen_prisn_core_crypto},
     {"prisn.core.proc", luaopen_prisn_core_proc},
     {"prisn.core.cgroup", luaopen_prisn_core_cgroup},
+    {"prisn.core.sandbox", luaopen_prisn_core_sandbox},
     {"prisn.core.http", luaopen_prisn_core_http},
     {NULL, NULL},
 };

@@ -19,6 +19,7 @@
  * pidfd at all on old kernels.
  */
 #include "proc.h"
+#include "sandbox.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,6 +89,14 @@ const char *prisn_proc_stage_name(prisn_spawn_stage stage) {
         return "setup";
     case PRISN_STAGE_CGROUP:
         return "cgroup";
+    case PRISN_STAGE_NAMESPACE:
+        return "namespace";
+    case PRISN_STAGE_MOUNT:
+        return "mount";
+    case PRISN_STAGE_NETWORK:
+        return "network";
+    case PRISN_STAGE_INIT:
+        return "init";
     case PRISN_STAGE_SESSION:
         return "session";
     case PRISN_STAGE_STDIO:
@@ -177,7 +186,8 @@ static int child_stdio(const int src[3]) {
     return 0;
 }
 
-static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd) {
+static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
+                                prisn_sandbox_report *sandbox_report) {
     /* First, so everything after (and the workload) is accounted and limited.
      * "0" is the writing process itself, in v1 and v2 alike. */
     for (size_t i = 0; i < o->ncgroup_procs_fds; i++) {
@@ -190,6 +200,15 @@ static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int
                 errno = EIO;
             child_fail(report_fd, PRISN_STAGE_CGROUP);
         }
+    }
+    /* Namespaces, mounts; then this process stays behind as pid 1 (the init)
+     * and the workload goes on below in a fork of it. */
+    if (o->sandbox) {
+        prisn_spawn_stage stage;
+        if (prisn_sandbox_child_setup(o->sandbox, &stage) < 0)
+            child_fail(report_fd, stage);
+        if (prisn_sandbox_fork_init(o->sandbox, sandbox_report, report_fd) < 0)
+            child_fail(report_fd, PRISN_STAGE_INIT);
     }
     if (o->new_session) {
         if (setsid() < 0)
@@ -299,6 +318,8 @@ static pid_t create_child(const prisn_spawn_opts *o, int *pidfd) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)o->cgroup_fd;
     }
+    if (o->sandbox)
+        args.flags |= prisn_sandbox_clone_flags(o->sandbox);
     long pid = prisn_proc_sys.clone3(&args, sizeof args);
     if (pid >= 0) {
         if (pid > 0)
@@ -307,7 +328,7 @@ static pid_t create_child(const prisn_spawn_opts *o, int *pidfd) {
     }
     /* Starting inside a cgroup needs clone3; the caller places the child
      * itself on kernels without it, so only plain creation falls back. */
-    if ((errno != ENOSYS && errno != E2BIG && errno != EINVAL) || o->cgroup_fd >= 0)
+    if ((errno != ENOSYS && errno != E2BIG && errno != EINVAL) || o->cgroup_fd >= 0 || o->sandbox)
         return -errno;
     pid_t child = prisn_proc_sys.fork();
     if (child < 0)
@@ -321,7 +342,10 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
                      prisn_spawn_stage *stage) {
     *stage = PRISN_STAGE_SETUP;
     int src[3], mine[3], report[2] = {-1, -1};
+    prisn_sandbox_report *sandbox_report = NULL;
     int rc = parent_stdio(o, src, mine);
+    if (rc == 0 && o->sandbox && !(sandbox_report = prisn_sandbox_report_new()))
+        rc = -errno;
     if (rc == 0 && pipe2(report, O_CLOEXEC) < 0)
         rc = -errno;
     if (rc < 0)
@@ -334,7 +358,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     pid_t pid = create_child(o, &pidfd);
     if (pid == 0) {
         close(report[0]);
-        child_run(o, src, report[1]);
+        child_run(o, src, report[1], sandbox_report);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
@@ -365,10 +389,12 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     out->pidfd = pidfd;
     for (int i = 0; i < 3; i++)
         out->stdio_fds[i] = mine[i];
+    out->sandbox_report = sandbox_report;
     *stage = PRISN_STAGE_NONE;
     return 0;
 
 fail:
+    prisn_sandbox_report_free(sandbox_report);
     close_child_ends(src);
     for (int i = 0; i < 3; i++)
         close_if_open(&mine[i]);

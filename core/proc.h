@@ -23,6 +23,9 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+struct prisn_sandbox_opts;
+struct prisn_sandbox_report;
+
 typedef enum {
     PRISN_STDIO_INHERIT, /* keep prisn's descriptor */
     PRISN_STDIO_NULL,    /* /dev/null */
@@ -66,12 +69,20 @@ typedef struct {
      * v2 on kernels without CLONE_INTO_CGROUP. */
     const int *cgroup_procs_fds;
     size_t ncgroup_procs_fds;
+    /* NULL: none. Else the child starts in new PID and mount namespaces (and
+     * user/network ones as asked) set up by sandbox.c, with a minimal init as
+     * pid 1; the pid returned is that init's. Needs clone3. */
+    const struct prisn_sandbox_opts *sandbox;
 } prisn_spawn_opts;
 
 typedef struct {
     pid_t pid;
     int pidfd;         /* -1 when the kernel has no pidfds */
     int stdio_fds[3];  /* parent's pipe ends for PIPE slots, else -1 */
+    /* With a sandbox: where its init leaves the workload's own exit status
+     * (prisn_sandbox_report_apply after the wait; prisn_sandbox_report_free
+     * when done). NULL otherwise. */
+    struct prisn_sandbox_report *sandbox_report;
 } prisn_spawn_result;
 
 /* Where a spawn failed, for the error message. */
@@ -79,6 +90,10 @@ typedef enum {
     PRISN_STAGE_NONE = 0,
     PRISN_STAGE_SETUP, /* in the parent: pipes, files, fork */
     PRISN_STAGE_CGROUP, /* the child could not join its cgroup */
+    PRISN_STAGE_NAMESPACE, /* sandbox: user namespace maps */
+    PRISN_STAGE_MOUNT,     /* sandbox: mounts, pivot_root, /proc */
+    PRISN_STAGE_NETWORK,   /* sandbox: loopback */
+    PRISN_STAGE_INIT,      /* sandbox: forking the workload under its init */
     PRISN_STAGE_SESSION,
     PRISN_STAGE_STDIO,
     PRISN_STAGE_CHDIR,

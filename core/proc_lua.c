@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "sandbox_lua.h"
 #include "sys.h"
 
 #define PROC_MT "prisn.proc"
@@ -32,6 +33,7 @@ typedef struct {
     int pidfd;
     int fds[3];
     bool reaped;
+    prisn_sandbox_report *sandbox_report; /* the init's page, or NULL */
 } proc_handle;
 
 static const char *const stdio_names[] = {"stdin", "stdout", "stderr", NULL};
@@ -295,6 +297,8 @@ static proc_handle *check_proc(lua_State *L, int idx) {
 }
 
 static void proc_close_fds(proc_handle *p) {
+    prisn_sandbox_report_free(p->sandbox_report);
+    p->sandbox_report = NULL;
     if (p->pidfd >= 0) {
         close(p->pidfd);
         p->pidfd = -1;
@@ -324,7 +328,7 @@ static int l_proc_spawn(lua_State *L) {
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
                                        "umask", "no_new_privs", "cgroup_fd",
-                                       "cgroup_procs_fds", NULL};
+                                       "cgroup_procs_fds", "sandbox", NULL};
     check_keys(L, 1, "spawn", keys);
     prisn_spawn_opts o;
     memset(&o, 0, sizeof o);
@@ -355,12 +359,23 @@ static int l_proc_spawn(lua_State *L) {
     o.no_new_privs = opt_bool(L, 1, "no_new_privs");
     o.cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
     o.cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o.ncgroup_procs_fds);
+    int sandbox_err = 0;
+    prisn_sandbox_parsed *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
+    if (sandbox_err) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushstring(L, prisn_sys_errno_name(sandbox_err));
+        lua_pushstring(L, "mount");
+        return 4;
+    }
+    o.sandbox = sandbox ? prisn_sandbox_parsed_opts(sandbox) : NULL;
 
     /* The handle exists before the process, so a raise cannot leak it. */
     proc_handle *p = lua_newuserdatauv(L, sizeof *p, 0);
     p->pid = -1;
     p->pidfd = -1;
     p->reaped = true;
+    p->sandbox_report = NULL;
     for (int i = 0; i < 3; i++)
         p->fds[i] = -1;
     luaL_setmetatable(L, PROC_MT);
@@ -368,12 +383,17 @@ static int l_proc_spawn(lua_State *L) {
     prisn_spawn_result r;
     prisn_spawn_stage stage;
     int rc = prisn_proc_spawn(&o, &r, &stage);
+    if (sandbox)
+        prisn_sandbox_parsed_close(sandbox);
     if (rc < 0) {
         const char *subject = o.file;
         if (stage == PRISN_STAGE_CHDIR)
             subject = o.cwd;
         else if (stage == PRISN_STAGE_CGROUP)
             subject = "cgroup.procs";
+        else if (stage == PRISN_STAGE_NAMESPACE || stage == PRISN_STAGE_MOUNT ||
+                 stage == PRISN_STAGE_NETWORK || stage == PRISN_STAGE_INIT)
+            subject = "(sandbox)";
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
                         prisn_proc_stage_name(stage), subject, strerror(-rc));
@@ -384,6 +404,7 @@ static int l_proc_spawn(lua_State *L) {
     p->pid = r.pid;
     p->pidfd = r.pidfd;
     p->reaped = false;
+    p->sandbox_report = r.sandbox_report;
     for (int i = 0; i < 3; i++)
         p->fds[i] = r.stdio_fds[i];
     return 1;
@@ -438,6 +459,7 @@ static int l_proc_wait(lua_State *L) {
         return 1;
     }
     p->reaped = true;
+    prisn_sandbox_report_apply(p->sandbox_report, &st);
     lua_createtable(L, 0, 5);
     lua_pushboolean(L, st.exited);
     lua_setfield(L, -2, "exited");

@@ -140,7 +140,8 @@ describe("prisn run with limits", function()
       .. "        refused += 1\n        continue\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
       .. "    pids.append(pid)\nopen(sys.argv[1], 'w').write(' '.join(map(str, pids)))\n"
       .. "print(len(pids), refused)\n")
-    local r = prisn({ "run", "--pids", "32", dir .. "/forks.py", dir .. "/pids" })
+    -- Level 0: the pids written are host pids (level 1 is tests/e2e/isolation_spec.lua).
+    local r = prisn({ "run", "--isolation", "0", "--pids", "32", dir .. "/forks.py", dir .. "/pids" })
     assert.equal(0, r.code, r.stderr)
     local forked, refused = r.stdout:match("^(%d+) (%d+)\n$")
     assert.is_true(tonumber(forked) < 32 and tonumber(refused) > 0, r.stdout)
@@ -154,7 +155,7 @@ describe("prisn run with limits", function()
     write(dir .. "/bomb.sh", "bomb() { echo $BASHPID >> " .. dir .. "/pids; bomb | bomb & }\n"
       .. "bomb\nsleep 1\necho still here\n")
     local started = uv.hrtime()
-    local r = prisn({ "run", "--pids", "32", dir .. "/bomb.sh" })
+    local r = prisn({ "run", "--isolation", "0", "--pids", "32", dir .. "/bomb.sh" })
     assert.equal(0, r.code, r.stderr)
     assert.equal("still here\n", r.stdout)
     assert.matches("Resource temporarily unavailable", r.stderr)
@@ -169,7 +170,8 @@ describe("prisn run with limits", function()
     -- setsid puts the sleeper outside the group that --timeout signals; only
     -- the cgroup still holds it.
     write(dir .. "/escape.sh", "setsid sleep 60 & echo $! > " .. dir .. "/pid\nsleep 60\n")
-    local r = prisn({ "run", "--pids", "50", "--timeout", "1s", "--grace", "1s", dir .. "/escape.sh" })
+    local r = prisn({ "run", "--isolation", "0", "--pids", "50", "--timeout", "1s", "--grace", "1s",
+      dir .. "/escape.sh" })
     assert.equal(124, r.code, r.stderr)
     local pid = pids_in(dir .. "/pid")[1]
     assert.is_number(pid)

@@ -118,7 +118,9 @@ describe("prisn run", function()
       "wait",
     }, "\n") .. "\n")
     local started = uv.hrtime()
-    local r = h.prisn({ "run", "--timeout", "1s", "--grace", "1s", dir .. "/tree.sh" }, { env = env })
+    -- Level 0: the pid written is a host pid (level 1: tests/e2e/isolation_spec.lua).
+    local r = h.prisn({ "run", "--isolation", "0", "--timeout", "1s", "--grace", "1s", dir .. "/tree.sh" },
+      { env = env })
     local elapsed = (uv.hrtime() - started) / 1e9
     assert.equal(124, r.code)
     assert.matches("timed out after 1s", r.stderr)

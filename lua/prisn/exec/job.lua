@@ -128,6 +128,7 @@ function M.prepare(opts, rec)
           error(env_dir, 0)
         end
         launch.env_key = env_key
+        launch.env_dir = env_dir
         rec.update({ env_key = env_key })
         require(INSTALLERS[manager]).apply(env_dir, launch)
       end
@@ -208,6 +209,7 @@ function M.execute(opts, rec, sinks)
   local log = rec.open_log()
   sinks = sinks or {}
   local outcome = supervise.supervise({
+    isolation = M.isolation_context(opts, launch),
     file = launch.file,
     argv = launch.argv,
     env = launch.env,
@@ -234,6 +236,11 @@ function M.execute(opts, rec, sinks)
     local message = outcome.message
     if outcome.code == "ENOENT" and outcome.stage == "exec" then message = launch.file .. ": not found" end
     rec.fail_to_start(message)
+    if require("prisn.exec.isolation").setup_failed(outcome.code, outcome.stage) and opts.isolation then
+      errors.raise(outcome.code or "ESPAWN", "cannot set up isolation level " .. tostring(opts.isolation)
+        .. ": " .. outcome.message,
+        { hint = "'prisn doctor' shows which levels work here; --isolation 0 runs without a sandbox" })
+    end
     errors.raise(outcome.code or "ESPAWN", "cannot start " .. launch.argv[1] .. ": " .. outcome.message,
       { hint = launch.runner.install_hint or "check the runner's interpreter with 'prisn runner show "
         .. launch.runner.name .. "'" })
@@ -247,10 +254,35 @@ function M.execute(opts, rec, sinks)
   return outcome
 end
 
+--- The isolation of a run (see prisn.exec.isolation and
+-- prisn.exec.run.supervise): the level asked (opts.isolation, nil for the
+-- default), the identity (opts.user = { uid, gid }), and what must stay
+-- reachable inside the sandbox: the cwd (writable), the script's folder,
+-- the dependency environment and the interpreter's folder (read-only).
+function M.isolation_context(opts, launch)
+  local isolation = require("prisn.exec.isolation")
+  local level, explicit = isolation.resolve(opts.isolation)
+  local script_dir = launch.script and launch.script:match("^(.*)/[^/]*$")
+  local interpreter_dir = launch.file and launch.file:match("^(.*)/[^/]*$")
+  -- The interpreter's prefix (its lib/ next to bin/), for a base outside /usr.
+  if interpreter_dir and interpreter_dir:match("/bin$") then interpreter_dir = interpreter_dir:match("^(.*)/bin$") end
+  return {
+    level = level, explicit = explicit, home = opts.home, user = opts.user,
+    keep = {
+      { path = opts.cwd, writable = true },
+      { path = script_dir },
+      { path = launch.env_dir },
+      { path = interpreter_dir },
+      { path = launch.interpreter and launch.interpreter:match("^(.*)/bin/[^/]*$") },
+    },
+  }
+end
+
 --- Runs a job from the CLI and returns the exit status prisn should exit
 -- with. Must run in an async task. opts: home, namespace, script (absolute)
 -- or code, args, runner, env (table from -e and --env-file), env_keys, cwd,
 -- timeout, grace, limits ({ memory, cpu, pids }, see prisn.exec.limits),
+-- isolation (0..3, nil: the default), user ({ uid, gid }, nil: the caller),
 -- no_deps, quiet, show_progress.
 function M.run(opts)
   local rec = recorder(opts)
@@ -337,6 +369,7 @@ function M.run_recorded(home, id)
       runner = spec.runner, env = env, cwd = spec.cwd or spec.script:match("^(.*)/[^/]*$"),
       timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
       limits = require("prisn.exec.limits").from_spec(spec) or nil,
+      isolation = spec.isolation, user = M.server_workload_user(spec.isolation),
       forward_signals = true,
     }, rec)
   end)
@@ -353,6 +386,20 @@ function M.run_recorded(home, id)
   rec.close()
   db:close()
   return 0
+end
+
+--- Who a server-started workload runs as: when this process is root and
+-- the isolation level is not 0, an unprivileged identity (see
+-- prisn.exec.isolation.workload_user); else nil (the server's own user).
+-- Raises a prisn.error for a malformed PRISN_WORKLOAD_USER.
+function M.server_workload_user(level)
+  local isolation = require("prisn.exec.isolation")
+  if uv.getuid() ~= 0 then return nil end
+  local resolved = isolation.resolve(level)
+  if resolved == 0 then return nil end
+  local user, err = isolation.workload_user()
+  if not user then errors.raise("EINVAL", err, { hint = "PRISN_WORKLOAD_USER=uid:gid, e.g. 65534:65534" }) end
+  return user
 end
 
 --- The values of the named secrets, from the server, as KEY -> value.
@@ -390,7 +437,7 @@ function M.submit(ctx, opts)
     bundle = hash, entry = opts.script:sub(#dir + 2), args = require("prisn.output").array(opts.args),
     env = next(env) and env or nil, secrets = #opts.secrets > 0 and opts.secrets or nil,
     runner = opts.runner, timeout = opts.timeout, grace = opts.grace, no_deps = opts.no_deps or nil,
-    memory = limits.memory, cpu = limits.cpu, pids = limits.pids,
+    memory = limits.memory, cpu = limits.cpu, pids = limits.pids, isolation = opts.isolation,
   })
 end
 
@@ -450,6 +497,18 @@ function M.run_from_cli(ctx)
   local run_limits, lerr, lhint = require("prisn.exec.limits").check({ memory = flags.memory, cpu = flags.cpu,
     pids = flags.pids })
   if run_limits == nil then errors.usage(lerr, lhint) end
+  local isolation = require("prisn.exec.isolation")
+  local level = isolation.check(flags.isolation)
+  local user
+  if flags.user then
+    local found, uerr = isolation.lookup_user(flags.user)
+    if not found then errors.usage("--user: " .. uerr, "give a user name or a numeric uid") end
+    if found.uid ~= uv.getuid() and uv.getuid() ~= 0 then
+      errors.raise("EPERM", "--user " .. flags.user .. " needs prisn to run as root",
+        { hint = "run it with sudo, or drop --user" })
+    end
+    user = { uid = found.uid, gid = found.gid }
+  end
   local env, keys = {}, {}
   if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
   supervise.parse_env_pairs(flags.env, env, keys)
@@ -458,9 +517,12 @@ function M.run_from_cli(ctx)
     if not script then
       errors.usage("--exec code runs only here, not on a server", "put the code in a file")
     end
+    if user then
+      errors.usage("--user applies to local runs only", "the server runs jobs as its workload user")
+    end
     local job = M.submit(ctx, { script = script, args = script_args, env = env, runner = flags.runner,
       timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret,
-      limits = run_limits })
+      limits = run_limits, isolation = level })
     if flags.detach then
       io.stdout:write(job.id, "\n")
       return 0
@@ -487,6 +549,8 @@ function M.run_from_cli(ctx)
     timeout = flags.timeout,
     grace = flags.grace or supervise.DEFAULT_GRACE,
     limits = run_limits,
+    isolation = level,
+    user = user,
     no_deps = flags.no_deps,
     quiet = ctx.globals.quiet,
     show_progress = not ctx.globals.quiet and require("prisn.core.sys").isatty(2),

@@ -201,7 +201,10 @@ end
 --   forward_signals (default true: prisn's SIGINT/TERM/HUP/QUIT go to the
 --   group), on_stdout(chunk), on_stderr(chunk), on_start(pid, proc),
 --   limits ({ memory, cpu, pids } from prisn.exec.limits.check, or nil),
---   name (the workload's cgroup name, e.g. "job-<id>") }.
+--   name (the workload's cgroup name, e.g. "job-<id>"), isolation (nil for
+--   level 0, or { level, explicit, home, keep, user }: see
+--   prisn.exec.isolation.spawn_options; a default level that cannot be set up
+--   falls back to 0 with a note), warn(text) }.
 -- With limits, the workload runs in a cgroup of its own (or under rlimits
 -- when there is no cgroup access); everything it leaves running is killed
 -- when it ends and the cgroup is removed, whatever happens.
@@ -222,16 +225,32 @@ function M.supervise(launch)
     stderr = "pipe",
     session = true,
   }
+  local iso = launch.isolation
+  local isolation = iso and require("prisn.exec.isolation")
+  local level = iso and iso.level or 0
+  local iso_options = iso and isolation.spawn_options(level, iso) or {}
   local function start(include_v2_procs)
-    spec.cgroup_fd, spec.cgroup_procs_fds = nil, nil
+    local s = {}
+    for k, v in pairs(spec) do s[k] = v end
     if limiter then
-      for k, v in pairs(limiter:spawn_options(include_v2_procs)) do spec[k] = v end
+      for k, v in pairs(limiter:spawn_options(include_v2_procs)) do s[k] = v end
     end
-    return process.start(spec)
+    for k, v in pairs(iso_options) do s[k] = v end
+    return process.start(s)
   end
   local proc, err, code, stage = start(false)
   if not proc and limiter and limiter:retry_without_clone_into(code, stage) then
     proc, err, code, stage = start(true) -- a kernel without CLONE_INTO_CGROUP
+  end
+  if not proc and level > 0 and not iso.explicit and isolation.setup_failed(code, stage) then
+    -- The default level cannot be set up on this machine: run as before.
+    isolation.note("isolation level " .. level .. " cannot be set up here (" .. tostring(err) .. ")", launch.warn)
+    level = 0
+    iso_options = isolation.spawn_options(0, iso)
+    proc, err, code, stage = start(false)
+    if not proc and limiter and limiter:retry_without_clone_into(code, stage) then
+      proc, err, code, stage = start(true)
+    end
   end
   if not proc then
     if limiter then limiter:cleanup() end
@@ -240,6 +259,7 @@ function M.supervise(launch)
   local ok, result = pcall(watch, proc, launch, limiter)
   if limiter then limiter:cleanup() end
   if not ok then error(result, 0) end
+  result.isolation = level
   return result
 end
 

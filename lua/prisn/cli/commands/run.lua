@@ -27,6 +27,12 @@ return {
       .. "whatever it left running is killed. Without cgroup access prisn falls\n"
       .. "back to rlimits and says so (see docs/RUN.md, 'prisn doctor').\n"
       .. "\n"
+      .. "--isolation 1 (the default where the kernel allows it) runs the script in\n"
+      .. "its own PID and mount namespaces: it sees and signals only its own\n"
+      .. "processes, and $PRISN_HOME is hidden from it. --isolation 3 also gives it\n"
+      .. "a network of its own with only loopback. --isolation 0 turns the sandbox\n"
+      .. "off. See docs/SECURITY.md.\n"
+      .. "\n"
       .. "Words after SCRIPT are the script's arguments; prisn's own flags may still\n"
       .. "follow SCRIPT, so put the script's flags after --. Every run is kept as a\n"
       .. "job: see 'prisn get jobs' and 'prisn logs job/ID'.\n"
@@ -59,6 +65,10 @@ return {
         summary = "Limit the script to this many CPU cores (0.5, 2); it is slowed down, not killed" },
       { name = "pids", type = "int", placeholder = "N",
         summary = "Limit the number of processes and threads the script may have at once" },
+      { name = "isolation", type = "int", placeholder = "LEVEL",
+        summary = "Sandbox level: 0 none, 1 process (default where available), 3 network (loopback only)" },
+      { name = "user", type = "string", placeholder = "NAME|UID",
+        summary = "Run the script as this user (needs root); default: you" },
       { name = "runner", type = "string", placeholder = "NAME",
         complete = function(partial)
           local names = {}
@@ -90,6 +100,7 @@ return {
       { "prisn run job.sh -e TARGET=/srv --timeout 5m", "With an environment variable and a time limit" },
       { "prisn run train.py --memory 2G --cpu 1.5 --pids 200", "With memory, CPU and process limits" },
       { "prisn run tool.py -- --verbose input.csv", "Pass flags to the script after --" },
+      { "prisn run scrape.py --isolation 3", "Without network access (loopback only)" },
       { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
       { "prisn run --detach nightly.py --secret db", "Queue it on the server with secret db; prints the job id" },
     },

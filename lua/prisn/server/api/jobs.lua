@@ -110,13 +110,22 @@ local function submit(req)
   local limits, lerr, lhint = require("prisn.exec.limits").from_spec({ memory = null(body.memory),
     cpu = null(body.cpu), pids = null(body.pids) })
   if limits == nil then api.fail(422, "invalid", lerr, lhint) end
+  local isolation = null(body.isolation)
+  if isolation ~= nil then
+    local n = math.tointeger(isolation)
+    if not n or not require("prisn.exec.isolation").IMPLEMENTED[n] then
+      api.fail(422, "invalid", "isolation must be 0, 1 or 3, got " .. tostring(isolation),
+        "0 none, 1 process (default), 3 network; level 2 is not implemented yet")
+    end
+    isolation = n
+  end
   local job = req.server.queue:submit(req.params.ns, {
     script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
     runner = type(body.runner) == "string" and body.runner or nil,
     timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
     no_deps = body.no_deps == true, cwd = dir,
     memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
-    pids = limits and limits.pids or nil,
+    pids = limits and limits.pids or nil, isolation = isolation,
   }, req.actor)
   return 201, jobs.to_public(job)
 end

@@ -1,0 +1,102 @@
+/*
+ * sandbox: the namespace side of a workload's isolation, done in the child
+ * between fork and exec (see proc.c), and the tiny init that runs as pid 1 of
+ * the workload's PID namespace.
+ *
+ * What a level means (which namespaces, which mounts, which user) is decided
+ * in Lua (lua/prisn/exec/isolation.lua); this file only carries it out. The
+ * parent prepares every path and string in a prisn_sandbox_opts
+ * before forking, so the child makes async-signal-safe system calls only:
+ * no malloc, no stdio, no locale.
+ *
+ * In the child, in order: the user namespace's uid/gid maps (unprivileged
+ * runs), mount propagation made private, the prepared mounts (tmpfs, read-only
+ * binds), pivot_root into a new
+ * root when asked, a fresh /proc for the new PID namespace, loopback up in a
+ * new network namespace. Then the child — pid 1 of the new PID namespace —
+ * forks the workload and becomes its init: it forwards the usual termination
+ * signals to the workload's process group, reaps every orphan, and exits with
+ * the workload's status. The kernel then kills whatever is left in the
+ * namespace. pid 1 cannot kill itself with a signal, so a workload killed by
+ * a signal is reported through a shared page (prisn_sandbox_report) that the
+ * parent reads after reaping the init.
+ *
+ * Not done here: seccomp filters, capabilities beyond what the identity
+ * switch drops, device cgroups.
+ */
+#ifndef PRISN_SANDBOX_H
+#define PRISN_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proc.h"
+
+/* One mount made in the child, in list order. */
+typedef struct {
+    const char *source;  /* bind: the source path; tmpfs: "tmpfs";
+                          * NULL: only create the target (mkdir_mode) */
+    const char *target;  /* absolute path, as seen at that point in the list */
+    const char *fstype;  /* NULL for a bind mount, else e.g. "tmpfs", "proc" */
+    const char *data;    /* fstype options ("size=10485760,mode=0755") or NULL */
+    unsigned long flags; /* MS_* for the mount (MS_BIND|MS_REC added for binds) */
+    /* Nonzero: remount the bind with MS_BIND|MS_REMOUNT|remount_flags (e.g.
+     * MS_RDONLY plus the source's locked nosuid/nodev/noexec). */
+    unsigned long remount_flags;
+    int mkdir_mode;      /* >= 0: create the target first (a file when is_file) */
+    bool is_file;        /* the target is a file (bind of a single file) */
+    /* Child scratch: a bind's source is opened (O_PATH) before any mount of
+     * the list, then bound from "/proc/self/fd/N", so an earlier mount
+     * (e.g. the tmpfs hiding $PRISN_HOME) cannot hide it. Descriptors must be
+     * opened in the child: a bind from a mount of another mount namespace
+     * (the parent's) is refused. */
+    int source_fd;
+    char source_path[32];
+} prisn_sandbox_mount;
+
+/* Written by the init, read by the parent after reaping it. */
+typedef struct prisn_sandbox_report {
+    volatile int32_t valid;   /* 1 once wstatus is the workload's */
+    volatile int32_t wstatus; /* waitpid status of the workload */
+} prisn_sandbox_report;
+
+typedef struct prisn_sandbox_opts {
+    bool new_user;         /* CLONE_NEWUSER with uid_map/gid_map (unprivileged) */
+    const char *uid_map;   /* "inside outside 1\n" */
+    const char *gid_map;
+    bool new_net;          /* CLONE_NEWNET, loopback brought up */
+    prisn_sandbox_mount *mounts; /* written to in the child only (scratch) */
+    size_t nmounts;
+    const char *pivot_root; /* NULL, or a mounted directory to become "/" */
+    const char *put_old;    /* under pivot_root, for the old root; detached */
+    bool mount_proc;        /* a fresh /proc (always with the PID namespace) */
+    const char *init_name;  /* comm of pid 1 ("prisn-init") */
+} prisn_sandbox_opts;
+
+/* Clone flags for these options (always CLONE_NEWPID|CLONE_NEWNS). */
+uint64_t prisn_sandbox_clone_flags(const prisn_sandbox_opts *o);
+
+/* In the child, as pid 1 of the new namespaces: sets them up. Returns 0, or
+ * -1 with errno set and *stage naming the step that failed. */
+int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *stage);
+
+/* In the child after setup: forks. Returns 0 in the workload (which goes on
+ * to exec), or -1 with errno when the fork failed. In pid 1 it never returns:
+ * it runs the init until the workload ends, then _exits with its status. */
+int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report, int report_fd);
+
+/* Brings the loopback interface of the current network namespace up.
+ * Returns 0 or -1 with errno. */
+int prisn_sandbox_loopback_up(void);
+
+/* A shared page for the init's report; NULL with errno on failure. */
+prisn_sandbox_report *prisn_sandbox_report_new(void);
+void prisn_sandbox_report_free(prisn_sandbox_report *r);
+
+/* After the init was reaped with *st: replaces *st with the workload's own
+ * status when the init recorded one. */
+void prisn_sandbox_report_apply(const prisn_sandbox_report *r, prisn_exit_status *st);
+
+#endif
