@@ -188,6 +188,16 @@ static int child_stdio(const int src[3]) {
 
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
                                 prisn_sandbox_report *sandbox_report) {
+    if (o->oom_score_adj) {
+        /* Best effort: raising the score needs no privilege, and a kernel
+         * without the file has no OOM scores to inherit either. */
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t unused = write(fd, o->oom_score_adj, strlen(o->oom_score_adj));
+            (void)unused;
+            close(fd);
+        }
+    }
     /* First, so everything after (and the workload) is accounted and limited.
      * "0" is the writing process itself, in v1 and v2 alike. */
     for (size_t i = 0; i < o->ncgroup_procs_fds; i++) {

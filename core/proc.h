@@ -63,6 +63,9 @@ typedef struct {
     size_t ngroups;
     int umask;          /* -1: inherit */
     bool no_new_privs;
+    /* Written to /proc/self/oom_score_adj first thing (NULL: inherit). A
+     * root prisn protects itself at -1000; its workloads must not inherit it. */
+    const char *oom_score_adj;
     int cgroup_fd;      /* -1: none; else a cgroup v2 directory to start in */
     /* cgroup.procs files (opened for writing by the parent) the child writes
      * "0" to before anything else: placement in cgroup v1 hierarchies, or in

@@ -327,7 +327,7 @@ static int l_proc_spawn(lua_State *L) {
     luaL_checkstack(L, 48, "spawn options");
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
-                                       "umask", "no_new_privs", "cgroup_fd",
+                                       "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
                                        "cgroup_procs_fds", "sandbox", NULL};
     check_keys(L, 1, "spawn", keys);
     prisn_spawn_opts o;
@@ -357,6 +357,14 @@ static int l_proc_spawn(lua_State *L) {
     }
     o.umask = (int)opt_integer(L, 1, "umask", -1);
     o.no_new_privs = opt_bool(L, 1, "no_new_privs");
+    lua_getfield(L, 1, "oom_score_adj");
+    if (!lua_isnil(L, -1)) {
+        lua_Integer adj = luaL_checkinteger(L, -1);
+        if (adj < -1000 || adj > 1000)
+            return luaL_error(L, "spawn: oom_score_adj must be between -1000 and 1000");
+        lua_pushfstring(L, "%d", (int)adj); /* stays on the stack until the spawn returns */
+        o.oom_score_adj = lua_tostring(L, -1);
+    }
     o.cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
     o.cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o.ncgroup_procs_fds);
     int sandbox_err = 0;

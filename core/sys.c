@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/wait.h>
@@ -133,7 +134,31 @@ static int l_sys_unlock(lua_State *L) {
     return 0;
 }
 
+/* sys.set_oom_score_adj(n) -> true | nil, msg, code
+ * Sets this process's OOM score adjustment (-1000..1000); lowering it needs
+ * CAP_SYS_RESOURCE. */
+static int l_sys_set_oom_score_adj(lua_State *L) {
+    lua_Integer adj = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, adj >= -1000 && adj <= 1000, 1, "must be between -1000 and 1000");
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    char text[16];
+    int len = snprintf(text, sizeof text, "%d", (int)adj);
+    if (fd < 0 || write(fd, text, (size_t)len) != len) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: /proc/self/oom_score_adj: %s", prisn_sys_errno_name(err), strerror(err));
+        lua_pushstring(L, prisn_sys_errno_name(err));
+        return 3;
+    }
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"set_oom_score_adj", l_sys_set_oom_score_adj},
     {"probe_namespace", l_sys_probe_namespace},
     {"isatty", l_sys_isatty},
     {"lock", l_sys_lock},

@@ -68,6 +68,18 @@ describe("prisn run", function()
     assert.equal("Lua 5.4\n", r.stdout)
   end)
 
+  it("keeps itself out of the OOM killer's reach when root, but not the script", function()
+    local probe = h.prisn({ "lua", "-e", "print(require('prisn.core.sys').set_oom_score_adj(-1000) == true)" })
+    if uv.getuid() ~= 0 or probe.stdout ~= "true\n" then
+      pending("needs root with CAP_SYS_RESOURCE to lower oom_score_adj (not given here)")
+      return
+    end
+    write(dir .. "/oom.sh", "cat /proc/self/oom_score_adj /proc/$PPID/oom_score_adj\n")
+    local r = h.prisn({ "run", "--isolation", "0", dir .. "/oom.sh" }, { env = env })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("0\n-1000\n", r.stdout)
+  end)
+
   it("passes stdin through", function()
     write(dir .. "/cat.py", "import sys\nprint(sys.stdin.read().upper(), end='')\n")
     local r = h.prisn({ "run", dir .. "/cat.py" }, { env = env, stdin = "hello\n" })

@@ -110,6 +110,10 @@ describe("prisn server", function()
     assert.equal(tonumber("600", 8), mode_of(home .. "/state.db"))
     assert.equal(tonumber("600", 8), mode_of(home .. "/prisn.sock"))
     assert.equal(r.stdout:match("Admin token: (%S+)"), admin_token())
+    -- Protected from the OOM killer where prisn may lower its score.
+    local probe = prisn({ "lua", "-e", "print(require('prisn.core.sys').set_oom_score_adj(-1000) == true)" })
+    local expected = probe.stdout == "true\n" and "-1000\n" or "0\n"
+    assert.equal(expected, read("/proc/" .. math.tointeger(info.pid) .. "/oom_score_adj"))
 
     local status = prisn({ "server", "status", "-o", "json" })
     assert.equal(0, status.code, status.stderr)

@@ -341,6 +341,7 @@ end
 -- dies meanwhile. Must run in an async task. Returns 0, or 1 when the job
 -- could not be found.
 function M.run_recorded(home, id)
+  supervise.protect_self()
   local cjson = require("cjson")
   local jobs = require("prisn.store.jobs")
   local db = require("prisn.store").open(home)
@@ -536,6 +537,7 @@ function M.run_from_cli(ctx)
     end
   end
   local home = require("prisn.home").ensure()
+  supervise.protect_self()
   return async.main(M.run, {
     home = home,
     namespace = ctx.globals.namespace or "default",

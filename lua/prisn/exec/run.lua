@@ -224,6 +224,8 @@ function M.supervise(launch)
     stdout = "pipe",
     stderr = "pipe",
     session = true,
+    -- A protected prisn (see protect_self) must not hand its -1000 down.
+    oom_score_adj = M.protected and 0 or nil,
   }
   local iso = launch.isolation
   local isolation = iso and require("prisn.exec.isolation")
@@ -261,6 +263,19 @@ function M.supervise(launch)
   if not ok then error(result, 0) end
   result.isolation = level
   return result
+end
+
+--- When prisn runs as root, takes it out of the OOM killer's reach
+-- (oom_score_adj -1000), so a workload over its memory is killed, never the
+-- process that supervises and records it; workloads start back at 0.
+-- Idempotent. Returns true when protected.
+function M.protect_self()
+  if M.protected ~= nil then return M.protected end
+  M.protected = false
+  if uv.getuid() == 0 then
+    M.protected = require("prisn.core.sys").set_oom_score_adj(-1000) == true
+  end
+  return M.protected
 end
 
 M.current_environment = current_environment

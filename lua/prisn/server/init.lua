@@ -148,6 +148,9 @@ function M.run(opts)
       { hint = "'prisn server status' shows it; 'prisn server stop' stops it" })
   end
   M.setup(home)
+  if require("prisn.exec.run").protect_self() then
+    log:info("oom_score_adj set to -1000: the OOM killer takes workloads, not the server")
+  end
   local store = require("prisn.store")
   local server = {
     home = home,
