@@ -110,7 +110,7 @@ static int open_sources(const prisn_sandbox_opts *o) {
     for (size_t i = 0; i < o->nmounts; i++) {
         prisn_sandbox_mount *m = &o->mounts[i];
         m->source_fd = -1;
-        if (m->source == NULL || m->fstype != NULL)
+        if (m->source == NULL || m->fstype != NULL || m->is_symlink || m->late)
             continue;
         m->source_fd = open(m->source, O_PATH | O_CLOEXEC);
         if (m->source_fd < 0)
@@ -120,11 +120,26 @@ static int open_sources(const prisn_sandbox_opts *o) {
     return 0;
 }
 
-static int do_mount(const prisn_sandbox_mount *m) {
+static int do_mount(prisn_sandbox_mount *m) {
+    if (m->is_symlink) {
+        if (symlink(m->source, m->target) < 0 && errno != EEXIST)
+            return -1;
+        return 0;
+    }
+    if (m->is_remount)
+        return mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | m->flags, NULL);
+    if (m->is_umount)
+        return umount2(m->target, MNT_DETACH);
     if (make_target(m) < 0)
         return -1;
     if (m->source == NULL)
         return 0; /* a directory only */
+    if (m->fstype == NULL && m->late) {
+        m->source_fd = open(m->source, O_PATH | O_CLOEXEC);
+        if (m->source_fd < 0)
+            return -1;
+        fd_path(m);
+    }
     if (m->fstype == NULL) {
         if (mount(m->source_path, m->target, NULL, MS_BIND | MS_REC | m->flags, NULL) < 0)
             return -1;
@@ -178,10 +193,15 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *st
         return -1;
     if (open_sources(o) < 0)
         return -1;
+    /* Modes are the list's own (a 01777 /tmp), not cut by prisn's umask. */
+    mode_t saved_umask = umask(0);
     for (size_t i = 0; i < o->nmounts; i++) {
-        if (do_mount(&o->mounts[i]) < 0)
+        if (do_mount(&o->mounts[i]) < 0) {
+            umask(saved_umask);
             return -1;
+        }
     }
+    umask(saved_umask);
     if (o->pivot_root && enter_root(o) < 0)
         return -1;
     if (o->mount_proc) {

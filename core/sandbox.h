@@ -10,8 +10,9 @@
  * no malloc, no stdio, no locale.
  *
  * In the child, in order: the user namespace's uid/gid maps (unprivileged
- * runs), mount propagation made private, the prepared mounts (tmpfs, read-only
- * binds), pivot_root into a new
+ * runs), mount propagation made private, the prepared steps in list order
+ * (tmpfs, overlay, proc or bind mounts, directories, symlinks, read-only
+ * remounts), pivot_root into a new
  * root when asked, a fresh /proc for the new PID namespace, loopback up in a
  * new network namespace. Then the child — pid 1 of the new PID namespace —
  * forks the workload and becomes its init: it forwards the usual termination
@@ -47,6 +48,13 @@ typedef struct {
     unsigned long remount_flags;
     int mkdir_mode;      /* >= 0: create the target first (a file when is_file) */
     bool is_file;        /* the target is a file (bind of a single file) */
+    bool is_symlink;     /* create target as a symlink to source; no mount */
+    bool is_remount;     /* remount the existing mount at target with
+                          * MS_BIND|MS_REMOUNT|flags (e.g. a root made
+                          * read-only once everything is mounted in it) */
+    bool is_umount;      /* detach the mount at target (binds made from it stay) */
+    bool late;           /* a bind whose source is made by an earlier step of
+                          * the list: opened when its turn comes, not first */
     /* Child scratch: a bind's source is opened (O_PATH) before any mount of
      * the list, then bound from "/proc/self/fd/N", so an earlier mount
      * (e.g. the tmpfs hiding $PRISN_HOME) cannot hide it. Descriptors must be

@@ -12,7 +12,11 @@
  *       { type = "tmpfs", target = "/p", options = "mode=0755,size=1m", mkdir = 493 },
  *       { type = "dir", target = "/p/x", mkdir = 493 },     -- mkdir only
  *       { type = "bind", source = "/p/x", target = "/p/x", readonly = true,
- *         mkdir = 493, file = false },
+ *         mkdir = 493, file = false, late = false },  -- late: source made above
+ *       { type = "overlay", target = "/w", options = "lowerdir=…,upperdir=…,workdir=…" },
+ *       { type = "symlink", source = "usr/bin", target = "/r/bin" },
+ *       { type = "remount", target = "/r", readonly = true },  -- after its contents
+ *       { type = "umount", target = "/r/proc" },  -- detached (its binds stay)
  *     },
  *     pivot_root = "/new/root", put_old = "/new/root/.old",
  *     proc = true,                             -- a fresh /proc (default true)
@@ -35,7 +39,7 @@
 #include "sandbox_lua.h"
 #include "sys.h"
 
-#define SANDBOX_MAX_MOUNTS 64
+#define SANDBOX_MAX_MOUNTS 128
 
 struct prisn_sandbox_parsed {
     prisn_sandbox_opts opts;
@@ -105,10 +109,23 @@ static int parse_mount(lua_State *L, int t, int anchor_idx,
     lua_getfield(L, t, "type");
     const char *type = luaL_optstring(L, -1, "bind");
     bool bind = strcmp(type, "bind") == 0, dir = strcmp(type, "dir") == 0;
-    if (!bind && !dir && strcmp(type, "tmpfs") != 0 && strcmp(type, "proc") != 0)
-        luaL_error(L, "spawn: sandbox mount type must be \"bind\", \"tmpfs\", \"proc\" or \"dir\"");
+    bool symlink = strcmp(type, "symlink") == 0, remount = strcmp(type, "remount") == 0;
+    bool umount = strcmp(type, "umount") == 0;
+    if (!bind && !dir && !symlink && !remount && !umount && strcmp(type, "tmpfs") != 0 &&
+        strcmp(type, "proc") != 0 && strcmp(type, "overlay") != 0)
+        luaL_error(L, "spawn: sandbox mount type must be \"bind\", \"tmpfs\", \"overlay\", "
+                      "\"proc\", \"dir\", \"symlink\", \"remount\" or \"umount\"");
     lua_pop(L, 1);
     m->target = field_string(L, t, "target", anchor_idx, true);
+    if (umount) {
+        m->is_umount = true;
+        return 0;
+    }
+    if (symlink) {
+        m->is_symlink = true;
+        m->source = field_string(L, t, "source", anchor_idx, true);
+        return 0;
+    }
     lua_getfield(L, t, "mkdir");
     m->mkdir_mode = lua_isnil(L, -1) ? -1 : (int)luaL_checkinteger(L, -1);
     lua_pop(L, 1);
@@ -117,6 +134,14 @@ static int parse_mount(lua_State *L, int t, int anchor_idx,
     lua_pop(L, 1);
     lua_getfield(L, t, "readonly");
     bool ro = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (remount) {
+        m->is_remount = true;
+        m->flags = MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+        return 0;
+    }
+    lua_getfield(L, t, "late");
+    m->late = lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (dir) {
         if (m->mkdir_mode < 0)
@@ -134,6 +159,12 @@ static int parse_mount(lua_State *L, int t, int anchor_idx,
         return 0;
     }
     const char *source = field_string(L, t, "source", anchor_idx, true);
+    if (m->late) { /* made by an earlier step: nothing to check yet */
+        m->source = source;
+        if (ro)
+            m->remount_flags = MS_RDONLY | MS_NOSUID | MS_NODEV;
+        return 0;
+    }
     struct statvfs sv;
     if (statvfs(source, &sv) < 0) {
         int err = errno;

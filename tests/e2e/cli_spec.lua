@@ -94,8 +94,8 @@ describe("prisn CLI", function()
       assert.is_truthy(c.status == "ok" or c.status == "warn" or c.status == "fail")
       assert.is_string(c.detail)
     end
-    for _, name in ipairs({ "kernel", "cgroup_v2", "cgroup_v1", "namespace_pid", "python3", "node",
-      "bash", "prisn_home", "disk_space", "state_db", "server" }) do
+    for _, name in ipairs({ "kernel", "cgroup_v2", "cgroup_v1", "namespace_pid", "isolation_1", "isolation_2",
+      "isolation_3", "python3", "node", "bash", "prisn_home", "disk_space", "state_db", "server" }) do
       assert.is_true(names[name], name)
     end
     assert.equal(data.summary.fail > 0 and 1 or 0, r.code)

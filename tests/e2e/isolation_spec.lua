@@ -152,11 +152,57 @@ describe("prisn run --isolation", function()
     assert.equal("host reached\nown reached\n", control.stdout)
   end)
 
-  it("rejects level 2 until it exists, and a level out of range", function()
-    local r = prisn({ "run", "--isolation", "2", "--exec", "true", "--runner", "sh" })
+  it("level 2: the host is out of reach while the script's own work succeeds", function()
+    if reason then return pending(reason) end
+    local app, work, other = dir .. "/app", dir .. "/work", dir .. "/other"
+    for _, d in ipairs({ app, work, other }) do uv.fs_mkdir(d, tonumber("755", 8)) end
+    write(app .. "/data.txt", "own data\n")
+    write(other .. "/secret", "another workload's\n")
+    write(app .. "/escape.sh", table.concat({
+      "try() { if eval \"$2\" >/dev/null 2>&1; then echo \"$1 ok\"; else echo \"$1 denied\"; fi; }",
+      "try shadow 'cat /etc/shadow'",
+      "try root 'ls /root'",
+      "try usr 'touch /usr/prisn-escape'",
+      "try home 'cat \"$PRISN_HOME/state.db\"'",
+      "try other 'cat " .. other .. "/secret'",
+      "try own-folder 'cat " .. app .. "/data.txt'",
+      "try write-own-folder 'touch " .. app .. "/new'",
+      "try workspace 'echo out > result.txt'",
+      "try tmp 'echo t > /tmp/t && cat /tmp/t'",
+      "try python 'python3 -c \"import json, sqlite3, ssl\"'",
+      "ls -A \"$PRISN_HOME\" | tr '\\n' ' '; echo",
+    }, "\n") .. "\n")
+    local r = prisn({ "run", "--isolation", "2", app .. "/escape.sh" }, { cwd = work })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(table.concat({ "shadow denied", "root denied", "usr denied", "home denied", "other denied",
+      "own-folder ok", "write-own-folder denied", "workspace ok", "tmp ok", "python ok", "" }, "\n") .. "\n",
+      r.stdout)
+    assert.equal("out\n", read(work .. "/result.txt"))
+    assert.is_nil(read("/usr/prisn-escape"))
+    assert.is_nil(uv.fs_stat(app .. "/new"))
+    -- The private /tmp is gone with the run.
+    assert.equal(1, prisn({ "run", "--isolation", "2", "--exec", "cat /tmp/t", "--runner", "sh" }).code)
+  end)
+
+  it("--disk 10M stops a 50 MB write in the working directory with ENOSPC", function()
+    if reason then return pending(reason) end
+    write(dir .. "/fill.sh", "dd if=/dev/zero of=big bs=1M count=50 2>&1 | grep -o 'No space left on device'\n"
+      .. "ls -s big >/dev/null && echo partial\nexit 28\n")
+    local r = prisn({ "run", "--disk", "10M", dir .. "/fill.sh" }, { cwd = dir })
+    assert.equal(28, r.code, r.stderr)
+    assert.equal("No space left on device\npartial\n", r.stdout)
+    -- What it wrote was bounded and is gone; the folder's own files stayed.
+    assert.is_nil(uv.fs_stat(dir .. "/big"))
+    assert.is_truthy(uv.fs_stat(dir .. "/fill.sh"))
+    local job = jobs()[1]
+    assert.same({ "failed", 28 }, { job.state, job.exit_code })
+    r = prisn({ "run", "--disk", "10M", "--isolation", "1", dir .. "/fill.sh" })
     assert.equal(2, r.code)
-    assert.matches("not implemented", r.stderr)
-    r = prisn({ "run", "--isolation", "7", "--exec", "true", "--runner", "sh" })
+    assert.matches("needs isolation level 2 or 3", r.stderr)
+  end)
+
+  it("rejects a level out of range", function()
+    local r = prisn({ "run", "--isolation", "7", "--exec", "true", "--runner", "sh" })
     assert.equal(2, r.code)
   end)
 
@@ -184,5 +230,18 @@ describe("prisn run --isolation", function()
     id = r.stdout:match("^(%w+)\n$")
     follow = prisn({ "logs", "-f", "job/" .. id })
     assert.matches("^0\nread\n", follow.stdout)
+    -- Level 2: a workspace of its own under $PRISN_HOME/work, removed after;
+    -- with --disk a bounded tmpfs there instead.
+    write(dir .. "/ws.sh", "pwd\necho out > result && cat result\nls -A " .. env.PRISN_HOME .. " | tr '\\n' ' '\n"
+      .. "echo\nhead -c 3000000 /dev/zero > big 2>/dev/null || echo full\n")
+    r = prisn({ "run", "--detach", "--isolation", "2", dir .. "/ws.sh" })
+    id = r.stdout:match("^(%w+)\n$")
+    follow = prisn({ "logs", "-f", "job/" .. id })
+    assert.equal(env.PRISN_HOME .. "/work/" .. id .. "\nout\n\n", follow.stdout) -- home: not listable
+    assert.is_nil(uv.fs_stat(env.PRISN_HOME .. "/work/" .. id))
+    r = prisn({ "run", "--detach", "--disk", "2M", dir .. "/ws.sh" })
+    id = r.stdout:match("^(%w+)\n$")
+    follow = prisn({ "logs", "-f", "job/" .. id })
+    assert.matches("^" .. env.PRISN_HOME:gsub("%p", "%%%0") .. "/work/" .. id .. "\nout\n.*full\n$", follow.stdout)
   end)
 end)

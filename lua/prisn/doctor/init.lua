@@ -177,6 +177,43 @@ function M.check_namespace(probes, kind)
     or "run prisn as root, or in a user namespace that allows it")
 end
 
+-- What each isolation level needs beyond the one below it.
+local LEVEL_NEEDS = { [1] = { "pid", "mount" }, [2] = {}, [3] = { "net" } }
+
+--- One check per isolation level (isolation_1..3), from the namespace checks
+-- already made (`namespaces`: kind -> result): ok when prisn run
+-- --isolation N works here, warn with the fix when it does not. Level 2 also
+-- says whether --disk can layer the working directory (overlayfs).
+function M.check_isolation(probes, namespaces)
+  local names = { [1] = "process", [2] = "filesystem", [3] = "network" }
+  local checks, missing = {}, {}
+  if probes.uid() ~= 0 and namespaces.user.status ~= OK then missing[#missing + 1] = "user" end
+  for level = 1, 3 do
+    for _, kind in ipairs(LEVEL_NEEDS[level]) do
+      if namespaces[kind].status ~= OK then missing[#missing + 1] = kind end
+    end
+    local name = "isolation_" .. level
+    if #missing > 0 then
+      checks[level] = result(name, WARN, string.format("level %d (%s) is not available: no %s namespace", level,
+        names[level], table.concat(missing, "/")), (level == 1 and "" or "lower levels too; ")
+        .. "run prisn as root, or enable unprivileged user namespaces; --isolation 0 runs without a sandbox")
+    else
+      checks[level] = result(name, OK, string.format("level %d (%s) works here", level, names[level]), nil)
+    end
+  end
+  if checks[2].status == OK then
+    local fs = probes.read_file("/proc/filesystems") or ""
+    if fs:find("%soverlay\n") then
+      checks[2].detail = checks[2].detail .. "; --disk can bound the working directory (overlayfs)"
+    else
+      checks[2].status, checks[2].detail, checks[2].fix = WARN, checks[2].detail
+        .. "; but without overlayfs, --disk cannot bound 'prisn run' in a working directory",
+        "load the overlay module (modprobe overlay); server jobs with --disk are not affected"
+    end
+  end
+  return checks
+end
+
 local INTERPRETERS = {
   { name = "python3", args = { "--version" }, package = "python3" },
   { name = "node", args = { "--version" }, package = "nodejs" },
@@ -273,9 +310,12 @@ function M.run(probes, home)
   local v2, v1 = M.check_cgroups(probes)
   checks[#checks + 1] = v2
   checks[#checks + 1] = v1
+  local namespaces = {}
   for _, kind in ipairs({ "user", "pid", "mount", "net" }) do
-    checks[#checks + 1] = M.check_namespace(probes, kind)
+    namespaces[kind] = M.check_namespace(probes, kind)
+    checks[#checks + 1] = namespaces[kind]
   end
+  for _, c in ipairs(M.check_isolation(probes, namespaces)) do checks[#checks + 1] = c end
   for _, spec in ipairs(INTERPRETERS) do
     checks[#checks + 1] = M.check_interpreter(probes, spec)
   end

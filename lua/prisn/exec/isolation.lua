@@ -20,7 +20,7 @@
 local M = {}
 
 M.DEFAULT = 1
-M.IMPLEMENTED = { [0] = true, [1] = true, [3] = true }
+M.IMPLEMENTED = { [0] = true, [1] = true, [2] = true, [3] = true }
 M.DEFAULT_WORKLOAD_USER = { uid = 65534, gid = 65534 }
 M.HOME_MASK_OPTIONS = "mode=0755,size=65536"
 
@@ -93,6 +93,25 @@ function M.check(level)
       { hint = "use --isolation 1 (process) or 3 (process + network)", status = 2 })
   end
   return n, true
+end
+
+M.MIN_DISK = 1024 * 1024
+
+--- Checks --disk (bytes or nil) against a checked level (nil: the default).
+-- --disk bounds the writable places of the level-2 root, so it needs level
+-- 2 or 3 and makes the default 2. Returns the level; raises a usage error.
+function M.check_disk(level, disk)
+  if disk == nil then return level end
+  local errors = require("prisn.error")
+  if math.type(disk) ~= "integer" or disk < M.MIN_DISK then
+    errors.usage("--disk must be at least 1M, got " .. tostring(disk), "sizes without a unit are bytes: --disk 100M")
+  end
+  if level == nil then return 2 end
+  if level < 2 then
+    errors.usage("--disk needs isolation level 2 or 3, got --isolation " .. level,
+      "the size bound is a tmpfs in the workload's own root: use --isolation 2, or drop --isolation")
+  end
+  return level
 end
 
 --- The level to use: `requested` (already checked) or the default. Returns
@@ -242,6 +261,17 @@ function M.spawn_options(level, ctx)
     local uv = ctx.uv or require("luv")
     sandbox.user_map = { uid = uv.getuid(), gid = uv.getgid() }
   end
+  if level >= 3 then sandbox.net = true end
+  opts.sandbox = sandbox
+  if level >= 2 then
+    local rootfs = require("prisn.exec.rootfs")
+    local root, etc = rootfs.prepare(ctx.home, ctx.user, ctx.uv)
+    local steps, put_old = rootfs.steps({ root = root, etc = etc, home = ctx.home, keep = ctx.keep,
+      workspace = ctx.workspace, disk = ctx.disk, stat = ctx.stat })
+    if not steps then require("prisn.error").usage(put_old, "run it from a plainer working directory") end
+    sandbox.mounts, sandbox.pivot_root, sandbox.put_old = steps, root, put_old
+    return opts
+  end
   local stat = ctx.stat or require("luv").fs_stat
   local keep, masks = {}, {}
   for _, k in ipairs(ctx.keep or {}) do
@@ -258,8 +288,6 @@ function M.spawn_options(level, ctx)
     end
   end
   sandbox.mounts = mask_mounts(masks, keep)
-  if level >= 3 then sandbox.net = true end
-  opts.sandbox = sandbox
   return opts
 end
 

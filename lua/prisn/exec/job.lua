@@ -267,7 +267,8 @@ function M.isolation_context(opts, launch)
   -- The interpreter's prefix (its lib/ next to bin/), for a base outside /usr.
   if interpreter_dir and interpreter_dir:match("/bin$") then interpreter_dir = interpreter_dir:match("^(.*)/bin$") end
   return {
-    level = level, explicit = explicit, home = opts.home, user = opts.user,
+    level = level, explicit = explicit, home = opts.home, user = opts.user, disk = opts.disk,
+    workspace = { path = opts.cwd, fresh = opts.workspace_fresh },
     keep = {
       { path = opts.cwd, writable = true },
       { path = script_dir },
@@ -282,7 +283,8 @@ end
 -- with. Must run in an async task. opts: home, namespace, script (absolute)
 -- or code, args, runner, env (table from -e and --env-file), env_keys, cwd,
 -- timeout, grace, limits ({ memory, cpu, pids }, see prisn.exec.limits),
--- isolation (0..3, nil: the default), user ({ uid, gid }, nil: the caller),
+-- isolation (0..3, nil: the default), disk (bytes: level 2+ writes bound),
+-- user ({ uid, gid }, nil: the caller),
 -- no_deps, quiet, show_progress.
 function M.run(opts)
   local rec = recorder(opts)
@@ -365,14 +367,18 @@ function M.run_recorded(home, id)
         env[k] = v
       end
     end
-    M.execute({
+    local user = M.server_workload_user(spec.isolation)
+    local workspace = M.server_workspace(home, id, spec, user)
+    local run_ok, run_err = pcall(M.execute, {
       home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
-      runner = spec.runner, env = env, cwd = spec.cwd or spec.script:match("^(.*)/[^/]*$"),
+      runner = spec.runner, env = env, cwd = workspace or spec.cwd or spec.script:match("^(.*)/[^/]*$"),
       timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
       limits = require("prisn.exec.limits").from_spec(spec) or nil,
-      isolation = spec.isolation, user = M.server_workload_user(spec.isolation),
+      isolation = spec.isolation, user = user, disk = spec.disk, workspace_fresh = workspace and spec.disk and true,
       forward_signals = true,
     }, rec)
+    if workspace then require("prisn.fs").rm_rf(workspace) end
+    if not run_ok then error(run_err, 0) end
   end)
   if not ok then
     local current = jobs.get_by_id(db, id)
@@ -387,6 +393,22 @@ function M.run_recorded(home, id)
   rec.close()
   db:close()
   return 0
+end
+
+--- The workspace of a server job at isolation level 2 or 3: a folder of its
+-- own, $PRISN_HOME/work/<id>, made here (owned by the workload's user) and
+-- removed when the job ends; with --disk it is not made on the host at all
+-- (the job gets a fresh tmpfs at that path). nil below level 2: the job
+-- runs in its bundle's folder as before.
+function M.server_workspace(home, id, spec, user)
+  local level = math.tointeger(spec.isolation)
+  if not level or level < 2 then return nil end
+  local path = home .. "/work/" .. id
+  if spec.disk then return path end
+  uv.fs_mkdir(home .. "/work", tonumber("711", 8))
+  assert(uv.fs_mkdir(path, tonumber("700", 8)))
+  if user then assert(uv.fs_chown(path, user.uid, user.gid)) end
+  return path
 end
 
 --- Who a server-started workload runs as: when this process is root and
@@ -439,6 +461,7 @@ function M.submit(ctx, opts)
     env = next(env) and env or nil, secrets = #opts.secrets > 0 and opts.secrets or nil,
     runner = opts.runner, timeout = opts.timeout, grace = opts.grace, no_deps = opts.no_deps or nil,
     memory = limits.memory, cpu = limits.cpu, pids = limits.pids, isolation = opts.isolation,
+    disk = opts.disk,
   })
 end
 
@@ -499,7 +522,7 @@ function M.run_from_cli(ctx)
     pids = flags.pids })
   if run_limits == nil then errors.usage(lerr, lhint) end
   local isolation = require("prisn.exec.isolation")
-  local level = isolation.check(flags.isolation)
+  local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
   local user
   if flags.user then
     local found, uerr = isolation.lookup_user(flags.user)
@@ -523,7 +546,7 @@ function M.run_from_cli(ctx)
     end
     local job = M.submit(ctx, { script = script, args = script_args, env = env, runner = flags.runner,
       timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret,
-      limits = run_limits, isolation = level })
+      limits = run_limits, isolation = level, disk = flags.disk })
     if flags.detach then
       io.stdout:write(job.id, "\n")
       return 0
@@ -552,6 +575,7 @@ function M.run_from_cli(ctx)
     grace = flags.grace or supervise.DEFAULT_GRACE,
     limits = run_limits,
     isolation = level,
+    disk = flags.disk,
     user = user,
     no_deps = flags.no_deps,
     quiet = ctx.globals.quiet,

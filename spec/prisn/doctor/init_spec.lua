@@ -15,6 +15,7 @@ local function healthy()
   local files = {
     ["/proc/self/mountinfo"] = MOUNTINFO_V2,
     ["/sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io memory pids",
+    ["/proc/filesystems"] = "nodev\ttmpfs\nnodev\tproc\nnodev\toverlay\n\text4\n",
   }
   local stats = { ["/home/u/.prisn"] = { type = "directory", mode = tonumber("40700", 8), uid = 1000 } }
   return {
@@ -49,9 +50,37 @@ describe("prisn.doctor", function()
     local names = {}
     for i, c in ipairs(checks) do names[i] = c.name end
     assert.same({ "kernel", "cgroup_v2", "cgroup_v1", "namespace_user", "namespace_pid",
-      "namespace_mount", "namespace_net", "python3", "node", "bash", "prisn_home",
-      "disk_space", "state_db", "server" }, names)
-    assert.same({ ok = 14, warn = 0, fail = 0 }, doctor.summary(checks))
+      "namespace_mount", "namespace_net", "isolation_1", "isolation_2", "isolation_3", "python3", "node",
+      "bash", "prisn_home", "disk_space", "state_db", "server" }, names)
+    assert.same({ ok = 17, warn = 0, fail = 0 }, doctor.summary(checks))
+  end)
+
+  it("says which isolation levels work, with a fix for the others", function()
+    local p = healthy()
+    p.probe_namespace = function(kind)
+      if kind == "net" then return nil, "EPERM: unshare(CLONE_NEWNET)" end
+      return true
+    end
+    local checks = doctor.run(p, "/home/u/.prisn")
+    assert.equal("ok", find(checks, "isolation_1").status)
+    assert.matches("overlayfs", find(checks, "isolation_2").detail)
+    local c = find(checks, "isolation_3")
+    assert.equal("warn", c.status)
+    assert.matches("no net namespace", c.detail)
+    assert.is_string(c.fix)
+    -- Without user namespaces an unprivileged prisn has no level at all.
+    p.probe_namespace = function(kind)
+      if kind == "user" then return nil, "EPERM: unshare(CLONE_NEWUSER)" end
+      return true
+    end
+    checks = doctor.run(p, "/home/u/.prisn")
+    assert.equal("warn", find(checks, "isolation_1").status)
+    assert.matches("no user namespace", find(checks, "isolation_2").detail)
+    -- Without overlayfs level 2 works, but --disk cannot layer a folder.
+    p = healthy()
+    p.files["/proc/filesystems"] = "nodev\ttmpfs\n"
+    c = find(doctor.run(p, "/home/u/.prisn"), "isolation_2")
+    assert.same({ "warn", true }, { c.status, c.fix:find("modprobe overlay", 1, true) ~= nil })
   end)
 
   it("reads interpreter versions", function()

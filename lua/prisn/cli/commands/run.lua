@@ -31,7 +31,13 @@ return {
       .. "its own PID and mount namespaces: it sees and signals only its own\n"
       .. "processes, and $PRISN_HOME is hidden from it. --isolation 3 also gives it\n"
       .. "a network of its own with only loopback. --isolation 0 turns the sandbox\n"
-      .. "off. See docs/SECURITY.md.\n"
+      .. "off. --isolation 2 also pivots it into a minimal read-only root: system\n"
+      .. "directories, its interpreter, environment and folder, a private /tmp, and\n"
+      .. "the working directory writable; nothing else of the host (levels 2 and 3).\n"
+      .. "--disk SIZE bounds what it may write (working directory, /tmp, /dev/shm\n"
+      .. "together): past it writes fail with ENOSPC, and its writes to the working\n"
+      .. "directory are then discarded at the end. --disk implies --isolation 2.\n"
+      .. "See docs/SECURITY.md.\n"
       .. "\n"
       .. "Words after SCRIPT are the script's arguments; prisn's own flags may still\n"
       .. "follow SCRIPT, so put the script's flags after --. Every run is kept as a\n"
@@ -66,7 +72,9 @@ return {
       { name = "pids", type = "int", placeholder = "N",
         summary = "Limit the number of processes and threads the script may have at once" },
       { name = "isolation", type = "int", placeholder = "LEVEL",
-        summary = "Sandbox level: 0 none, 1 process (default where available), 3 network (loopback only)" },
+        summary = "Sandbox level: 0 none, 1 process (default where available), 2 filesystem, 3 network" },
+      { name = "disk", type = "size", placeholder = "SIZE",
+        summary = "Bound what the script may write (workspace, /tmp) to SIZE; needs isolation 2 or 3" },
       { name = "user", type = "string", placeholder = "NAME|UID",
         summary = "Run the script as this user (needs root); default: you" },
       { name = "runner", type = "string", placeholder = "NAME",
@@ -101,6 +109,7 @@ return {
       { "prisn run train.py --memory 2G --cpu 1.5 --pids 200", "With memory, CPU and process limits" },
       { "prisn run tool.py -- --verbose input.csv", "Pass flags to the script after --" },
       { "prisn run scrape.py --isolation 3", "Without network access (loopback only)" },
+      { "prisn run convert.py --isolation 2 --disk 100M", "In a minimal root, writing at most 100 MB" },
       { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
       { "prisn run --detach nightly.py --secret db", "Queue it on the server with secret db; prints the job id" },
     },

@@ -114,10 +114,22 @@ local function submit(req)
   if isolation ~= nil then
     local n = math.tointeger(isolation)
     if not n or not require("prisn.exec.isolation").IMPLEMENTED[n] then
-      api.fail(422, "invalid", "isolation must be 0, 1 or 3, got " .. tostring(isolation),
-        "0 none, 1 process (default), 3 network; level 2 is not implemented yet")
+      api.fail(422, "invalid", "isolation must be 0, 1, 2 or 3, got " .. tostring(isolation),
+        "0 none, 1 process (default), 2 filesystem, 3 network")
     end
     isolation = n
+  end
+  local disk = null(body.disk)
+  if disk ~= nil then
+    if type(disk) == "string" then disk = require("prisn.units").parse_size(disk) end
+    disk = type(disk) == "number" and math.tointeger(disk) or nil
+    local ok, level = pcall(require("prisn.exec.isolation").check_disk, isolation, disk or -1)
+    if not ok then
+      local message = type(level) == "table" and level.message or tostring(level)
+      api.fail(422, "invalid", "disk: " .. message:gsub("^%-%-disk ", ""),
+        "a size like \"100M\" or a number of bytes, with isolation 2 or 3 (the default becomes 2)")
+    end
+    isolation = level
   end
   local job = req.server.queue:submit(req.params.ns, {
     script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
@@ -125,7 +137,7 @@ local function submit(req)
     timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
     no_deps = body.no_deps == true, cwd = dir,
     memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
-    pids = limits and limits.pids or nil, isolation = isolation,
+    pids = limits and limits.pids or nil, isolation = isolation, disk = disk,
   }, req.actor)
   return 201, jobs.to_public(job)
 end
