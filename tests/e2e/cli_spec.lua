@@ -1,6 +1,7 @@
 -- The CLI as a user meets it: help, typos, bad flags, output formats,
 -- internal errors, colour, and the binary working on its own.
 local h = require("e2e.helper")
+local write = h.write
 local cjson = require("cjson")
 local uv = require("luv")
 
@@ -12,12 +13,6 @@ local function yaml_to_json(text)
     { stdin = text, env = { PATH = "/usr/bin:/bin" } })
   assert.equal(0, r.code, r.stderr)
   return cjson.decode(r.stdout)
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
 end
 
 describe("prisn CLI", function()

@@ -2,16 +2,9 @@
 -- machine") and the CLI in another (a "client machine" with no server of
 -- its own), switching between them with contexts and the environment.
 local h = require("e2e.helper")
+local read = h.read
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
 
 describe("prisn context", function()
   local server_env, server_home, client_env, client_home, address, edit_token

@@ -10,6 +10,7 @@
 -- (acme-widgets provides `widgets`), so a run can only succeed if prisn read
 -- the manifest rather than guessed from the imports.
 local h = require("e2e.helper")
+local read, write = h.read, h.write
 local cjson = require("cjson")
 local uv = require("luv")
 
@@ -44,20 +45,6 @@ end
 
 -- Any python3 builds the wheels; /usr/bin's skips the pyenv shim's startup.
 local BUILDER_PYTHON = uv.fs_access("/usr/bin/python3", "X") and "/usr/bin/python3" or program("python3")
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
 
 local function mkdir_p(path)
   local at = ""

@@ -8,6 +8,7 @@
 -- (prisn.server.API_MODULES) and prints "METHOD PATTERN AUTH" per route. No
 -- server is started.
 local h = require("e2e.helper")
+local read = h.read
 
 local LIST_ROUTES = [[
 for _, area in ipairs(require("prisn.server").API_MODULES) do
@@ -16,13 +17,6 @@ for _, area in ipairs(require("prisn.server").API_MODULES) do
   end
 end
 ]]
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
 
 -- { {method, pattern, auth}, ... } in the server's order.
 local function routes()

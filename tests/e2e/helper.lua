@@ -101,6 +101,34 @@ function M.prisn(args, opts)
   return M.run(M.bin, args, opts)
 end
 
+--- The content of a file, or nil when it cannot be read.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+--- Writes `text` to `path` (with `mode`, e.g. tonumber("755", 8), when
+-- given) and returns the path.
+function M.write(path, text, mode)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  if mode then assert(uv.fs_chmod(path, mode)) end
+  return path
+end
+
+--- Whether process `pid` is alive and not a zombie (a killed orphan may wait
+-- a while for its reaper).
+function M.alive(pid)
+  local stat = M.read("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("%) (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
 --- Removes every temporary directory this spec made.
 function M.cleanup()
   for _, dir in ipairs(homes) do

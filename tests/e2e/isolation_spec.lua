@@ -5,30 +5,9 @@
 -- of a root server runs as the unprivileged workload user. Needs namespaces
 -- (root, or user namespaces); each test says why when it cannot run.
 local h = require("e2e.helper")
+local read, write, alive = h.read, h.write, h.alive
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("%) (%a)")
-  return state ~= "Z" and state ~= "X"
-end
 
 local function no_namespaces_reason()
   local p = require("prisn.exec.isolation").probe()

@@ -2,6 +2,7 @@
 -- `prisn logs job/ID` over a PRISN_HOME seeded through `prisn lua` with the
 -- store and log modules `prisn run` uses, and on a fresh machine.
 local h = require("e2e.helper")
+local write = h.write
 local cjson = require("cjson")
 local uv = require("luv")
 
@@ -40,12 +41,6 @@ job(id_at(T + 3600000, 1), "default", "/srv/long.sh", "bash", "running", nil, ni
 job(id_at(T + 7200000, 1), "ops", "/srv/clean.sh", "bash", "failed", "timeout", nil, {})
 db:close()
 ]]
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
 local function seeded()
   local env = h.env()

@@ -5,33 +5,11 @@
 -- controllers (v1 or v2); each test says why when it cannot run. Without
 -- root, the fallback to rlimits is what is tested.
 local h = require("e2e.helper")
+local read, write, alive = h.read, h.write, h.alive
 local cjson = require("cjson")
 local uv = require("luv")
 
 local M64 = 64 * 1024 * 1024
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
--- Whether a process exists and is not a zombie.
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("%) (%a)")
-  return state ~= "Z" and state ~= "X"
-end
 
 local function pids_in(path)
   local list = {}

@@ -2,31 +2,14 @@
 -- timeouts that leave nothing running, Ctrl-C forwarding, missing
 -- interpreters, operator runners, and the job records each run leaves.
 local h = require("e2e.helper")
+local write, alive = h.write, h.alive
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function write(path, text, mode)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  if mode then assert(uv.fs_chmod(path, mode)) end
-  return path
-end
 
 local function jobs_json(env)
   local r = h.prisn({ "get", "jobs", "-o", "json" }, { env = env })
   assert.equal(0, r.code, r.stderr)
   return cjson.decode(r.stdout)
-end
-
--- Whether a process exists and is not a zombie.
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  local state = stat:match("%) (%a)")
-  return state ~= "Z" and state ~= "X"
 end
 
 local function has_command(name)

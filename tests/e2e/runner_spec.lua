@@ -1,21 +1,9 @@
 -- `prisn runner list | show | check` on the real binary, with a temporary
 -- PRISN_HOME and the Tcl runner of contrib/runners as the operator's file.
 local h = require("e2e.helper")
+local read, write = h.read, h.write
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, "r"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
 
 -- A PRISN_HOME with a runners/ folder holding `files` (name -> source).
 local function home_with(files)

@@ -2,30 +2,9 @@
 -- the bounded queue, events, metrics, remote runs, and a kill -9 of the
 -- server in the middle of it all.
 local h = require("e2e.helper")
+local read, write, alive = h.read, h.write, h.alive
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("%) (%a)")
-  return state ~= "Z" and state ~= "X"
-end
 
 -- Every file below `dir`, recursively.
 local function files_below(dir, out)

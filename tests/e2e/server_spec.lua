@@ -1,16 +1,9 @@
 -- The control plane from the outside: start, status, stop, cluster init,
 -- tokens and namespace isolation, and a server that survives bad clients.
 local h = require("e2e.helper")
+local read = h.read
 local cjson = require("cjson")
 local uv = require("luv")
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
 
 local function mode_of(path)
   return uv.fs_stat(path).mode & tonumber("777", 8)
