@@ -1,5 +1,11 @@
 -- prisn.fs: the few filesystem routines prisn needs beyond luv's one-call
--- operations: mkdir -p, rm -rf, du, atomic writes, reading a whole file.
+-- operations: mkdir -p, rm -rf, du, atomic writes, reading a whole file,
+-- listing a directory.
+--
+-- Directories are listed with fs_opendir/readdir, never fs_scandir: the
+-- lua-luv in Debian 12 (1.44.2) leaks every synchronous fs_scandir request
+-- (luvit/luv#600), which a long-running server cannot afford. Every listing
+-- in prisn goes through M.list_dir.
 --
 -- All synchronous (luv's fs calls without callbacks): they touch prisn's own
 -- small trees under $PRISN_HOME, never a workload's data.
@@ -61,14 +67,9 @@ function M.rm_rf(path)
     if not ok and code ~= "ENOENT" then return nil, err, code end
     return true
   end
-  local scanner = uv.fs_scandir(path)
-  if scanner then
-    while true do
-      local name = uv.fs_scandir_next(scanner)
-      if not name then break end
-      local ok, err, code = M.rm_rf(path .. "/" .. name)
-      if not ok then return nil, err, code end
-    end
+  for _, entry in ipairs(M.list_dir(path)) do
+    local ok, err, code = M.rm_rf(path .. "/" .. entry.name)
+    if not ok then return nil, err, code end
   end
   local ok, err, code = uv.fs_rmdir(path)
   if not ok and code ~= "ENOENT" then return nil, err, code end
@@ -81,29 +82,27 @@ function M.tree_size(path)
   if not st then return 0 end
   if st.type ~= "directory" then return st.type == "file" and st.size or 0 end
   local total = 0
-  local scanner = uv.fs_scandir(path)
-  if scanner then
-    while true do
-      local name = uv.fs_scandir_next(scanner)
-      if not name then break end
-      total = total + M.tree_size(path .. "/" .. name)
-    end
+  for _, entry in ipairs(M.list_dir(path)) do
+    total = total + M.tree_size(path .. "/" .. entry.name)
   end
   return total
 end
 
---- Names in a directory (sorted), or an empty list when it does not exist.
+--- The entries of a directory, { name, type } sorted by name (type as
+-- luv names it: "file", "directory", "link", ...), or an empty list and the
+-- error when it cannot be read.
 function M.list_dir(path)
-  local names = {}
-  local scanner = uv.fs_scandir(path)
-  if not scanner then return names end
+  local entries = {}
+  local dir, err = uv.fs_opendir(path, nil, 256)
+  if not dir then return entries, err end
   while true do
-    local name, kind = uv.fs_scandir_next(scanner)
-    if not name then break end
-    names[#names + 1] = { name = name, type = kind }
+    local batch = dir:readdir()
+    if not batch then break end
+    for _, e in ipairs(batch) do entries[#entries + 1] = { name = e.name, type = e.type } end
   end
-  table.sort(names, function(a, b) return a.name < b.name end)
-  return names
+  dir:closedir()
+  table.sort(entries, function(a, b) return a.name < b.name end)
+  return entries
 end
 
 return M

@@ -92,12 +92,9 @@ end
 
 -- How many processes the user already runs (RLIMIT_NPROC counts them all).
 local function user_processes(uv, uid)
-  local dir = uv.fs_scandir("/proc")
-  if not dir then return 0 end
   local n = 0
-  while true do
-    local name = uv.fs_scandir_next(dir)
-    if not name then break end
+  for _, entry in ipairs(require("prisn.fs").list_dir("/proc")) do
+    local name = entry.name
     if name:match("^%d+$") then
       local st = uv.fs_stat("/proc/" .. name)
       if st and st.uid == uid then n = n + 1 end

@@ -39,7 +39,7 @@ M.FAMILIES = {
     help = "How long finished jobs ran, from process start to exit.",
     buckets = M.JOB_DURATION_BUCKETS },
   { key = "job_scheduling_latency", kind = "histogram", name = "prisn_job_scheduling_latency_seconds",
-    help = "Time from a job's submission to its process starting.",
+    help = "Time from a job's submission to the start of its runner process.",
     buckets = M.SCHEDULING_LATENCY_BUCKETS },
   { key = "queue_depth", kind = "gauge", name = "prisn_queue_depth",
     help = "Jobs waiting in the queue for a free slot." },

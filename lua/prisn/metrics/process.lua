@@ -30,11 +30,9 @@ local function read_file(path)
 end
 
 local function count_entries(path)
-  local handle = uv.fs_scandir(path)
-  if not handle then return nil end
-  local n = 0
-  while uv.fs_scandir_next(handle) do n = n + 1 end
-  return n
+  local entries, err = require("prisn.fs").list_dir(path)
+  if err then return nil end
+  return #entries
 end
 
 --- The fields of /proc/<pid>/stat text, numbered as in proc(5) (1 pid,

@@ -63,8 +63,7 @@ function Queue:submit(ns, spec, actor)
       { hint = "retry later", http_status = 429, retry_after = 1 })
   end
   local runners = require("prisn.exec.runners")
-  local registry = runners.load({ home = self.server.home })
-  local runner, err, _, hint = runners.detect(registry, spec.script, { runner = spec.runner })
+  local runner, err, _, hint = runners.detect(self:runners(), spec.script, { runner = spec.runner })
   if not runner then errors.raise("invalid", err, { hint = hint, http_status = 422 }) end
   local db = self.server.db
   local job
@@ -83,6 +82,23 @@ function Queue:submit(ns, spec, actor)
   self.queued_at[job.id] = uv.hrtime()
   self:pump()
   return job
+end
+
+--- The runner registry, loaded again only when the operator's runner files
+-- change (their names or modification times), not on every submission.
+function Queue:runners()
+  local dir = self.server.home .. "/runners"
+  local stamp = {}
+  for _, entry in ipairs(require("prisn.fs").list_dir(dir)) do
+    local st = uv.fs_stat(dir .. "/" .. entry.name)
+    stamp[#stamp + 1] = entry.name .. "@" .. (st and (st.mtime.sec .. "." .. st.mtime.nsec) or "?")
+  end
+  stamp = table.concat(stamp, ",")
+  if not self.registry or self.registry_stamp ~= stamp then
+    self.registry = require("prisn.exec.runners").load({ home = self.server.home })
+    self.registry_stamp = stamp
+  end
+  return self.registry
 end
 
 --- Starts waiting jobs while slots are free.
@@ -157,9 +173,11 @@ function Queue:start(id)
   end
   entry.runner = runner
   server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", runner:pid(), id)
+  -- Submitted -> its runner process started (the script starts once the
+  -- runner has prepared it: add the runner's start-up for that).
   local waited = self.queued_at and self.queued_at[id]
   if waited and server.metrics and server.metrics.scheduling_latency then
-    server.metrics.scheduling_latency:observe((started - waited) / 1e9)
+    server.metrics.scheduling_latency:observe((uv.hrtime() - waited) / 1e9)
   end
   if self.queued_at then self.queued_at[id] = nil end
   self:event(job, "job.started", "runner pid " .. runner:pid())

@@ -42,14 +42,10 @@ function M.system_probes()
     return head:match("^[^\n]*")
   end
   function probes.list_dir(path)
-    local req = uv.fs_scandir(path)
-    if not req then return nil end
+    local entries, err = require("prisn.fs").list_dir(path)
+    if err then return nil end
     local names = {}
-    while true do
-      local name = uv.fs_scandir_next(req)
-      if not name then break end
-      names[#names + 1] = name
-    end
+    for i, e in ipairs(entries) do names[i] = e.name end
     return names
   end
   function probes.executable(path)
