@@ -23,6 +23,7 @@ void prisn_store_default_options(prisn_store_options *opts) {
     opts->readonly = false;
     opts->create = true;
     opts->busy_timeout_ms = PRISN_STORE_DEFAULT_BUSY_TIMEOUT_MS;
+    opts->keep_wal = false;
 }
 
 /* Switching a new database to WAL upgrades a shared lock to an exclusive
@@ -66,6 +67,14 @@ int prisn_store_open(const char *path, const prisn_store_options *opts, sqlite3 
         rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     if (rc == SQLITE_OK && !opts->readonly)
         rc = store_enable_wal(db, opts->busy_timeout_ms);
+    if (rc == SQLITE_OK && !opts->readonly && opts->keep_wal) {
+        /* A short-lived process (one `prisn run`) would otherwise create and
+         * delete the WAL and checkpoint on every close: four syncs a run.
+         * Kept, the WAL is checkpointed as it grows instead. */
+        int on = 1;
+        sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+        sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    }
     return rc;
 }
 
@@ -401,13 +410,15 @@ static void check_open_options(lua_State *L, int idx, prisn_store_options *opts)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0) {
+        if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0 || strcmp(key, "keep_wal") == 0) {
             if (!lua_isboolean(L, -1))
                 luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a boolean", key));
             if (key[0] == 'r')
                 opts->readonly = lua_toboolean(L, -1);
-            else
+            else if (key[0] == 'c')
                 opts->create = lua_toboolean(L, -1);
+            else
+                opts->keep_wal = lua_toboolean(L, -1);
         } else if (strcmp(key, "busy_timeout_ms") == 0) {
             lua_Integer ms = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
             if (ms < 0 || ms > INT_MAX)
@@ -422,7 +433,8 @@ static void check_open_options(lua_State *L, int idx, prisn_store_options *opts)
 }
 
 /* store.open(path [, options]) -> db | nil, message, code
- * options: readonly (false), create (true), busy_timeout_ms (5000).
+ * options: readonly (false), create (true), busy_timeout_ms (5000),
+ * keep_wal (false: keep the -wal file and skip the checkpoint on close).
  * Raises on a bad option name or type. */
 static int l_store_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);

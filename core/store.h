@@ -27,6 +27,7 @@ typedef struct {
     bool readonly;       /* SQLITE_OPEN_READONLY; no journal-mode change */
     bool create;         /* create the file when missing (ignored when readonly) */
     int busy_timeout_ms; /* how long a locked database is retried */
+    bool keep_wal;       /* keep the -wal file and skip the checkpoint on close */
 } prisn_store_options;
 
 /* Fills opts with the defaults: read-write, create, 5000 ms busy timeout. */

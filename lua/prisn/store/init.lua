@@ -137,7 +137,9 @@ function M.open(home, opts)
     if opts.create == false then return nil end
     create_file(path)
   end
-  local db = check(core.open(path, { create = false, busy_timeout_ms = opts.busy_timeout_ms }))
+  -- keep_wal: prisn opens the database in many short-lived processes; keeping
+  -- the WAL spares each of them a checkpoint and the syncs that come with it.
+  local db = check(core.open(path, { create = false, busy_timeout_ms = opts.busy_timeout_ms, keep_wal = true }))
   -- In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of
   -- prisn loses nothing, a power cut at most the last commits, and recording
   -- a job costs microseconds instead of an fsync per state change.
