@@ -165,16 +165,19 @@ describe("prisn run --isolation", function()
 
   it("--disk 10M stops a 50 MB write in the working directory with ENOSPC", function()
     if reason then return pending(reason) end
-    write(dir .. "/fill.sh", "dd if=/dev/zero of=big bs=1M count=50 2>&1 | grep -o 'No space left on device'\n"
+    write(dir .. "/fill.sh", "dd if=/dev/zero of=big bs=1M count=50\n"
       .. "ls -s big >/dev/null && echo partial\nexit 28\n")
     local r = prisn({ "run", "--disk", "10M", dir .. "/fill.sh" }, { cwd = dir })
     assert.equal(28, r.code, r.stderr)
-    assert.equal("No space left on device\npartial\n", r.stdout)
+    assert.equal("partial\n", r.stdout)
+    assert.matches("No space left on device", r.stderr)
+    assert.matches("prisn: job %w+ out of disk space: the job filled its %-%-disk 10M\n$", r.stderr)
     -- What it wrote was bounded and is gone; the folder's own files stayed.
     assert.is_nil(uv.fs_stat(dir .. "/big"))
     assert.is_truthy(uv.fs_stat(dir .. "/fill.sh"))
     local job = jobs()[1]
-    assert.same({ "failed", 28 }, { job.state, job.exit_code })
+    assert.same({ "failed", 28, "out of disk space: the job filled its --disk 10M" },
+      { job.state, job.exit_code, job.message })
     r = prisn({ "run", "--disk", "10M", "--isolation", "1", dir .. "/fill.sh" })
     assert.equal(2, r.code)
     assert.matches("needs isolation level 2 or 3", r.stderr)

@@ -203,7 +203,13 @@ end
 -- forward_signals (default true) and on_start(pid, proc). Returns the
 -- outcome ({ state, reason, exit_code, signal, message }); raises a
 -- prisn.error when the job could not start (after recording that).
+--- Whether output `data` carries the system's words for a full disk.
+function M.says_disk_full(data)
+  return data:find("No space left on device", 1, true) ~= nil or data:find("Disk quota exceeded", 1, true) ~= nil
+end
+
 function M.execute(opts, rec, sinks)
+  local disk_full = false
   local jobs = require("prisn.store.jobs")
   local launch = M.prepare(opts, rec)
   local log = rec.open_log()
@@ -230,6 +236,7 @@ function M.execute(opts, rec, sinks)
     on_stderr = function(data)
       if sinks.stderr then sinks.stderr(data) end
       if log then log:write("stderr", data) end
+      disk_full = disk_full or M.says_disk_full(data)
     end,
   })
   if outcome.reason == "failed_to_start" then
@@ -244,6 +251,11 @@ function M.execute(opts, rec, sinks)
     errors.raise(outcome.code or "ESPAWN", "cannot start " .. launch.argv[1] .. ": " .. outcome.message,
       { hint = launch.runner.install_hint or "check the runner's interpreter with 'prisn runner show "
         .. launch.runner.name .. "'" })
+  end
+  if opts.disk and disk_full and outcome.state == "failed" and not outcome.message then
+    -- The workspace tmpfs is gone with the sandbox; what the script said is
+    -- the evidence that --disk stopped it.
+    outcome.message = "out of disk space: the job filled its --disk " .. require("prisn.units").format_size(opts.disk)
   end
   local reason = opts.reason_override and opts.reason_override() or outcome.reason
   jobs.finish(rec.db, rec.job.id, {
