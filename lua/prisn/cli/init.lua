@@ -10,7 +10,10 @@ local M = {}
 -- One module per command family, in the order `prisn help` lists them.
 M.FAMILIES = {
   "run",
+  "cron",
+  "scale",
   "get",
+  "describe",
   "logs",
   "runner",
   "env",

@@ -9,7 +9,8 @@
 --   * a `rest` argument (prisn lua FILE ARGS...) takes every remaining word
 --     verbatim, flags included; a `repeatable` argument collects positionals
 --     while flags around it are still parsed;
---   * a flag given twice keeps the last value unless it is repeatable.
+--   * a flag given twice keeps the last value unless it is repeatable;
+--   * a word like "-1" (a dash and a digit) is an argument, not a flag.
 -- Every mistake raises a usage error (exit status 2) that says what was wrong
 -- and, where something close exists, what was probably meant.
 local cli = require("prisn.cli")
@@ -261,7 +262,9 @@ function M.parse(root, words)
     elseif word == "--" then
       only_positionals = true
       i = i + 1
-    elseif word:sub(1, 1) == "-" and #word > 1 then
+    elseif word:sub(1, 1) == "-" and #word > 1 and not word:match("^%-%d") then
+      -- (no flag starts with a digit: "-1" is a value, e.g. for prisn scale,
+      -- which refuses it with the safe forms)
       i = i + parse_flag_word(state, words, i)
     else
       if add_positional(state, words, i) then break end

@@ -7,6 +7,7 @@
 --   m.job_duration:observe(seconds)            -- when a job finishes
 --   m.job_scheduling_latency:observe(seconds)  -- submitted -> process started
 --   m.queue_depth:set(#queue)
+--   m.cron_lateness:observe(seconds)           -- cron run due -> job submitted
 --
 -- Label values must stay few: `route` is the route's pattern
 -- ("/api/v1/namespaces/{ns}/jobs/{id}", or "unmatched" for a path no route
@@ -20,6 +21,8 @@ M.API_DURATION_BUCKETS = { .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5,
 M.JOB_DURATION_BUCKETS = { .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600 }
 -- Submit -> process started is budgeted at 5 ms p99 while slots are free;
 -- the long tail is time spent waiting in the queue.
+-- Cron runs are due to fire within 1 s, aiming under 100 ms.
+M.CRON_LATENESS_BUCKETS = { .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60 }
 M.SCHEDULING_LATENCY_BUCKETS = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60 }
 
 --- The families: key (the field of `register`'s result), kind, name, help,
@@ -43,6 +46,9 @@ M.FAMILIES = {
     buckets = M.SCHEDULING_LATENCY_BUCKETS },
   { key = "queue_depth", kind = "gauge", name = "prisn_queue_depth",
     help = "Jobs waiting in the queue for a free slot." },
+  { key = "cron_lateness", kind = "histogram", name = "prisn_cron_lateness_seconds",
+    help = "Time from a cron run's due time to the submission of its job.",
+    buckets = M.CRON_LATENESS_BUCKETS },
 }
 
 -- prisn_jobs from a function returning { state = count }: every state of

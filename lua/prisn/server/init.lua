@@ -23,7 +23,7 @@ M.SOCKET_FILE = "prisn.sock"
 M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
-M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets" }
+M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron" }
 
 --- Makes `home` ready for a server: state database, token key, and the
 -- first admin token when there is none. Returns the new admin token string
@@ -112,7 +112,8 @@ end
 
 --- Adds the services routes rely on: the audit trail (server.events), the
 -- metrics (server.metrics, server.metrics_registry), the secrets keyring
--- (server.keyring) and the job queue (server.queue).
+-- (server.keyring), the job queue (server.queue) and the cron clock
+-- (server.cron, started by run after the queue's recovery).
 function M.attach_services(server)
   local events = require("prisn.store.events")
   server.events = events.recorder(server.db, { log = server.log })
@@ -125,6 +126,7 @@ function M.attach_services(server)
     queue_depth = m.queue_depth,
     job_duration = m.job_duration,
     scheduling_latency = m.job_scheduling_latency,
+    cron_lateness = m.cron_lateness,
   }
   server.on_request = function(route, method, status, seconds)
     m.api_requests:labels(route, method, tostring(status)):inc()
@@ -132,6 +134,7 @@ function M.attach_services(server)
   end
   server.keyring = require("prisn.secrets.keyring").load(server.home, { create = true, db = server.db })
   server.queue = require("prisn.server.jobs").new(server)
+  server.cron = require("prisn.server.cron").new(server)
 end
 
 --- Runs the server in this process until it is stopped. opts: home, listen
@@ -213,6 +216,7 @@ function M.run(opts)
 
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   server.queue:recover()
+  server.cron:start()
   -- The audit trail is bounded: prune it once a minute.
   local prune_timer = uv.new_timer()
   prune_timer:start(60000, 60000, function() server.events:prune() end)

@@ -40,6 +40,7 @@ function M.new(server)
     running = {},   -- id -> { proc, job, followers = {fn...}, deleted }
     running_count = 0,
     followers = {}, -- id -> list of functions(event, data)
+    on_finished = {}, -- functions(job) called after a job has ended and is recorded
     max_running = env_number("PRISN_MAX_RUNNING_JOBS", 2 * #uv.cpu_info()),
     max_queued = env_number("PRISN_MAX_QUEUED_JOBS", M.DEFAULT_MAX_QUEUED),
   }, Queue)
@@ -55,8 +56,10 @@ end
 
 --- Accepts a job. spec = { script (absolute path on this machine), args,
 -- env (KEY -> value), env_keys, secrets (names), runner (name or nil),
--- timeout, grace, no_deps, cwd, memory (bytes), cpu (cores), pids }. Returns the job record; raises 429 when
--- the queue is full, 422 for a script nobody can run.
+-- timeout, grace, no_deps, cwd, memory (bytes), cpu (cores), pids, cron (the
+-- name of the cron job this is a run of, kept on the job record) }. Returns
+-- the job record; raises 429 when the queue is full, 422 for a script nobody
+-- can run.
 function Queue:submit(ns, spec, actor)
   if #self.waiting >= self.max_queued then
     errors.raise("too_many_requests", string.format("the job queue is full (%d waiting)", #self.waiting),
@@ -71,7 +74,7 @@ function Queue:submit(ns, spec, actor)
     local id = require("prisn.ids").new()
     job = jobs.create(db, {
       id = id, namespace = ns, script = spec.script, runner = runner.name, args = spec.args,
-      env_keys = spec.env_keys, cwd = spec.cwd, state = "queued", detached = true,
+      env_keys = spec.env_keys, cwd = spec.cwd, state = "queued", detached = true, cron = spec.cron,
       log_path = require("prisn.logs").job_path(self.server.home, ns, id),
     })
     assert(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, cjson.encode(spec)))
@@ -134,6 +137,12 @@ function Queue:finished(id, started)
       final.exit_code and (", exit " .. final.exit_code) or ""))
     if started and server.metrics and server.metrics.job_duration then
       server.metrics.job_duration:observe((uv.hrtime() - started) / 1e9)
+    end
+    -- Listeners (the cron scheduler's history limits): an error in one is
+    -- logged and the queue goes on.
+    for _, fn in ipairs(self.on_finished) do
+      local ok, err = xpcall(fn, debug.traceback, final)
+      if not ok then server.log:error("job %s: on_finished: %s", id, tostring(err)) end
     end
   end
   self:pump()

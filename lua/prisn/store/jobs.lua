@@ -50,7 +50,7 @@ end
 local COLUMNS = {
   "id", "namespace", "script", "runner", "args", "env_keys", "env_key", "deps_source", "cwd",
   "state", "reason", "exit_code", "signal", "pid", "created_at", "started_at", "finished_at",
-  "log_path", "message", "detached",
+  "log_path", "message", "detached", "cron",
 }
 
 -- A list of strings as a JSON array ("[]" when empty; cjson would say "{}").
@@ -100,7 +100,8 @@ local INSERT = "INSERT INTO jobs (" .. table.concat(COLUMNS, ", ") .. ") VALUES 
 -- runner (required); id (default: a new prisn.ids id), namespace
 -- ("default"), args, env_keys (lists of strings; env_keys are names: a
 -- "NAME=value" entry raises), env_key, deps_source, cwd, state ("pending"),
--- pid, created_at (now), started_at, log_path, message, detached (false).
+-- pid, created_at (now), started_at, log_path, message, detached (false),
+-- cron (the name of the cron job the run belongs to).
 -- Raises on a missing or mistyped field; a store failure raises a prisn.error.
 function M.create(db, fields)
   assert(type(fields) == "table", "jobs.create: fields must be a table")
@@ -135,6 +136,7 @@ function M.create(db, fields)
     log_path = fields.log_path,
     message = fields.message,
     detached = fields.detached and 1 or 0,
+    cron = fields.cron,
   }
   -- A generated id collides with another process's only when both were made
   -- in the same millisecond with the same 12 random bits: take a fresh one.
@@ -256,7 +258,8 @@ end
 
 --- Jobs, newest first. `opts`: namespace (default "default"),
 -- all_namespaces (bool), state, script (matches any part of the script's
--- path, so a file name works), limit (default 50; 0 for no limit).
+-- path, so a file name works), cron (the runs of that cron job), limit
+-- (default 50; 0 for no limit).
 function M.list(db, opts)
   opts = opts or {}
   if opts.state and not STATE_SET[opts.state] then
@@ -276,6 +279,10 @@ function M.list(db, opts)
   if opts.script then
     where[#where + 1] = "instr(script, :script) > 0"
     params.script = opts.script
+  end
+  if opts.cron then
+    where[#where + 1] = "cron = :cron"
+    params.cron = opts.cron
   end
   local rows = check(db:rows("SELECT * FROM jobs"
     .. (#where > 0 and " WHERE " .. table.concat(where, " AND ") or "")
@@ -311,7 +318,7 @@ end
 M.PUBLIC_FIELDS = {
   "id", "namespace", "state", "reason", "exit_code", "signal", "message", "script", "runner",
   "args", "cwd", "env_keys", "env_key", "deps_source", "pid", "detached", "created_at",
-  "started_at", "finished_at", "duration_ms", "log_path",
+  "started_at", "finished_at", "duration_ms", "log_path", "cron",
 }
 
 --- The job as the CLI's -o json/yaml and the API show it: snake_case fields,
@@ -344,6 +351,7 @@ function M.to_public(job, now)
     finished_at = M.iso_time(job.finished_at),
     duration_ms = or_null(M.duration_ms(job, now)),
     log_path = or_null(job.log_path),
+    cron = or_null(job.cron),
   }
 end
 

@@ -76,4 +76,7 @@ CREATE TABLE job_specs (
   [[
 ALTER TABLE job_specs ADD COLUMN runner_pid INTEGER;
 ]],
+  -- 7: cron jobs, and the link from a job to the cron job it is a run of
+  -- (prisn.store.cronjobs owns the SQL).
+  require("prisn.store.cronjobs").MIGRATION,
 }

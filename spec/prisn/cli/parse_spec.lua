@@ -167,6 +167,11 @@ describe("prisn.cli.parse", function()
     assert.equal("unexpected argument 'b'", err.message)
   end)
 
+  it("takes a dash followed by a digit as an argument, not a flag", function()
+    local p = parse.parse(tree(), { "run", "x.py", "-1", "-2.5" })
+    assert.same({ "-1", "-2.5" }, p.args.ARGS)
+  end)
+
   it("returns the root for an empty command line", function()
     local root = tree()
     assert.equal(root, parse.parse(root, {}).command)

@@ -28,13 +28,15 @@ local function list_jobs(ctx)
     if ctx.flags.state then query[#query + 1] = "state=" .. ctx.flags.state end
     if ctx.flags.script then query[#query + 1] = "script=" .. ctx.flags.script:gsub("[^%w._/-]", function(c)
       return string.format("%%%02X", c:byte()) end) end
+    if ctx.flags.cron then query[#query + 1] = "cron=" .. ctx.flags.cron:gsub("[^%w._-]", function(c)
+      return string.format("%%%02X", c:byte()) end) end
     local path = ctx.flags.all_namespaces and "/api/v1/jobs" or ("/api/v1/namespaces/" .. ns .. "/jobs")
     for i, p in ipairs(remote:request("GET", path .. "?" .. table.concat(query, "&")).items or {}) do
       list[i] = job_cli.from_public(p)
     end
   elseif db then
     local ok, result = pcall(jobs.list, db, { namespace = ns, all_namespaces = ctx.flags.all_namespaces,
-      state = ctx.flags.state, script = ctx.flags.script, limit = limit })
+      state = ctx.flags.state, script = ctx.flags.script, cron = ctx.flags.cron, limit = limit })
     db:close()
     if not ok then error(result, 0) end
     list = result
@@ -88,10 +90,36 @@ local function show_job(ctx)
   return 0
 end
 
+local function list_cron(ctx)
+  local client = require("prisn.client")
+  local output = require("prisn.output")
+  local res = client.connect(ctx):request("GET", string.format("/api/v1/namespaces/%s/cronjobs",
+    client.namespace(ctx)))
+  local items = res.items or {}
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(output.array(items))
+    return 0
+  end
+  local rows = output.array({})
+  for i, c in ipairs(items) do
+    rows[i] = { name = c.name, schedule = c.schedule, timezone = type(c.timezone) == "string" and c.timezone or "local",
+      script = c.script, concurrency = c.concurrency, suspended = c.suspended and "yes" or "no",
+      next = c.next_fire, last = c.last_fire }
+  end
+  ctx.out:emit(rows, { columns = { { key = "name", header = "NAME" }, { key = "schedule", header = "SCHEDULE" },
+    { key = "timezone", header = "TZ" }, { key = "script", header = "SCRIPT" },
+    { key = "concurrency", header = "CONCURRENCY" },
+    { key = "suspended", header = "SUSPENDED" }, { key = "next", header = "NEXT RUN" },
+    { key = "last", header = "LAST RUN" } },
+    empty = string.format("No cron jobs in namespace '%s'. Create one with 'prisn cron SCRIPT \"EXPR\"'.",
+      client.namespace(ctx)) })
+  return 0
+end
+
 return {
   {
     name = "get",
-    summary = "Show recorded resources: jobs",
+    summary = "Show recorded resources: jobs, cron jobs",
     description = "Lists or shows what prisn has recorded in its state database.\n"
       .. "'prisn get jobs' lists jobs newest first; 'prisn get job ID' shows one.",
     subcommands = {
@@ -109,6 +137,8 @@ return {
             placeholder = "STATE", summary = "Only jobs in this state: pending, running, succeeded or failed" },
           { name = "script", type = "string", placeholder = "NAME",
             summary = "Only jobs whose script path contains NAME (e.g. its file name)" },
+          { name = "cron", type = "string", placeholder = "NAME",
+            summary = "Only the runs of cron job NAME" },
           { name = "limit", type = "int", default = 50, placeholder = "N",
             summary = "Show at most N jobs (0 for all)" },
           { name = "all-namespaces", short = "A", type = "bool",
@@ -118,6 +148,7 @@ return {
           { "prisn get jobs", "The latest jobs of the default namespace" },
           { "prisn get jobs --state failed --script backup.py", "Failed runs of backup.py" },
           { "prisn get jobs -A -o json", "Jobs of every namespace, as JSON" },
+          { "prisn get jobs --cron backup", "The kept runs of cron job backup" },
         },
         handler = list_jobs,
       },
@@ -140,6 +171,18 @@ return {
           { "prisn get job 01kax -o json", "The job whose id starts with 01kax, as JSON" },
         },
         handler = show_job,
+      },
+      {
+        name = "cron",
+        aliases = { "cronjobs", "cronjob", "crons" },
+        summary = "List cron jobs: schedule, script, next and last run",
+        description = "Lists the cron jobs of the namespace (-n) from the server, by name:\n"
+          .. "the normalized schedule and its time zone, the script, the concurrency\n"
+          .. "policy, whether it is suspended, and its next and last run (UTC). With\n"
+          .. "-o json or -o yaml: the API's cron job objects.",
+        examples = { { "prisn get cron", "The cron jobs of the default namespace" },
+          { "prisn get cronjobs -o json", "As JSON" } },
+        handler = list_cron,
       },
       {
         name = "nodes",

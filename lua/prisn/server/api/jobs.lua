@@ -17,7 +17,7 @@ local function list_options(req, namespace)
       "use one of: " .. table.concat(jobs.STATES, ", "))
   end
   return { namespace = namespace, all_namespaces = namespace == nil, state = q.state,
-    script = q.script, limit = limit }
+    script = q.script, cron = q.cron, limit = limit }
 end
 
 local function public_list(rows)
@@ -84,8 +84,9 @@ local function script_of(req, body)
   return script, script:match("^(.*)/[^/]*$")
 end
 
-local function submit(req)
-  local body = api.json_body(req)
+-- The launch spec of a job from a request body (the fields of POST .../jobs),
+-- checked; raises 422 naming the bad field. Cron jobs take the same fields.
+local function spec_from_body(req, body)
   local script, dir = script_of(req, body)
   local env, env_keys = {}, {}
   if body.env ~= nil and body.env ~= cjson.null then
@@ -131,14 +132,18 @@ local function submit(req)
     end
     isolation = level
   end
-  local job = req.server.queue:submit(req.params.ns, {
+  return {
     script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
     runner = type(body.runner) == "string" and body.runner or nil,
     timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
     no_deps = body.no_deps == true, cwd = dir,
     memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
     pids = limits and limits.pids or nil, isolation = isolation, disk = disk,
-  }, req.actor)
+  }
+end
+
+local function submit(req)
+  local job = req.server.queue:submit(req.params.ns, spec_from_body(req, api.json_body(req)), req.actor)
   return 201, jobs.to_public(job)
 end
 
@@ -177,7 +182,7 @@ local function stream_logs(req, job)
   end)
 end
 
-return {
+local routes = {
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/jobs", auth = "edit", handler = submit },
   { method = "DELETE", pattern = "/api/v1/namespaces/{ns}/jobs/{id}", auth = "edit", handler = function(req)
     local job = find(req)
@@ -221,3 +226,8 @@ return {
       records = api.array(items) }
   end },
 }
+
+-- Not a route: the body checks, for the cron job routes (prisn.server.api.cron).
+routes.spec_from_body = spec_from_body
+
+return routes
