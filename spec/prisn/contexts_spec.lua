@@ -1,5 +1,6 @@
 local contexts = require("prisn.contexts")
 local uv = require("luv")
+local raised = require("support").raised
 
 local TOKEN_A = "prisn_06h1jdn4hxhr_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 local TOKEN_B = "prisn_07k2mfp5jyjs_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -7,13 +8,6 @@ local ADMIN = "prisn_01admin00000_cccccccccccccccccccccccccccccccc"
 
 local function env(vars)
   return function(name) return vars[name] end
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(require("prisn.error").is(err), tostring(err))
-  return err
 end
 
 local function write(path, text)

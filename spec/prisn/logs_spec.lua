@@ -2,22 +2,7 @@
 -- size bound with rotation to .1, and reading back with the truncated flag.
 local uv = require("luv")
 local logs = require("prisn.logs")
-
-local function remove_tree(path)
-  local st = uv.fs_lstat(path)
-  if not st then return end
-  if st.type == "directory" then
-    local handle = uv.fs_scandir(path)
-    while handle do
-      local name = uv.fs_scandir_next(handle)
-      if not name then break end
-      remove_tree(path .. "/" .. name)
-    end
-    assert(uv.fs_rmdir(path))
-  else
-    assert(uv.fs_unlink(path))
-  end
-end
+local remove_tree = require("support").remove_tree
 
 local function read_raw(path)
   local f = assert(io.open(path, "rb"))

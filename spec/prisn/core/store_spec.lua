@@ -3,16 +3,7 @@
 -- lifecycle (close, finalize, <close>, tostring).
 local uv = require("luv")
 local store = require("prisn.core.store")
-
-local function remove_tree(dir)
-  local handle = uv.fs_scandir(dir)
-  while handle do
-    local name = uv.fs_scandir_next(handle)
-    if not name then break end
-    assert(uv.fs_unlink(dir .. "/" .. name))
-  end
-  assert(uv.fs_rmdir(dir))
-end
+local remove_tree = require("support").remove_tree
 
 describe("prisn.core.store", function()
   local dir, db

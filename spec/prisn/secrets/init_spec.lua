@@ -1,14 +1,7 @@
 -- prisn.secrets: the name, key and value rules with messages that name the
 -- field and never the value; associated data; KEY=VALUE words and env files.
-local errors = require("prisn.error")
 local rules = require("prisn.secrets")
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is(err), "expected a prisn.error, got " .. tostring(err))
-  return err
-end
+local raised = require("support").raised
 
 describe("prisn.secrets", function()
   describe("names", function()

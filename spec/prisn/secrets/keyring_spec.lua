@@ -4,11 +4,11 @@
 -- simulated, and a real kill -9 of a process rotating in a loop.
 local uv = require("luv")
 local crypto = require("prisn.core.crypto")
-local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
+local raised = require("support").raised
 
 -- The shipped migrations, plus the secrets table when it is not in them yet.
 local function migrations()
@@ -25,13 +25,6 @@ local function shipped()
     if sql == secrets.MIGRATION then return true end
   end
   return false
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is(err), "expected a prisn.error, got " .. tostring(err))
-  return err
 end
 
 local function mode_of(path)

@@ -10,22 +10,7 @@ local cronjobs = require("prisn.store.cronjobs")
 local events = require("prisn.store.events")
 local jobs = require("prisn.store.jobs")
 local scheduler = require("prisn.server.cron")
-
-local function remove_tree(path)
-  local st = uv.fs_lstat(path)
-  if not st then return end
-  if st.type == "directory" then
-    local handle = uv.fs_scandir(path)
-    while handle do
-      local name = uv.fs_scandir_next(handle)
-      if not name then break end
-      remove_tree(path .. "/" .. name)
-    end
-    assert(uv.fs_rmdir(path))
-  else
-    assert(uv.fs_unlink(path))
-  end
-end
+local remove_tree = require("support").remove_tree
 
 local T = 1795718760000 -- 2026-11-26T18:46:00.000Z, a whole minute
 

@@ -7,23 +7,9 @@ local ids = require("prisn.ids")
 local output = require("prisn.output")
 local store = require("prisn.store")
 local events = require("prisn.store.events")
+local remove_tree = require("support").remove_tree
 
-local function remove_tree(path)
-  local st = uv.fs_lstat(path)
-  if not st then return end
-  if st.type == "directory" then
-    local handle = uv.fs_scandir(path)
-    while handle do
-      local name = uv.fs_scandir_next(handle)
-      if not name then break end
-      remove_tree(path .. "/" .. name)
-    end
-    assert(uv.fs_rmdir(path))
-  else
-    assert(uv.fs_unlink(path))
-  end
-end
-
+-- Events raise plain errors for misuse (not prisn.errors): any error will do.
 local function raised(fn, ...)
   local ok, err = pcall(fn, ...)
   assert.is_false(ok, "expected an error")

@@ -1,34 +1,11 @@
 -- prisn.store.jobs: a job's life (create, start, finish), lookups by id and
 -- prefix, listing with filters, interrupted jobs and the public shape.
 local uv = require("luv")
-local errors = require("prisn.error")
 local ids = require("prisn.ids")
 local output = require("prisn.output")
 local store = require("prisn.store")
 local jobs = require("prisn.store.jobs")
-
-local function remove_tree(path)
-  local st = uv.fs_lstat(path)
-  if not st then return end
-  if st.type == "directory" then
-    local handle = uv.fs_scandir(path)
-    while handle do
-      local name = uv.fs_scandir_next(handle)
-      if not name then break end
-      remove_tree(path .. "/" .. name)
-    end
-    assert(uv.fs_rmdir(path))
-  else
-    assert(uv.fs_unlink(path))
-  end
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is(err), "expected a prisn.error, got " .. tostring(err))
-  return err
-end
+local remove_tree, raised = require("support").remove_tree, require("support").raised
 
 -- An id made at `ms` with the given random part, for predictable prefixes.
 local function id_at(ms, random)

@@ -3,11 +3,11 @@
 -- database's master key id guarding against mixed keys.
 local uv = require("luv")
 local cjson = require("cjson")
-local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
+local raised = require("support").raised
 
 local function migrations()
   local list = { table.unpack((require("prisn.store.migrations"))) }
@@ -16,13 +16,6 @@ local function migrations()
   end
   list[#list + 1] = secrets.MIGRATION
   return list
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is(err), "expected a prisn.error, got " .. tostring(err))
-  return err
 end
 
 describe("prisn.store.secrets", function()
