@@ -30,17 +30,16 @@ function M.path(env)
   return home .. "/.prisn"
 end
 
--- mkdir -p for the parents (mode 0755, as mkdir(1) would), then the last
--- component with `mode`.
+-- The parents (mode 0755, as mkdir(1) would make them), then the directory
+-- itself with `mode`.
 local function make_dirs(path, mode)
+  local fs = require("prisn.fs")
   local parent = path:match("^(.+)/[^/]+$")
-  if parent and parent ~= "" and not uv.fs_stat(parent) then
-    local ok, err, code = make_dirs(parent, tonumber("755", 8))
+  if parent and parent ~= "" then
+    local ok, err, code = fs.mkdir_p(parent, tonumber("755", 8))
     if not ok then return nil, err, code end
   end
-  local ok, err, code = uv.fs_mkdir(path, mode)
-  if not ok and code ~= "EEXIST" then return nil, err, code end
-  return true
+  return fs.mkdir_p(path, mode)
 end
 
 --- Ensures the state directory exists (created 0700) and returns its path.

@@ -238,10 +238,8 @@ end
 
 --- Reads and evaluates the manifest at `path`. Returns it or nil, message.
 function M.load(path)
-  local f, err = io.open(path, "r")
-  if not f then return nil, err end
-  local text = f:read("a")
-  f:close()
+  local text, err = require("prisn.fs").read_file(path)
+  if not text then return nil, err end
   return M.evaluate(text, path)
 end
 

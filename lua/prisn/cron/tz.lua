@@ -325,13 +325,7 @@ local function valid_name(name)
   return not name:find("//", 1, true) and name:sub(-1) ~= "/"
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
-end
+local read_file = require("prisn.fs").read_file
 
 local function from_data(name, data)
   local block = data and parse_tzif(data)

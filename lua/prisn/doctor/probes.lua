@@ -12,13 +12,7 @@ function M.system()
   local async = require("prisn.async")
   local probes = {}
   function probes.uname() return uv.os_uname() end
-  function probes.read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
-    return text
-  end
+  probes.read_file = require("prisn.fs").read_file
   function probes.writable(path) return uv.fs_access(path, "W") == true end
   function probes.probe_namespace(kind) return sys.probe_namespace(kind) end
   function probes.which(name)

@@ -33,6 +33,7 @@ M.ETC_FILES = { "resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf"
 M.ETC_DIRS = { "ssl", "ca-certificates", "alternatives" }
 M.DEVICES = { "null", "zero", "full", "random", "urandom", "tty" }
 
+local fs = require("prisn.fs")
 local DIR, OPEN_DIR, FILE = tonumber("755", 8), tonumber("777", 8), tonumber("644", 8)
 local STICKY = tonumber("1777", 8)
 
@@ -54,24 +55,11 @@ function M.identity_files(user)
   return table.concat(passwd, "\n") .. "\n", table.concat(group, "\n") .. "\n"
 end
 
+-- Rewritten (atomically) only when it changed: a running sandbox may be
+-- reading the old one.
 local function write_if_changed(path, text)
-  local f = io.open(path, "r")
-  local old = f and f:read("a")
-  if f then f:close() end
-  if old == text then return true end
-  local tmp = path .. ".tmp"
-  f = assert(io.open(tmp, "w"))
-  f:write(text)
-  f:close()
-  return os.rename(tmp, path)
-end
-
-local function mkdir_p(path, uv)
-  local at = ""
-  for part in path:gmatch("[^/]+") do
-    at = at .. "/" .. part
-    uv.fs_mkdir(at, DIR)
-  end
+  if fs.read_file(path) == text then return true end
+  return fs.write_atomic(path, text, FILE)
 end
 
 --- Prepares $PRISN_HOME/sandbox: the empty staging root and the identity
@@ -79,7 +67,7 @@ end
 function M.prepare(home, user, uv)
   uv = uv or require("luv")
   local base = home .. "/sandbox"
-  mkdir_p(base .. "/root", uv)
+  assert(fs.mkdir_p(base .. "/root", DIR))
   local id = user and (user.uid .. "-" .. user.gid) or (uv.getuid() .. "-" .. uv.getgid())
   local etc = base .. "/etc-" .. id
   uv.fs_mkdir(etc, DIR)

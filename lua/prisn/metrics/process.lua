@@ -21,13 +21,7 @@ local M = {}
 -- kernel's HZ (it is ABI; sysconf(_SC_CLK_TCK) answers the same).
 M.USER_HZ = 100
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_file = require("prisn.fs").read_file
 
 local function count_entries(path)
   local entries, err = require("prisn.fs").list_dir(path)

@@ -19,6 +19,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
+local read_file = require("prisn.fs").read_file
 
 local M = {}
 
@@ -227,10 +228,8 @@ end
 -- a session leader (every job is) that started within 2 s of that time. A
 -- pid reused since (after a reboot, say) fails the test and is left alone.
 function M.still_ours(pid, started_ms)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if not stat then return false end
   local fields = {}
   for field in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = field end
   -- After the command: state(1) ppid(2) pgrp(3) session(4) ... starttime(20).
@@ -246,10 +245,7 @@ end
 
 -- Whether process `pid` is alive and not a zombie.
 local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if not f then return false end
-  local state = f:read("a"):match("%) (%a)")
-  f:close()
+  local state = (read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
@@ -286,10 +282,8 @@ end
 
 --- Whether `pid` is the runner of job `id` (its command line says so).
 function M.is_runner(pid, id)
-  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
-  if not f then return false end
-  local cmdline = f:read("a")
-  f:close()
+  local cmdline = read_file("/proc/" .. pid .. "/cmdline")
+  if not cmdline then return false end
   return cmdline:find("\0__job-run\0" .. id, 1, true) ~= nil
 end
 

@@ -207,16 +207,8 @@ function M.package_name(spec)
   return name
 end
 
-local function set_of(value, what)
-  if type(value) == "function" then value = value() end
-  if type(value) ~= "table" then
-    error("ctx." .. what .. " must be a set of module names (or a function returning one)", 0)
-  end
-  return value
-end
-
 local function from_imports(ctx, script, source)
-  local builtins = set_of(ctx.builtins, "builtins")
+  local builtins = paths.module_set(ctx.builtins, "builtins")
   local seen, deps = {}, {}
   for _, spec in ipairs(M.scan(source)) do
     local name = M.package_name(spec)

@@ -1,5 +1,5 @@
--- prisn.exec.deps.paths: the path arithmetic dependency detection shares
--- between Python and Node: lexical clean/join/dirname, and the list of
+-- prisn.exec.deps.paths: what dependency detection shares between Python
+-- and Node: the module sets a scan subtracts, lexical clean/join/dirname, and the list of
 -- directories to search for a manifest, from the script's folder up to its
 -- project root.
 --
@@ -7,6 +7,17 @@
 -- caller's ctx.exists, so specs run against a fake tree. Symlinks are not
 -- resolved; the caller passes real paths if that matters.
 local M = {}
+
+--- The set ctx hands over for a scan (stdlib module names, node builtins):
+-- the set itself, or a function returning it, so that asking the
+-- interpreter happens only when a scan needs the answer. Raises otherwise.
+function M.module_set(value, what)
+  if type(value) == "function" then value = value() end
+  if type(value) ~= "table" then
+    error("ctx." .. what .. " must be a set of module names (or a function returning one)", 0)
+  end
+  return value
+end
 
 --- "/a/./b//c/../d/" -> "/a/b/d". Relative paths stay relative ("x/../.." -> "..").
 function M.clean(path)

@@ -137,19 +137,9 @@ local function from_pyproject(ctx, file)
   }
 end
 
--- The caller may hand over the stdlib set itself or a function producing it,
--- so that asking the interpreter happens only when a scan needs the answer.
-local function set_of(value, what)
-  if type(value) == "function" then value = value() end
-  if type(value) ~= "table" then
-    error("ctx." .. what .. " must be a set of module names (or a function returning one)", 0)
-  end
-  return value
-end
-
 -- 4. The import scan.
 local function from_imports(ctx, script, source)
-  local stdlib = set_of(ctx.stdlib, "stdlib")
+  local stdlib = paths.module_set(ctx.stdlib, "stdlib")
   local dir = paths.dirname(script)
   local seen, deps = {}, {}
   local local_cache = {}

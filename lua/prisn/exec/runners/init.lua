@@ -27,13 +27,7 @@ M.DOCS = "docs/RUNNERS.md"
 function M.system_probes()
   local uv = require("luv")
   local probes = {}
-  function probes.read_file(path)
-    local f, err = io.open(path, "rb")
-    if not f then return nil, err, "ENOENT" end
-    local text = f:read("a")
-    f:close()
-    return text
-  end
+  probes.read_file = require("prisn.fs").read_file
   function probes.read_first_line(path)
     local f = io.open(path, "rb")
     if not f then return nil end
