@@ -129,6 +129,13 @@ function M.alive(pid)
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
+--- The jobs `prisn get jobs -o json` lists with `env`, newest first.
+function M.jobs(env)
+  local r = M.prisn({ "get", "jobs", "-o", "json" }, { env = env })
+  assert(r.code == 0, r.stderr)
+  return require("cjson").decode(r.stdout)
+end
+
 --- Removes every temporary directory this spec made.
 function M.cleanup()
   for _, dir in ipairs(homes) do

@@ -31,11 +31,7 @@ describe("prisn run --isolation", function()
     return h.prisn(args, opts)
   end
 
-  local function jobs()
-    local r = prisn({ "get", "jobs", "-o", "json" })
-    assert.equal(0, r.code, r.stderr)
-    return cjson.decode(r.stdout)
-  end
+  local function jobs() return h.jobs(env) end
 
   before_each(function()
     dir = h.tempdir("prisn-iso")

@@ -54,11 +54,7 @@ describe("prisn run with limits", function()
     return h.prisn(args, opts)
   end
 
-  local function jobs()
-    local r = prisn({ "get", "jobs", "-o", "json" })
-    assert.equal(0, r.code, r.stderr)
-    return cjson.decode(r.stdout)
-  end
+  local function jobs() return h.jobs(env) end
 
   -- After every test: no cgroup directory of any of its jobs is left.
   local function assert_no_cgroup_left()

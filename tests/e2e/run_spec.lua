@@ -6,12 +6,6 @@ local write, alive = h.write, h.alive
 local cjson = require("cjson")
 local uv = require("luv")
 
-local function jobs_json(env)
-  local r = h.prisn({ "get", "jobs", "-o", "json" }, { env = env })
-  assert.equal(0, r.code, r.stderr)
-  return cjson.decode(r.stdout)
-end
-
 local function has_command(name)
   return h.run("/bin/sh", { "-c", "command -v " .. name }, { env = { PATH = os.getenv("PATH") } }).code == 0
 end
@@ -77,7 +71,7 @@ describe("prisn run", function()
       dir .. "/show.sh" }, { env = env })
     assert.equal(0, r.code, r.stderr)
     assert.equal("file value|flag|flag\n", r.stdout)
-    local job = jobs_json(env)[1]
+    local job = h.jobs(env)[1]
     table.sort(job.env_keys)
     assert.same({ "BOTH", "BOTH", "FROM_FILE", "FROM_FLAG" }, job.env_keys)
     assert.is_nil(cjson.encode(job):find("file value", 1, true))
@@ -102,7 +96,7 @@ describe("prisn run", function()
     local r = h.prisn({ "run", dir .. "/die.sh" }, { env = env })
     assert.equal(137, r.code)
     assert.matches("prisn: job %w+ killed by signal KILL\n$", r.stderr)
-    local job = jobs_json(env)[1]
+    local job = h.jobs(env)[1]
     assert.same({ "failed", "killed", "KILL", 137 }, { job.state, job.reason, job.signal, job.exit_code })
   end)
 
@@ -126,7 +120,7 @@ describe("prisn run", function()
       uv.sleep(20)
     end
     assert.is_false(alive(pid), "the grandchild " .. pid .. " is still running")
-    local job = jobs_json(env)[1]
+    local job = h.jobs(env)[1]
     assert.same({ "failed", "timeout", 124 }, { job.state, job.reason, job.exit_code })
   end)
 
@@ -175,7 +169,7 @@ describe("prisn run", function()
     assert.equal("Error: python3: not found\n", r.stderr:match("^[^\n]*\n"))
     assert.matches("\nHint: [^\n]*python3", r.stderr)
     assert.equal("", r.stdout)
-    local job = jobs_json(env)[1]
+    local job = h.jobs(env)[1]
     assert.same({ "failed", "failed_to_start", "python3: not found" }, { job.state, job.reason, job.message })
   end)
 
@@ -230,7 +224,7 @@ describe("prisn run", function()
     write(dir .. "/b.sh", "echo second\nexit 2\n")
     assert.equal(0, h.prisn({ "run", dir .. "/a.py" }, { env = env }).code)
     assert.equal(2, h.prisn({ "run", dir .. "/b.sh" }, { env = env }).code)
-    local jobs = jobs_json(env)
+    local jobs = h.jobs(env)
     assert.equal(2, #jobs)
     assert.equal(dir .. "/b.sh", jobs[1].script) -- newest first
     assert.same({ "failed", "exited", 2, "bash" }, { jobs[1].state, jobs[1].reason, jobs[1].exit_code, jobs[1].runner })
