@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,7 +159,47 @@ static int l_sys_set_oom_score_adj(lua_State *L) {
     return 1;
 }
 
+/* Pushes nil, "<ERRNO>: <what>: <strerror>", "<ERRNO>" and returns 3. */
+static int push_errno(lua_State *L, int err, const char *what) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s: %s", prisn_sys_errno_name(err), what, strerror(err));
+    lua_pushstring(L, prisn_sys_errno_name(err));
+    return 3;
+}
+
+/* sys.mkfifo(path, mode) -> true | nil, msg, code
+ * Makes a named pipe. A service instance writes its output into one, so the
+ * output outlives the server that reads it (see prisn.exec.instance). */
+static int l_sys_mkfifo(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer mode = luaL_optinteger(L, 2, 0600);
+    if (mkfifo(path, (mode_t)mode) < 0)
+        return push_errno(L, errno, path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* sys.pidfd_open(pid) -> fd | nil, msg, code
+ * A pidfd for a process that is not our child (one a restarted server
+ * re-adopts): it turns readable when the process ends. ENOSYS before Linux
+ * 5.3; the caller then polls /proc. The fd is close-on-exec. */
+static int l_sys_pidfd_open(lua_State *L) {
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, pid > 0, 1, "must be a process id");
+#ifdef SYS_pidfd_open
+    long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (fd < 0)
+        return push_errno(L, errno, "pidfd_open");
+    lua_pushinteger(L, (lua_Integer)fd);
+    return 1;
+#else
+    return push_errno(L, ENOSYS, "pidfd_open");
+#endif
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"mkfifo", l_sys_mkfifo},
+    {"pidfd_open", l_sys_pidfd_open},
     {"set_oom_score_adj", l_sys_set_oom_score_adj},
     {"probe_namespace", l_sys_probe_namespace},
     {"isatty", l_sys_isatty},

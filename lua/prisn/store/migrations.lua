@@ -79,4 +79,7 @@ ALTER TABLE job_specs ADD COLUMN runner_pid INTEGER;
   -- 7: cron jobs, and the link from a job to the cron job it is a run of
   -- (prisn.store.cronjobs owns the SQL).
   require("prisn.store.cronjobs").MIGRATION,
+  -- 8: deployments, their revisions and instances (prisn.store.deployments
+  -- owns the SQL).
+  require("prisn.store.deployments").MIGRATION,
 }

@@ -1,0 +1,280 @@
+-- prisn.store.deployments: deployments, their revisions and instances in
+-- the state database.
+--
+-- A deployment is a name in a namespace with a desired replica count, an
+-- optional public port, and a current revision. A revision is an immutable
+-- template for instances: where the script is (bundle + entry), its args,
+-- environment, secret names, limits, isolation, health check and restart
+-- policy, as one JSON `spec`. Changing any of those makes a new revision
+-- (numbered 1, 2, ... per deployment); changing replicas or the port does not.
+--
+-- An instance is one supervised process of a revision: `number` is its
+-- ordinal in the deployment (api-1, api-2, ... never reused, so logs and
+-- events name one instance for good), with its internal port, its pid and
+-- start time (so a restarted server can re-adopt it), state and restarts.
+--
+-- In Lua every row is a plain table with its columns; `spec` and `autoscale`
+-- decoded; NULL columns absent. The supervisor (prisn.server.supervisor) is
+-- the only writer while the server runs.
+local cjson = require("cjson")
+local errors = require("prisn.error")
+local store = require("prisn.store")
+
+local M = {}
+
+--- The schema, for prisn.store.migrations (entry 8).
+M.MIGRATION = [[
+CREATE TABLE deployments (
+  namespace   TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  revision    INTEGER NOT NULL,          -- the revision instances should run
+  replicas    INTEGER NOT NULL,          -- desired instances
+  port        INTEGER,                   -- the load-balanced public port; NULL: none
+  host        TEXT,                      -- the address the port listens on
+  strategy    TEXT NOT NULL DEFAULT 'round-robin',  -- or least-connections
+  autoscale   TEXT,                      -- JSON { min, max, target_cpu } or NULL
+  next_number INTEGER NOT NULL DEFAULT 1,  -- the number of the next instance
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)
+);
+CREATE UNIQUE INDEX deployments_port ON deployments (port) WHERE port IS NOT NULL;
+CREATE TABLE revisions (
+  namespace  TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  revision   INTEGER NOT NULL,
+  spec       TEXT NOT NULL,             -- JSON: the instance template
+  state      TEXT NOT NULL,             -- rolling_out | active | superseded | rolled_back | failed
+  message    TEXT,                      -- why it was rolled back
+  created_at INTEGER NOT NULL,
+  created_by TEXT,
+  PRIMARY KEY (namespace, name, revision),
+  FOREIGN KEY (namespace, name) REFERENCES deployments (namespace, name) ON DELETE CASCADE
+);
+CREATE TABLE instances (
+  namespace  TEXT NOT NULL,
+  deployment TEXT NOT NULL,
+  number     INTEGER NOT NULL,
+  revision   INTEGER NOT NULL,
+  port       INTEGER,                   -- the internal port in $PORT
+  pid        INTEGER,                   -- while a process runs
+  started_at INTEGER,                   -- ms: when that process started
+  state      TEXT NOT NULL,
+  restarts   INTEGER NOT NULL DEFAULT 0,
+  last_exit  TEXT,                      -- JSON { at, code, signal, reason }
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, deployment, number),
+  FOREIGN KEY (namespace, deployment) REFERENCES deployments (namespace, name) ON DELETE CASCADE
+);
+]]
+
+M.MAX_NAME = 63
+M.STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }
+
+local check = store.check
+
+function M.now_ms()
+  local sec, usec = require("luv").gettimeofday()
+  return sec * 1000 + usec // 1000
+end
+
+--- Whether `name` may name a deployment (as a cron job's: lower-case
+-- letters, digits and dashes). Returns true, or nil and a message.
+function M.valid_name(name)
+  if type(name) ~= "string" or name == "" then return nil, "a deployment needs a name" end
+  if #name > M.MAX_NAME or not name:match("^[a-z0-9]$") and not name:match("^[a-z0-9][a-z0-9%-]*[a-z0-9]$") then
+    return nil, string.format("invalid deployment name '%s': use lower-case letters, digits and dashes "
+      .. "(at most %d, starting and ending with a letter or digit)", name, M.MAX_NAME)
+  end
+  return true
+end
+
+local function decode(text)
+  if text == nil then return nil end
+  local ok, v = pcall(cjson.decode, text)
+  return ok and type(v) == "table" and v or nil
+end
+
+local function deployment_row(row)
+  if not row then return nil end
+  row.autoscale = decode(row.autoscale)
+  return row
+end
+
+--- The deployment `name` of `ns`, or nil.
+function M.get(db, ns, name)
+  return deployment_row(check(db:first("SELECT * FROM deployments WHERE namespace = ? AND name = ?", ns, name)))
+end
+
+--- Deployments by name; opts: namespace ("default"), all_namespaces.
+function M.list(db, opts)
+  opts = opts or {}
+  local rows
+  if opts.all_namespaces then
+    rows = check(db:rows("SELECT * FROM deployments ORDER BY namespace, name"))
+  else
+    rows = check(db:rows("SELECT * FROM deployments WHERE namespace = ? ORDER BY name", opts.namespace or "default"))
+  end
+  for i, row in ipairs(rows) do rows[i] = deployment_row(row) end
+  return rows
+end
+
+--- The deployment that owns public `port`, or nil.
+function M.by_port(db, port)
+  return deployment_row(check(db:first("SELECT * FROM deployments WHERE port = ?", port)))
+end
+
+--- Creates a deployment with its first revision. fields: namespace, name,
+-- replicas, port, host, strategy, spec (the revision's), actor. Returns the
+-- deployment. Raises "exists" when the name is taken, "conflict" when the
+-- port is.
+function M.create(db, fields)
+  local now = M.now_ms()
+  store.transaction(db, function()
+    local ok, message, code = db:run("INSERT INTO deployments (namespace, name, revision, replicas, port, host, "
+      .. "strategy, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)", fields.namespace, fields.name,
+      fields.replicas, fields.port, fields.host, fields.strategy or "round-robin", now, now)
+    if not ok then
+      if code == "SQLITE_CONSTRAINT" then
+        if fields.port and M.by_port(db, fields.port) then
+          errors.raise("conflict", string.format("port %d is already used by another deployment", fields.port),
+            { http_status = 409 })
+        end
+        errors.raise("exists", string.format("deployment '%s' already exists in namespace '%s'", fields.name,
+          fields.namespace), { http_status = 409 })
+      end
+      store.fail(message, code)
+    end
+    check(db:run("INSERT INTO revisions (namespace, name, revision, spec, state, created_at, created_by) "
+      .. "VALUES (?, ?, 1, ?, 'rolling_out', ?, ?)", fields.namespace, fields.name, cjson.encode(fields.spec), now,
+      fields.actor))
+  end)
+  return M.get(db, fields.namespace, fields.name)
+end
+
+--- Adds revision (current + 1 over every revision ever made) with `spec`
+-- and makes it the deployment's current one. Returns its number.
+function M.add_revision(db, ns, name, spec, actor)
+  local now = M.now_ms()
+  local number
+  store.transaction(db, function()
+    local row = check(db:first("SELECT MAX(revision) AS n FROM revisions WHERE namespace = ? AND name = ?", ns, name))
+    number = (row and row.n or 0) + 1
+    check(db:run("INSERT INTO revisions (namespace, name, revision, spec, state, created_at, created_by) "
+      .. "VALUES (?, ?, ?, ?, 'rolling_out', ?, ?)", ns, name, number, cjson.encode(spec), now, actor))
+    check(db:run("UPDATE deployments SET revision = ?, updated_at = ? WHERE namespace = ? AND name = ?", number,
+      now, ns, name))
+  end)
+  return number
+end
+
+--- Changes columns of a deployment: replicas, port, host, strategy,
+-- autoscale (a table, or false to clear), revision.
+function M.update(db, ns, name, fields)
+  local sets, values = {}, {}
+  for _, column in ipairs({ "replicas", "port", "host", "strategy", "revision" }) do
+    if fields[column] ~= nil then
+      sets[#sets + 1] = column .. " = ?"
+      values[#values + 1] = fields[column] ~= false and fields[column] or nil
+    end
+  end
+  if fields.autoscale ~= nil then
+    sets[#sets + 1] = "autoscale = ?"
+    values[#values + 1] = fields.autoscale and cjson.encode(fields.autoscale) or nil
+  end
+  sets[#sets + 1] = "updated_at = ?"
+  values[#values + 1] = M.now_ms()
+  values[#values + 1] = ns
+  values[#values + 1] = name
+  local ok, message, code = db:run("UPDATE deployments SET " .. table.concat(sets, ", ")
+    .. " WHERE namespace = ? AND name = ?", table.unpack(values, 1, #sets + 2))
+  if not ok then
+    if code == "SQLITE_CONSTRAINT" then
+      errors.raise("conflict", string.format("port %s is already used by another deployment", tostring(fields.port)),
+        { http_status = 409 })
+    end
+    store.fail(message, code)
+  end
+end
+
+--- Deletes a deployment with its revisions and instance records.
+function M.delete(db, ns, name)
+  return check(db:run("DELETE FROM deployments WHERE namespace = ? AND name = ?", ns, name)) > 0
+end
+
+local function revision_row(row)
+  if not row then return nil end
+  row.spec = decode(row.spec) or {}
+  return row
+end
+
+--- Revision `number` of a deployment, or nil.
+function M.revision(db, ns, name, number)
+  return revision_row(check(db:first("SELECT * FROM revisions WHERE namespace = ? AND name = ? AND revision = ?",
+    ns, name, number)))
+end
+
+--- Every revision of a deployment, oldest first.
+function M.revisions(db, ns, name)
+  local rows = check(db:rows("SELECT * FROM revisions WHERE namespace = ? AND name = ? ORDER BY revision", ns, name))
+  for i, row in ipairs(rows) do rows[i] = revision_row(row) end
+  return rows
+end
+
+--- Sets a revision's state (and message).
+function M.set_revision_state(db, ns, name, number, state, message)
+  check(db:run("UPDATE revisions SET state = ?, message = ? WHERE namespace = ? AND name = ? AND revision = ?",
+    state, message, ns, name, number))
+end
+
+--- Takes the next instance number of a deployment.
+function M.next_number(db, ns, name)
+  local row = check(db:first("SELECT next_number FROM deployments WHERE namespace = ? AND name = ?", ns, name))
+  check(db:run("UPDATE deployments SET next_number = next_number + 1 WHERE namespace = ? AND name = ?", ns, name))
+  return row and row.next_number or 1
+end
+
+local function instance_row(row)
+  if not row then return nil end
+  row.last_exit = decode(row.last_exit)
+  return row
+end
+
+--- Records an instance (insert or replace). fields: namespace, deployment,
+-- number, revision, port, pid, started_at, state, restarts, last_exit.
+function M.save_instance(db, fields)
+  check(db:run("INSERT INTO instances (namespace, deployment, number, revision, port, pid, started_at, state, "
+    .. "restarts, last_exit, created_at) VALUES (:namespace, :deployment, :number, :revision, :port, :pid, "
+    .. ":started_at, :state, :restarts, :last_exit, :created_at) "
+    .. "ON CONFLICT (namespace, deployment, number) DO UPDATE SET revision = :revision, port = :port, pid = :pid, "
+    .. "started_at = :started_at, state = :state, restarts = :restarts, last_exit = :last_exit", {
+      namespace = fields.namespace, deployment = fields.deployment, number = fields.number,
+      revision = fields.revision, port = fields.port, pid = fields.pid, started_at = fields.started_at,
+      state = fields.state, restarts = fields.restarts or 0,
+      last_exit = fields.last_exit and cjson.encode(fields.last_exit) or nil,
+      created_at = fields.created_at or M.now_ms(),
+    }))
+end
+
+--- Forgets an instance.
+function M.delete_instance(db, ns, deployment, number)
+  check(db:run("DELETE FROM instances WHERE namespace = ? AND deployment = ? AND number = ?", ns, deployment, number))
+end
+
+--- The instances of a deployment (or of every deployment of `ns` when
+-- `deployment` is nil; of every namespace when `ns` is nil), by number.
+function M.instances(db, ns, deployment)
+  local rows
+  if ns == nil then
+    rows = check(db:rows("SELECT * FROM instances ORDER BY namespace, deployment, number"))
+  elseif deployment == nil then
+    rows = check(db:rows("SELECT * FROM instances WHERE namespace = ? ORDER BY deployment, number", ns))
+  else
+    rows = check(db:rows("SELECT * FROM instances WHERE namespace = ? AND deployment = ? ORDER BY number", ns,
+      deployment))
+  end
+  for i, row in ipairs(rows) do rows[i] = instance_row(row) end
+  return rows
+end
+
+return M
