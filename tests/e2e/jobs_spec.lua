@@ -231,10 +231,11 @@ describe("prisn get jobs / get job / logs", function()
     end)
 
     it("names the supported forms for logs of other kinds", function()
-      local r = h.prisn({ "logs", "deploy/api" }, { env = env })
+      local r = h.prisn({ "logs", "cron/x" }, { env = env })
       assert.equal(2, r.code)
-      assert.equal("Error: cannot show logs of 'deploy/api': only job logs are kept so far\n"
-        .. "Hint: use 'prisn logs job/ID' or just 'prisn logs ID'; 'prisn get jobs' lists the ids\n", r.stderr)
+      assert.equal("Error: cannot show logs of 'cron/x': logs are kept for jobs and deployments\n"
+        .. "Hint: use 'prisn logs job/ID' or 'prisn logs deploy/NAME' (or just the id or name); "
+        .. "'prisn get jobs' lists the ids\n", r.stderr)
     end)
   end)
 end)

@@ -10,6 +10,8 @@ local M = {}
 -- One module per command family, in the order `prisn help` lists them.
 M.FAMILIES = {
   "run",
+  "deploy",
+  "rollout",
   "cron",
   "scale",
   "get",
@@ -28,6 +30,7 @@ M.FAMILIES = {
   "completion",
   "help",
   "lua",
+  "hook",
 }
 
 M.GLOBAL_FLAGS = {

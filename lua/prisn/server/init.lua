@@ -23,7 +23,8 @@ M.SOCKET_FILE = "prisn.sock"
 M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
-M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron" }
+M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs",
+  "deployments" }
 
 --- Makes `home` ready for a server: state database, token key, and the
 -- first admin token when there is none. Returns the new admin token string
@@ -135,6 +136,16 @@ function M.attach_services(server)
   server.keyring = require("prisn.secrets.keyring").load(server.home, { create = true, db = server.db })
   server.queue = require("prisn.server.jobs").new(server)
   server.cron = require("prisn.server.cron").new(server)
+  server.supervisor = require("prisn.server.supervisor").new(server)
+
+  -- Operator hooks ($PRISN_HOME/hooks, docs/HOOKS.md), each run a child
+  -- process of its own; on_job_finish after every job.
+  local hooks = require("prisn.hooks")
+  server.hooks = hooks.new({ home = server.home, log = server.log,
+    record_event = function(ev) server.events:record(ev) end })
+  server.queue.on_finished[#server.queue.on_finished + 1] = function(job)
+    server.hooks:fire("on_job_finish", hooks.job_event(job))
+  end
 end
 
 --- Runs the server in this process until it is stopped. opts: home, listen
@@ -216,6 +227,7 @@ function M.run(opts)
 
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   server.queue:recover()
+  server.supervisor:recover()
   server.cron:start()
   -- The audit trail is bounded: prune it once a minute.
   local prune_timer = uv.new_timer()
@@ -232,14 +244,20 @@ function M.run(opts)
     -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
     -- queued ones stay queued for the next start. Then in-flight responses
     -- get a moment to finish and everything left is closed.
-    server.queue:stop_all(tonumber(os.getenv("PRISN_STOP_GRACE_SECONDS") or "") or 10, function()
+    local grace = tonumber(os.getenv("PRISN_STOP_GRACE_SECONDS") or "") or 10
+    local waiting = 2 -- the job queue and the services
+    local function one_done()
+      waiting = waiting - 1
+      if waiting > 0 then return end
       pcall(server.events.record, server.events, { action = "server.stopped", message = "stopped by " .. signame })
       local t = uv.new_timer()
       t:start(100, 0, function()
         t:close()
         uv.walk(function(h) if not h:is_closing() then h:close() end end)
       end)
-    end)
+    end
+    server.queue:stop_all(grace, one_done)
+    server.supervisor:stop_all(grace, one_done)
   end
   -- A client that hangs up while we write must cost an EPIPE on that
   -- connection, not the server: SIGPIPE is caught and dropped. (Workloads

@@ -243,8 +243,8 @@ function M.still_ours(pid, started_ms)
   return math.abs(started - started_ms / 1000) < 2
 end
 
--- Whether process `pid` is alive and not a zombie.
-local function alive(pid)
+--- Whether process `pid` is alive and not a zombie.
+function M.alive(pid)
   local state = (read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
@@ -258,7 +258,7 @@ function Queue:recover()
   local requeued, adopted, failed = 0, 0, 0
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
-    if runner_pid and alive(runner_pid) and M.is_runner(runner_pid, row.id) then
+    if runner_pid and M.alive(runner_pid) and M.is_runner(runner_pid, row.id) then
       self:adopt(row.id, runner_pid)
       adopted = adopted + 1
     elseif row.state == "queued" and not runner_pid then
@@ -295,7 +295,7 @@ function Queue:adopt(id, runner_pid)
   self.running_count = self.running_count + 1
   local timer = uv.new_timer()
   timer:start(200, 200, function()
-    if alive(runner_pid) then return end
+    if M.alive(runner_pid) then return end
     timer:stop()
     timer:close()
     self:finished(id, nil)

@@ -171,23 +171,22 @@ end
 --- Changes columns of a deployment: replicas, port, host, strategy,
 -- autoscale (a table, or false to clear), revision.
 function M.update(db, ns, name, fields)
-  local sets, values = {}, {}
+  -- values may hold NULLs (false clears a column): count, never use #.
+  local sets, values, n = {}, {}, 0
+  local function set(column, value)
+    sets[#sets + 1] = column .. " = ?"
+    n = n + 1
+    values[n] = value
+  end
   for _, column in ipairs({ "replicas", "port", "host", "strategy", "revision" }) do
-    if fields[column] ~= nil then
-      sets[#sets + 1] = column .. " = ?"
-      values[#values + 1] = fields[column] ~= false and fields[column] or nil
-    end
+    if fields[column] ~= nil then set(column, fields[column] ~= false and fields[column] or nil) end
   end
-  if fields.autoscale ~= nil then
-    sets[#sets + 1] = "autoscale = ?"
-    values[#values + 1] = fields.autoscale and cjson.encode(fields.autoscale) or nil
-  end
-  sets[#sets + 1] = "updated_at = ?"
-  values[#values + 1] = M.now_ms()
-  values[#values + 1] = ns
-  values[#values + 1] = name
+  if fields.autoscale ~= nil then set("autoscale", fields.autoscale and cjson.encode(fields.autoscale) or nil) end
+  set("updated_at", M.now_ms())
+  n = n + 2
+  values[n - 1], values[n] = ns, name
   local ok, message, code = db:run("UPDATE deployments SET " .. table.concat(sets, ", ")
-    .. " WHERE namespace = ? AND name = ?", table.unpack(values, 1, #sets + 2))
+    .. " WHERE namespace = ? AND name = ?", table.unpack(values, 1, n))
   if not ok then
     if code == "SQLITE_CONSTRAINT" then
       errors.raise("conflict", string.format("port %s is already used by another deployment", tostring(fields.port)),

@@ -67,6 +67,21 @@ return {
         handler = delete_job,
       },
       {
+        name = "deploy",
+        aliases = { "deployment", "deployments" },
+        summary = "Delete a deployment: stop every instance, free its port, remove it",
+        description = "Stops every instance of deployment NAME (drained: no new connections,\n"
+          .. "SIGTERM, SIGKILL after its grace), closes its port and removes it with its\n"
+          .. "revisions and logs. --dry-run lists exactly what would go and changes\n"
+          .. "nothing. On a terminal it asks first; elsewhere --yes is required.",
+        args = { { name = "NAME", summary = "The deployment (deploy/NAME works too)", required = true } },
+        flags = { { name = "yes", short = "y", type = "bool", summary = "Delete without asking" },
+          { name = "dry-run", type = "bool", summary = "Show what would be deleted; change nothing" } },
+        examples = { { "prisn delete deploy api --dry-run", "What deleting api would stop and remove" },
+          { "prisn delete deploy api --yes", "Delete it without asking" } },
+        handler = function(ctx) return require("prisn.cli.deployments").delete(ctx) end,
+      },
+      {
         name = "cron",
         aliases = { "cronjob", "cronjobs" },
         summary = "Delete a cron job: no more runs; its past runs stay as jobs",

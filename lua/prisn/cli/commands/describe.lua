@@ -47,6 +47,20 @@ return {
     summary = "Describe a resource in full: a cron job",
     subcommands = {
       {
+        name = "deploy",
+        aliases = { "deployment", "deployments" },
+        summary = "Show a deployment: spec, revision, each instance, recent events",
+        description = "Everything about deployment NAME: its template (script, runner, args,\n"
+          .. "environment NAMES, secrets, limits, isolation, health check, restart\n"
+          .. "policy), the current revision and its rollout state, each instance (pid,\n"
+          .. "port, state, restarts, uptime, last exit, CPU and memory), and the last\n"
+          .. "events of the deployment and its instances.",
+        args = { { name = "NAME", summary = "The deployment (deploy/NAME works too)", required = true } },
+        examples = { { "prisn describe deploy api", "Everything about deployment api" },
+          { "prisn describe deploy api -o json", "As JSON" } },
+        handler = function(ctx) return require("prisn.cli.deployments").describe(ctx) end,
+      },
+      {
         name = "cron",
         aliases = { "cronjob" },
         summary = "A cron job: schedule, policies, next fire times and last runs",

@@ -119,7 +119,7 @@ end
 return {
   {
     name = "get",
-    summary = "Show recorded resources: jobs, cron jobs",
+    summary = "Show recorded resources: jobs, cron jobs, deployments, instances, nodes",
     description = "Lists or shows what prisn has recorded in its state database.\n"
       .. "'prisn get jobs' lists jobs newest first; 'prisn get job ID' shows one.",
     subcommands = {
@@ -183,6 +183,32 @@ return {
         examples = { { "prisn get cron", "The cron jobs of the default namespace" },
           { "prisn get cronjobs -o json", "As JSON" } },
         handler = list_cron,
+      },
+      {
+        name = "deploy",
+        aliases = { "deployments", "deployment", "deploys" },
+        summary = "List deployments: ready instances, revision, rollout state, port",
+        description = "Lists the deployments of the namespace (-n) from the server: READY is\n"
+          .. "healthy instances of the current revision over the replicas wanted,\n"
+          .. "ROLLOUT the state of the current revision (rolling_out, active, failed,\n"
+          .. "rolled_back). With -o json or -o yaml: the API's deployment objects,\n"
+          .. "instances included.",
+        examples = { { "prisn get deploy", "The deployments of the default namespace" },
+          { "prisn get deployments -n shop -o json", "Those of namespace shop, as JSON" } },
+        handler = function(ctx) return require("prisn.cli.deployments").list(ctx) end,
+      },
+      {
+        name = "instances",
+        aliases = { "instance", "inst" },
+        summary = "List the instances of every deployment, or of one",
+        description = "One line per instance: state (starting, running, unhealthy, restarting,\n"
+          .. "crash_loop_backoff, draining, stopped, failed), revision, pid, internal\n"
+          .. "port, restarts, uptime, how it last exited, and CPU time and memory from\n"
+          .. "its cgroup (when it has limits).",
+        args = { { name = "NAME", summary = "Only this deployment's instances" } },
+        examples = { { "prisn get instances", "Every instance in the namespace" },
+          { "prisn get instances api", "The instances of deployment api" } },
+        handler = function(ctx) return require("prisn.cli.deployments").instances(ctx) end,
       },
       {
         name = "nodes",

@@ -125,4 +125,12 @@ return {
       return require("prisn.async").main(require("prisn.exec.job").run_recorded, home, ctx.args.ID)
     end,
   },
+  {
+    name = "__prepare",
+    hidden = true,
+    summary = "Prepare a service's launch: runner, interpreter, dependencies (started by the server)",
+    handler = function()
+      return require("prisn.async").main(require("prisn.exec.instance").prepare_main)
+    end,
+  },
 }

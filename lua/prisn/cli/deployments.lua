@@ -1,0 +1,327 @@
+-- prisn.cli.deployments: the CLI side of deployments — `prisn get deploy`,
+-- `get instances`, `describe deploy`, `delete deploy`, `scale`, `rollout
+-- history|undo`. Everything goes through the API (prisn.client).
+local errors = require("prisn.error")
+local output = require("prisn.output")
+
+local M = {}
+
+local function client_module() return require("prisn.client") end
+
+M.WAIT_POLL_MS = 100
+
+--- The API path of the deployments of `ns`, of one, or of an action on one.
+function M.path_in(ns, name, action)
+  return string.format("/api/v1/namespaces/%s/deployments%s%s", ns, name and ("/" .. name) or "",
+    action and ("/" .. action) or "")
+end
+
+local function path(ctx, name, action)
+  return M.path_in(client_module().namespace(ctx), name, action)
+end
+
+--- Waits until revision `revision` of deployment ns/name serves, or was
+-- rolled back, or failed, or `timeout_s` passed. Returns the outcome
+-- ("active", "rolled_back", "failed", "timeout") and the deployment as last
+-- seen.
+function M.wait_rollout(c, ns, name, revision, timeout_s)
+  local uv = require("luv")
+  local deadline = uv.hrtime() + timeout_s * 1e9
+  while true do
+    local d = c:request("GET", M.path_in(ns, name))
+    if d.revision ~= revision or d.revision_state == "rolled_back" then return "rolled_back", d end
+    if d.revision_state == "active" then return "active", d end
+    if d.revision_state == "failed" then return "failed", d end
+    if uv.hrtime() > deadline then return "timeout", d end
+    uv.sleep(M.WAIT_POLL_MS)
+  end
+end
+
+local function strip_kind(name)
+  return name:match("^deploy/(.+)$") or name:match("^deployments?/(.+)$") or name
+end
+
+M.strip_kind = strip_kind
+
+local function int(v) return math.tointeger(v) or v end
+
+local function age(iso_text)
+  if type(iso_text) ~= "string" then return "-" end
+  local y, mo, d, h, mi, s = iso_text:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return "-" end
+  local t = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = s, isdst = false })
+  local utc_offset = os.time(os.date("!*t", t)) - t
+  return require("prisn.cli.jobs").ago((t - utc_offset) * 1000, os.time() * 1000)
+end
+
+local function uptime(seconds)
+  if type(seconds) ~= "number" then return "-" end
+  return require("prisn.units").format_duration(seconds)
+end
+
+function M.list(ctx)
+  local res = client_module().connect(ctx):request("GET", path(ctx))
+  local items = res.items or {}
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(output.array(items))
+    return 0
+  end
+  local rows = output.array({})
+  for i, d in ipairs(items) do
+    rows[i] = { name = d.name, ready = string.format("%d/%d", int(d.ready), int(d.replicas)),
+      revision = int(d.revision), state = d.revision_state, port = type(d.port) == "number" and int(d.port) or "-",
+      script = d.script, age = age(d.created_at) }
+  end
+  ctx.out:emit(rows, { columns = { { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
+    { key = "revision", header = "REVISION" }, { key = "state", header = "ROLLOUT" },
+    { key = "port", header = "PORT" }, { key = "script", header = "SCRIPT" }, { key = "age", header = "AGE" } },
+    empty = string.format("No deployments in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
+      client_module().namespace(ctx)) })
+  return 0
+end
+
+local function exit_text(e)
+  if type(e) ~= "table" then return "-" end
+  if type(e.signal) == "string" then return "signal " .. e.signal end
+  if type(e.code) == "number" then return "code " .. int(e.code) end
+  return type(e.reason) == "string" and e.reason or "-"
+end
+
+local function instance_rows(items, with_deployment)
+  local rows = output.array({})
+  local size = require("prisn.units").format_size
+  for i, inst in ipairs(items) do
+    rows[i] = { name = inst.name, deployment = inst.deployment, state = inst.state,
+      revision = int(inst.revision), pid = type(inst.pid) == "number" and int(inst.pid) or "-",
+      port = type(inst.port) == "number" and int(inst.port) or "-", restarts = int(inst.restarts),
+      uptime = uptime(inst.uptime_seconds), last_exit = exit_text(inst.last_exit),
+      cpu = type(inst.cpu_seconds) == "number" and string.format("%.2fs", inst.cpu_seconds) or "-",
+      memory = type(inst.memory_bytes) == "number" and size(int(inst.memory_bytes)) or "-" }
+  end
+  local columns = { { key = "name", header = "NAME" }, { key = "state", header = "STATE" },
+    { key = "revision", header = "REV" }, { key = "pid", header = "PID" }, { key = "port", header = "PORT" },
+    { key = "restarts", header = "RESTARTS" }, { key = "uptime", header = "UPTIME" },
+    { key = "last_exit", header = "LAST EXIT" }, { key = "cpu", header = "CPU" },
+    { key = "memory", header = "MEMORY" } }
+  if with_deployment then table.insert(columns, 2, { key = "deployment", header = "DEPLOYMENT" }) end
+  return rows, columns
+end
+
+function M.instances(ctx)
+  local query = ""
+  if ctx.args.NAME then query = "?deployment=" .. strip_kind(ctx.args.NAME) end
+  local res = client_module().connect(ctx):request("GET", string.format("/api/v1/namespaces/%s/instances%s",
+    client_module().namespace(ctx), query))
+  local items = res.items or {}
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(output.array(items))
+    return 0
+  end
+  local rows, columns = instance_rows(items, not ctx.args.NAME)
+  ctx.out:emit(rows, { columns = columns, empty = "No instances." })
+  return 0
+end
+
+function M.describe(ctx)
+  local name = strip_kind(ctx.args.NAME)
+  local res = client_module().connect(ctx):request("GET", path(ctx, name))
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(res)
+    return 0
+  end
+  local instances, events, spec = res.instances or {}, res.events or {}, res.spec or {}
+  res.instances, res.events, res.spec = nil, nil, nil
+  for _, k in ipairs({ "replicas", "ready", "revision", "port" }) do res[k] = int(res[k]) end
+  for _, k in ipairs({ "memory", "pids", "isolation", "disk" }) do spec[k] = int(spec[k]) end
+  res.args, res.env_keys, res.secrets = spec.args, spec.env_keys, spec.secrets
+  res.runner, res.memory, res.cpu, res.pids, res.isolation = spec.runner, spec.memory, spec.cpu, spec.pids,
+    spec.isolation
+  ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
+    "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
+    "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "created_at", "updated_at" } })
+  io.stdout:write("\nInstances:\n")
+  if #instances == 0 then
+    io.stdout:write("  (none)\n")
+  else
+    local rows, columns = instance_rows(instances)
+    io.stdout:write(output.render(rows, "text", { columns = columns }))
+  end
+  io.stdout:write("\nRecent events:\n")
+  if #events == 0 then io.stdout:write("  (none)\n") end
+  for _, ev in ipairs(events) do
+    io.stdout:write(string.format("  %s  %-24s %-14s %s\n", tostring(ev.time), ev.action, ev.object,
+      type(ev.message) == "string" and ev.message or ""))
+  end
+  return 0
+end
+
+local function confirm(ctx, what)
+  if ctx.flags.yes then return true end
+  if not require("prisn.core.sys").isatty(0) then
+    errors.usage(string.format("refusing to delete %s without --yes: there is no terminal to confirm on", what),
+      "add --yes to delete without asking, or --dry-run to see what would go")
+  end
+  io.stderr:write(string.format("Delete %s? [y/N] ", what))
+  io.stderr:flush()
+  local answer = io.stdin:read("l")
+  return answer and answer:match("^%s*[yY]") ~= nil
+end
+
+function M.delete(ctx)
+  local name = strip_kind(ctx.args.NAME)
+  local client = client_module()
+  local c = client.connect(ctx)
+  local ns = client.namespace(ctx)
+  local plan = c:request("DELETE", path(ctx, name) .. "?dry_run=1")
+  local function describe_plan(res)
+    local lines = { string.format("deployment %s/%s", ns, name) }
+    if type(res.port) == "number" then lines[#lines + 1] = "port " .. int(res.port) .. " (closed)" end
+    for _, inst in ipairs(res.instances or {}) do lines[#lines + 1] = "instance " .. inst .. " (stopped)" end
+    lines[#lines + 1] = string.format("%d revision(s)", int(res.revisions))
+    lines[#lines + 1] = "logs in " .. tostring(res.logs)
+    return lines
+  end
+  if ctx.flags.dry_run then
+    if ctx.globals.output ~= "text" then ctx.out:emit(plan) return 0 end
+    io.stdout:write("Would delete:\n")
+    for _, line in ipairs(describe_plan(plan)) do io.stdout:write("  ", line, "\n") end
+    return 0
+  end
+  if not confirm(ctx, string.format("deployment '%s' in namespace '%s' (%d instance(s))", name, ns,
+    #(plan.instances or {}))) then
+    io.stderr:write("Nothing deleted.\n")
+    return 1
+  end
+  local res = c:request("DELETE", path(ctx, name))
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(res)
+  elseif not ctx.globals.quiet then
+    io.stdout:write(string.format("deployment %s deleted (%d instance(s) stopped)\n", name, #(res.instances or {})))
+  end
+  return 0
+end
+
+-- Scale ---------------------------------------------------------------------
+
+M.SAFE_FORMS = "safe forms: prisn scale NAME 3 | --add 2 | --remove 1 | --multiply 1.5 | --auto --min 1 --max 10"
+
+--- The count `text` means, or raises a usage error naming the safe forms:
+-- a plain whole number; -1, +2, 1.5, *2, 00 and the like are refused
+-- rather than guessed at.
+function M.parse_count(text)
+  if not text:match("^%d+$") or (#text > 1 and text:sub(1, 1) == "0") then
+    local hint = M.SAFE_FORMS
+    if text:match("^%+%d+$") then hint = "to add, write --add " .. text:sub(2) .. "; " .. M.SAFE_FORMS
+    elseif text:match("^%-%d+$") then hint = "to remove, write --remove " .. text:sub(2) .. "; " .. M.SAFE_FORMS
+    elseif text:match("^[%*xX]") then hint = "to multiply, write --multiply " .. text:sub(2) .. "; " .. M.SAFE_FORMS
+    end
+    errors.usage(string.format("'%s' is not a count: use a plain whole number like 0 or 3", text), hint)
+  end
+  return math.tointeger(tonumber(text))
+end
+
+--- The scale request body from the CLI's words and flags; raises usage
+-- errors for missing, conflicting or hostile forms.
+function M.scale_body(count_text, flags)
+  local given = {}
+  if count_text then given[#given + 1] = "COUNT" end
+  for _, f in ipairs({ "add", "remove", "multiply" }) do
+    if flags[f] ~= nil then given[#given + 1] = "--" .. f end
+  end
+  if flags.auto then given[#given + 1] = "--auto" end
+  if #given == 0 then errors.usage("missing the count", M.SAFE_FORMS) end
+  if #given > 1 then
+    errors.usage("give one of COUNT, --add, --remove, --multiply or --auto, not " .. table.concat(given, " and "),
+      M.SAFE_FORMS)
+  end
+  if not flags.auto and (flags.min or flags.max or flags.target_cpu) then
+    errors.usage("--min, --max and --target-cpu go with --auto", "e.g. prisn scale api --auto --min 1 --max 10")
+  end
+  local body = { dry_run = flags.dry_run or nil }
+  if count_text then
+    body.replicas = M.parse_count(count_text)
+  elseif flags.add ~= nil then
+    body.add = M.parse_count(flags.add)
+  elseif flags.remove ~= nil then
+    body.remove = M.parse_count(flags.remove)
+  elseif flags.multiply ~= nil then
+    local m = flags.multiply
+    if not m:match("^%d+%.?%d*$") or tonumber(m) <= 0 then
+      errors.usage(string.format("--multiply takes a positive factor like 1.5 or 2, got '%s'", m), M.SAFE_FORMS)
+    end
+    body.multiply = tonumber(m)
+  else
+    body.auto = { min = flags.min or 1, max = flags.max or 10, target_cpu = flags.target_cpu or 70 }
+    if body.auto.min < 0 or body.auto.max < 1 or body.auto.min > body.auto.max then
+      errors.usage(string.format("--min %d --max %d: need 0 <= min <= max and max >= 1", body.auto.min,
+        body.auto.max), "e.g. --auto --min 1 --max 10")
+    end
+    if body.auto.target_cpu < 1 or body.auto.target_cpu > 100 then
+      errors.usage("--target-cpu is a percentage from 1 to 100", "e.g. --target-cpu 70")
+    end
+  end
+  return body
+end
+
+function M.scale(ctx, name, count_text)
+  local body = M.scale_body(count_text, ctx.flags)
+  local res = client_module().connect(ctx):request("POST", path(ctx, name, "scale"), body)
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(res)
+  elseif not ctx.globals.quiet then
+    local auto = type(res.autoscale) == "table" and string.format(" (autoscaling %d-%d at %d%% CPU)",
+      int(res.autoscale.min), int(res.autoscale.max), int(res.autoscale.target_cpu)) or ""
+    if res.dry_run then
+      io.stdout:write(string.format("deployment %s: %d -> %d replicas%s (dry run: nothing changed)\n", name,
+        int(res.from), int(res.to), auto))
+    else
+      io.stdout:write(string.format("deployment %s scaled: %d -> %d replicas%s\n", name, int(res.from), int(res.to),
+        auto))
+    end
+  end
+  return 0
+end
+
+-- Rollout -------------------------------------------------------------------
+
+function M.history(ctx)
+  local name = strip_kind(ctx.args.NAME)
+  local res = client_module().connect(ctx):request("GET", path(ctx, name, "revisions"))
+  local items = res.items or {}
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(output.array(items))
+    return 0
+  end
+  local rows = output.array({})
+  for i, r in ipairs(items) do
+    rows[i] = { revision = int(r.revision) .. (r.current and " *" or ""), state = r.state, created = r.created_at,
+      by = type(r.created_by) == "string" and r.created_by or "-", script = r.script,
+      message = type(r.message) == "string" and r.message or "" }
+  end
+  ctx.out:emit(rows, { columns = { { key = "revision", header = "REVISION" }, { key = "state", header = "STATE" },
+    { key = "created", header = "CREATED" }, { key = "by", header = "BY" }, { key = "script", header = "SCRIPT" },
+    { key = "message", header = "MESSAGE" } } })
+  return 0
+end
+
+function M.undo(ctx)
+  local name = strip_kind(ctx.args.NAME)
+  local client = client_module()
+  local c = client.connect(ctx)
+  local res = c:request("POST", path(ctx, name, "rollback"), { revision = ctx.flags.to_revision })
+  local outcome, d = M.wait_rollout(c, client.namespace(ctx), name, res.revision, 300)
+  if ctx.globals.output ~= "text" then
+    d.outcome = outcome
+    ctx.out:emit(d)
+  elseif not ctx.globals.quiet and outcome == "active" then
+    io.stdout:write(string.format("deployment %s: back to the template of revision %d, serving as revision %d\n",
+      name, int(res.from_revision), int(res.revision)))
+  end
+  if outcome ~= "active" then
+    errors.raise("rollout_failed", string.format("the rollback of %s did not become healthy (%s)", name, outcome),
+      { hint = "prisn describe deploy " .. name })
+  end
+  return 0
+end
+
+return M

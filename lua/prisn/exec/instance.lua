@@ -1,0 +1,193 @@
+-- prisn.exec.instance: how the server starts one instance of a deployment.
+--
+-- Two steps, because only the second may happen on the server's loop:
+--
+-- 1. prepare: detect the runner, resolve the interpreter, build (or find)
+--    the dependency environment — the same work as for `prisn run`
+--    (prisn.exec.job.prepare), which may take minutes on a cold cache. It
+--    runs in a child process, `prisn __prepare` (JSON in on stdin, the
+--    launch out on stdout), so the loop never blocks. A launch is computed
+--    once per revision and reused for every instance and restart.
+-- 2. start: spawn the launch with the instance's environment, limits and
+--    isolation: a fork/exec, a millisecond — so a crashed instance is back
+--    within milliseconds.
+--
+-- Output. An instance writes stdout and stderr into two named pipes under
+-- $PRISN_HOME/run/<ns>/, opened read-write for the child: its own
+-- descriptor keeps a reader on the pipe, so a write never fails with EPIPE
+-- while no server reads (after a `kill -9` of the server, until the next one
+-- opens the pipes again and drains them). A pipe holds 64 KiB; a service
+-- that writes more than that while no server runs waits until one does.
+local uv = require("luv")
+local cjson = require("cjson")
+local errors = require("prisn.error")
+local process = require("prisn.exec.process")
+local sys = require("prisn.core.sys")
+
+local M = {}
+
+M.PREPARE_TIMEOUT_MS = 30 * 60 * 1000 -- a cold environment may install a lot
+local O_NONBLOCK = 2048 -- Linux; luv takes open(2) flags as an integer
+local DIR_MODE = tonumber("700", 8)
+
+-- The body of `prisn __prepare`: reads { home, script, args, runner, env,
+-- no_deps, cwd } as JSON from stdin and writes { launch = {...} } or
+-- { error = { code, message, hint } } as JSON to stdout. Returns 0.
+function M.prepare_main()
+  local input = io.stdin:read("a")
+  local ok, opts = pcall(cjson.decode, input)
+  local result
+  if not ok or type(opts) ~= "table" then
+    result = { error = { code = "invalid", message = "prisn __prepare: expected a JSON object on stdin" } }
+  else
+    local done, launch = pcall(require("prisn.exec.job").prepare, {
+      home = opts.home, script = opts.script, args = opts.args or {}, runner = opts.runner,
+      env = opts.env or {}, no_deps = opts.no_deps, cwd = opts.cwd, show_progress = false,
+    }, { create = function() end, update = function() end, fail_to_start = function() end })
+    if done then
+      result = { launch = { file = launch.file, argv = launch.argv, env = launch.env, env_dir = launch.env_dir,
+        interpreter = launch.interpreter, runner = launch.runner.name, script = launch.script,
+        deps_source = launch.deps_source, env_key = launch.env_key } }
+    elseif errors.is(launch) then
+      result = { error = { code = launch.code, message = launch.message, hint = launch.hint } }
+    else
+      result = { error = { code = "internal", message = tostring(launch) } }
+    end
+  end
+  io.stdout:write(cjson.encode(result), "\n")
+  io.stdout:flush()
+  return 0
+end
+
+--- Prepares a launch in a `prisn __prepare` child; calls done(launch) or
+-- done(nil, err) with err = { code, message, hint }. Never blocks.
+function M.prepare(home, spec, done)
+  local input = cjson.encode({ home = home, script = spec.script, args = spec.args or {}, runner = spec.runner,
+    env = next(spec.env or {}) and spec.env or nil, no_deps = spec.no_deps, cwd = spec.cwd })
+  local proc, err = process.start({ file = uv.exepath(), argv = { "prisn", "__prepare" }, stdin = "pipe",
+    stdout = "pipe", stderr = "pipe", session = true, env = require("prisn.exec.run").env_list(
+      require("prisn.exec.run").current_environment()) })
+  if not proc then
+    return done(nil, { code = "ESPAWN", message = "cannot start prisn __prepare: " .. tostring(err) })
+  end
+  local out, errs = {}, {}
+  process.drain(proc.stdout, function(data) out[#out + 1] = data end)
+  process.drain(proc.stderr, function(data) if #errs < 64 then errs[#errs + 1] = data end end)
+  proc.stdin:write(input)
+  proc.stdin:shutdown(function() proc.stdin:close() end)
+  local timer = uv.new_timer()
+  timer:start(M.PREPARE_TIMEOUT_MS, 0, function() proc:kill("KILL", true) end)
+  proc:on_exit(function()
+    timer:stop(); timer:close()
+    -- The pipes may still hold the last bytes: read them on the next turns.
+    local check = uv.new_timer()
+    check:start(5, 0, function()
+      check:close()
+      local ok, result = pcall(cjson.decode, table.concat(out))
+      if ok and type(result) == "table" and type(result.launch) == "table" then return done(result.launch) end
+      if ok and type(result) == "table" and type(result.error) == "table" then return done(nil, result.error) end
+      done(nil, { code = "EPREPARE", message = "preparing the script failed: "
+        .. (table.concat(errs):gsub("%s+$", ""):sub(1, 400)) })
+    end)
+  end)
+end
+
+--- Makes the named pipes of an instance's output; returns their paths
+-- { stdout = ..., stderr = ... }. Old ones (a previous run) are reused.
+function M.fifo_paths(home, ns, name, number)
+  local dir = home .. "/run/" .. ns
+  uv.fs_mkdir(home .. "/run", DIR_MODE)
+  uv.fs_mkdir(dir, DIR_MODE)
+  local base = string.format("%s/%s-%d", dir, name, number)
+  local paths = { stdout = base .. ".out", stderr = base .. ".err" }
+  for _, path in pairs(paths) do
+    local st = uv.fs_stat(path)
+    if st and st.type ~= "fifo" then uv.fs_unlink(path); st = nil end
+    if not st then
+      local ok, err = sys.mkfifo(path, tonumber("600", 8))
+      if not ok then return nil, err end
+    end
+  end
+  return paths
+end
+
+--- Removes the pipes of an instance.
+function M.remove_fifos(paths)
+  for _, path in pairs(paths or {}) do uv.fs_unlink(path) end
+end
+
+--- Opens the reading end of an instance's output pipe as a luv pipe, or
+-- nil, message.
+function M.open_reader(path)
+  local fd, err = uv.fs_open(path, O_NONBLOCK, 0) -- O_RDONLY | O_NONBLOCK: never waits for a writer
+  if not fd then return nil, err end
+  local pipe = uv.new_pipe(false)
+  local ok, perr = pipe:open(fd)
+  if not ok then
+    pipe:close()
+    uv.fs_close(fd)
+    return nil, perr
+  end
+  return pipe
+end
+
+local function env_list(env)
+  return require("prisn.exec.run").env_list(env)
+end
+
+--- Starts an instance. o = { home, launch (from prepare), env (the full
+-- environment, table), cwd, limiter (from prisn.exec.limits.apply, or nil),
+-- isolation (the context of prisn.exec.job.isolation_context, or nil),
+-- fifos (from fifo_paths) }. Returns the process (prisn.exec.process) with
+-- proc.level (the isolation level it got), or nil, message, code, stage.
+-- The caller opens the readers (open_reader) before calling, so the child's
+-- output is never written to a pipe nobody reads.
+function M.start(o)
+  local out_fd, oerr = uv.fs_open(o.fifos.stdout, "r+", 0)
+  if not out_fd then return nil, "cannot open " .. o.fifos.stdout .. ": " .. tostring(oerr), "EIO", "setup" end
+  local err_fd, eerr = uv.fs_open(o.fifos.stderr, "r+", 0)
+  if not err_fd then
+    uv.fs_close(out_fd)
+    return nil, "cannot open " .. o.fifos.stderr .. ": " .. tostring(eerr), "EIO", "setup"
+  end
+  local spec = {
+    file = o.launch.file, argv = o.launch.argv, env = env_list(o.env), cwd = o.cwd,
+    stdin = "null", stdout = { fd = out_fd }, stderr = { fd = err_fd }, session = true,
+    oom_score_adj = require("prisn.exec.run").protected and 0 or nil,
+  }
+  local iso = o.isolation
+  local isolation = iso and require("prisn.exec.isolation")
+  local level = iso and iso.level or 0
+  -- include_v2: a kernel without CLONE_INTO_CGROUP joins the v2 cgroup by
+  -- its procs file instead (see prisn.exec.limits).
+  local function attempt(lvl, include_v2)
+    local s = {}
+    for k, v in pairs(spec) do s[k] = v end
+    if o.limiter then
+      for k, v in pairs(o.limiter:spawn_options(include_v2)) do s[k] = v end
+    end
+    if iso then
+      for k, v in pairs(isolation.spawn_options(lvl, iso)) do s[k] = v end
+    end
+    return process.start(s)
+  end
+  local function start(lvl)
+    local proc, err, code, stage = attempt(lvl, false)
+    if not proc and o.limiter and o.limiter:retry_without_clone_into(code, stage) then
+      return attempt(lvl, true)
+    end
+    return proc, err, code, stage
+  end
+  local proc, err, code, stage = start(level)
+  if not proc and level > 0 and not iso.explicit and isolation.setup_failed(code, stage) then
+    level = 0 -- the default level cannot be set up on this machine
+    proc, err, code, stage = start(0)
+  end
+  uv.fs_close(out_fd)
+  uv.fs_close(err_fd)
+  if not proc then return nil, err, code, stage end
+  proc.level = level
+  return proc
+end
+
+return M

@@ -1,0 +1,123 @@
+-- Deployment logs: GET /api/v1/namespaces/{ns}/deployments/{name}/logs.
+--
+-- The output of a deployment's instances (prisn.deploy_logs), merged in
+-- time order and streamed as NDJSON, one line of output per JSON line:
+--
+--   {"instance":"api-3","stream":"stdout","time_ms":1795718760123,"data":"GET / 200\n"}
+--
+-- Query: since (a duration back from now like 1h, or an ISO 8601 time),
+-- tail (the last N lines, after merging), instance (a number: only that
+-- instance), follow=1 (then keep sending new lines, polled every 100 ms,
+-- including instances created later, until the client goes away, the
+-- deployment is deleted or the server stops; the last line is then
+-- {"end":true,"reason":"deleted"|"server_stopping"}).
+local cjson = require("cjson")
+local api = require("prisn.server.api")
+local deployments = require("prisn.store.deployments")
+
+local POLL_MS = 100
+-- Whether the deployment still exists is checked every this many polls.
+local CHECK_EVERY = 10
+
+local function whole(req, name, min)
+  local text = req.query[name]
+  if text == nil or text == "" then return nil end
+  local n = text:match("^%d+$") and math.tointeger(tonumber(text))
+  if not n or n < min then
+    api.fail(400, "bad_request", string.format("%s must be a whole number of at least %d, got '%s'", name, min, text))
+  end
+  return n
+end
+
+local function options(req)
+  local opts = { tail = whole(req, "tail", 0), instance = whole(req, "instance", 1), follow = req.query.follow == "1" }
+  local since = req.query.since
+  if since ~= nil and since ~= "" then
+    local events = require("prisn.store.events")
+    local ms, err = events.parse_since(since)
+    if not ms then
+      api.fail(400, "bad_request", "bad 'since': " .. err,
+        "use a duration like since=1h or a time like since=2026-11-26T18:46:00Z")
+    end
+    opts.since = ms
+  end
+  return opts
+end
+
+local function find(req)
+  local ns, name = req.params.ns, req.params.name
+  if not deployments.valid_name(name) or not deployments.get(req.server.db, ns, name) then
+    api.fail(404, "not_found", string.format("deployment '%s' not found in namespace '%s'", name, ns),
+      "list the deployments with 'prisn get deployments -n " .. ns .. "' (GET /api/v1/namespaces/" .. ns
+        .. "/deployments)")
+  end
+end
+
+-- 404 for an instance the deployment never had (neither a record nor a log).
+local function check_instance(req, number)
+  local ns, name = req.params.ns, req.params.name
+  local deploy_logs = require("prisn.deploy_logs")
+  if require("luv").fs_stat(deploy_logs.instance_path(req.server.home, ns, name, number)) then return end
+  local names = {}
+  local seen = {}
+  for _, inst in ipairs(deployments.instances(req.server.db, ns, name)) do
+    if inst.number == number then return end
+    seen[inst.number] = true
+    names[#names + 1] = deploy_logs.instance_name(name, inst.number)
+  end
+  for _, inst in ipairs(deploy_logs.instances(req.server.home, ns, name)) do
+    if not seen[inst.number] then names[#names + 1] = deploy_logs.instance_name(name, inst.number) end
+  end
+  api.fail(404, "not_found", string.format("deployment '%s' has no instance %s", name,
+    deploy_logs.instance_name(name, number)),
+    #names > 0 and ("its instances with logs or records: " .. table.concat(names, ", "))
+      or "the deployment has no instances yet")
+end
+
+local function stream_logs(req, opts)
+  local deploy_logs = require("prisn.deploy_logs")
+  local async = require("prisn.async")
+  local server, ns, name = req.server, req.params.ns, req.params.name
+  local follower = deploy_logs.follower(server.home, ns, name, { instance = opts.instance })
+  return api.stream(function(write)
+    local function send(lines)
+      for _, l in ipairs(lines) do
+        if not opts.since or l.time_ms >= opts.since then
+          local ok = write(cjson.encode({ instance = l.instance, stream = l.stream, time_ms = l.time_ms,
+            data = l.data }) .. "\n")
+          if not ok then return false end
+        end
+      end
+      return true
+    end
+    if not send(deploy_logs.select(follower:poll(not opts.follow), opts)) then return end
+    local polls = 0
+    while opts.follow do
+      async.sleep(POLL_MS)
+      -- write("") sends nothing and says whether the client is still there.
+      if not write("") then return end
+      if server.stopping then
+        send(follower:poll(true))
+        write(cjson.encode({ ["end"] = true, reason = "server_stopping" }) .. "\n")
+        return
+      end
+      polls = polls + 1
+      if polls % CHECK_EVERY == 0 and not deployments.get(server.db, ns, name) then
+        send(follower:poll(true))
+        write(cjson.encode({ ["end"] = true, reason = "deleted" }) .. "\n")
+        return
+      end
+      if not send(follower:poll()) then return end
+    end
+  end)
+end
+
+return {
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/logs", auth = "view",
+    handler = function(req)
+      find(req)
+      local opts = options(req)
+      if opts.instance then check_instance(req, opts.instance) end
+      return 200, stream_logs(req, opts)
+    end },
+}

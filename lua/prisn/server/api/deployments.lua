@@ -1,0 +1,445 @@
+-- Deployments: /api/v1/namespaces/{ns}/deployments. A deployment is a
+-- supervised service (prisn.server.supervisor runs it); these routes create
+-- and change it (a changed template is a new revision, rolled out one
+-- instance at a time), scale it, roll it back, show it and delete it.
+-- Every mutation records an event (deployment.created, deployment.updated,
+-- deployment.scaled, deployment.deleted, deployment.rollback_requested).
+local cjson = require("cjson")
+local api = require("prisn.server.api")
+local deployments = require("prisn.store.deployments")
+
+local MAX_REPLICAS = 1000
+local RESTART_POLICIES = { always = true, ["on-failure"] = true, never = true }
+
+local function null(v)
+  if v == cjson.null then return nil end
+  return v
+end
+
+local function iso(ms) return ms and require("prisn.store.jobs").iso_time(ms) or cjson.null end
+
+local function find(req)
+  local d = deployments.get(req.server.db, req.params.ns, req.params.name)
+  if not d then
+    api.fail(404, "not_found", string.format("deployment '%s' not found in namespace '%s'", req.params.name,
+      req.params.ns), "list the deployments with 'prisn get deploy' (GET /api/v1/namespaces/" .. req.params.ns
+      .. "/deployments)")
+  end
+  return d
+end
+
+local function event(req, ns, name, action, message)
+  if req.server.events then
+    req.server.events:record({ namespace = ns, actor = req.actor, action = action, object = "deploy/" .. name,
+      message = message })
+  end
+end
+
+-- JSON with keys in order, so equal templates compare equal.
+local function canonical(v)
+  if type(v) ~= "table" then return cjson.encode(v) end
+  if #v > 0 or next(v) == nil then
+    local parts = {}
+    for i, item in ipairs(v) do parts[i] = canonical(item) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. canonical(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function integer_field(body, name, min, max)
+  local v = null(body[name])
+  if v == nil then return nil end
+  local n = math.tointeger(v)
+  if not n or n < min or n > max then
+    api.fail(422, "invalid", string.format("%s must be a whole number from %d to %d, got %s", name, min, max,
+      cjson.encode(v)))
+  end
+  return n
+end
+
+-- The instance template (revision spec) and the deployment fields of a body.
+local function template_from_body(req, body)
+  local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
+  spec.timeout = nil -- a service runs until stopped
+  if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
+  local health = null(body.health)
+  local port = integer_field(body, "port", 1, 65535)
+  if health == nil then health = port and "tcp" or "none" end
+  local normalized, herr = require("prisn.net.health").normalize(health)
+  if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
+    "http:/PATH (an HTTP GET answering 2xx or 3xx), tcp (a connect) or none") end
+  spec.health = normalized
+  local restart = null(body.restart) or "always"
+  if not RESTART_POLICIES[restart] then
+    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. cjson.encode(restart))
+  end
+  spec.restart = restart
+  local deadline = null(body.progress_deadline)
+  if deadline ~= nil then
+    local seconds = require("prisn.units").parse_duration(deadline)
+    if not seconds or seconds <= 0 then
+      api.fail(422, "invalid", "progress_deadline must be a duration like 60s, got " .. cjson.encode(deadline))
+    end
+    spec.progress_deadline = seconds
+  end
+  if port and spec.isolation == 3 then
+    api.fail(422, "invalid", "a deployment with a port cannot run at isolation level 3 (no network)",
+      "use --isolation 2, or drop --port for a worker that serves nothing")
+  end
+  if body.hooks ~= nil and null(body.hooks) ~= nil then
+    if type(body.hooks) ~= "table" then api.fail(422, "invalid", "hooks must be a list of files in the bundle") end
+    spec.hooks = {}
+    for i, file in ipairs(body.hooks) do
+      if type(file) ~= "string" or file:sub(1, 1) == "/" or file:find("..", 1, true) then
+        api.fail(422, "invalid", string.format("hooks[%d] must be a path inside the bundle", i))
+      end
+      spec.hooks[i] = spec.cwd .. "/" .. file
+    end
+  end
+  local strategy = null(body.strategy) or "round-robin"
+  if not deployments.STRATEGIES[strategy] then
+    api.fail(422, "invalid", "strategy must be round-robin or least-connections, got " .. cjson.encode(strategy))
+  end
+  local host = null(body.host)
+  if host ~= nil and (type(host) ~= "string" or not host:match("^[%x%.:]+$")) then
+    api.fail(422, "invalid", "host must be an IP address like 0.0.0.0 or 127.0.0.1")
+  end
+  return spec, { port = port, host = host, strategy = strategy,
+    replicas = integer_field(body, "replicas", 0, MAX_REPLICAS) }
+end
+
+-- Whether `port` can be listened on (nothing else holds it).
+local function port_free(host, port)
+  local uv = require("luv")
+  local tcp = uv.new_tcp()
+  local ok, err = tcp:bind(host or "0.0.0.0", port)
+  if ok then ok, err = tcp:listen(1, function() end) end
+  tcp:close()
+  return ok and true or nil, err
+end
+
+local function check_port(req, ns, name, fields)
+  if not fields.port then return end
+  local owner = deployments.by_port(req.server.db, fields.port)
+  if owner and (owner.namespace ~= ns or owner.name ~= name) then
+    api.fail(409, "conflict", string.format("port %d is already used by deployment %s/%s", fields.port,
+      owner.namespace, owner.name), "choose another --port, or delete that deployment")
+  end
+  if not owner then
+    local ok, err = port_free(fields.host, fields.port)
+    if not ok then
+      api.fail(409, "conflict", string.format("cannot listen on port %d: %s", fields.port, tostring(err)),
+        "choose another --port (something else on this machine holds it)")
+    end
+  end
+end
+
+local function vetoed(req, event_table, files)
+  local hooks = req.server.hooks
+  if not hooks then return end
+  event_table.hook = "pre_deploy"
+  event_table.time = require("prisn.store.jobs").iso_time(deployments.now_ms())
+  local result = require("prisn.async").wait(function(cb)
+    hooks:fire("pre_deploy", event_table, { files = files, namespace = event_table.namespace }, cb)
+  end)
+  if result and result.vetoed then
+    api.fail(403, "vetoed", "the pre_deploy hook " .. tostring(result.file or "") .. " refused the deploy: "
+      .. tostring(result.message or "no reason given"), "see 'prisn events --for deploy/" .. event_table.deployment
+      .. "'; hooks live in $PRISN_HOME/hooks")
+  end
+end
+
+local function instance_public(d, inst, now, runtime)
+  local stats
+  if runtime and runtime.limiter and runtime.limiter.cgroup then stats = runtime.limiter.cgroup:stats() end
+  return {
+    name = d.name .. "-" .. inst.number, number = inst.number, revision = inst.revision,
+    state = inst.state, pid = inst.pid or cjson.null, port = inst.port or cjson.null,
+    restarts = inst.restarts or 0,
+    healthy = runtime and runtime.healthy or false,
+    started_at = iso(inst.started_at),
+    uptime_seconds = inst.pid and inst.started_at and (now - inst.started_at) // 1000 or cjson.null,
+    last_exit = inst.last_exit and {
+      at = iso(inst.last_exit.at), code = inst.last_exit.code or cjson.null,
+      signal = inst.last_exit.signal or cjson.null, reason = inst.last_exit.reason or cjson.null,
+      message = inst.last_exit.message or cjson.null,
+    } or cjson.null,
+    cpu_seconds = stats and stats.cpu_usec and stats.cpu_usec / 1e6 or cjson.null,
+    memory_bytes = stats and stats.memory_current or cjson.null,
+  }
+end
+
+local function public(req, d, detail)
+  local sup = req.server.supervisor
+  local runtime = sup and sup:get(d.namespace, d.name)
+  local rows = deployments.instances(req.server.db, d.namespace, d.name)
+  local ready, items, now = 0, {}, deployments.now_ms()
+  for i, inst in ipairs(rows) do
+    local rt = runtime and runtime.instances[inst.number]
+    if rt then inst.pid = rt.pid; inst.state = rt.state; inst.started_at = rt.started_at end
+    if rt and rt.healthy and inst.revision == d.revision then ready = ready + 1 end
+    items[i] = instance_public(d, inst, now, rt)
+  end
+  local rev = deployments.revision(req.server.db, d.namespace, d.name, d.revision)
+  local spec = rev and rev.spec or {}
+  local p = {
+    name = d.name, namespace = d.namespace, replicas = d.replicas, ready = ready, revision = d.revision,
+    revision_state = rev and rev.state or cjson.null, revision_message = rev and rev.message or cjson.null,
+    port = d.port or cjson.null, host = d.port and (d.host or "0.0.0.0") or cjson.null, strategy = d.strategy,
+    autoscale = d.autoscale or cjson.null, script = spec.entry or spec.script or cjson.null,
+    bundle = spec.bundle or cjson.null,
+    health = spec.health and (spec.health.kind == "http" and ("http:" .. tostring(spec.health.path))
+      or spec.health.kind) or cjson.null,
+    restart = spec.restart or "always",
+    created_at = iso(d.created_at), updated_at = iso(d.updated_at),
+    instances = api.array(items),
+  }
+  if detail then
+    p.spec = {
+      args = api.array(spec.args or {}), env_keys = api.array(spec.env_keys or {}),
+      secrets = api.array(spec.secrets or {}), runner = spec.runner or cjson.null,
+      memory = spec.memory or cjson.null, cpu = spec.cpu or cjson.null, pids = spec.pids or cjson.null,
+      isolation = spec.isolation or cjson.null, disk = spec.disk or cjson.null,
+      grace = spec.grace or cjson.null, health = spec.health or cjson.null,
+    }
+    local evs = require("prisn.store.events").list(req.server.db, { namespace = d.namespace, limit = 200 })
+    local recent = {}
+    local prefix = "instance/" .. d.name .. "-"
+    for _, ev in ipairs(evs or {}) do
+      local object = ev.object or ""
+      if object == "deploy/" .. d.name or object:sub(1, #prefix) == prefix then
+        recent[#recent + 1] = { time = iso(ev.time or ev.at), action = ev.action, object = object,
+          message = ev.message or cjson.null }
+      end
+      if #recent >= 20 then break end
+    end
+    p.events = api.array(recent)
+  end
+  return p
+end
+
+local function apply(req, ns, name)
+  local ok, err = req.server.supervisor:apply(ns, name)
+  if not ok then
+    api.fail(409, "conflict", "cannot listen on the deployment's port: " .. tostring(err),
+      "choose another --port")
+  end
+end
+
+local function deploy(req)
+  local body = api.json_body(req)
+  local db, ns = req.server.db, req.params.ns
+  local spec, fields = template_from_body(req, body)
+  local name = api.field(body, "name", "string", true)
+    or require("prisn.store.cronjobs").name_from_script(spec.entry or spec.script or "")
+  local ok, err = deployments.valid_name(name)
+  if not ok then api.fail(422, "invalid", err, "choose a name with --name NAME") end
+  local existing = deployments.get(db, ns, name)
+  local current = existing and deployments.revision(db, ns, name, existing.revision)
+  local changed = not current or canonical(current.spec) ~= canonical(spec)
+  check_port(req, ns, name, fields)
+  vetoed(req, { namespace = ns, deployment = name, revision = existing and (changed and existing.revision + 1
+    or existing.revision) or 1, replicas = fields.replicas or (existing and existing.replicas) or 1,
+    script = spec.entry or spec.script, actor = req.actor }, spec.hooks)
+  local status = 200
+  if not existing then
+    deployments.create(db, { namespace = ns, name = name, replicas = fields.replicas or 1, port = fields.port,
+      host = fields.host, strategy = fields.strategy, spec = spec, actor = req.actor })
+    event(req, ns, name, "deployment.created", string.format("revision 1, %d replica(s)%s", fields.replicas or 1,
+      fields.port and (", port " .. fields.port) or ""))
+    status = 201
+  else
+    if changed then deployments.add_revision(db, ns, name, spec, req.actor) end
+    local update = { strategy = fields.strategy }
+    if fields.replicas then update.replicas = fields.replicas end
+    if body.port ~= nil then update.port = fields.port or false; update.host = fields.host or false end
+    deployments.update(db, ns, name, update)
+    local d = deployments.get(db, ns, name)
+    event(req, ns, name, "deployment.updated", changed and ("revision " .. d.revision .. " rolling out")
+      or "no change to the template; same revision")
+  end
+  apply(req, ns, name)
+  local p = public(req, deployments.get(db, ns, name))
+  p.changed = changed
+  p.created = status == 201
+  return status, p
+end
+
+-- The replica count a scale body asks for: replicas, add, remove or
+-- multiply (rounded up, at least 1).
+local function target_of(body, current)
+  local given = {}
+  for _, f in ipairs({ "replicas", "add", "remove", "multiply" }) do
+    if null(body[f]) ~= nil then given[#given + 1] = f end
+  end
+  if #given ~= 1 then
+    api.fail(422, "invalid", "give exactly one of replicas, add, remove or multiply",
+      "e.g. {\"replicas\": 3} or {\"add\": 2}")
+  end
+  local f = given[1]
+  if f == "multiply" then
+    local m = body.multiply
+    if type(m) ~= "number" or m <= 0 or m ~= m or m > MAX_REPLICAS then
+      api.fail(422, "invalid", "multiply must be a positive number, got " .. cjson.encode(m))
+    end
+    return math.max(1, math.ceil(current * m - 1e-9))
+  end
+  local n = integer_field(body, f, 0, MAX_REPLICAS)
+  if f == "replicas" then return n end
+  if f == "add" then return math.min(current + n, MAX_REPLICAS) end
+  return math.max(current - n, 0)
+end
+
+local function scale(req)
+  local body = api.json_body(req)
+  local d = find(req)
+  local db, ns = req.server.db, req.params.ns
+  local dry_run = body.dry_run == true
+  local auto = null(body.auto)
+  if auto ~= nil then
+    if auto == false then
+      if not dry_run then
+        deployments.update(db, ns, d.name, { autoscale = false })
+        event(req, ns, d.name, "deployment.autoscale", "autoscaling off")
+      end
+      return 200, { name = d.name, from = d.replicas, to = d.replicas, autoscale = cjson.null, dry_run = dry_run }
+    end
+    if type(auto) ~= "table" then api.fail(422, "invalid", "auto must be an object { min, max, target_cpu }") end
+    local min = integer_field(auto, "min", 0, MAX_REPLICAS) or 1
+    local max = integer_field(auto, "max", 1, MAX_REPLICAS) or 10
+    local target = integer_field(auto, "target_cpu", 1, 100) or 70
+    if min > max then api.fail(422, "invalid", string.format("min (%d) is above max (%d)", min, max)) end
+    local to = math.min(math.max(d.replicas, min), max)
+    local settings = { min = min, max = max, target_cpu = target }
+    if not dry_run then
+      deployments.update(db, ns, d.name, { autoscale = settings, replicas = to })
+      event(req, ns, d.name, "deployment.autoscale", string.format("autoscaling %d-%d at %d%% CPU; %d -> %d",
+        min, max, target, d.replicas, to))
+      apply(req, ns, d.name)
+    end
+    return 200, { name = d.name, from = d.replicas, to = to, autoscale = settings, dry_run = dry_run }
+  end
+  local to = target_of(body, d.replicas)
+  if not dry_run and to ~= d.replicas then
+    deployments.update(db, ns, d.name, { replicas = to, autoscale = d.autoscale and false or nil })
+    event(req, ns, d.name, "deployment.scaled", string.format("%d -> %d replicas", d.replicas, to))
+    if req.server.supervisor then
+      req.server.supervisor:hook("on_scale", { namespace = ns, deployment = d.name, from = d.replicas, to = to,
+        actor = req.actor })
+    end
+    apply(req, ns, d.name)
+  end
+  return 200, { name = d.name, from = d.replicas, to = to, autoscale = cjson.null, dry_run = dry_run }
+end
+
+local function delete(req)
+  local d = find(req)
+  local instances = deployments.instances(req.server.db, d.namespace, d.name)
+  local names = {}
+  for i, inst in ipairs(instances) do names[i] = d.name .. "-" .. inst.number end
+  local summary = { name = d.name, namespace = d.namespace, port = d.port or cjson.null,
+    instances = api.array(names), revisions = #deployments.revisions(req.server.db, d.namespace, d.name),
+    logs = require("prisn.deploy_logs").dir(req.server.home, d.namespace, d.name) }
+  if req.query.dry_run == "1" then
+    summary.dry_run = true
+    return 200, summary
+  end
+  require("prisn.async").wait(function(cb) req.server.supervisor:delete(d.namespace, d.name, cb) end)
+  deployments.delete(req.server.db, d.namespace, d.name)
+  require("prisn.deploy_logs").remove(req.server.home, d.namespace, d.name)
+  event(req, d.namespace, d.name, "deployment.deleted", string.format("%d instance(s) stopped", #names))
+  summary.deleted = true
+  return 200, summary
+end
+
+local function revisions(req)
+  local d = find(req)
+  local items = {}
+  for i, rev in ipairs(deployments.revisions(req.server.db, d.namespace, d.name)) do
+    items[i] = { revision = rev.revision, state = rev.state, message = rev.message or cjson.null,
+      created_at = iso(rev.created_at), created_by = rev.created_by or cjson.null,
+      script = rev.spec.entry or rev.spec.script or cjson.null, bundle = rev.spec.bundle or cjson.null,
+      current = rev.revision == d.revision }
+  end
+  return 200, { name = d.name, revision = d.revision, items = api.array(items) }
+end
+
+-- Rollback: the template of an earlier revision (the one before the current
+-- by default) becomes a new revision, rolled out like any deploy.
+local function rollback(req)
+  local body = req.body ~= "" and req.body ~= nil and api.json_body(req) or {}
+  local d = find(req)
+  local db = req.server.db
+  local target = integer_field(body, "revision", 1, math.maxinteger)
+  local revs = deployments.revisions(db, d.namespace, d.name)
+  local chosen
+  if target then
+    for _, rev in ipairs(revs) do if rev.revision == target then chosen = rev end end
+    if not chosen then
+      api.fail(404, "not_found", string.format("deployment %s has no revision %d", d.name, target),
+        "'prisn rollout history " .. d.name .. "' lists them")
+    end
+  else
+    for i = #revs, 1, -1 do
+      local rev = revs[i]
+      if rev.revision < d.revision and (rev.state == "active" or rev.state == "superseded") then chosen = rev break end
+    end
+    if not chosen then
+      api.fail(409, "conflict", "deployment " .. d.name .. " has no earlier working revision to go back to",
+        "'prisn rollout history " .. d.name .. "' lists its revisions; pick one with --to-revision N")
+    end
+  end
+  if chosen.revision == d.revision then
+    api.fail(409, "conflict", string.format("revision %d is already the current one", chosen.revision))
+  end
+  local number = deployments.add_revision(db, d.namespace, d.name, chosen.spec, req.actor)
+  event(req, d.namespace, d.name, "deployment.rollback_requested", string.format(
+    "revision %d (the template of revision %d) rolling out", number, chosen.revision))
+  apply(req, d.namespace, d.name)
+  local p = public(req, deployments.get(db, d.namespace, d.name))
+  p.from_revision = chosen.revision
+  return 200, p
+end
+
+local function instances(req)
+  local ns = req.params.ns
+  local list = {}
+  local filter = req.query.deployment
+  for _, d in ipairs(deployments.list(req.server.db, { namespace = ns })) do
+    if not filter or filter == d.name then
+      for _, inst in ipairs(public(req, d).instances) do
+        inst.deployment = d.name
+        list[#list + 1] = inst
+      end
+    end
+  end
+  if filter and not deployments.get(req.server.db, ns, filter) then
+    req.params.name = filter
+    find(req)
+  end
+  return 200, { items = api.array(list) }
+end
+
+return {
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "view", handler = function(req)
+    local items = {}
+    for i, d in ipairs(deployments.list(req.server.db, { namespace = req.params.ns })) do items[i] = public(req, d) end
+    return 200, { items = api.array(items) }
+  end },
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "edit", handler = deploy },
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments/{name}", auth = "view", handler = function(req)
+    return 200, public(req, find(req), true)
+  end },
+  { method = "DELETE", pattern = "/api/v1/namespaces/{ns}/deployments/{name}", auth = "edit", handler = delete },
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/scale", auth = "edit", handler = scale },
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/revisions", auth = "view",
+    handler = revisions },
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/rollback", auth = "edit",
+    handler = rollback },
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/instances", auth = "view", handler = instances },
+}
