@@ -70,6 +70,7 @@ M.DEPLOYMENT = common({
   replicas = { type = "integer", check = function(n) return n >= 0 or nil, "cannot be negative" end },
   health = { type = { "string", "table" } },
   restart = { type = "string", values = { "always", "on-failure", "never" } },
+  hooks = { type = "list", of = { type = "string" } },
 })
 
 M.CRONJOB = common({
@@ -81,24 +82,18 @@ M.CRONJOB = common({
   timeout = DURATION,
 })
 
-M.HEALTH_DEFAULTS = { interval = 10, timeout = 2, failure_threshold = 3, start_grace = 0 }
-
+-- Health is checked here (so an error names the file line) and sent as
+-- given: the server fills the defaults (prisn.net.health, docs/HEALTH.md)
+-- and, when there is none, picks tcp with a port and none without.
 local function normalize_health(h, path)
-  if h == nil then h = "tcp" end
-  if type(h) == "string" then
-    if h == "tcp" or h == "none" then h = { [h] = true }
-    elseif h:match("^http:/") then h = { http = h:sub(6) }
-    else return nil, path .. ': "' .. h .. '" is not http:/PATH, tcp or none' end
+  if h == nil then return nil end
+  if type(h) == "table" then
+    local checked, serr = schema.check(h, HEALTH_TABLE, path)
+    if not checked then return nil, serr end
   end
-  local ok, err = schema.check(h, HEALTH_TABLE, path)
-  if not ok then return nil, err end
-  local kinds = (h.http and 1 or 0) + (h.tcp and 1 or 0) + (h.none and 1 or 0)
-  if kinds ~= 1 then return nil, path .. ": give exactly one of http, tcp or none" end
-  local out = { kind = h.http and "http" or h.tcp and "tcp" or "none", path = h.http }
-  for k, v in pairs(M.HEALTH_DEFAULTS) do
-    out[k] = h[k] ~= nil and (k == "failure_threshold" and h[k] or units.parse_duration(h[k])) or v
-  end
-  return out
+  local ok, err = require("prisn.net.health").normalize(h)
+  if not ok then return nil, path .. ": " .. tostring(err) end
+  return h
 end
 
 local function normalize_common(e, dir)
@@ -122,7 +117,7 @@ local function check_deployment(e, path, dir)
   out.replicas = e.replicas or 1
   out.restart = e.restart or "always"
   out.health, err = normalize_health(e.health, path .. ".health")
-  if not out.health then return nil, err end
+  if err then return nil, err end
   return out
 end
 

@@ -22,8 +22,8 @@ cron {
     assert.equal(3, d.replicas)
     assert.same({ LOG_LEVEL = "info", WORKERS = "4" }, d.env)
     assert.equal(256 * 1024 * 1024, d.memory)
-    assert.same({ kind = "http", path = "/healthz", interval = 5, timeout = 2, failure_threshold = 3,
-      start_grace = 0 }, d.health)
+    -- Checked, and sent as given: the server fills the defaults.
+    assert.same({ http = "/healthz", interval = "5s" }, d.health)
     assert.equal("on-failure", d.restart)
     assert.equal(1, d.line)
     local c = m.cronjobs[1]
@@ -45,7 +45,7 @@ return {
     local d = m.deployments[1]
     assert.equal(1, d.replicas)
     assert.equal("always", d.restart)
-    assert.equal("tcp", d.health.kind)
+    assert.is_nil(d.health) -- the server's default: tcp with a port, none without
     assert.equal(3, d.line)
     assert.equal("forbid", m.cronjobs[1].concurrency)
     assert.equal(10, m.cronjobs[1].keep_failed)
@@ -70,7 +70,8 @@ deployment {
     _, err = eval('cron { name = "c", script = "c.sh" }')
     assert.equal("/srv/app/prisn.lua:1: cronjobs[1]: give exactly one of schedule or every", err)
     _, err = eval('deployment { name = "w", script = "w", health = "udp" }')
-    assert.equal('/srv/app/prisn.lua:1: deployments[1].health: "udp" is not http:/PATH, tcp or none', err)
+    assert.equal("/srv/app/prisn.lua:1: deployments[1].health: 'udp' is not a health check; "
+      .. "use http:/PATH (e.g. http:/healthz), tcp or none", err)
     _, err = eval('deployment { name = "w", script = "w", replica = 2 }')
     assert.matches("^/srv/app/prisn.lua:1: deployments%[1%].replica: unknown field", err)
     _, err = eval('deployment { name = "w", script = "w" }\ndeployment { name = "w", script = "v" }')

@@ -42,18 +42,8 @@ local function copy(t)
 end
 
 -- The event as the hook sees it: JSON null becomes nil (`if event.signal
--- then` works) and whole numbers integers (cjson decodes 3 as 3.0, which
--- prints as "3.0").
-local function plain(value)
-  if type(value) == "number" then return math.tointeger(value) or value end
-  if type(value) ~= "table" then
-    if value == cjson.null then return nil end
-    return value
-  end
-  local out = {}
-  for k, v in pairs(value) do out[k] = plain(v) end
-  return out
-end
+-- then` works) and whole numbers integers.
+local plain = require("prisn.store").plain_json
 
 -- An error message with the whole path of the file where Lua shortened it
 -- ("...oks/deploy.lua:3: msg"); a message without a position (error(msg,

@@ -38,8 +38,9 @@ M.NONE_HEALTHY_AFTER_MS = 1000 -- health "none": up this long counts as healthy
 local Sup = {}
 Sup.__index = Sup
 
-local function policy(name)
-  return require("prisn.policies." .. name)
+-- The policy `name`: the operator's in $PRISN_HOME/policies, or the built-in.
+function Sup:policy(name)
+  return require("prisn.policies").get(self.server.home, name, self.server.log)
 end
 
 local function now_ms()
@@ -62,15 +63,16 @@ function Sup:event(d, action, object, message, actor)
   end
 end
 
-function Sup:hook(name, event, opts, callback)
+--- Fires hook `name` with `event` (prisn.hooks): the files in
+-- $PRISN_HOME/hooks and those of deployment d's current revision.
+function Sup:hook(name, event, d, callback)
   local hooks = self.server.hooks
   if not hooks then
     if callback then callback({ vetoed = false, ran = 0, failures = {} }) end
     return
   end
-  event.hook = name
-  event.time = event.time or require("prisn.store.jobs").iso_time(now_ms())
-  hooks:fire(name, event, opts or {}, callback)
+  local spec = d and d.specs and d.specs[d.row.revision]
+  hooks:fire(name, event, { files = spec and spec.hooks, namespace = d and d.ns }, callback)
 end
 
 local function instance_name(d, inst) return d.name .. "-" .. inst.number end
@@ -290,10 +292,13 @@ function Sup:spawn(d, inst, launch, spec)
   local user = job.server_workload_user(level)
   local limits = require("prisn.exec.limits").from_spec(spec) or nil
   if inst.limiter then release_limiter(inst.limiter) end
-  inst.limiter = limits and require("prisn.exec.limits").apply(limits, {
+  -- Every instance gets a cgroup when this machine allows: its limits, and
+  -- the CPU and memory that describe and the autoscaler read.
+  inst.limiter = require("prisn.exec.limits").apply(limits or {}, {
     name = string.format("svc-%s-%s-%d-%d", d.ns, d.name, inst.number, inst.restarts),
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
-  }) or nil
+    account = true,
+  })
   local cwd = spec.cwd
   local iso = job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level },
     launch)
@@ -393,14 +398,15 @@ function Sup:exited(d, inst, status)
     end
     return
   end
-  local decision = policy("restart").decide(inst.restart_state, event, {
+  local decision = self:policy("restart").decide(inst.restart_state, event, {
     restart_policy = d.specs[inst.revision].restart or "always" }, math.random)
   inst.restart_state = decision.next
-  self:event(d, "instance.exited", "instance/" .. instance_name(d, inst), what .. " (" .. reason .. "); "
-    .. decision.reason)
+  -- The policy's reason says how it ended and what happens next.
+  self:event(d, "instance.exited", "instance/" .. instance_name(d, inst), (status.failed_to_start or status.unknown)
+    and (what .. "; " .. decision.reason) or decision.reason)
   self:hook("on_crash", { namespace = d.ns, deployment = d.name, instance = instance_name(d, inst),
     exit_code = event.code, signal = event.signal, reason = reason, restarts = inst.restarts,
-    was_healthy = was_healthy })
+    was_healthy = was_healthy }, d)
   if not decision.restart then
     self:set_state(d, inst, "stopped")
     self:reconcile(d)
@@ -428,13 +434,15 @@ function Sup:health_changed(d, inst, state, detail)
   if state == "healthy" then
     inst.healthy = true
     inst.ever_healthy = true
-    inst.restart_state = policy("restart").decide(inst.restart_state, { type = "healthy", at = now_ms() / 1000 }).next
+    inst.restart_state = self:policy("restart").decide(inst.restart_state,
+      { type = "healthy", at = now_ms() / 1000 }).next
     inst.crash_loop = false
     self:set_state(d, inst, "running")
     self:event(d, "instance.healthy", "instance/" .. name, detail)
   elseif state == "unhealthy" then
     inst.healthy = false
-    inst.restart_state = policy("restart").decide(inst.restart_state, { type = "unhealthy", at = now_ms() / 1000 }).next
+    inst.restart_state = self:policy("restart").decide(inst.restart_state,
+      { type = "unhealthy", at = now_ms() / 1000 }).next
     self:set_state(d, inst, "unhealthy")
     self:event(d, "instance.unhealthy", "instance/" .. name, detail)
   elseif state == "failed" then
@@ -608,6 +616,9 @@ function Sup:check_first_rollout(d, current)
   end
   if healthy >= d.row.replicas then
     self:mark_revision(d, d.row.revision, "active")
+    self:event(d, "deployment.rolled_out", "deploy/" .. d.name, "revision " .. d.row.revision .. " is serving")
+    self:hook("post_deploy", { namespace = d.ns, deployment = d.name, revision = d.row.revision,
+      replicas = d.row.replicas, script = d.specs[d.row.revision].entry or d.specs[d.row.revision].script }, d)
   elseif failed and d.revision_state ~= "failed" then
     local message = string.format("instance %s does not start: %s", instance_name(d, failed),
       describe_exit(failed))
@@ -633,7 +644,7 @@ function Sup:rollout_step(d)
     end
   end
   local spec = d.specs[d.row.revision]
-  local action = policy("rollout").step({ desired = d.row.replicas, old = old, new = new },
+  local action = self:policy("rollout").step({ desired = d.row.replicas, old = old, new = new },
     { progress_deadline = spec.progress_deadline }, now_ms() / 1000)
   if action.start_new then
     self:new_instance(d, d.row.revision)
@@ -654,7 +665,7 @@ function Sup:rollout_finished(d)
   for _, rev in ipairs(r and r.from or {}) do self:mark_revision(d, rev, "superseded") end
   self:event(d, "deployment.rolled_out", "deploy/" .. d.name, "revision " .. d.row.revision .. " is serving")
   self:hook("post_deploy", { namespace = d.ns, deployment = d.name, revision = d.row.revision,
-    replicas = d.row.replicas, script = d.specs[d.row.revision].entry or d.specs[d.row.revision].script })
+    replicas = d.row.replicas, script = d.specs[d.row.revision].entry or d.specs[d.row.revision].script }, d)
   self:reconcile(d)
 end
 
@@ -820,12 +831,14 @@ function Sup:recover()
   if adopted + restarted > 0 then
     self.server.log:info("recovery: %d instance(s) re-adopted, %d restarted", adopted, restarted)
   end
+  self:start_autoscaler()
 end
 
 --- Stops every instance of every deployment gracefully (a server stop):
 -- the records stay, so the next start brings them back. done() after.
 function Sup:stop_all(grace, done)
   self.stopping_all = true
+  if self.autoscale_timer then close_handle(self.autoscale_timer) end
   local pending = 0
   local function one()
     pending = pending - 1
@@ -848,6 +861,66 @@ function Sup:stop_all(grace, done)
     end
   end
   if pending == 0 then done() end
+end
+
+-- Autoscaling ---------------------------------------------------------------
+
+M.AUTOSCALE_INTERVAL_MS = 15000
+
+-- CPU use of each serving instance since the last sample, in % of the CPU
+-- it may use (--cpu, else one core).
+local function cpu_readings(d)
+  local readings = {}
+  local now = uv.hrtime()
+  local allowed = (d.specs[d.row.revision] or {}).cpu or 1
+  for _, inst in pairs(d.instances) do
+    local cg = inst.limiter and inst.limiter.cgroup
+    local st = cg and inst.healthy and not inst.removing and cg:stats()
+    if st and st.cpu_usage_us then
+      local last = inst.cpu_sample
+      inst.cpu_sample = { at = now, usage = st.cpu_usage_us }
+      if last and last.usage <= st.cpu_usage_us and now > last.at then
+        local busy = (st.cpu_usage_us - last.usage) / ((now - last.at) / 1e3)
+        readings[#readings + 1] = 100 * busy / allowed
+      end
+    end
+  end
+  return readings
+end
+
+--- One autoscaling round: each deployment under --auto gets a decision from
+-- policies/autoscale.lua; a change is applied, recorded and hooked.
+function Sup:autoscale()
+  for _, d in pairs(self.deployments) do
+    local settings = d.row.autoscale
+    if settings and not d.deleted and not d.rollout then
+      local current = d.row.replicas
+      local ok, decision = pcall(self:policy("autoscale").decide, d.autoscale_state,
+        { at = now_ms() / 1000, current = current, cpu = cpu_readings(d) }, settings)
+      if not ok then
+        self.server.log:error("%s: autoscale policy: %s", key(d.ns, d.name), tostring(decision))
+      else
+        d.autoscale_state = decision.next
+        if decision.desired ~= current then
+          deployments.update(self.server.db, d.ns, d.name, { replicas = decision.desired })
+          d.row.replicas = decision.desired
+          self:event(d, "deployment.autoscaled", "deploy/" .. d.name, decision.reason)
+          self:hook("on_scale", { namespace = d.ns, deployment = d.name, from = current, to = decision.desired,
+            actor = "autoscaler", reason = decision.reason }, d)
+          self:reconcile(d)
+        end
+      end
+    end
+  end
+end
+
+--- Starts the autoscaling timer (PRISN_AUTOSCALE_INTERVAL_MS, default 15 s).
+function Sup:start_autoscaler()
+  local interval = math.tointeger(tonumber(os.getenv("PRISN_AUTOSCALE_INTERVAL_MS") or ""))
+    or M.AUTOSCALE_INTERVAL_MS
+  self.autoscale_timer = uv.new_timer()
+  self.autoscale_timer:start(interval, interval, function() self:autoscale() end)
+  self.autoscale_timer:unref()
 end
 
 --- Counts for `prisn status`: deployments, instances by state.

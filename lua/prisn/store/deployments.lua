@@ -92,7 +92,7 @@ end
 local function decode(text)
   if text == nil then return nil end
   local ok, v = pcall(cjson.decode, text)
-  return ok and type(v) == "table" and v or nil
+  return ok and type(v) == "table" and store.plain_json(v) or nil
 end
 
 local function deployment_row(row)

@@ -53,6 +53,20 @@ end
 
 local check = M.check
 
+--- A value decoded from JSON made plain for Lua: JSON null becomes nil and
+-- whole numbers integers (cjson decodes 3 as 3.0, which prints as "3.0" and
+-- fails integer checks).
+function M.plain_json(value)
+  if type(value) == "number" then return math.tointeger(value) or value end
+  if type(value) ~= "table" then
+    if value == require("cjson").null then return nil end
+    return value
+  end
+  local out = {}
+  for k, v in pairs(value) do out[k] = M.plain_json(v) end
+  return setmetatable(out, getmetatable(value))
+end
+
 --- The path of the state database in `home`.
 function M.path(home)
   return home .. "/" .. M.FILE

@@ -153,14 +153,14 @@ describe("prisn.net.health", function()
       assert.equal(250, health.normalize({ tcp = true, interval = "250ms" }).interval_ms)
     end)
 
-    it("takes what prisn.manifest produces (seconds) and its own output", function()
+    it("takes what prisn.manifest produces and its own output", function()
       local m = assert(require("prisn.manifest").evaluate(
         'deployment { name = "web", script = "app.py", health = { http = "/h", interval = "5s" } }', "prisn.lua"))
       local spec = assert(health.normalize(m.deployments[1].health))
       assert.equal("http", spec.kind)
       assert.equal("/h", spec.path)
       assert.equal(5000, spec.interval_ms)
-      assert.equal(m.deployments[1].health.timeout * 1000, spec.timeout_ms)
+      assert.equal(health.DEFAULTS.timeout_ms, spec.timeout_ms) -- the manifest leaves defaults to the server
       local again = health.normalize({ http = "/x", interval = "3s" })
       assert.same(again, health.normalize(again))
       local decoded = require("cjson").decode(require("cjson").encode(again)) -- as stored and read back

@@ -177,15 +177,6 @@ local function from_flags(ctx)
   }, dir)
 end
 
--- The manifest's normalized health as the API's table form.
-local function manifest_health(h)
-  if not h then return nil end
-  local t = { interval = h.interval, timeout = h.timeout, failure_threshold = h.failure_threshold,
-    start_grace = h.start_grace }
-  if h.kind == "http" then t.http = h.path elseif h.kind == "tcp" then t.tcp = true else t.none = true end
-  return t
-end
-
 local function from_manifest(ctx)
   local uv = require("luv")
   local path = absolute(ctx.flags.file, uv.cwd())
@@ -197,11 +188,23 @@ local function from_manifest(ctx)
   for _, e in ipairs(m.deployments) do
     local script, dir = M.resolve_script(e.script, e.entry, path:match("^(.*)/[^/]*$"))
     local ns = e.namespace or client.namespace(ctx)
+    -- Hook files go up with the bundle: they must live in the script's folder.
+    local hooks
+    for _, file in ipairs(e.hooks or {}) do
+      local full = absolute(file, path:match("^(.*)/[^/]*$"))
+      if full:sub(1, #dir + 1) ~= dir .. "/" then
+        errors.raise("invalid", string.format("%s: deployment %s: hook %s is outside %s", ctx.flags.file, e.name,
+          file, dir), { hint = "keep a deployment's hook files in its folder; they are uploaded with it" })
+      end
+      hooks = hooks or {}
+      hooks[#hooks + 1] = full:sub(#dir + 2)
+    end
     local ok, err2 = pcall(deploy_one, ctx, c, ns, {
+      hooks = hooks,
       name = e.name, entry = script:sub(#dir + 2), env = e.env and next(e.env) and e.env or nil,
       secrets = #e.secrets > 0 and e.secrets or nil, memory = e.memory, cpu = e.cpu, pids = e.pids,
       isolation = e.isolation, disk = e.disk, port = e.port, replicas = e.replicas,
-      health = manifest_health(e.health), restart = e.restart,
+      health = e.health, restart = e.restart,
     }, dir)
     if not ok then
       if not errors.is(err2) then error(err2, 0) end

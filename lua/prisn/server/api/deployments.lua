@@ -169,7 +169,7 @@ local function instance_public(d, inst, now, runtime)
       signal = inst.last_exit.signal or cjson.null, reason = inst.last_exit.reason or cjson.null,
       message = inst.last_exit.message or cjson.null,
     } or cjson.null,
-    cpu_seconds = stats and stats.cpu_usec and stats.cpu_usec / 1e6 or cjson.null,
+    cpu_seconds = stats and stats.cpu_usage_us and stats.cpu_usage_us / 1e6 or cjson.null,
     memory_bytes = stats and stats.memory_current or cjson.null,
   }
 end
@@ -326,11 +326,13 @@ local function scale(req)
   end
   local to = target_of(body, d.replicas)
   if not dry_run and to ~= d.replicas then
-    deployments.update(db, ns, d.name, { replicas = to, autoscale = d.autoscale and false or nil })
+    local fields = { replicas = to }
+    if d.autoscale then fields.autoscale = false end -- a plain count turns autoscaling off
+    deployments.update(db, ns, d.name, fields)
     event(req, ns, d.name, "deployment.scaled", string.format("%d -> %d replicas", d.replicas, to))
     if req.server.supervisor then
       req.server.supervisor:hook("on_scale", { namespace = ns, deployment = d.name, from = d.replicas, to = to,
-        actor = req.actor })
+        actor = req.actor }, req.server.supervisor:get(ns, d.name))
     end
     apply(req, ns, d.name)
   end

@@ -1,0 +1,478 @@
+-- Services in a real server: python and node HTTP services behind the
+-- load-balanced port, crash loops with backoff, removal on a failed health
+-- check, a rolling update under load with zero failed requests, automatic
+-- rollback, rollout history and undo, scale in every form, delete, and a
+-- `kill -9` of the server with services running.
+local h = require("e2e.helper")
+local read, write = h.read, h.write
+local cjson = require("cjson")
+local uv = require("luv")
+
+local PY_APP = [[
+import http.server, os, sys
+VERSION = os.environ.get("VERSION", "v1")
+INSTANCE = os.environ["PRISN_INSTANCE"]
+SICK = os.path.join(os.environ.get("SICK_DIR", "/nonexistent"), "sick-" + INSTANCE)
+print("starting", INSTANCE, VERSION, flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/healthz" and os.path.exists(SICK):
+            code, body = 500, b"sick\n"
+        else:
+            code, body = 200, ("%s %s\n" % (INSTANCE, VERSION)).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+]]
+
+local NODE_APP = [[
+const http = require("http");
+http.createServer((req, res) => res.end(process.env.PRISN_INSTANCE + " node\n"))
+  .listen(Number(process.env.PORT), "127.0.0.1");
+]]
+
+-- A client hammering a port with a new connection per request, counting
+-- answers and failures until the stop file appears.
+local HAMMER = [[
+import socket, sys, os, time
+port, stop, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ok = failed = 0
+errors = []
+versions = {}
+while not os.path.exists(stop):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        if data.startswith(b"HTTP/1.0 200") or data.startswith(b"HTTP/1.1 200"):
+            ok += 1
+            v = data.split(b"\r\n\r\n", 1)[1].split()[-1].decode()
+            versions[v] = versions.get(v, 0) + 1
+        else:
+            failed += 1
+            errors.append(repr(data[:60]))
+    except Exception as e:
+        failed += 1
+        errors.append(repr(e))
+with open(out, "w") as f:
+    f.write("%d %d %s\n%s\n" % (ok, failed, " ".join("%s=%d" % kv for kv in sorted(versions.items())),
+                                 "\n".join(errors[:5])))
+]]
+
+local function free_port()
+  local tcp = uv.new_tcp()
+  assert(tcp:bind("127.0.0.1", 0))
+  local port = tcp:getsockname().port
+  tcp:close()
+  return port
+end
+
+-- One HTTP GET with a new connection; returns the status and body, or nil.
+local function get(port, path)
+  local r = h.run("/usr/bin/python3", { "-c", string.format([[
+import urllib.request, sys
+try:
+    r = urllib.request.urlopen("http://127.0.0.1:%d%s", timeout=5)
+    sys.stdout.write("%%d %%s" %% (r.status, r.read().decode()))
+except urllib.error.HTTPError as e:
+    sys.stdout.write("%%d " %% e.code)
+except Exception as e:
+    sys.stdout.write("0 " + repr(e))
+]], port, path or "/") }, { env = { PATH = "/usr/bin:/bin" } })
+  local status, body = r.stdout:match("^(%d+) (.*)$")
+  return tonumber(status), body
+end
+
+describe("services through the server", function()
+  local env, home, dir
+
+  local function prisn(args, opts)
+    opts = opts or {}
+    opts.env = opts.env or env
+    return h.prisn(args, opts)
+  end
+
+  local function ok(args, opts)
+    local r = prisn(args, opts)
+    assert.equal(0, r.code, table.concat(args, " ") .. ": " .. r.stderr)
+    return r
+  end
+
+  local function json(args)
+    return cjson.decode(ok(args).stdout)
+  end
+
+  local function wait_for(pred, ms)
+    local deadline = uv.hrtime() + (ms or 10000) * 1e6
+    while uv.hrtime() < deadline do
+      local v = pred()
+      if v then return v end
+      uv.sleep(50)
+    end
+    return nil
+  end
+
+  local function instances(name)
+    return json({ "get", "instances", name, "-o", "json" })
+  end
+
+  local function events(object)
+    local list = {}
+    for _, e in ipairs(json({ "events", "--for", object, "-o", "json" })) do list[#list + 1] = e end
+    return list
+  end
+
+  local function server_pid()
+    local info = read(home .. "/server.json")
+    return info and math.tointeger(cjson.decode(info).pid)
+  end
+
+  -- Every instance process recorded, from state.db (the server may be gone).
+  local function recorded_pids()
+    local pids = {}
+    local ok_open, db = pcall(require("prisn.store").open, home)
+    if not ok_open then return pids end
+    for _, row in ipairs(db:rows("SELECT pid FROM instances WHERE pid IS NOT NULL") or {}) do
+      pids[#pids + 1] = math.tointeger(row.pid)
+    end
+    db:close()
+    return pids
+  end
+
+  local function stop_server()
+    local pid = server_pid()
+    if pid then
+      prisn({ "server", "stop", "--timeout", "10s" })
+      if h.alive(pid) then uv.kill(pid, "sigkill") end
+    end
+    -- Instances outlive a killed server: stop what is left, by group.
+    for _, pid2 in ipairs(recorded_pids()) do
+      if h.alive(pid2) then uv.kill(-pid2, "sigkill") end
+    end
+  end
+
+  before_each(function()
+    env = h.env({ PRISN_STOP_GRACE_SECONDS = "3", PRISN_AUTOSCALE_INTERVAL_MS = "500" })
+    home = env.PRISN_HOME
+    dir = h.tempdir("prisn-deploy")
+    ok({ "server", "start", "-q" })
+  end)
+
+  after_each(function()
+    stop_server()
+    h.cleanup()
+  end)
+
+  it("serves python and node replicas behind one port, round-robin", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    local r = ok({ "deploy", dir .. "/app.py", "--name", "web", "--port", tostring(port), "-r", "3",
+      "--isolation", "0" })
+    assert.matches("^deployment web: revision 1 serving, 3/3 ready on port " .. port, r.stdout)
+    local seen = {}
+    for _ = 1, 6 do
+      local status, body = get(port)
+      assert.equal(200, status)
+      seen[body:match("^(%S+)")] = true
+    end
+    assert.same({ ["web-1"] = true, ["web-2"] = true, ["web-3"] = true }, seen)
+
+    local ndir = h.tempdir("prisn-node")
+    write(ndir .. "/index.js", NODE_APP)
+    local nport = free_port()
+    ok({ "deploy", ndir, "--name", "nodeweb", "--port", tostring(nport), "-r", "2", "--isolation", "0" })
+    local nseen = {}
+    for _ = 1, 4 do
+      local status, body = get(nport)
+      assert.equal(200, status)
+      nseen[body] = true
+    end
+    assert.same({ ["nodeweb-1 node\n"] = true, ["nodeweb-2 node\n"] = true }, nseen)
+
+    local list = json({ "get", "deploy", "-o", "json" })
+    assert.equal(2, #list)
+    local insts = instances("web")
+    assert.equal(3, #insts)
+    for _, inst in ipairs(insts) do
+      assert.equal("running", inst.state)
+      assert.is_true(h.alive(math.tointeger(inst.pid)))
+    end
+    local described = ok({ "describe", "deploy", "web" }).stdout
+    assert.matches("Instances:", described)
+    assert.matches("web%-1%s+running", described)
+  end)
+
+  it("restarts a crashed instance at once, then backs off: crash_loop_backoff", function()
+    write(dir .. "/crash.sh", "echo started; exit 3\n")
+    -- The first deploy of a script that never stays up fails, and says so.
+    local r = prisn({ "deploy", dir .. "/crash.sh", "--isolation", "0", "--wait-timeout", "20s" })
+    assert.equal(1, r.code)
+    assert.matches("Error: deployment crash does not start: instance crash%-1 does not start: exited with code 3",
+      r.stderr)
+    -- The supervisor goes on restarting it with growing delays.
+    local inst = wait_for(function()
+      local i = instances("crash")[1]
+      return i and i.state == "crash_loop_backoff" and i.restarts >= 4 and i
+    end, 10000)
+    assert.truthy(inst, "crash_loop_backoff with 4 restarts")
+    local times = {}
+    for _, e in ipairs(events("instance/crash-1")) do
+      if e.action == "instance.exited" then
+        times[#times + 1] = require("prisn.store.events").parse_time(e.time)
+      end
+    end
+    table.sort(times)
+    assert.is_true(#times >= 4, "at least 4 exits")
+    -- exit 1 -> restart at once; exit 2 -> ~1 s; exit 3 -> ~2 s (jitter 10%).
+    local gap1, gap2, gap3 = times[2] - times[1], times[3] - times[2], times[4] - times[3]
+    assert.is_true(gap1 < 500, "first restart at once, took " .. gap1 .. " ms")
+    assert.is_true(gap2 >= 850 and gap2 < 1600, "second after ~1 s, took " .. gap2 .. " ms")
+    assert.is_true(gap3 >= 1750 and gap3 < 2800, "third after ~2 s, took " .. gap3 .. " ms")
+  end)
+
+  it("takes an instance failing its health check out of the pool, then restarts it", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    write(dir .. "/prisn.lua", string.format([[
+deployment {
+  name = "hc", script = "app.py", port = %d, replicas = 2, isolation = 0, env = { SICK_DIR = %q },
+  health = { http = "/healthz", interval = "300ms", timeout = "500ms", failure_threshold = 4 },
+}
+]], port, dir))
+    ok({ "deploy", "-f", dir .. "/prisn.lua" })
+    local before = instances("hc")
+    assert.equal(2, #before)
+    local sick_pid = math.tointeger(before[1].pid)
+    write(dir .. "/sick-hc-1", "")
+    -- Out of the pool within an interval: every request goes to hc-2.
+    assert.truthy(wait_for(function() return instances("hc")[1].state == "unhealthy" end, 3000))
+    for _ = 1, 6 do
+      local status, body = get(port)
+      assert.equal(200, status)
+      assert.matches("^hc%-2 ", body)
+    end
+    -- After the threshold it is restarted: a new process.
+    assert.truthy(wait_for(function()
+      local pid = instances("hc")[1].pid
+      return type(pid) == "number" and math.tointeger(pid) ~= sick_pid
+    end, 10000), "hc-1 restarted")
+    os.remove(dir .. "/sick-hc-1")
+    local back = wait_for(function()
+      local i = instances("hc")[1]
+      return i.state == "running" and i
+    end, 10000)
+    assert.truthy(back, "hc-1 restarted and healthy again")
+    assert.is_true(back.restarts >= 1)
+  end)
+
+  it("rolls out a new revision under load with zero failed requests, and rolls back a broken one", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    ok({ "deploy", dir .. "/app.py", "--name", "api", "--port", tostring(port), "-r", "2", "--isolation", "0",
+      "--health", "http:/healthz", "--grace", "2s" })
+    write(dir .. "/hammer.py", HAMMER)
+    local stop, out = dir .. "/stop", dir .. "/hammer.out"
+    local hammer = assert(uv.spawn("/usr/bin/python3", { args = { dir .. "/hammer.py", tostring(port), stop, out } },
+      function() end))
+    uv.sleep(500)
+    local r = ok({ "deploy", dir .. "/app.py", "--name", "api", "--port", tostring(port), "-r", "2",
+      "--isolation", "0", "--health", "http:/healthz", "--grace", "2s", "-e", "VERSION=v2" })
+    assert.matches("revision 2 serving, 2/2 ready", r.stdout)
+    uv.sleep(500)
+    write(stop, "")
+    assert.truthy(wait_for(function() return read(out) end, 10000))
+    hammer:close()
+    local okn, failed, versions = read(out):match("^(%d+) (%d+) ([^\n]*)")
+    assert.equal("0", failed, "failed requests during the update: " .. read(out))
+    assert.is_true(tonumber(okn) > 20, "requests made: " .. okn)
+    assert.matches("v1=%d+", versions)
+    assert.matches("v2=%d+", versions)
+    for _, inst in ipairs(instances("api")) do assert.equal(2, math.tointeger(inst.revision)) end
+
+    -- A revision that crashes on start is rolled back; revision 2 serves on.
+    local bad = h.tempdir("prisn-bad")
+    write(bad .. "/app.py", "import sys\nprint('broken', flush=True)\nsys.exit(1)\n")
+    r = prisn({ "deploy", bad .. "/app.py", "--name", "api", "--port", tostring(port), "-r", "2",
+      "--isolation", "0", "--health", "http:/healthz", "--grace", "2s" })
+    assert.equal(1, r.code)
+    assert.matches("Error: revision 3 of api was rolled back: new instance %d+ failed.*revision 2 serves again",
+      r.stderr)
+    local status, body = get(port)
+    assert.equal(200, status)
+    assert.matches("v2", body)
+    local history = json({ "rollout", "history", "api", "-o", "json" })
+    assert.equal(3, #history)
+    assert.equal("superseded", history[1].state)
+    assert.equal("active", history[2].state)
+    assert.equal("rolled_back", history[3].state)
+    local actions = {}
+    for _, e in ipairs(events("deploy/api")) do actions[e.action] = true end
+    assert.is_true(actions["deployment.rolled_back"])
+
+    -- undo goes back to revision 1's template (v1) as revision 4.
+    r = ok({ "rollout", "undo", "api" })
+    assert.matches("back to the template of revision 1, serving as revision 4", r.stdout)
+    status, body = get(port)
+    assert.equal(200, status)
+    assert.matches("v1", body)
+  end)
+
+  it("scales in every safe form and refuses the ambiguous ones", function()
+    write(dir .. "/sleep.sh", "exec sleep 1000\n")
+    ok({ "deploy", dir .. "/sleep.sh", "--name", "w", "--isolation", "0", "--no-wait" })
+    local function count()
+      return #instances("w")
+    end
+    local r = ok({ "scale", "w", "5" })
+    assert.equal("deployment w scaled: 1 -> 5 replicas\n", r.stdout)
+    assert.truthy(wait_for(function() return count() == 5 end))
+    ok({ "scale", "w", "--add", "2" })
+    assert.truthy(wait_for(function() return count() == 7 end))
+    ok({ "scale", "w", "--remove", "1" })
+    assert.truthy(wait_for(function() return count() == 6 end))
+    r = ok({ "scale", "w", "--multiply", "1.5", "--dry-run" })
+    assert.equal("deployment w: 6 -> 9 replicas (dry run: nothing changed)\n", r.stdout)
+    ok({ "scale", "w", "--multiply", "0.1" })
+    assert.truthy(wait_for(function() return count() == 1 end))
+    ok({ "scale", "w", "0" })
+    assert.truthy(wait_for(function() return count() == 0 end))
+    assert.equal(0, math.tointeger(json({ "describe", "deploy", "w", "-o", "json" }).replicas))
+    r = ok({ "scale", "w", "--auto", "--min", "2", "--max", "4", "--target-cpu", "60" })
+    assert.equal("deployment w scaled: 0 -> 2 replicas (autoscaling 2-4 at 60% CPU)\n", r.stdout)
+    for _, bad in ipairs({ "*1.5", "-1", "00", "+2", "1.5" }) do
+      r = prisn({ "scale", "w", bad })
+      assert.equal(2, r.code, bad)
+      assert.matches("^Error: '" .. bad:gsub("%p", "%%%0") .. "' is not a count", r.stderr)
+      assert.matches("Hint: .*safe forms: prisn scale NAME 3 | %-%-add 2", r.stderr)
+    end
+    r = prisn({ "scale", "nothing", "2" })
+    assert.equal(1, r.code)
+    assert.matches("no deployment or cron job 'nothing'", r.stderr)
+  end)
+
+  it("autoscales on the CPU its instances use, each decision an event", function()
+    write(dir .. "/burn.py", "while True:\n    pass\n")
+    ok({ "deploy", dir .. "/burn.py", "--isolation", "0", "--cpu", "0.5" })
+    ok({ "scale", "burn", "--auto", "--min", "1", "--max", "3", "--target-cpu", "30" })
+    -- ~100% of its half core against a 30% target: up to the max at once.
+    assert.truthy(wait_for(function() return #instances("burn") == 3 end, 10000), "scaled up to 3")
+    local reasons = {}
+    for _, e in ipairs(events("deploy/burn")) do
+      if e.action == "deployment.autoscaled" then reasons[#reasons + 1] = e.message end
+    end
+    assert.equal(1, #reasons)
+    assert.matches("^average CPU %d+%% %(target 30%%%): scaling up from 1 to 3$", reasons[1])
+    local d = json({ "describe", "deploy", "burn", "-o", "json" })
+    assert.equal(3, math.tointeger(d.replicas))
+    assert.equal(30, math.tointeger(d.autoscale.target_cpu))
+    ok({ "scale", "burn", "0" }) -- a plain count turns autoscaling off
+    assert.equal(cjson.null, json({ "describe", "deploy", "burn", "-o", "json" }).autoscale)
+  end)
+
+  it("follows logs across an instance restart", function()
+    write(dir .. "/blink.py", "import os, time\nprint('up', os.getpid(), flush=True)\ntime.sleep(0.3)\n")
+    ok({ "deploy", dir .. "/blink.py", "--isolation", "0", "--no-wait" })
+    local log = dir .. "/follow.out"
+    local fd = assert(uv.fs_open(log, "w", tonumber("644", 8)))
+    local envl = {}
+    for k, v in pairs(env) do envl[#envl + 1] = k .. "=" .. v end
+    local follower = assert(uv.spawn(h.bin, { args = { "logs", "blink", "-f" }, env = envl,
+      stdio = { nil, fd, fd } }, function() end))
+    local lines = wait_for(function()
+      local n = 0
+      for _ in (read(log) or ""):gmatch("%[blink%-1%] up %d+") do n = n + 1 end
+      return n >= 3 and n
+    end, 10000)
+    uv.kill(follower:get_pid(), "sigterm")
+    follower:close()
+    uv.fs_close(fd)
+    assert.truthy(lines, "three starts followed: " .. tostring(read(log)))
+  end)
+
+  it("vetoes a deploy from a pre_deploy hook; a hanging hook times out and is an event", function()
+    local hooks = home .. "/hooks"
+    uv.fs_mkdir(hooks, tonumber("700", 8))
+    write(hooks .. "/freeze.lua", [[
+return { pre_deploy = function(event)
+  if event.deployment == "frozen" then return false, "deploys of frozen are closed" end
+end }
+]])
+    write(dir .. "/sleep.sh", "exec sleep 1000\n")
+    local r = prisn({ "deploy", dir .. "/sleep.sh", "--name", "frozen", "--isolation", "0" })
+    assert.equal(1, r.code)
+    assert.matches("refused the deploy: deploys of frozen are closed", r.stderr)
+    r = prisn({ "get", "deploy", "-o", "json" })
+    assert.equal("[]", r.stdout:gsub("%s", ""))
+
+    write(hooks .. "/slow.lua", "return { post_deploy = function() while true do end end }\n")
+    ok({ "deploy", dir .. "/sleep.sh", "--name", "fine", "--isolation", "0" })
+    assert.truthy(wait_for(function()
+      for _, e in ipairs(json({ "events", "-o", "json" })) do
+        if e.action == "hook.timed_out" then return true end
+      end
+    end, 15000), "hook.timed_out event")
+    assert.equal(1, #json({ "get", "deploy", "-o", "json" }))
+  end)
+
+  it("keeps services running through a kill -9 of the server and re-adopts them", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    ok({ "deploy", dir .. "/app.py", "--name", "keep", "--port", tostring(port), "-r", "2", "--isolation", "0" })
+    local before = {}
+    for _, inst in ipairs(instances("keep")) do before[inst.name] = math.tointeger(inst.pid) end
+    local pid = server_pid()
+    uv.kill(pid, "sigkill")
+    assert.truthy(wait_for(function() return not h.alive(pid) end))
+    for _, p in pairs(before) do assert.is_true(h.alive(p)) end
+    ok({ "server", "start", "-q" })
+    local status = wait_for(function()
+      local s = get(port)
+      return s == 200 and s
+    end, 5000)
+    assert.equal(200, status)
+    local after = instances("keep")
+    for _, inst in ipairs(after) do
+      assert.equal(before[inst.name], math.tointeger(inst.pid), inst.name .. " re-adopted")
+    end
+    -- An adopted instance that dies is noticed and restarted.
+    uv.kill(before["keep-1"], "sigkill")
+    assert.truthy(wait_for(function()
+      local i = instances("keep")[1]
+      return i.state == "running" and math.tointeger(i.pid) ~= before["keep-1"]
+    end, 10000), "keep-1 restarted after the restart")
+  end)
+
+  it("deletes a deployment: dry run first, then every instance stopped and the port freed", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    ok({ "deploy", dir .. "/app.py", "--name", "gone", "--port", tostring(port), "-r", "2", "--isolation", "0" })
+    local pids = {}
+    for _, inst in ipairs(instances("gone")) do pids[#pids + 1] = math.tointeger(inst.pid) end
+    local r = ok({ "delete", "deploy", "gone", "--dry-run" })
+    assert.matches("Would delete:", r.stdout)
+    assert.matches("instance gone%-1 %(stopped%)", r.stdout)
+    assert.matches("port " .. port, r.stdout)
+    r = prisn({ "delete", "deploy", "gone" }, { stdin = "" })
+    assert.equal(2, r.code)
+    assert.matches("without %-%-yes", r.stderr)
+    r = ok({ "delete", "deploy", "gone", "--yes" })
+    assert.equal("deployment gone deleted (2 instance(s) stopped)\n", r.stdout)
+    for _, p in ipairs(pids) do assert.is_false(h.alive(p)) end
+    local tcp = uv.new_tcp()
+    assert.truthy(tcp:bind("0.0.0.0", port), "port freed")
+    tcp:close()
+    r = prisn({ "describe", "deploy", "gone" })
+    assert.equal(1, r.code)
+    assert.matches("not found", r.stderr)
+  end)
+end)
