@@ -144,8 +144,7 @@ local CONTROLLER = { memory = "memory", cpu = "cpu", pids = "pids" }
 --- Prepares the limits of one workload, before it is spawned. `limits` as
 -- returned by M.check; deps (all optional): name (the cgroup's name, one
 -- path component), parent, root (a fake tree), cgroup (the core module),
--- warn(text), sleep(ms) (inside a task), uv, account (with no limit, still
--- make a cgroup when one can be made, to measure the workload by). Returns a limiter whose
+-- warn(text), sleep(ms) (inside a task), uv. Returns a limiter whose
 -- spawn_options() go into proc.spawn. Never raises for a system that cannot
 -- limit: it falls back and says so.
 function M.apply(limits, deps)
@@ -169,13 +168,6 @@ function M.apply(limits, deps)
     end
   end
   local why
-  if not next(in_cgroup) and not next(missing) and deps.account and layout then
-    -- No limit, but a cgroup to measure CPU and memory by (service
-    -- instances); none is fine too: nothing to fall back to, nothing said.
-    local name = deps.name or string.format("run-%d-%d", self.uv.os_getpid(), self.uv.hrtime() % 1000000)
-    self.cgroup = lib.create(name, { parent = deps.parent or M.PARENT, root = deps.root }) or nil
-    return self
-  end
   if next(in_cgroup) then
     local name = deps.name or string.format("run-%d-%d", self.uv.os_getpid(), self.uv.hrtime() % 1000000)
     local cg, err = lib.create(name, { memory = in_cgroup.memory, cpu = in_cgroup.cpu, pids = in_cgroup.pids,

@@ -46,6 +46,15 @@ M.FAMILIES = {
     buckets = M.SCHEDULING_LATENCY_BUCKETS },
   { key = "queue_depth", kind = "gauge", name = "prisn_queue_depth",
     help = "Jobs waiting in the queue for a free slot." },
+  { key = "instances", kind = "gauge_fn", name = "prisn_instances",
+    help = "Service instances, by state.", labels = { "state" }, option = "instances_by_state" },
+  { key = "instance_exits", kind = "counter", name = "prisn_instance_exits_total",
+    help = "Service instances that exited without being asked to, by reason.", labels = { "reason" } },
+  { key = "instance_restart_latency", kind = "histogram", name = "prisn_instance_restart_latency_seconds",
+    help = "Time from an instance's exit being seen to its new process started, for immediate restarts.",
+    buckets = { .001, .0025, .005, .01, .02, .05, .1, .25, .5, 1 } },
+  { key = "rollouts", kind = "counter", name = "prisn_rollouts_total",
+    help = "Rollouts of new revisions, by outcome (rolled_out, rolled_back).", labels = { "outcome" } },
   { key = "cron_lateness", kind = "histogram", name = "prisn_cron_lateness_seconds",
     help = "Time from a cron run's due time to the submission of its job.",
     buckets = M.CRON_LATENESS_BUCKETS },
@@ -74,9 +83,14 @@ local function by_state(count, states)
   end
 end
 
+--- The states prisn_instances always reports.
+M.INSTANCE_STATES = { "starting", "running", "unhealthy", "restarting", "crash_loop_backoff", "draining",
+  "stopped", "failed" }
+
 --- Registers M.FAMILIES on `reg` and returns them by key. `opts`:
 --   jobs_by_state  () -> { state = count } (e.g. a GROUP BY over jobs);
 --                  without it prisn_jobs is not registered
+--   instances_by_state  () -> { state = count }, for prisn_instances
 --   job_states     the states always reported (default prisn.store.jobs.STATES)
 function M.register(reg, opts)
   opts = opts or {}
@@ -92,6 +106,8 @@ function M.register(reg, opts)
       local fn = opts[f.option]
       if f.key == "jobs" then
         fn = by_state(fn, opts.job_states or require("prisn.store.jobs").STATES)
+      elseif f.key == "instances" then
+        fn = by_state(fn, M.INSTANCE_STATES)
       end
       families[f.key] = reg:gauge_fn(f.name, f.help, fn, f.labels)
     end

@@ -121,13 +121,20 @@ function M.attach_services(server)
   local metrics = require("prisn.metrics")
   local reg = metrics.registry()
   metrics.process_collector(reg)
-  local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs_by_state(server.db) end })
+  local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs_by_state(server.db) end,
+    instances_by_state = function()
+      if not server.supervisor then return nil end
+      return select(2, server.supervisor:counts())
+    end })
   server.metrics_registry = reg
   server.metrics = {
     queue_depth = m.queue_depth,
     job_duration = m.job_duration,
     scheduling_latency = m.job_scheduling_latency,
     cron_lateness = m.cron_lateness,
+    instance_exits = m.instance_exits,
+    instance_restart_latency = m.instance_restart_latency,
+    rollouts = m.rollouts,
   }
   server.on_request = function(route, method, status, seconds)
     m.api_requests:labels(route, method, tostring(status)):inc()

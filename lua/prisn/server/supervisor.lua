@@ -292,13 +292,13 @@ function Sup:spawn(d, inst, launch, spec)
   local user = job.server_workload_user(level)
   local limits = require("prisn.exec.limits").from_spec(spec) or nil
   if inst.limiter then release_limiter(inst.limiter) end
-  -- Every instance gets a cgroup when this machine allows: its limits, and
-  -- the CPU and memory that describe and the autoscaler read.
-  inst.limiter = require("prisn.exec.limits").apply(limits or {}, {
+  -- A cgroup only with limits: on cgroup v1 joining one costs 10-20 ms,
+  -- which a restart should not pay for accounting (prisn.exec.proctree
+  -- measures the others).
+  inst.limiter = limits and require("prisn.exec.limits").apply(limits, {
     name = string.format("svc-%s-%s-%d-%d", d.ns, d.name, inst.number, inst.restarts),
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
-    account = true,
-  })
+  }) or nil
   local cwd = spec.cwd
   local iso = job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level },
     launch)
@@ -310,6 +310,11 @@ function Sup:spawn(d, inst, launch, spec)
   inst.proc = proc
   inst.pid = proc:pid()
   inst.started_at = now_ms()
+  local m = self.server.metrics
+  if inst.exit_seen_ns and m and m.instance_restart_latency then
+    m.instance_restart_latency:observe((uv.hrtime() - inst.exit_seen_ns) / 1e9)
+  end
+  inst.exit_seen_ns = nil
   inst.healthy = false
   self:save(d, inst)
   self:watch_exit(d, inst)
@@ -414,7 +419,10 @@ function Sup:exited(d, inst, status)
   end
   inst.restarts = inst.restarts + 1
   inst.crash_loop = decision.crash_loop
+  local m = self.server.metrics
+  if m and m.instance_exits then m.instance_exits:labels(reason):inc() end
   if decision.delay_s <= 0 then
+    inst.exit_seen_ns = uv.hrtime()
     self:start_process(d, inst)
   else
     self:set_state(d, inst, decision.status)
@@ -657,6 +665,11 @@ function Sup:rollout_step(d)
   end
 end
 
+function Sup:count_rollout(outcome)
+  local m = self.server.metrics
+  if m and m.rollouts then m.rollouts:labels(outcome):inc() end
+end
+
 function Sup:rollout_finished(d)
   local r = d.rollout
   d.rollout = nil
@@ -664,6 +677,7 @@ function Sup:rollout_finished(d)
   self:mark_revision(d, d.row.revision, "active")
   for _, rev in ipairs(r and r.from or {}) do self:mark_revision(d, rev, "superseded") end
   self:event(d, "deployment.rolled_out", "deploy/" .. d.name, "revision " .. d.row.revision .. " is serving")
+  self:count_rollout("rolled_out")
   self:hook("post_deploy", { namespace = d.ns, deployment = d.name, revision = d.row.revision,
     replicas = d.row.replicas, script = d.specs[d.row.revision].entry or d.specs[d.row.revision].script }, d)
   self:reconcile(d)
@@ -680,6 +694,7 @@ function Sup:rollback(d, reason)
   self:event(d, "deployment.rolled_back", "deploy/" .. d.name, message
     .. (back and (", revision " .. back .. " serves again") or ""))
   self.server.log:warn("%s: %s", key(d.ns, d.name), message)
+  self:count_rollout("rolled_back")
   if back then
     deployments.update(self.server.db, d.ns, d.name, { revision = back })
     d.row.revision = back
@@ -865,6 +880,15 @@ end
 
 -- Autoscaling ---------------------------------------------------------------
 
+--- CPU time and memory of an instance: from its cgroup when it has one,
+-- else from its process tree. { cpu_usage_us, memory_current } or nil.
+function M.usage(inst)
+  local cg = inst.limiter and inst.limiter.cgroup
+  if cg then return cg:stats() end
+  if inst.pid then return require("prisn.exec.proctree").usage(inst.pid) end
+  return nil
+end
+
 M.AUTOSCALE_INTERVAL_MS = 15000
 
 -- CPU use of each serving instance since the last sample, in % of the CPU
@@ -874,8 +898,7 @@ local function cpu_readings(d)
   local now = uv.hrtime()
   local allowed = (d.specs[d.row.revision] or {}).cpu or 1
   for _, inst in pairs(d.instances) do
-    local cg = inst.limiter and inst.limiter.cgroup
-    local st = cg and inst.healthy and not inst.removing and cg:stats()
+    local st = inst.healthy and not inst.removing and M.usage(inst)
     if st and st.cpu_usage_us then
       local last = inst.cpu_sample
       inst.cpu_sample = { at = now, usage = st.cpu_usage_us }

@@ -95,8 +95,17 @@ local function overall_status(ctx)
     addresses = status.addresses,
     jobs = string.format("%d running, %d queued, %d succeeded, %d failed",
       jobs.running or 0, (jobs.queued or 0) + (jobs.pending or 0), jobs.succeeded or 0, jobs.failed or 0),
+    deployments = (function()
+      local d = status.deployments or {}
+      local parts = {}
+      for state, n in pairs(d.instances or {}) do parts[#parts + 1] = string.format("%d %s", n, state) end
+      table.sort(parts)
+      return string.format("%d (instances: %s)", math.tointeger(d.count or 0) or 0,
+        #parts > 0 and table.concat(parts, ", ") or "none")
+    end)(),
+    cronjobs = math.tointeger(status.cronjobs or 0),
     problems = #status.problems > 0 and status.problems or "none",
-  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "problems" } })
+  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "deployments", "cronjobs", "problems" } })
   return status.health == "ok" and 0 or 1
 end
 

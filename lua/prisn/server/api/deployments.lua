@@ -155,8 +155,7 @@ local function vetoed(req, event_table, files)
 end
 
 local function instance_public(d, inst, now, runtime)
-  local stats
-  if runtime and runtime.limiter and runtime.limiter.cgroup then stats = runtime.limiter.cgroup:stats() end
+  local stats = runtime and require("prisn.server.supervisor").usage(runtime)
   return {
     name = d.name .. "-" .. inst.number, number = inst.number, revision = inst.revision,
     state = inst.state, pid = inst.pid or cjson.null, port = inst.port or cjson.null,

@@ -11,6 +11,27 @@ local function count_jobs(db)
   return counts
 end
 
+-- Deployments and their instances by state; a deployment with fewer
+-- ready instances than it wants is a problem to report.
+local function services_status(server, problems)
+  local sup = server.supervisor
+  local out = { count = 0, instances = {} }
+  if not sup then return out end
+  for _, d in pairs(sup.deployments) do
+    out.count = out.count + 1
+    local ready = 0
+    for _, inst in pairs(d.instances) do
+      out.instances[inst.state] = (out.instances[inst.state] or 0) + 1
+      if inst.healthy and inst.revision == d.row.revision then ready = ready + 1 end
+    end
+    if ready < d.row.replicas then
+      problems[#problems + 1] = string.format("deployment %s/%s: %d/%d ready", d.ns, d.name, ready, d.row.replicas)
+    end
+  end
+  table.sort(problems)
+  return out
+end
+
 -- Whether the state database takes a write (it is what /ready promises).
 local function state_writable(db)
   local ok = db:exec("BEGIN IMMEDIATE; ROLLBACK;")
@@ -69,6 +90,8 @@ return {
         return out
       end)()),
       jobs = count_jobs(server.db),
+      deployments = services_status(server, problems),
+      cronjobs = (server.db:first("SELECT count(*) AS n FROM cronjobs") or {}).n or 0,
       connections = server.connections,
     }
   end },
