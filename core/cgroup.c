@@ -414,9 +414,11 @@ static void plan_nodes(prisn_cgroup *cg, const prisn_cgroup_layout *layout,
     }
 }
 
+/* existing: the directory is there already (a cgroup made by an earlier
+ * process, re-opened): nothing is made, only the descriptors opened. */
 static int create_node(prisn_cgroup *cg, prisn_cgroup_node *node, const char *mount,
-                       const char *parent, const char *name, unsigned v2_mask) {
-    int rc = make_parent(cg, node, mount, parent, v2_mask);
+                       const char *parent, const char *name, unsigned v2_mask, bool existing) {
+    int rc = existing ? 0 : make_parent(cg, node, mount, parent, v2_mask);
     if (rc < 0)
         return rc;
     char dir[PRISN_CGROUP_PATH_MAX];
@@ -424,7 +426,7 @@ static int create_node(prisn_cgroup *cg, prisn_cgroup_node *node, const char *mo
         set_error_path(cg, mount);
         return -ENAMETOOLONG;
     }
-    if (prisn_cgroup_sys.mkdir(node->path, 0755) < 0) {
+    if (!existing && prisn_cgroup_sys.mkdir(node->path, 0755) < 0) {
         set_error_path(cg, node->path);
         return -errno;
     }
@@ -445,8 +447,8 @@ static int create_node(prisn_cgroup *cg, prisn_cgroup_node *node, const char *mo
     return 0;
 }
 
-int prisn_cgroup_create(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
-                        const char *name, const prisn_cgroup_limits *limits) {
+static int create_or_open(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
+                          const char *name, const prisn_cgroup_limits *limits, bool existing) {
     prisn_cgroup_init(cg);
     if (!parent)
         parent = "prisn";
@@ -467,17 +469,32 @@ int prisn_cgroup_create(prisn_cgroup *cg, const prisn_cgroup_layout *layout, con
     }
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < cg->nnodes; i++) {
-        rc = create_node(cg, &cg->nodes[i], mounts[i], parent, name, v2_mask);
-        if (rc == 0)
+        rc = create_node(cg, &cg->nodes[i], mounts[i], parent, name, v2_mask, existing);
+        if (rc == 0 && limits)
             rc = write_limits(cg, &cg->nodes[i], limits);
     }
     if (rc < 0) {
         char failed[PRISN_CGROUP_PATH_MAX];
         memcpy(failed, cg->error_path, sizeof failed);
+        if (existing) {
+            /* Someone else's directories: close what was opened, remove nothing. */
+            for (size_t i = 0; i < cg->nnodes; i++)
+                cg->nodes[i].created = false;
+        }
         prisn_cgroup_destroy(cg, 1); /* nothing ran inside: rmdir cannot be busy */
         memcpy(cg->error_path, failed, sizeof failed);
     }
     return rc;
+}
+
+int prisn_cgroup_create(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
+                        const char *name, const prisn_cgroup_limits *limits) {
+    return create_or_open(cg, layout, parent, name, limits, false);
+}
+
+int prisn_cgroup_open(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
+                      const char *name) {
+    return create_or_open(cg, layout, parent, name, NULL, true);
 }
 
 int prisn_cgroup_dir_fd(const prisn_cgroup *cg) {

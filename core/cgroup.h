@@ -99,6 +99,12 @@ void prisn_cgroup_init(prisn_cgroup *cg);
 int prisn_cgroup_create(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
                         const char *name, const prisn_cgroup_limits *limits);
 
+/* Opens an existing cgroup parent/name (one made by an earlier process,
+ * whose workload a restarted server re-adopts): its descriptors, for stats,
+ * kill and destroy; nothing is made or written. ENOENT when it is gone. */
+int prisn_cgroup_open(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
+                      const char *name);
+
 /* The v2 directory's descriptor (for CLONE_INTO_CGROUP), or -1. */
 int prisn_cgroup_dir_fd(const prisn_cgroup *cg);
 

@@ -166,6 +166,38 @@ static int l_cgroup_create(lua_State *L) {
     return 1;
 }
 
+/* cgroup.open(name, { parent = "prisn", root = "" }) -> handle | nil, msg, code
+ * The cgroup parent/name an earlier process made (a re-adopted workload's):
+ * the same handle as create gives, for stats, kill_all and destroy. */
+static int l_cgroup_open(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const keys[] = {"parent", "root", NULL};
+    check_keys(L, 2, "cgroup.open", keys);
+    luaL_argcheck(L, strlen(name) > 0 && strlen(name) < 200 && !strchr(name, '/'), 1,
+                  "a cgroup name is one path component");
+    const char *parent = opt_string(L, 2, "parent", "prisn");
+    const char *root = opt_string(L, 2, "root", "");
+    cgroup_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    prisn_cgroup_init(&h->cg);
+    h->destroyed = true;
+    snprintf(h->name, sizeof h->name, "%s", name);
+    luaL_setmetatable(L, CGROUP_MT);
+    prisn_cgroup_layout layout;
+    int rc = prisn_cgroup_detect(root, &layout);
+    if (rc < 0)
+        return push_error(L, -rc, "/proc/self/mountinfo");
+    rc = prisn_cgroup_open(&h->cg, &layout, parent, name);
+    if (rc < 0)
+        return push_error(L, -rc, h->cg.error_path);
+    h->destroyed = false;
+    return 1;
+}
+
 static cgroup_handle *check_cgroup(lua_State *L, int idx) {
     cgroup_handle *h = luaL_checkudata(L, idx, CGROUP_MT);
     if (h->destroyed)
@@ -345,6 +377,7 @@ static const luaL_Reg cgroup_methods[] = {
 static const luaL_Reg cgroup_functions[] = {
     {"detect", l_cgroup_detect},
     {"create", l_cgroup_create},
+    {"open", l_cgroup_open},
     {NULL, NULL},
 };
 

@@ -462,6 +462,32 @@ static void test_destroy_retries_while_busy(void) {
     fake_teardown();
 }
 
+/* A restarted server re-opens the cgroup of a workload it re-adopts: the
+ * same directories, nothing made or written; a missing one is ENOENT and
+ * leaves what exists alone. */
+static void test_open_existing(void) {
+    fake_setup(2);
+    prisn_cgroup_layout layout;
+    prisn_cgroup_detect(fake_root, &layout);
+    prisn_cgroup made, opened, missing;
+    prisn_cgroup_limits l = no_limits();
+    CHECK_INT(prisn_cgroup_create(&made, &layout, "prisn", "svc-1", &l), 0);
+    int mkdirs = fake_mkdir_calls;
+    CHECK_INT(prisn_cgroup_open(&opened, &layout, "prisn", "svc-1"), 0);
+    CHECK_INT(fake_mkdir_calls, mkdirs);
+    CHECK_INT(opened.nnodes, made.nnodes);
+    CHECK_STR(opened.nodes[0].path, made.nodes[0].path);
+    CHECK(opened.nodes[0].procs_fd >= 0);
+    CHECK_INT(prisn_cgroup_open(&missing, &layout, "prisn", "svc-2"), -ENOENT);
+    CHECK(exists(made.nodes[0].path));
+    /* The re-opened handle removes the directories when destroyed. */
+    CHECK_INT(prisn_cgroup_destroy(&opened, 1), 0);
+    CHECK(!exists(made.nodes[0].path));
+    made.nodes[0].created = false;
+    prisn_cgroup_destroy(&made, 1);
+    fake_teardown();
+}
+
 static void test_failed_limit_write_leaves_nothing(void) {
     fake_setup(1);
     prisn_cgroup_layout layout;
@@ -810,6 +836,7 @@ int main(void) {
         {"v1: a directory per hierarchy, limits where they belong", test_v1_create_writes_limits},
         {"v1: kill_all signals every pid until empty", test_v1_kill_all_loops_over_procs},
         {"destroy retries while busy, idempotent", test_destroy_retries_while_busy},
+        {"open: an existing cgroup, nothing made; missing is ENOENT", test_open_existing},
         {"a failed limit write leaves nothing behind", test_failed_limit_write_leaves_nothing},
         {"failed mkdir, bad names, no hierarchy", test_failed_mkdir_and_bad_names},
         {"failed placement is reported as stage cgroup", test_placement_failure_is_stage_cgroup},

@@ -188,6 +188,22 @@ function M.apply(limits, deps)
   return self
 end
 
+--- The limiter of a workload started by an earlier process (a service
+-- instance a restarted server re-adopts): its cgroup `deps.name` re-opened,
+-- for stats and cleanup; nothing is made or written. Without that cgroup
+-- (no limits then, or it is gone) the limiter has none.
+function M.adopt(limits, deps)
+  deps = deps or {}
+  local self = setmetatable({
+    limits = limits, cgroup_lib = deps.cgroup or require("prisn.core.cgroup"),
+    warn = deps.warn or function(text) io.stderr:write(text, "\n") end,
+    sleep = deps.sleep or require("prisn.async").sleep, uv = deps.uv or require("luv"),
+    count_processes = deps.count_processes or user_processes, enforced = {}, rlimits = {},
+  }, Limiter)
+  self.cgroup = self.cgroup_lib.open(deps.name, { parent = deps.parent or M.PARENT, root = deps.root }) or nil
+  return self
+end
+
 function M.sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end

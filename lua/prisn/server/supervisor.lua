@@ -77,6 +77,12 @@ end
 
 local function instance_name(d, inst) return d.name .. "-" .. inst.number end
 
+-- The cgroup of an instance's current process (a new one per restart: the
+-- old one is cleaned up in the background).
+local function cgroup_name(d, inst)
+  return string.format("svc-%s-%s-%d-%d", d.ns, d.name, inst.number, inst.restarts)
+end
+
 -- Ports --------------------------------------------------------------------
 
 -- A free loopback port for an instance: the kernel picks one; ports handed
@@ -296,7 +302,7 @@ function Sup:spawn(d, inst, launch, spec)
   -- which a restart should not pay for accounting (prisn.exec.proctree
   -- measures the others).
   inst.limiter = limits and require("prisn.exec.limits").apply(limits, {
-    name = string.format("svc-%s-%s-%d-%d", d.ns, d.name, inst.number, inst.restarts),
+    name = cgroup_name(d, inst),
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
   }) or nil
   local cwd = spec.cwd
@@ -819,6 +825,10 @@ function Sup:recover()
       local pid = irow.pid and math.tointeger(irow.pid)
       if still_ours(pid, irow.started_at) and d.specs[inst.revision] then
         inst.pid, inst.started_at = pid, irow.started_at
+        local limits = require("prisn.exec.limits").from_spec(d.specs[inst.revision])
+        if limits then
+          inst.limiter = require("prisn.exec.limits").adopt(limits, { name = cgroup_name(d, inst) })
+        end
         inst.fifos = instance_exec.fifo_paths(self.server.home, d.ns, d.name, inst.number)
         self:attach_output(d, inst)
         self:watch_exit(d, inst)
