@@ -452,6 +452,36 @@ end }
     end, 10000), "keep-1 restarted after the restart")
   end)
 
+  it("deploys a manifest's deployments and cron jobs; a clean stop and start brings instances back", function()
+    write(dir .. "/sleep.sh", "exec sleep 1000\n")
+    write(dir .. "/tick.sh", "echo tick\n")
+    write(dir .. "/prisn.lua", [[
+deployment { name = "svc", script = "sleep.sh", replicas = 2, isolation = 0 }
+cron { name = "tick", script = "tick.sh", every = "hour", timezone = "UTC", isolation = 0 }
+]])
+    local r = ok({ "deploy", "-f", dir .. "/prisn.lua" })
+    assert.matches("deployment svc: revision 1 serving, 2/2 ready", r.stdout)
+    assert.matches("cron job tick: 0 %* %* %* %*", r.stdout)
+    assert.equal("tick", json({ "get", "cron", "-o", "json" })[1].name)
+    -- A bad manifest names the file line and the field; nothing is deployed.
+    write(dir .. "/bad.lua", 'deployment { name = "x", script = "sleep.sh" }\n'
+      .. 'deployment { name = "y", script = "sleep.sh", replicas = -1 }\n')
+    r = prisn({ "deploy", "-f", dir .. "/bad.lua" })
+    assert.equal(1, r.code)
+    assert.matches("bad.lua:2: deployments%[2%]%.replicas: cannot be negative", r.stderr)
+    assert.equal(1, #json({ "get", "deploy", "-o", "json" }))
+
+    local before = {}
+    for _, inst in ipairs(instances("svc")) do before[#before + 1] = math.tointeger(inst.pid) end
+    ok({ "server", "stop", "--timeout", "10s" })
+    for _, pid in ipairs(before) do assert.is_false(h.alive(pid), "stopped with the server") end
+    ok({ "server", "start", "-q" })
+    assert.truthy(wait_for(function()
+      local list = instances("svc")
+      return #list == 2 and list[1].state == "running" and list[2].state == "running"
+    end, 5000), "both back")
+  end)
+
   it("deletes a deployment: dry run first, then every instance stopped and the port freed", function()
     write(dir .. "/app.py", PY_APP)
     local port = free_port()

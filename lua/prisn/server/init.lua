@@ -265,6 +265,8 @@ function M.run(opts)
     end
     server.queue:stop_all(grace, one_done)
     server.supervisor:stop_all(grace, one_done)
+    -- Hooks still running are stopped; their callbacks come (as failures).
+    server.hooks:close()
   end
   -- A client that hangs up while we write must cost an EPIPE on that
   -- connection, not the server: SIGPIPE is caught and dropped. (Workloads

@@ -520,7 +520,14 @@ function Sup:remove_instance(d, inst, done)
     if inst.port then self.used_ports[inst.port] = nil end
     d.instances[inst.number] = nil
     inst.forgotten = true
-    if not d.deleted then deployments.delete_instance(self.server.db, d.ns, d.name, inst.number) end
+    if not d.deleted then
+      deployments.delete_instance(self.server.db, d.ns, d.name, inst.number)
+      -- The logs of instances that are gone go first when the deployment's
+      -- logs are over their bound.
+      local keep = {}
+      for number in pairs(d.instances) do keep[number] = true end
+      pcall(require("prisn.deploy_logs").prune, self.server.home, d.ns, d.name, keep)
+    end
     self:event(d, "instance.removed", "instance/" .. instance_name(d, inst))
     local cb = inst.on_removed
     inst.on_removed = nil
