@@ -240,6 +240,28 @@ describe("services through the server", function()
     assert.is_true(gap3 >= 1750 and gap3 < 2800, "third after ~2 s, took " .. gap3 .. " ms")
   end)
 
+  it("names an instance's OOM kill, and gives instances their secrets", function()
+    write(dir .. "/hog.py", "import time\nx = bytearray(200 * 1024 * 1024)\ntime.sleep(100)\n")
+    ok({ "deploy", dir .. "/hog.py", "--memory", "64M", "--isolation", "0", "--no-wait" })
+    local exited = wait_for(function()
+      for _, e in ipairs(events("instance/hog-1")) do
+        if e.action == "instance.exited" then return e end
+      end
+    end, 10000)
+    assert.truthy(exited, "an exit event")
+    assert.matches("^killed for running out of memory; restart", exited.message)
+    assert.truthy(wait_for(function()
+      local i = instances("hog")[1]
+      return type(i.last_exit) == "table" and i.last_exit.reason == "oom_killed"
+    end, 5000))
+    assert.matches("hog%-1%s+%S+%s+1%s+%S+%s+%d+%s+%d+%s+%S+%s+oom_killed", ok({ "get", "instances", "hog" }).stdout)
+
+    ok({ "secret", "set", "db", "PASSWORD=s3cret" })
+    write(dir .. "/sec.py", "import os, time\nprint('pw', os.environ.get('PASSWORD'), flush=True)\ntime.sleep(100)\n")
+    ok({ "deploy", dir .. "/sec.py", "--secret", "db", "--isolation", "0" })
+    assert.truthy(wait_for(function() return ok({ "logs", "sec" }).stdout == "[sec-1] pw s3cret\n" end, 5000))
+  end)
+
   it("takes an instance failing its health check out of the pool, then restarts it", function()
     write(dir .. "/app.py", PY_APP)
     local port = free_port()

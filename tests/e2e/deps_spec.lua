@@ -510,4 +510,32 @@ describe("prisn run: dependencies", function()
       for _, name in ipairs(site) do assert.is_nil(name:match("^pip$"), "pip was seeded into the venv") end
     end
   end)
+
+  it("builds a deployment's environment once, outside the server's loop, for every instance", function()
+    local env = pip_env(wheels({ WIDGETS }))
+    local dir = h.tempdir()
+    write(dir .. "/svc.py", "# /// script\n# dependencies = [\"acme-widgets\"]\n# ///\n"
+      .. "import os, time, widgets\nprint(os.environ['PRISN_INSTANCE'], widgets.VALUE, flush=True)\n"
+      .. "time.sleep(100)\n")
+    local started = h.prisn({ "server", "start", "-q" }, { env = env })
+    assert.equal(0, started.code, started.stderr)
+    local ok, err = pcall(function()
+      local r = h.prisn({ "deploy", dir .. "/svc.py", "-r", "2", "--isolation", "0" },
+        { env = env, timeout_ms = 60000 })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("2/2 ready", r.stdout)
+      local logs
+      for _ = 1, 50 do
+        logs = h.prisn({ "logs", "svc" }, { env = env }).stdout
+        if select(2, logs:gsub("widgets 1.0", "")) == 2 then break end
+        require("luv").sleep(100)
+      end
+      assert.matches("%[svc%-1%] svc%-1 widgets 1.0\n", logs)
+      assert.matches("%[svc%-2%] svc%-2 widgets 1.0\n", logs)
+      assert.equal(1, count(read(env.PIP_LOG), "Successfully installed acme-widgets-1.0"))
+      assert.same({ "acme-widgets" }, only_env(env).dependencies)
+    end)
+    h.prisn({ "server", "stop" }, { env = env })
+    assert(ok, err)
+  end)
 end)

@@ -82,6 +82,7 @@ end
 
 local function exit_text(e)
   if type(e) ~= "table" then return "-" end
+  if e.reason == "oom_killed" or e.reason == "failed_to_start" then return e.reason end
   if type(e.signal) == "string" then return "signal " .. e.signal end
   if type(e.code) == "number" then return "code " .. int(e.code) end
   return type(e.reason) == "string" and e.reason or "-"
