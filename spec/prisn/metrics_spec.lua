@@ -329,7 +329,8 @@ describe("prisn.metrics", function()
     local function prisn_registry()
       local reg = metrics.registry()
       local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return { running = 2, queued = 1 } end,
-        job_states = { "pending", "running", "succeeded", "failed" } })
+        job_states = { "pending", "running", "succeeded", "failed" },
+        instances_by_state = function() return { running = 3, crash_loop_backoff = 1 } end })
       return reg, m
     end
 
@@ -342,6 +343,12 @@ describe("prisn.metrics", function()
       assert.same({ "route", "method", "code" }, m.api_requests.label_names)
       assert.same({ 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 },
         m.api_request_duration.buckets)
+    end)
+
+    it("reports every instance state, zero included", function()
+      local text = prisn_registry():render()
+      assert.matches('prisn_instances{state="starting"} 0\nprisn_instances{state="running"} 3\n', text, 1, true)
+      assert.matches('prisn_instances{state="crash_loop_backoff"} 1\n', text, 1, true)
     end)
 
     it("reports every job state, zero included, then any other", function()
