@@ -120,6 +120,29 @@ static int64_t opt_limit(lua_State *L, int idx, const char *field, lua_Integer m
     return v;
 }
 
+/* Pushes a handle for cgroup parent/name: made with `limits`, or (NULL)
+ * the existing one opened. Returns 1, or 3 (nil, msg, code) on failure. */
+static int make_handle(lua_State *L, const char *name, const char *parent, const char *root,
+                       const prisn_cgroup_limits *limits) {
+    /* The handle exists before the directories, so a raise cannot leak them. */
+    cgroup_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    prisn_cgroup_init(&h->cg);
+    h->destroyed = true;
+    snprintf(h->name, sizeof h->name, "%s", name);
+    luaL_setmetatable(L, CGROUP_MT);
+
+    prisn_cgroup_layout layout;
+    int rc = prisn_cgroup_detect(root, &layout);
+    if (rc < 0)
+        return push_error(L, -rc, "/proc/self/mountinfo");
+    rc = limits ? prisn_cgroup_create(&h->cg, &layout, parent, name, limits)
+                : prisn_cgroup_open(&h->cg, &layout, parent, name);
+    if (rc < 0)
+        return push_error(L, -rc, h->cg.error_path);
+    h->destroyed = false;
+    return 1;
+}
+
 /* cgroup.create(name, { memory = bytes, cpu = cores, pids = n, parent = "prisn",
  *   root = dir }) -> handle | nil, message, code
  * Raises on a malformed name or option. Fails (nil...) when the system says
@@ -145,25 +168,7 @@ static int l_cgroup_create(lua_State *L) {
         limits.cpu_quota_us = quota < CPU_MIN_QUOTA_US ? CPU_MIN_QUOTA_US : (int64_t)quota;
     }
     lua_pop(L, 1);
-    const char *parent = opt_string(L, 2, "parent", "prisn");
-    const char *root = opt_string(L, 2, "root", "");
-
-    /* The handle exists before the directories, so a raise cannot leak them. */
-    cgroup_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
-    prisn_cgroup_init(&h->cg);
-    h->destroyed = true;
-    snprintf(h->name, sizeof h->name, "%s", name);
-    luaL_setmetatable(L, CGROUP_MT);
-
-    prisn_cgroup_layout layout;
-    int rc = prisn_cgroup_detect(root, &layout);
-    if (rc < 0)
-        return push_error(L, -rc, "/proc/self/mountinfo");
-    rc = prisn_cgroup_create(&h->cg, &layout, parent, name, &limits);
-    if (rc < 0)
-        return push_error(L, -rc, h->cg.error_path);
-    h->destroyed = false;
-    return 1;
+    return make_handle(L, name, opt_string(L, 2, "parent", "prisn"), opt_string(L, 2, "root", ""), &limits);
 }
 
 /* cgroup.open(name, { parent = "prisn", root = "" }) -> handle | nil, msg, code
@@ -180,22 +185,7 @@ static int l_cgroup_open(lua_State *L) {
     check_keys(L, 2, "cgroup.open", keys);
     luaL_argcheck(L, strlen(name) > 0 && strlen(name) < 200 && !strchr(name, '/'), 1,
                   "a cgroup name is one path component");
-    const char *parent = opt_string(L, 2, "parent", "prisn");
-    const char *root = opt_string(L, 2, "root", "");
-    cgroup_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
-    prisn_cgroup_init(&h->cg);
-    h->destroyed = true;
-    snprintf(h->name, sizeof h->name, "%s", name);
-    luaL_setmetatable(L, CGROUP_MT);
-    prisn_cgroup_layout layout;
-    int rc = prisn_cgroup_detect(root, &layout);
-    if (rc < 0)
-        return push_error(L, -rc, "/proc/self/mountinfo");
-    rc = prisn_cgroup_open(&h->cg, &layout, parent, name);
-    if (rc < 0)
-        return push_error(L, -rc, h->cg.error_path);
-    h->destroyed = false;
-    return 1;
+    return make_handle(L, name, opt_string(L, 2, "parent", "prisn"), opt_string(L, 2, "root", ""), NULL);
 }
 
 static cgroup_handle *check_cgroup(lua_State *L, int idx) {

@@ -3,13 +3,13 @@
 -- history limits, and runs missed while the server was down (skipped, or
 -- caught up once).
 local h = require("e2e.helper")
-local read, write = h.read, h.write
+local write = h.write
 local cjson = require("cjson")
 local uv = require("luv")
 local parse_time = require("prisn.store.events").parse_time
 
 describe("cron jobs through the server", function()
-  local env, home, dir
+  local env, dir
 
   local function prisn(args, opts)
     opts = opts or {}
@@ -74,16 +74,11 @@ describe("cron jobs through the server", function()
   end
 
   local function stop_server()
-    local info = read(home .. "/server.json")
-    if not info then return end
-    local pid = math.tointeger(cjson.decode(info).pid)
-    prisn({ "server", "stop", "--timeout", "5s" })
-    if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
+    h.stop_server(env)
   end
 
   before_each(function()
     env = h.env()
-    home = env.PRISN_HOME
     dir = h.tempdir("prisn-cron")
   end)
 

@@ -66,12 +66,7 @@ describe("deployment logs through the server", function()
 
   after_each(function()
     for _, w in ipairs(writers) do w:close() end
-    local info = h.read(home .. "/server.json")
-    if info then
-      local pid = math.tointeger(cjson.decode(info).pid)
-      prisn({ "server", "stop", "--timeout", "5s" })
-      if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
-    end
+    h.stop_server(env)
     h.cleanup()
   end)
 

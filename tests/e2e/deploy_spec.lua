@@ -150,11 +150,7 @@ describe("services through the server", function()
   end
 
   local function stop_server()
-    local pid = server_pid()
-    if pid then
-      prisn({ "server", "stop", "--timeout", "10s" })
-      if h.alive(pid) then uv.kill(pid, "sigkill") end
-    end
+    h.stop_server(env)
     -- Instances outlive a killed server: stop what is left, by group.
     for _, pid2 in ipairs(recorded_pids()) do
       if h.alive(pid2) then uv.kill(-pid2, "sigkill") end

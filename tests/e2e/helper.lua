@@ -136,6 +136,17 @@ function M.jobs(env)
   return require("cjson").decode(r.stdout)
 end
 
+--- Stops the server of `env` (its PRISN_HOME) if one runs: `prisn server
+-- stop`, then SIGKILL if it is still there. Returns the pid it stopped.
+function M.stop_server(env)
+  local info = M.read(env.PRISN_HOME .. "/server.json")
+  if not info then return nil end
+  local pid = math.tointeger(require("cjson").decode(info).pid)
+  M.prisn({ "server", "stop", "--timeout", "5s" }, { env = env })
+  if pid and uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
+  return pid
+end
+
 --- Removes every temporary directory this spec made.
 function M.cleanup()
   for _, dir in ipairs(homes) do

@@ -115,12 +115,7 @@ describe("operator hooks", function()
 
   after_each(function()
     for _, s in ipairs(servers) do s.close() end
-    local info = read(home .. "/server.json")
-    if info then
-      local pid = math.tointeger(cjson.decode(info).pid)
-      prisn({ "server", "stop", "--timeout", "5s" })
-      if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
-    end
+    h.stop_server(env)
     h.cleanup()
   end)
 

@@ -57,12 +57,7 @@ describe("jobs through the server", function()
   end)
 
   after_each(function()
-    local info = read(home .. "/server.json")
-    if info then
-      local pid = math.tointeger(cjson.decode(info).pid)
-      prisn({ "server", "stop", "--timeout", "5s" })
-      if uv.kill(pid, 0) then uv.kill(pid, "sigkill") end
-    end
+    h.stop_server(env)
     h.cleanup()
   end)
 

@@ -17,28 +17,11 @@ end
 local RUN_FLAGS = { "env", "env-file", "secret", "timeout", "grace", "memory", "cpu", "pids", "isolation",
   "disk", "runner", "no-deps" }
 
-local function run_flags()
-  local by_name = {}
-  for _, f in ipairs(require("prisn.cli.commands.run")[1].flags) do by_name[f.name] = f end
-  local list = {}
-  for i, name in ipairs(RUN_FLAGS) do list[i] = by_name[name] end
-  return list
-end
-
 -- Uploads the folder of `script` unless the server has it; returns the
 -- bundle hash and the script's path inside it.
 local function upload(c, script)
-  local bundle = require("prisn.bundle")
   local dir = script:match("^(.*)/[^/]*$")
-  local blob, hash = bundle.pack(dir)
-  if not blob then
-    errors.raise("EBUNDLE", "cannot pack " .. dir .. ": " .. hash,
-      { hint = "keep a cron job's script in a folder of its own, under 20 MB" })
-  end
-  if not pcall(c.request, c, "GET", "/api/v1/bundles/" .. hash) then
-    c:request_raw("PUT", "/api/v1/bundles/" .. hash, blob)
-  end
-  return hash, script:sub(#dir + 2)
+  return require("prisn.cli.workload").upload(c, dir, "a cron job's script"), script:sub(#dir + 2)
 end
 
 local function create(ctx)
@@ -193,7 +176,7 @@ return {
         summary = "Run once at server start when runs were missed while it was down" },
       { name = "keep-succeeded", type = "int", placeholder = "N", summary = "Keep the last N succeeded runs (10)" },
       { name = "keep-failed", type = "int", placeholder = "N", summary = "Keep the last N failed runs (10)" },
-      table.unpack(run_flags()),
+      table.unpack(require("prisn.cli.workload").run_flags(RUN_FLAGS)),
     },
     examples = {
       { "prisn cron report.py \"0 * * * *\"", "Run report.py at the start of every hour" },

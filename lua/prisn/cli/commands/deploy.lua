@@ -18,14 +18,6 @@ local function client_module() return require("prisn.client") end
 local RUN_FLAGS = { "env", "env-file", "secret", "memory", "cpu", "pids", "isolation", "disk", "runner", "no-deps",
   "grace" }
 
-local function run_flags()
-  local by_name = {}
-  for _, f in ipairs(require("prisn.cli.commands.run")[1].flags) do by_name[f.name] = f end
-  local list = {}
-  for i, name in ipairs(RUN_FLAGS) do list[i] = by_name[name] end
-  return list
-end
-
 local function absolute(path, cwd)
   if path:sub(1, 1) == "/" then return path end
   return (cwd == "/" and "" or cwd) .. "/" .. path
@@ -63,18 +55,8 @@ function M.resolve_script(path, entry, cwd)
   return full, full:match("^(.*)/[^/]*$")
 end
 
--- Uploads `dir` unless the server has it; returns the bundle hash.
 local function upload(c, dir)
-  local bundle = require("prisn.bundle")
-  local blob, hash = bundle.pack(dir)
-  if not blob then
-    errors.raise("EBUNDLE", "cannot pack " .. dir .. ": " .. hash,
-      { hint = "keep a service in a folder of its own, under 20 MB" })
-  end
-  if not pcall(c.request, c, "GET", "/api/v1/bundles/" .. hash) then
-    c:request_raw("PUT", "/api/v1/bundles/" .. hash, blob)
-  end
-  return hash
+  return require("prisn.cli.workload").upload(c, dir, "a service")
 end
 
 local function deployments_path(ns, name, action)
@@ -294,7 +276,7 @@ M.commands = {
       { name = "no-wait", type = "bool", summary = "Return once the deploy is accepted; don't wait for the rollout" },
       { name = "wait-timeout", type = "duration", placeholder = "DUR",
         summary = "How long to wait for the rollout (5m); it goes on after" },
-      table.unpack(run_flags()),
+      table.unpack(require("prisn.cli.workload").run_flags(RUN_FLAGS)),
     },
     examples = {
       { "prisn deploy api.py --port 8080 -r 3", "Three instances of api.py behind port 8080" },
