@@ -143,6 +143,9 @@ local function from_flags(ctx)
   limits = limits or {}
   local isolation = require("prisn.exec.isolation")
   local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
+  if flags.port and (flags.port < 1 or flags.port > 65535) then
+    errors.usage(string.format("--port must be from 1 to 65535, got %d", flags.port), "e.g. --port 8080")
+  end
   if flags.replicas and flags.replicas < 0 then
     errors.usage("--replicas cannot be negative", "e.g. -r 3; 0 keeps the deployment without instances")
   end

@@ -66,6 +66,10 @@ end
 local function template_from_body(req, body)
   local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
   spec.timeout = nil -- a service runs until stopped
+  -- A script nobody can run is refused now, not after the deploy.
+  local runner, rerr, _, rhint = require("prisn.exec.runners").detect(req.server.queue:runners(), spec.script,
+    { runner = spec.runner })
+  if not runner then api.fail(422, "invalid", rerr, rhint) end
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
   local port = integer_field(body, "port", 1, 65535)
