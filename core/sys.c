@@ -14,11 +14,13 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 
 #ifndef PRISN_VERSION
 #define PRISN_VERSION "0.0.0"
@@ -197,7 +199,51 @@ static int l_sys_pidfd_open(lua_State *L) {
 #endif
 }
 
+/* luv's loop of a Lua state (lua-luv-dev's luv.h declares it; its header
+ * is not on our include path). */
+uv_loop_t *luv_loop(lua_State *L);
+
+/* sys.fork() -> 0 in the child, the child's pid in the parent | nil, msg, code
+ * For the job host, a warm prisn that forks one job runner per job instead
+ * of exec'ing a new prisn: the child starts a session of its own, gets the
+ * default SIGCHLD back (the host ignores it), has /dev/null as stdin and
+ * stdout (the host's are its pipes to the server), and its luv loop made
+ * usable again (uv_loop_fork). stdio buffers are flushed first, so nothing
+ * is written twice. */
+static int l_sys_fork(lua_State *L) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return push_errno(L, errno, "fork");
+    if (pid == 0) {
+        setsid();
+        signal(SIGCHLD, SIG_DFL);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            close(null);
+        }
+        uv_loop_t *loop = luv_loop(L);
+        if (loop)
+            uv_loop_fork(loop);
+    }
+    lua_pushinteger(L, pid);
+    return 1;
+}
+
+/* sys.ignore_children() -> nothing. SIGCHLD ignored: this process's children
+ * are reaped by the kernel and never linger as zombies (the job host, which
+ * forks runners and never waits for them). */
+static int l_sys_ignore_children(lua_State *L) {
+    (void)L;
+    signal(SIGCHLD, SIG_IGN);
+    return 0;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"fork", l_sys_fork},
+    {"ignore_children", l_sys_ignore_children},
     {"mkfifo", l_sys_mkfifo},
     {"pidfd_open", l_sys_pidfd_open},
     {"set_oom_score_adj", l_sys_set_oom_score_adj},

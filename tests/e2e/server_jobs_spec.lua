@@ -193,6 +193,47 @@ describe("jobs through the server", function()
     assert.is_true(wait_for(function() return not alive(script_pid) end), "the job's process survived")
   end)
 
+  it("forks runners from one job host, replaces a killed host, and execs runners without one", function()
+    start_server()
+    write(dir .. "/pid.sh", "echo $PPID\n")
+    local function run_one()
+      local id = prisn({ "run", "-d", "--isolation", "0", dir .. "/pid.sh" }).stdout:match("^(%w+)")
+      assert.is_true(wait_for(function() return job(id).state == "succeeded" end))
+      -- The script's parent is its runner.
+      local runner = tonumber(prisn({ "logs", "job/" .. id }).stdout)
+      return runner
+    end
+    local function host_pids()
+      local pids = {}
+      for _, entry in ipairs(require("prisn.fs").list_dir("/proc")) do
+        local pid = tonumber(entry.name)
+        local cmdline = pid and read("/proc/" .. pid .. "/cmdline") or ""
+        local environ = pid and read("/proc/" .. pid .. "/environ") or ""
+        if cmdline:find("\0__job-host\0", 1, true) and environ:find("PRISN_HOME=" .. home .. "\0", 1, true)
+          and alive(pid) then
+          pids[#pids + 1] = pid
+        end
+      end
+      return pids
+    end
+    run_one()
+    local hosts = host_pids()
+    assert.equal(1, #hosts, "one job host")
+    uv.kill(hosts[1], "sigkill")
+    assert.is_true(wait_for(function() return not alive(hosts[1]) end))
+    run_one() -- a new host forks it
+    local after = host_pids()
+    assert.equal(1, #after)
+    assert.are_not.equal(hosts[1], after[1])
+    h.stop_server(env)
+    assert.is_true(wait_for(function() return #host_pids() == 0 end), "the host leaves with the server")
+
+    start_server({ PRISN_JOB_HOST = "0" })
+    local runner = run_one()
+    assert.equal(0, #host_pids())
+    assert.is_number(runner)
+  end)
+
   it("serves /metrics that promtool accepts", function()
     start_server()
     write(dir .. "/ok.sh", "true\n")

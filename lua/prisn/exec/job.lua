@@ -356,6 +356,13 @@ end
 -- could not be found.
 function M.run_recorded(home, id)
   supervise.protect_self()
+  -- Held for the runner's whole life: a restarted server knows by it that
+  -- this job's runner still runs (see M.runner_alive).
+  local lock, held = M.runner_lock(home, id)
+  if held then
+    io.stderr:write("prisn __job-run: job ", id, " has a runner already\n")
+    return 1
+  end
   local cjson = require("cjson")
   local jobs = require("prisn.store.jobs")
   local db = require("prisn.store").open(home)
@@ -363,6 +370,7 @@ function M.run_recorded(home, id)
   local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
   if not job or not row or (job.state ~= "queued" and job.state ~= "running") then
     db:close()
+    M.runner_unlock(home, id, lock)
     io.stderr:write("prisn __job-run: job ", id, " is not waiting to run\n")
     return 1
   end
@@ -404,7 +412,50 @@ function M.run_recorded(home, id)
   db:run("DELETE FROM job_specs WHERE job_id = ?", id)
   rec.close()
   db:close()
+  M.runner_unlock(home, id, lock)
   return 0
+end
+
+local function lock_path(home, id)
+  return home .. "/run/jobs/" .. id .. ".lock"
+end
+
+--- Takes the lock that says job `id`'s runner runs, with this process's
+-- pid in it; returns its fd, or nil and true when another runner holds it
+-- (nil alone when it cannot be taken at all: the runner then has no lock).
+function M.runner_lock(home, id)
+  uv.fs_mkdir(home .. "/run", tonumber("700", 8))
+  uv.fs_mkdir(home .. "/run/jobs", tonumber("700", 8))
+  local fd = require("prisn.core.sys").lock(lock_path(home, id))
+  if fd == false then return nil, true end
+  if fd then
+    uv.fs_ftruncate(fd, 0)
+    uv.fs_write(fd, tostring(uv.os_getpid()) .. "\n", 0)
+  end
+  return fd or nil
+end
+
+function M.runner_unlock(home, id, fd)
+  if not fd then return end
+  uv.fs_unlink(lock_path(home, id))
+  require("prisn.core.sys").unlock(fd)
+end
+
+--- Whether the runner of job `id` still runs (it holds its lock), and its
+-- pid as it wrote it.
+function M.runner_alive(home, id)
+  local path = lock_path(home, id)
+  if not uv.fs_stat(path) then return false end
+  local sys = require("prisn.core.sys")
+  local fd = sys.lock(path)
+  if fd then
+    -- Nobody held it: a runner that died without cleaning up.
+    uv.fs_unlink(path)
+    sys.unlock(fd)
+    return false
+  end
+  if fd ~= false then return false end
+  return true, math.tointeger(tonumber((require("prisn.fs").read_file(path) or ""):match("%d+") or ""))
 end
 
 --- The workspace of a server job at isolation level 2 or 3: a folder of its

@@ -95,6 +95,39 @@ function M.start(spec)
   return self
 end
 
+--- Calls on_exit() once when process `pid`, which need not be our child
+-- (a process a restarted server re-adopts, a runner the job host forked),
+-- has ended: through a pidfd (Linux 5.3+), else by polling /proc every
+-- `poll_ms` (200). No exit status: only the parent can have that. Returns a
+-- function that stops watching.
+function M.watch_pid(pid, on_exit, poll_ms)
+  local sys = require("prisn.core.sys")
+  local handle, fd
+  local function stop()
+    if handle and not handle:is_closing() then
+      handle:stop()
+      handle:close()
+    end
+    if fd then uv.fs_close(fd); fd = nil end
+  end
+  local function ended()
+    stop()
+    on_exit()
+  end
+  fd = sys.pidfd_open(pid)
+  if fd then
+    handle = uv.new_poll(fd)
+    handle:start("r", ended)
+  else
+    handle = uv.new_timer()
+    handle:start(poll_ms or 200, poll_ms or 200, function()
+      local state = (require("prisn.fs").read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
+      if state == nil or state == "Z" or state == "X" then ended() end
+    end)
+  end
+  return stop
+end
+
 --- Reads a luv pipe until EOF, calling on_data(chunk) for each chunk, then
 -- closes it and calls on_eof(). Read errors end the stream like EOF.
 function M.drain(pipe, on_data, on_eof)

@@ -28,6 +28,26 @@ M.DEFAULT_MAX_QUEUED = 10000
 local Queue = {}
 Queue.__index = Queue
 
+-- The environment a runner starts with: the server's own (PATH, HOME, the
+-- package managers' settings), with PRISN_HOME pinned.
+local function runner_env(home)
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do
+    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
+  end
+  env[#env + 1] = "PRISN_HOME=" .. home
+  return env
+end
+
+-- Signals a running job's runner, started here or adopted.
+local function signal_runner(entry, signal)
+  if entry.runner then
+    entry.runner:kill(signal)
+  elseif entry.runner_pid then
+    uv.kill(entry.runner_pid, "sig" .. signal:lower())
+  end
+end
+
 local function env_number(name, default)
   local v = tonumber(os.getenv(name) or "")
   return v and math.floor(v) or default
@@ -45,6 +65,10 @@ function M.new(server)
     max_running = env_number("PRISN_MAX_RUNNING_JOBS", 2 * #uv.cpu_info()),
     max_queued = env_number("PRISN_MAX_QUEUED_JOBS", M.DEFAULT_MAX_QUEUED),
   }, Queue)
+  -- Runners forked by a warm job host (PRISN_JOB_HOST=0: exec each one).
+  if os.getenv("PRISN_JOB_HOST") ~= "0" then
+    q.host = require("prisn.server.job_host").new(server, runner_env(server.home))
+  end
   return q
 end
 
@@ -149,25 +173,33 @@ function Queue:finished(id, started)
   self:pump()
 end
 
--- The environment a runner starts with: the server's own (PATH, HOME, the
--- package managers' settings), with PRISN_HOME pinned.
-local function runner_env(home)
-  local env = {}
-  for k, v in pairs(uv.os_environ()) do
-    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
+
+-- Marks job `id` started with runner `pid` and watches the runner: `proc`
+-- when it is our child, else (forked by the job host) through its pid.
+function Queue:runner_started(id, entry, pid, proc, started)
+  local server = self.server
+  server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id)
+  -- Submitted -> its runner process started (the script starts once the
+  -- runner has prepared it: add the runner's start-up for that).
+  local waited = self.queued_at and self.queued_at[id]
+  if waited and server.metrics and server.metrics.scheduling_latency then
+    server.metrics.scheduling_latency:observe((uv.hrtime() - waited) / 1e9)
   end
-  env[#env + 1] = "PRISN_HOME=" .. home
-  return env
+  if self.queued_at then self.queued_at[id] = nil end
+  self:event(entry.job, "job.started", "runner pid " .. pid)
+  if proc then
+    entry.runner = proc
+    proc:on_exit(function() self:finished(id, started) end)
+  else
+    entry.runner_pid = pid
+    require("prisn.exec.process").watch_pid(pid, function() self:finished(id, started) end)
+  end
+  if entry.deleted then signal_runner(entry, "TERM") end
 end
 
-function Queue:start(id)
+-- Execs `prisn __job-run ID`: the way without the job host.
+function Queue:exec_runner(id, entry, started)
   local server = self.server
-  local job = jobs.get_by_id(server.db, id)
-  if not job or job.state ~= "queued" then return end
-  local entry = { job = job }
-  self.running[id] = entry
-  self.running_count = self.running_count + 1
-  local started = uv.hrtime()
   local exe = uv.exepath()
   local runner, err = require("prisn.exec.process").start({
     file = exe, argv = { exe, "__job-run", id }, env = runner_env(server.home), cwd = "/",
@@ -181,27 +213,25 @@ function Queue:start(id)
     self:finished(id, nil)
     return
   end
-  entry.runner = runner
-  server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", runner:pid(), id)
-  -- Submitted -> its runner process started (the script starts once the
-  -- runner has prepared it: add the runner's start-up for that).
-  local waited = self.queued_at and self.queued_at[id]
-  if waited and server.metrics and server.metrics.scheduling_latency then
-    server.metrics.scheduling_latency:observe((uv.hrtime() - waited) / 1e9)
-  end
-  if self.queued_at then self.queued_at[id] = nil end
-  self:event(job, "job.started", "runner pid " .. runner:pid())
-  runner:on_exit(function() self:finished(id, started) end)
+  self:runner_started(id, entry, runner:pid(), runner, started)
 end
 
--- Signals a running job's runner, started here or adopted.
-local function signal_runner(entry, signal)
-  if entry.runner then
-    entry.runner:kill(signal)
-  elseif entry.runner_pid then
-    uv.kill(entry.runner_pid, "sig" .. signal:lower())
-  end
+function Queue:start(id)
+  local server = self.server
+  local job = jobs.get_by_id(server.db, id)
+  if not job or job.state ~= "queued" then return end
+  local entry = { job = job }
+  self.running[id] = entry
+  self.running_count = self.running_count + 1
+  local started = uv.hrtime()
+  if not self.host then return self:exec_runner(id, entry, started) end
+  self.host:run(id, function(pid, err)
+    if pid then return self:runner_started(id, entry, pid, nil, started) end
+    server.log:warn("job %s: the job host could not fork a runner (%s); starting one directly", id, tostring(err))
+    self:exec_runner(id, entry, started)
+  end)
 end
+
 
 --- Deletes a job: a waiting one leaves the queue, a running one is stopped
 -- (its runner gets SIGTERM and stops the job's group: SIGTERM, then SIGKILL
@@ -256,9 +286,14 @@ function Queue:recover()
     .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
     .. "ORDER BY j.id") or {}
   local requeued, adopted, failed = 0, 0, 0
+  local runner_alive = require("prisn.exec.job").runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
-    if runner_pid and M.alive(runner_pid) and M.is_runner(runner_pid, row.id) then
+    -- A runner holds its job's lock for its whole life (one the job host
+    -- forked may not have had its pid recorded yet: the lock has it).
+    local locked, locked_pid = runner_alive(self.server.home, row.id)
+    if locked and locked_pid then runner_pid = locked_pid end
+    if runner_pid and M.alive(runner_pid) and (locked or M.is_runner(runner_pid, row.id)) then
       self:adopt(row.id, runner_pid)
       adopted = adopted + 1
     elseif row.state == "queued" and not runner_pid then
@@ -293,19 +328,14 @@ function Queue:adopt(id, runner_pid)
   local entry = { runner_pid = runner_pid, adopted = true }
   self.running[id] = entry
   self.running_count = self.running_count + 1
-  local timer = uv.new_timer()
-  timer:start(200, 200, function()
-    if M.alive(runner_pid) then return end
-    timer:stop()
-    timer:close()
-    self:finished(id, nil)
-  end)
+  require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id, nil) end)
 end
 
 --- Stops every running job (SIGTERM to each runner, which stops its job's
 -- group with the job's grace; SIGKILL to what is left after `grace`
 -- seconds) and calls done() when none is left. Used by a graceful stop.
 function Queue:stop_all(grace, done)
+  if self.host then self.host:close() end
   if self.running_count == 0 then return done() end
   for _, entry in pairs(self.running) do signal_runner(entry, "TERM") end
   local t = uv.new_timer()

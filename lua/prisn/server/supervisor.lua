@@ -171,10 +171,7 @@ local function detach(inst)
     if not pipe:is_closing() then pipe:read_stop(); pipe:close() end
   end
   inst.readers = nil
-  if inst.exit_poll then
-    inst.exit_poll:stop(); close_handle(inst.exit_poll); inst.exit_poll = nil
-    if inst.exit_pidfd then uv.fs_close(inst.exit_pidfd); inst.exit_pidfd = nil end
-  end
+  if inst.stop_watch then inst.stop_watch(); inst.stop_watch = nil end
 end
 
 local function release_limiter(limiter)
@@ -339,21 +336,10 @@ function Sup:watch_exit(d, inst)
     return
   end
   local pid = inst.pid
-  local fd = require("prisn.core.sys").pidfd_open(pid)
-  local function gone()
-    if inst.pid ~= pid then return end
-    self:exited(d, inst, { unknown = true })
-  end
-  if fd then
-    inst.exit_pidfd = fd
-    inst.exit_poll = uv.new_poll(fd)
-    inst.exit_poll:start("r", gone)
-  else
-    inst.exit_poll = uv.new_timer()
-    inst.exit_poll:start(M.ADOPTED_POLL_MS, M.ADOPTED_POLL_MS, function()
-      if not require("prisn.server.jobs").alive(pid) then gone() end
-    end)
-  end
+  inst.stop_watch = require("prisn.exec.process").watch_pid(pid, function()
+    inst.stop_watch = nil
+    if inst.pid == pid then self:exited(d, inst, { unknown = true }) end
+  end, M.ADOPTED_POLL_MS)
 end
 
 

@@ -126,6 +126,14 @@ return {
     end,
   },
   {
+    name = "__job-host",
+    hidden = true,
+    summary = "Fork a runner for each job id read on stdin (started by the server)",
+    handler = function()
+      return require("prisn.exec.job_host").main(require("prisn.home").path())
+    end,
+  },
+  {
     name = "__prepare",
     hidden = true,
     summary = "Prepare a service's launch: runner, interpreter, dependencies (started by the server)",
