@@ -14,8 +14,10 @@
 --     state  { failures = n, healthy_since = t | nil } or nil for a new
 --            instance (M.new_state())
 --     event  { type = "exit", at = t, code = n | nil, signal = name | nil,
---              oom_killed = bool, requested = bool }   -- requested: prisn
+--              oom_killed = bool, requested = bool,    -- requested: prisn
 --              stopped it (scale down, drain, delete); never restarted
+--              status_unknown = bool }  -- an instance re-adopted after a
+--              server restart: how it ended is lost; counts as a failure
 --            { type = "healthy", at = t } | { type = "unhealthy", at = t }
 --     opts   { restart_policy = "always" | "on-failure" | "never",
 --              initial_delay, max_delay, multiplier, reset_after, jitter }
@@ -69,6 +71,7 @@ end
 --- Whether an exit counts as a failure (for "on-failure").
 function M.is_failure(event)
   return (event.code ~= nil and event.code ~= 0) or event.signal ~= nil or event.oom_killed == true
+    or event.status_unknown == true
 end
 
 --- The delay before restart number `failures` of a run (1 = the first),
@@ -81,6 +84,7 @@ function M.base_delay(failures, opts)
 end
 
 local function describe_exit(event)
+  if event.status_unknown then return "ended (its exit status was lost with a server restart)" end
   if event.oom_killed then return "killed for running out of memory" end
   if event.signal then return "killed by signal " .. tostring(event.signal) end
   return "exited with code " .. tostring(event.code or 0)

@@ -12,6 +12,8 @@
 --   PRISN_BENCH_PERF=1             also `perf record -g` the server during the
 --                                  first 8-connection GET run and the first job
 --                                  run, and print the top symbols
+--   PRISN_BENCH_ISOLATION=0        the isolation level of the jobs (default: the
+--                                  server's, 1 where namespaces work)
 --   PRISN_BENCH_SERVER_LUA=FILE    run `prisn lua FILE` as the server instead of
 --                                  `prisn server start --foreground` (e.g. a
 --                                  profiling wrapper around prisn.server.run;
@@ -53,6 +55,7 @@
 --
 -- Loopback only, offline, bounded in time; every process started here
 -- (servers, wrk, perf) is stopped by its pid, and the temporary home removed.
+local ISOLATION = math.tointeger(tonumber(os.getenv("PRISN_BENCH_ISOLATION") or ""))
 local uv = require("luv")
 local cjson = require("cjson")
 
@@ -485,7 +488,7 @@ local function flood(n, perf_name)
   local poll = connect()
   local hist_before = scheduling_histogram(poll)
   local final_before = job_counts(poll)
-  local body = cjson.encode({ script = tmp .. "/noop.sh" })
+  local body = cjson.encode({ script = tmp .. "/noop.sh", isolation = ISOLATION })
   local ids, lat, rejected, failed, issued = {}, {}, 0, {}, 0
   local own0, children0 = cpu_s(server.pid)
   local t0_us, t0 = now_us(), uv.hrtime()
@@ -591,7 +594,7 @@ local function probe()
   for i = 1, PROBE_JOBS do
     sent_at[i] = now_us()
     local status, text = c:request("POST", "/api/v1/namespaces/default/jobs",
-      cjson.encode({ script = tmp .. "/stamp.sh", args = { tostring(i) } }))
+      cjson.encode({ script = tmp .. "/stamp.sh", args = { tostring(i) }, isolation = ISOLATION }))
     assert(status == 201, "probe submit answered " .. tostring(status) .. " " .. tostring(text))
     ids[#ids + 1] = cjson.decode(text).id
     sleep_ms(20)

@@ -258,6 +258,16 @@ describe("services through the server", function()
     assert.truthy(wait_for(function() return ok({ "logs", "sec" }).stdout == "[sec-1] pw s3cret\n" end, 5000))
   end)
 
+  it("stops what an exited instance left in its process group", function()
+    write(dir .. "/leave.sh", "sh -c 'trap \"\" TERM; exec sleep 1000' &\necho $! >> \"$PIDS\"\nsleep 0.2\nexit 1\n")
+    ok({ "deploy", dir .. "/leave.sh", "--isolation", "0", "--restart", "never", "-e", "PIDS=" .. dir .. "/pids",
+      "--no-wait" })
+    assert.truthy(wait_for(function() return instances("leave")[1].state == "stopped" end, 5000))
+    local child = tonumber((read(dir .. "/pids") or ""):match("%d+"))
+    assert.is_number(child)
+    assert.truthy(wait_for(function() return not h.alive(child) end, 2000), "the left-behind child was killed")
+  end)
+
   it("takes an instance failing its health check out of the pool, then restarts it", function()
     write(dir .. "/app.py", PY_APP)
     local port = free_port()
@@ -341,6 +351,32 @@ deployment {
     r = ok({ "rollout", "undo", "api" })
     assert.matches("back to the template of revision 1, serving as revision 4", r.stdout)
     status, body = get(port)
+    assert.equal(200, status)
+    assert.matches("v1", body)
+  end)
+
+  it("keeps the serving revision through a server restart in the middle of a rollout", function()
+    write(dir .. "/app.py", PY_APP)
+    local port = free_port()
+    local flags = { "--name", "mid", "--port", tostring(port), "-r", "2", "--isolation", "0", "--health",
+      "http:/healthz" }
+    ok({ "deploy", dir .. "/app.py", table.unpack(flags) })
+    -- Revision 2 dies after 3 s, before it was ever healthy.
+    local bad = h.tempdir("prisn-bad")
+    write(bad .. "/app.py", "import sys, time\ntime.sleep(3)\nsys.exit(1)\n")
+    ok({ "deploy", bad .. "/app.py", "--no-wait", table.unpack(flags) })
+    ok({ "server", "stop", "--timeout", "10s" })
+    ok({ "server", "start", "-q" })
+    local history = wait_for(function()
+      local list = json({ "rollout", "history", "mid", "-o", "json" })
+      return list[2].state == "rolled_back" and list
+    end, 20000)
+    assert.truthy(history, "revision 2 rolled back")
+    assert.equal("active", history[1].state)
+    local insts = instances("mid")
+    assert.equal(2, #insts)
+    for _, inst in ipairs(insts) do assert.equal(1, math.tointeger(inst.revision)) end
+    local status, body = get(port)
     assert.equal(200, status)
     assert.matches("v1", body)
   end)

@@ -253,9 +253,9 @@ function M.scale_body(count_text, flags)
     body.multiply = tonumber(m)
   else
     body.auto = { min = flags.min or 1, max = flags.max or 10, target_cpu = flags.target_cpu or 70 }
-    if body.auto.min < 0 or body.auto.max < 1 or body.auto.min > body.auto.max then
-      errors.usage(string.format("--min %d --max %d: need 0 <= min <= max and max >= 1", body.auto.min,
-        body.auto.max), "e.g. --auto --min 1 --max 10")
+    if body.auto.min < 1 or body.auto.min > body.auto.max then
+      errors.usage(string.format("--min %d --max %d: need 1 <= min <= max", body.auto.min, body.auto.max),
+        "e.g. --auto --min 1 --max 10 (to stop every instance, prisn scale NAME 0)")
     end
     if body.auto.target_cpu < 1 or body.auto.target_cpu > 100 then
       errors.usage("--target-cpu is a percentage from 1 to 100", "e.g. --target-cpu 70")

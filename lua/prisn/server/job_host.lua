@@ -52,6 +52,7 @@ function Host:start()
   end)
   proc:on_exit(function(status)
     if self.proc == proc then self.proc = nil end
+    if proc.stdin and not proc.stdin:is_closing() then proc.stdin:close() end
     if not self.closing then
       self.server.log:warn("the job host (pid %d) ended (%s); the next job starts a new one", proc:pid(),
         status.exited and ("exit " .. tostring(status.code)) or ("signal " .. tostring(status.signal)))

@@ -56,6 +56,15 @@ function M.new(server)
   return setmetatable({ server = server, deployments = {}, launches = {}, used_ports = {} }, Sup)
 end
 
+--- `fn` wrapped for a luv callback: an error is logged and the server goes
+-- on (an error escaping a callback would end the whole process).
+function Sup:guard(what, fn)
+  return function(...)
+    local ok, err = xpcall(fn, debug.traceback, ...)
+    if not ok then self.server.log:error("supervisor: %s: %s", what, tostring(err)) end
+  end
+end
+
 function Sup:event(d, action, object, message, actor)
   if self.server.events then
     self.server.events:record({ namespace = d.ns, actor = actor or "system", action = action, object = object,
@@ -126,6 +135,10 @@ function Sup:launch_for(d, rev, done)
   local cache_key = require("cjson").encode({ spec.script, spec.args or {}, spec.runner or "", spec.no_deps or false,
     spec.env or {} })
   local entry = self.launches[cache_key]
+  if entry and entry.launch and entry.launch.env_dir and not uv.fs_stat(entry.launch.env_dir) then
+    -- Its environment was pruned (prisn env prune): prepare it again.
+    self.launches[cache_key], entry = nil, nil
+  end
   if entry and entry.launch then return done(entry.launch) end
   if entry and entry.waiting then
     entry.waiting[#entry.waiting + 1] = done
@@ -137,7 +150,7 @@ function Sup:launch_for(d, rev, done)
     local waiting = entry.waiting
     entry.waiting = nil
     if launch then entry.launch = launch else self.launches[cache_key] = nil end
-    for _, cb in ipairs(waiting) do cb(launch, err) end
+    for _, cb in ipairs(waiting) do self:guard("prepared", cb)(launch, err) end
   end)
 end
 
@@ -252,14 +265,14 @@ function Sup:start_health(d, inst)
     -- Up for a moment counts as healthy: a script that crashes at start is
     -- never put in the pool, and a rollout of one is rolled back.
     inst.none_timer = uv.new_timer()
-    inst.none_timer:start(M.NONE_HEALTHY_AFTER_MS, 0, function()
+    inst.none_timer:start(M.NONE_HEALTHY_AFTER_MS, 0, self:guard("health", function()
       close_handle(inst.none_timer); inst.none_timer = nil
       self:health_changed(d, inst, "healthy")
-    end)
+    end))
     return
   end
   inst.checker = require("prisn.net.health").checker(health, { host = "127.0.0.1", port = inst.port,
-    on_change = function(state, detail) self:health_changed(d, inst, state, detail) end })
+    on_change = self:guard("health", function(state, detail) self:health_changed(d, inst, state, detail) end) })
   inst.checker:start()
 end
 
@@ -269,13 +282,12 @@ function Sup:start_process(d, inst)
   local spec = d.specs[inst.revision]
   self:set_state(d, inst, inst.restarts > 0 and "restarting" or "starting")
   self:launch_for(d, inst.revision, function(launch, err)
-    if inst.removing or d.deleted or inst.forgotten then return end
+    if inst.removing or d.deleted or inst.forgotten or self.stopping_all then return end
     if not launch then
+      -- Retried like a crash, with the restart policy's growing delays (a
+      -- package index down for a moment must not leave it failed for good).
       inst.last_exit = { at = now_ms(), reason = "failed_to_start", message = err.message }
-      self:set_state(d, inst, "failed")
-      self:event(d, "instance.failed", "instance/" .. instance_name(d, inst), err.message)
-      self:reconcile(d)
-      return
+      return self:exited(d, inst, { failed_to_start = true })
     end
     local ok, start_err = pcall(self.spawn, self, d, inst, launch, spec)
     if not ok then
@@ -313,6 +325,12 @@ function Sup:spawn(d, inst, launch, spec)
   inst.proc = proc
   inst.pid = proc:pid()
   inst.started_at = now_ms()
+  inst.first_spawned_at = inst.first_spawned_at or inst.started_at
+  if launch.env_dir then
+    -- In use: `prisn env prune` goes by the marker's age.
+    local t = os.time()
+    uv.fs_utime(launch.env_dir .. "/" .. require("prisn.exec.envcache").MARKER, t, t)
+  end
   local m = self.server.metrics
   if inst.exit_seen_ns and m and m.instance_restart_latency then
     m.instance_restart_latency:observe((uv.hrtime() - inst.exit_seen_ns) / 1e9)
@@ -330,23 +348,23 @@ end
 function Sup:watch_exit(d, inst)
   if inst.proc then
     local proc = inst.proc
-    proc:on_exit(function(status)
+    proc:on_exit(self:guard("exit", function(status)
       if inst.proc == proc then self:exited(d, inst, status) end
-    end)
+    end))
     return
   end
   local pid = inst.pid
-  inst.stop_watch = require("prisn.exec.process").watch_pid(pid, function()
+  inst.stop_watch = require("prisn.exec.process").watch_pid(pid, self:guard("exit", function()
     inst.stop_watch = nil
     if inst.pid == pid then self:exited(d, inst, { unknown = true }) end
-  end, M.ADOPTED_POLL_MS)
+  end), M.ADOPTED_POLL_MS)
 end
 
 
 -- Exits and health ---------------------------------------------------------
 
 local function exit_event(status, limiter)
-  local event = { type = "exit", at = now_ms() / 1000 }
+  local event = { type = "exit", at = now_ms() / 1000, status_unknown = status.unknown or nil }
   if status.exited then event.code = status.code
   elseif status.signal then event.signal = status.signal end
   if limiter and limiter.cgroup then
@@ -365,6 +383,10 @@ local function exit_reason(event, status)
 end
 
 function Sup:exited(d, inst, status)
+  inst.recovering = nil
+  -- Whatever the instance left in its process group goes with it (it may
+  -- hold $PORT, which the restarted instance needs).
+  if inst.pid then uv.kill(-inst.pid, "sigkill") end
   inst.proc, inst.pid = nil, nil
   if inst.port and d.proxy then update_pool(d) end
   local was_healthy = inst.healthy
@@ -419,17 +441,18 @@ function Sup:exited(d, inst, status)
   else
     self:set_state(d, inst, decision.status)
     inst.restart_timer = uv.new_timer()
-    inst.restart_timer:start(math.floor(decision.delay_s * 1000), 0, function()
+    inst.restart_timer:start(math.floor(decision.delay_s * 1000), 0, self:guard("restart", function()
       close_handle(inst.restart_timer)
       inst.restart_timer = nil
       self:start_process(d, inst)
-    end)
+    end))
   end
   self:reconcile(d)
 end
 
 function Sup:health_changed(d, inst, state, detail)
   if inst.removing or not inst.pid then return end
+  inst.recovering = nil
   local name = instance_name(d, inst)
   if state == "healthy" then
     inst.healthy = true
@@ -525,7 +548,7 @@ function Sup:remove_instance(d, inst, done)
   -- Connections already open get until the grace to finish first.
   local waited = 0
   local t = uv.new_timer()
-  t:start(0, M.DRAIN_POLL_MS, function()
+  t:start(0, M.DRAIN_POLL_MS, self:guard("drain", function()
     local open = d.proxy and d.proxy:connections(instance_name(d, inst)) or 0
     if open == 0 or waited >= grace * 1000 or not inst.pid then
       close_handle(t)
@@ -533,7 +556,7 @@ function Sup:remove_instance(d, inst, done)
       return
     end
     waited = waited + M.DRAIN_POLL_MS
-  end)
+  end))
 end
 
 -- Reconciling --------------------------------------------------------------
@@ -541,7 +564,7 @@ end
 function Sup:new_instance(d, revision)
   local number = deployments.next_number(self.server.db, d.ns, d.name)
   local inst = { number = number, revision = revision, port = self:free_port(), restarts = 0, state = "starting",
-    created_at = now_ms(), first_started_at = now_ms() }
+    created_at = now_ms() }
   d.instances[number] = inst
   self:save(d, inst)
   self:start_process(d, inst)
@@ -558,7 +581,7 @@ end
 -- What the rollout policy calls an instance's state.
 local function rollout_state(inst)
   if inst.removing then return "draining" end
-  if inst.healthy then return "healthy" end
+  if inst.healthy or inst.recovering then return "healthy" end
   if inst.state == "failed" or inst.state == "stopped" then return "failed" end
   -- Crashing again before ever being healthy: this revision does not start.
   if not inst.ever_healthy and inst.restarts >= 2 then return "failed" end
@@ -643,7 +666,10 @@ end
 function Sup:rollout_step(d)
   local old, new = {}, {}
   for _, inst in ipairs(sorted_instances(d)) do
-    local entry = { id = inst.number, state = rollout_state(inst), started_at = (inst.first_started_at or 0) / 1000 }
+    -- The progress deadline runs from the first spawn (not from a long
+    -- dependency build), and only until the instance was first healthy.
+    local entry = { id = inst.number, state = rollout_state(inst),
+      started_at = not inst.ever_healthy and inst.first_spawned_at and inst.first_spawned_at / 1000 or nil }
     if inst.revision == d.row.revision then
       if not inst.removing then new[#new + 1] = entry end
     else
@@ -688,6 +714,19 @@ function Sup:rollback(d, reason)
   if r and r.timer then close_handle(r.timer) end
   local failed = d.row.revision
   local back = r and r.previous
+  if not back then
+    -- Nothing that ever served to go back to: like a first deploy that does
+    -- not start, it fails, and its instances go on restarting with backoff.
+    local message = "revision " .. failed .. " does not start: " .. reason
+    self:mark_revision(d, failed, "failed", reason)
+    self:event(d, "deployment.failed", "deploy/" .. d.name, message)
+    self.server.log:warn("%s: %s", key(d.ns, d.name), message)
+    for _, rev in ipairs(r and r.from or {}) do
+      local row = deployments.revision(self.server.db, d.ns, d.name, rev)
+      if row and row.state == "rolling_out" then self:mark_revision(d, rev, "superseded") end
+    end
+    return self:reconcile(d)
+  end
   local message = "revision " .. failed .. " rolled back: " .. reason
   self:mark_revision(d, failed, "rolled_back", reason)
   self:event(d, "deployment.rolled_back", "deploy/" .. d.name, message
@@ -703,7 +742,23 @@ function Sup:rollback(d, reason)
   for _, inst in ipairs(sorted_instances(d)) do
     if inst.revision == failed then self:remove_instance(d, inst) end
   end
+  for _, rev in ipairs(r and r.from or {}) do
+    local row = deployments.revision(self.server.db, d.ns, d.name, rev)
+    if rev ~= back and row and row.state == "rolling_out" then self:mark_revision(d, rev, "superseded") end
+  end
   self:reconcile(d)
+end
+
+--- The newest revision before the current one that served (active or
+-- superseded), or nil.
+function Sup:last_serving_revision(d)
+  local best
+  for _, rev in ipairs(deployments.revisions(self.server.db, d.ns, d.name)) do
+    if rev.revision ~= d.row.revision and (rev.state == "active" or rev.state == "superseded") then
+      best = rev.revision
+    end
+  end
+  return best
 end
 
 -- Public operations (the API calls these) -----------------------------------
@@ -742,6 +797,8 @@ function Sup:apply(ns, name)
   local ok, err, code = self:open_port(d)
   if not ok then return nil, err, code end
   if previous and previous ~= d.row.revision then
+    -- A revision replaced before it finished rolling out is superseded.
+    if previous_state == "rolling_out" then self:mark_revision(d, previous, "superseded") end
     local from = {}
     for _, inst in pairs(d.instances) do
       if inst.revision ~= d.row.revision then from[inst.revision] = true end
@@ -750,8 +807,7 @@ function Sup:apply(ns, name)
     for rev in pairs(from) do list[#list + 1] = rev end
     if #list > 0 then
       if d.rollout and d.rollout.timer then close_handle(d.rollout.timer) end
-      d.rollout = { from = list, previous = previous_state == "active" and previous or d.rollout and d.rollout.previous
-        or previous, started_at = now_ms() }
+      d.rollout = { from = list, previous = self:last_serving_revision(d), started_at = now_ms() }
       -- Deadlines pass without any event: look again now and then.
       d.rollout.timer = uv.new_timer()
       d.rollout.timer:start(M.ROLLOUT_TICK_MS, M.ROLLOUT_TICK_MS, function() self:reconcile(d) end)
@@ -810,14 +866,17 @@ function Sup:recover()
   for _, row in ipairs(deployments.list(db, { all_namespaces = true })) do
     local d = self:load(row.namespace, row.name)
     for _, irow in ipairs(deployments.instances(db, row.namespace, row.name)) do
+      -- Until its first health result a recovered instance counts as
+      -- serving if it served before (a rollout must not drain it meanwhile).
       local inst = { number = irow.number, revision = irow.revision, port = irow.port, restarts = irow.restarts,
-        state = irow.state, created_at = irow.created_at, first_started_at = irow.started_at,
-        last_exit = irow.last_exit }
+        state = irow.state, created_at = irow.created_at, last_exit = irow.last_exit,
+        recovering = irow.state == "running" }
       d.instances[inst.number] = inst
       if inst.port then self.used_ports[inst.port] = true end
       local pid = irow.pid and math.tointeger(irow.pid)
       if still_ours(pid, irow.started_at) and d.specs[inst.revision] then
         inst.pid, inst.started_at = pid, irow.started_at
+        inst.first_spawned_at = now_ms() -- a fresh progress deadline
         local limits = require("prisn.exec.limits").from_spec(d.specs[inst.revision])
         if limits then
           inst.limiter = require("prisn.exec.limits").adopt(limits, { name = cgroup_name(d, inst) })
@@ -837,7 +896,7 @@ function Sup:recover()
     if not ok then self.server.log:error("deploy %s: cannot listen on port %s: %s", key(d.ns, d.name),
       tostring(row.port), tostring(err)) end
     if d.revision_state == "rolling_out" then
-      d.rollout = { from = {}, started_at = now_ms() }
+      d.rollout = { from = {}, started_at = now_ms(), previous = self:last_serving_revision(d) }
       for _, inst in pairs(d.instances) do
         if inst.revision ~= d.row.revision then d.rollout.from[#d.rollout.from + 1] = inst.revision end
       end
@@ -870,7 +929,9 @@ function Sup:stop_all(grace, done)
       if inst.pid then
         pending = pending + 1
         inst.stopping = true
+        local previous = inst.on_stopped -- a removal in progress finishes too
         inst.on_stopped = function()
+          if previous then previous() end
           if inst.log then inst.log:close(); inst.log = nil end
           one()
         end
@@ -945,7 +1006,7 @@ function Sup:start_autoscaler()
   local interval = math.tointeger(tonumber(os.getenv("PRISN_AUTOSCALE_INTERVAL_MS") or ""))
     or M.AUTOSCALE_INTERVAL_MS
   self.autoscale_timer = uv.new_timer()
-  self.autoscale_timer:start(interval, interval, function() self:autoscale() end)
+  self.autoscale_timer:start(interval, interval, self:guard("autoscale", function() self:autoscale() end))
   self.autoscale_timer:unref()
 end
 

@@ -89,6 +89,12 @@ describe("prisn.policies.restart", function()
     assert.same({ 0, 0.5, 1.5, 4.5, 10 }, delays)
   end)
 
+  it("counts an exit whose status was lost as a failure, also for on-failure", function()
+    local d = restart.decide(nil, { type = "exit", at = 1, status_unknown = true }, { restart_policy = "on-failure" })
+    assert.is_true(d.restart)
+    assert.equal("ended (its exit status was lost with a server restart); restarting now", d.reason)
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() restart.decide(nil, crash(0), { restart_policy = "sometimes" }) end,
       'restart policy: "sometimes" is not one of always, on-failure, never')

@@ -309,11 +309,14 @@ local function scale(req)
       if not dry_run then
         deployments.update(db, ns, d.name, { autoscale = false })
         event(req, ns, d.name, "deployment.autoscale", "autoscaling off")
+        apply(req, ns, d.name)
       end
       return 200, { name = d.name, from = d.replicas, to = d.replicas, autoscale = cjson.null, dry_run = dry_run }
     end
     if type(auto) ~= "table" then api.fail(422, "invalid", "auto must be an object { min, max, target_cpu }") end
-    local min = integer_field(auto, "min", 0, MAX_REPLICAS) or 1
+    -- At least 1: with no instance there is no CPU to measure, so an
+    -- autoscaler at 0 would never scale up again.
+    local min = integer_field(auto, "min", 1, MAX_REPLICAS) or 1
     local max = integer_field(auto, "max", 1, MAX_REPLICAS) or 10
     local target = integer_field(auto, "target_cpu", 1, 100) or 70
     if min > max then api.fail(422, "invalid", string.format("min (%d) is above max (%d)", min, max)) end
@@ -328,12 +331,13 @@ local function scale(req)
     return 200, { name = d.name, from = d.replicas, to = to, autoscale = settings, dry_run = dry_run }
   end
   local to = target_of(body, d.replicas)
-  if not dry_run and to ~= d.replicas then
+  if not dry_run and (to ~= d.replicas or d.autoscale) then
     local fields = { replicas = to }
     if d.autoscale then fields.autoscale = false end -- a plain count turns autoscaling off
     deployments.update(db, ns, d.name, fields)
-    event(req, ns, d.name, "deployment.scaled", string.format("%d -> %d replicas", d.replicas, to))
-    if req.server.supervisor then
+    event(req, ns, d.name, "deployment.scaled", string.format("%d -> %d replicas%s", d.replicas, to,
+      d.autoscale and "; autoscaling off" or ""))
+    if req.server.supervisor and to ~= d.replicas then
       req.server.supervisor:hook("on_scale", { namespace = ns, deployment = d.name, from = d.replicas, to = to,
         actor = req.actor }, req.server.supervisor:get(ns, d.name))
     end
