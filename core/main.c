@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sandbox.h"
+
 #include "boot.h"
 
 /* PRISN_DEV=1 loads Lua from the tree this binary was built from;
@@ -37,6 +39,9 @@ static int run_main(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+    /* A sandbox's init (see sandbox.c): before anything else, no Lua. */
+    if (argc == 4 && strcmp(argv[1], "__sandbox-init") == 0)
+        prisn_sandbox_init_main(argv);
     lua_State *L = prisn_boot_new_state(dev_tree_from_env());
     if (L == NULL) {
         fprintf(stderr, "Error: prisn could not start: out of memory\n");

@@ -2,12 +2,16 @@
  * sandbox: namespaces, mounts and the pid-1 init of an isolated workload
  * (see sandbox.h for the contract and the order of the steps).
  *
- * Why the init is a fork of the spawning child rather than an exec'd helper:
- * it costs one fork and no exec, no dynamic loading and no Lua state, so
- * isolation level 1 stays within a millisecond of level 0. It runs nothing
- * but waitpid/sigwaitinfo/kill, closes every descriptor it inherited (no
- * socket or database of prisn's stays open in it), and names itself
- * "prisn-init" so `ps` inside the sandbox says what it is.
+ * The init is a fork of the spawning child, so the workload is started
+ * without waiting for an exec. Once the workload is on its way, the init
+ * execs prisn's own binary in init mode (`prisn __sandbox-init PID MEMFD`,
+ * handled in main() before Lua starts): a fork would otherwise keep a
+ * copy-on-write snapshot of the spawning process — the server — and every
+ * page the server changes later becomes the init's own (1.4-2.7 MB per
+ * service instance measured). It runs nothing but waitpid/sigwaitinfo/kill,
+ * keeps no descriptor of prisn's but the report page, and names itself
+ * "prisn-init" so `ps` inside the sandbox says what it is. If the exec
+ * fails, it goes on as the fork.
  *
  * Everything here that runs in the child is async-signal-safe: system calls
  * on strings and descriptors prepared by the parent.
@@ -19,6 +23,8 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -263,6 +269,62 @@ static _Noreturn void init_run(pid_t workload, prisn_sandbox_report *report) {
     }
 }
 
+/* Closes descriptors first..last (last ~0U: all above first). */
+static void close_fds(unsigned first, unsigned last) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, first, last, 0U) == 0)
+        return;
+#endif
+    unsigned stop = last > 1023 ? 1023 : last;
+    for (unsigned fd = first; fd <= stop; fd++)
+        close((int)fd);
+}
+
+/* Closes every descriptor but `a` and `b` (-1: not one to keep). */
+static void close_all_but(int a, int b) {
+    int keep[2] = {a < b ? a : b, a < b ? b : a};
+    unsigned next = 0;
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < 0)
+            continue;
+        if ((unsigned)keep[i] > next)
+            close_fds(next, (unsigned)keep[i] - 1);
+        next = (unsigned)keep[i] + 1;
+    }
+    close_fds(next, ~0U);
+}
+
+/* Replaces this process (the init, after the fork) with prisn's binary in
+ * init mode. Returns only when the exec failed. */
+static void init_exec(pid_t workload, prisn_sandbox_report *report) {
+    if (report->exe_fd < 0)
+        return;
+    char pid_text[24], fd_text[24];
+    int n1 = snprintf(pid_text, sizeof pid_text, "%d", (int)workload);
+    int n2 = snprintf(fd_text, sizeof fd_text, "%d", (int)report->memfd);
+    if (n1 <= 0 || n2 <= 0)
+        return;
+    int flags = fcntl(report->memfd, F_GETFD);
+    if (flags < 0 || fcntl(report->memfd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return;
+    char *argv[] = {"prisn-init", "__sandbox-init", pid_text, fd_text, NULL};
+    char *envp[] = {NULL};
+    syscall(SYS_execveat, report->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+}
+
+_Noreturn void prisn_sandbox_init_main(char **argv) {
+    char *end;
+    long pid = strtol(argv[2], &end, 10);
+    long fd = strtol(argv[3], &end, 10);
+    prisn_sandbox_report *report =
+        mmap(NULL, sizeof *report, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+    if (report == MAP_FAILED)
+        _exit(127);
+    close((int)fd);
+    prctl(PR_SET_NAME, "prisn-init", 0, 0, 0);
+    init_run((pid_t)pid, report);
+}
+
 int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report,
                             int report_fd) {
     /* Own session for the init: the parent's group signals reach it only,
@@ -276,13 +338,10 @@ int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *r
         /* The workload reports its own failures; the init keeps nothing of
          * prisn's open (stdio included: only the workload writes there). */
         (void)report_fd;
-#ifdef SYS_close_range
-        if (syscall(SYS_close_range, 0U, ~0U, 0U) < 0)
-#endif
-        {
-            for (int fd = 0; fd < 1024; fd++)
-                close(fd);
-        }
+        close_all_but(report->memfd, report->exe_fd);
+        init_exec(pid, report);
+        /* The exec failed: go on as the fork. */
+        close_all_but(-1, -1);
         if (o->init_name)
             prctl(PR_SET_NAME, o->init_name, 0, 0, 0);
         init_run(pid, report);
@@ -293,17 +352,34 @@ int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *r
 /* ---- the parent --------------------------------------------------------- */
 
 prisn_sandbox_report *prisn_sandbox_report_new(void) {
-    void *p = mmap(NULL, sizeof(prisn_sandbox_report), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    int fd = (int)syscall(SYS_memfd_create, "prisn-init-report", MFD_CLOEXEC);
+    if (fd < 0)
         return NULL;
-    memset(p, 0, sizeof(prisn_sandbox_report));
+    if (ftruncate(fd, sizeof(prisn_sandbox_report)) < 0) {
+        close(fd);
+        return NULL;
+    }
+    prisn_sandbox_report *p =
+        mmap(NULL, sizeof(prisn_sandbox_report), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return NULL;
+    }
+    memset(p, 0, sizeof *p);
+    p->memfd = fd;
+    /* The init execs this binary; opened here, as a later pivot_root may
+     * leave it outside the sandbox's root. None: the init stays a fork. */
+    p->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     return p;
 }
 
 void prisn_sandbox_report_free(prisn_sandbox_report *r) {
-    if (r)
-        munmap(r, sizeof *r);
+    if (!r)
+        return;
+    close(r->memfd);
+    if (r->exe_fd >= 0)
+        close(r->exe_fd);
+    munmap(r, sizeof *r);
 }
 
 void prisn_sandbox_report_apply(const prisn_sandbox_report *r, prisn_exit_status *st) {

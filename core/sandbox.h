@@ -64,10 +64,13 @@ typedef struct {
     char source_path[32];
 } prisn_sandbox_mount;
 
-/* Written by the init, read by the parent after reaping it. */
+/* Written by the init, read by the parent after reaping it. The page is a
+ * memfd mapped shared, so the init can map it again after it has exec'd. */
 typedef struct prisn_sandbox_report {
     volatile int32_t valid;   /* 1 once wstatus is the workload's */
     volatile int32_t wstatus; /* waitpid status of the workload */
+    int32_t memfd;            /* the page's memfd (parent's descriptor number) */
+    int32_t exe_fd;           /* prisn's own binary, for the init's exec; -1: none */
 } prisn_sandbox_report;
 
 typedef struct prisn_sandbox_opts {
@@ -94,6 +97,12 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *st
  * to exec), or -1 with errno when the fork failed. In pid 1 it never returns:
  * it runs the init until the workload ends, then _exits with its status. */
 int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report, int report_fd);
+
+/* The body of `prisn __sandbox-init PID MEMFD` (argv as main gets it), run
+ * from main() before anything else: the init of a sandbox after it exec'd
+ * prisn's binary, so it no longer holds a copy of the spawning process's
+ * memory. Never returns. */
+_Noreturn void prisn_sandbox_init_main(char **argv);
 
 /* Brings the loopback interface of the current network namespace up.
  * Returns 0 or -1 with errno. */

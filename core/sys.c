@@ -16,6 +16,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -241,7 +242,27 @@ static int l_sys_ignore_children(lua_State *L) {
     return 0;
 }
 
+/* sys.raise_nofile() -> old_soft, new_soft | nil, msg, code
+ * Raises this process's soft limit of open descriptors to its hard limit:
+ * the server holds a few per service instance (output pipes, log, pidfd),
+ * and the usual soft limit of 1,024 would stop it near 250 instances. */
+static int l_sys_raise_nofile(lua_State *L) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return push_errno(L, errno, "getrlimit");
+    rlim_t old = rl.rlim_cur;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            return push_errno(L, errno, "setrlimit");
+    }
+    lua_pushinteger(L, old == RLIM_INFINITY ? -1 : (lua_Integer)old);
+    lua_pushinteger(L, rl.rlim_cur == RLIM_INFINITY ? -1 : (lua_Integer)rl.rlim_cur);
+    return 2;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},
     {"ignore_children", l_sys_ignore_children},
     {"mkfifo", l_sys_mkfifo},

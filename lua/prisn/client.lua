@@ -23,10 +23,19 @@ local M = {}
 local Client = {}
 Client.__index = Client
 
+-- JSON has one number type and cjson decodes every number as a float: the
+-- whole ones become integers again, so `-o json` shows 3569, not 3569.0.
+local function whole_numbers(value)
+  if type(value) == "number" then return math.tointeger(value) or value end
+  if type(value) ~= "table" then return value end
+  for k, v in pairs(value) do value[k] = whole_numbers(v) end
+  return value
+end
+
 local function decode(body)
   if body == nil or body == "" then return {} end
   local ok, value = pcall(cjson.decode, body)
-  if ok then return value end
+  if ok then return whole_numbers(value) end
   return nil
 end
 

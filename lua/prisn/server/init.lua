@@ -169,6 +169,13 @@ function M.run(opts)
       { hint = "'prisn server status' shows it; 'prisn server stop' stops it" })
   end
   M.setup(home)
+  local old_nofile, nofile = sys.raise_nofile()
+  if old_nofile and old_nofile ~= nofile then
+    log:info("open file limit raised from %d to %d (a service instance holds 4)", old_nofile, nofile)
+  elseif nofile and nofile >= 0 and nofile < 4096 then
+    log:warn("open file limit is %d: at 4 per service instance that is about %d instances; raise the hard "
+      .. "limit (LimitNOFILE= under systemd, ulimit -Hn) for more", nofile, nofile // 4 - 50)
+  end
   if require("prisn.exec.run").protect_self() then
     log:info("oom_score_adj set to -1000: the OOM killer takes workloads, not the server")
   end
