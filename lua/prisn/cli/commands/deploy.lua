@@ -115,11 +115,22 @@ local function env_of(ctx, cwd)
   return env
 end
 
-local function health_of(text)
-  if text == nil then return nil end
-  local spec, err = require("prisn.net.health").parse(text)
+-- The health check from --health and its timing flags: the text as given,
+-- or the table form when a timing is set (docs/HEALTH.md).
+local function health_of(flags, has_port)
+  local text = flags.health
+  local timing = flags.health_interval or flags.health_timeout or flags.health_threshold or flags.health_grace
+  if text == nil and not timing then return nil end
+  local health = require("prisn.net.health")
+  local spec, err = health.parse(text or (has_port and "tcp" or "none"))
   if not spec then errors.usage("--health: " .. tostring(err), "use --health http:/healthz, tcp or none") end
-  return text
+  if not timing then return text end
+  local t = { interval = flags.health_interval, timeout = flags.health_timeout,
+    failure_threshold = flags.health_threshold, start_grace = flags.health_grace }
+  if spec.kind == "http" then t.http = spec.path else t[spec.kind] = true end
+  local _, nerr = health.normalize(t)
+  if nerr then errors.usage("health check: " .. tostring(nerr), "see docs/HEALTH.md") end
+  return t
 end
 
 local function deploy_one(ctx, c, ns, body, dir)
@@ -157,7 +168,7 @@ local function from_flags(ctx)
     env = next(env) and env or nil, secrets = #flags.secret > 0 and flags.secret or nil,
     runner = flags.runner, no_deps = flags.no_deps or nil, memory = limits.memory, cpu = limits.cpu,
     pids = limits.pids, isolation = level, disk = flags.disk, grace = flags.grace,
-    port = flags.port, host = flags.host, replicas = flags.replicas, health = health_of(flags.health),
+    port = flags.port, host = flags.host, replicas = flags.replicas, health = health_of(flags, flags.port ~= nil),
     restart = flags.restart, strategy = flags.strategy,
   }, dir)
 end
@@ -271,6 +282,13 @@ M.commands = {
       { name = "replicas", short = "r", type = "int", placeholder = "N", summary = "How many instances (1)" },
       { name = "health", type = "string", placeholder = "CHECK",
         summary = "http:/PATH, tcp or none (default: tcp with --port, else none)" },
+      { name = "health-interval", type = "duration", placeholder = "DUR",
+        summary = "Time between health checks once healthy (2s)" },
+      { name = "health-timeout", type = "duration", placeholder = "DUR", summary = "One check's time limit (1s)" },
+      { name = "health-threshold", type = "int", placeholder = "N",
+        summary = "Failed checks in a row before the instance is restarted (3)" },
+      { name = "health-grace", type = "duration", placeholder = "DUR",
+        summary = "Start-up time in which failed checks don't count (30s)" },
       { name = "restart", type = "string", values = { "always", "on-failure", "never" }, placeholder = "POLICY",
         summary = "When an exited instance is started again (always)" },
       { name = "strategy", type = "string", values = { "round-robin", "least-connections" }, placeholder = "S",
@@ -284,6 +302,8 @@ M.commands = {
     examples = {
       { "prisn deploy api.py --port 8080 -r 3", "Three instances of api.py behind port 8080" },
       { "prisn deploy ./web --port 8000 --health http:/healthz", "A directory (web/app.py), checked over HTTP" },
+      { "prisn deploy api.py --port 8080 --health http:/ready --health-interval 5s --health-threshold 5",
+        "With the check's timing" },
       { "prisn deploy worker.js -r 2 --memory 256M --secret db", "Two workers with a memory limit and a secret" },
       { "prisn deploy -f prisn.lua", "Everything a manifest declares" },
     },
