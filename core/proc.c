@@ -378,6 +378,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
 
     close_if_open(&report[1]);
     close_child_ends(src);
+    prisn_sandbox_report_spawned(sandbox_report);
     child_report r;
     ssize_t got;
     do {

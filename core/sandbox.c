@@ -373,12 +373,19 @@ prisn_sandbox_report *prisn_sandbox_report_new(void) {
     return p;
 }
 
-void prisn_sandbox_report_free(prisn_sandbox_report *r) {
-    if (!r)
+void prisn_sandbox_report_spawned(prisn_sandbox_report *r) {
+    if (!r || r->parent_closed)
         return;
     close(r->memfd);
     if (r->exe_fd >= 0)
         close(r->exe_fd);
+    r->parent_closed = 1;
+}
+
+void prisn_sandbox_report_free(prisn_sandbox_report *r) {
+    if (!r)
+        return;
+    prisn_sandbox_report_spawned(r);
     munmap(r, sizeof *r);
 }
 

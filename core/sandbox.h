@@ -71,6 +71,8 @@ typedef struct prisn_sandbox_report {
     volatile int32_t wstatus; /* waitpid status of the workload */
     int32_t memfd;            /* the page's memfd (parent's descriptor number) */
     int32_t exe_fd;           /* prisn's own binary, for the init's exec; -1: none */
+    int32_t parent_closed;    /* the parent closed memfd and exe_fd (the init reads
+                                 the numbers, so they are never changed) */
 } prisn_sandbox_report;
 
 typedef struct prisn_sandbox_opts {
@@ -97,6 +99,11 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *st
  * to exec), or -1 with errno when the fork failed. In pid 1 it never returns:
  * it runs the init until the workload ends, then _exits with its status. */
 int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report, int report_fd);
+
+/* In the parent once the child exists: closes its copies of the report's
+ * descriptors (the child has its own), so a running sandbox costs the
+ * spawning process no descriptor. */
+void prisn_sandbox_report_spawned(prisn_sandbox_report *r);
 
 /* The body of `prisn __sandbox-init PID MEMFD` (argv as main gets it), run
  * from main() before anything else: the init of a sandbox after it exec'd

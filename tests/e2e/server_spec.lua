@@ -258,4 +258,14 @@ describe("prisn server", function()
     for code in reply:gmatch("HTTP/1%.1 (%d+) ") do codes[#codes + 1] = code end
     assert.same({ "200", "200", "404" }, codes)
   end)
+
+  it("answers a thousand pipelined requests on one connection without tripping over itself", function()
+    start()
+    local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    local reply = raw(port(), req:rep(999) .. "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local n = 0
+    for _ in reply:gmatch("HTTP/1%.1 200 ") do n = n + 1 end
+    assert.equal(1000, n)
+    assert.equal(0, prisn({ "server", "status" }).code, "the server is still up")
+  end)
 end)

@@ -182,11 +182,12 @@ function M.handle(server, msg)
   return 500, api.error_body(nil), nil, route.name
 end
 
--- Answers the queued requests of a connection one after another.
+-- Answers the queued requests of a connection one after another, in one
+-- task that loops while requests wait (a client may pipeline hundreds: one
+-- task per request, each started from the last, would nest without bound).
 function Connection:pump()
   if self.busy or self.closed then return end
-  local msg = table.remove(self.queue, 1)
-  if not msg then
+  if #self.queue == 0 then
     if self.failure then
       self:respond(self.failure.status, self.failure.body, nil, false)
     else
@@ -197,20 +198,26 @@ function Connection:pump()
   self.busy = true
   local server = self.server
   async.spawn(function()
-    local started = uv.hrtime()
-    local status, body, headers, route_name = M.handle(server, msg)
+    local keep_alive = true
+    while keep_alive and not self.closed do
+      local msg = table.remove(self.queue, 1)
+      if not msg then break end
+      local started = uv.hrtime()
+      local status, body, headers, route_name = M.handle(server, msg)
+      if self.closed then break end
+      keep_alive = msg.keep_alive and not server.stopping
+      if type(body) == "table" and type(body.stream) == "function" then
+        self:respond_stream(status, body.stream, headers, keep_alive)
+      else
+        self:respond(status, body, headers, keep_alive, msg.method == "HEAD")
+      end
+      if server.on_request then
+        server.on_request(route_name, msg.method, status, (uv.hrtime() - started) / 1e9)
+      end
+    end
     self.busy = false
-    if self.closed then return end
-    local keep_alive = msg.keep_alive and not server.stopping
-    if type(body) == "table" and type(body.stream) == "function" then
-      self:respond_stream(status, body.stream, headers, keep_alive)
-    else
-      self:respond(status, body, headers, keep_alive, msg.method == "HEAD")
-    end
-    if server.on_request then
-      server.on_request(route_name, msg.method, status, (uv.hrtime() - started) / 1e9)
-    end
-    if keep_alive then self:pump() end
+    -- Nothing waits: arm the idle timer (or answer a parse failure).
+    if keep_alive and not self.closed then self:pump() end
   end)
 end
 

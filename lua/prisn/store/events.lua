@@ -240,6 +240,11 @@ function M.list(db, opts)
     where[#where + 1] = "object = :object"
     params.object = opts.object
   end
+  if opts.object_prefix ~= nil then
+    -- A range, so the (object, id) index serves it.
+    where[#where + 1] = "object >= :object_lo AND object < :object_hi"
+    params.object_lo, params.object_hi = opts.object_prefix, opts.object_prefix .. "\xff"
+  end
   if opts.action_prefix ~= nil and opts.action_prefix ~= "" then
     where[#where + 1] = "substr(action, 1, :prefix_len) = :prefix"
     params.prefix, params.prefix_len = opts.action_prefix, #opts.action_prefix

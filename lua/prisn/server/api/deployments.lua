@@ -177,6 +177,27 @@ local function instance_public(d, inst, now, runtime)
   }
 end
 
+-- The last RECENT_EVENTS events of deployment d and its instances, newest
+-- first (indexed by object: the namespace may hold many other events).
+local RECENT_EVENTS = 20
+local function recent_events(db, d)
+  local events = require("prisn.store.events")
+  local list = events.list(db, { namespace = d.namespace, object = "deploy/" .. d.name, limit = RECENT_EVENTS })
+  -- "instance/api-" also begins "instance/api-v2-1": only a number may follow.
+  local pattern = "^instance/" .. d.name:gsub("%-", "%%-") .. "%-%d+$"
+  for _, ev in ipairs(events.list(db, { namespace = d.namespace, object_prefix = "instance/" .. d.name .. "-",
+    limit = 10 * RECENT_EVENTS })) do
+    if ev.object:match(pattern) then list[#list + 1] = ev end
+  end
+  table.sort(list, function(a, b) return a.id > b.id end)
+  local out = {}
+  for i = 1, math.min(#list, RECENT_EVENTS) do
+    local ev = list[i]
+    out[i] = { time = iso(ev.time), action = ev.action, object = ev.object, message = ev.message or cjson.null }
+  end
+  return out
+end
+
 local function public(req, d, detail)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
@@ -210,18 +231,7 @@ local function public(req, d, detail)
       isolation = spec.isolation or cjson.null, disk = spec.disk or cjson.null,
       grace = spec.grace or cjson.null, health = spec.health or cjson.null,
     }
-    local evs = require("prisn.store.events").list(req.server.db, { namespace = d.namespace, limit = 200 })
-    local recent = {}
-    local prefix = "instance/" .. d.name .. "-"
-    for _, ev in ipairs(evs or {}) do
-      local object = ev.object or ""
-      if object == "deploy/" .. d.name or object:sub(1, #prefix) == prefix then
-        recent[#recent + 1] = { time = iso(ev.time or ev.at), action = ev.action, object = object,
-          message = ev.message or cjson.null }
-      end
-      if #recent >= 20 then break end
-    end
-    p.events = api.array(recent)
+    p.events = api.array(recent_events(req.server.db, d))
   end
   return p
 end
