@@ -223,7 +223,9 @@ function M.list(db, opts)
   local since = integer_opt(opts.since_ms, "since_ms")
   local where, params = {}, { limit = limit > 0 and limit or -1 }
   if opts.namespace ~= nil then
-    where[#where + 1] = "namespace = :namespace"
+    -- With an object range, the unary + keeps SQLite off the namespace
+    -- index (it would walk every event of the namespace to find a few).
+    where[#where + 1] = (opts.object_prefix ~= nil and "+" or "") .. "namespace = :namespace"
     params.namespace = opts.namespace
   end
   if since then

@@ -185,6 +185,10 @@ describe("prisn.store.events", function()
         actions(events.list(db, { action_prefix = "job." })))
       assert.same({ "token.created" }, actions(events.list(db, { action_prefix = "token." })))
       assert.same({ "secret.set" }, actions(events.list(db, { namespace = "a", action_prefix = "secret" })))
+      assert.same({ "job.finished", "job.started", "job.created" },
+        actions(events.list(db, { namespace = "a", object_prefix = "job/" })))
+      assert.same({ "job.created" }, actions(events.list(db, { namespace = "b", object_prefix = "job/" })))
+      assert.same({}, events.list(db, { object_prefix = "job/1x" }))
     end)
 
     it("takes at most limit events from the chosen end; 0 is no limit", function()
