@@ -339,11 +339,11 @@ int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *r
          * prisn's open (stdio included: only the workload writes there). */
         (void)report_fd;
         close_all_but(report->memfd, report->exe_fd);
+        if (o->init_name)
+            prctl(PR_SET_NAME, o->init_name, 0, 0, 0);
         init_exec(pid, report);
         /* The exec failed: go on as the fork. */
         close_all_but(-1, -1);
-        if (o->init_name)
-            prctl(PR_SET_NAME, o->init_name, 0, 0, 0);
         init_run(pid, report);
     }
     return 0;
