@@ -11,6 +11,9 @@
 -- level 2 < 15 ms to level 0. Needs namespaces (root here) and, for the
 -- comparison, bwrap (Debian bubblewrap).
 local uv = require("luv")
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local common = require("common")
+local median = common.median
 
 local ROUNDS = tonumber(arg[1]) or 40
 local PRISN = arg[-1] or uv.exepath()
@@ -63,11 +66,6 @@ for _ = 1, ROUNDS do
     samples[i] = samples[i] or {}
     table.insert(samples[i], time_ms(c[2]))
   end
-end
-local function median(list)
-  table.sort(list)
-  local n = #list
-  return n % 2 == 1 and list[(n + 1) // 2] or (list[n // 2] + list[n // 2 + 1]) / 2
 end
 local m = {}
 for i, c in ipairs(cases) do

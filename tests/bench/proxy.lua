@@ -25,6 +25,9 @@
 -- process's CPU time and RSS. Loopback only; every process started here is
 -- stopped by its pid, the temporary folder removed.
 local uv = require("luv")
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local common = require("common")
+local median = common.median
 
 -- Proxy mode: listen on a free port, print it, serve until SIGTERM.
 if arg[1] == "--serve" then
@@ -52,15 +55,6 @@ local BACKENDS = tonumber(os.getenv("PRISN_BENCH_BACKENDS")) or 1
 local UNPACED_CONNS = 32
 local PRISN = arg[-1] or uv.exepath()
 local SELF = debug.getinfo(1, "S").source:sub(2)
-
-local function median(list)
-  if #list == 0 then return 0 / 0 end
-  local s = { table.unpack(list) }
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
-end
 
 local tick = uv.new_timer()
 tick:start(10, 10, function() end)

@@ -11,22 +11,12 @@
 -- Runs offline (PIP_NO_INDEX with a wheel built here) in a temporary
 -- PRISN_HOME that is removed at the end.
 local uv = require("luv")
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local common = require("common")
+local sh, write, median = common.sh, common.write, common.median
 
 local ROUNDS = tonumber(arg[1]) or 30
 local PRISN = arg[-1] or uv.exepath()
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-XXXXXX"))
 local home = tmp .. "/home"
@@ -50,14 +40,6 @@ local function time_once(file, args)
   end))
   while not done do uv.run("once") end
   return (uv.hrtime() - t0) / 1e6
-end
-
-local function median(list)
-  local s = { table.unpack(list) }
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
 end
 
 -- Runs both commands ROUNDS times, interleaved; returns their medians.

@@ -53,6 +53,9 @@
 -- daemon, which detaches, by the pid in its pid file) and the temporary
 -- folder removed.
 local uv = require("luv")
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local common = require("common")
+local sh, write, read, median = common.sh, common.write, common.read, common.median
 local cjson = require("cjson")
 
 local ROUNDS = tonumber(arg[1]) or 3
@@ -65,37 +68,6 @@ local ONLY
 if os.getenv("PRISN_BENCH_TOOLS") then
   ONLY = {}
   for t in os.getenv("PRISN_BENCH_TOOLS"):gmatch("[^,]+") do ONLY[t] = true end
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function write(path, text, mode)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  if mode then uv.fs_chmod(path, mode) end
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function median(list)
-  if #list == 0 then return 0 / 0 end
-  local s = { table.unpack(list) }
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
 end
 
 local function pct(list, q)
