@@ -3,8 +3,9 @@
  * (see sandbox.h for the contract and the order of the steps).
  *
  * The init is a fork of the spawning child, so the workload is started
- * without waiting for an exec. Once the workload is on its way, the init
- * execs prisn's own binary in init mode (`prisn __sandbox-init PID MEMFD`,
+ * without waiting for an exec. If the workload still runs 200 ms later (a
+ * service rather than a short job), the init execs prisn's own binary in
+ * init mode (`prisn __sandbox-init PID MEMFD`,
  * handled in main() before Lua starts): a fork would otherwise keep a
  * copy-on-write snapshot of the spawning process — the server — and every
  * page the server changes later becomes the init's own (1.4-2.7 MB per
@@ -34,11 +35,15 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
+
+/* How long the init serves as the fork before it execs prisn in init mode. */
+#define INIT_EXEC_AFTER_MS 200
 
 /* The signals the init passes on to the workload's process group. */
 static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -229,43 +234,80 @@ static void init_noop(int sig) {
     (void)sig;
 }
 
-static _Noreturn void init_run(pid_t workload, prisn_sandbox_report *report) {
-    /* Signals are still all blocked (proc.c blocks them across the fork):
-     * they are taken with sigwaitinfo. A handler is installed anyway, because
-     * the kernel drops signals with the default disposition sent to a
-     * namespace's init. */
+/* The signals the init takes, with a handler installed for each: signals
+ * are still all blocked (proc.c blocks them across the fork) and are taken
+ * with sigwaitinfo, but the kernel drops signals with the default
+ * disposition sent to a namespace's init. */
+static void init_signals(sigset_t *wanted) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = init_noop;
-    sigset_t wanted;
-    sigemptyset(&wanted);
-    sigaddset(&wanted, SIGCHLD);
+    sigemptyset(wanted);
+    sigaddset(wanted, SIGCHLD);
     sigaction(SIGCHLD, &sa, NULL);
     for (size_t i = 0; i < NFORWARDED; i++) {
         sigaction(forwarded_signals[i], &sa, NULL);
-        sigaddset(&wanted, forwarded_signals[i]);
+        sigaddset(wanted, forwarded_signals[i]);
     }
+}
+
+/* One signal taken: passes it on to the workload, or reaps; when the
+ * workload has ended, reports its status and _exits (which kills everything
+ * else in the namespace). */
+static void init_handle(int sig, pid_t workload, prisn_sandbox_report *report) {
+    if (sig != SIGCHLD) {
+        /* The workload leads its own process group (it called setsid). */
+        if (kill(-workload, sig) < 0)
+            kill(workload, sig);
+        return;
+    }
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid != workload)
+            continue; /* an orphan: reaped, nothing more */
+        report->wstatus = status;
+        report->valid = 1;
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+}
+
+static _Noreturn void init_run(pid_t workload, prisn_sandbox_report *report) {
+    sigset_t wanted;
+    init_signals(&wanted);
     for (;;) {
         siginfo_t info;
         int sig = sigwaitinfo(&wanted, &info);
-        if (sig < 0)
-            continue; /* EINTR */
-        if (sig != SIGCHLD) {
-            /* The workload leads its own process group (it called setsid). */
-            if (kill(-workload, sig) < 0)
-                kill(workload, sig);
-            continue;
-        }
-        int status;
-        pid_t pid;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            if (pid != workload)
-                continue; /* an orphan: reaped, nothing more */
-            report->wstatus = status;
-            report->valid = 1;
-            /* Leaving kills everything else in the namespace. */
-            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        }
+        if (sig >= 0)
+            init_handle(sig, workload, report);
+    }
+}
+
+/* Serves as the init for up to `ms` (the workload may end meanwhile: then
+ * it never returns). A short job is over before the init would exec. */
+static void init_serve_for(pid_t workload, prisn_sandbox_report *report, long ms) {
+    sigset_t wanted;
+    init_signals(&wanted);
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left_ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
+        if (left_ns <= 0)
+            return;
+        struct timespec left = {left_ns / 1000000000L, left_ns % 1000000000L};
+        siginfo_t info;
+        int sig = sigtimedwait(&wanted, &info, &left);
+        if (sig >= 0)
+            init_handle(sig, workload, report);
+        else if (errno == EAGAIN)
+            return;
     }
 }
 
@@ -341,6 +383,9 @@ int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *r
         close_all_but(report->memfd, report->exe_fd);
         if (o->init_name)
             prctl(PR_SET_NAME, o->init_name, 0, 0, 0);
+        /* Only a workload still running after a moment (a service) makes
+         * the exec worth it; a short job never waits for one. */
+        init_serve_for(pid, report, INIT_EXEC_AFTER_MS);
         init_exec(pid, report);
         /* The exec failed: go on as the fork. */
         close_all_but(-1, -1);
