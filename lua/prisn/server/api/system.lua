@@ -77,8 +77,12 @@ return {
     local server = req.server
     local problems = api.array()
     if not state_writable(server.db) then problems[#problems + 1] = "the state database is not writable" end
+    -- The server's health is its own; deployments short of ready instances
+    -- are listed as problems too, without making the server degraded.
+    local server_ok = #problems == 0
+    local deployments = services_status(server, problems)
     return 200, {
-      health = #problems == 0 and "ok" or "degraded",
+      health = server_ok and "ok" or "degraded",
       problems = problems,
       version = server.version,
       pid = math.tointeger(uv.os_getpid()),
@@ -90,7 +94,7 @@ return {
         return out
       end)()),
       jobs = count_jobs(server.db),
-      deployments = services_status(server, problems),
+      deployments = deployments,
       cronjobs = (server.db:first("SELECT count(*) AS n FROM cronjobs") or {}).n or 0,
       connections = server.connections,
     }
