@@ -59,6 +59,7 @@ local ISOLATION = math.tointeger(tonumber(os.getenv("PRISN_BENCH_ISOLATION") or 
 local uv = require("luv")
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local common = require("common")
+local run_until, sleep_ms, finish = common.run_until, common.sleep_ms, common.finish
 local sh, write, read, median = common.sh, common.write, common.read, common.median
 local cjson = require("cjson")
 
@@ -87,20 +88,7 @@ end
 
 -- A ticking timer keeps uv.run("once") from sleeping past a deadline (waits
 -- nest: a condition may itself wait for an HTTP answer).
-local tick = uv.new_timer()
-tick:start(10, 10, function() end)
-
--- Drives the loop until cond() holds or `seconds` pass; returns cond().
-local function run_until(cond, seconds)
-  local deadline = uv.hrtime() + seconds * 1e9
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  return cond()
-end
-
-local function sleep_ms(ms)
-  local t0 = uv.hrtime()
-  run_until(function() return uv.hrtime() - t0 >= ms * 1e6 end, ms / 1000 + 1)
-end
+local tick = common.ticker(10)
 
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-api-XXXXXX"))
 local home = tmp .. "/home"
@@ -114,43 +102,11 @@ end
 
 -- Child processes ------------------------------------------------------------
 
-local children = {} -- pid -> true for every process started here and running
 
 -- Starts `file` with `args`; returns { pid, done, code, out (with capture) }.
 local function spawn(file, args, opts)
   opts = opts or {}
-  local p = { out = {} }
-  local stdout = opts.capture and uv.new_pipe(false) or nil
-  local handle, pid = uv.spawn(file, { args = args, env = opts.env or base_env, stdio = { nil, stdout, nil } },
-    function(code, signal)
-      p.code, p.signal, p.done = code, signal, true
-      children[p.pid] = nil
-      p.handle:close()
-    end)
-  assert(handle, file .. ": " .. tostring(pid))
-  p.handle, p.pid = handle, pid
-  children[pid] = true
-  if stdout then
-    p.reading = true
-    stdout:read_start(function(_, data)
-      if data then p.out[#p.out + 1] = data return end
-      stdout:close()
-      p.reading = false
-    end)
-  end
-  return p
-end
-
--- Waits for p to end (SIGTERM after `seconds`, then SIGKILL); returns its output.
-local function finish(p, seconds)
-  if not run_until(function() return p.done and not p.reading end, seconds) then
-    if not p.done then uv.kill(p.pid, "sigterm") end
-    if not run_until(function() return p.done end, 5) then
-      uv.kill(p.pid, "sigkill")
-      run_until(function() return p.done end, 5)
-    end
-  end
-  return table.concat(p.out)
+  return common.spawn(file, args, { env = opts.env or base_env, stdout = opts.capture })
 end
 
 -- The server -------------------------------------------------------------------
@@ -840,11 +796,7 @@ end
 
 local ok, err = xpcall(main, debug.traceback)
 -- Whatever is still running (after a failure): SIGTERM, then SIGKILL, by pid.
-for pid in pairs(children) do uv.kill(pid, "sigterm") end
-if not run_until(function() return next(children) == nil end, 15) then
-  for pid in pairs(children) do uv.kill(pid, "sigkill") end
-  run_until(function() return next(children) == nil end, 5)
-end
+common.stop_children(15)
 tick:stop()
 tick:close()
 sh("rm -rf " .. tmp)

@@ -1,4 +1,5 @@
--- What the benchmarks in tests/bench share: shell output, files, medians.
+-- What the benchmarks in tests/bench share: shell output, files, medians,
+-- and child processes on the luv loop (started, waited for, all stopped).
 --
 --   package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 --   local common = require("common")
@@ -39,6 +40,86 @@ function M.median(list)
   local n = #s
   if n % 2 == 1 then return s[(n + 1) // 2] end
   return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+-- The loop and child processes ---------------------------------------------
+
+--- Keeps the loop waking every `ms`, so run_until's conditions are looked
+-- at even when nothing else happens. Returns the timer.
+function M.ticker(ms)
+  local tick = uv.new_timer()
+  tick:start(ms, ms, function() end)
+  return tick
+end
+
+--- Drives the loop until cond() holds or `seconds` pass; returns cond().
+function M.run_until(cond, seconds)
+  local deadline = uv.hrtime() + seconds * 1e9
+  while not cond() and uv.hrtime() < deadline do uv.run("once") end
+  return cond()
+end
+
+function M.sleep_ms(ms)
+  local t0 = uv.hrtime()
+  M.run_until(function() return uv.hrtime() - t0 >= ms * 1e6 end, ms / 1000 + 1)
+end
+
+M.children = {} -- pid -> true for every process started here and running
+
+--- Starts `file` with `args`. opts: env (a list, required), stdout (true:
+-- captured into p.out), stderr ("capture" into p.out too, or a descriptor
+-- such as 2; default: none), on_exit(p). Returns p = { pid, done, code,
+-- signal, out, reading }.
+function M.spawn(file, args, opts)
+  local p = { out = {}, reading = false }
+  local pipes = {}
+  local stdout = opts.stdout and uv.new_pipe(false) or nil
+  local stderr = opts.stderr == "capture" and uv.new_pipe(false) or opts.stderr
+  if stdout then pipes[#pipes + 1] = stdout end
+  if opts.stderr == "capture" then pipes[#pipes + 1] = stderr end
+  local handle, pid = uv.spawn(file, { args = args, env = opts.env, stdio = { nil, stdout, stderr } },
+    function(code, signal)
+      p.code, p.signal, p.done = code, signal, true
+      M.children[p.pid] = nil
+      p.handle:close()
+      if opts.on_exit then opts.on_exit(p) end
+    end)
+  assert(handle, file .. ": " .. tostring(pid))
+  p.handle, p.pid = handle, pid
+  M.children[pid] = true
+  local open = #pipes
+  p.reading = open > 0
+  for _, pipe in ipairs(pipes) do
+    pipe:read_start(function(_, data)
+      if data then p.out[#p.out + 1] = data return end
+      pipe:close()
+      open = open - 1
+      p.reading = open > 0
+    end)
+  end
+  return p
+end
+
+--- Waits for p to end (SIGTERM after `seconds`, then SIGKILL); returns
+-- what it printed (when captured).
+function M.finish(p, seconds)
+  if not M.run_until(function() return p.done and not p.reading end, seconds) then
+    if not p.done then uv.kill(p.pid, "sigterm") end
+    if not M.run_until(function() return p.done end, 5) then
+      uv.kill(p.pid, "sigkill")
+      M.run_until(function() return p.done end, 5)
+    end
+  end
+  return table.concat(p.out)
+end
+
+--- Stops every child still running: SIGTERM, SIGKILL after `grace` seconds.
+function M.stop_children(grace)
+  for pid in pairs(M.children) do uv.kill(pid, "sigterm") end
+  if not M.run_until(function() return next(M.children) == nil end, grace) then
+    for pid in pairs(M.children) do uv.kill(pid, "sigkill") end
+    M.run_until(function() return next(M.children) == nil end, 5)
+  end
 end
 
 return M

@@ -27,6 +27,7 @@
 local uv = require("luv")
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local common = require("common")
+local run_until, finish = common.run_until, common.finish
 local median = common.median
 
 -- Proxy mode: listen on a free port, print it, serve until SIGTERM.
@@ -56,14 +57,7 @@ local UNPACED_CONNS = 32
 local PRISN = arg[-1] or uv.exepath()
 local SELF = debug.getinfo(1, "S").source:sub(2)
 
-local tick = uv.new_timer()
-tick:start(10, 10, function() end)
-
-local function run_until(cond, seconds)
-  local deadline = uv.hrtime() + seconds * 1e9
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  return cond()
-end
+local tick = common.ticker(10)
 
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-proxy-XXXXXX"))
 local env = {}
@@ -71,39 +65,9 @@ for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
 
 -- Child processes ------------------------------------------------------------
 
-local children = {} -- pid -> true while running
 
 local function spawn(file, args, capture)
-  local p = { out = {} }
-  local stdout = capture and uv.new_pipe(false) or nil
-  local handle, pid = uv.spawn(file, { args = args, env = env, stdio = { nil, stdout, 2 } }, function(code, signal)
-    p.code, p.signal, p.done = code, signal, true
-    children[p.pid] = nil
-    p.handle:close()
-  end)
-  assert(handle, file .. ": " .. tostring(pid))
-  p.handle, p.pid = handle, pid
-  children[pid] = true
-  if stdout then
-    p.reading = true
-    stdout:read_start(function(_, data)
-      if data then p.out[#p.out + 1] = data return end
-      stdout:close()
-      p.reading = false
-    end)
-  end
-  return p
-end
-
-local function finish(p, seconds)
-  if not run_until(function() return p.done and not p.reading end, seconds) then
-    if not p.done then uv.kill(p.pid, "sigterm") end
-    if not run_until(function() return p.done end, 5) then
-      uv.kill(p.pid, "sigkill")
-      run_until(function() return p.done end, 5)
-    end
-  end
-  return table.concat(p.out)
+  return common.spawn(file, args, { env = env, stdout = capture, stderr = 2 })
 end
 
 local function stop(p)
@@ -254,11 +218,7 @@ local function main()
 end
 
 local ok, err = xpcall(main, debug.traceback)
-for pid in pairs(children) do uv.kill(pid, "sigterm") end
-if not run_until(function() return next(children) == nil end, 10) then
-  for pid in pairs(children) do uv.kill(pid, "sigkill") end
-  run_until(function() return next(children) == nil end, 5)
-end
+common.stop_children(10)
 tick:stop()
 tick:close()
 os.remove(pace_script)

@@ -55,6 +55,7 @@
 local uv = require("luv")
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local common = require("common")
+local run_until, sleep_ms, finish = common.run_until, common.sleep_ms, common.finish
 local sh, write, read, median = common.sh, common.write, common.read, common.median
 local cjson = require("cjson")
 
@@ -79,19 +80,7 @@ end
 
 local function ms_since(t0) return (uv.hrtime() - t0) / 1e6 end
 
-local tick = uv.new_timer()
-tick:start(1, 1, function() end)
-
-local function run_until(cond, seconds)
-  local deadline = uv.hrtime() + seconds * 1e9
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  return cond()
-end
-
-local function sleep_ms(ms)
-  local t0 = uv.hrtime()
-  run_until(function() return uv.hrtime() - t0 >= ms * 1e6 end, ms / 1000 + 1)
-end
+local tick = common.ticker(1)
 
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-svc-XXXXXX"))
 uv.fs_chmod(tmp, tonumber("755", 8))
@@ -113,45 +102,12 @@ end
 
 -- Child processes ----------------------------------------------------------------
 
-local children = {} -- pid -> true while running
 local detached = {} -- pid -> name: daemons that left our process tree (pm2)
 
 local function spawn(file, args, opts)
   opts = opts or {}
-  local p = { out = {}, reading = false }
-  local pipes = opts.capture and { uv.new_pipe(false), uv.new_pipe(false) } or {}
-  local handle, pid = uv.spawn(file, { args = args, env = opts.env or base_env, stdio = { nil, pipes[1], pipes[2] } },
-    function(code, signal)
-      p.code, p.signal, p.done = code, signal, true
-      children[p.pid] = nil
-      p.handle:close()
-      if opts.on_exit then opts.on_exit(p) end
-    end)
-  assert(handle, file .. ": " .. tostring(pid))
-  p.handle, p.pid = handle, pid
-  children[pid] = true
-  local open = #pipes
-  p.reading = open > 0
-  for _, pipe in ipairs(pipes) do
-    pipe:read_start(function(_, data)
-      if data then p.out[#p.out + 1] = data return end
-      pipe:close()
-      open = open - 1
-      p.reading = open > 0
-    end)
-  end
-  return p
-end
-
-local function finish(p, seconds)
-  if not run_until(function() return p.done and not p.reading end, seconds) then
-    if not p.done then uv.kill(p.pid, "sigterm") end
-    if not run_until(function() return p.done end, 5) then
-      uv.kill(p.pid, "sigkill")
-      run_until(function() return p.done end, 5)
-    end
-  end
-  return table.concat(p.out)
+  return common.spawn(file, args, { env = opts.env or base_env, stdout = opts.capture,
+    stderr = opts.capture and "capture" or nil, on_exit = opts.on_exit })
 end
 
 local function alive(pid)
@@ -974,11 +930,7 @@ end
 
 local ok, err = xpcall(main, debug.traceback)
 for pid in pairs(detached) do uv.kill(pid, "sigkill") end
-for pid in pairs(children) do uv.kill(pid, "sigterm") end
-if not run_until(function() return next(children) == nil end, 15) then
-  for pid in pairs(children) do uv.kill(pid, "sigkill") end
-  run_until(function() return next(children) == nil end, 5)
-end
+common.stop_children(15)
 tick:stop()
 tick:close()
 if os.getenv("PRISN_BENCH_KEEP") == "1" then io.stderr:write("kept ", tmp, "\n") else sh("rm -rf " .. tmp) end
