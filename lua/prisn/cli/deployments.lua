@@ -43,8 +43,6 @@ end
 
 M.strip_kind = strip_kind
 
-local function int(v) return math.tointeger(v) or v end
-
 local function age(iso_text)
   if type(iso_text) ~= "string" then return "-" end
   local y, mo, d, h, mi, s = iso_text:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
@@ -68,8 +66,8 @@ function M.list(ctx)
   end
   local rows = output.array({})
   for i, d in ipairs(items) do
-    rows[i] = { name = d.name, ready = string.format("%d/%d", int(d.ready), int(d.replicas)),
-      revision = int(d.revision), state = d.revision_state, port = type(d.port) == "number" and int(d.port) or "-",
+    rows[i] = { name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
+      revision = d.revision, state = d.revision_state, port = type(d.port) == "number" and d.port or "-",
       script = d.script, age = age(d.created_at) }
   end
   ctx.out:emit(rows, { columns = { { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
@@ -84,7 +82,7 @@ local function exit_text(e)
   if type(e) ~= "table" then return "-" end
   if e.reason == "oom_killed" or e.reason == "failed_to_start" then return e.reason end
   if type(e.signal) == "string" then return "signal " .. e.signal end
-  if type(e.code) == "number" then return "code " .. int(e.code) end
+  if type(e.code) == "number" then return "code " .. e.code end
   return type(e.reason) == "string" and e.reason or "-"
 end
 
@@ -93,11 +91,11 @@ local function instance_rows(items, with_deployment)
   local size = require("prisn.units").format_size
   for i, inst in ipairs(items) do
     rows[i] = { name = inst.name, deployment = inst.deployment, state = inst.state,
-      revision = int(inst.revision), pid = type(inst.pid) == "number" and int(inst.pid) or "-",
-      port = type(inst.port) == "number" and int(inst.port) or "-", restarts = int(inst.restarts),
+      revision = inst.revision, pid = type(inst.pid) == "number" and inst.pid or "-",
+      port = type(inst.port) == "number" and inst.port or "-", restarts = inst.restarts,
       uptime = uptime(inst.uptime_seconds), last_exit = exit_text(inst.last_exit),
       cpu = type(inst.cpu_seconds) == "number" and string.format("%.2fs", inst.cpu_seconds) or "-",
-      memory = type(inst.memory_bytes) == "number" and size(int(inst.memory_bytes)) or "-" }
+      memory = type(inst.memory_bytes) == "number" and size(inst.memory_bytes) or "-" }
   end
   local columns = { { key = "name", header = "NAME" }, { key = "state", header = "STATE" },
     { key = "revision", header = "REV" }, { key = "pid", header = "PID" }, { key = "port", header = "PORT" },
@@ -132,8 +130,6 @@ function M.describe(ctx)
   end
   local instances, events, spec = res.instances or {}, res.events or {}, res.spec or {}
   res.instances, res.events, res.spec = nil, nil, nil
-  for _, k in ipairs({ "replicas", "ready", "revision", "port" }) do res[k] = int(res[k]) end
-  for _, k in ipairs({ "memory", "pids", "isolation", "disk" }) do spec[k] = int(spec[k]) end
   res.args, res.env_keys, res.secrets = spec.args, spec.env_keys, spec.secrets
   res.runner, res.memory, res.cpu, res.pids, res.isolation = spec.runner, spec.memory, spec.cpu, spec.pids,
     spec.isolation
@@ -176,9 +172,9 @@ function M.delete(ctx)
   local plan = c:request("DELETE", path(ctx, name) .. "?dry_run=1")
   local function describe_plan(res)
     local lines = { string.format("deployment %s/%s", ns, name) }
-    if type(res.port) == "number" then lines[#lines + 1] = "port " .. int(res.port) .. " (closed)" end
+    if type(res.port) == "number" then lines[#lines + 1] = "port " .. res.port .. " (closed)" end
     for _, inst in ipairs(res.instances or {}) do lines[#lines + 1] = "instance " .. inst .. " (stopped)" end
-    lines[#lines + 1] = string.format("%d revision(s)", int(res.revisions))
+    lines[#lines + 1] = string.format("%d revision(s)", res.revisions)
     lines[#lines + 1] = "logs in " .. tostring(res.logs)
     return lines
   end
@@ -271,12 +267,12 @@ function M.scale(ctx, name, count_text)
     ctx.out:emit(res)
   elseif not ctx.globals.quiet then
     local auto = type(res.autoscale) == "table" and string.format(" (autoscaling %d-%d at %d%% CPU)",
-      int(res.autoscale.min), int(res.autoscale.max), int(res.autoscale.target_cpu)) or ""
+      res.autoscale.min, res.autoscale.max, res.autoscale.target_cpu) or ""
     if res.dry_run then
       io.stdout:write(string.format("deployment %s: %d -> %d replicas%s (dry run: nothing changed)\n", name,
-        int(res.from), int(res.to), auto))
+        res.from, res.to, auto))
     else
-      io.stdout:write(string.format("deployment %s scaled: %d -> %d replicas%s\n", name, int(res.from), int(res.to),
+      io.stdout:write(string.format("deployment %s scaled: %d -> %d replicas%s\n", name, res.from, res.to,
         auto))
     end
   end
@@ -295,7 +291,7 @@ function M.history(ctx)
   end
   local rows = output.array({})
   for i, r in ipairs(items) do
-    rows[i] = { revision = int(r.revision) .. (r.current and " *" or ""), state = r.state, created = r.created_at,
+    rows[i] = { revision = r.revision .. (r.current and " *" or ""), state = r.state, created = r.created_at,
       by = type(r.created_by) == "string" and r.created_by or "-", script = r.script,
       message = type(r.message) == "string" and r.message or "" }
   end
@@ -316,7 +312,7 @@ function M.undo(ctx)
     ctx.out:emit(d)
   elseif not ctx.globals.quiet and outcome == "active" then
     io.stdout:write(string.format("deployment %s: back to the template of revision %d, serving as revision %d\n",
-      name, int(res.from_revision), int(res.revision)))
+      name, res.from_revision, res.revision))
   end
   if outcome ~= "active" then
     errors.raise("rollout_failed", string.format("the rollback of %s did not become healthy (%s)", name, outcome),

@@ -10,8 +10,6 @@ local function describe_cron(ctx)
     ctx.out:emit(res)
     return 0
   end
-  -- JSON numbers come back as floats: whole ones are shown as such.
-  for _, key in ipairs({ "keep_succeeded", "keep_failed" }) do res[key] = math.tointeger(res[key]) or res[key] end
   if res.timezone == output.null then res.timezone = "(the server's local zone)" end
   local runs = res.last_runs or {}
   local next_fires = res.next_fires or {}
@@ -28,7 +26,7 @@ local function describe_cron(ctx)
   else
     local rows = output.array({})
     for i, r in ipairs(runs) do
-      rows[i] = { id = r.id, state = r.state, reason = r.reason, exit = math.tointeger(r.exit_code) or r.exit_code,
+      rows[i] = { id = r.id, state = r.state, reason = r.reason, exit = r.exit_code,
         created = r.created_at,
         duration = type(r.duration_ms) == "number" and string.format("%.1fs", r.duration_ms / 1000)
           or output.null }
