@@ -131,8 +131,8 @@ function M.describe(ctx)
   local instances, events, spec = res.instances or {}, res.events or {}, res.spec or {}
   res.instances, res.events, res.spec = nil, nil, nil
   res.args, res.env_keys, res.secrets = spec.args, spec.env_keys, spec.secrets
-  res.runner, res.memory, res.cpu, res.pids, res.isolation = spec.runner, spec.memory, spec.cpu, spec.pids,
-    spec.isolation
+  res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
+  res.memory = type(spec.memory) == "number" and require("prisn.units").format_size(spec.memory) or spec.memory
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
     "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
     "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "created_at", "updated_at" } })
