@@ -482,7 +482,11 @@ end }
   it("keeps services running through a kill -9 of the server and re-adopts them", function()
     write(dir .. "/app.py", PY_APP)
     local port = free_port()
-    ok({ "deploy", dir .. "/app.py", "--name", "keep", "--port", tostring(port), "-r", "2", "--isolation", "0" })
+    -- With a memory limit: each instance has a cgroup, re-opened after the restart.
+    ok({ "deploy", dir .. "/app.py", "--name", "keep", "--port", tostring(port), "-r", "2", "--isolation", "0",
+      "--memory", "256M", "--health", "http:/healthz", "--health-interval", "250ms", "--health-threshold", "4" })
+    local health = json({ "describe", "deploy", "keep", "-o", "json" }).spec.health
+    assert.same({ "http", "/healthz", 250, 4 }, { health.kind, health.path, health.interval_ms, health.failure_threshold })
     local before = {}
     for _, inst in ipairs(instances("keep")) do before[inst.name] = math.tointeger(inst.pid) end
     local pid = server_pid()
@@ -498,13 +502,23 @@ end }
     local after = instances("keep")
     for _, inst in ipairs(after) do
       assert.equal(before[inst.name], math.tointeger(inst.pid), inst.name .. " re-adopted")
+      assert.is_true(type(inst.memory_bytes) == "number" and inst.memory_bytes > 0, "its cgroup's memory")
     end
+    -- The re-opened cgroups go with the deployment (when there are any).
+    local function cgroup_dirs()
+      local r = h.run("/bin/sh", { "-c", "ls -d /sys/fs/cgroup/*/prisn/svc-*-default-keep-* "
+        .. "/sys/fs/cgroup/prisn/svc-*-default-keep-* 2>/dev/null" }, { env = { PATH = "/usr/bin:/bin" } })
+      return r.stdout
+    end
+    local had = cgroup_dirs()
     -- An adopted instance that dies is noticed and restarted.
     uv.kill(before["keep-1"], "sigkill")
     assert.truthy(wait_for(function()
       local i = instances("keep")[1]
       return i.state == "running" and math.tointeger(i.pid) ~= before["keep-1"]
     end, 10000), "keep-1 restarted after the restart")
+    ok({ "delete", "deploy", "keep", "--yes" })
+    if had ~= "" then assert.equal("", cgroup_dirs(), "cgroups left behind") end
   end)
 
   it("deploys a manifest's deployments and cron jobs; a clean stop and start brings instances back", function()

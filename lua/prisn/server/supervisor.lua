@@ -86,10 +86,12 @@ end
 
 local function instance_name(d, inst) return d.name .. "-" .. inst.number end
 
--- The cgroup of an instance's current process (a new one per restart: the
--- old one is cleaned up in the background).
+-- The cgroup of an instance's current process: a new one per restart (the
+-- old one is cleaned up in the background), and named after the server's
+-- home too, as cgroups are machine-wide and two servers may each run a
+-- default/api.
 local function cgroup_name(d, inst)
-  return string.format("svc-%s-%s-%d-%d", d.ns, d.name, inst.number, inst.restarts)
+  return string.format("svc-%s-%s-%s-%d-%d", d.home_tag, d.ns, d.name, inst.number, inst.restarts)
 end
 
 -- Ports --------------------------------------------------------------------
@@ -769,7 +771,9 @@ function Sup:load(ns, name)
   if not row then return nil end
   local d = self.deployments[key(ns, name)]
   if not d then
-    d = { ns = ns, name = name, instances = {}, specs = {} }
+    local crypto = require("prisn.core.crypto")
+    d = { ns = ns, name = name, instances = {}, specs = {},
+      home_tag = crypto.to_hex(crypto.hash(self.server.home)):sub(1, 8) }
     self.deployments[key(ns, name)] = d
   end
   d.row = row
