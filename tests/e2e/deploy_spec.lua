@@ -486,7 +486,8 @@ end }
     ok({ "deploy", dir .. "/app.py", "--name", "keep", "--port", tostring(port), "-r", "2", "--isolation", "0",
       "--memory", "256M", "--health", "http:/healthz", "--health-interval", "250ms", "--health-threshold", "4" })
     local health = json({ "describe", "deploy", "keep", "-o", "json" }).spec.health
-    assert.same({ "http", "/healthz", 250, 4 }, { health.kind, health.path, health.interval_ms, health.failure_threshold })
+    assert.same({ "http", "/healthz", 250, 4 },
+      { health.kind, health.path, health.interval_ms, health.failure_threshold })
     local before = {}
     for _, inst in ipairs(instances("keep")) do before[inst.name] = math.tointeger(inst.pid) end
     local pid = server_pid()
