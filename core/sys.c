@@ -16,6 +16,9 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/file.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -233,6 +236,19 @@ static int l_sys_fork(lua_State *L) {
     return 1;
 }
 
+/* sys.set_name(name) -> nothing. This process's name as ps and top show it
+ * (at most 15 bytes; Linux only): the job host and the runners it forks are
+ * copies of prisn, and operators (and profilers) tell them apart by name. */
+static int l_sys_set_name(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+#ifdef PR_SET_NAME
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+    return 0;
+}
+
 /* sys.ignore_children() -> nothing. SIGCHLD ignored: this process's children
  * are reaped by the kernel and never linger as zombies (the job host, which
  * forks runners and never waits for them). */
@@ -264,6 +280,7 @@ static int l_sys_raise_nofile(lua_State *L) {
 static const luaL_Reg sys_functions[] = {
     {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},
+    {"set_name", l_sys_set_name},
     {"ignore_children", l_sys_ignore_children},
     {"mkfifo", l_sys_mkfifo},
     {"pidfd_open", l_sys_pidfd_open},

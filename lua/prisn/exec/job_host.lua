@@ -33,12 +33,16 @@ function M.main(home)
     "prisn.store.secrets" }) do
     require(name)
   end
+  -- Checks the built-in runners once, here, rather than in every runner.
+  require("prisn.exec.runners").load({ home = home })
   sys.ignore_children()
+  sys.set_name("prisn-jobhost")
   for line in io.stdin:lines() do
     local id = line:match("^run (%S+)$")
     if id then
       local pid, err = sys.fork()
       if pid == 0 then
+        sys.set_name("prisn-job")
         local ok, code = pcall(async.main, job.run_recorded, home, id)
         if not ok then io.stderr:write("prisn: job ", id, ": ", tostring(code), "\n") end
         io.stderr:flush()

@@ -97,6 +97,8 @@ end
 -- errors = { {file, name, message} }, broken = {name -> entry}, dir }. A bad
 -- operator file is skipped and recorded in `errors`; a script that it would
 -- have run (by name, or by the claims it makes) fails with its message.
+local checked_builtins = setmetatable({}, { __mode = "k" })
+
 function M.load(opts)
   opts = opts or {}
   local probes = opts.probes or M.system_probes()
@@ -108,8 +110,13 @@ function M.load(opts)
     for i, name in ipairs(M.BUILTINS) do builtins[i] = require("prisn.runners." .. name) end
   end
   for _, def in ipairs(builtins) do
-    local ok, err = format.check(def)
-    if not ok then error("bad built-in runner " .. tostring(def.name) .. ": " .. err, 0) end
+    -- The embedded runners never change: checked once per process (a job
+    -- runner forked from a warm job host inherits the check).
+    if not checked_builtins[def] then
+      local ok, err = format.check(def)
+      if not ok then error("bad built-in runner " .. tostring(def.name) .. ": " .. err, 0) end
+      if not opts.builtins then checked_builtins[def] = true end
+    end
     registry.runners[def.name] = def
     registry.sources[def.name] = "built-in"
   end
