@@ -249,6 +249,29 @@ static int l_sys_set_name(lua_State *L) {
     return 0;
 }
 
+/* sys.dup(fd) -> new_fd | nil, msg, code. A copy of `fd` (close-on-exec,
+ * numbered 3 or above): the job host keeps one of its stdout, the pipe to
+ * the server, for the runners it forks to report on (their own stdout is
+ * /dev/null). */
+static int l_sys_dup(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return push_errno(L, errno, "dup");
+    lua_pushinteger(L, copy);
+    return 1;
+}
+
+/* sys.ignore_sigpipe() -> nothing. A write to a pipe nobody reads fails with
+ * EPIPE instead of killing this process (a job runner whose server is gone
+ * records its job itself). Workloads get every signal's default back before
+ * they exec (see proc.c). */
+static int l_sys_ignore_sigpipe(lua_State *L) {
+    (void)L;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 /* sys.ignore_children() -> nothing. SIGCHLD ignored: this process's children
  * are reaped by the kernel and never linger as zombies (the job host, which
  * forks runners and never waits for them). */
@@ -281,6 +304,8 @@ static const luaL_Reg sys_functions[] = {
     {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},
     {"set_name", l_sys_set_name},
+    {"dup", l_sys_dup},
+    {"ignore_sigpipe", l_sys_ignore_sigpipe},
     {"ignore_children", l_sys_ignore_children},
     {"mkfifo", l_sys_mkfifo},
     {"pidfd_open", l_sys_pidfd_open},

@@ -9,7 +9,8 @@
 --
 --   <kind> SP <time_ms> SP <length> LF <length bytes of data> LF
 --
---   kind     "o" stdout, "e" stderr, "r" rotation marker
+--   kind     "o" stdout, "e" stderr, "r" rotation marker, "x" the job's
+--            outcome (JSON; see Writer:write_outcome), readers skip it
 --   time_ms  when the chunk was read, milliseconds since the Unix epoch
 --   length   decimal byte count of data
 --
@@ -166,6 +167,19 @@ function Writer:write(stream, data)
   return true
 end
 
+--- Appends the job's outcome (`text`, JSON) as the log's last record. A
+-- runner writes it before telling the server; a server that died before it
+-- recorded what it was told finds the outcome here when it starts again
+-- (M.outcome). Never rotates: the record belongs with the output before it.
+function Writer:write_outcome(text)
+  if not self.fd then return nil, "log " .. self.path .. " is closed", "EBADF" end
+  local rec = record("x", self.clock(), text)
+  local ok, err, code = write_all(self.fd, rec)
+  if not ok then return nil, err, code end
+  self.size = self.size + #rec
+  return true
+end
+
 --- Closes the log file; idempotent.
 function Writer:close()
   if self.fd then uv.fs_close(self.fd) end
@@ -232,6 +246,24 @@ function M.read(path)
   end
   if not found then return nil, "ENOENT: no such file or directory: " .. path, "ENOENT" end
   return records, truncated, max_bytes
+end
+
+--- The outcome recorded at the end of the log at `path` (Writer:write_outcome),
+-- as its text, or nil. The file is parsed from its start, record by record:
+-- a workload cannot forge an outcome by printing one.
+function M.outcome(path)
+  local text = read_file(path)
+  if not text then return nil end
+  local pos, outcome = 1, nil
+  while pos <= #text do
+    local kind, len, body = text:match("^(%a) %d+ (%d+)\n()", pos)
+    if not kind then break end
+    len = tonumber(len)
+    if body + len > #text then break end
+    outcome = kind == "x" and text:sub(body, body + len - 1) or nil
+    pos = body + len + 1
+  end
+  return outcome
 end
 
 --- Splits records into lines: a list of { stream, data, time_ms } where data

@@ -181,6 +181,12 @@ local function recorder(opts)
       end
     end
   end
+  function rec.start(pid)
+    jobs.start(db, rec.job.id, { pid = pid })
+  end
+  function rec.finish(result)
+    jobs.finish(db, rec.job.id, result)
+  end
   function rec.fail_to_start(message)
     jobs.finish(db, rec.job.id, { state = "failed", reason = "failed_to_start", message = message })
   end
@@ -210,7 +216,6 @@ end
 
 function M.execute(opts, rec, sinks)
   local disk_full = false
-  local jobs = require("prisn.store.jobs")
   local launch = M.prepare(opts, rec)
   local log = rec.open_log()
   sinks = sinks or {}
@@ -226,7 +231,7 @@ function M.execute(opts, rec, sinks)
     name = "job-" .. rec.job.id,
     forward_signals = opts.forward_signals ~= false,
     on_start = function(pid, proc)
-      jobs.start(rec.db, rec.job.id, { pid = pid })
+      rec.start(pid)
       if opts.on_start then opts.on_start(pid, proc) end
     end,
     on_stdout = function(data)
@@ -258,7 +263,7 @@ function M.execute(opts, rec, sinks)
     outcome.message = "out of disk space: the job filled its --disk " .. require("prisn.units").format_size(opts.disk)
   end
   local reason = opts.reason_override and opts.reason_override() or outcome.reason
-  jobs.finish(rec.db, rec.job.id, {
+  rec.finish({
     state = outcome.state, reason = reason, exit_code = outcome.exit_code,
     signal = outcome.signal, message = outcome.message,
   })
@@ -319,7 +324,7 @@ function M.run(opts)
 end
 
 --- A recorder (see M.prepare) for a job that is already recorded, as the
--- server's jobs are when they are submitted.
+-- server's jobs are when they are submitted: writes to state.db (`db`).
 function M.existing_recorder(db, job, on_log_error)
   local jobs = require("prisn.store.jobs")
   local logs = require("prisn.logs")
@@ -332,7 +337,21 @@ function M.existing_recorder(db, job, on_log_error)
       end
     end
   end
+  function rec.start(pid, started_at)
+    jobs.start(db, job.id, { pid = pid, started_at = started_at })
+  end
+  -- `started` ({ pid, started_at }): the start, when it may not be recorded
+  -- yet (a server told of it died before it wrote it down).
+  function rec.finish(result, started)
+    rec.finished = true
+    local current = jobs.get_by_id(db, job.id)
+    if current and current.state == "queued" and started then
+      jobs.start(db, job.id, { pid = started.pid, started_at = started.started_at })
+    end
+    jobs.finish(db, job.id, result)
+  end
   function rec.fail_to_start(message)
+    rec.finished = true
     jobs.finish(db, job.id, { state = "failed", reason = "failed_to_start", message = message })
   end
   function rec.open_log()
@@ -347,48 +366,21 @@ function M.existing_recorder(db, job, on_log_error)
   return rec
 end
 
---- Runs server job `id` of `home` to its end: the body of the job runner
--- process (`prisn __job-run ID`) the server starts for each job. It reads the
--- job's spec, gives it its secrets, runs it (SIGTERM to this process stops
--- the job's group, SIGKILL after the grace) and records the outcome in
--- state.db itself, so a job finishes and is recorded even if the server
--- dies meanwhile. Must run in an async task. Returns 0, or 1 when the job
--- could not be found.
-function M.run_recorded(home, id)
-  supervise.protect_self()
-  -- Held for the runner's whole life: a restarted server knows by it that
-  -- this job's runner still runs (see M.runner_alive).
-  local lock, held = M.runner_lock(home, id)
-  if held then
-    io.stderr:write("prisn __job-run: job ", id, " has a runner already\n")
-    return 1
-  end
-  local cjson = require("cjson")
-  local jobs = require("prisn.store.jobs")
-  local db = require("prisn.store").open(home)
-  local job = jobs.get_by_id(db, id)
-  local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
-  if not job or not row or (job.state ~= "queued" and job.state ~= "running") then
-    db:close()
-    M.runner_unlock(home, id, lock)
-    io.stderr:write("prisn __job-run: job ", id, " is not waiting to run\n")
-    return 1
-  end
-  local spec = cjson.decode(row.spec)
-  local rec = M.existing_recorder(db, job, function(err)
-    io.stderr:write("prisn: job ", id, ": cannot keep its output: ", tostring(err), "\n")
-  end)
+-- Runs a server job (`job` = { id, namespace, log_path }, its `spec`) with
+-- recorder `rec`; `db` (a function returning state.db, opened when first
+-- needed) for its secrets. A failure to start is recorded through `rec`.
+local function run_spec(home, job, spec, rec, db)
   local ok, err = pcall(function()
     local env = {}
     for k, v in pairs(spec.env or {}) do env[k] = v end
     if spec.secrets and #spec.secrets > 0 then
-      local keyring = require("prisn.secrets.keyring").load(home, { db = db })
-      for k, v in pairs(require("prisn.store.secrets").env_for(db, keyring, job.namespace, spec.secrets)) do
+      local keyring = require("prisn.secrets.keyring").load(home, { db = db() })
+      for k, v in pairs(require("prisn.store.secrets").env_for(db(), keyring, job.namespace, spec.secrets)) do
         env[k] = v
       end
     end
     local user = M.server_workload_user(spec.isolation)
-    local workspace = M.server_workspace(home, id, spec, user)
+    local workspace = M.server_workspace(home, job.id, spec, user)
     local run_ok, run_err = pcall(M.execute, {
       home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
       runner = spec.runner, env = env, cwd = workspace or spec.cwd or spec.script:match("^(.*)/[^/]*$"),
@@ -401,17 +393,72 @@ function M.run_recorded(home, id)
     if not run_ok then error(run_err, 0) end
   end)
   if not ok then
-    local current = jobs.get_by_id(db, id)
-    if current and (current.state == "queued" or current.state == "running") then
-      jobs.finish(db, id, { state = "failed", reason = "failed_to_start",
-        message = errors.is(err) and err.message or tostring(err) })
+    if not rec.finished then
+      pcall(rec.fail_to_start, errors.is(err) and err.message or tostring(err))
     end
-    if not errors.is(err) then io.stderr:write("prisn: job ", id, ": ", tostring(err), "\n") end
+    if not errors.is(err) then io.stderr:write("prisn: job ", job.id, ": ", tostring(err), "\n") end
   end
+end
+
+local function log_error_printer(id)
+  return function(err)
+    io.stderr:write("prisn: job ", id, ": cannot keep its output: ", tostring(err), "\n")
+  end
+end
+
+--- Runs server job `id` of `home` to its end: the body of the job runner
+-- process `prisn __job-run ID`, which the server execs when it has no job
+-- host (see prisn.exec.job_host for the usual way). It reads the job and
+-- its spec from state.db, gives it its secrets, runs it (SIGTERM to this
+-- process stops the job's group, SIGKILL after the grace) and records the
+-- outcome in state.db itself, so a job finishes and is recorded even if the
+-- server dies meanwhile. Must run in an async task. Returns 0, or 1 when the
+-- job could not be found.
+function M.run_recorded(home, id)
+  supervise.protect_self()
+  -- Held for the runner's whole life: a restarted server knows by it that
+  -- this job's runner still runs (see M.runner_alive).
+  local lock, held = M.runner_lock(home, id)
+  if held then
+    io.stderr:write("prisn __job-run: job ", id, " has a runner already\n")
+    return 1
+  end
+  local jobs = require("prisn.store.jobs")
+  local db = require("prisn.store").open(home)
+  local job = jobs.get_by_id(db, id)
+  local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
+  if not job or not row or (job.state ~= "queued" and job.state ~= "running") then
+    db:close()
+    M.runner_unlock(home, id, lock)
+    io.stderr:write("prisn __job-run: job ", id, " is not waiting to run\n")
+    return 1
+  end
+  local rec = M.existing_recorder(db, job, log_error_printer(id))
+  run_spec(home, job, require("cjson").decode(row.spec), rec, function() return db end)
   -- The spec (with the -e values) was needed to start the job; not kept after.
   db:run("DELETE FROM job_specs WHERE job_id = ?", id)
   rec.close()
   db:close()
+  M.runner_unlock(home, id, lock)
+  return 0
+end
+
+--- Runs a job the server assigned through the job host: the body of a
+-- runner the host forked. `assignment` = { id, namespace, log_path, spec }
+-- (the server sends what the runner needs, so it need not read state.db);
+-- `report_fd` the pipe to the server, on which the runner tells of the
+-- job's start and outcome (prisn.exec.job_report), falling back to writing
+-- state.db itself when the server is gone. `lock`: the job's lock (see
+-- M.runner_lock), which the host took before it forked this runner. Must
+-- run in an async task. Returns 0.
+function M.run_assigned(home, assignment, report_fd, lock)
+  if lock then M.runner_lock_pid(lock, uv.os_getpid()) end
+  supervise.protect_self()
+  local id = assignment.id
+  local job = { id = id, namespace = assignment.namespace, log_path = assignment.log_path }
+  local rec = require("prisn.exec.job_report").recorder(home, job, report_fd, log_error_printer(id))
+  run_spec(home, job, assignment.spec, rec, rec.db)
+  rec.close()
   M.runner_unlock(home, id, lock)
   return 0
 end
@@ -428,11 +475,15 @@ function M.runner_lock(home, id)
   uv.fs_mkdir(home .. "/run/jobs", tonumber("700", 8))
   local fd = require("prisn.core.sys").lock(lock_path(home, id))
   if fd == false then return nil, true end
-  if fd then
-    uv.fs_ftruncate(fd, 0)
-    uv.fs_write(fd, tostring(uv.os_getpid()) .. "\n", 0)
-  end
+  if fd then M.runner_lock_pid(fd, uv.os_getpid()) end
   return fd or nil
+end
+
+--- Writes `pid` into the lock held by `fd`: the runner's, when the job
+-- host took the lock before forking it.
+function M.runner_lock_pid(fd, pid)
+  uv.fs_ftruncate(fd, 0)
+  uv.fs_write(fd, tostring(pid) .. "\n", 0)
 end
 
 function M.runner_unlock(home, id, fd)

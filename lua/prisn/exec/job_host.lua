@@ -10,9 +10,12 @@
 --
 -- Protocol (lines on the host's stdin and stdout, both pipes to the server):
 --
---   server -> host   run <id>
+--   server -> host   run <id> <json>       { id, namespace, log_path, spec }:
+--                                          all the runner needs to start
 --   host -> server   <id> <pid>            the runner's pid
 --                    <id> error <message>  fork failed
+--   runner -> server started|update|done … on a copy of the host's stdout:
+--                                          see prisn.exec.job_report
 --
 -- The host never opens state.db nor runs an event loop, so a fork copies
 -- nothing that two processes must not share; each runner opens its own.
@@ -20,6 +23,57 @@
 -- reaps them. When the server goes away (EOF on stdin) the host exits; the
 -- runners it forked go on and finish their jobs.
 local M = {}
+
+--- Where a job host writes its pid: $PRISN_HOME/run/job-host.pid.
+function M.pid_path(home)
+  return home .. "/run/job-host.pid"
+end
+
+--- Stops the job host a previous server of `home` started, if it still
+-- runs (it ends by itself at EOF, soon after its server, but may still be
+-- forking a runner): after this, every runner it forked holds its job's
+-- lock. SIGKILL, then up to a second for it to be gone.
+function M.stop_previous(home)
+  local uv = require("luv")
+  local fs = require("prisn.fs")
+  local pid = math.tointeger(tonumber((fs.read_file(M.pid_path(home)) or ""):match("%d+") or ""))
+  if not pid or pid == uv.os_getpid() then return end
+  local function is_host()
+    local stat = fs.read_file("/proc/" .. pid .. "/stat") or ""
+    local state = stat:match("%) (%a)")
+    return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
+  end
+  if not is_host() then return end
+  uv.kill(pid, "sigkill")
+  for _ = 1, 100 do
+    if not is_host() then return end
+    uv.sleep(10)
+  end
+end
+
+-- How much a runner allocates before its garbage collector starts: enough
+-- for a short job never to collect.
+M.GC_AFTER_KB = 8 * 1024
+
+--- In a runner just forked: no garbage collection until it has allocated
+-- M.GC_AFTER_KB. A collection marks every object of the heap the runner
+-- shares with the host, and each page it writes is copied: most of a short
+-- runner's CPU went to those copies. A long job with much output gets its
+-- collector back (checked every second).
+function M.lazy_gc()
+  local uv = require("luv")
+  collectgarbage("stop")
+  local limit = collectgarbage("count") + M.GC_AFTER_KB
+  local timer = uv.new_timer()
+  timer:start(1000, 1000, function()
+    if collectgarbage("count") > limit then
+      collectgarbage("restart")
+      timer:stop()
+      timer:close()
+    end
+  end)
+  timer:unref()
+end
 
 --- The body of `prisn __job-host`. Returns 0 at EOF.
 function M.main(home)
@@ -30,23 +84,52 @@ function M.main(home)
   for _, name in ipairs({ "prisn.store", "prisn.store.jobs", "prisn.logs", "prisn.exec.run",
     "prisn.exec.runners", "prisn.exec.limits", "prisn.exec.isolation", "prisn.exec.process",
     "prisn.exec.deps", "prisn.exec.envcache", "prisn.exec.interpreter", "prisn.secrets.keyring",
-    "prisn.store.secrets" }) do
+    "prisn.store.secrets", "prisn.exec.job_report", "cjson" }) do
     require(name)
   end
   -- Checks the built-in runners once, here, rather than in every runner.
   require("prisn.exec.runners").load({ home = home })
   sys.ignore_children()
+  -- A runner whose server is gone gets EPIPE, not death, and records its
+  -- job itself.
+  sys.ignore_sigpipe()
   sys.set_name("prisn-jobhost")
+  local fs = require("prisn.fs")
+  fs.mkdir_p(home .. "/run", tonumber("700", 8))
+  fs.write_atomic(M.pid_path(home), tostring(require("luv").os_getpid()) .. "\n", tonumber("600", 8))
+  local report_fd = assert(sys.dup(1))
+  local cjson = require("cjson")
   for line in io.stdin:lines() do
-    local id = line:match("^run (%S+)$")
+    local id, json = line:match("^run (%S+) (.+)$")
     if id then
-      local pid, err = sys.fork()
+      -- The job's lock is taken here and handed down: from the moment the
+      -- server is told of a runner, a restarted server can see it.
+      local lock, held = job.runner_lock(home, id)
+      local pid, err
+      if held then
+        err = "job " .. id .. " has a runner already"
+      else
+        pid, err = sys.fork()
+      end
       if pid == 0 then
         sys.set_name("prisn-job")
-        local ok, code = pcall(async.main, job.run_recorded, home, id)
+        M.lazy_gc()
+        local ok, code = pcall(function()
+          local assignment = cjson.decode(json)
+          assignment.id = id
+          return async.main(job.run_assigned, home, assignment, report_fd, lock)
+        end)
         if not ok then io.stderr:write("prisn: job ", id, ": ", tostring(code), "\n") end
         io.stderr:flush()
         os.exit(ok and code or 1)
+      end
+      -- The runner holds the lock now (a flock lives while any copy of its
+      -- descriptor is open); without a runner, it goes.
+      if lock and pid then
+        job.runner_lock_pid(lock, pid)
+        require("luv").fs_close(lock)
+      elseif lock then
+        job.runner_unlock(home, id, lock)
       end
       io.stdout:write(id, " ", pid or ("error " .. tostring(err)), "\n")
       io.stdout:flush()

@@ -1,9 +1,11 @@
 -- prisn.server.job_host: the server's side of the job host (see
 -- prisn.exec.job_host): starts `prisn __job-host` when first needed, asks it
--- to fork a runner for a job, and hands back the runner's pid. If the host
--- is gone (it crashed, or was killed), the next request starts a new one;
--- while it cannot be started, run() fails and the queue execs a runner the
--- old way.
+-- to fork a runner for a job, and hands back the runner's pid. The runners'
+-- reports (prisn.exec.job_report) arrive on the same pipe: each chunk read
+-- goes to on_reports as one list, which the queue records in one
+-- transaction. If the host is gone (it crashed, or was killed), the next
+-- request starts a new one; while it cannot be started, run() fails and the
+-- queue execs a runner the old way.
 local uv = require("luv")
 local process = require("prisn.exec.process")
 
@@ -12,9 +14,12 @@ local M = {}
 local Host = {}
 Host.__index = Host
 
---- A host client for `server` (home, log); env is the runner environment.
-function M.new(server, env)
-  return setmetatable({ server = server, env = env, pending = {}, buffer = "" }, Host)
+local REPORTS = { started = true, update = true, done = true }
+
+--- A host client for `server` (home, log); env is the runner environment;
+-- on_reports(list of { kind, id, fields }) hears the runners' reports.
+function M.new(server, env, on_reports)
+  return setmetatable({ server = server, env = env, pending = {}, buffer = "", on_reports = on_reports }, Host)
 end
 
 function Host:fail_pending(message)
@@ -45,10 +50,22 @@ function Host:start()
   })
   if not proc then return nil, err end
   self.proc = proc
+  local parse = require("prisn.exec.job_report").parse
   process.drain(proc.stdout, function(data)
     self.buffer = self.buffer .. data
-    for line in self.buffer:gmatch("([^\n]*)\n") do self:answer(line) end
+    local reports = {}
+    for line in self.buffer:gmatch("([^\n]*)\n") do
+      local kind, id, fields = parse(line)
+      if kind and REPORTS[kind] then
+        reports[#reports + 1] = { kind = kind, id = id, fields = fields }
+      elseif kind then
+        self.server.log:warn("job host: unknown report %q", kind)
+      else
+        self:answer(line)
+      end
+    end
     self.buffer = self.buffer:match("[^\n]*$")
+    if #reports > 0 and self.on_reports then self.on_reports(reports) end
   end)
   proc:on_exit(function(status)
     if self.proc == proc then self.proc = nil end
@@ -62,9 +79,10 @@ function Host:start()
   return proc
 end
 
---- Asks for a runner for job `id`: callback(pid) once forked, or
--- callback(nil, message).
-function Host:run(id, callback)
+--- Asks for a runner for job `id`, given `assignment` (a JSON object: what
+-- the runner needs, see prisn.exec.job.run_assigned): callback(pid) once
+-- forked, or callback(nil, message).
+function Host:run(id, assignment, callback)
   if self.closing then return callback(nil, "the server is stopping") end
   if not self.proc then
     local ok, err = self:start()
@@ -72,7 +90,7 @@ function Host:run(id, callback)
   end
   self.pending[id] = self.pending[id] or {}
   table.insert(self.pending[id], callback)
-  self.proc.stdin:write("run " .. id .. "\n")
+  self.proc.stdin:write("run " .. id .. " " .. assignment .. "\n")
 end
 
 --- Lets the host go: it exits at EOF; the runners it forked go on.

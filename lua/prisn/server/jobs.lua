@@ -6,15 +6,22 @@
 -- past max_queued, submit answers 429 and nothing is recorded, so an
 -- accepted job is never dropped.
 --
--- Each job runs in a runner process of its own, `prisn __job-run ID` (see
--- prisn.exec.job.run_recorded), in its own session: it prepares and runs the
--- job, writes its log and records the outcome in state.db itself. So a job
--- outlives a crashed server and is still recorded exactly once. The server
--- watches its runners: the end of a runner is the end of its job.
+-- Each job runs in a runner process of its own, in its own session, forked
+-- by the job host (prisn.exec.job_host; or exec'd as `prisn __job-run ID`
+-- when there is none): it prepares and runs the job and writes its log. A
+-- forked runner tells the server of the job's start and outcome on a pipe
+-- (prisn.exec.job_report), and the server records what a chunk of reports
+-- says in one transaction; an exec'd runner, or one whose server is gone,
+-- records in state.db itself. So a job outlives a crashed server and is still
+-- recorded exactly once. The server watches its runners: a runner that ends
+-- without an outcome recorded or reported failed its job ("killed").
 --
--- Recovery at start: queued jobs are queued again; a running job whose runner
--- is still alive is re-adopted (watched until it ends); one whose runner is
--- gone is failed with reason "server_restarted".
+-- Recovery at start: a job whose runner is still alive (it holds the job's
+-- lock) is re-adopted (watched until it ends); one whose runner ended after
+-- writing the outcome to the job's log, but before the old server recorded
+-- it, gets that outcome; other queued jobs are queued again; other running
+-- jobs are failed with reason "server_restarted". The old server's job host
+-- is stopped first, so no runner it forked can still be about to start.
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
@@ -60,6 +67,7 @@ function M.new(server)
     waiting = {},   -- job ids, in order
     running = {},   -- id -> { proc, job, followers = {fn...}, deleted }
     running_count = 0,
+    specs = {},     -- id -> the spec's JSON, for jobs submitted since start
     followers = {}, -- id -> list of functions(event, data)
     on_finished = {}, -- functions(job) called after a job has ended and is recorded
     max_running = env_number("PRISN_MAX_RUNNING_JOBS", 2 * #uv.cpu_info()),
@@ -67,7 +75,8 @@ function M.new(server)
   }, Queue)
   -- Runners forked by a warm job host (PRISN_JOB_HOST=0: exec each one).
   if os.getenv("PRISN_JOB_HOST") ~= "0" then
-    q.host = require("prisn.server.job_host").new(server, runner_env(server.home))
+    q.host = require("prisn.server.job_host").new(server, runner_env(server.home),
+      function(reports) q:reports(reports) end)
   end
   return q
 end
@@ -94,7 +103,7 @@ function Queue:submit(ns, spec, actor)
   local runner, err, _, hint = runners.detect(self:runners(), spec.script, { runner = spec.runner })
   if not runner then errors.raise("invalid", err, { hint = hint, http_status = 422 }) end
   local db = self.server.db
-  local job
+  local job, spec_json
   require("prisn.store").transaction(db, function()
     local id = require("prisn.ids").new()
     job = jobs.create(db, {
@@ -102,8 +111,10 @@ function Queue:submit(ns, spec, actor)
       env_keys = spec.env_keys, cwd = spec.cwd, state = "queued", detached = true, cron = spec.cron,
       log_path = require("prisn.logs").job_path(self.server.home, ns, id),
     })
-    assert(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, cjson.encode(spec)))
+    spec_json = cjson.encode(spec)
+    assert(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json))
   end)
+  self.specs[job.id] = spec_json
   self:event(job, "job.created", "queued " .. spec.script, actor)
   self.waiting[#self.waiting + 1] = job.id
   self.queued_at = self.queued_at or {}
@@ -140,31 +151,35 @@ function Queue:pump()
   end
 end
 
--- Called when the runner of job `id` has ended (for whatever reason).
-function Queue:finished(id, started)
-  local server = self.server
-  local entry = self.running[id]
-  self.running[id] = nil
-  self.running_count = self.running_count - 1
-  local final = jobs.get_by_id(server.db, id)
-  if final and (final.state == "queued" or final.state == "running") then
-    -- The runner died before it could record anything (killed, crashed).
-    final = jobs.finish(server.db, id, { state = "failed", reason = "killed",
-      message = "the job's runner process ended without recording an outcome" })
-  end
-  server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+-- Records the end of job `id` (`final`: the job as recorded, finished) in
+-- the transaction open: the spec goes, a deleted job's reason says so, and
+-- the event. Returns the job as recorded.
+function Queue:record_end(id, entry, final)
+  local db = self.server.db
+  db:run("DELETE FROM job_specs WHERE job_id = ?", id)
   if final and entry and entry.deleted and final.reason ~= "deleted" then
-    server.db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id)
-    final = jobs.get_by_id(server.db, id)
+    db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id)
+    final = jobs.get_by_id(db, id)
   end
   if final then
     self:event(final, "job.finished", string.format("%s (%s%s)", final.state, final.reason or "?",
       final.exit_code and (", exit " .. final.exit_code) or ""))
-    if started and server.metrics and server.metrics.job_duration then
-      server.metrics.job_duration:observe((uv.hrtime() - started) / 1e9)
+  end
+  return final
+end
+
+-- Frees job `id`'s slot once its end is recorded: metrics, the listeners
+-- (the cron scheduler's history limits), the next job.
+function Queue:release(id, entry, final)
+  local server = self.server
+  self.running[id] = nil
+  self.running_count = self.running_count - 1
+  self.specs[id] = nil
+  if final then
+    if entry.started and server.metrics and server.metrics.job_duration then
+      server.metrics.job_duration:observe((uv.hrtime() - entry.started) / 1e9)
     end
-    -- Listeners (the cron scheduler's history limits): an error in one is
-    -- logged and the queue goes on.
+    -- An error in one listener is logged and the queue goes on.
     for _, fn in ipairs(self.on_finished) do
       local ok, err = xpcall(fn, debug.traceback, final)
       if not ok then server.log:error("job %s: on_finished: %s", id, tostring(err)) end
@@ -173,12 +188,109 @@ function Queue:finished(id, started)
   self:pump()
 end
 
+--- Records `outcome` (a runner's: state, reason, exit_code, signal,
+-- message, finished_at, and pid, started_at when it started) for job `id`
+-- unless the job has ended already. Returns the job as recorded.
+function M.apply_outcome(db, id, outcome)
+  local current = jobs.get_by_id(db, id)
+  if not current or (current.state ~= "queued" and current.state ~= "running") then return current end
+  if current.state == "queued" and outcome.started_at then
+    jobs.start(db, id, { pid = math.tointeger(outcome.pid), started_at = math.tointeger(outcome.started_at) })
+  end
+  return jobs.finish(db, id, { state = outcome.state, reason = outcome.reason,
+    exit_code = math.tointeger(outcome.exit_code), signal = outcome.signal, message = outcome.message,
+    finished_at = math.tointeger(outcome.finished_at) })
+end
+
+-- The outcome a runner wrote at the end of job `job`'s log, decoded, or nil.
+local function logged_outcome(job)
+  local text = job and job.log_path and require("prisn.logs").outcome(job.log_path)
+  local ok, outcome = pcall(cjson.decode, text or "")
+  return ok and type(outcome) == "table" and outcome or nil
+end
+
+-- Called when the runner of job `id` has ended (for whatever reason). A
+-- forked runner's "done" report has usually ended the job already.
+function Queue:finished(id)
+  local entry = self.running[id]
+  if not entry or entry.ended then return end
+  entry.ended = true
+  local server = self.server
+  local final
+  local ok, err = pcall(server.events.transaction, server.events, function()
+    final = jobs.get_by_id(server.db, id)
+    if final and (final.state == "queued" or final.state == "running") then
+      -- Told on the pipe but not read yet, or not told: the log has it.
+      local outcome = logged_outcome(final)
+      if outcome then
+        final = M.apply_outcome(server.db, id, outcome)
+      else
+        -- The runner died before it could record anything (killed, crashed).
+        final = jobs.finish(server.db, id, { state = "failed", reason = "killed",
+          message = "the job's runner process ended without recording an outcome" })
+      end
+    end
+    final = self:record_end(id, entry, final)
+  end)
+  if not ok then
+    server.log:error("job %s: cannot record its end: %s", id, tostring(errors.is(err) and err.message or err))
+  end
+  self:release(id, entry, final)
+end
+
+--- Records what runners reported (see prisn.exec.job_report): `reports`, a
+-- list of { kind, id, fields }, in one transaction; then frees the slots of
+-- the jobs that ended. A report the store refuses is logged and skipped.
+function Queue:reports(reports)
+  local server = self.server
+  local db = server.db
+  local ended = {}
+  local function apply(r)
+    local entry = self.running[r.id]
+    if not entry or entry.ended then return end -- ended already (its runner's exit came first)
+    local f = r.fields
+    if r.kind == "started" then
+      local pid = math.tointeger(f.pid)
+      entry.job = jobs.start(db, r.id, { pid = pid, started_at = math.tointeger(f.started_at) })
+      self:event(entry.job, "job.started", "pid " .. tostring(pid))
+    elseif r.kind == "update" then
+      for _, column in ipairs({ "deps_source", "env_key" }) do
+        if type(f[column]) == "string" then
+          db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", f[column], r.id)
+        end
+      end
+    elseif r.kind == "done" then
+      local final = self:record_end(r.id, entry, M.apply_outcome(db, r.id, f))
+      entry.ended = true
+      ended[#ended + 1] = { id = r.id, entry = entry, final = final }
+    end
+  end
+  local ok = pcall(server.events.transaction, server.events, function()
+    for _, r in ipairs(reports) do apply(r) end
+  end)
+  if not ok then
+    -- One at a time, so one bad report does not lose the others.
+    ended = {}
+    for _, r in ipairs(reports) do
+      local entry = self.running[r.id]
+      if entry then entry.ended = nil end
+      local one_ok, err = pcall(server.events.transaction, server.events, apply, r)
+      if not one_ok then
+        server.log:error("job %s: cannot record its runner's %s report: %s", r.id, r.kind,
+          tostring(errors.is(err) and err.message or err))
+      end
+    end
+  end
+  for _, e in ipairs(ended) do self:release(e.id, e.entry, e.final) end
+end
 
 -- Marks job `id` started with runner `pid` and watches the runner: `proc`
 -- when it is our child, else (forked by the job host) through its pid.
-function Queue:runner_started(id, entry, pid, proc, started)
+function Queue:runner_started(id, entry, pid, proc)
   local server = self.server
-  server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id)
+  -- An exec'd runner is known by its pid (and command line) after a
+  -- restart; a forked one by the lock its host took for it.
+  if proc then server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id) end
   -- Submitted -> its runner process started (the script starts once the
   -- runner has prepared it: add the runner's start-up for that).
   local waited = self.queued_at and self.queued_at[id]
@@ -186,19 +298,21 @@ function Queue:runner_started(id, entry, pid, proc, started)
     server.metrics.scheduling_latency:observe((uv.hrtime() - waited) / 1e9)
   end
   if self.queued_at then self.queued_at[id] = nil end
-  self:event(entry.job, "job.started", "runner pid " .. pid)
+  -- A forked runner's "started" report is the job's start; an exec'd
+  -- runner records that itself.
+  if proc then self:event(entry.job, "job.started", "runner pid " .. pid) end
   if proc then
     entry.runner = proc
-    proc:on_exit(function() self:finished(id, started) end)
+    proc:on_exit(function() self:finished(id) end)
   else
     entry.runner_pid = pid
-    require("prisn.exec.process").watch_pid(pid, function() self:finished(id, started) end)
+    require("prisn.exec.process").watch_pid(pid, function() self:finished(id) end)
   end
   if entry.deleted then signal_runner(entry, "TERM") end
 end
 
 -- Execs `prisn __job-run ID`: the way without the job host.
-function Queue:exec_runner(id, entry, started)
+function Queue:exec_runner(id, entry)
   local server = self.server
   local exe = uv.exepath()
   local runner, err = require("prisn.exec.process").start({
@@ -210,25 +324,38 @@ function Queue:exec_runner(id, entry, started)
     server.log:error("job %s: cannot start its runner: %s", id, tostring(err))
     jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
       message = "cannot start the job runner: " .. tostring(err) })
-    self:finished(id, nil)
+    self:finished(id)
     return
   end
-  self:runner_started(id, entry, runner:pid(), runner, started)
+  self:runner_started(id, entry, runner:pid(), runner)
+end
+
+-- What a forked runner needs to run job `job` (prisn.exec.job.run_assigned),
+-- as JSON; nil when its spec is gone.
+function Queue:assignment(job)
+  local spec = self.specs[job.id]
+  if not spec then
+    local row = self.server.db:first("SELECT spec FROM job_specs WHERE job_id = ?", job.id)
+    spec = row and row.spec
+  end
+  if not spec then return nil end
+  return string.format('{"namespace":%s,"log_path":%s,"spec":%s}', cjson.encode(job.namespace),
+    cjson.encode(job.log_path), spec)
 end
 
 function Queue:start(id)
   local server = self.server
   local job = jobs.get_by_id(server.db, id)
   if not job or job.state ~= "queued" then return end
-  local entry = { job = job }
+  local entry = { job = job, started = uv.hrtime() }
   self.running[id] = entry
   self.running_count = self.running_count + 1
-  local started = uv.hrtime()
-  if not self.host then return self:exec_runner(id, entry, started) end
-  self.host:run(id, function(pid, err)
-    if pid then return self:runner_started(id, entry, pid, nil, started) end
+  local assignment = self.host and self:assignment(job)
+  if not assignment then return self:exec_runner(id, entry) end
+  self.host:run(id, assignment, function(pid, err)
+    if pid then return self:runner_started(id, entry, pid, nil) end
     server.log:warn("job %s: the job host could not fork a runner (%s); starting one directly", id, tostring(err))
-    self:exec_runner(id, entry, started)
+    self:exec_runner(id, entry)
   end)
 end
 
@@ -282,20 +409,35 @@ end
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db
-  local rows = db:rows("SELECT j.id, j.state, j.pid, j.started_at, s.runner_pid FROM jobs j "
+  require("prisn.exec.job_host").stop_previous(self.server.home)
+  local rows = db:rows("SELECT j.id, j.state, j.pid, j.started_at, j.log_path, s.runner_pid FROM jobs j "
     .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
     .. "ORDER BY j.id") or {}
-  local requeued, adopted, failed = 0, 0, 0
+  local requeued, adopted, failed, logged = 0, 0, 0, 0
   local runner_alive = require("prisn.exec.job").runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
     -- A runner holds its job's lock for its whole life (one the job host
     -- forked may not have had its pid recorded yet: the lock has it).
     local locked, locked_pid = runner_alive(self.server.home, row.id)
+    -- A runner just forked may not have written its pid over its host's.
+    for _ = 1, 100 do
+      if not locked or (locked_pid and M.alive(locked_pid)) then break end
+      uv.sleep(10)
+      locked, locked_pid = runner_alive(self.server.home, row.id)
+    end
     if locked and locked_pid then runner_pid = locked_pid end
     if runner_pid and M.alive(runner_pid) and (locked or M.is_runner(runner_pid, row.id)) then
       self:adopt(row.id, runner_pid)
       adopted = adopted + 1
+    elseif logged_outcome(row) then
+      -- Its runner ended and told the old server, which died before it
+      -- recorded the outcome.
+      local final = self.server.events:transaction(function()
+        return self:record_end(row.id, nil, M.apply_outcome(db, row.id, logged_outcome(row)))
+      end)
+      for _, fn in ipairs(self.on_finished) do pcall(fn, final) end
+      logged = logged + 1
     elseif row.state == "queued" and not runner_pid then
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
@@ -308,9 +450,9 @@ function Queue:recover()
       failed = failed + 1
     end
   end
-  if requeued + adopted + failed > 0 then
+  if requeued + adopted + failed + logged > 0 then
     self.server.log:info("recovery: %d queued job(s) queued again, %d running job(s) re-adopted, "
-      .. "%d interrupted job(s) failed", requeued, adopted, failed)
+      .. "%d interrupted job(s) failed, %d outcome(s) recorded from job logs", requeued, adopted, failed, logged)
   end
   self:pump()
 end
