@@ -209,18 +209,17 @@ uv_loop_t *luv_loop(lua_State *L);
 
 /* sys.fork() -> 0 in the child, the child's pid in the parent | nil, msg, code
  * For the job host, a warm prisn that forks one job runner per job instead
- * of exec'ing a new prisn: the child starts a session of its own, gets the
- * default SIGCHLD back (the host ignores it), has /dev/null as stdin and
- * stdout (the host's are its pipes to the server), and its luv loop made
- * usable again (uv_loop_fork). stdio buffers are flushed first, so nothing
- * is written twice. */
+ * of exec'ing a new prisn: the child gets the default SIGCHLD back (the host
+ * ignores it), has /dev/null as stdin and stdout (the host's are its pipes
+ * to the server), and its luv loop made usable again (uv_loop_fork); it
+ * stays in the host's process group until it calls sys.setsid(). stdio
+ * buffers are flushed first, so nothing is written twice. */
 static int l_sys_fork(lua_State *L) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
         return push_errno(L, errno, "fork");
     if (pid == 0) {
-        setsid();
         signal(SIGCHLD, SIG_DFL);
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) {
@@ -233,6 +232,15 @@ static int l_sys_fork(lua_State *L) {
             uv_loop_fork(loop);
     }
     lua_pushinteger(L, pid);
+    return 1;
+}
+
+/* sys.setsid() -> true | nil, msg, code. A session (and process group) of
+ * this process's own: signals to its old group no longer reach it. */
+static int l_sys_setsid(lua_State *L) {
+    if (setsid() < 0)
+        return push_errno(L, errno, "setsid");
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -304,6 +312,7 @@ static const luaL_Reg sys_functions[] = {
     {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},
     {"set_name", l_sys_set_name},
+    {"setsid", l_sys_setsid},
     {"dup", l_sys_dup},
     {"ignore_sigpipe", l_sys_ignore_sigpipe},
     {"ignore_children", l_sys_ignore_children},

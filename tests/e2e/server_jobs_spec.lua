@@ -228,8 +228,10 @@ describe("jobs through the server", function()
         local pid = tonumber(entry.name)
         local cmdline = pid and read("/proc/" .. pid .. "/cmdline") or ""
         local environ = pid and read("/proc/" .. pid .. "/environ") or ""
+        -- Its spare runners share its command line, not its name.
+        local stat = pid and read("/proc/" .. pid .. "/stat") or ""
         if cmdline:find("\0__job-host\0", 1, true) and environ:find("PRISN_HOME=" .. home .. "\0", 1, true)
-          and alive(pid) then
+          and stat:find("(prisn-jobhost)", 1, true) and alive(pid) then
           pids[#pids + 1] = pid
         end
       end

@@ -448,11 +448,9 @@ end
 -- (the server sends what the runner needs, so it need not read state.db);
 -- `report_fd` the pipe to the server, on which the runner tells of the
 -- job's start and outcome (prisn.exec.job_report), falling back to writing
--- state.db itself when the server is gone. `lock`: the job's lock (see
--- M.runner_lock), which the host took before it forked this runner. Must
--- run in an async task. Returns 0.
+-- state.db itself when the server is gone. `lock`: the job's lock, taken
+-- (M.runner_lock). Must run in an async task. Returns 0.
 function M.run_assigned(home, assignment, report_fd, lock)
-  if lock then M.runner_lock_pid(lock, uv.os_getpid()) end
   supervise.protect_self()
   local id = assignment.id
   local job = { id = id, namespace = assignment.namespace, log_path = assignment.log_path }
@@ -475,15 +473,11 @@ function M.runner_lock(home, id)
   uv.fs_mkdir(home .. "/run/jobs", tonumber("700", 8))
   local fd = require("prisn.core.sys").lock(lock_path(home, id))
   if fd == false then return nil, true end
-  if fd then M.runner_lock_pid(fd, uv.os_getpid()) end
+  if fd then
+    uv.fs_ftruncate(fd, 0)
+    uv.fs_write(fd, tostring(uv.os_getpid()) .. "\n", 0)
+  end
   return fd or nil
-end
-
---- Writes `pid` into the lock held by `fd`: the runner's, when the job
--- host took the lock before forking it.
-function M.runner_lock_pid(fd, pid)
-  uv.fs_ftruncate(fd, 0)
-  uv.fs_write(fd, tostring(pid) .. "\n", 0)
 end
 
 function M.runner_unlock(home, id, fd)

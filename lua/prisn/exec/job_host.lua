@@ -31,8 +31,9 @@ end
 
 --- Stops the job host a previous server of `home` started, if it still
 -- runs (it ends by itself at EOF, soon after its server, but may still be
--- forking a runner): after this, every runner it forked holds its job's
--- lock. SIGKILL, then up to a second for it to be gone.
+-- handing a job to a runner), and its spare runners: after this, every
+-- runner it forked for a job holds the job's lock. SIGKILL to its process
+-- group, then up to a second for it to be gone.
 function M.stop_previous(home)
   local uv = require("luv")
   local fs = require("prisn.fs")
@@ -44,7 +45,8 @@ function M.stop_previous(home)
     return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
   end
   if not is_host() then return end
-  uv.kill(pid, "sigkill")
+  -- The host leads its process group; its spare runners are in it.
+  uv.kill(-pid, "sigkill")
   for _ = 1, 100 do
     if not is_host() then return end
     uv.sleep(10)
@@ -75,16 +77,89 @@ function M.lazy_gc()
   timer:unref()
 end
 
+local function write_all(fd, data)
+  local uv = require("luv")
+  while #data > 0 do
+    local n, err = uv.fs_write(fd, data, -1)
+    if not n then return nil, err end
+    data = data:sub(n + 1)
+  end
+  return true
+end
+
+-- Reads one line from blocking `fd`; nil at EOF before a whole line.
+local function read_line(fd)
+  local uv = require("luv")
+  local parts = {}
+  while true do
+    local chunk = uv.fs_read(fd, 65536, -1)
+    if not chunk or chunk == "" then return nil end
+    local nl = chunk:find("\n", 1, true)
+    if nl then
+      parts[#parts + 1] = chunk:sub(1, nl - 1)
+      return table.concat(parts)
+    end
+    parts[#parts + 1] = chunk
+  end
+end
+
+--- In a runner forked ahead of its job: waits for the job ("<id> <json>"
+-- on `fd`), takes its lock, leaves the host's process group and runs it.
+-- Exits the process.
+function M.spare_main(home, fd, report_fd)
+  local sys = require("prisn.core.sys")
+  local job = require("prisn.exec.job")
+  local line = read_line(fd)
+  require("luv").fs_close(fd)
+  -- EOF: the host is gone (or stopping): there is nothing to run.
+  if not line then os.exit(0) end
+  local id, json = line:match("^(%S+) (.+)$")
+  local ok, code = pcall(function()
+    -- In the host's group until it holds the lock: a restarted server kills
+    -- that group first (stop_previous), so a runner it cannot see by its
+    -- lock cannot go on to start a job the server queues again.
+    local lock, held = job.runner_lock(home, id)
+    if held then error("job " .. id .. " has a runner already", 0) end
+    sys.setsid()
+    local assignment = require("cjson").decode(json)
+    assignment.id = id
+    return require("prisn.async").main(job.run_assigned, home, assignment, report_fd, lock)
+  end)
+  if not ok then io.stderr:write("prisn: job ", tostring(id), ": ", tostring(code), "\n") end
+  io.stderr:flush()
+  os.exit(ok and code or 1)
+end
+
+--- Forks a spare runner (see M.spare_main). Returns { pid, fd } (fd: where
+-- its job is to be written), or nil, message.
+function M.fork_spare(home, report_fd)
+  local uv = require("luv")
+  local sys = require("prisn.core.sys")
+  local pipe, perr = uv.pipe({ nonblock = false }, { nonblock = false })
+  if not pipe then return nil, perr end
+  local pid, err = sys.fork()
+  if pid == 0 then
+    uv.fs_close(pipe.write)
+    sys.set_name("prisn-job")
+    M.lazy_gc()
+    M.spare_main(home, pipe.read, report_fd)
+  end
+  uv.fs_close(pipe.read)
+  if not pid then
+    uv.fs_close(pipe.write)
+    return nil, err
+  end
+  return { pid = pid, fd = pipe.write }
+end
+
 --- The body of `prisn __job-host`. Returns 0 at EOF.
 function M.main(home)
   local sys = require("prisn.core.sys")
-  local job = require("prisn.exec.job")
-  local async = require("prisn.async")
   -- Warm: what every runner needs, loaded once here.
   for _, name in ipairs({ "prisn.store", "prisn.store.jobs", "prisn.logs", "prisn.exec.run",
     "prisn.exec.runners", "prisn.exec.limits", "prisn.exec.isolation", "prisn.exec.process",
     "prisn.exec.deps", "prisn.exec.envcache", "prisn.exec.interpreter", "prisn.secrets.keyring",
-    "prisn.store.secrets", "prisn.exec.job_report", "cjson" }) do
+    "prisn.store.secrets", "prisn.exec.job_report", "prisn.exec.job", "prisn.async", "cjson" }) do
     require(name)
   end
   -- Checks the built-in runners once, here, rather than in every runner.
@@ -98,41 +173,22 @@ function M.main(home)
   fs.mkdir_p(home .. "/run", tonumber("700", 8))
   fs.write_atomic(M.pid_path(home), tostring(require("luv").os_getpid()) .. "\n", tonumber("600", 8))
   local report_fd = assert(sys.dup(1))
-  local cjson = require("cjson")
+  local spare = M.fork_spare(home, report_fd)
   for line in io.stdin:lines() do
     local id, json = line:match("^run (%S+) (.+)$")
     if id then
-      -- The job's lock is taken here and handed down: from the moment the
-      -- server is told of a runner, a restarted server can see it.
-      local lock, held = job.runner_lock(home, id)
-      local pid, err
-      if held then
-        err = "job " .. id .. " has a runner already"
-      else
-        pid, err = sys.fork()
+      -- The spare forked after the last job takes this one; without one
+      -- (the fork failed), a runner is forked now.
+      local runner, err = spare, nil
+      if not runner then runner, err = M.fork_spare(home, report_fd) end
+      if runner then
+        local handed, herr = write_all(runner.fd, id .. " " .. json .. "\n")
+        require("luv").fs_close(runner.fd)
+        if not handed then runner, err = nil, "cannot hand the job to its runner: " .. tostring(herr) end
       end
-      if pid == 0 then
-        sys.set_name("prisn-job")
-        M.lazy_gc()
-        local ok, code = pcall(function()
-          local assignment = cjson.decode(json)
-          assignment.id = id
-          return async.main(job.run_assigned, home, assignment, report_fd, lock)
-        end)
-        if not ok then io.stderr:write("prisn: job ", id, ": ", tostring(code), "\n") end
-        io.stderr:flush()
-        os.exit(ok and code or 1)
-      end
-      -- The runner holds the lock now (a flock lives while any copy of its
-      -- descriptor is open); without a runner, it goes.
-      if lock and pid then
-        job.runner_lock_pid(lock, pid)
-        require("luv").fs_close(lock)
-      elseif lock then
-        job.runner_unlock(home, id, lock)
-      end
-      io.stdout:write(id, " ", pid or ("error " .. tostring(err)), "\n")
+      io.stdout:write(id, " ", runner and runner.pid or ("error " .. tostring(err)), "\n")
       io.stdout:flush()
+      spare = M.fork_spare(home, report_fd)
     end
   end
   return 0
