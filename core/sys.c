@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
@@ -20,6 +21,8 @@
 #include <sys/prctl.h>
 #endif
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -257,6 +260,109 @@ static int l_sys_set_name(lua_State *L) {
     return 0;
 }
 
+/* Fills `addr` with the abstract unix address "\0<name>"; returns its
+ * length, or 0 when the name is empty or too long. */
+static socklen_t abstract_address(struct sockaddr_un *addr, const char *name, size_t len) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    if (len == 0 || len > sizeof addr->sun_path - 1)
+        return 0;
+    memcpy(addr->sun_path + 1, name, len);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+}
+
+/* sys.claim(name) -> fd | false | nil, msg, code
+ * Claims `name` for this process: binds a listening unix socket at the
+ * abstract address "\0<name>" (Linux; ENOTSUP elsewhere). The claim holds
+ * while any copy of the fd is open and ends with the last one, a crash
+ * included; nothing is created on disk. false when it is held already. The
+ * fd is close-on-exec; close it to let go. */
+static int l_sys_claim(lua_State *L) {
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+#ifdef __linux__
+    struct sockaddr_un addr;
+    socklen_t addr_len = abstract_address(&addr, name, len);
+    luaL_argcheck(L, addr_len > 0, 1, "name must be 1 to 107 bytes");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return push_errno(L, errno, "socket");
+    if (bind(fd, (struct sockaddr *)&addr, addr_len) < 0) {
+        int err = errno;
+        close(fd);
+        if (err == EADDRINUSE) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        return push_errno(L, err, "bind");
+    }
+    /* listen() records this process as the owner (SO_PEERCRED) for
+     * sys.claimant; nobody is ever accepted, so each sys.claimant leaves a
+     * connection queued until the claim ends: room for many. */
+    if (listen(fd, SOMAXCONN) < 0) {
+        int err = errno;
+        close(fd);
+        return push_errno(L, err, "listen");
+    }
+    lua_pushinteger(L, fd);
+    return 1;
+#else
+    (void)name;
+    (void)len;
+    return push_errno(L, ENOTSUP, "claim");
+#endif
+}
+
+/* sys.claimant(name) -> pid | false | nil, msg, code
+ * Who holds the claim `name` (sys.claim): the pid of the process that made
+ * it (0 when it cannot be told), when it runs as this process's user; false
+ * when nobody holds it, or someone else's user does. */
+static int l_sys_claimant(lua_State *L) {
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+#ifdef __linux__
+    struct sockaddr_un addr;
+    socklen_t addr_len = abstract_address(&addr, name, len);
+    luaL_argcheck(L, addr_len > 0, 1, "name must be 1 to 107 bytes");
+    /* Non-blocking: a claim whose queue is full answers EAGAIN at once. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return push_errno(L, errno, "socket");
+    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0) {
+        int err = errno;
+        close(fd);
+        /* Nobody bound (ECONNREFUSED); a full queue still means held, by a
+         * process this cannot name (0). */
+        if (err == EAGAIN) {
+            lua_pushinteger(L, 0);
+            return 1;
+        }
+        if (err == ECONNREFUSED || err == ENOENT) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        return push_errno(L, err, "connect");
+    }
+    struct ucred cred;
+    socklen_t cred_len = sizeof cred;
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len);
+    int err = errno;
+    close(fd);
+    if (rc < 0)
+        return push_errno(L, err, "getsockopt");
+    if (cred.uid != geteuid()) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushinteger(L, cred.pid);
+    return 1;
+#else
+    (void)name;
+    (void)len;
+    return push_errno(L, ENOTSUP, "claimant");
+#endif
+}
+
 /* sys.dup(fd) -> new_fd | nil, msg, code. A copy of `fd` (close-on-exec,
  * numbered 3 or above): the job host keeps one of its stdout, the pipe to
  * the server, for the runners it forks to report on (their own stdout is
@@ -313,6 +419,8 @@ static const luaL_Reg sys_functions[] = {
     {"fork", l_sys_fork},
     {"set_name", l_sys_set_name},
     {"setsid", l_sys_setsid},
+    {"claim", l_sys_claim},
+    {"claimant", l_sys_claimant},
     {"dup", l_sys_dup},
     {"ignore_sigpipe", l_sys_ignore_sigpipe},
     {"ignore_children", l_sys_ignore_children},

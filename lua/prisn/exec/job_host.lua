@@ -173,6 +173,8 @@ function M.main(home)
   fs.mkdir_p(home .. "/run", tonumber("700", 8))
   fs.write_atomic(M.pid_path(home), tostring(require("luv").os_getpid()) .. "\n", tonumber("600", 8))
   local report_fd = assert(sys.dup(1))
+  -- Loads the key of the runners' lock names once, for all of them.
+  require("prisn.exec.job").claim_name(home, "-")
   local spare = M.fork_spare(home, report_fd)
   for line in io.stdin:lines() do
     local id, json = line:match("^run (%S+) (.+)$")

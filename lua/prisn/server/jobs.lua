@@ -417,17 +417,13 @@ function Queue:recover()
   local runner_alive = require("prisn.exec.job").runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
-    -- A runner holds its job's lock for its whole life (one the job host
-    -- forked may not have had its pid recorded yet: the lock has it).
+    -- A runner holds its job's lock for its whole life (see
+    -- prisn.exec.job.runner_lock); an exec'd one is also known by its pid.
     local locked, locked_pid = runner_alive(self.server.home, row.id)
-    -- A runner just forked may not have written its pid over its host's.
-    for _ = 1, 100 do
-      if not locked or (locked_pid and M.alive(locked_pid)) then break end
-      uv.sleep(10)
-      locked, locked_pid = runner_alive(self.server.home, row.id)
-    end
-    if locked and locked_pid then runner_pid = locked_pid end
-    if runner_pid and M.alive(runner_pid) and (locked or M.is_runner(runner_pid, row.id)) then
+    if locked then
+      self:adopt(row.id, locked_pid)
+      adopted = adopted + 1
+    elseif runner_pid and M.alive(runner_pid) and M.is_runner(runner_pid, row.id) then
       self:adopt(row.id, runner_pid)
       adopted = adopted + 1
     elseif logged_outcome(row) then
@@ -466,11 +462,22 @@ end
 
 -- Watches a runner the server did not start (it survived a restart): it is
 -- not our child, so its end is noticed by polling.
+-- Without its pid (a lock that cannot name its holder), the lock is polled.
 function Queue:adopt(id, runner_pid)
   local entry = { runner_pid = runner_pid, adopted = true }
   self.running[id] = entry
   self.running_count = self.running_count + 1
-  require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id, nil) end)
+  if runner_pid then
+    require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id) end)
+    return
+  end
+  local timer = uv.new_timer()
+  timer:start(200, 200, function()
+    if require("prisn.exec.job").runner_alive(self.server.home, id) then return end
+    timer:stop()
+    timer:close()
+    self:finished(id)
+  end)
 end
 
 --- Stops every running job (SIGTERM to each runner, which stops its job's
