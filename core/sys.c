@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/file.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -363,6 +364,20 @@ static int l_sys_claimant(lua_State *L) {
 #endif
 }
 
+/* sys.wait_readable(fd, ms) -> true | false | nil, msg, code. Whether `fd`
+ * has something to read (or its end) within `ms` milliseconds. */
+static int l_sys_wait_readable(lua_State *L) {
+    struct pollfd p = {.fd = (int)luaL_checkinteger(L, 1), .events = POLLIN};
+    int ms = (int)luaL_checkinteger(L, 2);
+    int n;
+    while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return push_errno(L, errno, "poll");
+    lua_pushboolean(L, n > 0);
+    return 1;
+}
+
 /* sys.dup(fd) -> new_fd | nil, msg, code. A copy of `fd` (close-on-exec,
  * numbered 3 or above): the job host keeps one of its stdout, the pipe to
  * the server, for the runners it forks to report on (their own stdout is
@@ -420,6 +435,7 @@ static const luaL_Reg sys_functions[] = {
     {"set_name", l_sys_set_name},
     {"setsid", l_sys_setsid},
     {"claim", l_sys_claim},
+    {"wait_readable", l_sys_wait_readable},
     {"claimant", l_sys_claimant},
     {"dup", l_sys_dup},
     {"ignore_sigpipe", l_sys_ignore_sigpipe},

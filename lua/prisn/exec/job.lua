@@ -217,7 +217,7 @@ end
 function M.execute(opts, rec, sinks)
   local disk_full = false
   local launch = M.prepare(opts, rec)
-  local log = rec.open_log()
+  local log
   sinks = sinks or {}
   local outcome = supervise.supervise({
     isolation = M.isolation_context(opts, launch),
@@ -232,6 +232,9 @@ function M.execute(opts, rec, sinks)
     forward_signals = opts.forward_signals ~= false,
     on_start = function(pid, proc)
       rec.start(pid)
+      -- Opened once the workload runs (its output waits in the pipe until
+      -- it is read), so creating the file is off the path to its start.
+      log = rec.open_log()
       if opts.on_start then opts.on_start(pid, proc) end
     end,
     on_stdout = function(data)

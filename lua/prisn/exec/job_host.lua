@@ -152,6 +152,32 @@ function M.fork_spare(home, report_fd)
   return { pid = pid, fd = pipe.write }
 end
 
+-- How long the host waits for another job before it forks a spare runner.
+M.SPARE_AFTER_MS = 5
+
+--- A reader of the lines on blocking `fd`: read(wait_ms) returns the next
+-- line; false when none came within wait_ms (-1: wait for ever); nil at
+-- EOF.
+function M.line_reader(fd)
+  local uv = require("luv")
+  local sys = require("prisn.core.sys")
+  local buffer, eof = "", false
+  return function(wait_ms)
+    while true do
+      local nl = buffer:find("\n", 1, true)
+      if nl then
+        local line = buffer:sub(1, nl - 1)
+        buffer = buffer:sub(nl + 1)
+        return line
+      end
+      if eof then return nil end
+      if wait_ms >= 0 and not sys.wait_readable(fd, wait_ms) then return false end
+      local chunk = uv.fs_read(fd, 65536, -1)
+      if not chunk or chunk == "" then eof = true else buffer = buffer .. chunk end
+    end
+  end
+end
+
 --- The body of `prisn __job-host`. Returns 0 at EOF.
 function M.main(home)
   local sys = require("prisn.core.sys")
@@ -175,24 +201,34 @@ function M.main(home)
   local report_fd = assert(sys.dup(1))
   -- Loads the key of the runners' lock names once, for all of them.
   require("prisn.exec.job").claim_name(home, "-")
-  local spare = M.fork_spare(home, report_fd)
-  for line in io.stdin:lines() do
-    local id, json = line:match("^run (%S+) (.+)$")
-    if id then
-      -- The spare forked after the last job takes this one; without one
-      -- (the fork failed), a runner is forked now.
-      local runner, err = spare, nil
-      if not runner then runner, err = M.fork_spare(home, report_fd) end
-      if runner then
-        local handed, herr = write_all(runner.fd, id .. " " .. json .. "\n")
-        require("luv").fs_close(runner.fd)
-        if not handed then runner, err = nil, "cannot hand the job to its runner: " .. tostring(herr) end
-      end
-      io.stdout:write(id, " ", runner and runner.pid or ("error " .. tostring(err)), "\n")
-      io.stdout:flush()
+  local spare
+  local input = M.line_reader(0)
+  while true do
+    -- The next spare is forked once no job has come for a moment: forked
+    -- at once, it would take a CPU from the runner just handed a job.
+    local line = input(spare and -1 or M.SPARE_AFTER_MS)
+    if line == nil then break end
+    if line == false then
       spare = M.fork_spare(home, report_fd)
+    else
+      local id, json = line:match("^run (%S+) (.+)$")
+      if id then
+        -- The spare forked after the last job takes this one; without one
+        -- (jobs came one after another), a runner is forked now.
+        local runner, err = spare, nil
+        if not runner then runner, err = M.fork_spare(home, report_fd) end
+        spare = nil
+        if runner then
+          local handed, herr = write_all(runner.fd, id .. " " .. json .. "\n")
+          require("luv").fs_close(runner.fd)
+          if not handed then runner, err = nil, "cannot hand the job to its runner: " .. tostring(herr) end
+        end
+        io.stdout:write(id, " ", runner and runner.pid or ("error " .. tostring(err)), "\n")
+        io.stdout:flush()
+      end
     end
   end
+  if spare then require("luv").fs_close(spare.fd) end
   return 0
 end
 

@@ -104,7 +104,8 @@ function Queue:submit(ns, spec, actor)
   if not runner then errors.raise("invalid", err, { hint = hint, http_status = 422 }) end
   local db = self.server.db
   local job, spec_json
-  require("prisn.store").transaction(db, function()
+  -- One transaction: the job, its spec and the event.
+  self.server.events:transaction(function()
     local id = require("prisn.ids").new()
     job = jobs.create(db, {
       id = id, namespace = ns, script = spec.script, runner = runner.name, args = spec.args,
@@ -113,9 +114,9 @@ function Queue:submit(ns, spec, actor)
     })
     spec_json = cjson.encode(spec)
     assert(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json))
+    self:event(job, "job.created", "queued " .. spec.script, actor)
   end)
   self.specs[job.id] = spec_json
-  self:event(job, "job.created", "queued " .. spec.script, actor)
   self.waiting[#self.waiting + 1] = job.id
   self.queued_at = self.queued_at or {}
   self.queued_at[job.id] = uv.hrtime()
