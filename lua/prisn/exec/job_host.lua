@@ -1,27 +1,31 @@
 -- prisn.exec.job_host: a warm prisn that forks one job runner per job.
 --
--- A job runs in a runner process of its own (prisn.exec.job.run_recorded),
+-- A job runs in a runner process of its own (prisn.exec.job.run_assigned),
 -- which outlives a crashed server. Exec'ing a fresh `prisn __job-run ID` for
 -- each job costs an exec, a Lua start and module loading: about 4 ms before
 -- the job's own script starts. The server instead starts one `prisn
--- __job-host` at start-up, which loads those modules once and then, for each
--- job, forks: the child is a runner exactly like `prisn __job-run`, minus the
--- start-up.
+-- __job-host` at start-up, which loads those modules once and forks the
+-- runners. It keeps one forked ahead (a spare, blocked reading its own pipe)
+-- once no job has come for a moment, so the next job's start does not wait
+-- for a fork; a job that finds no spare gets a runner forked at once.
 --
 -- Protocol (lines on the host's stdin and stdout, both pipes to the server):
 --
---   server -> host   run <id> <json>       { id, namespace, log_path, spec }:
+--   server -> host   run <id> <json>       { namespace, log_path, spec }:
 --                                          all the runner needs to start
 --   host -> server   <id> <pid>            the runner's pid
---                    <id> error <message>  fork failed
+--                    <id> error <message>  no runner could be forked
+--   host -> runner   <id> <json>           on the spare's pipe
 --   runner -> server started|update|done … on a copy of the host's stdout:
 --                                          see prisn.exec.job_report
 --
 -- The host never opens state.db nor runs an event loop, so a fork copies
--- nothing that two processes must not share; each runner opens its own.
--- Runners are not the host's to wait for: SIGCHLD is ignored, the kernel
--- reaps them. When the server goes away (EOF on stdin) the host exits; the
--- runners it forked go on and finish their jobs.
+-- nothing that two processes must not share. Runners are not the host's to
+-- wait for: SIGCHLD is ignored, the kernel reaps them. A spare stays in the
+-- host's process group until it holds its job's lock (see M.spare_main).
+-- When the server goes away (EOF on stdin) the host exits, and its idle
+-- spare with it (EOF on the spare's pipe); runners with a job go on and
+-- finish it.
 local M = {}
 
 --- Where a job host writes its pid: $PRISN_HOME/run/job-host.pid.
