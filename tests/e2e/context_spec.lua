@@ -182,11 +182,16 @@ describe("prisn context", function()
   end)
 
   it("names the context and its address when the server cannot be reached", function()
-    add_remote()
-    ok(on_server({ "server", "stop" }))
+    -- A port held bound but not listening refuses connections, and no other
+    -- test's server can take it meanwhile (a stopped server's port could).
+    local holder = uv.new_tcp()
+    assert(holder:bind("127.0.0.1", 0))
+    local closed = "http://127.0.0.1:" .. holder:getsockname().port
+    ok(on_client({ "context", "add", "remote", "--server", closed, "--token", edit_token }))
     local r = on_client({ "status", "--context", "remote" })
+    holder:close()
     assert.equal(1, r.code)
     assert.equal(string.format("Error: cannot reach the prisn server of context 'remote' at %s: ECONNREFUSED\n",
-      address), r.stderr:match("^[^\n]*\n"))
+      closed), r.stderr:match("^[^\n]*\n"))
   end)
 end)
