@@ -14,6 +14,8 @@
 --                                  run, and print the top symbols
 --   PRISN_BENCH_ISOLATION=0        the isolation level of the jobs (default: the
 --                                  server's, 1 where namespaces work)
+--   TMPDIR=/dev/shm                where the temporary PRISN_HOME goes
+--                                  (default /tmp; see the note at mkdtemp)
 --   PRISN_BENCH_SERVER_LUA=FILE    run `prisn lua FILE` as the server instead of
 --                                  `prisn server start --foreground` (e.g. a
 --                                  profiling wrapper around prisn.server.run;
