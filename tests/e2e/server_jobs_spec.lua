@@ -224,24 +224,26 @@ describe("jobs through the server", function()
       local runner = tonumber(prisn({ "logs", "job/" .. id }).stdout)
       return runner
     end
-    local function host_pids()
+    -- The processes of this home named `name` (in /proc/PID/stat).
+    local function named(name)
       local pids = {}
       for _, entry in ipairs(require("prisn.fs").list_dir("/proc")) do
         local pid = tonumber(entry.name)
-        local cmdline = pid and read("/proc/" .. pid .. "/cmdline") or ""
-        local environ = pid and read("/proc/" .. pid .. "/environ") or ""
-        -- Its spare runners share its command line, not its name.
         local stat = pid and read("/proc/" .. pid .. "/stat") or ""
-        if cmdline:find("\0__job-host\0", 1, true) and environ:find("PRISN_HOME=" .. home .. "\0", 1, true)
-          and stat:find("(prisn-jobhost)", 1, true) and alive(pid) then
+        local environ = pid and read("/proc/" .. pid .. "/environ") or ""
+        if stat:find("(" .. name .. ")", 1, true) and environ:find("PRISN_HOME=" .. home .. "\0", 1, true)
+          and alive(pid) then
           pids[#pids + 1] = pid
         end
       end
       return pids
     end
+    local function host_pids() return named("prisn-jobhost") end
     run_one()
     local hosts = host_pids()
     assert.equal(1, #hosts, "one job host")
+    -- Once no job has come for a moment, one runner waits for the next.
+    assert.is_true(wait_for(function() return #named("prisn-job") == 1 end), "a spare runner")
     uv.kill(hosts[1], "sigkill")
     assert.is_true(wait_for(function() return not alive(hosts[1]) end))
     run_one() -- a new host forks it
@@ -250,6 +252,7 @@ describe("jobs through the server", function()
     assert.are_not.equal(hosts[1], after[1])
     h.stop_server(env)
     assert.is_true(wait_for(function() return #host_pids() == 0 end), "the host leaves with the server")
+    assert.is_true(wait_for(function() return #named("prisn-job") == 0 end), "the spare leaves with the host")
 
     start_server({ PRISN_JOB_HOST = "0" })
     local runner = run_one()
