@@ -261,16 +261,21 @@ static int l_sys_set_name(lua_State *L) {
     return 0;
 }
 
-/* Fills `addr` with the abstract unix address "\0<name>"; returns its
- * length, or 0 when the name is empty or too long. */
-static socklen_t abstract_address(struct sockaddr_un *addr, const char *name, size_t len) {
+#ifdef __linux__
+/* A unix stream socket (close-on-exec, plus `flags`) to bind or connect to
+ * claim `name`, the function's first argument, whose abstract address
+ * ("\0<name>") goes to *addr and *addr_len. -1 with errno on failure. */
+static int claim_socket(lua_State *L, int flags, struct sockaddr_un *addr, socklen_t *addr_len) {
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len > 0 && len < sizeof addr->sun_path, 1, "name must be 1 to 107 bytes");
     memset(addr, 0, sizeof *addr);
     addr->sun_family = AF_UNIX;
-    if (len == 0 || len > sizeof addr->sun_path - 1)
-        return 0;
     memcpy(addr->sun_path + 1, name, len);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    *addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
 }
+#endif
 
 /* sys.claim(name) -> fd | false | nil, msg, code
  * Claims `name` for this process: binds a listening unix socket at the
@@ -279,13 +284,10 @@ static socklen_t abstract_address(struct sockaddr_un *addr, const char *name, si
  * included; nothing is created on disk. false when it is held already. The
  * fd is close-on-exec; close it to let go. */
 static int l_sys_claim(lua_State *L) {
-    size_t len;
-    const char *name = luaL_checklstring(L, 1, &len);
 #ifdef __linux__
     struct sockaddr_un addr;
-    socklen_t addr_len = abstract_address(&addr, name, len);
-    luaL_argcheck(L, addr_len > 0, 1, "name must be 1 to 107 bytes");
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t addr_len;
+    int fd = claim_socket(L, 0, &addr, &addr_len);
     if (fd < 0)
         return push_errno(L, errno, "socket");
     if (bind(fd, (struct sockaddr *)&addr, addr_len) < 0) {
@@ -308,8 +310,6 @@ static int l_sys_claim(lua_State *L) {
     lua_pushinteger(L, fd);
     return 1;
 #else
-    (void)name;
-    (void)len;
     return push_errno(L, ENOTSUP, "claim");
 #endif
 }
@@ -319,14 +319,11 @@ static int l_sys_claim(lua_State *L) {
  * it (0 when it cannot be told), when it runs as this process's user; false
  * when nobody holds it, or someone else's user does. */
 static int l_sys_claimant(lua_State *L) {
-    size_t len;
-    const char *name = luaL_checklstring(L, 1, &len);
 #ifdef __linux__
     struct sockaddr_un addr;
-    socklen_t addr_len = abstract_address(&addr, name, len);
-    luaL_argcheck(L, addr_len > 0, 1, "name must be 1 to 107 bytes");
+    socklen_t addr_len;
     /* Non-blocking: a claim whose queue is full answers EAGAIN at once. */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = claim_socket(L, SOCK_NONBLOCK, &addr, &addr_len);
     if (fd < 0)
         return push_errno(L, errno, "socket");
     if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0) {
@@ -358,8 +355,6 @@ static int l_sys_claimant(lua_State *L) {
     lua_pushinteger(L, cred.pid);
     return 1;
 #else
-    (void)name;
-    (void)len;
     return push_errno(L, ENOTSUP, "claimant");
 #endif
 }

@@ -330,7 +330,6 @@ end
 -- server's jobs are when they are submitted: writes to state.db (`db`).
 function M.existing_recorder(db, job, on_log_error)
   local jobs = require("prisn.store.jobs")
-  local logs = require("prisn.logs")
   local rec = { db = db, job = job, log_path = job.log_path }
   function rec.create() return job end
   function rec.update(fields)
@@ -357,16 +356,20 @@ function M.existing_recorder(db, job, on_log_error)
     rec.finished = true
     jobs.finish(db, job.id, { state = "failed", reason = "failed_to_start", message = message })
   end
-  function rec.open_log()
-    local w, err = logs.writer(rec.log_path)
-    if not w and on_log_error then on_log_error(err) end
-    rec.log = w
-    return w
-  end
+  function rec.open_log() return M.open_job_log(rec, on_log_error) end
   function rec.close()
     if rec.log then rec.log:close() end
   end
   return rec
+end
+
+--- rec.open_log of a server job's recorder: opens rec.log_path as rec.log;
+-- when it cannot, on_log_error(err) hears why and the job runs on unlogged.
+function M.open_job_log(rec, on_log_error)
+  local w, err = require("prisn.logs").writer(rec.log_path)
+  if not w and on_log_error then on_log_error(err) end
+  rec.log = w
+  return w
 end
 
 -- Runs a server job (`job` = { id, namespace, log_path }, its `spec`) with

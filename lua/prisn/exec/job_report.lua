@@ -95,12 +95,7 @@ function M.recorder(home, job, report_fd, on_log_error)
   function rec.fail_to_start(message)
     rec.finish({ state = "failed", reason = "failed_to_start", message = message })
   end
-  function rec.open_log()
-    local w, err = require("prisn.logs").writer(rec.log_path)
-    if not w and on_log_error then on_log_error(err) end
-    rec.log = w
-    return w
-  end
+  function rec.open_log() return exec_job.open_job_log(rec, on_log_error) end
   function rec.close()
     if rec.log then rec.log:close() end
     if db then db:close() end
