@@ -113,6 +113,8 @@ end
 function M.spare_main(home, fd, report_fd)
   local sys = require("prisn.core.sys")
   local job = require("prisn.exec.job")
+  -- What does not depend on the job is done before it comes.
+  require("prisn.exec.run").protect_self()
   local line = read_line(fd)
   require("luv").fs_close(fd)
   -- EOF: the host is gone (or stopping): there is nothing to run.
