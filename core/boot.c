@@ -16,6 +16,7 @@ int luaopen_luv(lua_State *L);
 int luaopen_cjson(lua_State *L);
 int luaopen_prisn_core_sys(lua_State *L);
 int luaopen_prisn_core_store(lua_State *L);
+int luaopen_prisn_core_checkpoint(lua_State *L);
 int luaopen_prisn_core_crypto(lua_State *L);
 int luaopen_prisn_core_proc(lua_State *L);
 int luaopen_prisn_core_cgroup(lua_State *L);
@@ -27,6 +28,7 @@ static const luaL_Reg core_modules[] = {
     {"cjson", luaopen_cjson},
     {"prisn.core.sys", luaopen_prisn_core_sys},
     {"prisn.core.store", luaopen_prisn_core_store},
+    {"prisn.core.checkpoint", luaopen_prisn_core_checkpoint},
     {"prisn.core.crypto", luaopen_prisn_core_crypto},
     {"prisn.core.proc", luaopen_prisn_core_proc},
     {"prisn.core.cgroup", luaopen_prisn_core_cgroup},

@@ -58,6 +58,11 @@ M.FAMILIES = {
   { key = "cron_lateness", kind = "histogram", name = "prisn_cron_lateness_seconds",
     help = "Time from a cron run's due time to the submission of its job.",
     buckets = M.CRON_LATENESS_BUCKETS },
+  { key = "state_checkpoint_duration", kind = "histogram", name = "prisn_state_checkpoint_duration_seconds",
+    help = "How long each checkpoint of state.db's write-ahead log took (on a thread, off the event loop).",
+    buckets = M.CRON_LATENESS_BUCKETS },
+  { key = "state_checkpoint_failures", kind = "counter", name = "prisn_state_checkpoint_failures_total",
+    help = "Checkpoints of state.db that failed (the next one tries again)." },
 }
 
 -- prisn_jobs from a function returning { state = count }: every state of

@@ -135,6 +135,8 @@ function M.attach_services(server)
     instance_exits = m.instance_exits,
     instance_restart_latency = m.instance_restart_latency,
     rollouts = m.rollouts,
+    state_checkpoint_duration = m.state_checkpoint_duration,
+    state_checkpoint_failures = m.state_checkpoint_failures,
   }
   server.on_request = function(route, method, status, seconds)
     m.api_requests:labels(route, method, tostring(status)):inc()
@@ -245,6 +247,9 @@ function M.run(opts)
   assert(fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n", tonumber("600", 8)))
   log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
 
+  require("prisn.store.checkpointer").start(server.db, require("prisn.store").path(home), { log = log,
+    metrics = { duration = server.metrics.state_checkpoint_duration,
+      failures = server.metrics.state_checkpoint_failures } })
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   server.queue:recover()
   server.supervisor:recover()
