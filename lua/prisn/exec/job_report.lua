@@ -10,7 +10,7 @@
 --   started <id> {"pid":…,"started_at":…}
 --   update <id> {"deps_source":…,"env_key":…}
 --   done <id> {"state":…,"reason":…,"exit_code":…,"signal":…,"message":…,
---              "finished_at":…}
+--              "finished_at":…,"pid":…,"started_at":…}
 --
 -- Each line is one write() of at most PIPE_BUF bytes, so lines from many
 -- runners never interleave. When a line cannot be written whole (the server
@@ -81,9 +81,13 @@ function M.recorder(home, job, report_fd, on_log_error)
   end
   function rec.finish(result)
     rec.finished = true
+    -- With the start, so it can be recorded from this alone (a "started"
+    -- report the server never wrote down, the log after a crash).
+    local started = rec.started or {}
     local outcome = {
       state = result.state, reason = result.reason, exit_code = result.exit_code,
       signal = result.signal, message = result.message, finished_at = result.finished_at or now_ms(),
+      pid = started.pid, started_at = started.started_at,
     }
     if rec.log then rec.log:write_outcome(cjson.encode(outcome)) end
     if not tell("done", outcome) then
