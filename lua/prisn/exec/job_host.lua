@@ -207,16 +207,19 @@ function M.main(home)
   local report_fd = assert(sys.dup(1))
   -- Loads the key of the runners' lock names once, for all of them.
   require("prisn.exec.job").claim_name(home, "-")
-  local spare
+  local spare, fork_failed
   local input = M.line_reader(0)
   while true do
     -- The next spare is forked once no job has come for a moment: forked
-    -- at once, it would take a CPU from the runner just handed a job.
-    local line = input(spare and -1 or M.SPARE_AFTER_MS)
+    -- at once, it would take a CPU from the runner just handed a job. After
+    -- a failed fork, not before the next job.
+    local line = input((spare or fork_failed) and -1 or M.SPARE_AFTER_MS)
     if line == nil then break end
     if line == false then
       spare = M.fork_spare(home, report_fd)
+      fork_failed = spare == nil
     else
+      fork_failed = false
       local id, json = line:match("^run (%S+) (.+)$")
       if id then
         -- The spare forked after the last job takes this one; without one
