@@ -12,6 +12,18 @@ local M = {}
 
 M.MODE = tonumber("700", 8)
 
+--- This process's environment, as a list of "NAME=value" for a prisn it
+-- starts (the server, the job host, a runner, a hook), with PRISN_HOME
+-- pinned to `home`.
+function M.child_env(home)
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do
+    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
+  end
+  if home then env[#env + 1] = "PRISN_HOME=" .. home end
+  return env
+end
+
 --- The state directory's path (not created).
 function M.path(env)
   env = env or os.getenv

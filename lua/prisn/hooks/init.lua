@@ -101,14 +101,7 @@ Hooks.__index = Hooks
 
 -- The environment of a hook process: the server's own (a hook reads its
 -- settings with os.getenv), with PRISN_HOME pinned.
-local function child_env(home)
-  local env = {}
-  for k, v in pairs(uv.os_environ()) do
-    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
-  end
-  if home then env[#env + 1] = "PRISN_HOME=" .. home end
-  return env
-end
+local child_env = require("prisn.home").child_env
 
 --- A hook runner. opts: home ($PRISN_HOME; hooks are read from home/hooks),
 -- log (a prisn.server.log, optional), record_event (function(ev), optional),

@@ -320,11 +320,7 @@ function M.start_background(home, opts)
   -- --daemonized: log to server.log only (stderr goes there too, for crashes).
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
-  local env = {}
-  for k, v in pairs(uv.os_environ()) do
-    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
-  end
-  env[#env + 1] = "PRISN_HOME=" .. home
+  local env = require("prisn.home").child_env(home)
   local proc = require("prisn.core.proc")
   local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",
     stdout = "null", stderr = { file = home .. "/server.log", mode = "a" }, session = true, cwd = "/" })

@@ -37,14 +37,7 @@ Queue.__index = Queue
 
 -- The environment a runner starts with: the server's own (PATH, HOME, the
 -- package managers' settings), with PRISN_HOME pinned.
-local function runner_env(home)
-  local env = {}
-  for k, v in pairs(uv.os_environ()) do
-    if k ~= "PRISN_HOME" then env[#env + 1] = k .. "=" .. v end
-  end
-  env[#env + 1] = "PRISN_HOME=" .. home
-  return env
-end
+local runner_env = require("prisn.home").child_env
 
 -- Signals a running job's runner, started here or adopted.
 local function signal_runner(entry, signal)
@@ -421,17 +414,18 @@ function Queue:recover()
     -- A runner holds its job's lock for its whole life (see
     -- prisn.exec.job.runner_lock); an exec'd one is also known by its pid.
     local locked, locked_pid = runner_alive(self.server.home, row.id)
+    local outcome = not locked and logged_outcome(row)
     if locked then
       self:adopt(row.id, locked_pid)
       adopted = adopted + 1
     elseif runner_pid and M.alive(runner_pid) and M.is_runner(runner_pid, row.id) then
       self:adopt(row.id, runner_pid)
       adopted = adopted + 1
-    elseif logged_outcome(row) then
+    elseif outcome then
       -- Its runner ended and told the old server, which died before it
       -- recorded the outcome.
       local final = self.server.events:transaction(function()
-        return self:record_end(row.id, nil, M.apply_outcome(db, row.id, logged_outcome(row)))
+        return self:record_end(row.id, nil, M.apply_outcome(db, row.id, outcome))
       end)
       for _, fn in ipairs(self.on_finished) do pcall(fn, final) end
       logged = logged + 1
