@@ -22,6 +22,19 @@ function M.read_file(path)
   return text
 end
 
+--- Writes all of `data` to descriptor `fd` (at its current position, or its
+-- end when opened to append), however many writes it takes. Returns true or
+-- nil, message, code.
+function M.write_all(fd, data)
+  local done = 0
+  while done < #data do
+    local n, err, code = uv.fs_write(fd, done == 0 and data or data:sub(done + 1), -1)
+    if not n then return nil, err, code end
+    done = done + n
+  end
+  return true
+end
+
 --- Writes `text` to `path` through a temporary file renamed into place, so a
 -- reader never sees a half-written file. Returns true or nil, message, code.
 function M.write_atomic(path, text, mode)

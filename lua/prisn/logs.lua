@@ -73,15 +73,7 @@ local function make_dirs(path)
   return true
 end
 
-local function write_all(fd, data)
-  local done = 0
-  while done < #data do
-    local n, err, code = uv.fs_write(fd, done == 0 and data or data:sub(done + 1), -1)
-    if not n then return nil, err, code end
-    done = done + n
-  end
-  return true
-end
+local write_all = require("prisn.fs").write_all
 
 local function record(kind, time_ms, data)
   return string.format("%s %d %d\n", kind, time_ms, #data) .. data .. "\n"

@@ -81,16 +81,6 @@ function M.lazy_gc()
   timer:unref()
 end
 
-local function write_all(fd, data)
-  local uv = require("luv")
-  while #data > 0 do
-    local n, err = uv.fs_write(fd, data, -1)
-    if not n then return nil, err end
-    data = data:sub(n + 1)
-  end
-  return true
-end
-
 -- Reads one line from blocking `fd`; nil at EOF before a whole line.
 local function read_line(fd)
   local uv = require("luv")
@@ -228,7 +218,7 @@ function M.main(home)
         if not runner then runner, err = M.fork_spare(home, report_fd) end
         spare = nil
         if runner then
-          local handed, herr = write_all(runner.fd, id .. " " .. json .. "\n")
+          local handed, herr = require("prisn.fs").write_all(runner.fd, id .. " " .. json .. "\n")
           require("luv").fs_close(runner.fd)
           if not handed then runner, err = nil, "cannot hand the job to its runner: " .. tostring(herr) end
         end
