@@ -197,17 +197,9 @@ function Conn:on_data(err, data)
     self.pending = {}
     return
   end
-  self.buf = self.buf .. data
-  while true do
-    local head_end = self.buf:find("\r\n\r\n", 1, true)
-    if not head_end then return end
-    local head = self.buf:sub(1, head_end - 1)
-    local len = tonumber(head:match("\r\n[Cc]ontent%-[Ll]ength:%s*(%d+)")) or 0
-    if #self.buf < head_end + 3 + len then return end
-    local body = self.buf:sub(head_end + 4, head_end + 3 + len)
-    self.buf = self.buf:sub(head_end + 4 + len)
-    table.remove(self.pending, 1)(tonumber(head:match("^HTTP/1%.%d (%d+)")), body)
-  end
+  local answers
+  answers, self.buf = common.http_responses(self.buf .. data)
+  for _, a in ipairs(answers) do table.remove(self.pending, 1)(a.status, a.body) end
 end
 
 -- Sends a request; cb(status, body) gets the answer (status nil: connection lost).

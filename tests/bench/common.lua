@@ -42,6 +42,23 @@ function M.median(list)
   return (s[n // 2] + s[n // 2 + 1]) / 2
 end
 
+--- Splits the whole HTTP/1.1 responses (bodies framed by Content-Length) off
+-- the front of `buf`: returns a list of { status, body } and the rest.
+function M.http_responses(buf)
+  local out = {}
+  while true do
+    local head_end = buf:find("\r\n\r\n", 1, true)
+    if not head_end then break end
+    local head = buf:sub(1, head_end - 1)
+    local len = tonumber(head:match("\r\n[Cc]ontent%-[Ll]ength:%s*(%d+)")) or 0
+    if #buf < head_end + 3 + len then break end
+    out[#out + 1] = { status = tonumber(head:match("^HTTP/1%.%d (%d+)")),
+      body = buf:sub(head_end + 4, head_end + 3 + len) }
+    buf = buf:sub(head_end + 4 + len)
+  end
+  return out, buf
+end
+
 -- The loop and child processes ---------------------------------------------
 
 --- Keeps the loop waking every `ms`, so run_until's conditions are looked
