@@ -267,9 +267,19 @@ describe("jobs through the server", function()
     assert.is_true(wait_for(function() return job(id).state == "succeeded" end))
     local info = cjson.decode(read(home .. "/server.json"))
     local token = read(home .. "/admin.token"):gsub("%s+$", "")
-    local r = h.run("/usr/bin/curl", { "-sf", "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
-      { env = { PATH = "/usr/bin:/bin" } })
-    assert.equal(0, r.code, r.stderr)
+    local r
+    local function scrape()
+      r = h.run("/usr/bin/curl", { "-sf", "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
+        { env = { PATH = "/usr/bin:/bin" } })
+      assert.equal(0, r.code, r.stderr)
+      return r.stdout
+    end
+    -- The server checkpoints state.db on its thread within a second or two
+    -- of the job's writes.
+    assert.is_true(wait_for(function()
+      return tonumber(scrape():match("prisn_state_checkpoint_duration_seconds_count (%d+)") or "0") >= 1
+    end, 5000), "no checkpoint of state.db")
+    assert.is_truthy(r.stdout:find("prisn_state_checkpoint_failures_total 0", 1, true))
     for _, name in ipairs({ "prisn_api_requests_total", "prisn_api_request_duration_seconds_bucket",
       "prisn_jobs{state=\"succeeded\"} 1", "prisn_job_duration_seconds_count 1", "prisn_queue_depth",
       "process_resident_memory_bytes" }) do
