@@ -2,6 +2,8 @@
 #   c/<name>        C unit tests of the core (tests/c/test_*.c)
 #   spec/<path>     busted specs, run inside the binary through `prisn lua`
 #   e2e/<name>      end-to-end specs that drive build/prisn with a temporary PRISN_HOME
+#   chaos/<name>    attacks on the real binary (kill -9, full disk, fuzzing, slow
+#                   clients, churn): short budgets here, longer with PRISN_CHAOS_LONG=1
 #   lint/luacheck   luacheck over every Lua file we own, when luacheck is installed
 #   fuzz/<name>     with PRISN_FUZZ: each libFuzzer target over its seed corpus once
 
@@ -42,6 +44,7 @@ function(prisn_add_busted_tests dir prefix)
 endfunction()
 prisn_add_busted_tests(spec spec)
 prisn_add_busted_tests(tests/e2e e2e)
+prisn_add_busted_tests(tests/chaos chaos)
 
 find_program(LUACHECK luacheck)
 if(LUACHECK)
