@@ -121,6 +121,15 @@ function M.instances(ctx)
   return 0
 end
 
+--- "nobody (65534:65534)" for the API's run_as ({ uid, gid, user }); nil
+-- when the server did not say (a spec stored before it pinned the user).
+function M.run_as_text(run_as)
+  if type(run_as) ~= "table" or type(run_as.uid) ~= "number" then return nil end
+  local ids = string.format("%d:%d", math.tointeger(run_as.uid), math.tointeger(run_as.gid or run_as.uid))
+  if type(run_as.user) == "string" then return run_as.user .. " (" .. ids .. ")" end
+  return ids
+end
+
 function M.describe(ctx)
   local name = strip_kind(ctx.args.NAME)
   local res = client_module().connect(ctx):request("GET", path(ctx, name))
@@ -132,10 +141,11 @@ function M.describe(ctx)
   res.instances, res.events, res.spec = nil, nil, nil
   res.args, res.env_keys, res.secrets = spec.args, spec.env_keys, spec.secrets
   res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
+  res.run_as = M.run_as_text(spec.run_as)
   res.memory = type(spec.memory) == "number" and require("prisn.units").format_size(spec.memory) or spec.memory
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
     "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
-    "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "created_at", "updated_at" } })
+    "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "run_as", "created_at", "updated_at" } })
   io.stdout:write("\nInstances:\n")
   if #instances == 0 then
     io.stdout:write("  (none)\n")

@@ -119,6 +119,26 @@ local function active_runs(db, cron)
   return rows
 end
 
+-- Each run is admitted (prisn.server.admission) as a request of whoever
+-- asks for it: the token that triggers it, or for a firing the token that
+-- created the cron job (a snapshot kept in its spec; a cron job stored
+-- before admission existed has none and is admitted as an edit token of its
+-- namespace would be). The server's minimum isolation, PRISN_WORKLOAD_USER
+-- or the operator's policy may have changed since. Returns the denial's
+-- message, or nil when the run may go.
+function Scheduler:denied(cron, spec, opts)
+  local admission = require("prisn.server.admission")
+  local caller = opts.caller or cron.spec.admitted_for
+    or { role = "edit", namespaces = { cron.namespace }, cluster_admin = false }
+  local resolved, rerr = pcall(admission.resolve, spec)
+  if not resolved then return errors.is(rerr) and rerr.message or tostring(rerr) end
+  local ok, err = admission.check(self.server, caller, opts.caller and "cronjob.trigger" or "cronjob.fire",
+    cron.namespace, spec, { object = "cron/" .. cron.name })
+  if ok then return nil end
+  self:event(cron, "cron.failed", "run not admitted: " .. err.message, opts.actor)
+  return err
+end
+
 --- Starts one run of `cron`, applying its concurrency policy. `opts`: due
 -- (ms, for the messages), actor. Returns the job; or nil, "skipped" and the
 -- run in the way (forbid); or nil, "failed" and a message (the queue refused).
@@ -140,7 +160,9 @@ function Scheduler:run(cron, opts)
   end
   local spec = {}
   for k, v in pairs(cron.spec) do spec[k] = v end
-  spec.cron = cron.name
+  spec.cron, spec.admitted_for = cron.name, nil
+  local denied = self:denied(cron, spec, opts)
+  if denied then return nil, "denied", denied end
   local ok, job = pcall(queue.submit, queue, cron.namespace, spec, opts.actor or "system")
   if not ok then
     local message = errors.is(job) and job.message or tostring(job)
@@ -268,9 +290,10 @@ end
 --- Runs `cron` now, out of schedule (its next fire time stays). Returns the
 -- job; raises 409 when forbid finds a run in progress, 503 when the queue
 -- refuses.
-function Scheduler:trigger(cron, actor)
-  local job, why, detail = self:run(cron, { actor = actor })
+function Scheduler:trigger(cron, actor, caller)
+  local job, why, detail = self:run(cron, { actor = actor, caller = caller })
   if not job then
+    if why == "denied" then error(detail, 0) end
     if why == "skipped" then
       errors.raise("conflict", string.format("cron job '%s' has a run in progress (job %s) and its concurrency "
         .. "is forbid", cron.name, detail.id), { hint = "wait for it, or delete it with 'prisn delete job "

@@ -135,6 +135,7 @@ function M.attach_services(server)
     instance_exits = m.instance_exits,
     instance_restart_latency = m.instance_restart_latency,
     rollouts = m.rollouts,
+    admission_denials = m.admission_denials,
     state_checkpoint_duration = m.state_checkpoint_duration,
     state_checkpoint_failures = m.state_checkpoint_failures,
   }
@@ -158,8 +159,8 @@ function M.attach_services(server)
 end
 
 --- Runs the server in this process until it is stopped. opts: home, listen
--- ("HOST:PORT" or "PORT"), foreground (log to stderr too). Returns the exit
--- status.
+-- ("HOST:PORT" or "PORT"), foreground (log to stderr too), min_isolation
+-- (see prisn.server.admission; default 1). Returns the exit status.
 function M.run(opts)
   local home = opts.home
   local log = require("prisn.server.log").open(home .. "/server.log", { stderr = opts.foreground })
@@ -195,6 +196,7 @@ function M.run(opts)
     token_key = require("prisn.store.tokens").load_key(home),
     router = build_router(),
     limits = M.limits(),
+    min_isolation = opts.min_isolation or require("prisn.server.admission").DEFAULT_MIN_ISOLATION,
     connections = 0,
     started_at = os.time(),
     version = require("prisn.core.sys").version,
@@ -320,6 +322,7 @@ function M.start_background(home, opts)
   -- --daemonized: log to server.log only (stderr goes there too, for crashes).
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
+  if opts.min_isolation then argv[#argv + 1] = "--min-isolation"; argv[#argv + 1] = tostring(opts.min_isolation) end
   local env = require("prisn.home").child_env(home)
   local proc = require("prisn.core.proc")
   local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",

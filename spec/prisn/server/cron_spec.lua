@@ -85,8 +85,11 @@ describe("prisn.server.cron", function()
     remove_tree(home)
   end)
 
+  -- Made by the cluster's admin: every run is admitted (the admission of a
+  -- namespaced creator's runs has its own tests below).
+  local ADMIN = { token_id = "t1", name = "admin", role = "admin", namespaces = { "*" }, cluster_admin = true }
   local function make(fields)
-    local f = { name = "tick", expression = "* * * * * *", spec = { script = "/srv/tick.sh" } }
+    local f = { name = "tick", expression = "* * * * * *", spec = { script = "/srv/tick.sh", admitted_for = ADMIN } }
     for k, v in pairs(fields or {}) do f[k] = v end
     return s:reschedule(cronjobs.create(db, f))
   end
@@ -175,8 +178,8 @@ describe("prisn.server.cron", function()
   describe("runs missed while the server was down", function()
     local function down_then_start(fields)
       cronjobs.create(db, (function()
-        local f = { name = "tick", expression = "*/10 * * * * *", spec = { script = "/srv/tick.sh" },
-          next_fire = T }
+        local f = { name = "tick", expression = "*/10 * * * * *",
+          spec = { script = "/srv/tick.sh", admitted_for = ADMIN }, next_fire = T }
         for k, v in pairs(fields or {}) do f[k] = v end
         return f
       end)())
@@ -203,9 +206,9 @@ describe("prisn.server.cron", function()
     end)
 
     it("leaves alone what is not due yet and what is suspended", function()
-      cronjobs.create(db, { name = "later", expression = "*/10 * * * * *", spec = { script = "/x" },
-        next_fire = T + 30000 })
-      cronjobs.create(db, { name = "off", expression = "*/10 * * * * *", spec = { script = "/x" },
+      local spec = { script = "/x", admitted_for = ADMIN }
+      cronjobs.create(db, { name = "later", expression = "*/10 * * * * *", spec = spec, next_fire = T + 30000 })
+      cronjobs.create(db, { name = "off", expression = "*/10 * * * * *", spec = spec,
         suspended = true })
       clock = T + 25000
       s:start()
@@ -259,6 +262,44 @@ describe("prisn.server.cron", function()
     local ok, err = pcall(s.trigger, s, cron, "token:ci")
     assert.is_false(ok)
     assert.same({ "conflict", 409 }, { err.code, err.http_status })
+  end)
+
+  describe("admission of each run", function()
+    local EDIT_A = { token_id = "t2", name = "ci", role = "edit", namespaces = { "default" }, cluster_admin = false }
+
+    it("admits a firing as a request of the cron job's creator: a path on the server is refused", function()
+      make({ spec = { script = "/srv/tick.sh", admitted_for = EDIT_A } })
+      local ok, err = pcall(advance_to, T)
+      assert.is_true(ok, err)
+      assert.equal(0, #submitted)
+      assert.same({ "admission.denied: cronjob.fire by token t2: a script path on the server needs an admin token",
+        "cron.failed: run not admitted: a script path on the server needs an admin token" }, actions())
+      -- The schedule goes on.
+      assert.equal(T + 1000, cronjobs.get(db, "default", "tick").next_fire)
+    end)
+
+    it("admits a bundle's run for a namespaced creator, pinned to an isolated level and user", function()
+      make({ spec = { script = home .. "/bundles/x/tick.sh", bundle = "x", entry = "tick.sh",
+        admitted_for = EDIT_A } })
+      advance_to(T)
+      assert.equal(1, #submitted)
+      local spec = submitted[1].spec
+      assert.is_nil(spec.admitted_for)
+      if uv.getuid() == 0 then
+        assert.is_true(spec.isolation >= 1)
+        assert.not_equal(0, spec.run_as.uid)
+      end
+    end)
+
+    it("admits a trigger as the triggering token's request", function()
+      local cron = make({ spec = { script = "/srv/tick.sh", isolation = 0, admitted_for = ADMIN } })
+      local ok, err = pcall(s.trigger, s, cron, "token:ci", EDIT_A)
+      assert.is_false(ok)
+      assert.same({ "forbidden", 403, "isolation 0 needs an admin token" }, { err.code, err.http_status, err.message })
+      assert.equal(0, #submitted)
+      s:trigger(cron, "token:admin", ADMIN)
+      assert.equal(1, #submitted)
+    end)
   end)
 
   it("survives a queue that refuses: an event, and the schedule goes on", function()

@@ -14,9 +14,10 @@ local function describe_cron(ctx)
   local runs = res.last_runs or {}
   local next_fires = res.next_fires or {}
   res.last_runs, res.next_fires = nil, nil
+  res.run_as = require("prisn.cli.deployments").run_as_text(res.run_as)
   ctx.out:emit(res, { fields = { "name", "namespace", "schedule", "timezone", "script", "bundle", "runner",
-    "args", "env_keys", "secrets", "concurrency", "catch_up", "keep_succeeded", "keep_failed", "suspended",
-    "next_fire", "last_fire", "created_at", "updated_at" } })
+    "args", "env_keys", "secrets", "isolation", "run_as", "concurrency", "catch_up", "keep_succeeded",
+    "keep_failed", "suspended", "next_fire", "last_fire", "created_at", "updated_at" } })
   io.stdout:write("\nNext runs:\n")
   if #next_fires == 0 then io.stdout:write("  (none: ", res.suspended and "suspended" or "never again", ")\n") end
   for _, t in ipairs(next_fires) do io.stdout:write("  ", t, "\n") end

@@ -1,8 +1,20 @@
 -- `prisn server start|stop|status`, `prisn cluster init` and `prisn status`.
 local errors = require("prisn.error")
 
+-- --min-isolation, checked: 0..3, or nil when not given.
+local function min_isolation_of(ctx)
+  local n = ctx.flags.min_isolation
+  if n == nil then return nil end
+  if n < 0 or n > 3 then
+    errors.usage("--min-isolation must be 0, 1, 2 or 3, got " .. n,
+      "0 none, 1 process (the default), 2 filesystem, 3 network")
+  end
+  return n
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
+  local min_isolation = min_isolation_of(ctx)
   local home = require("prisn.home").ensure()
   local running = server.running(home)
   if running then
@@ -26,9 +38,10 @@ local function start(ctx, opts)
     if token then
       io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
-    return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized })
+    return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized,
+      min_isolation = min_isolation })
   end
-  local info = server.start_background(home, { listen = ctx.flags.listen })
+  local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation })
   if opts.init then
     io.stdout:write("Cluster initialized. Admin token: ", token, "\n")
     io.stdout:write(string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n",
@@ -111,6 +124,9 @@ end
 
 local listen_flag = { name = "listen", type = "string", placeholder = "ADDR",
   summary = "Also serve the API on HOST:PORT (default 127.0.0.1:7433, or the next free port)" }
+local min_isolation_flag = { name = "min-isolation", type = "int", placeholder = "N",
+  summary = "The lowest isolation level of a workload asked for by a token that is not a cluster-wide "
+    .. "admin (default 1)" }
 
 return {
   {
@@ -126,15 +142,20 @@ return {
           .. "it creates the state database and the first admin token, printed once and\n"
           .. "saved 0600 as $PRISN_HOME/admin.token for the local CLI. No config file.\n"
           .. "--foreground keeps it attached (for systemd and containers) and logs to\n"
-          .. "stderr as well as $PRISN_HOME/server.log.",
+          .. "stderr as well as $PRISN_HOME/server.log.\n\n"
+          .. "Every workload a token asks for is admitted first (docs/SECURITY.md): a\n"
+          .. "token that is not a cluster-wide admin gets isolation --min-isolation or\n"
+          .. "above, never root or the server's own user, never a path on the server.",
         flags = {
           { name = "foreground", type = "bool", summary = "Run in this process; log to stderr too" },
           { name = "daemonized", type = "bool", hidden = true,
             summary = "Set by 'prisn server start' for the background server: log to server.log only" },
           listen_flag,
+          min_isolation_flag,
         },
         examples = {
           { "prisn server start", "Start the server in the background" },
+          { "prisn server start --min-isolation 2", "Other tokens' workloads get at least their own read-only root" },
           { "prisn server start --foreground --listen 0.0.0.0:7433", "Under systemd, reachable from the network" },
         },
         handler = function(ctx) return start(ctx, {}) end,
@@ -173,7 +194,7 @@ return {
         description = "On a fresh machine: creates $PRISN_HOME, the state database, the master\n"
           .. "keys and the first admin token, starts the server in the background and\n"
           .. "prints the admin token once. Refuses to run twice.",
-        flags = { listen_flag },
+        flags = { listen_flag, min_isolation_flag },
         examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
         handler = function(ctx) return start(ctx, { init = true }) end,
       },

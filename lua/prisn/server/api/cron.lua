@@ -5,6 +5,7 @@
 -- "cron.updated", "cron.deleted", "cron.suspended", "cron.resumed",
 -- "cron.triggered").
 local cjson = require("cjson")
+local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
@@ -88,6 +89,8 @@ end
 local function public(req, cron, detail)
   local p = cronjobs.to_public(cron)
   if detail then
+    p.isolation = cron.spec.isolation or cjson.null
+    p.run_as = admission.public_run_as(cron.spec, cjson.null)
     local next_fires = {}
     if not cron.suspended then
       for i, t in ipairs(req.server.cron:next_fires(cron, NEXT_SHOWN)) do next_fires[i] = jobs.iso_time(t) end
@@ -121,6 +124,10 @@ local function edit(req)
     concurrency = concurrency, catch_up = api.field(body, "catch_up", "boolean", true) == true,
     keep_succeeded = keep_field(body, "keep_succeeded"), keep_failed = keep_field(body, "keep_failed"),
   }
+  -- Admitted now as the caller's request, and at each firing again as
+  -- theirs (prisn.server.cron): the spec keeps who asked.
+  admission.admit(req, "cronjob.apply", spec, { object = "cron/" .. name })
+  spec.admitted_for = admission.caller(req.token)
   local existing = cronjobs.get(db, ns, name)
   local cron
   require("prisn.store").transaction(db, function()
@@ -174,7 +181,7 @@ return {
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/cronjobs/{name}/trigger", auth = "edit",
     handler = function(req)
       local cron = find(req)
-      local job = req.server.cron:trigger(cron, req.actor)
+      local job = req.server.cron:trigger(cron, req.actor, admission.caller(req.token))
       event(req, cron, "cron.triggered", "job " .. job.id)
       return 201, jobs.to_public(job)
     end },

@@ -5,7 +5,9 @@
 -- Every mutation records an event (deployment.created, deployment.updated,
 -- deployment.scaled, deployment.deleted, deployment.rollback_requested).
 local cjson = require("cjson")
+local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
+local auth = require("prisn.server.auth")
 local deployments = require("prisn.store.deployments")
 
 local MAX_REPLICAS = 1000
@@ -131,8 +133,13 @@ local function check_port(req, ns, name, fields)
   if not fields.port then return end
   local owner = deployments.by_port(req.server.db, fields.port)
   if owner and (owner.namespace ~= ns or owner.name ~= name) then
-    api.fail(409, "conflict", string.format("port %d is already used by deployment %s/%s", fields.port,
-      owner.namespace, owner.name), "choose another --port, or delete that deployment")
+    -- Another namespace's deployment is named only to a token that may see it.
+    if auth.allows_namespace(req.token, owner.namespace) then
+      api.fail(409, "conflict", string.format("port %d is already used by deployment %s/%s", fields.port,
+        owner.namespace, owner.name), "choose another --port, or delete that deployment")
+    end
+    api.fail(409, "conflict", string.format("port %d is already used by another namespace's deployment", fields.port),
+      "choose another --port")
   end
   if not owner then
     local ok, err = port_free(fields.host, fields.port)
@@ -229,6 +236,7 @@ local function public(req, d, detail)
       secrets = api.array(spec.secrets or {}), runner = spec.runner or cjson.null,
       memory = spec.memory or cjson.null, cpu = spec.cpu or cjson.null, pids = spec.pids or cjson.null,
       isolation = spec.isolation or cjson.null, disk = spec.disk or cjson.null,
+      run_as = admission.public_run_as(spec, cjson.null),
       grace = spec.grace or cjson.null, health = spec.health or cjson.null,
     }
     p.events = api.array(recent_events(req.server.db, d))
@@ -253,6 +261,9 @@ local function deploy(req)
   local ok, err = deployments.valid_name(name)
   if not ok then api.fail(422, "invalid", err, "choose a name with --name NAME") end
   local existing = deployments.get(db, ns, name)
+  local port = fields.port
+  if port == nil and body.port == nil and existing then port = existing.port end
+  admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
   local current = existing and deployments.revision(db, ns, name, existing.revision)
   local changed = not current or canonical(current.spec) ~= canonical(spec)
   check_port(req, ns, name, fields)
@@ -308,6 +319,21 @@ local function target_of(body, current)
   return math.max(current - n, 0)
 end
 
+-- More instances of a template are more of the workload it describes: a
+-- scale up (or turning on autoscaling) is admitted as the caller's request
+-- for the current revision, as a rollback is for the revision it brings
+-- back. A scale down never needs admission.
+local function admit_template(req, action, d, spec)
+  local copy = {}
+  for k, v in pairs(spec or {}) do copy[k] = v end
+  return admission.admit(req, action, copy, { port = d.port, host = d.host, object = "deploy/" .. d.name })
+end
+
+local function current_spec(req, d)
+  local rev = deployments.revision(req.server.db, d.namespace, d.name, d.revision)
+  return rev and rev.spec or {}
+end
+
 local function scale(req)
   local body = api.json_body(req)
   local d = find(req)
@@ -332,6 +358,7 @@ local function scale(req)
     if min > max then api.fail(422, "invalid", string.format("min (%d) is above max (%d)", min, max)) end
     local to = math.min(math.max(d.replicas, min), max)
     local settings = { min = min, max = max, target_cpu = target }
+    admit_template(req, "deployment.scale", d, current_spec(req, d))
     if not dry_run then
       deployments.update(db, ns, d.name, { autoscale = settings, replicas = to })
       event(req, ns, d.name, "deployment.autoscale", string.format("autoscaling %d-%d at %d%% CPU; %d -> %d",
@@ -341,6 +368,7 @@ local function scale(req)
     return 200, { name = d.name, from = d.replicas, to = to, autoscale = settings, dry_run = dry_run }
   end
   local to = target_of(body, d.replicas)
+  if to > d.replicas then admit_template(req, "deployment.scale", d, current_spec(req, d)) end
   if not dry_run and (to ~= d.replicas or d.autoscale) then
     local fields = { replicas = to }
     if d.autoscale then fields.autoscale = false end -- a plain count turns autoscaling off
@@ -416,7 +444,8 @@ local function rollback(req)
   if chosen.revision == d.revision then
     api.fail(409, "conflict", string.format("revision %d is already the current one", chosen.revision))
   end
-  local number = deployments.add_revision(db, d.namespace, d.name, chosen.spec, req.actor)
+  local spec = admit_template(req, "deployment.rollback", d, chosen.spec)
+  local number = deployments.add_revision(db, d.namespace, d.name, spec, req.actor)
   event(req, d.namespace, d.name, "deployment.rollback_requested", string.format(
     "revision %d (the template of revision %d) rolling out", number, chosen.revision))
   apply(req, d.namespace, d.name)

@@ -1,5 +1,6 @@
 -- Jobs: /api/v1/namespaces/{ns}/jobs and /api/v1/jobs (every namespace).
 local cjson = require("cjson")
+local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local jobs = require("prisn.store.jobs")
 local units = require("prisn.units")
@@ -59,7 +60,8 @@ local function string_list(body, name)
 end
 
 -- Where the script to run is: an uploaded bundle and the entry inside it,
--- or (for a client on this machine) an absolute path.
+-- or (for an admin: see prisn.server.admission) an absolute path on the
+-- server. Returns the script's path, its folder, and the bundle's hash.
 local function script_of(req, body)
   if body.bundle ~= nil and body.bundle ~= cjson.null then
     local dir = require("prisn.bundle").dir(req.server.home, body.bundle)
@@ -75,7 +77,7 @@ local function script_of(req, body)
     if not file or file.type ~= "file" then
       api.fail(422, "invalid", "the bundle has no file '" .. entry .. "'", "give the script's path inside the bundle")
     end
-    return dir .. "/" .. entry, dir
+    return dir .. "/" .. entry, dir, tostring(body.bundle):lower()
   end
   local script = api.field(body, "script", "string")
   if script:sub(1, 1) ~= "/" then api.fail(422, "invalid", "script must be an absolute path") end
@@ -87,7 +89,7 @@ end
 -- The launch spec of a job from a request body (the fields of POST .../jobs),
 -- checked; raises 422 naming the bad field. Cron jobs take the same fields.
 local function spec_from_body(req, body)
-  local script, dir = script_of(req, body)
+  local script, dir, bundle = script_of(req, body)
   local env, env_keys = {}, {}
   if body.env ~= nil and body.env ~= cjson.null then
     if type(body.env) ~= "table" then api.fail(422, "invalid", "env must be an object of strings") end
@@ -133,7 +135,8 @@ local function spec_from_body(req, body)
     isolation = level
   end
   return {
-    script = script, args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
+    script = script, bundle = bundle, entry = bundle and body.entry or nil,
+    args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
     runner = type(body.runner) == "string" and body.runner or nil,
     timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
     no_deps = body.no_deps == true, cwd = dir,
@@ -143,7 +146,8 @@ local function spec_from_body(req, body)
 end
 
 local function submit(req)
-  local job = req.server.queue:submit(req.params.ns, spec_from_body(req, api.json_body(req)), req.actor)
+  local spec = admission.admit(req, "job.submit", spec_from_body(req, api.json_body(req)))
+  local job = req.server.queue:submit(req.params.ns, spec, req.actor)
   return 201, jobs.to_public(job)
 end
 

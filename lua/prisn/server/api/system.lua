@@ -2,30 +2,46 @@
 -- /api/v1/nodes.
 local uv = require("luv")
 local api = require("prisn.server.api")
+local auth = require("prisn.server.auth")
 
-local function count_jobs(db)
+-- A token sees the counts and problems of its own namespaces only
+-- (`visible(ns)`); a cluster-wide token sees them all.
+local function count_jobs(db, visible)
   local counts = {}
   for _, state in ipairs(require("prisn.store.jobs").STATES) do counts[state] = 0 end
-  local rows = db:rows("SELECT state, count(*) AS n FROM jobs GROUP BY state") or {}
-  for _, row in ipairs(rows) do counts[row.state] = row.n end
+  local rows = db:rows("SELECT namespace, state, count(*) AS n FROM jobs GROUP BY namespace, state") or {}
+  for _, row in ipairs(rows) do
+    if visible(row.namespace) then counts[row.state] = (counts[row.state] or 0) + row.n end
+  end
   return counts
+end
+
+local function count_cronjobs(db, visible)
+  local n = 0
+  for _, row in ipairs(db:rows("SELECT namespace, count(*) AS n FROM cronjobs GROUP BY namespace") or {}) do
+    if visible(row.namespace) then n = n + row.n end
+  end
+  return n
 end
 
 -- Deployments and their instances by state; a deployment with fewer
 -- ready instances than it wants is a problem to report.
-local function services_status(server, problems)
+local function services_status(server, problems, visible)
   local sup = server.supervisor
   local out = { count = 0, instances = {} }
   if not sup then return out end
   for _, d in pairs(sup.deployments) do
-    out.count = out.count + 1
-    local ready = 0
-    for _, inst in pairs(d.instances) do
-      out.instances[inst.state] = (out.instances[inst.state] or 0) + 1
-      if inst.healthy and inst.revision == d.row.revision then ready = ready + 1 end
-    end
-    if ready < d.row.replicas then
-      problems[#problems + 1] = string.format("deployment %s/%s: %d/%d ready", d.ns, d.name, ready, d.row.replicas)
+    if visible(d.ns) then
+      out.count = out.count + 1
+      local ready = 0
+      for _, inst in pairs(d.instances) do
+        out.instances[inst.state] = (out.instances[inst.state] or 0) + 1
+        if inst.healthy and inst.revision == d.row.revision then ready = ready + 1 end
+      end
+      if ready < d.row.replicas then
+        problems[#problems + 1] = string.format("deployment %s/%s: %d/%d ready", d.ns, d.name, ready,
+          d.row.replicas)
+      end
     end
   end
   table.sort(problems)
@@ -80,7 +96,8 @@ return {
     -- The server's health is its own; deployments short of ready instances
     -- are listed as problems too, without making the server degraded.
     local server_ok = #problems == 0
-    local deployments = services_status(server, problems)
+    local visible = function(ns) return auth.allows_namespace(req.token, ns) end
+    local deployments = services_status(server, problems, visible)
     return 200, {
       health = server_ok and "ok" or "degraded",
       problems = problems,
@@ -93,9 +110,9 @@ return {
         for _, l in ipairs(server.listeners) do out[#out + 1] = l.address end
         return out
       end)()),
-      jobs = count_jobs(server.db),
+      jobs = count_jobs(server.db, visible),
       deployments = deployments,
-      cronjobs = (server.db:first("SELECT count(*) AS n FROM cronjobs") or {}).n or 0,
+      cronjobs = count_cronjobs(server.db, visible),
       connections = server.connections,
     }
   end },
