@@ -127,6 +127,7 @@ local function edit(req)
   -- Admitted now as the caller's request, and at each firing again as
   -- theirs (prisn.server.cron): the spec keeps who asked.
   admission.admit(req, "cronjob.apply", spec, { object = "cron/" .. name })
+  require("prisn.server.api.jobs").check_server_script(spec)
   spec.admitted_for = admission.caller(req.token)
   local existing = cronjobs.get(db, ns, name)
   local cron

@@ -68,10 +68,6 @@ end
 local function template_from_body(req, body)
   local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
   spec.timeout = nil -- a service runs until stopped
-  -- A script nobody can run is refused now, not after the deploy.
-  local runner, rerr, _, rhint = require("prisn.exec.runners").detect(req.server.queue:runners(), spec.script,
-    { runner = spec.runner })
-  if not runner then api.fail(422, "invalid", rerr, rhint) end
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
   local port = integer_field(body, "port", 1, 65535)
@@ -264,6 +260,12 @@ local function deploy(req)
   local port = fields.port
   if port == nil and body.port == nil and existing then port = existing.port end
   admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
+  -- A script nobody can run is refused now, not after the deploy (and only
+  -- once admitted: the answer says what a path on the server holds).
+  require("prisn.server.api.jobs").check_server_script(spec)
+  local runner, rerr, _, rhint = require("prisn.exec.runners").detect(req.server.queue:runners(), spec.script,
+    { runner = spec.runner })
+  if not runner then api.fail(422, "invalid", rerr, rhint) end
   local current = existing and deployments.revision(db, ns, name, existing.revision)
   local changed = not current or canonical(current.spec) ~= canonical(spec)
   check_port(req, ns, name, fields)

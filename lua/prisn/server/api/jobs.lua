@@ -81,9 +81,16 @@ local function script_of(req, body)
   end
   local script = api.field(body, "script", "string")
   if script:sub(1, 1) ~= "/" then api.fail(422, "invalid", "script must be an absolute path") end
-  local st = require("luv").fs_stat(script)
-  if not st or st.type ~= "file" then api.fail(422, "invalid", "no such script on the server: " .. script) end
   return script, script:match("^(.*)/[^/]*$")
+end
+
+--- Checks that the script of an admitted spec is a file on the server. A
+-- path on the server is looked at only after admission: before, the answer
+-- would tell any token what exists on the server's filesystem.
+local function check_server_script(spec)
+  if spec.bundle then return end
+  local st = require("luv").fs_stat(spec.script)
+  if not st or st.type ~= "file" then api.fail(422, "invalid", "no such script on the server: " .. spec.script) end
 end
 
 -- The launch spec of a job from a request body (the fields of POST .../jobs),
@@ -147,6 +154,7 @@ end
 
 local function submit(req)
   local spec = admission.admit(req, "job.submit", spec_from_body(req, api.json_body(req)))
+  check_server_script(spec)
   local job = req.server.queue:submit(req.params.ns, spec, req.actor)
   return 201, jobs.to_public(job)
 end
@@ -231,7 +239,8 @@ local routes = {
   end },
 }
 
--- Not a route: the body checks, for the cron job routes (prisn.server.api.cron).
+-- Not routes: the body checks, for the cron job and deployment routes.
 routes.spec_from_body = spec_from_body
+routes.check_server_script = check_server_script
 
 return routes
