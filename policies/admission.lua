@@ -24,6 +24,7 @@
 --                     script = "/srv/x.py" | nil,  -- a path on the server
 --                     bundle = "sha256…" | nil,    -- or an uploaded bundle
 --                     runner = "python3" | nil,
+--                     no_deps = bool,              -- no dependency install
 --                     env_keys = { "NAME", … },
 --                     hooks = { "hooks.lua", … } | nil,
 --                     port = 8080 | nil, host = "0.0.0.0" | nil },

@@ -247,6 +247,11 @@ deployment { name = "m-web", script = %q, isolation = 0, replicas = 0 }
     assert.same({ 403, "forbidden" }, { status, body.error.code })
     status = api("GET", "/metrics", admin)
     assert.equal(200, status)
+    -- A cluster-wide reader (a scraper's view token of '*') may.
+    local scraper = token("prometheus", "view", "*")
+    status, body = api("GET", "/metrics", scraper)
+    assert.equal(200, status)
+    assert.matches("prisn_admission_denials_total{action=\"job.submit\"} %d", body)
     -- Status: b's deployment is not counted for a's token.
     status = api("POST", "/api/v1/namespaces/b/deployments", edit_b, copy(base("deployments"),
       { name = "webb", replicas = 1, port = 18150 + (uv.os_getpid() % 500) }))

@@ -64,7 +64,7 @@ local function request_of(server, caller, action, namespace, spec, fields)
   return {
     action = action, namespace = namespace, caller = caller,
     spec = { isolation = spec.isolation, run_as = spec.run_as, script = spec.bundle == nil and spec.script or nil,
-      bundle = spec.bundle, runner = spec.runner, env_keys = env_keys, hooks = spec.hooks,
+      bundle = spec.bundle, runner = spec.runner, env_keys = env_keys, hooks = spec.hooks, no_deps = spec.no_deps,
       port = fields and fields.port or nil, host = fields and fields.host or nil },
     server = { uid = uv.getuid(), min_isolation = server.min_isolation or M.DEFAULT_MIN_ISOLATION },
   }

@@ -7,7 +7,7 @@
 -- guessed token. Comparison is constant-time. The whole token is shown once,
 -- when it is created.
 --
--- Roles: view < edit < admin. Namespaces: a list; "*" (admin only) means all.
+-- Roles: view < edit < admin. Namespaces: a list; "*" (view or admin) means all.
 local cjson = require("cjson")
 local crypto = require("prisn.core.crypto")
 local errors = require("prisn.error")
@@ -85,9 +85,11 @@ function M.create(db, key, fields)
   end
   for _, ns in ipairs(namespaces) do
     M.check_namespace(ns)
-    if ns == "*" and role ~= "admin" then
-      errors.raise("invalid", "only admin tokens may hold every namespace ('*')",
-        { hint = "name the namespaces this token may use", http_status = 422 })
+    -- A cluster-wide reader (a metrics scraper, a dashboard) is a view
+    -- token of '*'; an edit token always names its namespaces.
+    if ns == "*" and role == "edit" then
+      errors.raise("invalid", "an edit token cannot hold every namespace ('*')",
+        { hint = "name the namespaces this token may use, or make an admin token", http_status = 422 })
     end
   end
   local id = ids.new()

@@ -61,8 +61,10 @@ describe("prisn.store.tokens", function()
     end
     assert.equal("'root' is not a role", err_of({ name = "x", role = "root", namespaces = { "a" } }).message)
     assert.equal("a token needs at least one namespace", err_of({ name = "x", role = "view", namespaces = {} }).message)
-    assert.equal("only admin tokens may hold every namespace ('*')",
+    assert.equal("an edit token cannot hold every namespace ('*')",
       err_of({ name = "x", role = "edit", namespaces = { "*" } }).message)
+    -- A cluster-wide reader (a metrics scraper) may.
+    assert.same({ "*" }, tokens.create(db, key, { name = "scrape", role = "view", namespaces = { "*" } }).namespaces)
     assert.equal("'Bad NS' is not a namespace name",
       err_of({ name = "x", role = "view", namespaces = { "Bad NS" } }).message)
     assert.equal("'no spaces' is not a token name",

@@ -62,8 +62,8 @@ return {
         summary = "Create a token and print it (shown only once)",
         description = "Creates an API token with a role — view (read), edit (read and change),\n"
           .. "admin (everything, tokens included) — bound to one or more namespaces\n"
-          .. "('*' = all, admin only), optionally expiring. The token is printed alone on\n"
-          .. "stdout, once: prisn keeps only a keyed hash of it.",
+          .. "('*' = all, for view and admin tokens), optionally expiring. The token is\n"
+          .. "printed alone on stdout, once: prisn keeps only a keyed hash of it.",
         args = { { name = "NAME", summary = "A name for the token (default: ROLE-token)" } },
         flags = {
           { name = "role", type = "string", values = { "view", "edit", "admin" }, default = "view",
@@ -77,6 +77,8 @@ return {
           { "prisn token create ci --role edit --namespace ns-a --expires 30d",
             "An edit token for namespace ns-a that expires in 30 days" },
           { "prisn token create ops --role admin --namespace '*'", "An admin token for every namespace" },
+          { "prisn token create prometheus --role view --namespace '*'",
+            "A cluster-wide reader, e.g. for scraping /metrics" },
         },
         handler = create,
       },
