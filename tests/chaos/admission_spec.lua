@@ -57,6 +57,27 @@ describe("admission", function()
     return body.items
   end
 
+  -- Uploads folder `d` as a bundle with `tok`; returns its hash.
+  local function upload(d, tok)
+    local blob, hash = require("prisn.bundle").pack(d)
+    h.write(d .. ".bundle", blob)
+    local up = curl({ "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
+      "-H", "Authorization: Bearer " .. tok.token, "--data-binary", "@" .. d .. ".bundle",
+      address .. "/api/v1/bundles/" .. hash })
+    assert.matches("^20[01]$", up.stdout)
+    return hash
+  end
+
+  -- The job `id` of namespace a once it has ended (10 s at most).
+  local function ended(id)
+    local deadline = uv.now() + 10000
+    while true do
+      uv.sleep(50); uv.update_time()
+      local job = select(2, api("GET", "/api/v1/namespaces/a/jobs/" .. id, admin))
+      if job.state == "succeeded" or job.state == "failed" or uv.now() > deadline then return job end
+    end
+  end
+
   setup(function()
     env = h.env()
     home = env.PRISN_HOME
@@ -70,13 +91,7 @@ describe("admission", function()
     admin = { token = (h.read(home .. "/admin.token"):gsub("%s+$", "")), id = "admin" }
     edit_a, view_a, edit_b = token("ci-a", "edit", "a"), token("view-a", "view", "a"), token("ci-b", "edit", "b")
     -- The script's folder, uploaded once as a bundle (content-addressed).
-    local blob, hash = require("prisn.bundle").pack(dir)
-    bundle = hash
-    h.write(dir .. ".bundle", blob)
-    local up = curl({ "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
-      "-H", "Authorization: Bearer " .. edit_a.token, "--data-binary", "@" .. dir .. ".bundle",
-      address .. "/api/v1/bundles/" .. hash })
-    assert.matches("^20[01]$", up.stdout)
+    bundle = upload(dir, edit_a)
   end)
 
   teardown(function()
@@ -181,16 +196,36 @@ describe("admission", function()
     local job
     status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, copy(base("jobs"), { entry = "whoami.sh" }))
     assert.equal(201, status, cjson.encode(job))
-    local deadline = uv.now() + 10000
-    repeat
-      uv.sleep(50); uv.update_time()
-      job = select(2, api("GET", "/api/v1/namespaces/a/jobs/" .. job.id, edit_a))
-    until job.state == "succeeded" or job.state == "failed" or uv.now() > deadline
+    job = ended(job.id)
     assert.equal("succeeded", job.state, cjson.encode(job))
     local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", view_a)
     local out = {}
     for _, rec in ipairs(logs.records) do out[#out + 1] = rec.data end
     assert.equal("65534\n65534\n", table.concat(out))
+  end)
+
+  it("never builds a namespaced token's dependencies, nor reads its metadata outside the bundle", function()
+    -- Building runs the packages' own code as prisn's user: refused.
+    local deps = h.tempdir("prisn-admission-deps")
+    h.write(deps .. "/uses.py", "import yaml\nprint(yaml)\n")
+    local status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = upload(deps, edit_a),
+      entry = "uses.py" })
+    assert.equal(201, status, cjson.encode(job))
+    job = ended(job.id)
+    assert.equal("failed", job.state)
+    assert.matches("are not built, and this token's workloads may not build them", job.message, 1, true)
+    assert.is_nil(uv.fs_stat(home .. "/envs/python3"), "an environment was built")
+    -- An include outside the bundle is not read for it.
+    local meta = h.tempdir("prisn-admission-meta")
+    h.write(meta .. "/x.py", "print(1)\n")
+    h.write(meta .. "/requirements.txt", "-r /etc/shadow\n")
+    status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = upload(meta, edit_a), entry = "x.py" })
+    assert.equal(201, status, cjson.encode(job))
+    job = ended(job.id)
+    assert.equal("failed", job.state)
+    assert.matches("cannot read included file /etc/shadow", job.message, 1, true)
+    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
+    assert.is_nil(cjson.encode(logs):find("root:", 1, true))
   end)
 
   it("refuses an edit token the scale up and rollback of an admin's privileged deployment", function()

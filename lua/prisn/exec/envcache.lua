@@ -77,7 +77,8 @@ end
 -- dependencies plus pip options and the like; default the dependencies),
 -- options, source,
 -- env (list of "K=V" for the installer), npm (path, for node), progress
--- (optional: function(event, info) for "waiting", "building", "built") }.
+-- (optional: function(event, info) for "waiting", "building", "built"),
+-- cached_only (optional: never build; a missing environment is an error) }.
 -- Raises a prisn.error when the build fails. Must run in an async task.
 function M.ensure(spec)
   local key = M.key(spec.manager, spec.interpreter, spec.key_parts or spec.dependencies)
@@ -85,6 +86,12 @@ function M.ensure(spec)
   if read_marker(dir) then
     touch(dir)
     return dir, key, false
+  end
+  if spec.cached_only then
+    errors.raise("EDEPS", string.format("the %s dependencies of this workload (%s) are not built, and this "
+      .. "token's workloads may not build them", spec.manager, table.concat(spec.dependencies, ", ")),
+      { hint = "an admin builds the environment once (the same script run by an admin token); "
+        .. "or vendor the packages into the bundle and run with --no-deps" })
   end
   local progress = spec.progress or function() end
   local parent = M.root(spec.home) .. "/" .. spec.runner

@@ -31,14 +31,26 @@ local function absolute(path, cwd)
   return (cwd == "/" and "" or cwd) .. "/" .. path
 end
 
--- The real filesystem, as prisn.exec.deps wants it.
-local function deps_context(home_dir, cwd, identity)
+-- Whether `path` lies under `root` once symlinks and ".." are resolved
+-- (a path that does not exist does not).
+local function inside(root, path)
+  local real, real_root = uv.fs_realpath(path), uv.fs_realpath(root)
+  return real ~= nil and real_root ~= nil and (real == real_root or real:sub(1, #real_root + 1) == real_root .. "/")
+end
+M._inside = inside
+
+-- The real filesystem, as prisn.exec.deps wants it. With `confine` (a
+-- folder), nothing outside it exists: a restricted workload's metadata
+-- (`-r /etc/shadow` in its requirements.txt) cannot make prisn read the
+-- server's files for it.
+local function deps_context(home_dir, cwd, identity, confine)
+  local function allowed(path) return not confine or inside(confine, path) end
   return {
-    read_file = function(path) return require("prisn.fs").read_file(path) end,
-    exists = function(path) return uv.fs_stat(path) ~= nil end,
+    read_file = function(path) return allowed(path) and require("prisn.fs").read_file(path) or nil end,
+    exists = function(path) return allowed(path) and uv.fs_stat(path) ~= nil end,
     is_dir = function(path)
-      local st = uv.fs_stat(path)
-      return st ~= nil and st.type == "directory"
+      local st = allowed(path) and uv.fs_stat(path)
+      return st and st.type == "directory" or false
     end,
     home = home_dir,
     cwd = cwd,
@@ -100,7 +112,9 @@ function M.prepare(opts, rec)
     launch.interpreter = identity.executable
     if opts.script and not opts.no_deps then
       local deps = require("prisn.exec.deps")
-      local found, derr, dcode = deps.detect(manager, opts.script, deps_context(os.getenv("HOME"), opts.cwd, identity))
+      local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
+      local found, derr, dcode = deps.detect(manager, opts.script,
+        deps_context(os.getenv("HOME"), opts.cwd, identity, confine))
       if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
       launch.deps_source = found.source
       rec.update({ deps_source = found.source })
@@ -111,6 +125,10 @@ function M.prepare(opts, rec)
         if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
         local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
         local ok, env_dir, env_key = pcall(require("prisn.exec.envcache").ensure, {
+          -- A restricted workload's dependencies are never built here:
+          -- building runs the packages' own code (setup.py, postinstall) as
+          -- prisn's user. It may use an environment an admin's run built.
+          cached_only = opts.restricted,
           home = opts.home,
           runner = runner.name,
           manager = manager,
@@ -391,6 +409,7 @@ local function run_spec(home, job, spec, rec, db)
       home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
       runner = spec.runner, env = env, cwd = workspace or spec.cwd or spec.script:match("^(.*)/[^/]*$"),
       timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
+      restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil,
       limits = require("prisn.exec.limits").from_spec(spec) or nil,
       isolation = spec.isolation, user = user, disk = spec.disk, workspace_fresh = workspace and spec.disk and true,
       forward_signals = true,

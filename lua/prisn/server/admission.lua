@@ -113,11 +113,16 @@ end
 
 --- For a route handler: resolves `spec` and admits it as a request of
 -- req's token, or raises the 403. fields: port, host (deployments), object
--- (the event's object, "deploy/api"). Returns the spec.
+-- (the event's object, "deploy/api"). Returns the spec, marked restricted
+-- when the caller is not a cluster-wide admin: prisn then never builds its
+-- dependencies nor reads files outside its bundle for it (see
+-- prisn.exec.job.prepare), since both would run as prisn's own user.
 function M.admit(req, action, spec, fields)
   M.resolve(spec)
-  local ok, err = M.check(req.server, M.caller(req.token), action, req.params.ns, spec, fields)
+  local caller = M.caller(req.token)
+  local ok, err = M.check(req.server, caller, action, req.params.ns, spec, fields)
   if not ok then error(err, 0) end
+  spec.restricted = not caller.cluster_admin or nil
   return spec
 end
 

@@ -134,7 +134,10 @@ function Scheduler:denied(cron, spec, opts)
   if not resolved then return errors.is(rerr) and rerr.message or tostring(rerr) end
   local ok, err = admission.check(self.server, caller, opts.caller and "cronjob.trigger" or "cronjob.fire",
     cron.namespace, spec, { object = "cron/" .. cron.name })
-  if ok then return nil end
+  if ok then
+    spec.restricted = not caller.cluster_admin or nil
+    return nil
+  end
   self:event(cron, "cron.failed", "run not admitted: " .. err.message, opts.actor)
   return err
 end
