@@ -37,9 +37,13 @@ end
 
 --- Writes `text` to `path` through a temporary file renamed into place, so a
 -- reader never sees a half-written file. Returns true or nil, message, code.
+-- The temporary file is created anew (O_EXCL, after removing a leftover of
+-- that name): a symlink planted under its name, in a folder another user
+-- wrote (a restricted build's), is replaced, never followed.
 function M.write_atomic(path, text, mode)
   local tmp = string.format("%s.%d.tmp", path, uv.os_getpid())
-  local fd, err, code = uv.fs_open(tmp, "w", mode or tonumber("600", 8))
+  uv.fs_unlink(tmp)
+  local fd, err, code = uv.fs_open(tmp, "wx", mode or tonumber("600", 8))
   if not fd then return nil, err, code end
   local ok, werr, wcode = uv.fs_write(fd, text, 0)
   if ok then ok, werr, wcode = uv.fs_fsync(fd) end

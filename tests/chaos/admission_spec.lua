@@ -204,17 +204,47 @@ describe("admission", function()
     assert.equal("65534\n65534\n", table.concat(out))
   end)
 
-  it("never builds a namespaced token's dependencies, nor reads its metadata outside the bundle", function()
-    -- Building runs the packages' own code as prisn's user: refused.
+  it("builds a namespaced token's dependencies as its own user, apart, and reads no metadata outside the bundle",
+    function()
+    -- Vendored wheels in the bundle: the build runs as the workload's user
+    -- (a build runs the packages' code), confined, into an entry of its own.
     local deps = h.tempdir("prisn-admission-deps")
-    h.write(deps .. "/uses.py", "import yaml\nprint(yaml)\n")
-    local status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = upload(deps, edit_a),
-      entry = "uses.py" })
+    require("e2e.wheels").build({ { dist = "acme-widgets", version = "1.0", package = "widgets",
+      value = "widgets 1.0" } }, (function() uv.fs_mkdir(deps .. "/wheels", 493); return deps .. "/wheels" end)())
+    h.write(deps .. "/requirements.txt", "--no-index\n--find-links wheels\nacme-widgets\n")
+    h.write(deps .. "/uses.py", "import widgets\nprint(widgets.VALUE)\n")
+    -- PYTHONPATH reaches the build: with the build as root it would load
+    -- this sitecustomize as root.
+    local probe = h.tempdir("prisn-admission-probe")
+    assert(uv.fs_chmod(probe, tonumber("1777", 8)))
+    h.write(deps .. "/sitecustomize.py", string.format("import os\nopen(%q, 'a').write('%%d\\n' %% os.getuid())\n",
+      probe .. "/ran-as"))
+    local hash = upload(deps, edit_a)
+    local status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = hash, entry = "uses.py",
+      env = { PYTHONPATH = home .. "/bundles/" .. hash } })
     assert.equal(201, status, cjson.encode(job))
     job = ended(job.id)
-    assert.equal("failed", job.state)
-    assert.matches("are not built, and this token's workloads may not build them", job.message, 1, true)
-    assert.is_nil(uv.fs_stat(home .. "/envs/python3"), "an environment was built")
+    assert.equal("succeeded", job.state, cjson.encode(job))
+    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
+    local out = {}
+    for _, rec in ipairs(logs.records) do out[#out + 1] = rec.data end
+    assert.equal("widgets 1.0\n", table.concat(out))
+    -- Every python the build and the workload ran loaded it, as 65534.
+    local ran = h.read(probe .. "/ran-as")
+    assert.matches("^65534\n", ran)
+    assert.is_nil(ran:find("^0\n") or ran:find("\n0\n"), ran)
+    local env_dir = home .. "/envs/python3/" .. job.env_key
+    local st = uv.fs_stat(env_dir .. "/pyvenv.cfg")
+    assert.equal(65534, st.uid, "the environment was not built by the workload's user")
+    assert.is_nil(uv.fs_stat(env_dir .. "/.prisn-build-home"))
+    -- The same dependencies for the admin: built apart, as prisn.
+    status, job = api("POST", "/api/v1/namespaces/a/jobs", admin, { bundle = hash, entry = "uses.py" })
+    assert.equal(201, status, cjson.encode(job))
+    local admin_job = ended(job.id)
+    assert.equal("succeeded", admin_job.state, cjson.encode(admin_job))
+    assert.not_equal(admin_job.env_key, select(2, api("GET", "/api/v1/namespaces/a/jobs?limit=10", admin))
+      .items[2].env_key)
+    assert.equal(0, uv.fs_stat(home .. "/envs/python3/" .. admin_job.env_key .. "/pyvenv.cfg").uid)
     -- An include outside the bundle is not read for it.
     local meta = h.tempdir("prisn-admission-meta")
     h.write(meta .. "/x.py", "print(1)\n")
@@ -224,7 +254,7 @@ describe("admission", function()
     job = ended(job.id)
     assert.equal("failed", job.state)
     assert.matches("cannot read included file /etc/shadow", job.message, 1, true)
-    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
+    _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
     assert.is_nil(cjson.encode(logs):find("root:", 1, true))
   end)
 

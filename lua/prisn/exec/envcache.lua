@@ -70,6 +70,35 @@ local function acquire_lock(path, on_wait)
   end
 end
 
+--- Makes the build folder `tmp` the builder's: owned by builder.user, with
+-- a HOME of its own inside (pip and npm keep caches and configuration under
+-- HOME; the server's is not theirs), and a capture function that runs the
+-- installer as that user, confined (prisn.exec.install.confined) with `tmp`
+-- writable and builder.keep readable. Returns the installer's environment
+-- list, the capture function and that HOME (removed after the build).
+function M.hand_over(home, tmp, builder, env)
+  local user = builder.user
+  local build_home = tmp .. "/.prisn-build-home"
+  local ok, err, code = fs.mkdir_p(build_home, tonumber("700", 8))
+  if not ok then errors.raise(code or "EIO", "cannot create " .. build_home .. ": " .. tostring(err)) end
+  for _, path in ipairs({ tmp, build_home }) do
+    local chowned, cerr, ccode = uv.fs_chown(path, user.uid, user.gid)
+    if not chowned then
+      errors.raise(ccode or "EPERM", "cannot hand " .. path .. " to uid " .. user.uid .. ": " .. tostring(cerr),
+        { hint = "a restricted workload's dependencies are built as its own user: prisn must run as root" })
+    end
+  end
+  local list = {}
+  for _, kv in ipairs(env or {}) do
+    if not kv:match("^HOME=") then list[#list + 1] = kv end
+  end
+  list[#list + 1] = "HOME=" .. build_home
+  local keep = { { path = tmp, writable = true } }
+  for _, k in ipairs(builder.keep or {}) do keep[#keep + 1] = { path = k.path } end
+  local capture = require("prisn.exec.install.confined").capture_for({ home = home, user = user, keep = keep })
+  return list, capture, build_home
+end
+
 --- Makes sure the environment for `spec` exists and returns its directory.
 -- spec = { home, runner, manager ("python"|"node"), interpreter (from
 -- prisn.exec.interpreter), dependencies (normalized list), key_parts
@@ -78,7 +107,10 @@ end
 -- options, source,
 -- env (list of "K=V" for the installer), npm (path, for node), progress
 -- (optional: function(event, info) for "waiting", "building", "built"),
--- cached_only (optional: never build; a missing environment is an error) }.
+-- cached_only (optional: never build; a missing environment is an error),
+-- builder (optional: { user = { uid, gid }, keep = { { path }, ... } } to
+-- build as that user, confined: see M.hand_over and
+-- prisn.exec.install.confined; the caller keys such builds apart) }.
 -- Raises a prisn.error when the build fails. Must run in an async task.
 function M.ensure(spec)
   local key = M.key(spec.manager, spec.interpreter, spec.key_parts or spec.dependencies)
@@ -114,13 +146,17 @@ function M.ensure(spec)
     local started = uv.hrtime()
     progress("building", { key = key, dependencies = spec.dependencies })
     local installer = require(INSTALLERS[spec.manager])
+    local env, capture, build_home = spec.env, nil, nil
+    if spec.builder then env, capture, build_home = M.hand_over(spec.home, tmp, spec.builder, spec.env) end
     local built, berr, bcode, details = installer.build({
       interpreter = spec.interpreter.executable,
       dependencies = spec.dependencies,
       options = spec.options,
-      env = spec.env,
+      env = env,
       npm = spec.npm,
+      capture = capture,
     }, tmp, dir)
+    if build_home then fs.rm_rf(build_home) end
     if not built then
       fs.rm_rf(tmp)
       local message = string.format("installing %s dependencies failed: %s", spec.manager, berr)

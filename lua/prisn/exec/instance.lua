@@ -31,7 +31,7 @@ local O_NONBLOCK = 2048 -- Linux; luv takes open(2) flags as an integer
 local DIR_MODE = tonumber("700", 8)
 
 -- The body of `prisn __prepare`: reads { home, script, args, runner, env,
--- no_deps, cwd, restricted, bundle_dir } as JSON from stdin and writes { launch = {...} } or
+-- no_deps, cwd, restricted, bundle_dir, build_as } as JSON from stdin and writes { launch = {...} } or
 -- { error = { code, message, hint } } as JSON to stdout. Returns 0.
 function M.prepare_main()
   local input = io.stdin:read("a")
@@ -43,11 +43,12 @@ function M.prepare_main()
     local done, launch = pcall(require("prisn.exec.job").prepare, {
       home = opts.home, script = opts.script, args = opts.args or {}, runner = opts.runner,
       env = opts.env or {}, no_deps = opts.no_deps, cwd = opts.cwd, show_progress = false,
-      restricted = opts.restricted, bundle_dir = opts.bundle_dir,
+      restricted = opts.restricted, bundle_dir = opts.bundle_dir, build_as = opts.build_as,
     }, { create = function() end, update = function() end, fail_to_start = function() end })
     if done then
       result = { launch = { file = launch.file, argv = launch.argv, env = launch.env, env_dir = launch.env_dir,
-        interpreter = launch.interpreter, runner = launch.runner.name, script = launch.script,
+        interpreter = launch.interpreter, base_interpreter = launch.base_interpreter,
+        runner = launch.runner.name, script = launch.script,
         deps_source = launch.deps_source, env_key = launch.env_key } }
     elseif errors.is(launch) then
       result = { error = { code = launch.code, message = launch.message, hint = launch.hint } }
@@ -65,7 +66,7 @@ end
 function M.prepare(home, spec, done)
   local input = cjson.encode({ home = home, script = spec.script, args = spec.args or {}, runner = spec.runner,
     env = next(spec.env or {}) and spec.env or nil, no_deps = spec.no_deps, cwd = spec.cwd,
-    restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil })
+    restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil, build_as = spec.run_as })
   local proc, err = process.start({ file = uv.exepath(), argv = { "prisn", "__prepare" }, stdin = "pipe",
     stdout = "pipe", stderr = "pipe", session = true, env = require("prisn.exec.run").env_list(
       require("prisn.exec.run").current_environment()) })

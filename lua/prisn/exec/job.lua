@@ -77,6 +77,34 @@ local function progress_printer(show, source)
   end
 end
 
+-- The folder that holds an interpreter's bin/, or its own folder.
+local function prefix_of(executable)
+  local dir = executable and executable:match("^(.*)/[^/]*$")
+  return dir and (dir:match("^(.*)/bin$") or dir) or nil
+end
+
+-- Who builds a restricted workload's dependencies, and what the build may
+-- read (prisn.exec.envcache's builder): the workload's own user
+-- (opts.build_as, never root), with its bundle, the interpreter's and npm's
+-- prefixes and the local wheel folders of PIP_FIND_LINKS and --find-links
+-- readable. nil when there is no such user (prisn is not root).
+local function restricted_builder(opts, identity, env, npm, options)
+  local user = opts.build_as
+  if type(user) ~= "table" or math.type(user.uid) ~= "integer" or user.uid == 0 then return nil end
+  local keep = { { path = opts.bundle_dir }, { path = prefix_of(identity.executable) },
+    { path = prefix_of(identity.real_executable) }, { path = npm and prefix_of(uv.fs_realpath(npm) or npm) } }
+  for dir in (env.PIP_FIND_LINKS or ""):gmatch("%S+") do
+    if dir:sub(1, 1) == "/" then keep[#keep + 1] = { path = dir } end
+  end
+  for _, o in ipairs(options or {}) do
+    local dir = o:match("^%-%-find%-links[= ](/%S+)$") or o:match("^%-f[= ]?(/%S+)$")
+    if dir then keep[#keep + 1] = { path = dir } end
+  end
+  local list = {}
+  for _, k in ipairs(keep) do if k.path then list[#list + 1] = k end end
+  return { user = { uid = user.uid, gid = user.gid or user.uid }, keep = list }
+end
+
 --- Works out what to launch. Returns a launch table: { runner, file, argv,
 -- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors.
 -- `rec` records the job: rec.create(runner) as soon as the runner is known
@@ -110,6 +138,9 @@ function M.prepare(opts, rec)
     end
     -- Exec the real interpreter, not a version manager's shim in front of it.
     launch.interpreter = identity.executable
+    -- A venv's bin/python is a symlink to this one: the sandbox of a
+    -- workload switched to another user must keep its prefix reachable.
+    launch.base_interpreter = identity.real_executable or identity.executable
     if opts.script and not opts.no_deps then
       local deps = require("prisn.exec.deps")
       local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
@@ -123,12 +154,19 @@ function M.prepare(opts, rec)
         local key_parts = { table.unpack(list) }
         for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
         if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
+        local npm = manager == "node" and runners.which("npm", env.PATH, runners.system_probes()) or nil
+        -- A restricted workload's environment is built by its own user,
+        -- confined, into a cache entry of its namespace's own (building runs
+        -- the packages' code); with no such user to build as, never.
+        local builder
+        if opts.restricted then
+          key_parts[#key_parts + 1] = "restricted:" .. tostring(opts.restricted)
+          builder = restricted_builder(opts, identity, env, npm, found.options)
+        end
         local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
         local ok, env_dir, env_key = pcall(require("prisn.exec.envcache").ensure, {
-          -- A restricted workload's dependencies are never built here:
-          -- building runs the packages' own code (setup.py, postinstall) as
-          -- prisn's user. It may use an environment an admin's run built.
-          cached_only = opts.restricted,
+          builder = builder,
+          cached_only = opts.restricted and not builder,
           home = opts.home,
           runner = runner.name,
           manager = manager,
@@ -138,7 +176,7 @@ function M.prepare(opts, rec)
           options = found.options,
           source = where,
           env = supervise.env_list(env),
-          npm = manager == "node" and runners.which("npm", env.PATH, runners.system_probes()) or nil,
+          npm = npm,
           progress = progress_printer(opts.show_progress, where),
         })
         if not ok then
@@ -313,6 +351,7 @@ function M.isolation_context(opts, launch)
       { path = launch.env_dir },
       { path = interpreter_dir },
       { path = launch.interpreter and launch.interpreter:match("^(.*)/bin/[^/]*$") },
+      { path = prefix_of(launch.base_interpreter) },
     },
   }
 end
@@ -409,7 +448,7 @@ local function run_spec(home, job, spec, rec, db)
       home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
       runner = spec.runner, env = env, cwd = workspace or spec.cwd or spec.script:match("^(.*)/[^/]*$"),
       timeout = spec.timeout, grace = spec.grace, no_deps = spec.no_deps,
-      restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil,
+      restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil, build_as = user,
       limits = require("prisn.exec.limits").from_spec(spec) or nil,
       isolation = spec.isolation, user = user, disk = spec.disk, workspace_fresh = workspace and spec.disk and true,
       forward_signals = true,

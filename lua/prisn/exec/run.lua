@@ -204,7 +204,8 @@ end
 --   name (the workload's cgroup name, e.g. "job-<id>"), isolation (nil for
 --   level 0, or { level, explicit, home, keep, user }: see
 --   prisn.exec.isolation.spawn_options; a default level that cannot be set up
---   falls back to 0 with a note), warn(text) }.
+--   falls back to 0 with a note), warn(text), stdin ("inherit" by default,
+--   or "null") }.
 -- With limits, the workload runs in a cgroup of its own (or under rlimits
 -- when there is no cgroup access); everything it leaves running is killed
 -- when it ends and the cgroup is removed, whatever happens.
@@ -220,7 +221,7 @@ function M.supervise(launch)
     argv = launch.argv,
     env = env_list(launch.env),
     cwd = launch.cwd,
-    stdin = "inherit",
+    stdin = launch.stdin or "inherit",
     stdout = "pipe",
     stderr = "pipe",
     session = true,

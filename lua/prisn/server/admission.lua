@@ -114,15 +114,17 @@ end
 --- For a route handler: resolves `spec` and admits it as a request of
 -- req's token, or raises the 403. fields: port, host (deployments), object
 -- (the event's object, "deploy/api"). Returns the spec, marked restricted
--- when the caller is not a cluster-wide admin: prisn then never builds its
--- dependencies nor reads files outside its bundle for it (see
--- prisn.exec.job.prepare), since both would run as prisn's own user.
+-- (spec.restricted = the namespace) when the caller is not a cluster-wide
+-- admin: prisn then reads its dependency metadata only inside its bundle
+-- and builds its dependencies as its own user, confined, into its
+-- namespace's own cache entries (see prisn.exec.job.prepare) — as prisn's
+-- user, both would give it the host.
 function M.admit(req, action, spec, fields)
   M.resolve(spec)
   local caller = M.caller(req.token)
   local ok, err = M.check(req.server, caller, action, req.params.ns, spec, fields)
   if not ok then error(err, 0) end
-  spec.restricted = not caller.cluster_admin or nil
+  spec.restricted = not caller.cluster_admin and req.params.ns or nil
   return spec
 end
 

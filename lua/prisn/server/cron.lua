@@ -135,7 +135,7 @@ function Scheduler:denied(cron, spec, opts)
   local ok, err = admission.check(self.server, caller, opts.caller and "cronjob.trigger" or "cronjob.fire",
     cron.namespace, spec, { object = "cron/" .. cron.name })
   if ok then
-    spec.restricted = not caller.cluster_admin or nil
+    spec.restricted = not caller.cluster_admin and cron.namespace or nil
     return nil
   end
   self:event(cron, "cron.failed", "run not admitted: " .. err.message, opts.actor)

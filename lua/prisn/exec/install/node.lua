@@ -23,8 +23,8 @@ function M.split(dep)
 end
 
 --- Builds node_modules in `tmp_dir`. `spec` = { npm (path to npm),
--- dependencies = { "name@range", ... }, env }. Returns true or nil, message,
--- code, details.
+-- dependencies = { "name@range", ... }, env, capture (optional: as in
+-- prisn.exec.install.python) }. Returns true or nil, message, code, details.
 function M.build(spec, tmp_dir)
   local deps = {}
   for _, dep in ipairs(spec.dependencies) do
@@ -35,7 +35,7 @@ function M.build(spec, tmp_dir)
     cjson.encode({ name = "prisn-env", private = true, dependencies = deps }), tonumber("644", 8))
   if not ok then return nil, err, code end
   local r
-  r, err, code = async.capture(spec.npm, { "install", "--no-audit", "--no-fund", "--omit=dev",
+  r, err, code = (spec.capture or async.capture)(spec.npm, { "install", "--no-audit", "--no-fund", "--omit=dev",
     "--no-package-lock", "--loglevel=error", "--prefix", tmp_dir }, { env = spec.env, cwd = tmp_dir })
   if not r then return nil, err, code end
   if r.code ~= 0 then

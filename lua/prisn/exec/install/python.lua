@@ -7,6 +7,7 @@
 -- every venv (~4 s). pip reads the user's configuration as usual
 -- (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX, pip.conf): prisn passes the
 -- environment through untouched.
+local uv = require("luv")
 local async = require("prisn.async")
 local fs = require("prisn.fs")
 
@@ -36,12 +37,16 @@ end
 -- pyvenv.cfg; the environment is built under a temporary name and renamed,
 -- so point those at the final location before the rename.
 local function relocate(tmp_dir, final_dir)
+  -- Regular files in real folders only: a restricted build (another user)
+  -- may have left symlinks here, and this runs as prisn's user.
   local files = { tmp_dir .. "/pyvenv.cfg" }
-  for _, entry in ipairs(fs.list_dir(tmp_dir .. "/bin")) do
+  local bin = uv.fs_lstat(tmp_dir .. "/bin")
+  for _, entry in ipairs(bin and bin.type == "directory" and fs.list_dir(tmp_dir .. "/bin") or {}) do
     if entry.type == "file" then files[#files + 1] = tmp_dir .. "/bin/" .. entry.name end
   end
   for _, path in ipairs(files) do
-    local text = fs.read_file(path)
+    local st = uv.fs_lstat(path)
+    local text = st and st.type == "file" and fs.read_file(path)
     if text and text:find(tmp_dir, 1, true) then
       local fixed = text:gsub(tmp_dir:gsub("%p", "%%%0"), (final_dir:gsub("%%", "%%%%")))
       local f = io.open(path, "wb")
@@ -53,11 +58,13 @@ end
 --- Builds the environment in `tmp_dir` (which will be renamed to
 -- `final_dir`). `spec` = { interpreter (real executable), dependencies,
 -- options (pip options such as --index-url from requirements.txt), env (list
--- of "K=V" for pip) }. Returns true or nil, message, code, details (the
+-- of "K=V" for pip), capture (optional: how to run a program, with
+-- prisn.async.capture's contract; prisn.exec.install.confined's for a
+-- restricted workload) }. Returns true or nil, message, code, details (the
 -- lines of pip's output that explain the failure).
 function M.build(spec, tmp_dir, final_dir)
-  local r, err, code = async.capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir },
-    { env = spec.env })
+  local capture = spec.capture or async.capture
+  local r, err, code = capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir }, { env = spec.env })
   if not r then return nil, err, code end
   if r.code ~= 0 then
     return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
@@ -71,7 +78,7 @@ function M.build(spec, tmp_dir, final_dir)
   local req_file = tmp_dir .. "/" .. M.REQUIREMENTS
   local ok, werr, wcode = fs.write_atomic(req_file, table.concat(lines, "\n") .. "\n", tonumber("644", 8))
   if not ok then return nil, werr, wcode end
-  r, err, code = async.capture(spec.interpreter, { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
+  r, err, code = capture(spec.interpreter, { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
     "--disable-pip-version-check", "--no-input", "--quiet", "-r", req_file }, { env = spec.env })
   os.remove(req_file)
   if not r then return nil, err, code end
