@@ -15,7 +15,9 @@ describe("API numeric fields", function()
 
   setup(function()
     s = wire.start_server(h)
-    script = s.home .. "/../ok.sh"
+    local dir = h.tempdir("prisn-fields")
+    assert(require("luv").fs_chmod(dir, tonumber("755", 8)))
+    script = dir .. "/ok.sh"
     h.write(script, "#!/bin/sh\nexit 0\n", tonumber("755", 8))
   end)
 

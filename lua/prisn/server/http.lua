@@ -16,6 +16,8 @@
 --   more than max_connections on one listener (TCP, or the unix socket,
 --   each its own budget, so TCP clients cannot crowd out the local CLI):
 --                            503 with Retry-After, closed
+--   more than max_buffered_bytes of incomplete requests, all connections
+--   together: 503 with Retry-After to the one that crossed it, closed
 --   an HTTP version other than 1.0 and 1.1: 505, closed
 --   a malformed request: 400, closed
 --
@@ -41,6 +43,9 @@ M.DEFAULTS = {
   -- reverse proxy in front of prisn is one address for all its clients and
   -- needs more (docs/SERVER.md).
   max_connections_per_client = 64,
+  -- Bytes of requests not yet complete, held for all connections together:
+  -- many clients sending large bodies at once cannot take the memory.
+  max_buffered_bytes = 128 * 1024 * 1024,
   -- A head is a few hundred bytes: seconds are plenty on any link, and a
   -- slow client gives its slot back soon.
   header_timeout_ms = 5 * 1000,
@@ -123,17 +128,30 @@ function M.refusal(server, kind, client)
   return nil
 end
 
+-- Sets the bytes this connection holds of requests not yet complete, and
+-- the server's total with them.
+function Connection:hold(n)
+  local server = self.server
+  server.held_bytes = (server.held_bytes or 0) + n - (self.held or 0)
+  self.held = n
+end
+
 function Connection:close()
   if self.closed then return end
   self.closed = true
   count_out(self.server, self)
+  self:hold(0)
   if self.timer then self.timer:stop(); self.timer:close(); self.timer = nil end
   if self.parser then self.parser:close() end
   if not self.stream:is_closing() then self.stream:close() end
 end
 
 function Connection:write(data)
-  if not self.closed then self.stream:write(data) end
+  if self.closed then return end
+  -- A peer that is gone (EPIPE, ECONNRESET) ends the connection, so that a
+  -- streamed response stops (its write() then says false) even when the
+  -- peer had half-closed before and no read will report it.
+  self.stream:write(data, function(err) if err then self:close() end end)
 end
 
 -- Closes once what was written has been flushed.
@@ -269,7 +287,7 @@ function Connection:pump()
   if self.busy or self.closed or self.closing then return end
   if #self.queue == 0 then
     if self.failure then
-      self:respond(self.failure.status, self.failure.body, nil, false)
+      self:respond(self.failure.status, self.failure.body, self.failure.headers, false)
     elseif self.eof then
       self:close()
     else
@@ -325,6 +343,16 @@ function Connection:on_data(data)
     -- prisn speaks plain HTTP/1.1: an Upgrade request is answered, then closed.
     if msg.upgrade then msg.keep_alive = false end
     self.queue[#self.queue + 1] = msg
+  end
+  -- What the parser holds: nothing between messages, else (at most) all
+  -- that was fed since the last message completed.
+  self:hold(self.parser:pending() == "none" and 0 or (self.held or 0) + #data)
+  if not err and not self.failure and self.server.held_bytes > self.server.limits.max_buffered_bytes then
+    self.failure = failure(503, "unavailable", "the server is receiving too many large requests at once")
+    self.failure.headers = { ["Retry-After"] = "1" }
+    -- Its bytes are let go now, not when the answers before it are done.
+    self:hold(0)
+    self.parser:close()
   end
   if err and not self.failure then
     local status = PARSER_ERROR_STATUS[code] or 400

@@ -154,6 +154,23 @@ describe("prisn.server.http", function()
       wire.wait(function() return held[1] and held[2] end, 3000)
     end)
 
+    it("refuses 503 to the connection that takes incomplete requests past max_buffered_bytes", function()
+      server.limits.max_buffered_bytes = 3000
+      local head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+      local first
+      wire.start(target, nil, { pieces = { { head .. ("a"):rep(1500), 200 }, { ("a"):rep(500), 0 } },
+        timeout_ms = 3000 }, function(r) first = r end)
+      wire.wait(function() return (server.held_bytes or 0) > 1500 end, 1000)
+      local second = wire.request({ host = "127.0.0.1", port = listener.port, bind = "127.0.0.2" },
+        head .. ("b"):rep(1600), { timeout_ms = 3000 })
+      assert.equal(503, second.status)
+      assert.equal("1", second.responses[1].headers["retry-after"])
+      assert.matches("too many large requests", second.responses[1].body)
+      wire.wait(function() return first ~= nil end, 3000)
+      assert.same({ 200, ("a"):rep(2000) }, { first.status, first.responses[1].body })
+      assert.equal(0, server.held_bytes, "nothing held once both are done")
+    end)
+
     it("closes a listener that reports EMFILE and binds it again", function()
       http.PAUSE_MS = 50
       local old = listener.handle

@@ -70,7 +70,7 @@ local function template_from_body(req, body)
   spec.health = normalized
   local restart = null(body.restart) or "always"
   if not RESTART_POLICIES[restart] then
-    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. cjson.encode(restart))
+    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. api.show(restart))
   end
   spec.restart = restart
   spec.progress_deadline = api.duration_field(body, "progress_deadline", 0.001, MAX_PROGRESS_DEADLINE)
@@ -90,7 +90,7 @@ local function template_from_body(req, body)
   end
   local strategy = null(body.strategy) or "round-robin"
   if not deployments.STRATEGIES[strategy] then
-    api.fail(422, "invalid", "strategy must be round-robin or least-connections, got " .. cjson.encode(strategy))
+    api.fail(422, "invalid", "strategy must be round-robin or least-connections, got " .. api.show(strategy))
   end
   local host = null(body.host)
   if host ~= nil and (type(host) ~= "string" or not host:match("^[%x%.:]+$")) then
