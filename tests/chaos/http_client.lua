@@ -217,22 +217,16 @@ end
 
 --- The open descriptors of process `pid` (nil when it is gone).
 function M.open_fds(pid)
-  local n = 0
-  local dir = uv.fs_scandir("/proc/" .. pid .. "/fd")
-  if not dir then return nil end
-  while uv.fs_scandir_next(dir) do n = n + 1 end
-  return n
+  local entries, err = require("prisn.fs").list_dir("/proc/" .. pid .. "/fd")
+  return not err and #entries or nil
 end
 
 --- Total CPU seconds (user + system) process `pid` has used.
 function M.cpu_seconds(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local stat = f:read("a")
-  f:close()
-  local fields = {}
-  for field in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = field end
-  return (tonumber(fields[12]) + tonumber(fields[13])) / 100 -- USER_HZ
+  local procfs = require("prisn.metrics.process")
+  local fields = procfs.parse_stat(require("prisn.fs").read_file("/proc/" .. pid .. "/stat"))
+  if not fields then return nil end
+  return (tonumber(fields[14]) + tonumber(fields[15])) / procfs.USER_HZ
 end
 
 return M
