@@ -192,7 +192,9 @@ static int http_flush_chunk(prisn_http_parser *p) {
 #define PARSER(hp) ((prisn_http_parser *)(hp)->data)
 
 static int http_on_message_begin(http_parser *hp) {
-    http_begin(PARSER(hp));
+    prisn_http_parser *p = PARSER(hp);
+    http_begin(p);
+    p->in_message = true;
     return 0;
 }
 
@@ -325,6 +327,7 @@ static int http_on_message_complete(http_parser *hp) {
     if (hp->upgrade)
         p->upgraded = true;
     http_begin(p);
+    p->in_message = false;
     if (p->body_cap > HTTP_BODY_KEEP) {
         free(p->body);
         p->body = NULL;
@@ -373,6 +376,7 @@ void prisn_http_free(prisn_http_parser *p) {
 
 void prisn_http_reset(prisn_http_parser *p) {
     http_begin(p);
+    p->in_message = false;
     p->upgraded = false;
     p->busy = false;
     p->error = PRISN_HTTP_OK;
@@ -445,6 +449,13 @@ int prisn_http_feed_eof(prisn_http_parser *p, prisn_http_sink sink, void *ctx) {
     }
     http_parser_execute(&p->hp, &http_settings, NULL, 0);
     return http_leave(p, true);
+}
+
+prisn_http_pending_part prisn_http_pending(const prisn_http_parser *p) {
+    if (!p->in_message)
+        return PRISN_HTTP_PENDING_NONE;
+    /* in_trailers is set once the head is complete, for the body too. */
+    return p->in_trailers ? PRISN_HTTP_PENDING_BODY : PRISN_HTTP_PENDING_HEAD;
 }
 
 /* ---- names --------------------------------------------------------------------- */

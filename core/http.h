@@ -135,6 +135,7 @@ typedef struct {
     uint64_t body_total; /* body bytes of this message, also when streamed */
 
     enum { PRISN_HTTP_IN_NONE, PRISN_HTTP_IN_FIELD, PRISN_HTTP_IN_VALUE } last;
+    bool in_message;    /* a message has begun and not yet completed */
     bool start_counted; /* the start line's fixed bytes are in head_bytes */
     bool in_trailers;
     bool upgraded;
@@ -170,6 +171,18 @@ int prisn_http_feed(prisn_http_parser *p, const char *data, size_t len, prisn_ht
  * of the connection, or fails with PRISN_HTTP_E_INCOMPLETE when the stream
  * ends inside a message. Same return convention as prisn_http_feed. */
 int prisn_http_feed_eof(prisn_http_parser *p, prisn_http_sink sink, void *ctx);
+
+/* Where the stream stands between feeds: no message begun (line ends
+ * between messages do not begin one), inside a message's head, or past its
+ * head (in its body or trailers). A caller times a slow peer with it: a
+ * head must arrive sooner than a large body. */
+typedef enum {
+    PRISN_HTTP_PENDING_NONE,
+    PRISN_HTTP_PENDING_HEAD,
+    PRISN_HTTP_PENDING_BODY,
+} prisn_http_pending_part;
+
+prisn_http_pending_part prisn_http_pending(const prisn_http_parser *p);
 
 /* Stable code of the parser's error: "HPE_INVALID_METHOD", "body_too_large",
  * ...; "ok" when there is none. */

@@ -50,6 +50,9 @@
  *   A body running past max_body_bytes fails with body_too_large after
  *   exactly the bytes within the limit came out as chunks.
  *
+ * parser:pending() -> "none" | "head" | "body": where the bytes fed so far
+ *   leave the stream: between messages, inside a head, or past a head.
+ *
  * parser:reset()  forgets any partial message and error.
  * parser:close()  frees the buffers; idempotent; __gc and __close call it.
  * http.status_text(404) -> "Not Found" | nil
@@ -266,6 +269,13 @@ static int l_http_feed_eof(lua_State *L) {
     return push_result(L, p, rc, &s);
 }
 
+/* parser:pending() -> "none" | "head" | "body". Raises when closed. */
+static int l_http_pending(lua_State *L) {
+    static const char *const parts[] = {"none", "head", "body"};
+    lua_pushstring(L, parts[prisn_http_pending(check_parser(L, 1))]);
+    return 1;
+}
+
 /* parser:reset() -> nothing. Ready for a new stream; limits stay. */
 static int l_http_reset(lua_State *L) {
     prisn_http_reset(check_parser(L, 1));
@@ -311,6 +321,7 @@ static int l_http_version(lua_State *L) {
 static const luaL_Reg http_methods[] = {
     {"feed", l_http_feed},
     {"feed_eof", l_http_feed_eof},
+    {"pending", l_http_pending},
     {"reset", l_http_reset},
     {"close", l_http_close},
     {NULL, NULL},

@@ -8,26 +8,38 @@ local M = {}
 
 local DURATION_UNITS = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
 
+-- Past any timeout, grace or expiry that means something (100 years), and
+-- far from where milliseconds stop being exact integers: a longer
+-- duration is a mistake, or an attempt to break a timer.
+M.MAX_DURATION = 100 * 365 * 86400
+
 --- Parses a duration into seconds (a number). "90" is seconds; units are
 -- ms, s, m, h, d, w and may be combined ("1h30m"). Returns nil, message for
--- anything else.
+-- anything else, for NaN, and for more than MAX_DURATION.
 function M.parse_duration(text)
+  local total
   if type(text) == "number" then
-    if text >= 0 then return text end
-    return nil, "a duration cannot be negative"
-  end
-  if type(text) ~= "string" or text == "" then
+    if text ~= text then return nil, "a duration must be a number of seconds, not NaN" end
+    if text < 0 then return nil, "a duration cannot be negative" end
+    total = text
+  elseif type(text) ~= "string" or text == "" then
     return nil, "expected a duration like 30s, 5m, 1h30m or 7d"
-  end
-  if text:match("^%d+%.?%d*$") then return tonumber(text) end
-  local total, rest = 0, text
-  while rest ~= "" do
-    local number, unit, tail = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
-    if not number or not DURATION_UNITS[unit] then
-      return nil, string.format("'%s' is not a duration; use forms like 30s, 5m, 1h30m or 7d", text)
+  elseif text:match("^%d+%.?%d*$") then
+    total = tonumber(text)
+  else
+    local rest = text
+    total = 0
+    while rest ~= "" do
+      local number, unit, tail = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
+      if not number or not DURATION_UNITS[unit] then
+        return nil, string.format("'%s' is not a duration; use forms like 30s, 5m, 1h30m or 7d", text)
+      end
+      total = total + tonumber(number) * DURATION_UNITS[unit]
+      rest = tail
     end
-    total = total + tonumber(number) * DURATION_UNITS[unit]
-    rest = tail
+  end
+  if total > M.MAX_DURATION then
+    return nil, "a duration can be at most " .. M.format_duration(M.MAX_DURATION)
   end
   return total
 end
@@ -56,24 +68,36 @@ local SIZE_UNITS = {
   m = 1024 ^ 2, mb = 1024 ^ 2, mib = 1024 ^ 2,
   g = 1024 ^ 3, gb = 1024 ^ 3, gib = 1024 ^ 3,
   t = 1024 ^ 4, tb = 1024 ^ 4, tib = 1024 ^ 4,
+  p = 1024 ^ 5, pb = 1024 ^ 5, pib = 1024 ^ 5,
 }
 
+-- 8P: every size up to it is an exact integer in a double (JSON's numbers).
+M.MAX_SIZE = 1 << 53
+
 --- Parses a size into bytes (an integer): "512", "64K", "256M", "1.5G",
--- "2GiB". Returns nil, message for anything else.
+-- "2GiB". Returns nil, message for anything else, and past MAX_SIZE.
 function M.parse_size(text)
-  if math.type(text) == "integer" and text >= 0 then return text end
-  if type(text) ~= "string" then return nil, "expected a size like 512M or 1G" end
-  local number, unit = text:match("^(%d+%.?%d*)%s*(%a*)$")
-  local factor = unit and SIZE_UNITS[unit:lower()]
-  if not number or not factor then
-    return nil, string.format("'%s' is not a size; use forms like 64K, 256M, 1.5G (binary units)", text)
+  local bytes
+  if math.type(text) == "integer" and text >= 0 then
+    bytes = text
+  elseif type(text) ~= "string" then
+    return nil, "expected a size like 512M or 1G"
+  else
+    local number, unit = text:match("^(%d+%.?%d*)%s*(%a*)$")
+    local factor = unit and SIZE_UNITS[unit:lower()]
+    if not number or not factor then
+      return nil, string.format("'%s' is not a size; use forms like 64K, 256M, 1.5G (binary units)", text)
+    end
+    bytes = tonumber(number) * factor + 0.5
+    if bytes > M.MAX_SIZE then bytes = M.MAX_SIZE + 1 else bytes = math.floor(bytes) end
   end
-  return math.floor(tonumber(number) * factor + 0.5)
+  if bytes > M.MAX_SIZE then return nil, "a size can be at most " .. M.format_size(M.MAX_SIZE) end
+  return bytes
 end
 
 --- Formats bytes with a binary unit: 1536 -> "1.5K", 268435456 -> "256M".
 function M.format_size(bytes)
-  local units = { "", "K", "M", "G", "T" }
+  local units = { "", "K", "M", "G", "T", "P" }
   local value, i = bytes, 1
   while value >= 1024 and i < #units do
     value = value / 1024

@@ -19,6 +19,15 @@ describe("prisn.units", function()
     end
   end)
 
+  it("refuses NaN, infinity and durations past 100 years, which would break a timer", function()
+    assert.same({ nil, "a duration must be a number of seconds, not NaN" }, { units.parse_duration(0 / 0) })
+    for _, huge in ipairs({ 1e308, math.huge, "36501d", ("9"):rep(400), ("9"):rep(400) .. "w" }) do
+      assert.same({ nil, "a duration can be at most 36500d" }, { units.parse_duration(huge) }, tostring(huge))
+    end
+    assert.equal(units.MAX_DURATION, units.parse_duration("36500d"))
+    assert.same({ nil, "a duration cannot be negative" }, { units.parse_duration(-math.huge) })
+  end)
+
   it("formats durations", function()
     assert.equal("250ms", units.format_duration(0.25))
     assert.equal("1m30s", units.format_duration(90))
@@ -40,10 +49,21 @@ describe("prisn.units", function()
     assert.is_nil(units.parse_size("lots"))
   end)
 
+  it("refuses sizes past 8P, where a double stops counting bytes exactly", function()
+    assert.equal(8 * 1024 ^ 5, units.parse_size("8P"))
+    assert.equal(units.MAX_SIZE, units.parse_size(units.MAX_SIZE))
+    for _, huge in ipairs({ "9P", "99999999999999999999T", ("9"):rep(400), units.MAX_SIZE + 1 }) do
+      assert.same({ nil, "a size can be at most 8P" }, { units.parse_size(huge) }, tostring(huge))
+    end
+    assert.is_nil(units.parse_size(1e308))
+    assert.is_nil(units.parse_size(0 / 0))
+  end)
+
   it("formats sizes", function()
     assert.equal("512B", units.format_size(512))
     assert.equal("1.5K", units.format_size(1536))
     assert.equal("256M", units.format_size(256 * 1024 ^ 2))
     assert.equal("80G", units.format_size(80 * 1024 ^ 3))
+    assert.equal("8P", units.format_size(8 * 1024 ^ 5))
   end)
 end)

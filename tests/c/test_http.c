@@ -141,6 +141,24 @@ static void test_chunked_request_body(void) {
     prisn_http_free(&p);
 }
 
+/* pending() follows a chunked request through its parts. */
+static void test_pending_parts(void) {
+    prisn_http_parser p;
+    recorder r = {0};
+    prisn_http_init(&p, PRISN_HTTP_REQUEST, NULL);
+    CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_NONE);
+    CHECK_INT(feed_str(&p, "\r\nPUT /f HTTP/1.1\r\nTransfer-Enc", &r), 0);
+    CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_HEAD);
+    CHECK_INT(feed_str(&p, "oding: chunked\r\n\r\n5\r\nhel", &r), 0);
+    CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_BODY);
+    CHECK_INT(feed_str(&p, "lo\r\n0\r\nX-T: 1\r\n", &r), 0);
+    CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_BODY); /* trailers */
+    CHECK_INT(feed_str(&p, "\r\n", &r), 0);
+    CHECK_INT(r.n, 1);
+    CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_NONE);
+    prisn_http_free(&p);
+}
+
 static const char pipelined[] = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
                                 "POST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
                                 "PUT /3 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -689,6 +707,7 @@ int main(void) {
         {"simple GET", test_simple_get},
         {"POST with Content-Length and NUL bytes", test_post_with_content_length_and_nul_bytes},
         {"chunked request body", test_chunked_request_body},
+        {"pending parts of a request", test_pending_parts},
         {"pipelined requests in one feed", test_pipelined_in_one_feed},
         {"byte by byte and every split", test_byte_by_byte_and_every_split},
         {"header names lowered, values trimmed", test_header_names_lowered_values_trimmed},

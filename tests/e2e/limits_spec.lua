@@ -178,7 +178,7 @@ describe("prisn run with limits", function()
     write(dir .. "/ok.sh", "echo ok\n")
     local r = prisn({ "run", "--memory", "64", dir .. "/ok.sh" })
     assert.equal(2, r.code)
-    assert.equal("Error: --memory must be at least 1M, got 64\n"
+    assert.equal("Error: --memory must be a size from 1M to 8P, got 64\n"
       .. "Hint: sizes without a unit are bytes: write --memory 256M\n", r.stderr)
     local cpu = prisn({ "run", "--cpu", "0", dir .. "/ok.sh" })
     assert.equal(2, cpu.code)

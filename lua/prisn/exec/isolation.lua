@@ -96,6 +96,7 @@ function M.check(level)
 end
 
 M.MIN_DISK = 1024 * 1024
+M.MAX_DISK = require("prisn.units").MAX_SIZE
 
 --- Checks --disk (bytes or nil) against a checked level (nil: the default).
 -- --disk bounds the writable places of the level-2 root, so it needs level
@@ -103,8 +104,9 @@ M.MIN_DISK = 1024 * 1024
 function M.check_disk(level, disk)
   if disk == nil then return level end
   local errors = require("prisn.error")
-  if math.type(disk) ~= "integer" or disk < M.MIN_DISK then
-    errors.usage("--disk must be at least 1M, got " .. tostring(disk), "sizes without a unit are bytes: --disk 100M")
+  if math.type(disk) ~= "integer" or disk < M.MIN_DISK or disk > M.MAX_DISK then
+    errors.usage("--disk must be a size from 1M to 8P, got " .. tostring(disk),
+      "sizes without a unit are bytes: --disk 100M")
   end
   if level == nil then return 2 end
   if level < 2 then

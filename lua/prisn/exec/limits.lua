@@ -21,8 +21,10 @@ local units = require("prisn.units")
 local M = {}
 
 M.MIN_MEMORY = 1024 * 1024 -- a smaller limit is a unit mistake ("--memory 64")
+M.MAX_MEMORY = units.MAX_SIZE
 M.MIN_CPU = 0.01           -- 1 ms of every 100 ms period, the kernel's floor
 M.MAX_CPU = 1024
+M.MAX_PIDS = 4194304       -- the kernel's PID_MAX_LIMIT; pids.max refuses more
 M.PARENT = "prisn"         -- directory under each hierarchy's mount
 M.KILL_WAIT_MS = 2000      -- how long cleanup waits for killed processes to go
 M.RMDIR_WAIT_MS = 1000     -- and for the kernel to let the directories go
@@ -37,9 +39,9 @@ function M.check(limits)
   local out, any = {}, false
   local memory, cpu, pids = limits.memory, limits.cpu, limits.pids
   if memory ~= nil then
-    if math.type(memory) ~= "integer" or memory < M.MIN_MEMORY then
-      return nil, string.format("--memory must be at least 1M, got %s", tostring(memory)),
-        "sizes without a unit are bytes: write --memory 256M"
+    if math.type(memory) ~= "integer" or memory < M.MIN_MEMORY or memory > M.MAX_MEMORY then
+      return nil, string.format("--memory must be a size from 1M to %s, got %s", units.format_size(M.MAX_MEMORY),
+        tostring(memory)), "sizes without a unit are bytes: write --memory 256M"
     end
     out.memory, any = memory, true
   end
@@ -51,8 +53,8 @@ function M.check(limits)
     out.cpu, any = cpu, true
   end
   if pids ~= nil then
-    if math.type(pids) ~= "integer" or pids < 1 then
-      return nil, string.format("--pids must be a whole number of at least 1, got %s", tostring(pids)),
+    if math.type(pids) ~= "integer" or pids < 1 or pids > M.MAX_PIDS then
+      return nil, string.format("--pids must be a whole number from 1 to %d, got %s", M.MAX_PIDS, tostring(pids)),
         "the script itself counts: --pids 100"
     end
     out.pids, any = pids, true

@@ -89,18 +89,31 @@ local TABLE_FIELDS = { http = true, tcp = true, none = true, interval = true, ti
   starting_interval_ms = true }
 local KNOWN = "failure_threshold, http, interval, none, start_grace, tcp, timeout"
 
+-- Every duration of a check is at most an hour, its failure threshold at
+-- most MAX_THRESHOLD: past that a check means nothing, and a timer armed
+-- with a huge or infinite delay breaks the supervisor instead.
+M.MAX_MS = 3600 * 1000
+M.MAX_THRESHOLD = 1000
+
 local function duration_ms(t, name, positive)
   local v = t[name .. "_ms"]
+  local min = positive and 1 or 0
   if v ~= nil then
-    if type(v) ~= "number" or v < 0 then return nil, name .. "_ms: expected milliseconds, got " .. tostring(v) end
+    if type(v) ~= "number" or not (v >= min and v <= M.MAX_MS) then
+      return nil, string.format("%s_ms: expected milliseconds from %d to %d, got %s", name, min, M.MAX_MS,
+        tostring(v))
+    end
   else
     v = t[name]
     if v == nil then return M.DEFAULTS[name .. "_ms"] end
     local seconds, err = units.parse_duration(v)
     if not seconds then return nil, name .. ": " .. err end
     v = seconds * 1000
+    if not (v >= min and v <= M.MAX_MS) then
+      return nil, string.format("%s: expected a duration from %s to 1h, got %s", name, positive and "1ms" or "0s",
+        tostring(t[name]))
+    end
   end
-  if positive and v <= 0 then return nil, name .. ": must be more than 0" end
   return math.floor(v + 0.5)
 end
 
@@ -154,8 +167,9 @@ function M.normalize(value)
   local n = value.failure_threshold
   if n == nil then n = M.DEFAULTS.failure_threshold end
   n = math.tointeger(n) or n -- 3.0 from a JSON decoder is 3
-  if math.type(n) ~= "integer" or n < 1 then
-    return nil, "failure_threshold: expected an integer of at least 1, got " .. tostring(n)
+  if math.type(n) ~= "integer" or n < 1 or n > M.MAX_THRESHOLD then
+    return nil, string.format("failure_threshold: expected a whole number from 1 to %d, got %s", M.MAX_THRESHOLD,
+      tostring(n))
   end
   spec.failure_threshold = n
   return spec

@@ -24,8 +24,14 @@
 -- the error's http_status, or one derived from its code.
 local cjson = require("cjson")
 local errors = require("prisn.error")
+local units = require("prisn.units")
 
 local M = {}
+
+-- Request bodies are JSON as RFC 8259 has it: cjson's default decoder also
+-- takes NaN, Infinity and hex numbers, which no client means to send.
+local strict_json = cjson.new()
+strict_json.decode_invalid_numbers(false)
 
 -- HTTP status for error codes that carry none.
 M.STATUS_OF_CODE = {
@@ -64,11 +70,68 @@ function M.json_body(req)
   if req.body == nil or req.body == "" then
     M.fail(400, "bad_request", "the request needs a JSON body", "send Content-Type: application/json")
   end
-  local ok, value = pcall(cjson.decode, req.body)
+  local ok, value = pcall(strict_json.decode, req.body)
   if not ok or type(value) ~= "table" then
     M.fail(400, "invalid_json", "the request body is not a JSON object", "send a JSON object")
   end
   return value
+end
+
+--- A request value as an error message shows it: numbers as JSON writes
+-- them (NaN and the infinities by name), strings quoted and cut short.
+function M.show(v)
+  if type(v) == "number" then
+    if v ~= v then return "NaN" end
+    if v == math.huge or v == -math.huge then return (v > 0 and "" or "-") .. "Infinity" end
+    return math.type(v) == "integer" and tostring(v) or string.format("%.14g", v)
+  end
+  if type(v) == "string" then
+    return string.format("%q", #v > 40 and (v:sub(1, 40) .. "...") or v)
+  end
+  if v == cjson.null then return "null" end
+  return type(v) == "table" and "an object" or tostring(v)
+end
+
+local function absent(v) return v == nil or v == cjson.null end
+
+--- body[name] as a whole number from min to max (3.0, as JSON decoders
+-- give 3, counts), or nil when absent or null; raises 422 naming the field
+-- (as `label`, default name) and the range otherwise.
+function M.integer_field(body, name, min, max, label)
+  local v = body[name]
+  if absent(v) then return nil end
+  local n = type(v) == "number" and math.tointeger(v)
+  if not n or n < min or n > max then
+    M.fail(422, "invalid", string.format("%s must be a whole number from %d to %d, got %s", label or name, min, max,
+      M.show(v)))
+  end
+  return n
+end
+
+--- body[name] as a number from min to max (not NaN), or nil when absent;
+-- raises 422 naming the field and the range otherwise.
+function M.number_field(body, name, min, max, label)
+  local v = body[name]
+  if absent(v) then return nil end
+  if type(v) ~= "number" or not (v >= min and v <= max) then
+    M.fail(422, "invalid", string.format("%s must be a number from %g to %g, got %s", label or name, min, max,
+      M.show(v)))
+  end
+  return v
+end
+
+--- body[name] as a duration in seconds from min to max: a string like
+-- "30s" or "1h30m", or a number of seconds. nil when absent; raises 422
+-- naming the field and the range otherwise.
+function M.duration_field(body, name, min, max, label)
+  local v = body[name]
+  if absent(v) then return nil end
+  local seconds = units.parse_duration(v)
+  if not seconds or seconds < min or seconds > max then
+    M.fail(422, "invalid", string.format("%s must be a duration from %s to %s, like 30s, 5m or 1h30m, got %s",
+      label or name, units.format_duration(min), units.format_duration(max), M.show(v)))
+  end
+  return seconds
 end
 
 --- Checks that `body[name]` is of `kind` ("string", "number", "table",

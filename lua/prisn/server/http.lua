@@ -3,18 +3,28 @@
 -- One connection = one parser (prisn.core.http) and a queue of requests
 -- answered in order, so pipelining and keep-alive work. Each request runs as
 -- an async task, so a handler may wait (on a child process, a timer) without
--- blocking the loop. Limits protect the server from its clients:
+-- blocking the loop. Limits protect the server from its clients, and one
+-- client from another:
 --
 --   header and body size     431 / 413, then the connection is closed
---   a request that does not arrive within request_timeout (slow client)
---                            408, closed
+--   a request whose head does not arrive within header_timeout, or that is
+--   not complete within request_timeout (counted from the connection's
+--   opening, or from the first byte of a later request): 408, closed
 --   an idle keep-alive connection past idle_timeout: closed
---   more than max_connections at once: 503 with Retry-After, closed
+--   more than max_connections_per_client from one TCP address at once:
+--                            429 with Retry-After, closed
+--   more than max_connections on one listener (TCP, or the unix socket,
+--   each its own budget, so TCP clients cannot crowd out the local CLI):
+--                            503 with Retry-After, closed
+--   more than max_buffered_bytes of incomplete requests, all connections
+--   together: 503 with Retry-After to the one that crossed it, closed
+--   an HTTP version other than 1.0 and 1.1: 505, closed
 --   a malformed request: 400, closed
 --
--- A handler that raises gets its error rendered ({"error": {...}}); a bug
--- is logged with its traceback and answered 500. Nothing a client sends can
--- stop the loop.
+-- A refused connection costs one small write and a close: no parser, no
+-- timer. A handler that raises gets its error rendered ({"error": {...}});
+-- a bug is logged with its traceback and answered 500. Nothing a client
+-- sends can stop the loop.
 local uv = require("luv")
 local http = require("prisn.core.http")
 local async = require("prisn.async")
@@ -29,9 +39,22 @@ M.DEFAULTS = {
   max_header_bytes = 16 * 1024,
   max_body_bytes = 20 * 1024 * 1024,
   max_connections = 1024,
+  -- A CLI holds one connection, a browser six, a benchmark a few dozen; a
+  -- reverse proxy in front of prisn is one address for all its clients and
+  -- needs more (docs/SERVER.md).
+  max_connections_per_client = 64,
+  -- Bytes of requests not yet complete, held for all connections together:
+  -- many clients sending large bodies at once cannot take the memory.
+  max_buffered_bytes = 128 * 1024 * 1024,
+  -- A head is a few hundred bytes: seconds are plenty on any link, and a
+  -- slow client gives its slot back soon.
+  header_timeout_ms = 5 * 1000,
   request_timeout_ms = 10 * 1000,
   idle_timeout_ms = 60 * 1000,
 }
+
+-- The HTTP versions prisn speaks; anything else is answered 505.
+local VERSIONS = { ["1.0"] = true, ["1.1"] = true }
 
 local PARSER_ERROR_STATUS = {
   header_too_large = 431,
@@ -73,17 +96,70 @@ end
 local Connection = {}
 Connection.__index = Connection
 
+-- Counts a connection in: per listener kind and, on TCP, per remote address.
+local function count_in(server, conn)
+  server.connections = server.connections + 1
+  server.open[conn.kind] = (server.open[conn.kind] or 0) + 1
+  if conn.client then server.clients[conn.client] = (server.clients[conn.client] or 0) + 1 end
+end
+
+local function count_out(server, conn)
+  server.connections = server.connections - 1
+  server.open[conn.kind] = server.open[conn.kind] - 1
+  if conn.client then
+    local n = server.clients[conn.client] - 1
+    server.clients[conn.client] = n > 0 and n or nil
+  end
+end
+
+--- Whether a connection just counted in (of `kind`, from `client`, the
+-- remote address on TCP) may stay. Returns nil, or the refusal: status,
+-- code, message.
+function M.refusal(server, kind, client)
+  if server.stopping then return 503, "unavailable", "the server is stopping" end
+  local limits = server.limits
+  if client and server.clients[client] > limits.max_connections_per_client then
+    return 429, "too_many_connections", string.format("too many connections from %s (at most %d at once)",
+      client, limits.max_connections_per_client)
+  end
+  if server.open[kind] > limits.max_connections then
+    return 503, "unavailable", "too many connections"
+  end
+  return nil
+end
+
+-- Sets the bytes this connection holds of requests not yet complete, and
+-- the server's total with them.
+function Connection:hold(n)
+  local server = self.server
+  server.held_bytes = (server.held_bytes or 0) + n - (self.held or 0)
+  self.held = n
+end
+
 function Connection:close()
   if self.closed then return end
   self.closed = true
-  self.server.connections = self.server.connections - 1
+  count_out(self.server, self)
+  self:hold(0)
   if self.timer then self.timer:stop(); self.timer:close(); self.timer = nil end
   if self.parser then self.parser:close() end
   if not self.stream:is_closing() then self.stream:close() end
 end
 
 function Connection:write(data)
-  if not self.closed then self.stream:write(data) end
+  if self.closed then return end
+  -- A peer that is gone (EPIPE, ECONNRESET) ends the connection, so that a
+  -- streamed response stops (its write() then says false) even when the
+  -- peer had half-closed before and no read will report it.
+  self.stream:write(data, function(err) if err then self:close() end end)
+end
+
+-- Closes once what was written has been flushed.
+function Connection:finish()
+  self.closing = true
+  if self.closed then return end
+  if self.timer then self.timer:stop() end
+  if not self.stream:shutdown(function() self:close() end) then self:close() end
 end
 
 -- Sends a complete response; closes afterwards unless keep_alive.
@@ -94,18 +170,13 @@ function Connection:respond(status, body, headers, keep_alive, head_only)
   if content_type and not h["Content-Type"] then h["Content-Type"] = content_type end
   h["Content-Length"] = tostring(#text)
   self:write(response_head(status, h, keep_alive) .. (head_only and "" or text))
-  if not keep_alive then
-    -- Close once the write has been flushed.
-    if not self.closed then self.stream:shutdown(function() self:close() end) end
-    self.closing = true
-  end
+  if not keep_alive then self:finish() end
 end
 
 -- Sends a chunked response produced by producer(write); see api.stream.
 function Connection:respond_stream(status, producer, headers, keep_alive)
   local h = { ["Transfer-Encoding"] = "chunked", ["Content-Type"] = "application/x-ndjson" }
   for k, v in pairs(headers or {}) do h[k] = v end
-  if self.timer then self.timer:stop() end
   self:write(response_head(status, h, keep_alive))
   local ok, err = pcall(producer, function(text)
     if self.closed then return false end
@@ -114,27 +185,54 @@ function Connection:respond_stream(status, producer, headers, keep_alive)
   end)
   if not ok then self.server.log:error("streaming response failed: %s", tostring(err)) end
   self:write("0\r\n\r\n")
-  if not keep_alive and not self.closed then
-    self.stream:shutdown(function() self:close() end)
-    self.closing = true
-  end
+  if not keep_alive then self:finish() end
 end
 
--- Restarts the timer: `ms` until the connection is dropped with `on_expire`.
+-- Restarts the timer: `ms` until `on_expire(conn)`.
 function Connection:arm(ms, on_expire)
   if self.closed then return end
   if not self.timer then self.timer = uv.new_timer() end
   self.timer:stop()
-  self.timer:start(ms, 0, function() on_expire(self) end)
+  self.timer:start(math.max(0, ms), 0, function() on_expire(self) end)
 end
 
 local function on_request_timeout(conn)
-  if conn.busy then return end
-  conn:respond(408, api.error_body(errors.new("timeout", "the request did not arrive in time")), nil, false)
+  if conn.busy or conn.closing then return end
+  local what = conn.phase == "body" and "the request did not arrive in time"
+    or "the request headers did not arrive in time"
+  conn:respond(408, api.error_body(errors.new("timeout", what)), nil, false)
 end
 
 local function on_idle_timeout(conn)
+  if conn.busy then return end
   conn:close()
+end
+
+-- Arms the timer for what the connection waits for, from the parser's view
+-- of the bytes so far. Phases: "new" (accepted, no request yet: the head's
+-- deadline runs from the opening), "idle" (between keep-alive requests),
+-- "head" and "body" (a request arriving; both deadlines run from its first
+-- byte, or from the opening for the first request, and are never renewed by
+-- a trickle of bytes), "busy" (requests being answered: no deadline).
+function Connection:watch()
+  if self.closed or self.closing or self.busy then return end
+  local limits, now = self.server.limits, uv.now()
+  local pending = self.parser:pending()
+  if pending == "none" then
+    if self.phase ~= "new" and self.phase ~= "idle" then
+      self.phase = "idle"
+      self:arm(limits.idle_timeout_ms, on_idle_timeout)
+    end
+    return
+  end
+  if self.phase == "idle" or self.phase == "busy" then self.started = now end
+  if pending == "head" and self.phase ~= "head" then
+    self.phase = "head"
+    self:arm(self.started + math.min(limits.header_timeout_ms, limits.request_timeout_ms) - now, on_request_timeout)
+  elseif pending == "body" and self.phase ~= "body" then
+    self.phase = "body"
+    self:arm(self.started + limits.request_timeout_ms - now, on_request_timeout)
+  end
 end
 
 --- Runs one request through routing, auth and the handler; returns status,
@@ -186,16 +284,20 @@ end
 -- task that loops while requests wait (a client may pipeline hundreds: one
 -- task per request, each started from the last, would nest without bound).
 function Connection:pump()
-  if self.busy or self.closed then return end
+  if self.busy or self.closed or self.closing then return end
   if #self.queue == 0 then
     if self.failure then
-      self:respond(self.failure.status, self.failure.body, nil, false)
+      self:respond(self.failure.status, self.failure.body, self.failure.headers, false)
+    elseif self.eof then
+      self:close()
     else
-      self:arm(self.server.limits.idle_timeout_ms, on_idle_timeout)
+      self:watch()
     end
     return
   end
   self.busy = true
+  self.phase = "busy"
+  if self.timer then self.timer:stop() end
   local server = self.server
   async.spawn(function()
     local keep_alive = true
@@ -205,7 +307,9 @@ function Connection:pump()
       local started = uv.hrtime()
       local status, body, headers, route_name = M.handle(server, msg)
       if self.closed then break end
-      keep_alive = msg.keep_alive and not server.stopping
+      -- A client that has sent its last byte (a half-close) still gets the
+      -- answers to what it sent; the last one closes.
+      keep_alive = msg.keep_alive and not server.stopping and not (self.eof and #self.queue == 0 and not self.failure)
       if type(body) == "table" and type(body.stream) == "function" then
         self:respond_stream(status, body.stream, headers, keep_alive)
       else
@@ -221,73 +325,201 @@ function Connection:pump()
   end)
 end
 
+local function failure(status, code, message)
+  return { status = status, body = api.error_body(errors.new(code, message)) }
+end
+
 function Connection:on_data(data)
   if self.closing or self.failure then return end
   local messages, err, code = self.parser:feed(data)
   -- A read can complete requests and then fail: answer those, then the error.
   for _, msg in ipairs(messages or {}) do
+    if not VERSIONS[msg.http_version] then
+      -- What follows a message in a version we do not speak is not read.
+      self.failure = failure(505, "http_version_not_supported", string.format(
+        "HTTP/%s is not supported; prisn speaks HTTP/1.1 and HTTP/1.0", msg.http_version))
+      break
+    end
     -- prisn speaks plain HTTP/1.1: an Upgrade request is answered, then closed.
     if msg.upgrade then msg.keep_alive = false end
     self.queue[#self.queue + 1] = msg
   end
-  if err then
+  -- What the parser holds: nothing between messages, else (at most) all
+  -- that was fed since the last message completed.
+  self:hold(self.parser:pending() == "none" and 0 or (self.held or 0) + #data)
+  if not err and not self.failure and self.server.held_bytes > self.server.limits.max_buffered_bytes then
+    self.failure = failure(503, "unavailable", "the server is receiving too many large requests at once")
+    self.failure.headers = { ["Retry-After"] = "1" }
+    -- Its bytes are let go now, not when the answers before it are done.
+    self:hold(0)
+    self.parser:close()
+  end
+  if err and not self.failure then
     local status = PARSER_ERROR_STATUS[code] or 400
     local message = status == 413 and "the request body is too large"
       or status == 431 and "the request headers are too large"
       or ("malformed request: " .. tostring(err))
-    self.failure = { status = status, body = api.error_body(errors.new(code or "bad_request", message)) }
+    self.failure = failure(status, code or "bad_request", message)
   end
-  if messages and #messages > 0 then self.request_armed = false end
   if #self.queue > 0 or self.failure then
     self:pump()
-  elseif not self.busy and not self.request_armed then
-    -- Part of a request arrived: all of it must arrive within request_timeout,
-    -- counted from its first byte (a client trickling bytes is not renewed).
-    self.request_armed = true
-    self:arm(self.server.limits.request_timeout_ms, on_request_timeout)
+  else
+    self:watch()
   end
+end
+
+-- The peer sent its last byte. What it asked for completely is answered;
+-- a partial request never will be.
+function Connection:on_eof()
+  self.eof = true
+  if not self.busy and #self.queue == 0 and not self.failure then self:close() end
+end
+
+-- Logs a failed accept (EMFILE: out of descriptors) at most every 10 s:
+-- a flood of them must not flood the log too. On EMFILE libuv has already
+-- accepted and closed the connections it could not serve (with a descriptor
+-- it keeps in reserve), so the listener does not spin.
+local function accept_failed(server, err)
+  local now, last = uv.now(), server.accept_warned
+  if last and now - last.at < 10000 then
+    last.missed = last.missed + 1
+    return
+  end
+  server.log:warn("accept failed: %s%s", tostring(err), last and last.missed > 0
+    and string.format(" (and %d more since the last warning)", last.missed) or "")
+  server.accept_warned = { at = now, missed = 0 }
 end
 
 local function accept(server, listener)
   local stream = listener.kind == "pipe" and uv.new_pipe(false) or uv.new_tcp()
+  if not stream then return accept_failed(server, "cannot create a handle") end
   if not listener.handle:accept(stream) then
     stream:close()
     return
   end
-  server.connections = server.connections + 1
-  local conn = setmetatable({ server = server, stream = stream, queue = {} }, Connection)
-  if server.connections > server.limits.max_connections or server.stopping then
-    conn:respond(503, api.error_body(errors.new("unavailable",
-      server.stopping and "the server is stopping" or "too many connections",
-      { hint = "retry in a moment" })), { ["Retry-After"] = "1" }, false)
+  local client
+  if listener.kind == "tcp" then
+    local peer = stream:getpeername()
+    if not peer then -- gone already
+      stream:close()
+      return
+    end
+    client = peer.ip
+  end
+  local conn = setmetatable({ server = server, stream = stream, queue = {}, kind = listener.kind,
+    client = client }, Connection)
+  count_in(server, conn)
+  local status, code, message = M.refusal(server, listener.kind, client)
+  if status then
+    -- Refused at once: what fits in the socket's buffer now (all of it, on
+    -- a new connection) is sent, and the descriptor is let go, so a flood
+    -- of refusals holds nothing.
+    local body = json.encode(api.error_body(errors.new(code, message, { hint = "retry in a moment" })))
+    stream:try_write(response_head(status, { ["Content-Type"] = "application/json",
+      ["Content-Length"] = tostring(#body), ["Retry-After"] = "1" }, false) .. body)
+    conn:close()
     return
   end
   conn.parser = http.new_parser("request", {
     max_header_bytes = server.limits.max_header_bytes,
     max_body_bytes = server.limits.max_body_bytes,
   })
-  conn.request_armed = true
-  conn:arm(server.limits.request_timeout_ms, on_request_timeout)
+  conn.phase, conn.started = "new", uv.now()
+  conn:arm(math.min(server.limits.header_timeout_ms, server.limits.request_timeout_ms), on_request_timeout)
   stream:read_start(function(err, data)
-    if err or not data then
+    if err then
       conn:close()
-      return
+    elseif data then
+      conn:on_data(data)
+    else
+      conn:on_eof()
     end
-    conn:on_data(data)
   end)
 end
 
---- Starts serving on `listener` = { kind = "pipe"|"tcp", handle = a bound
--- luv handle }. `server` carries router, limits, log, connections (a
--- counter) and optionally on_request(route, method, status, seconds).
-function M.serve(server, listener)
-  local ok, err = listener.handle:listen(511, function(listen_err)
-    if listen_err then
-      server.log:warn("accept failed: %s", listen_err)
-      return
+--- Makes the bound handle of a listener: { kind = "pipe", path = ... }
+-- (a stale socket file is replaced; the new one is made 0600) or
+-- { kind = "tcp", host = ..., port = ... }. Returns it, or nil, message.
+function M.bind(listener)
+  if listener.kind == "pipe" then
+    uv.fs_unlink(listener.path)
+    local pipe = uv.new_pipe(false)
+    local ok, err = pipe:bind(listener.path)
+    if not ok then
+      pipe:close()
+      return nil, err
     end
+    uv.fs_chmod(listener.path, tonumber("600", 8))
+    return pipe
+  end
+  local tcp = uv.new_tcp()
+  local ok, err = tcp:bind(listener.host, listener.port)
+  if not ok then
+    tcp:close()
+    return nil, err
+  end
+  return tcp
+end
+
+M.PAUSE_MS = 1000
+-- The kernel's queue of connections not yet accepted (capped by
+-- net.core.somaxconn). Under a flood of connects a short one overflows and
+-- every client's SYN is dropped alike, to be sent again a second later;
+-- the loop accepts the whole queue at each turn, so a long one costs little.
+M.BACKLOG = 4096
+
+local function listen(server, listener)
+  return listener.handle:listen(M.BACKLOG, function(listen_err)
+    if listen_err then return M.listen_failed(server, listener, listen_err) end
     accept(server, listener)
   end)
+end
+
+--- The listen callback's error path. libuv sheds the connections it cannot
+-- accept for want of descriptors with one it keeps in reserve, silently;
+-- only when that reserve is gone too (another thread took the descriptor)
+-- does the callback hear of EMFILE, and then libuv calls it again at once,
+-- in a loop that never returns to the event loop. Closing the listener ends
+-- that loop; it is bound again PAUSE_MS later (and again, until it works).
+function M.listen_failed(server, listener, err)
+  accept_failed(server, err)
+  local e = tostring(err)
+  if not (e:find("EMFILE", 1, true) or e:find("ENFILE", 1, true)) or listener.paused then return end
+  listener.paused = true
+  if not listener.handle:is_closing() then listener.handle:close() end
+  local timer = uv.new_timer()
+  local function retry()
+    if server.stopping then
+      timer:close()
+      return
+    end
+    local handle, berr = M.bind(listener)
+    local ok, lerr
+    if handle then
+      listener.handle = handle
+      ok, lerr = listen(server, listener)
+      if not ok then handle:close() end
+    end
+    if ok then
+      listener.paused = false
+      timer:close()
+      server.log:info("listening again on %s", listener.address or listener.kind)
+    else
+      accept_failed(server, berr or lerr)
+      timer:start(M.PAUSE_MS, 0, retry)
+    end
+  end
+  timer:start(M.PAUSE_MS, 0, retry)
+end
+
+--- Starts serving on `listener` = { kind = "pipe"|"tcp", handle = a bound
+-- luv handle, and what M.bind needs to bind it again }. `server` carries
+-- router, limits, log, connections (a counter) and optionally
+-- on_request(route, method, status, seconds).
+function M.serve(server, listener)
+  server.open = server.open or {}
+  server.clients = server.clients or {}
+  local ok, err = listen(server, listener)
   if not ok then return nil, err end
   return true
 end

@@ -84,12 +84,23 @@ end
 
 -- The HTTP limits: defaults, each overridable by an environment variable
 -- (PRISN_HTTP_MAX_BODY_BYTES, PRISN_HTTP_REQUEST_TIMEOUT_MS, ...) for
--- operators tuning a busy server, and for tests.
-function M.limits()
+-- operators tuning a busy server, and for tests. A value that is not a
+-- whole number of at least 1 is ignored. With `nofile` (the open file
+-- limit), each listener's connections are held to a quarter of it, so that
+-- connections alone cannot take the descriptors jobs and services need.
+function M.limits(nofile, log)
   local limits = {}
   for name, value in pairs(require("prisn.server.http").DEFAULTS) do
-    local override = tonumber(os.getenv("PRISN_HTTP_" .. name:upper()) or "")
-    limits[name] = override and math.floor(override) or value
+    local override = math.tointeger(tonumber(os.getenv("PRISN_HTTP_" .. name:upper()) or ""))
+    limits[name] = override and override >= 1 and override or value
+  end
+  if nofile and nofile > 0 and limits.max_connections > nofile // 4 then
+    local room = math.max(16, nofile // 4)
+    if log then
+      log:warn("open file limit is %d: at most %d connections per listener instead of %d", nofile, room,
+        limits.max_connections)
+    end
+    limits.max_connections = room
   end
   return limits
 end
@@ -179,7 +190,10 @@ function M.run(opts)
   local gc_mode = os.getenv("PRISN_GC_MODE") == "incremental" and "incremental" or "generational"
   collectgarbage(gc_mode)
   local old_nofile, nofile = sys.raise_nofile()
-  if old_nofile and old_nofile ~= nofile then
+  if not old_nofile then
+    log:warn("cannot raise the open file limit: %s", tostring(nofile))
+    nofile = nil
+  elseif old_nofile ~= nofile then
     log:info("open file limit raised from %d to %d (a service instance holds 4)", old_nofile, nofile)
   elseif nofile and nofile >= 0 and nofile < 4096 then
     log:warn("open file limit is %d: at 4 per service instance that is about %d instances; raise the hard "
@@ -195,7 +209,7 @@ function M.run(opts)
     db = store.open(home),
     token_key = require("prisn.store.tokens").load_key(home),
     router = build_router(),
-    limits = M.limits(),
+    limits = M.limits(nofile, log),
     min_isolation = opts.min_isolation or require("prisn.server.admission").DEFAULT_MIN_ISOLATION,
     connections = 0,
     started_at = os.time(),
@@ -207,13 +221,13 @@ function M.run(opts)
 
   -- Listeners: the unix socket always (a stale one is replaced: we hold the
   -- lock, so nobody else serves it), TCP on loopback or --listen.
+  local http = require("prisn.server.http")
   local socket_path = home .. "/" .. M.SOCKET_FILE
-  uv.fs_unlink(socket_path)
-  local pipe = uv.new_pipe(false)
-  local ok, err = pipe:bind(socket_path)
-  if not ok then errors.raise("EADDRINUSE", "cannot listen on " .. socket_path .. ": " .. tostring(err)) end
-  uv.fs_chmod(socket_path, tonumber("600", 8))
-  server.listeners[#server.listeners + 1] = { kind = "pipe", handle = pipe, address = "unix:" .. socket_path }
+  local pipe_listener = { kind = "pipe", path = socket_path, address = "unix:" .. socket_path }
+  local pipe, err = http.bind(pipe_listener)
+  if not pipe then errors.raise("EADDRINUSE", "cannot listen on " .. socket_path .. ": " .. tostring(err)) end
+  pipe_listener.handle = pipe
+  server.listeners[#server.listeners + 1] = pipe_listener
   local host, port = "127.0.0.1", M.DEFAULT_PORT
   if opts.listen then
     host, port = parse_listen(opts.listen)
@@ -221,22 +235,24 @@ function M.run(opts)
       errors.usage("--listen expects HOST:PORT or PORT, got '" .. opts.listen .. "'", "e.g. --listen 0.0.0.0:7433")
     end
   end
-  local http = require("prisn.server.http")
-  assert(http.serve(server, server.listeners[1]))
+  assert(http.serve(server, pipe_listener))
   -- TCP: the port asked for, or (by default) the first free one from it on.
   local url, last_err
   for p = port, port + (opts.listen and 0 or M.PORT_ATTEMPTS - 1) do
-    local tcp = uv.new_tcp()
-    local listener = { kind = "tcp", handle = tcp }
-    local bound, berr = tcp:bind(host, p)
-    if bound then bound, berr = http.serve(server, listener) end
+    local listener = { kind = "tcp", host = host, port = p }
+    local tcp, berr = http.bind(listener)
+    local bound = tcp ~= nil
+    if bound then
+      listener.handle = tcp
+      bound, berr = http.serve(server, listener)
+    end
     if bound then
       url = string.format("http://%s:%d", host:find(":") and ("[" .. host .. "]") or host, p)
       listener.address = url
       server.listeners[#server.listeners + 1] = listener
       break
     end
-    tcp:close()
+    if tcp then tcp:close() end
     last_err = berr
   end
   if not url then

@@ -72,10 +72,24 @@ describe("prisn.exec.limits", function()
     it("refuses values that are surely mistakes, with a hint", function()
       local ok, err, hint = limits.check({ memory = 64 })
       assert.is_nil(ok)
-      assert.equal("--memory must be at least 1M, got 64", err)
+      assert.equal("--memory must be a size from 1M to 8P, got 64", err)
       assert.equal("sizes without a unit are bytes: write --memory 256M", hint)
       assert.equal("--cpu is a number of cores from 0.01 to 1024, got 0", select(2, limits.check({ cpu = 0 })))
-      assert.equal("--pids must be a whole number of at least 1, got 0", select(2, limits.check({ pids = 0 })))
+      assert.equal("--pids must be a whole number from 1 to 4194304, got 0", select(2, limits.check({ pids = 0 })))
+    end)
+
+    it("refuses huge, infinite and NaN values, naming the range", function()
+      assert.equal("--memory must be a size from 1M to 8P, got 9007199254740993",
+        select(2, limits.check({ memory = (1 << 53) + 1 })))
+      assert.equal("memory must be a size from 1M to 8P, got 1e+308", select(2, limits.from_spec({ memory = 1e308 })))
+      assert.equal("memory: a size can be at most 8P", select(2, limits.from_spec({ memory = "9P" })))
+      for _, cpu in ipairs({ 0 / 0, math.huge, 1e308, -1 }) do
+        assert.matches("^%-%-cpu is a number of cores from 0%.01 to 1024, got ", select(2, limits.check({ cpu = cpu })))
+      end
+      assert.equal("pids must be a whole number from 1 to 4194304, got 4194305",
+        select(2, limits.from_spec({ pids = 4194305.0 })))
+      assert.equal("pids must be a whole number from 1 to 4194304, got 1e+308",
+        select(2, limits.from_spec({ pids = 1e308 })))
     end)
 
     it("reads JSON specs: float integers and size strings", function()
@@ -84,7 +98,7 @@ describe("prisn.exec.limits", function()
       assert.is_false(limits.from_spec({}))
       local ok, err = limits.from_spec({ pids = 1.5 })
       assert.is_nil(ok)
-      assert.equal("pids must be a whole number of at least 1, got 1.5", err)
+      assert.equal("pids must be a whole number from 1 to 4194304, got 1.5", err)
       assert.matches("not a size", select(2, limits.from_spec({ memory = "lots" })))
     end)
 

@@ -65,14 +65,11 @@ local function schedule_of(body)
   return compiled.expression, timezone
 end
 
+-- Finished runs kept per cron job and outcome: each is a job record and a log.
+local MAX_KEEP = 10000
+
 local function keep_field(body, name)
-  local v = null(body[name])
-  if v == nil then return cronjobs.DEFAULT_KEEP end
-  local n = math.tointeger(v)
-  if not n or n < 0 then
-    api.fail(422, "invalid", string.format("%s must be a whole number, 0 or more, got %s", name, tostring(v)))
-  end
-  return n
+  return api.integer_field(body, name, 0, MAX_KEEP) or cronjobs.DEFAULT_KEEP
 end
 
 local function runs_of(db, cron, limit)

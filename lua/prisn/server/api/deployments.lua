@@ -11,6 +11,7 @@ local auth = require("prisn.server.auth")
 local deployments = require("prisn.store.deployments")
 
 local MAX_REPLICAS = 1000
+local MAX_PROGRESS_DEADLINE = 86400
 local RESTART_POLICIES = { always = true, ["on-failure"] = true, never = true }
 
 local function null(v)
@@ -53,24 +54,13 @@ local function canonical(v)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
-local function integer_field(body, name, min, max)
-  local v = null(body[name])
-  if v == nil then return nil end
-  local n = math.tointeger(v)
-  if not n or n < min or n > max then
-    api.fail(422, "invalid", string.format("%s must be a whole number from %d to %d, got %s", name, min, max,
-      cjson.encode(v)))
-  end
-  return n
-end
-
 -- The instance template (revision spec) and the deployment fields of a body.
 local function template_from_body(req, body)
   local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
   spec.timeout = nil -- a service runs until stopped
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
-  local port = integer_field(body, "port", 1, 65535)
+  local port = api.integer_field(body, "port", 1, 65535)
   if health == nil then health = port and "tcp" or "none" end
   local normalized, herr = require("prisn.net.health").normalize(health)
   if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
@@ -78,17 +68,10 @@ local function template_from_body(req, body)
   spec.health = normalized
   local restart = null(body.restart) or "always"
   if not RESTART_POLICIES[restart] then
-    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. cjson.encode(restart))
+    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. api.show(restart))
   end
   spec.restart = restart
-  local deadline = null(body.progress_deadline)
-  if deadline ~= nil then
-    local seconds = require("prisn.units").parse_duration(deadline)
-    if not seconds or seconds <= 0 then
-      api.fail(422, "invalid", "progress_deadline must be a duration like 60s, got " .. cjson.encode(deadline))
-    end
-    spec.progress_deadline = seconds
-  end
+  spec.progress_deadline = api.duration_field(body, "progress_deadline", 0.001, MAX_PROGRESS_DEADLINE)
   if port and spec.isolation == 3 then
     api.fail(422, "invalid", "a deployment with a port cannot run at isolation level 3 (no network)",
       "use --isolation 2, or drop --port for a worker that serves nothing")
@@ -105,14 +88,14 @@ local function template_from_body(req, body)
   end
   local strategy = null(body.strategy) or "round-robin"
   if not deployments.STRATEGIES[strategy] then
-    api.fail(422, "invalid", "strategy must be round-robin or least-connections, got " .. cjson.encode(strategy))
+    api.fail(422, "invalid", "strategy must be round-robin or least-connections, got " .. api.show(strategy))
   end
   local host = null(body.host)
   if host ~= nil and (type(host) ~= "string" or not host:match("^[%x%.:]+$")) then
     api.fail(422, "invalid", "host must be an IP address like 0.0.0.0 or 127.0.0.1")
   end
   return spec, { port = port, host = host, strategy = strategy,
-    replicas = integer_field(body, "replicas", 0, MAX_REPLICAS) }
+    replicas = api.integer_field(body, "replicas", 0, MAX_REPLICAS) }
 end
 
 -- Whether `port` can be listened on (nothing else holds it).
@@ -309,13 +292,10 @@ local function target_of(body, current)
   end
   local f = given[1]
   if f == "multiply" then
-    local m = body.multiply
-    if type(m) ~= "number" or m <= 0 or m ~= m or m > MAX_REPLICAS then
-      api.fail(422, "invalid", "multiply must be a positive number, got " .. cjson.encode(m))
-    end
-    return math.max(1, math.ceil(current * m - 1e-9))
+    local m = api.number_field(body, "multiply", 0.01, MAX_REPLICAS)
+    return math.min(math.max(1, math.ceil(current * m - 1e-9)), MAX_REPLICAS)
   end
-  local n = integer_field(body, f, 0, MAX_REPLICAS)
+  local n = api.integer_field(body, f, 0, MAX_REPLICAS)
   if f == "replicas" then return n end
   if f == "add" then return math.min(current + n, MAX_REPLICAS) end
   return math.max(current - n, 0)
@@ -354,9 +334,9 @@ local function scale(req)
     if type(auto) ~= "table" then api.fail(422, "invalid", "auto must be an object { min, max, target_cpu }") end
     -- At least 1: with no instance there is no CPU to measure, so an
     -- autoscaler at 0 would never scale up again.
-    local min = integer_field(auto, "min", 1, MAX_REPLICAS) or 1
-    local max = integer_field(auto, "max", 1, MAX_REPLICAS) or 10
-    local target = integer_field(auto, "target_cpu", 1, 100) or 70
+    local min = api.integer_field(auto, "min", 1, MAX_REPLICAS, "auto.min") or 1
+    local max = api.integer_field(auto, "max", 1, MAX_REPLICAS, "auto.max") or 10
+    local target = api.integer_field(auto, "target_cpu", 1, 100, "auto.target_cpu") or 70
     if min > max then api.fail(422, "invalid", string.format("min (%d) is above max (%d)", min, max)) end
     local to = math.min(math.max(d.replicas, min), max)
     local settings = { min = min, max = max, target_cpu = target }
@@ -424,7 +404,7 @@ local function rollback(req)
   local body = req.body ~= "" and req.body ~= nil and api.json_body(req) or {}
   local d = find(req)
   local db = req.server.db
-  local target = integer_field(body, "revision", 1, math.maxinteger)
+  local target = api.integer_field(body, "revision", 1, math.maxinteger)
   local revs = deployments.revisions(db, d.namespace, d.name)
   local chosen
   if target then

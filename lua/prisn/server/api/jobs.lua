@@ -36,16 +36,10 @@ local function find(req)
   return job
 end
 
-local function duration_field(body, name)
-  local v = body[name]
-  if v == nil or v == cjson.null then return nil end
-  local seconds = units.parse_duration(v)
-  if not seconds or seconds <= 0 then
-    api.fail(422, "invalid", string.format("%s must be a positive duration like 30s or 5m, got %s", name,
-      tostring(v)))
-  end
-  return seconds
-end
+-- The longest a job may run (timeout), and may take to stop after SIGTERM
+-- (grace): past these, a value is a mistake or an attempt to break a timer.
+local MAX_TIMEOUT = 365 * 86400
+local MAX_GRACE = 3600
 
 local function string_list(body, name)
   local v = body[name]
@@ -131,9 +125,13 @@ local function spec_from_body(req, body)
   end
   local disk = null(body.disk)
   if disk ~= nil then
-    if type(disk) == "string" then disk = require("prisn.units").parse_size(disk) end
+    local shown = api.show(disk)
+    if type(disk) == "string" then disk = units.parse_size(disk) end
     disk = type(disk) == "number" and math.tointeger(disk) or nil
-    local ok, level = pcall(require("prisn.exec.isolation").check_disk, isolation, disk or -1)
+    if not disk then
+      api.fail(422, "invalid", "disk must be a size from 1M to 8P, got " .. shown, "a size like \"100M\"")
+    end
+    local ok, level = pcall(require("prisn.exec.isolation").check_disk, isolation, disk)
     if not ok then
       local message = type(level) == "table" and level.message or tostring(level)
       api.fail(422, "invalid", "disk: " .. message:gsub("^%-%-disk ", ""),
@@ -145,7 +143,8 @@ local function spec_from_body(req, body)
     script = script, bundle = bundle, entry = bundle and body.entry or nil,
     args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
     runner = type(body.runner) == "string" and body.runner or nil,
-    timeout = duration_field(body, "timeout"), grace = duration_field(body, "grace"),
+    timeout = api.duration_field(body, "timeout", 0.001, MAX_TIMEOUT),
+    grace = api.duration_field(body, "grace", 0.001, MAX_GRACE),
     no_deps = body.no_deps == true, cwd = dir,
     memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
     pids = limits and limits.pids or nil, isolation = isolation, disk = disk,

@@ -1,7 +1,9 @@
 -- Tokens: /api/v1/tokens. Admin only; a new token is in the response once.
 local api = require("prisn.server.api")
 local tokens = require("prisn.store.tokens")
-local units = require("prisn.units")
+
+-- A token may be made to expire in up to ten years (or never, without expires_in).
+local MAX_EXPIRES_IN = 3650 * 86400
 
 local function record_event(req, action, token, message)
   if req.server.events then
@@ -22,14 +24,8 @@ return {
     local role = api.field(body, "role", "string")
     local namespaces = api.field(body, "namespaces", "table")
     local expires_at
-    local expires = body.expires_in
-    if expires ~= nil and expires ~= api.null then
-      local seconds = units.parse_duration(expires)
-      if not seconds or seconds <= 0 then
-        api.fail(422, "invalid", "expires_in must be a positive duration like 30d, got " .. tostring(expires))
-      end
-      expires_at = require("prisn.store.jobs").now_ms() + math.floor(seconds * 1000)
-    end
+    local seconds = api.duration_field(body, "expires_in", 1, MAX_EXPIRES_IN)
+    if seconds then expires_at = require("prisn.store.jobs").now_ms() + math.floor(seconds * 1000) end
     local record, secret = tokens.create(req.server.db, req.server.token_key, {
       name = name, role = role, namespaces = namespaces, expires_at = expires_at, created_by = req.actor,
     })
