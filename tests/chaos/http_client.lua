@@ -183,6 +183,15 @@ function M.api(target, method, path, token, body)
   return r.status, ok and decoded or nil, r
 end
 
+--- Uploads folder `dir` as a bundle with `token`; returns its hash.
+function M.upload(target, token, dir)
+  local blob, hash = require("prisn.bundle").pack(dir)
+  assert(blob, hash)
+  local status = M.api(target, "PUT", "/api/v1/bundles/" .. hash, token, blob)
+  assert(status == 200 or status == 201, "bundle upload: " .. tostring(status))
+  return hash
+end
+
 --- Starts a server (`prisn server start`) with a fresh PRISN_HOME and the
 -- variables of `extra_env`, through the e2e helper `h`. Returns { env, home,
 -- pid, tcp (a target), unix (a target), admin (the admin token) }.

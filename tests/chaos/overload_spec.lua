@@ -40,15 +40,14 @@ describe("overload at ten times the job rate", function()
   it("answers 429 past the queue bound, stays responsive and loses no accepted job", function()
     s = wire.start_server(h, { PRISN_MAX_RUNNING_JOBS = tostring(RUNNING),
       PRISN_MAX_QUEUED_JOBS = tostring(MAX_QUEUED) })
-    -- Outside PRISN_HOME, which a workload cannot see into, in a folder its
-    -- unprivileged user may enter.
+    -- Uploaded as a bundle: an edit token's job runs a bundle, never a path
+    -- on the server (admission).
     local dir = h.tempdir("prisn-overload")
-    assert(uv.fs_chmod(dir, tonumber("755", 8)))
-    local script = h.write(dir .. "/work.sh", string.format("#!/bin/sh\nsleep %g\necho done\n", JOB_S),
+    h.write(dir .. "/work.sh", string.format("#!/bin/sh\nsleep %g\necho done\n", JOB_S),
       tonumber("755", 8))
     local token = wire.token(h, s, "load", "edit", "load")
     local submit = wire.format("POST", "/api/v1/namespaces/load/jobs", { token = token,
-      body = cjson.encode({ script = script }) })
+      body = cjson.encode({ bundle = wire.upload(s.tcp, token, dir), entry = "work.sh" }) })
 
     local accepted, statuses, retry_after_missing, in_flight = {}, {}, 0, 0
     local max_depth, health_max_ms, health_n, health_failures = 0, 0, 0, {}
