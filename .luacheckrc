@@ -5,6 +5,7 @@ codes = true
 
 files["spec/**/*_spec.lua"] = { std = "+busted" }
 files["tests/e2e/**/*_spec.lua"] = { std = "+busted" }
+files["tests/chaos/**/*_spec.lua"] = { std = "+busted" }
 -- `prisn lua` sets the global `arg`, as the stand-alone interpreter does.
 files["tests/spec_runner.lua"] = { globals = { "arg" } }
 files["lua/prisn/cli/commands/lua.lua"] = { globals = { "arg" } }
