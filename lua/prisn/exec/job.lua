@@ -546,9 +546,26 @@ function M.server_workspace(home, id, spec, user)
   if not level or level < 2 then return nil end
   local path = home .. "/work/" .. id
   if spec.disk then return path end
+  local fs = require("prisn.fs")
+  local function fail(what, err, code)
+    errors.raise(code or "EIO", string.format("cannot %s the workspace of job %s (%s): %s", what, id, path,
+      tostring(err)), { hint = code == "ENOSPC" and "free some disk space where PRISN_HOME lives"
+        or "check that " .. home .. "/work exists and that the server may write to it" })
+  end
   uv.fs_mkdir(home .. "/work", tonumber("711", 8))
-  assert(uv.fs_mkdir(path, tonumber("700", 8)))
-  if user then assert(uv.fs_chown(path, user.uid, user.gid)) end
+  local ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
+  if not ok and code == "EEXIST" then
+    -- Left by an earlier attempt at this job whose runner did not clean up
+    -- (killed with the server): the job starts in a fresh one.
+    local removed, rerr, rcode = fs.rm_rf(path)
+    if not removed then fail("clear the leftover", rerr, rcode) end
+    ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
+  end
+  if not ok then fail("create", err, code) end
+  if user then
+    ok, err, code = uv.fs_chown(path, user.uid, user.gid)
+    if not ok then fail("hand over", err, code) end
+  end
   return path
 end
 
