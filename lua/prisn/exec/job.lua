@@ -691,9 +691,7 @@ function M.run_from_cli(ctx)
     end
     user = { uid = found.uid, gid = found.gid }
   end
-  local env, keys = {}, {}
-  if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
-  supervise.parse_env_pairs(flags.env, env, keys)
+  local env, keys = require("prisn.envfile").collect(flags.env_file and absolute(flags.env_file, cwd), flags.env)
   local remote = not require("prisn.client").context(ctx).is_local
   if flags.detach or remote then
     if not script then
