@@ -18,6 +18,7 @@ local sys = require("prisn.core.sys")
 local async = require("prisn.async")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local write_hint = require("prisn.home").write_hint
 
 local M = {}
 
@@ -90,12 +91,12 @@ function M.ensure(spec)
   local parent = M.root(spec.home) .. "/" .. spec.runner
   local ok, err, code = fs.mkdir_p(parent)
   if not ok then
-    errors.raise(code or "EIO", "cannot create " .. parent .. ": " .. tostring(err), { hint = M.space_hint(code) })
+    errors.raise(code or "EIO", "cannot create " .. parent .. ": " .. tostring(err), { hint = write_hint(code) })
   end
   local lock, lerr, lcode = acquire_lock(dir .. ".lock", function() progress("waiting", { key = key }) end)
   if not lock then
     errors.raise(lcode or "EIO", "cannot lock the environment " .. dir .. ": " .. tostring(lerr),
-      { hint = M.space_hint(lcode) })
+      { hint = write_hint(lcode) })
   end
   local built_here = false
   local result = table.pack(pcall(function()
@@ -106,7 +107,7 @@ function M.ensure(spec)
     local made, merr, mcode = fs.mkdir_p(tmp, tonumber("755", 8))
     if not made then
       errors.raise(mcode or "EIO", "cannot create " .. tmp .. " for a new environment: " .. tostring(merr),
-        { hint = M.space_hint(mcode) })
+        { hint = write_hint(mcode) })
     end
     local started = uv.hrtime()
     progress("building", { key = key, dependencies = spec.dependencies })
@@ -139,13 +140,13 @@ function M.ensure(spec)
     if not marked then
       fs.rm_rf(tmp)
       errors.raise(wcode or "EIO", "cannot write the marker of the new environment " .. tmp .. ": "
-        .. tostring(werr), { hint = M.space_hint(wcode) })
+        .. tostring(werr), { hint = write_hint(wcode) })
     end
     local renamed, rerr, rcode = uv.fs_rename(tmp, dir)
     if not renamed then
       fs.rm_rf(tmp)
       errors.raise(rcode or "EIO", "cannot move the new environment into place: " .. tostring(rerr),
-        { hint = M.space_hint(rcode) })
+        { hint = write_hint(rcode) })
     end
     built_here = true
     progress("built", { key = key, ms = marker.build_ms })
@@ -154,14 +155,6 @@ function M.ensure(spec)
   if not result[1] then error(result[2], 0) end
   touch(dir)
   return dir, key, built_here
-end
-
---- The hint for a failure to write under envs/ with error `code`.
-function M.space_hint(code)
-  if code == "ENOSPC" or code == "EDQUOT" then
-    return "free some disk space where PRISN_HOME lives ('prisn env prune' removes unused environments)"
-  end
-  return "check that PRISN_HOME is writable ('prisn doctor' checks it)"
 end
 
 -- Where the dependency list came from, in words, for a hint.

@@ -549,8 +549,7 @@ function M.server_workspace(home, id, spec, user)
   local fs = require("prisn.fs")
   local function fail(what, err, code)
     errors.raise(code or "EIO", string.format("cannot %s the workspace of job %s (%s): %s", what, id, path,
-      tostring(err)), { hint = code == "ENOSPC" and "free some disk space where PRISN_HOME lives"
-        or "check that " .. home .. "/work exists and that the server may write to it" })
+      tostring(err)), { hint = require("prisn.home").write_hint(code) })
   end
   uv.fs_mkdir(home .. "/work", tonumber("711", 8))
   local ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))

@@ -73,8 +73,7 @@ function M.prepare(home, user, uv)
   local function check(path, ok, err, code)
     if ok or code == "EEXIST" then return end
     errors.raise(code or "EIO", string.format("cannot prepare the isolation root: %s: %s", path, tostring(err)),
-      { hint = (code == "ENOSPC" or code == "EDQUOT") and "free some disk space where PRISN_HOME lives"
-        or "check that PRISN_HOME is writable ('prisn doctor' checks it)" })
+      { hint = require("prisn.home").write_hint(code) })
   end
   check(base .. "/root", fs.mkdir_p(base .. "/root", DIR))
   local id = user and (user.uid .. "-" .. user.gid) or (uv.getuid() .. "-" .. uv.getgid())

@@ -268,8 +268,7 @@ function M.run(opts)
     tonumber("600", 8))
   if not written then
     errors.raise(wcode or "EIO", "cannot write " .. home .. "/" .. M.INFO_FILE .. ": " .. tostring(werr),
-      { hint = wcode == "ENOSPC" and "free some disk space where PRISN_HOME lives"
-        or "check that you own " .. home .. " and may write to it ('prisn doctor' checks it)" })
+      { hint = require("prisn.home").write_hint(wcode) })
   end
   log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
 

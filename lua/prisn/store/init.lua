@@ -23,6 +23,7 @@
 local uv = require("luv")
 local core = require("prisn.core.store")
 local errors = require("prisn.error")
+local homes = require("prisn.home")
 
 local M = {}
 
@@ -32,10 +33,10 @@ M.FILE_MODE = tonumber("600", 8)
 local HINTS = {
   SQLITE_BUSY = "another prisn process is writing to the state database; try again in a moment",
   SQLITE_LOCKED = "another prisn process is writing to the state database; try again in a moment",
-  SQLITE_READONLY = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_PERM = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_CANTOPEN = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_FULL = "free some disk space where PRISN_HOME lives",
+  SQLITE_READONLY = homes.write_hint("SQLITE_READONLY"),
+  SQLITE_PERM = homes.write_hint("SQLITE_PERM"),
+  SQLITE_CANTOPEN = homes.write_hint("SQLITE_CANTOPEN"),
+  SQLITE_FULL = homes.write_hint("SQLITE_FULL"),
   SQLITE_IOERR = "the disk holding PRISN_HOME failed a read or write; check it (dmesg) and its free space",
   SQLITE_ABORT = "the change was not made; check the free space where PRISN_HOME lives and try again",
   SQLITE_CORRUPT = "the state database is damaged: run 'prisn doctor', then move state.db aside "
@@ -206,7 +207,6 @@ end
 -- database, or comes from a newer prisn.
 function M.open(home, opts)
   opts = opts or {}
-  local homes = require("prisn.home")
   if not home then home = opts.create == false and homes.path() or homes.ensure() end
   local path = M.path(home)
   if not uv.fs_stat(path) then
