@@ -31,7 +31,7 @@ local function wait_for(pred, ms)
 end
 
 describe("chaos: a full disk under $PRISN_HOME", function()
-  local mnt, env, home, dir, token, skip, refill_group
+  local mnt, mounted, env, home, dir, token, skip, refill_group
 
   -- Kills the refiller's whole session (the shell and its cat), by pid.
   local function stop_refiller()
@@ -62,74 +62,67 @@ describe("chaos: a full disk under $PRISN_HOME", function()
     return h.prisn(args, opts)
   end
 
-  setup(function()
+  before_each(function()
     mnt = h.tempdir("prisn-chaos-disk")
     local r = h.run("/bin/mount", { "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt },
       { env = { PATH = "/usr/bin:/bin:/usr/sbin:/sbin" } })
-    if r.code ~= 0 then
+    mounted = r.code == 0
+    if not mounted then
       skip = "mount -t tmpfs is not permitted here (" .. (r.stderr:match("[^\n]*") or "") .. "); run as root"
       return
     end
-    env = h.env({ PRISN_HOME = mnt .. "/home", PRISN_MAX_RUNNING_JOBS = tostring(JOBS + 4) })
+    env = h.env({ PRISN_HOME = mnt .. "/home", PRISN_MAX_RUNNING_JOBS = tostring(JOBS + 4),
+      PRISN_STOP_GRACE_SECONDS = "1" })
     home = env.PRISN_HOME
     dir = h.tempdir("prisn-chaos-scripts")
     -- Workloads of a root server run as an unprivileged user.
     assert(uv.fs_chmod(dir, tonumber("755", 8)))
+    h.write(dir .. "/job.sh", "#!/bin/sh\nsleep \"$1\"\necho \"job $2 done\"\nexit \"$2\"\n", tonumber("755", 8))
   end)
 
-  teardown(function()
+  after_each(function()
     stop_refiller()
     if env then h.stop_server(env) end
-    if not skip then
+    if mounted then
       local r = h.run("/bin/umount", { mnt }, { env = { PATH = "/usr/bin:/bin" } })
       -- Something still holds it: detach it now, it goes when released.
       if r.code ~= 0 then h.run("/bin/umount", { "-l", mnt }, { env = { PATH = "/usr/bin:/bin" } }) end
     end
+    mounted, env = false, nil
     h.cleanup()
   end)
 
-  it("answers 507 and degraded while full, and finishes every job once space returns", function()
-    if skip then return pending(skip) end
-    assert.equal(0, prisn({ "server", "start", "-q" }).code)
+  local function start_server()
+    local r = prisn({ "server", "start", "-q" })
+    assert.equal(0, r.code, r.stderr)
     token = assert(h.read(home .. "/admin.token")):match("%S+")
+  end
 
-    -- A steady service and one that keeps crashing (its restarts are state
-    -- changes recorded while the disk is full).
-    h.write(dir .. "/steady.sh", "#!/bin/sh\nexec sleep 1000\n", tonumber("755", 8))
-    h.write(dir .. "/flappy.sh", "#!/bin/sh\nsleep 0.3\nexit 3\n", tonumber("755", 8))
-    local r = prisn({ "deploy", dir .. "/steady.sh", "--name", "steady", "--health", "none" })
-    assert.equal(0, r.code, r.stderr)
-    r = prisn({ "deploy", dir .. "/flappy.sh", "--name", "flappy", "--health", "none", "--no-wait" })
-    assert.equal(0, r.code, r.stderr)
-
-    -- Jobs that end while the disk is full, each with its own exit status.
-    h.write(dir .. "/job.sh", "#!/bin/sh\nsleep \"$1\"\necho \"job $2 done\"\nexit \"$2\"\n", tonumber("755", 8))
-    local expected = {} -- job id -> exit code
-    for i = 1, JOBS do
-      local status, job = call("POST", "/api/v1/namespaces/default/jobs",
-        { script = dir .. "/job.sh", args = { "2", tostring(i % 4) } })
-      assert.equal(201, status, cjson.encode(job))
-      expected[job.id] = i % 4
-    end
-
-    -- Fill the disk, and keep it full: a process in a session of its own
-    -- takes every page freed (a runner's lock file, a temporary file) within
-    -- 20 ms, as a busy disk would.
-    do
-      local handle, pid = uv.spawn("/bin/sh", { args = { "-c", "while :; do cat /dev/zero >> '" .. mnt
-        .. "/filler' 2>/dev/null; sleep 0.02; done" }, detached = true }, function() end)
-      assert(handle, pid)
-      refill_group = pid
-    end
+  -- Fills the disk and keeps it full: a process in a session of its own
+  -- takes every page freed (a runner's lock file, a temporary file) within
+  -- 20 ms, as a busy disk would.
+  local function fill()
+    local handle, pid = uv.spawn("/bin/sh", { args = { "-c", "while :; do cat /dev/zero >> '" .. mnt
+      .. "/filler' 2>/dev/null; sleep 0.02; done" }, detached = true }, function() end)
+    assert(handle, pid)
+    refill_group = pid
     assert.truthy(wait_for(function()
       local st = uv.fs_statfs(mnt)
       return st and st.bavail == 0
     end, 5000), "the disk did not fill")
+  end
 
-    -- Writes through the API until the disk refuses them for good (state.db
-    -- keeps taking writes while its WAL has room and checkpoints can move
-    -- it into the database file; large rows leave neither): 507 with the
-    -- hint, never a 500. What was accepted meanwhile must be kept whole.
+  local function free()
+    stop_refiller()
+    assert(os.remove(mnt .. "/filler"))
+  end
+
+  -- Writes through the API until the disk refuses them for good (state.db
+  -- keeps taking writes while its WAL has room and checkpoints can move it
+  -- into the database file; large rows leave neither): each answer is a
+  -- success or 507, never a 500. Returns the names accepted, the names
+  -- refused and the last 507's body.
+  local function refuse_writes()
     local accepted, refused, full_body, refused_since = {}, {}, nil, nil
     for i = 1, 2000 do
       local name = "s" .. i
@@ -149,6 +142,35 @@ describe("chaos: a full disk under $PRISN_HOME", function()
       end
     end
     assert.truthy(full_body, "the disk never refused a write")
+    return accepted, refused, full_body
+  end
+
+  it("answers 507 and degraded while full, and finishes every job once space returns", function()
+    if skip then return pending(skip) end
+    start_server()
+
+    -- A steady service and one that keeps crashing (its restarts are state
+    -- changes recorded while the disk is full).
+    h.write(dir .. "/steady.sh", "#!/bin/sh\nexec sleep 1000\n", tonumber("755", 8))
+    h.write(dir .. "/flappy.sh", "#!/bin/sh\nsleep 0.3\nexit 3\n", tonumber("755", 8))
+    local r = prisn({ "deploy", dir .. "/steady.sh", "--name", "steady", "--health", "none" })
+    assert.equal(0, r.code, r.stderr)
+    r = prisn({ "deploy", dir .. "/flappy.sh", "--name", "flappy", "--health", "none", "--no-wait" })
+    assert.equal(0, r.code, r.stderr)
+
+    -- Jobs that end while the disk is full, each with its own exit status.
+    local expected = {} -- job id -> exit code
+    for i = 1, JOBS do
+      local status, job = call("POST", "/api/v1/namespaces/default/jobs",
+        { script = dir .. "/job.sh", args = { "2", tostring(i % 4) } })
+      assert.equal(201, status, cjson.encode(job))
+      expected[job.id] = i % 4
+    end
+
+    fill()
+    -- API writes are refused with 507 and the hint, never a 500; what was
+    -- accepted meanwhile must be kept whole.
+    local accepted, refused, full_body = refuse_writes()
     assert.equal("insufficient_storage", full_body.error.code)
     assert.matches("^cannot write state%.db: the disk is full %(SQLITE_FULL%)$", full_body.error.message)
     assert.matches("^free space under %$PRISN_HOME", full_body.error.hint)
@@ -202,8 +224,7 @@ describe("chaos: a full disk under $PRISN_HOME", function()
     assert.truthy(wait_for(function() return call("GET", "/health") == 503 end, 3000))
 
     -- Space returns.
-    stop_refiller()
-    assert(os.remove(mnt .. "/filler"))
+    free()
 
     local ok = wait_for(function() return call("GET", "/health") == 200 end, 15000)
     assert.truthy(ok, "/health did not come back to ok")
@@ -270,5 +291,33 @@ describe("chaos: a full disk under $PRISN_HOME", function()
     db = assert(require("prisn.core.store").open(home .. "/state.db", { readonly = true }))
     assert.equal("ok", db:first("PRAGMA integrity_check").integrity_check)
     db:close()
+  end)
+
+  it("stops while full without waiting for what it cannot write, and the job ends at the next start", function()
+    if skip then return pending(skip) end
+    start_server()
+    local status, job = call("POST", "/api/v1/namespaces/default/jobs",
+      { script = dir .. "/job.sh", args = { "1", "3" } })
+    assert.equal(201, status, cjson.encode(job))
+    fill()
+    refuse_writes()
+    -- The job ends while its outcome cannot be written.
+    sleep_ms(1500)
+    local _, now = call("GET", "/api/v1/namespaces/default/jobs/" .. job.id)
+    assert.is_true(now.state == "queued" or now.state == "running", now.state)
+
+    local started = uv.now()
+    local r = prisn({ "server", "stop", "--timeout", "20s" }, { timeout_ms = 30000 })
+    assert.equal(0, r.code, r.stderr)
+    assert.is_true(uv.now() - started < 8000, "the stop took " .. (uv.now() - started) .. " ms")
+
+    free()
+    start_server()
+    local final = wait_for(function()
+      local _, j = call("GET", "/api/v1/namespaces/default/jobs/" .. job.id)
+      return (j.state == "succeeded" or j.state == "failed") and j
+    end, 10000)
+    assert.truthy(final, "the job did not end after the restart")
+    assert.equal(200, (call("GET", "/health")))
   end)
 end)

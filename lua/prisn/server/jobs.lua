@@ -350,7 +350,7 @@ function Queue:exec_runner(id, entry)
   })
   if not runner then
     server.log:error("job %s: cannot start its runner: %s", id, tostring(err))
-    entry.ended = true
+    entry.ended, entry.exited = true, true
     server.state_writer:write("job " .. id .. "'s failure to start", function()
       return self:record_end(id, entry, jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
         message = "cannot start the job runner: " .. tostring(err) }))
@@ -524,13 +524,23 @@ end
 -- seconds) and calls done() when none is left. Used by a graceful stop.
 function Queue:stop_all(grace, done)
   if self.host then self.host:close() end
-  if self.running_count == 0 then return done() end
+  -- A job whose runner has ended is stopped, even while its end waits for
+  -- state.db (a full disk): the server's last drain tries it once more, and
+  -- its log keeps the outcome for the next start.
+  local function runners_left()
+    local n = 0
+    for _, entry in pairs(self.running) do
+      if not entry.exited then n = n + 1 end
+    end
+    return n
+  end
+  if runners_left() == 0 then return done() end
   for _, entry in pairs(self.running) do signal_runner(entry, "TERM") end
   local t = uv.new_timer()
   local elapsed, killed = 0, false
   t:start(50, 50, function()
     elapsed = elapsed + 50
-    if self.running_count == 0 then
+    if runners_left() == 0 then
       t:stop(); t:close()
       done()
     elseif elapsed >= grace * 1000 and not killed then
