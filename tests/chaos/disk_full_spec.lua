@@ -149,10 +149,11 @@ describe("chaos: a full disk under $PRISN_HOME", function()
     if skip then return pending(skip) end
     start_server()
 
-    -- A steady service and one that keeps crashing (its restarts are state
-    -- changes recorded while the disk is full).
-    h.write(dir .. "/steady.sh", "#!/bin/sh\nexec sleep 1000\n", tonumber("755", 8))
-    h.write(dir .. "/flappy.sh", "#!/bin/sh\nsleep 0.3\nexit 3\n", tonumber("755", 8))
+    -- A steady, chatty service (its output goes to logs that cannot be
+    -- written for a while) and one that keeps crashing (its restarts are
+    -- state changes recorded while the disk is full).
+    h.write(dir .. "/steady.sh", "#!/bin/sh\nwhile :; do echo tick; sleep 0.05; done\n", tonumber("755", 8))
+    h.write(dir .. "/flappy.sh", "#!/bin/sh\necho flap\nsleep 0.3\nexit 3\n", tonumber("755", 8))
     local r = prisn({ "deploy", dir .. "/steady.sh", "--name", "steady", "--health", "none" })
     assert.equal(0, r.code, r.stderr)
     r = prisn({ "deploy", dir .. "/flappy.sh", "--name", "flappy", "--health", "none", "--no-wait" })
