@@ -283,4 +283,44 @@ describe("prisn.server.cron", function()
     s:arm()
     assert.equal(clock + scheduler.MAX_SLEEP_MS, timer.due)
   end)
+
+  it("while state.db cannot be written, tries a due run once a second and submits it once", function()
+    make({ concurrency = "allow" })
+    local errors = require("prisn.error")
+    local real_record, real_set = cronjobs.record_fire, cronjobs.set_next_fire
+    local function full() errors.raise("SQLITE_FULL", "SQLITE_FULL: state.db: database or disk is full") end
+    cronjobs.record_fire, cronjobs.set_next_fire = full, full
+    server.state_writer = { degraded = true }
+    local ok, err = pcall(function()
+      -- A bounded walk of the clock: a busy loop (the timer armed at once,
+      -- again and again) fails here instead of hanging.
+      local fired = 0
+      local function walk_to(t)
+        while timer and timer.due and timer.due <= t do
+          fired = fired + 1
+          assert.is_true(fired < 100, "the cron timer spins while state.db cannot be written")
+          clock = math.max(clock, timer.due)
+          local fn = timer.fn
+          timer.due = nil
+          fn()
+        end
+        clock = t
+      end
+      walk_to(T + 200)
+      assert.equal(1, #submitted)
+      assert.is_true(timer.due >= clock + 1000 - 200, "retried sooner than a second")
+      walk_to(T + 3200)
+      assert.equal(1, #submitted) -- the same due run, not submitted again
+    end)
+    cronjobs.record_fire, cronjobs.set_next_fire = real_record, real_set
+    server.state_writer = nil
+    if not ok then error(err, 0) end
+    -- Space returns: the run's record is written, the schedule goes on.
+    advance_to(T + 4200)
+    local c = cronjobs.get(db, "default", "tick")
+    assert.is_true(c.next_fire > T + 3200, "the next fire time did not move on")
+    -- The run due at T was submitted at T, once; at most the next one since.
+    assert.equal(T, submitted[1].job.created_at)
+    assert.is_true(#submitted <= 2)
+  end)
 end)
