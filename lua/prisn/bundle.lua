@@ -97,12 +97,13 @@ local function safe_path(path)
 end
 
 --- Unpacks `blob` into `dest` (created). Returns the number of files, or
--- nil, message for a malformed or hostile bundle.
+-- nil, message for a malformed or hostile bundle, or nil, message, code
+-- (ENOSPC, EIO, ...) when a file cannot be written whole.
 function M.unpack(blob, dest)
   if blob:sub(1, #M.MAGIC) ~= M.MAGIC then return nil, "not a prisn bundle" end
   local pos, count = #M.MAGIC + 1, 0
-  local ok, err = fs.mkdir_p(dest, tonumber("755", 8))
-  if not ok then return nil, err end
+  local ok, err, code = fs.mkdir_p(dest, tonumber("755", 8))
+  if not ok then return nil, err, code or "EIO" end
   while pos <= #blob do
     local mode, size, path, body = blob:match("^F (%d+) (%d+) ([^\n]+)\n()", pos)
     if not mode then return nil, "malformed bundle entry at byte " .. pos end
@@ -115,12 +116,13 @@ function M.unpack(blob, dest)
     if count > M.MAX_FILES then return nil, "too many files in bundle" end
     local full = dest .. "/" .. path
     local parent = full:match("^(.*)/[^/]+$")
-    ok, err = fs.mkdir_p(parent, tonumber("755", 8))
-    if not ok then return nil, err end
-    local fd, oerr = uv.fs_open(full, "w", tonumber(mode, 8) & tonumber("755", 8) | tonumber("400", 8))
-    if not fd then return nil, "cannot write " .. path .. ": " .. tostring(oerr) end
-    uv.fs_write(fd, blob:sub(body, body + size - 1), 0)
+    ok, err, code = fs.mkdir_p(parent, tonumber("755", 8))
+    if not ok then return nil, err, code or "EIO" end
+    local fd, oerr, ocode = uv.fs_open(full, "w", tonumber(mode, 8) & tonumber("755", 8) | tonumber("400", 8))
+    if not fd then return nil, "cannot write " .. path .. ": " .. tostring(oerr), ocode or "EIO" end
+    local written, werr, wcode = fs.write_all(fd, blob:sub(body, body + size - 1))
     uv.fs_close(fd)
+    if not written then return nil, "cannot write " .. path .. ": " .. tostring(werr), wcode or "EIO" end
     pos = body + size + 1
   end
   return count

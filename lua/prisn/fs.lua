@@ -45,7 +45,9 @@ function M.write_atomic(path, text, mode)
   uv.fs_unlink(tmp)
   local fd, err, code = uv.fs_open(tmp, "wx", mode or tonumber("600", 8))
   if not fd then return nil, err, code end
-  local ok, werr, wcode = uv.fs_write(fd, text, 0)
+  -- All of it: a short write (a disk filling up) must fail, not leave a
+  -- truncated file renamed into place.
+  local ok, werr, wcode = M.write_all(fd, text)
   if ok then ok, werr, wcode = uv.fs_fsync(fd) end
   uv.fs_close(fd)
   if ok then ok, werr, wcode = uv.fs_rename(tmp, path) end

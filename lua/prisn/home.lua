@@ -24,6 +24,15 @@ function M.child_env(home)
   return env
 end
 
+--- The hint for a failure (`code`) to write something under PRISN_HOME:
+-- free space for a full disk, else who may write there.
+function M.write_hint(code)
+  if code == "ENOSPC" or code == "EDQUOT" or code == "SQLITE_FULL" then
+    return "free some disk space where PRISN_HOME lives ('prisn env prune' removes unused environments)"
+  end
+  return "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)"
+end
+
 --- The state directory's path (not created).
 function M.path(env)
   env = env or os.getenv

@@ -330,7 +330,8 @@ describe("prisn.metrics", function()
       local reg = metrics.registry()
       local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return { running = 2, queued = 1 } end,
         job_states = { "pending", "running", "succeeded", "failed" },
-        instances_by_state = function() return { running = 3, crash_loop_backoff = 1 } end })
+        instances_by_state = function() return { running = 3, crash_loop_backoff = 1 } end,
+        state_degraded = function() return 0 end, state_pending_writes = function() return 0 end })
       return reg, m
     end
 

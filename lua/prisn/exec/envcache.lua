@@ -18,6 +18,7 @@ local sys = require("prisn.core.sys")
 local async = require("prisn.async")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local write_hint = require("prisn.home").write_hint
 
 local M = {}
 
@@ -129,12 +130,12 @@ function M.ensure(spec)
   local parent = M.root(spec.home) .. "/" .. spec.runner
   local ok, err, code = fs.mkdir_p(parent)
   if not ok then
-    errors.raise(code, "cannot create " .. parent .. ": " .. err,
-      { hint = "check that PRISN_HOME is writable" })
+    errors.raise(code or "EIO", "cannot create " .. parent .. ": " .. tostring(err), { hint = write_hint(code) })
   end
   local lock, lerr, lcode = acquire_lock(dir .. ".lock", function() progress("waiting", { key = key }) end)
   if not lock then
-    errors.raise(lcode, "cannot lock the environment " .. dir .. ": " .. lerr)
+    errors.raise(lcode or "EIO", "cannot lock the environment " .. dir .. ": " .. tostring(lerr),
+      { hint = write_hint(lcode) })
   end
   local built_here = false
   local result = table.pack(pcall(function()
@@ -142,7 +143,11 @@ function M.ensure(spec)
     fs.rm_rf(dir) -- a directory without its marker is a leftover: rebuild
     local tmp = string.format("%s.tmp-%d", dir, uv.os_getpid())
     fs.rm_rf(tmp)
-    assert(fs.mkdir_p(tmp, tonumber("755", 8)))
+    local made, merr, mcode = fs.mkdir_p(tmp, tonumber("755", 8))
+    if not made then
+      errors.raise(mcode or "EIO", "cannot create " .. tmp .. " for a new environment: " .. tostring(merr),
+        { hint = write_hint(mcode) })
+    end
     local started = uv.hrtime()
     progress("building", { key = key, dependencies = spec.dependencies })
     local installer = require(INSTALLERS[spec.manager])
@@ -174,11 +179,17 @@ function M.ensure(spec)
       created_at = os.time(),
       build_ms = (uv.hrtime() - started) // 1000000,
     }
-    assert(fs.write_atomic(tmp .. "/" .. M.MARKER, cjson.encode(marker), tonumber("644", 8)))
-    local renamed, rerr = uv.fs_rename(tmp, dir)
+    local marked, werr, wcode = fs.write_atomic(tmp .. "/" .. M.MARKER, cjson.encode(marker), tonumber("644", 8))
+    if not marked then
+      fs.rm_rf(tmp)
+      errors.raise(wcode or "EIO", "cannot write the marker of the new environment " .. tmp .. ": "
+        .. tostring(werr), { hint = write_hint(wcode) })
+    end
+    local renamed, rerr, rcode = uv.fs_rename(tmp, dir)
     if not renamed then
       fs.rm_rf(tmp)
-      errors.raise("EIO", "cannot move the new environment into place: " .. tostring(rerr))
+      errors.raise(rcode or "EIO", "cannot move the new environment into place: " .. tostring(rerr),
+        { hint = write_hint(rcode) })
     end
     built_here = true
     progress("built", { key = key, ms = marker.build_ms })

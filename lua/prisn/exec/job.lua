@@ -604,9 +604,25 @@ function M.server_workspace(home, id, spec, user)
   if not level or level < 2 then return nil end
   local path = home .. "/work/" .. id
   if spec.disk then return path end
+  local fs = require("prisn.fs")
+  local function fail(what, err, code)
+    errors.raise(code or "EIO", string.format("cannot %s the workspace of job %s (%s): %s", what, id, path,
+      tostring(err)), { hint = require("prisn.home").write_hint(code) })
+  end
   uv.fs_mkdir(home .. "/work", tonumber("711", 8))
-  assert(uv.fs_mkdir(path, tonumber("700", 8)))
-  if user then assert(uv.fs_chown(path, user.uid, user.gid)) end
+  local ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
+  if not ok and code == "EEXIST" then
+    -- Left by an earlier attempt at this job whose runner did not clean up
+    -- (killed with the server): the job starts in a fresh one.
+    local removed, rerr, rcode = fs.rm_rf(path)
+    if not removed then fail("clear the leftover", rerr, rcode) end
+    ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
+  end
+  if not ok then fail("create", err, code) end
+  if user then
+    ok, err, code = uv.fs_chown(path, user.uid, user.gid)
+    if not ok then fail("hand over", err, code) end
+  end
   return path
 end
 
@@ -732,9 +748,7 @@ function M.run_from_cli(ctx)
     end
     user = { uid = found.uid, gid = found.gid }
   end
-  local env, keys = {}, {}
-  if flags.env_file then supervise.read_env_file(absolute(flags.env_file, cwd), env, keys) end
-  supervise.parse_env_pairs(flags.env, env, keys)
+  local env, keys = require("prisn.envfile").collect(flags.env_file and absolute(flags.env_file, cwd), flags.env)
   local remote = not require("prisn.client").context(ctx).is_local
   if flags.detach or remote then
     if not script then

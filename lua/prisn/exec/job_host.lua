@@ -194,7 +194,11 @@ function M.main(home)
   local fs = require("prisn.fs")
   fs.mkdir_p(home .. "/run", tonumber("700", 8))
   fs.write_atomic(M.pid_path(home), tostring(require("luv").os_getpid()) .. "\n", tonumber("600", 8))
-  local report_fd = assert(sys.dup(1))
+  local report_fd, dup_err = sys.dup(1)
+  if not report_fd then
+    require("prisn.error").raise("EMFILE", "the job host cannot keep its report pipe: " .. tostring(dup_err),
+      { hint = "raise the open file limit of the server (LimitNOFILE=, ulimit -n)" })
+  end
   -- Loads the key of the runners' lock names once, for all of them.
   require("prisn.exec.job").claim_name(home, "-")
   local spare, fork_failed

@@ -33,6 +33,7 @@ M.ETC_FILES = { "resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf"
 M.ETC_DIRS = { "ssl", "ca-certificates", "alternatives" }
 M.DEVICES = { "null", "zero", "full", "random", "urandom", "tty" }
 
+local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local DIR, OPEN_DIR, FILE = tonumber("755", 8), tonumber("777", 8), tonumber("644", 8)
 local STICKY = tonumber("1777", 8)
@@ -64,16 +65,23 @@ end
 
 --- Prepares $PRISN_HOME/sandbox: the empty staging root and the identity
 -- files for `user`. Returns root, etc (the folder with passwd and group).
+-- Raises a prisn.error naming the path when one cannot be made (a full
+-- disk, a PRISN_HOME the server may not write).
 function M.prepare(home, user, uv)
   uv = uv or require("luv")
   local base = home .. "/sandbox"
-  assert(fs.mkdir_p(base .. "/root", DIR))
+  local function check(path, ok, err, code)
+    if ok or code == "EEXIST" then return end
+    errors.raise(code or "EIO", string.format("cannot prepare the isolation root: %s: %s", path, tostring(err)),
+      { hint = require("prisn.home").write_hint(code) })
+  end
+  check(base .. "/root", fs.mkdir_p(base .. "/root", DIR))
   local id = user and (user.uid .. "-" .. user.gid) or (uv.getuid() .. "-" .. uv.getgid())
   local etc = base .. "/etc-" .. id
-  uv.fs_mkdir(etc, DIR)
+  check(etc, uv.fs_mkdir(etc, DIR))
   local passwd, group = M.identity_files(user or { uid = uv.getuid(), gid = uv.getgid() })
-  write_if_changed(etc .. "/passwd", passwd)
-  write_if_changed(etc .. "/group", group)
+  check(etc .. "/passwd", write_if_changed(etc .. "/passwd", passwd))
+  check(etc .. "/group", write_if_changed(etc .. "/group", group))
   return base .. "/root", etc
 end
 

@@ -8,7 +8,6 @@
 -- mechanism is prisn.exec.process over prisn.core.proc.
 local uv = require("luv")
 local async = require("prisn.async")
-local errors = require("prisn.error")
 local process = require("prisn.exec.process")
 local units = require("prisn.units")
 
@@ -36,48 +35,6 @@ local function env_list(env)
   for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
   table.sort(list)
   return list
-end
-
---- Parses KEY=VALUE words (-e) into `env`; raises a usage error for others.
-function M.parse_env_pairs(pairs_list, env, keys)
-  for _, pair in ipairs(pairs_list or {}) do
-    local key, value = pair:match("^([%a_][%w_]*)=(.*)$")
-    if not key then
-      errors.usage(string.format("-e expects KEY=VALUE, got '%s'", pair),
-        "names start with a letter or _ and hold letters, digits and _: -e API_URL=http://localhost")
-    end
-    env[key] = value
-    keys[#keys + 1] = key
-  end
-end
-
---- Reads an env file (KEY=VALUE lines, # comments, optional quotes, an
--- optional leading `export`) into `env`. Raises a prisn.error naming the
--- line for anything else.
-function M.read_env_file(path, env, keys)
-  local f, err = io.open(path, "r")
-  if not f then
-    errors.raise("ENOENT", "cannot read env file " .. path .. ": " .. tostring(err),
-      { hint = "check the path given to --env-file" })
-  end
-  local n = 0
-  for line in f:lines() do
-    n = n + 1
-    local text = line:gsub("^%s+", ""):gsub("%s+$", "")
-    if text ~= "" and not text:match("^#") then
-      text = text:gsub("^export%s+", "")
-      local key, value = text:match("^([%a_][%w_]*)%s*=%s*(.*)$")
-      if not key then
-        f:close()
-        errors.raise("EINVAL", string.format("%s:%d: expected KEY=VALUE, got '%s'", path, n, line),
-          { hint = "one KEY=VALUE per line; lines starting with # are comments" })
-      end
-      local quoted = value:match('^"(.*)"$') or value:match("^'(.*)'$")
-      env[key] = quoted or value
-      keys[#keys + 1] = key
-    end
-  end
-  f:close()
 end
 
 -- Stops the process group: SIGTERM now, SIGKILL when `grace` seconds pass

@@ -66,6 +66,13 @@ M.FAMILIES = {
     buckets = M.CRON_LATENESS_BUCKETS },
   { key = "state_checkpoint_failures", kind = "counter", name = "prisn_state_checkpoint_failures_total",
     help = "Checkpoints of state.db that failed (the next one tries again)." },
+  { key = "state_write_errors", kind = "counter", name = "prisn_state_write_errors_total",
+    help = "Writes to state.db that failed for want of space, an I/O error or a lock (retried or answered 507)." },
+  { key = "state_degraded", kind = "gauge_fn", name = "prisn_state_degraded",
+    help = "1 while state.db cannot be written (the server is degraded), else 0.", option = "state_degraded" },
+  { key = "state_pending_writes", kind = "gauge_fn", name = "prisn_state_pending_writes",
+    help = "Records (reports, states, events) kept in memory until state.db can take them.",
+    option = "state_pending_writes" },
 }
 
 -- prisn_jobs from a function returning { state = count }: every state of

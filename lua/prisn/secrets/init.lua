@@ -5,12 +5,14 @@
 -- prisn.secrets.keyring) and injected into workloads with `--secret NAME`.
 -- This module holds what the store, the API and the CLI share: the name and
 -- key rules, the size limit, the associated data that binds a ciphertext to
--- its row, masking, and the parsers for `KEY=VALUE` words and env files.
+-- its row and masking. Keys are environment variable names; KEY=VALUE words
+-- and env files are parsed by prisn.envfile, the one home of that format.
 --
 -- The one rule above all: a value is never part of a message. Errors name
 -- the field ("data.PASSWORD", "line 3 of .env"), never what was in it, so
 -- nothing a user typed as a secret can reach a log, an event or a terminal
 -- by way of an error.
+local envfile = require("prisn.envfile")
 local errors = require("prisn.error")
 
 local M = {}
@@ -21,10 +23,9 @@ M.KEYS_MAX = 256
 M.MASK = "****"
 
 local NAME_PATTERN = "^[a-z0-9][a-z0-9%-]*$"
-local KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
 
 M.NAME_RULE = "1 to 63 lower-case letters, digits and '-', starting with a letter or digit"
-M.KEY_RULE = "letters, digits and '_', not starting with a digit"
+M.KEY_RULE = envfile.KEY_RULE
 
 local function invalid(field, message, hint)
   errors.raise("invalid", message, { field = field, http_status = 422, hint = hint })
@@ -36,9 +37,7 @@ function M.valid_name(name)
 end
 
 --- True when `key` is a valid environment variable name.
-function M.valid_key(key)
-  return type(key) == "string" and key:match(KEY_PATTERN) ~= nil
-end
+M.valid_key = envfile.valid_key
 
 --- Raises an "invalid" prisn.error (422, field "name") unless `name` is a
 -- valid secret name; returns it.
@@ -61,13 +60,7 @@ function M.check_namespace(ns)
   return ns
 end
 
--- A key as it may appear in a message: up to the first '=' (what follows
--- could be a value typed in the wrong place), printable, short.
-local function shown_key(key)
-  local head = tostring(key):match("^[^=]*"):gsub("[%c\128-\255]", "?")
-  if #head > 64 then head = head:sub(1, 64) .. "..." end
-  return head
-end
+local shown_key = envfile.shown_key
 
 --- Checks a table of KEY -> value for a write: at least one key, at most
 -- KEYS_MAX, keys environment variable names, values strings of at most
@@ -129,97 +122,6 @@ function M.masked(keys)
   local out = {}
   for _, key in ipairs(keys) do out[key] = M.MASK end
   return out
-end
-
--- Parsing what users type -----------------------------------------------------
-
---- Splits "KEY=VALUE" (the value may be empty or hold '='). Returns key,
--- value; raises a usage error naming `what` (e.g. "argument 2") when there
--- is no '=' or the key is not a variable name — without echoing the word,
--- which may be a value typed in the wrong place.
-function M.parse_assignment(word, what)
-  local key, value = word:match("^([^=]*)=(.*)$")
-  if not key then
-    errors.usage(string.format("%s is not KEY=VALUE", what),
-      "write each variable as KEY=VALUE, e.g. DB_PASSWORD=..., or use --from-file KEY=PATH")
-  end
-  if not M.valid_key(key) then
-    errors.usage(string.format("%s: invalid key %q: use %s", what, shown_key(key), M.KEY_RULE),
-      "keys become environment variable names, like DATABASE_URL")
-  end
-  return key, value
-end
-
-local ESCAPES = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
-
--- The value of a double-quoted env-file value (without its quotes), or nil.
-local function unescape_double(body)
-  local ok = true
-  local value = body:gsub("\\(.)", function(c)
-    if not ESCAPES[c] then ok = false end
-    return ESCAPES[c]
-  end)
-  if not ok then return nil end
-  return value
-end
-
---- Parses an env file: one KEY=VALUE per line; blank lines and lines
--- starting with '#' are skipped; "export KEY=VALUE" is accepted. A value is
--- taken as written up to the end of the line (trailing spaces dropped), or
--- quoted: '...' literally, "..." with \n \r \t \" \\ \$ escapes. No
--- variable expansion, no multi-line values. Returns a list of { key, value }
--- in file order; raises a usage error naming `path` and the line number
--- (never the line's content) for a malformed line.
-function M.parse_env_file(text, path)
-  local entries = {}
-  local n = 0
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    line = line:gsub("\r$", "")
-    local stripped = line:match("^%s*(.-)%s*$")
-    if stripped ~= "" and not stripped:match("^#") then
-      local function bad(problem)
-        errors.usage(string.format("line %d of %s: %s", n, path, problem),
-          "write one KEY=VALUE per line; quote a value with '...' or \"...\"")
-      end
-      local body = stripped:gsub("^export%s+", "")
-      local key, rest = body:match("^([^=]-)%s*=%s*(.*)$")
-      if not key then bad("not KEY=VALUE") end
-      if not M.valid_key(key) then
-        bad(string.format("invalid key %q: use %s", shown_key(key), M.KEY_RULE))
-      end
-      local value
-      local quote = rest:sub(1, 1)
-      if quote == "'" or quote == '"' then
-        local inner, after = rest:match("^" .. quote .. "(.-)" .. quote .. "%s*(.*)$")
-        if quote == '"' then
-          -- The closing quote is the first one not escaped.
-          inner, after = nil, nil
-          local i = 2
-          while i <= #rest do
-            local c = rest:sub(i, i)
-            if c == "\\" then
-              i = i + 2
-            elseif c == '"' then
-              inner, after = rest:sub(2, i - 1), rest:sub(i + 1):match("^%s*(.*)$")
-              break
-            else
-              i = i + 1
-            end
-          end
-          if inner then inner = unescape_double(inner) end
-          if not inner and after then bad("unknown escape in a double-quoted value") end
-        end
-        if not inner then bad("unterminated quoted value") end
-        if after ~= "" and not after:match("^#") then bad("unexpected text after the quoted value") end
-        value = inner
-      else
-        value = rest
-      end
-      entries[#entries + 1] = { key, value }
-    end
-  end
-  return entries
 end
 
 return M

@@ -24,6 +24,7 @@
 -- the error's http_status, or one derived from its code.
 local cjson = require("cjson")
 local errors = require("prisn.error")
+local store = require("prisn.store")
 local units = require("prisn.units")
 
 local M = {}
@@ -40,7 +41,7 @@ M.STATUS_OF_CODE = {
   not_found = 404, method_not_allowed = 405,
   conflict = 409, ambiguous = 409, exists = 409,
   too_large = 413, invalid = 422,
-  too_many_requests = 429, unavailable = 503,
+  too_many_requests = 429, unavailable = 503, insufficient_storage = 507,
 }
 
 --- Raises an API error.
@@ -48,9 +49,30 @@ function M.fail(status, code, message, hint)
   errors.raise(code, message, { hint = hint, http_status = status })
 end
 
+M.STORAGE_HINT = "free space under $PRISN_HOME on the server (state.db, logs and bundles live there); "
+  .. "nothing was changed, so the request can be sent again once there is room"
+
+-- A failure to write the state (prisn.store.storage_failure) as the client
+-- sees it: 507 insufficient_storage for a full disk, 503 unavailable for a
+-- disk that fails or is read-only; never a 500, it is not a bug. The
+-- message names state.db or the file, not the server's paths.
+local function storage_error(err)
+  local kind = store.storage_failure(err)
+  if not kind or err.http_status then return err end
+  local subject = tostring(err.message):match("([^/%s:]+%.db)") or "the state"
+  if kind == "full" then
+    return errors.new("insufficient_storage", string.format("cannot write %s: the disk is full (%s)",
+      subject, err.code), { hint = M.STORAGE_HINT, http_status = 507 })
+  end
+  return errors.new("unavailable", string.format("cannot write %s: %s (%s)", subject,
+    kind == "readonly" and "it is read-only" or "the disk failed", err.code),
+    { hint = "see the server log; /health says when the server can write again", http_status = 503 })
+end
+
 --- The HTTP status for a raised error.
 function M.status_of(err)
   if errors.is(err) then
+    err = storage_error(err)
     return err.http_status or M.STATUS_OF_CODE[err.code] or 500
   end
   return 500
@@ -59,6 +81,7 @@ end
 --- The JSON body for an error.
 function M.error_body(err)
   if errors.is(err) then
+    err = storage_error(err)
     return { error = { code = err.code, message = err.message, hint = err.hint or cjson.null } }
   end
   return { error = { code = "internal", message = "internal server error",

@@ -62,6 +62,7 @@ function M.new(server, deps)
     update_time = deps.update_time or (not deps.new_timer and uv.update_time) or nil,
     compile = deps.compile or default_compile,
     schedules = {},
+    submitted = {}, -- "ns/name" -> { due, job }: submitted, next fire time not yet recorded
   }, Scheduler)
   if server.queue then
     server.queue.on_finished = server.queue.on_finished or {}
@@ -175,19 +176,27 @@ function Scheduler:run(cron, opts)
   return job
 end
 
--- Runs one due cron job and moves its next fire time on.
+-- Runs one due cron job and moves its next fire time on. While state.db
+-- cannot be written the move fails and the run is tried again (late, once
+-- space returns); a run submitted whose move failed is not submitted again
+-- for the same due time.
 function Scheduler:fire(cron, now)
   local due = cron.next_fire
-  local job = self:run(cron, { due = due })
-  if job and self.server.metrics and self.server.metrics.cron_lateness then
+  local key = cron.namespace .. "/" .. cron.name
+  local submitted = self.submitted[key]
+  local again = submitted and submitted.due == due
+  local job = again and submitted.job or self:run(cron, { due = due })
+  if job and not again and self.server.metrics and self.server.metrics.cron_lateness then
     self.server.metrics.cron_lateness:observe(math.max(0, (job.created_at or now) - due) / 1000)
   end
   local next_fire = self:next_after(cron, math.max(due, now))
   if job then
+    self.submitted[key] = { due = due, job = job }
     cronjobs.record_fire(self.db, cron.namespace, cron.name, job.created_at or now, next_fire)
   else
     cronjobs.set_next_fire(self.db, cron.namespace, cron.name, next_fire)
   end
+  self.submitted[key] = nil
 end
 
 --- Fires every cron job that is due, then arms the timer again. Called by
@@ -229,6 +238,10 @@ function Scheduler:arm()
   end
   if self.update_time then self.update_time() end
   local delay = math.max(0, math.min(earliest - self.now_ms(), M.MAX_SLEEP_MS))
+  -- A due time that could not be moved on (state.db cannot be written) is
+  -- tried again once a second, not in a busy loop.
+  local writer = self.server.state_writer
+  if writer and writer.degraded then delay = math.max(delay, 1000) end
   self.timer:start(delay, 0, function()
     local fine, err = xpcall(self.tick, debug.traceback, self)
     if not fine then

@@ -128,7 +128,6 @@ end
 -- (server.cron, started by run after the queue's recovery).
 function M.attach_services(server)
   local events = require("prisn.store.events")
-  server.events = events.recorder(server.db, { log = server.log })
   local metrics = require("prisn.metrics")
   local reg = metrics.registry()
   metrics.process_collector(reg)
@@ -136,7 +135,24 @@ function M.attach_services(server)
     instances_by_state = function()
       if not server.supervisor then return nil end
       return select(2, server.supervisor:counts())
+    end,
+    state_degraded = function() return server.state_writer.degraded and 1 or 0 end,
+    state_pending_writes = function() return server.state_writer:pending() end })
+  -- What the loop records (reports, states, events) goes through one
+  -- writer that keeps it in order and retries it while state.db cannot be
+  -- written; it also says whether the server is degraded (/health).
+  server.state_writer = require("prisn.store.writer").new(server.db, { log = server.log,
+    transaction = function(fn) return server.events:transaction(fn) end,
+    write_errors = m.state_write_errors,
+    on_change = function(writer)
+      -- Instances that could not be made while degraded are made now.
+      if not writer.degraded and server.supervisor then
+        for _, d in pairs(server.supervisor.deployments) do server.supervisor:reconcile(d) end
+      end
     end })
+  require("prisn.store").set_observer(function(...) server.state_writer:observe(...) end)
+  server.events = events.recorder(server.db, { log = server.log,
+    write = function(...) return server.state_writer:write(...) end })
   server.metrics_registry = reg
   server.metrics = {
     queue_depth = m.queue_depth,
@@ -235,7 +251,11 @@ function M.run(opts)
       errors.usage("--listen expects HOST:PORT or PORT, got '" .. opts.listen .. "'", "e.g. --listen 0.0.0.0:7433")
     end
   end
-  assert(http.serve(server, pipe_listener))
+  local served, serr, scode = http.serve(server, pipe_listener)
+  if not served then
+    errors.raise(scode or "EADDRINUSE", "cannot listen on " .. socket_path .. ": " .. tostring(serr),
+      { hint = "check that " .. home .. " is writable and that no other process serves it" })
+  end
   -- TCP: the port asked for, or (by default) the first free one from it on.
   local url, last_err
   for p = port, port + (opts.listen and 0 or M.PORT_ATTEMPTS - 1) do
@@ -262,10 +282,16 @@ function M.run(opts)
 
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
     started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000) }
-  assert(fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n", tonumber("600", 8)))
+  local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
+    tonumber("600", 8))
+  if not written then
+    errors.raise(wcode or "EIO", "cannot write " .. home .. "/" .. M.INFO_FILE .. ": " .. tostring(werr),
+      { hint = require("prisn.home").write_hint(wcode) })
+  end
   log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
 
-  require("prisn.store.checkpointer").start(server.db, require("prisn.store").path(home), { log = log,
+  server.checkpointer = require("prisn.store.checkpointer").start(server.db, require("prisn.store").path(home), {
+    log = log,
     metrics = { duration = server.metrics.state_checkpoint_duration,
       failures = server.metrics.state_checkpoint_failures } })
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
@@ -293,6 +319,11 @@ function M.run(opts)
       waiting = waiting - 1
       if waiting > 0 then return end
       pcall(server.events.record, server.events, { action = "server.stopped", message = "stopped by " .. signame })
+      -- Records still waiting for space get a last try; a job's outcome
+      -- that is lost here is read back from its log at the next start.
+      server.state_writer:drain()
+      local left = server.state_writer:close()
+      if left > 0 then log:warn("stopping with %d record(s) state.db could not take", left) end
       local t = uv.new_timer()
       t:start(100, 0, function()
         t:close()
@@ -321,6 +352,7 @@ function M.run(opts)
 
   uv.fs_unlink(home .. "/" .. M.INFO_FILE)
   uv.fs_unlink(socket_path)
+  require("prisn.store").set_observer(nil)
   server.db:close()
   log:info("stopped")
   log:close()

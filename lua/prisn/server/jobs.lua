@@ -26,6 +26,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
+local check = require("prisn.store").check
 local read_file = require("prisn.fs").read_file
 
 local M = {}
@@ -74,10 +75,11 @@ function M.new(server)
   return q
 end
 
-function Queue:event(job, action, message, actor)
+-- `time` (ms): when it happened, for an event recorded late; default now.
+function Queue:event(job, action, message, actor, time)
   if self.server.events then
     self.server.events:record({ namespace = job.namespace, actor = actor or "system", action = action,
-      object = "job/" .. job.id, message = message })
+      object = "job/" .. job.id, message = message, time = time })
   end
 end
 
@@ -106,7 +108,7 @@ function Queue:submit(ns, spec, actor)
       log_path = require("prisn.logs").job_path(self.server.home, ns, id),
     })
     spec_json = cjson.encode(spec)
-    assert(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json))
+    check(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json))
     self:event(job, "job.created", "queued " .. spec.script, actor)
   end)
   self.specs[job.id] = spec_json
@@ -150,14 +152,14 @@ end
 -- the event. Returns the job as recorded.
 function Queue:record_end(id, entry, final)
   local db = self.server.db
-  db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+  check(db:run("DELETE FROM job_specs WHERE job_id = ?", id))
   if final and entry and entry.deleted and final.reason ~= "deleted" then
-    db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id)
+    check(db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id))
     final = jobs.get_by_id(db, id)
   end
   if final then
     self:event(final, "job.finished", string.format("%s (%s%s)", final.state, final.reason or "?",
-      final.exit_code and (", exit " .. final.exit_code) or ""))
+      final.exit_code and (", exit " .. final.exit_code) or ""), nil, math.tointeger(final.finished_at))
   end
   return final
 end
@@ -204,15 +206,18 @@ local function logged_outcome(job)
 end
 
 -- Called when the runner of job `id` has ended (for whatever reason). A
--- forked runner's "done" report has usually ended the job already.
+-- forked runner's "done" report has usually ended the job already. The end
+-- is recorded through the server's writer: when state.db cannot take it,
+-- it waits (in order) and the job keeps its slot until it is recorded.
 function Queue:finished(id)
   local entry = self.running[id]
-  if not entry or entry.ended then return end
+  if not entry then return end
+  entry.exited = true
+  if entry.ended then return end
   entry.ended = true
   local server = self.server
-  local final
-  local ok, err = pcall(server.events.transaction, server.events, function()
-    final = jobs.get_by_id(server.db, id)
+  server.state_writer:write("the end of job " .. id, function()
+    local final = jobs.get_by_id(server.db, id)
     if final and (final.state == "queued" or final.state == "running") then
       -- Told on the pipe but not read yet, or not told: the log has it.
       local outcome = logged_outcome(final)
@@ -224,58 +229,83 @@ function Queue:finished(id)
           message = "the job's runner process ended without recording an outcome" })
       end
     end
-    final = self:record_end(id, entry, final)
-  end)
-  if not ok then
-    server.log:error("job %s: cannot record its end: %s", id, tostring(errors.is(err) and err.message or err))
-  end
-  self:release(id, entry, final)
+    return self:record_end(id, entry, final)
+  end, {
+    after = function(final) self:release(id, entry, final) end,
+    on_error = function() self:release(id, entry, nil) end,
+  })
 end
 
---- Records what runners reported (see prisn.exec.job_report): `reports`, a
--- list of { kind, id, fields }, in one transaction; then frees the slots of
--- the jobs that ended. A report the store refuses is logged and skipped.
-function Queue:reports(reports)
-  local server = self.server
-  local db = server.db
+-- Records `reports` (see Queue:reports) in the transaction open; returns
+-- the jobs that ended, as { id, entry, final }.
+function Queue:apply_reports(reports)
+  local db = self.server.db
   local ended = {}
-  local function apply(r)
+  for _, r in ipairs(reports) do
     local entry = self.running[r.id]
-    if not entry or entry.ended then return end -- ended already (its runner's exit came first)
     local f = r.fields
     if r.kind == "started" then
       local pid = math.tointeger(f.pid)
-      entry.job = jobs.start(db, r.id, { pid = pid, started_at = math.tointeger(f.started_at) })
-      self:event(entry.job, "job.started", "pid " .. tostring(pid))
+      local job = jobs.start(db, r.id, { pid = pid, started_at = math.tointeger(f.started_at) })
+      if entry then entry.job = job end
+      self:event(job, "job.started", "pid " .. tostring(pid), nil, math.tointeger(f.started_at))
     elseif r.kind == "update" then
       for _, column in ipairs({ "deps_source", "env_key" }) do
         if type(f[column]) == "string" then
-          db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", f[column], r.id)
+          check(db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", f[column], r.id))
         end
       end
     elseif r.kind == "done" then
       local final = self:record_end(r.id, entry, M.apply_outcome(db, r.id, f))
-      entry.ended = true
       ended[#ended + 1] = { id = r.id, entry = entry, final = final }
     end
   end
-  local ok = pcall(server.events.transaction, server.events, function()
-    for _, r in ipairs(reports) do apply(r) end
-  end)
-  if not ok then
-    -- One at a time, so one bad report does not lose the others.
-    ended = {}
-    for _, r in ipairs(reports) do
-      local entry = self.running[r.id]
-      if entry then entry.ended = nil end
-      local one_ok, err = pcall(server.events.transaction, server.events, apply, r)
-      if not one_ok then
-        server.log:error("job %s: cannot record its runner's %s report: %s", r.id, r.kind,
-          tostring(errors.is(err) and err.message or err))
+  return ended
+end
+
+-- Records `reports` through the server's writer (in order, retried while
+-- state.db cannot take them), then frees the slots of the jobs that ended.
+-- A batch the store refuses for good is recorded one report at a time, so
+-- one bad report does not lose the others; a report refused alone is
+-- logged and skipped, and its job is ended by its runner's exit.
+function Queue:record_reports(reports, alone)
+  self.server.state_writer:write(alone and ("job " .. reports[1].id .. "'s " .. reports[1].kind .. " report")
+    or "runners' reports", function() return self:apply_reports(reports) end, {
+    after = function(ended)
+      for _, e in ipairs(ended) do
+        if e.entry then self:release(e.id, e.entry, e.final) end
       end
+    end,
+    on_error = function()
+      if not alone then
+        for _, r in ipairs(reports) do self:record_reports({ r }, true) end
+        return
+      end
+      local r, entry = reports[1], self.running[reports[1].id]
+      if r.kind == "done" and entry then
+        -- Not recorded: the runner's exit (or its log) ends the job.
+        entry.ended = nil
+        if entry.exited then self:finished(r.id) end
+      end
+    end,
+  })
+end
+
+--- Takes what runners reported (see prisn.exec.job_report): `reports`, a
+-- list of { kind, id, fields }, recorded in one transaction.
+function Queue:reports(reports)
+  local taken = {}
+  for _, r in ipairs(reports) do
+    local entry = self.running[r.id]
+    -- Skipped when the job ended already (its runner's exit came first).
+    if entry and not entry.ended then
+      taken[#taken + 1] = r
+      -- Its end is being recorded, now or once state.db takes it: the
+      -- runner's exit must not record another.
+      if r.kind == "done" then entry.ended = true end
     end
   end
-  for _, e in ipairs(ended) do self:release(e.id, e.entry, e.final) end
+  if #taken > 0 then self:record_reports(taken) end
 end
 
 -- Marks job `id` started with runner `pid` and watches the runner: `proc`
@@ -284,7 +314,11 @@ function Queue:runner_started(id, entry, pid, proc)
   local server = self.server
   -- An exec'd runner is known by its pid (and command line) after a
   -- restart; a forked one by the lock its host took for it.
-  if proc then server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id) end
+  if proc then
+    server.state_writer:write("job " .. id .. "'s runner pid", function()
+      check(server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id))
+    end)
+  end
   -- Submitted -> its runner process started (the script starts once the
   -- runner has prepared it: add the runner's start-up for that).
   local waited = self.queued_at and self.queued_at[id]
@@ -316,9 +350,14 @@ function Queue:exec_runner(id, entry)
   })
   if not runner then
     server.log:error("job %s: cannot start its runner: %s", id, tostring(err))
-    jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
-      message = "cannot start the job runner: " .. tostring(err) })
-    self:finished(id)
+    entry.ended, entry.exited = true, true
+    server.state_writer:write("job " .. id .. "'s failure to start", function()
+      return self:record_end(id, entry, jobs.finish(server.db, id, { state = "failed", reason = "failed_to_start",
+        message = "cannot start the job runner: " .. tostring(err) }))
+    end, {
+      after = function(final) self:release(id, entry, final) end,
+      on_error = function() self:release(id, entry, nil) end,
+    })
     return
   end
   self:runner_started(id, entry, runner:pid(), runner)
@@ -361,9 +400,14 @@ function Queue:delete(job, actor)
   local id = job.id
   for i, waiting in ipairs(self.waiting) do
     if waiting == id then
+      -- Recorded first (both or neither), then out of the queue: a delete
+      -- that cannot be written (507) leaves the job queued, as recorded.
+      self.server.events:transaction(function()
+        jobs.finish(self.server.db, id, { state = "failed", reason = "deleted", message = "deleted while queued" })
+        check(self.server.db:run("DELETE FROM job_specs WHERE job_id = ?", id))
+      end)
       table.remove(self.waiting, i)
-      jobs.finish(self.server.db, id, { state = "failed", reason = "deleted", message = "deleted while queued" })
-      self.server.db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+      break
     end
   end
   local entry = self.running[id]
@@ -480,13 +524,23 @@ end
 -- seconds) and calls done() when none is left. Used by a graceful stop.
 function Queue:stop_all(grace, done)
   if self.host then self.host:close() end
-  if self.running_count == 0 then return done() end
+  -- A job whose runner has ended is stopped, even while its end waits for
+  -- state.db (a full disk): the server's last drain tries it once more, and
+  -- its log keeps the outcome for the next start.
+  local function runners_left()
+    local n = 0
+    for _, entry in pairs(self.running) do
+      if not entry.exited then n = n + 1 end
+    end
+    return n
+  end
+  if runners_left() == 0 then return done() end
   for _, entry in pairs(self.running) do signal_runner(entry, "TERM") end
   local t = uv.new_timer()
   local elapsed, killed = 0, false
   t:start(50, 50, function()
     elapsed = elapsed + 50
-    if self.running_count == 0 then
+    if runners_left() == 0 then
       t:stop(); t:close()
       done()
     elseif elapsed >= grace * 1000 and not killed then

@@ -114,12 +114,23 @@ end
 
 -- Records ------------------------------------------------------------------
 
+-- Instance and revision records go through the server's writer: kept in
+-- order and retried while state.db cannot take them, only the latest state
+-- of an instance kept meanwhile (the key).
+function Sup:write(what, record_key, fn)
+  local db = self.server.db
+  if not self.server.state_writer then return fn(db) end
+  self.server.state_writer:write(what, function() fn(db) end, { key = record_key })
+end
+
 function Sup:save(d, inst)
-  deployments.save_instance(self.server.db, {
+  local fields = {
     namespace = d.ns, deployment = d.name, number = inst.number, revision = inst.revision, port = inst.port,
     pid = inst.pid, started_at = inst.started_at, state = inst.state, restarts = inst.restarts,
     last_exit = inst.last_exit, created_at = inst.created_at,
-  })
+  }
+  local name = key(d.ns, d.name) .. "/" .. inst.number
+  self:write("instance " .. name, "instance/" .. name, function(db) deployments.save_instance(db, fields) end)
 end
 
 function Sup:set_state(d, inst, state)
@@ -304,7 +315,14 @@ end
 function Sup:spawn(d, inst, launch, spec)
   local job = require("prisn.exec.job")
   local home = self.server.home
-  inst.fifos = inst.fifos or assert(instance_exec.fifo_paths(home, d.ns, d.name, inst.number))
+  if not inst.fifos then
+    local fifos, ferr = instance_exec.fifo_paths(home, d.ns, d.name, inst.number)
+    if not fifos then
+      require("prisn.error").raise("EIO", "cannot make the output pipes of " .. instance_name(d, inst) .. ": "
+        .. tostring(ferr), { hint = "check the free space and permissions of " .. home .. "/run" })
+    end
+    inst.fifos = fifos
+  end
   local level = spec.isolation
   local user = job.server_workload_user(level)
   local limits = require("prisn.exec.limits").from_spec(spec) or nil
@@ -532,7 +550,10 @@ function Sup:remove_instance(d, inst, done)
     d.instances[inst.number] = nil
     inst.forgotten = true
     if not d.deleted then
-      deployments.delete_instance(self.server.db, d.ns, d.name, inst.number)
+      local name = key(d.ns, d.name) .. "/" .. inst.number
+      self:write("removal of instance " .. name, "instance/" .. name, function(db)
+        deployments.delete_instance(db, d.ns, d.name, inst.number)
+      end)
       -- The logs of instances that are gone go first when the deployment's
       -- logs are over their bound.
       local keep = {}
@@ -662,7 +683,10 @@ end
 
 function Sup:mark_revision(d, number, state, message)
   if number == d.row.revision then d.revision_state = state end
-  deployments.set_revision_state(self.server.db, d.ns, d.name, number, state, message)
+  local name = key(d.ns, d.name) .. "/revision/" .. number
+  self:write("state of " .. name, name, function(db)
+    deployments.set_revision_state(db, d.ns, d.name, number, state, message)
+  end)
 end
 
 function Sup:rollout_step(d)
@@ -736,7 +760,9 @@ function Sup:rollback(d, reason)
   self.server.log:warn("%s: %s", key(d.ns, d.name), message)
   self:count_rollout("rolled_back")
   if back then
-    deployments.update(self.server.db, d.ns, d.name, { revision = back })
+    self:write("rollback of " .. key(d.ns, d.name), nil, function(db)
+      deployments.update(db, d.ns, d.name, { revision = back })
+    end)
     d.row.revision = back
     d.revision_state = "active"
     self:mark_revision(d, back, "active")

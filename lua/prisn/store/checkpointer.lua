@@ -20,7 +20,11 @@ M.INTERVAL_MS = 1000
 
 --- Starts checkpointing `db` (the server's connection to the database at
 -- `path`). opts: log (a prisn.server.log), metrics ({ duration =
--- histogram, failures = counter }, optional). Returns { stop = fn }.
+-- histogram, failures = counter }, optional), now (ms clock). Returns
+-- { stop = fn, failing = fn }: failing() is nil, or { message, since_ms }
+-- while checkpoints fail (a full disk: the database file cannot grow).
+-- A failure is logged when checkpoints start failing (or fail otherwise),
+-- and once when they work again, not every second.
 function M.start(db, path, opts)
   opts = opts or {}
   local log, metrics = opts.log, opts.metrics or {}
@@ -32,9 +36,21 @@ function M.start(db, path, opts)
     local st = uv.fs_stat(path .. "-wal")
     return st and (st.size .. ":" .. st.mtime.sec .. "." .. st.mtime.nsec) or nil
   end
+  local now = opts.now or require("prisn.store.events").now_ms
+  local failing -- { message, since_ms } while checkpoints fail
   local function failed(message)
+    message = tostring(message)
     if metrics.failures then metrics.failures:inc() end
-    if log then log:warn("state.db checkpoint failed (the next one tries again): %s", message) end
+    if log and (not failing or failing.message ~= message) then
+      log:warn("state.db checkpoint failed (the next one tries again): %s", message)
+    end
+    if not failing or failing.message ~= message then failing = { message = message, since_ms = now() } end
+  end
+  local function succeeded()
+    if not failing then return end
+    if log then log:info("state.db checkpoints work again (failing since %s: %s)",
+      require("prisn.store.events").iso_time(failing.since_ms), failing.message) end
+    failing = nil
   end
   local timer = uv.new_timer()
   timer:start(M.INTERVAL_MS, M.INTERVAL_MS, function()
@@ -52,6 +68,7 @@ function M.start(db, path, opts)
       running = false
       local ok, message = handle:result()
       if not ok then return failed(message) end
+      succeeded()
       last_stamp = before
       if metrics.duration then metrics.duration:observe((uv.hrtime() - started) / 1e9) end
     end)
@@ -61,6 +78,7 @@ function M.start(db, path, opts)
     stop = function()
       if not timer:is_closing() then timer:close() end
     end,
+    failing = function() return failing end,
   }
 end
 

@@ -27,11 +27,12 @@
 --       change and its event commit together or not at all: the audit trail
 --       never misses a change that happened.
 --   events.recorder(db, opts)   for the server: fills defaults, and outside
---       a transaction never raises for a store failure (it logs it and
---       counts it instead), because a lifecycle event that cannot be written
---       (a job exited, the server started) must not fail the work it
---       describes. Inside recorder:transaction(fn) it behaves like
---       events.record and tells on_record only after the commit.
+--       a transaction never raises for a store failure, because a lifecycle
+--       event that cannot be written (a job exited, the server started) must
+--       not fail the work it describes: with opts.write (the server's
+--       prisn.store.writer) it is kept and retried until it is written,
+--       without, logged and counted. Inside recorder:transaction(fn) it
+--       behaves like events.record and tells on_record only after the commit.
 --
 -- Retention: events.prune keeps at most max_rows events and none older than
 -- max_age_ms, deleting the oldest in bounded batches (ids are time-ordered,
@@ -419,12 +420,17 @@ local stderr_log = {
 --   now               () -> ms, the clock for default times
 --   retention         { max_rows, max_age_ms } for prune (defaults above)
 --   prune_every       prune after this many records (default 500; 0 never)
+--   write             function(what, fn, opts): a prisn.store.writer's
+--                     write, through which events recorded outside a
+--                     transaction go (kept and retried while state.db
+--                     cannot be written)
 -- Fields: `failures` counts events that could not be stored, `recorded`
 -- counts those that were (for metrics).
 function M.recorder(db, opts)
   opts = opts or {}
   return setmetatable({
     db = db,
+    write = opts.write,
     on_record = opts.on_record,
     log = opts.log or stderr_log,
     defaults = { actor = opts.actor, now = opts.now },
@@ -456,13 +462,31 @@ end
 
 --- Records `ev` (defaults: actor, time now). Returns the event, or nil and
 -- the error when it could not be stored. A malformed event raises (a bug in
--- the caller). Outside a transaction a store failure is logged and counted,
--- never raised; inside one it raises, so the transaction — the mutation the
--- event describes — rolls back with it. In a transaction opened with
--- recorder:transaction, on_record hears of the event after the commit; in
--- one opened otherwise (store.transaction), at once.
+-- the caller). Outside a transaction a store failure is never raised: with
+-- a `write` the event is handed to it (and nil returned when it waits),
+-- without it the failure is logged and counted. Inside one it raises, so
+-- the transaction — the mutation the event describes — rolls back with it.
+-- In a transaction opened with recorder:transaction, on_record hears of the
+-- event after the commit; in one opened otherwise (store.transaction), at
+-- once.
 function Recorder:record(ev)
   local row = to_row(ev, self.defaults, 3)
+  if self.write and not self.db:in_transaction() then
+    local stored
+    self.write("event " .. row.action, function()
+      local event, message, code = insert(self.db, row)
+      if not event then
+        self.failures = self.failures + 1
+        store.fail(message, code)
+      end
+      return event
+    end, { droppable = true, after = function(event)
+      stored = event
+      self:notify(event)
+      self:stored()
+    end })
+    return stored
+  end
   if self.db:in_transaction() then
     local event, message, code = insert(self.db, row)
     if not event then

@@ -14,10 +14,16 @@
 -- default), then reported as SQLITE_BUSY.
 --
 -- The resource modules (prisn.store.jobs, ...) take an open db handle; this
--- module owns only opening, migrating and transactions.
+-- module owns only opening, migrating and transactions, and says which
+-- failures mean the state cannot be written (a full disk, an I/O error, a
+-- read-only file): `storage_failure` classifies them, and an observer
+-- (`set_observer`, the server's prisn.store.writer) hears of every such
+-- failure raised here and of every commit, so the server knows when it is
+-- degraded and when it can write again.
 local uv = require("luv")
 local core = require("prisn.core.store")
 local errors = require("prisn.error")
+local homes = require("prisn.home")
 
 local M = {}
 
@@ -27,21 +33,67 @@ M.FILE_MODE = tonumber("600", 8)
 local HINTS = {
   SQLITE_BUSY = "another prisn process is writing to the state database; try again in a moment",
   SQLITE_LOCKED = "another prisn process is writing to the state database; try again in a moment",
-  SQLITE_READONLY = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_PERM = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_CANTOPEN = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_FULL = "free some disk space where PRISN_HOME lives",
+  SQLITE_READONLY = homes.write_hint("SQLITE_READONLY"),
+  SQLITE_PERM = homes.write_hint("SQLITE_PERM"),
+  SQLITE_CANTOPEN = homes.write_hint("SQLITE_CANTOPEN"),
+  SQLITE_FULL = homes.write_hint("SQLITE_FULL"),
+  SQLITE_IOERR = "the disk holding PRISN_HOME failed a read or write; check it (dmesg) and its free space",
+  SQLITE_ABORT = "the change was not made; check the free space where PRISN_HOME lives and try again",
   SQLITE_CORRUPT = "the state database is damaged: run 'prisn doctor', then move state.db aside "
     .. "or restore a backup",
   SQLITE_NOTADB = "the state database is damaged: run 'prisn doctor', then move state.db aside "
     .. "or restore a backup",
 }
 
+-- Failures that mean the state cannot be written, by kind: "full" (no
+-- space: SQLite's own, or a file prisn writes itself), "io" (the disk
+-- failed, or SQLite rolled a transaction back after such a failure) and
+-- "readonly". They pass; everything else (a constraint, a bug in SQL) is
+-- for good.
+M.STORAGE_FAILURES = {
+  SQLITE_FULL = "full", ENOSPC = "full", EDQUOT = "full",
+  SQLITE_IOERR = "io", EIO = "io", SQLITE_ABORT = "io",
+  SQLITE_READONLY = "readonly", EROFS = "readonly",
+}
+
+--- The kind of storage failure `err` is ("full", "io", "readonly"; see
+-- STORAGE_FAILURES), or nil. `err` is a prisn.error or a code.
+function M.storage_failure(err)
+  local code = type(err) == "table" and err.code or err
+  return M.STORAGE_FAILURES[code]
+end
+
+-- The observer of storage failures and commits (nil: none). One per
+-- process: the server's.
+local observer
+
+--- Sets the function told of storage failures, as observer("failed",
+-- code, message), and of commits, as observer("committed"); nil for none.
+-- Returns the previous one.
+function M.set_observer(fn)
+  local previous = observer
+  observer = fn
+  return previous
+end
+
+local function observe(event, code, message)
+  if observer and (event == "committed" or M.STORAGE_FAILURES[code]) then
+    local ok, err = pcall(observer, event, code, message)
+    if not ok then io.stderr:write("prisn: store observer failed: ", tostring(err), "\n") end
+  end
+end
+
+-- The prisn.error for a failure of the core.
+local function failure(message, code)
+  observe("failed", code, message)
+  return errors.new(code or "SQLITE_ERROR", message or "state database error",
+    { hint = HINTS[code] or "run 'prisn doctor' to check the state database" })
+end
+
 --- Raises the prisn.error for a failure of the core: `code` is kept as the
 -- error's code, `message` (which names the database) as its message.
 function M.fail(message, code)
-  errors.raise(code or "SQLITE_ERROR", message or "state database error",
-    { hint = HINTS[code] or "run 'prisn doctor' to check the state database" })
+  error(failure(message, code), 0)
 end
 
 --- Passes a core result through, or raises it as a prisn.error when the first
@@ -90,15 +142,26 @@ end
 -- An error raised by fn (or by COMMIT) rolls the transaction back and is
 -- raised again unchanged. Called inside a transaction, fn joins it: the
 -- outermost call commits or rolls back.
+--
+-- SQLite itself rolls a transaction back when a statement in it fails with
+-- a full disk or an I/O error; a statement whose failure fn did not check
+-- would leave fn running on in autocommit mode. Such a transaction is
+-- reported as SQLITE_ABORT rather than committed in part.
 function M.transaction(db, fn, ...)
   if db:in_transaction() then return fn(...) end
   check(db:exec("BEGIN IMMEDIATE"))
   local result = table.pack(pcall(fn, ...))
-  if result[1] then
+  if result[1] and not db:in_transaction() then
+    local path = tostring(db):match("^prisn%.store%.db %((.*)%)$") or M.FILE
+    result = { false, failure("SQLITE_ABORT: " .. path .. ": the transaction was rolled back after a "
+      .. "statement in it failed (disk full or I/O error)", "SQLITE_ABORT") }
+  elseif result[1] then
     local ok, message, code = db:exec("COMMIT")
-    if ok then return table.unpack(result, 2, result.n) end
-    result = { false, errors.new(code or "SQLITE_ERROR", message,
-      { hint = HINTS[code] or "run 'prisn doctor' to check the state database" }) }
+    if ok then
+      observe("committed")
+      return table.unpack(result, 2, result.n)
+    end
+    result = { false, failure(message, code) }
   end
   if db:in_transaction() then db:exec("ROLLBACK") end
   error(result[2], 0)
@@ -144,7 +207,6 @@ end
 -- database, or comes from a newer prisn.
 function M.open(home, opts)
   opts = opts or {}
-  local homes = require("prisn.home")
   if not home then home = opts.create == false and homes.path() or homes.ensure() end
   local path = M.path(home)
   if not uv.fs_stat(path) then

@@ -1,5 +1,5 @@
 -- prisn.secrets: the name, key and value rules with messages that name the
--- field and never the value; associated data; KEY=VALUE words and env files.
+-- field and never the value; associated data; masking (env files: envfile_spec).
 local rules = require("prisn.secrets")
 local raised = require("support").raised
 
@@ -82,60 +82,5 @@ describe("prisn.secrets", function()
   it("masks every value as ****", function()
     assert.same({ A = "****", B = "****" }, rules.masked({ "A", "B" }))
     assert.same({ "A", "B", "C" }, rules.key_names({ C = "1", A = "2", B = "3" }))
-  end)
-
-  describe("parse_assignment", function()
-    it("splits at the first '='", function()
-      assert.same({ "KEY", "a=b=c" }, { rules.parse_assignment("KEY=a=b=c", "argument 1") })
-      assert.same({ "EMPTY", "" }, { rules.parse_assignment("EMPTY=", "argument 1") })
-    end)
-
-    it("raises a usage error that does not echo the word", function()
-      local err = raised(rules.parse_assignment, "hunter2", "argument 2")
-      assert.equal("usage", err.code)
-      assert.equal("argument 2 is not KEY=VALUE", err.message)
-      err = raised(rules.parse_assignment, "1PASS=hunter2", "argument 1")
-      assert.equal("argument 1: invalid key \"1PASS\": use letters, digits and '_', not starting with a digit",
-        err.message)
-    end)
-  end)
-
-  describe("parse_env_file", function()
-    it("reads KEY=VALUE lines, comments, export and quotes", function()
-      local text = table.concat({
-        "# database",
-        "",
-        "USER=app",
-        "export HOST = db.internal  ",
-        "PASSWORD='p@ss # not a comment'",
-        [[GREETING="hello\n\"world\" \\ \$HOME" # a comment]],
-        "URL=postgres://u:p@h/db?x=1#frag",
-        "EMPTY=",
-        "WINDOWS=crlf\r",
-      }, "\n")
-      assert.same({
-        { "USER", "app" }, { "HOST", "db.internal" }, { "PASSWORD", "p@ss # not a comment" },
-        { "GREETING", 'hello\n"world" \\ $HOME' }, { "URL", "postgres://u:p@h/db?x=1#frag" },
-        { "EMPTY", "" }, { "WINDOWS", "crlf" },
-      }, rules.parse_env_file(text, ".env"))
-      assert.same({}, rules.parse_env_file("", ".env"))
-    end)
-
-    it("names the file and line of a malformed line, never its content", function()
-      local cases = {
-        { "A=1\nhunter2\n", "line 2 of .env: not KEY=VALUE" },
-        { "1A=hunter2", "line 1 of .env: invalid key \"1A\": use letters, digits and '_', not starting with a digit" },
-        { "A='hunter2", "line 1 of .env: unterminated quoted value" },
-        { 'A="hunter2', "line 1 of .env: unterminated quoted value" },
-        { 'A="hunter2\\q"', "line 1 of .env: unknown escape in a double-quoted value" },
-        { "A='hunter2' hunter3", "line 1 of .env: unexpected text after the quoted value" },
-      }
-      for _, case in ipairs(cases) do
-        local err = raised(rules.parse_env_file, case[1], ".env")
-        assert.equal("usage", err.code)
-        assert.equal(case[2], err.message)
-        assert.is_nil(tostring(err):find("hunter", 1, true))
-      end
-    end)
   end)
 end)

@@ -38,9 +38,13 @@ describe("prisn.server.cron", function()
     return timer
   end
 
-  -- Moves the fake clock to `t`, firing the timer whenever it is due.
-  local function advance_to(t)
+  -- Moves the fake clock to `t`, firing the timer whenever it is due; at
+  -- most `max_fires` times when given (a busy loop fails instead of hanging).
+  local function advance_to(t, max_fires)
+    local fired = 0
     while timer and timer.due and timer.due <= t do
+      fired = fired + 1
+      assert.is_true(not max_fires or fired <= max_fires, "the cron timer spins while state.db cannot be written")
       clock = math.max(clock, timer.due)
       local fn = timer.fn
       timer.due = nil
@@ -323,5 +327,31 @@ describe("prisn.server.cron", function()
     cronjobs.delete(db, "default", "hourly")
     s:arm()
     assert.equal(clock + scheduler.MAX_SLEEP_MS, timer.due)
+  end)
+
+  it("while state.db cannot be written, tries a due run once a second and submits it once", function()
+    make({ concurrency = "allow" })
+    local errors = require("prisn.error")
+    local real_record, real_set = cronjobs.record_fire, cronjobs.set_next_fire
+    local function full() errors.raise("SQLITE_FULL", "SQLITE_FULL: state.db: database or disk is full") end
+    cronjobs.record_fire, cronjobs.set_next_fire = full, full
+    server.state_writer = { degraded = true }
+    local ok, err = pcall(function()
+      advance_to(T + 200, 5)
+      assert.equal(1, #submitted)
+      assert.is_true(timer.due >= clock + 1000 - 200, "retried sooner than a second")
+      advance_to(T + 3200, 5)
+      assert.equal(1, #submitted) -- the same due run, not submitted again
+    end)
+    cronjobs.record_fire, cronjobs.set_next_fire = real_record, real_set
+    server.state_writer = nil
+    if not ok then error(err, 0) end
+    -- Space returns: the run's record is written, the schedule goes on.
+    advance_to(T + 4200)
+    local c = cronjobs.get(db, "default", "tick")
+    assert.is_true(c.next_fire > T + 3200, "the next fire time did not move on")
+    -- The run due at T was submitted at T, once; at most the next one since.
+    assert.equal(T, submitted[1].job.created_at)
+    assert.is_true(#submitted <= 2)
   end)
 end)

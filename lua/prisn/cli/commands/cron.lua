@@ -48,13 +48,8 @@ local function create(ctx)
   local name = flags.name or require("prisn.store.cronjobs").name_from_script(script)
   local ok, err = require("prisn.store.cronjobs").valid_name(name)
   if not ok then errors.usage(err, "choose one with --name NAME") end
-  local supervise = require("prisn.exec.run")
-  local env, keys = {}, {}
-  if flags.env_file then
-    supervise.read_env_file(flags.env_file:sub(1, 1) == "/" and flags.env_file or (cwd .. "/" .. flags.env_file),
-      env, keys)
-  end
-  supervise.parse_env_pairs(flags.env, env, keys)
+  local env = require("prisn.envfile").collect(flags.env_file
+    and (flags.env_file:sub(1, 1) == "/" and flags.env_file or (cwd .. "/" .. flags.env_file)), flags.env)
   local limits, lerr, lhint = require("prisn.exec.limits").check({ memory = flags.memory, cpu = flags.cpu,
     pids = flags.pids })
   if limits == nil then errors.usage(lerr, lhint) end

@@ -108,11 +108,7 @@ local function report(ctx, c, ns, res)
 end
 
 local function env_of(ctx, cwd)
-  local supervise = require("prisn.exec.run")
-  local env, keys = {}, {}
-  if ctx.flags.env_file then supervise.read_env_file(absolute(ctx.flags.env_file, cwd), env, keys) end
-  supervise.parse_env_pairs(ctx.flags.env, env, keys)
-  return env
+  return (require("prisn.envfile").collect(ctx.flags.env_file and absolute(ctx.flags.env_file, cwd), ctx.flags.env))
 end
 
 -- The health check from --health and its timing flags: the text as given,

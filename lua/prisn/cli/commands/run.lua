@@ -56,9 +56,9 @@ return {
     },
     flags = {
       { name = "env", short = "e", type = "string", repeatable = true, placeholder = "KEY=VALUE",
-        summary = "Set an environment variable for the script" },
+        summary = "Set an environment variable for the script (wins over --env-file)" },
       { name = "env-file", type = "string", placeholder = "FILE", complete = "file",
-        summary = "Read KEY=VALUE lines (# comments) into the script's environment" },
+        summary = "Read KEY=VALUE lines into the script's environment (format: docs/RUN.md)" },
       { name = "cwd", type = "string", placeholder = "DIR", complete = "dir",
         summary = "Run the script in DIR (default: the current directory)" },
       { name = "timeout", type = "duration", placeholder = "DURATION",

@@ -3,12 +3,14 @@
 -- Every command talks to the server's API (prisn.client): values are
 -- encrypted there, under the master key only the server reads. This file
 -- gathers what the user typed and shapes what is printed; the rules (names,
--- keys, sizes, env-file syntax) are prisn.secrets, checked here first so a
--- typo is caught without a round trip.
+-- keys, sizes) are prisn.secrets and the env-file and KEY=VALUE syntax
+-- prisn.envfile (the same as `--env-file` and `-e`), checked here first so
+-- a typo is caught without a round trip.
 --
 -- Values are printed only by `get --reveal`. Errors about what was typed
 -- name the argument, file or line, never its content: a value typed in the
 -- wrong place must not end up on the screen or in a terminal log.
+local envfile = require("prisn.envfile")
 local errors = require("prisn.error")
 local rules = require("prisn.secrets")
 
@@ -61,18 +63,18 @@ local function gather(ctx)
     values[key], origin[key] = value, where
   end
   for _, file in ipairs(ctx.flags.from_env_file or {}) do
-    for _, entry in ipairs(rules.parse_env_file(read_file(file, "--from-env-file"), file)) do
+    for _, entry in ipairs(envfile.read(file, "--from-env-file")) do
       add(entry[1], entry[2], file)
     end
   end
   for i, spec in ipairs(ctx.flags.from_file or {}) do
-    local key, path = rules.parse_assignment(spec, string.format("--from-file #%d", i))
+    local key, path = envfile.assignment(spec, string.format("--from-file #%d", i))
     if path == "" then errors.usage(string.format("--from-file %s= needs a path", key)) end
     add(key, read_file(path, "--from-file " .. key), "--from-file")
   end
   for i, word in ipairs(ctx.args.VARS or {}) do
     local what = string.format("argument %d after the name", i)
-    local key, value = rules.parse_assignment(word, what)
+    local key, value = envfile.assignment(word, what)
     add(key, value, what)
   end
   if next(values) == nil then
@@ -194,8 +196,8 @@ return {
         description = "Sets secret NAME to the given variables, replacing what it held (with\n"
           .. "--merge, keeping the keys not given). Values come from KEY=VALUE words,\n"
           .. "from files (--from-file KEY=PATH: the file's exact bytes) and from env files\n"
-          .. "(--from-env-file FILE: KEY=VALUE lines, '#' comments, 'export' and quotes\n"
-          .. "allowed). A key given twice is an error. Words on the command line stay in\n"
+          .. "(--from-env-file FILE, read as 'prisn run --env-file' reads them; the format\n"
+          .. "is in docs/RUN.md). A key given twice is an error. Words on the command line stay in\n"
           .. "your shell history: prefer the files for real secrets, or\n"
           .. "--from-file KEY=/dev/stdin. Keys are environment variable names; each value\n"
           .. "is at most 64 KiB.",

@@ -6,6 +6,15 @@ local api = require("prisn.server.api")
 local bundle = require("prisn.bundle")
 local fs = require("prisn.fs")
 
+-- A bundle that cannot be written (nothing of it is kept): 507 for a full
+-- disk, 500 otherwise. The message has no server path.
+local function cannot_store(code, err)
+  local full = code == "ENOSPC" or code == "EDQUOT"
+  api.fail(full and 507 or 500, full and "insufficient_storage" or (code or "EIO"),
+    "cannot store the bundle: " .. (full and "the disk is full (" .. code .. ")"
+      or tostring(err):gsub("/[^%s:]*/", "")), full and api.STORAGE_HINT or "see the server log")
+end
+
 local function exists(dir)
   local st = dir and uv.fs_stat(dir)
   return st and st.type == "directory"
@@ -27,15 +36,16 @@ return {
     end
     local tmp = string.format("%s.tmp-%d", dir, uv.os_getpid())
     fs.rm_rf(tmp)
-    local n, err = bundle.unpack(req.body, tmp)
+    local n, err, code = bundle.unpack(req.body, tmp)
     if not n then
       fs.rm_rf(tmp)
+      if code then cannot_store(code, err) end
       api.fail(422, "invalid", "bad bundle: " .. tostring(err))
     end
-    local ok, rerr = uv.fs_rename(tmp, dir)
+    local ok, rerr, rcode = uv.fs_rename(tmp, dir)
     if not ok then
       fs.rm_rf(tmp)
-      if not exists(dir) then api.fail(500, "EIO", "cannot store the bundle: " .. tostring(rerr)) end
+      if not exists(dir) then cannot_store(rcode, rerr) end
     end
     if req.server.events then
       req.server.events:record({ actor = req.actor, action = "bundle.uploaded",

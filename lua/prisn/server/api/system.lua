@@ -54,6 +54,23 @@ local function state_writable(db)
   return ok == true
 end
 
+-- What to do while state.db cannot be written.
+local DEGRADED_HINT = "free space under $PRISN_HOME (or fix what makes its disk fail); the server keeps what "
+  .. "it must record in memory, retries it, and is ok again once a write succeeds"
+
+-- Why the server cannot write its state (prisn.store.writer's reason), or
+-- nil. A write that failed counts, not a probe: the lock a probe takes
+-- says nothing about free space.
+local function degraded_reason(server)
+  local writer = server.state_writer
+  if not writer or not writer.degraded then return nil end
+  local status = writer:status()
+  if status.pending > 0 then
+    return string.format("%s; %d record(s) waiting to be written", status.reason, status.pending)
+  end
+  return status.reason
+end
+
 local function node_info(server)
   local uname = uv.os_uname()
   local fs_stat = uv.fs_statfs(server.home)
@@ -74,13 +91,19 @@ local function node_info(server)
 end
 
 return {
-  { method = "GET", pattern = "/health", auth = "none", handler = function()
+  { method = "GET", pattern = "/health", auth = "none", handler = function(req)
+    local reason = degraded_reason(req.server)
+    if reason then
+      return 503, { status = "degraded", reason = reason, hint = DEGRADED_HINT }
+    end
     return 200, { status = "ok" }
   end },
   { method = "GET", pattern = "/ready", auth = "none", handler = function(req)
     if req.server.stopping then
       api.fail(503, "unavailable", "the server is stopping")
     end
+    local reason = degraded_reason(req.server)
+    if reason then api.fail(503, "unavailable", reason, DEGRADED_HINT) end
     if not state_writable(req.server.db) then
       api.fail(503, "unavailable", "the state database is not writable", "see the server log")
     end
@@ -92,10 +115,22 @@ return {
   { method = "GET", pattern = "/api/v1/status", auth = "view", handler = function(req)
     local server = req.server
     local problems = api.array()
-    if not state_writable(server.db) then problems[#problems + 1] = "the state database is not writable" end
+    local reason = degraded_reason(server)
+    if reason then
+      problems[#problems + 1] = reason
+    elseif not state_writable(server.db) then
+      problems[#problems + 1] = "the state database is not writable"
+    end
     -- The server's health is its own; deployments short of ready instances
     -- are listed as problems too, without making the server degraded.
     local server_ok = #problems == 0
+    -- Failing checkpoints do not stop writes (the WAL takes them) until
+    -- the WAL can grow no more: a problem to show, not yet degraded.
+    local checkpoint = server.checkpointer and server.checkpointer.failing()
+    if checkpoint then
+      problems[#problems + 1] = string.format("state.db: checkpoints failing since %s: %s",
+        require("prisn.store.jobs").iso_time(checkpoint.since_ms), checkpoint.message)
+    end
     local visible = function(ns) return auth.allows_namespace(req.token, ns) end
     local deployments = services_status(server, problems, visible)
     return 200, {
