@@ -78,6 +78,14 @@ describe("admission", function()
     end
   end
 
+  -- What job `id` of namespace a wrote, its records joined.
+  local function output_of(id, tok)
+    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. id .. "/logs", tok)
+    local out = {}
+    for _, rec in ipairs(logs.records) do out[#out + 1] = rec.data end
+    return table.concat(out)
+  end
+
   setup(function()
     env = h.env()
     home = env.PRISN_HOME
@@ -198,10 +206,7 @@ describe("admission", function()
     assert.equal(201, status, cjson.encode(job))
     job = ended(job.id)
     assert.equal("succeeded", job.state, cjson.encode(job))
-    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", view_a)
-    local out = {}
-    for _, rec in ipairs(logs.records) do out[#out + 1] = rec.data end
-    assert.equal("65534\n65534\n", table.concat(out))
+    assert.equal("65534\n65534\n", output_of(job.id, view_a))
   end)
 
   it("builds a namespaced token's dependencies as its own user, apart, and reads no metadata outside the bundle",
@@ -209,8 +214,9 @@ describe("admission", function()
     -- Vendored wheels in the bundle: the build runs as the workload's user
     -- (a build runs the packages' code), confined, into an entry of its own.
     local deps = h.tempdir("prisn-admission-deps")
+    assert(uv.fs_mkdir(deps .. "/wheels", tonumber("755", 8)))
     require("e2e.wheels").build({ { dist = "acme-widgets", version = "1.0", package = "widgets",
-      value = "widgets 1.0" } }, (function() uv.fs_mkdir(deps .. "/wheels", 493); return deps .. "/wheels" end)())
+      value = "widgets 1.0" } }, deps .. "/wheels")
     h.write(deps .. "/requirements.txt", "--no-index\n--find-links wheels\nacme-widgets\n")
     h.write(deps .. "/uses.py", "import widgets\nprint(widgets.VALUE)\n")
     -- PYTHONPATH reaches the build: with the build as root it would load
@@ -225,10 +231,7 @@ describe("admission", function()
     assert.equal(201, status, cjson.encode(job))
     job = ended(job.id)
     assert.equal("succeeded", job.state, cjson.encode(job))
-    local _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
-    local out = {}
-    for _, rec in ipairs(logs.records) do out[#out + 1] = rec.data end
-    assert.equal("widgets 1.0\n", table.concat(out))
+    assert.equal("widgets 1.0\n", output_of(job.id, edit_a))
     -- Every python the build and the workload ran loaded it, as 65534.
     local ran = h.read(probe .. "/ran-as")
     assert.matches("^65534\n", ran)
@@ -254,8 +257,7 @@ describe("admission", function()
     job = ended(job.id)
     assert.equal("failed", job.state)
     assert.matches("cannot read included file /etc/shadow", job.message, 1, true)
-    _, logs = api("GET", "/api/v1/namespaces/a/jobs/" .. job.id .. "/logs", edit_a)
-    assert.is_nil(cjson.encode(logs):find("root:", 1, true))
+    assert.is_nil(output_of(job.id, edit_a):find("root:", 1, true))
   end)
 
   it("refuses an edit token the scale up and rollback of an admin's privileged deployment", function()
