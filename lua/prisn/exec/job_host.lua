@@ -107,6 +107,9 @@ function M.spare_main(home, fd, report_fd)
   require("prisn.exec.run").protect_self()
   local line = read_line(fd)
   require("luv").fs_close(fd)
+  -- The loop's clock stopped when the host forked this runner (the host
+  -- runs no loop): every timer of the job counts from now, not from then.
+  require("luv").update_time()
   -- EOF: the host is gone (or stopping): there is nothing to run.
   if not line then os.exit(0) end
   local id, json = line:match("^(%S+) (.+)$")
