@@ -33,26 +33,43 @@ function M.pid_path(home)
   return home .. "/run/job-host.pid"
 end
 
---- Stops the job host a previous server of `home` started, if it still
--- runs (it ends by itself at EOF, soon after its server, but may still be
--- handing a job to a runner), and its spare runners: after this, every
--- runner it forked for a job holds the job's lock. SIGKILL to its process
--- group, then up to a second for it to be gone.
+--- Stops the job host a previous server of `home` started, and the rest of
+-- its process group. The host ends by itself at EOF, soon after its server,
+-- but runners it forked stay in its group until they hold their job's lock:
+-- one handed a job just before the host ended, and held back (a busy
+-- machine, a stopped process), would take the lock after this server's
+-- recovery had queued the job again, and run it a second time. So the whole
+-- group goes, whether or not the host is still there: after this, every
+-- runner the old host forked for a job holds the job's lock. SIGKILL, then
+-- up to a second for them to be gone.
 function M.stop_previous(home)
   local uv = require("luv")
   local fs = require("prisn.fs")
   local pid = math.tointeger(tonumber((fs.read_file(M.pid_path(home)) or ""):match("%d+") or ""))
   if not pid or pid == uv.os_getpid() then return end
-  local function is_host()
-    local stat = fs.read_file("/proc/" .. pid .. "/stat") or ""
-    local state = stat:match("%) (%a)")
-    return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
+  -- The live members of group `pid` that are the host or one of its forks
+  -- (whose command line stays `prisn __job-host`): a group of that number
+  -- made since by someone else has none.
+  local function members()
+    local list = {}
+    if not uv.kill(-pid, 0) then return list end -- no such group: the usual case
+    for _, entry in ipairs(fs.list_dir("/proc")) do
+      local member = entry.name:match("^%d+$") and tonumber(entry.name)
+      local stat = member and fs.read_file("/proc/" .. member .. "/stat") or ""
+      local state, pgrp = stat:match(".*%) (%a) %d+ (%d+)") -- after the last ")": comm may hold one
+      if tonumber(pgrp) == pid and state ~= "Z" and state ~= "X"
+        and (fs.read_file("/proc/" .. member .. "/cmdline") or ""):find("\0__job-host\0", 1, true) then
+        list[#list + 1] = member
+      end
+    end
+    return list
   end
-  if not is_host() then return end
-  -- The host leads its process group; its spare runners are in it.
+  if #members() == 0 then return end
+  -- The group is the old host's: signalled as one, so a runner forked at
+  -- this very moment goes too.
   uv.kill(-pid, "sigkill")
   for _ = 1, 100 do
-    if not is_host() then return end
+    if #members() == 0 then return end
     uv.sleep(10)
   end
 end

@@ -26,6 +26,8 @@ local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
+local exec_job = require("prisn.exec.job")
+local logs = require("prisn.logs")
 local read_file = require("prisn.fs").read_file
 
 local M = {}
@@ -198,9 +200,7 @@ end
 
 -- The outcome a runner wrote at the end of job `job`'s log, decoded, or nil.
 local function logged_outcome(job)
-  local text = job and job.log_path and require("prisn.logs").outcome(job.log_path)
-  local ok, outcome = pcall(cjson.decode, text or "")
-  return ok and type(outcome) == "table" and outcome or nil
+  return job and exec_job.logged_outcome(job.log_path)
 end
 
 -- Called when the runner of job `id` has ended (for whatever reason). A
@@ -210,24 +210,42 @@ function Queue:finished(id)
   if not entry or entry.ended then return end
   entry.ended = true
   local server = self.server
-  local final
+  local final, adopted_by
   local ok, err = pcall(server.events.transaction, server.events, function()
     final = jobs.get_by_id(server.db, id)
     if final and (final.state == "queued" or final.state == "running") then
       -- Told on the pipe but not read yet, or not told: the log has it.
       local outcome = logged_outcome(final)
+      local holder_alive, holder
+      if not outcome then holder_alive, holder = exec_job.runner_alive(server.home, id) end
       if outcome then
         final = M.apply_outcome(server.db, id, outcome)
+      elseif holder_alive then
+        -- Another runner holds the job (one of a server that died, which
+        -- this runner found there): it runs the job; watch it instead.
+        adopted_by = holder or false
+        final = nil
       else
         -- The runner died before it could record anything (killed, crashed).
         final = jobs.finish(server.db, id, { state = "failed", reason = "killed",
           message = "the job's runner process ended without recording an outcome" })
       end
     end
-    final = self:record_end(id, entry, final)
+    if adopted_by == nil then final = self:record_end(id, entry, final) end
   end)
   if not ok then
     server.log:error("job %s: cannot record its end: %s", id, tostring(errors.is(err) and err.message or err))
+  end
+  if adopted_by ~= nil then
+    self.running[id] = nil
+    self.running_count = self.running_count - 1
+    server.log:warn("job %s: its runner found another one running it; watching that one", id)
+    local adopted = self:adopt(id, adopted_by or nil)
+    if entry.deleted then
+      adopted.deleted = true
+      signal_runner(adopted, "TERM")
+    end
+    return
   end
   self:release(id, entry, final)
 end
@@ -408,7 +426,7 @@ function Queue:recover()
     .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
     .. "ORDER BY j.id") or {}
   local requeued, adopted, failed, logged = 0, 0, 0, 0
-  local runner_alive = require("prisn.exec.job").runner_alive
+  local runner_alive = exec_job.runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
     -- A runner holds its job's lock for its whole life (see
@@ -429,11 +447,23 @@ function Queue:recover()
       end)
       for _, fn in ipairs(self.on_finished) do pcall(fn, final) end
       logged = logged + 1
-    elseif row.state == "queued" and not runner_pid then
+    elseif row.state == "queued" and not runner_pid and not logs.started(row.log_path) then
+      -- Never started: no runner holds it (the old job host's are gone, see
+      -- stop_previous) and none made its log, which a runner does before the
+      -- workload starts (prisn.exec.job.begin_job_log).
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
     else
-      if row.pid and M.still_ours(row.pid, row.started_at) then uv.kill(-row.pid, "sigkill") end
+      -- Started (running, or queued with a log: its start report was lost
+      -- with the old server) and its runner is gone: at most once, so it
+      -- is not run again. What is left of its workload is stopped.
+      local pid, started_at = row.pid, row.started_at
+      if row.state == "queued" then
+        local start = exec_job.logged_start(row.log_path) or {}
+        pid, started_at = math.tointeger(start.pid), math.tointeger(start.started_at)
+        if pid then jobs.start(db, row.id, { pid = pid, started_at = started_at }) end
+      end
+      if pid and M.still_ours(pid, started_at) then uv.kill(-pid, "sigkill") end
       local final = jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
         message = "the server stopped while the job ran, and its runner is gone" })
       db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
@@ -458,21 +488,23 @@ end
 -- Watches a runner the server did not start (it survived a restart): it is
 -- not our child, so its end is noticed by polling.
 -- Without its pid (a lock that cannot name its holder), the lock is polled.
+-- Returns the queue's entry for the job.
 function Queue:adopt(id, runner_pid)
   local entry = { runner_pid = runner_pid, adopted = true }
   self.running[id] = entry
   self.running_count = self.running_count + 1
   if runner_pid then
     require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id) end)
-    return
+    return entry
   end
   local timer = uv.new_timer()
   timer:start(200, 200, function()
-    if require("prisn.exec.job").runner_alive(self.server.home, id) then return end
+    if exec_job.runner_alive(self.server.home, id) then return end
     timer:stop()
     timer:close()
     self:finished(id)
   end)
+  return entry
 end
 
 --- Stops every running job (SIGTERM to each runner, which stops its job's
