@@ -18,6 +18,7 @@
 -- About a minute; PRISN_CHAOS_LONG=1 for many more kills.
 local h = require("e2e.helper")
 local read, write, alive = h.read, h.write, h.alive
+local sleep, wait_for, stat_fields = h.sleep, h.wait_for, h.stat_fields
 local cjson = require("cjson")
 local uv = require("luv")
 
@@ -26,33 +27,6 @@ local KILLS = LONG and 300 or 40
 local SEED = tonumber(os.getenv("PRISN_CHAOS_SEED") or "") or 20261207
 local BURST = 6          -- jobs submitted at once before each kill
 local DEADLINE_MS = 30000 -- for every job to finish after the last restart
-
-local function sleep(ms)
-  -- The loop turns meanwhile: requests in flight go on.
-  local t = uv.new_timer()
-  local fired = false
-  t:start(ms, 0, function() fired = true end)
-  while not fired do uv.run("once") end
-  t:close()
-  uv.update_time()
-end
-
-local function wait_for(pred, ms)
-  local deadline = uv.now() + (ms or 10000)
-  while uv.now() < deadline do
-    if pred() then return true end
-    sleep(50)
-  end
-  return pred() and true or false
-end
-
--- The fields of /proc/<pid>/stat after the command (state first), or nil.
-local function stat_fields(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  local fields = {}
-  for f in ((stat or ""):match(".*%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
-  return stat and fields or nil
-end
 
 local function all_pids()
   local list = {}

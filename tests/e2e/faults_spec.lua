@@ -12,31 +12,10 @@
 --     `delete deploy`.
 local h = require("e2e.helper")
 local read, write, alive = h.read, h.write, h.alive
+local sleep, wait_for, stat_fields = h.sleep, h.wait_for, h.stat_fields
 local cjson = require("cjson")
 local uv = require("luv")
 local parse_time = require("prisn.store.events").parse_time
-
-local function sleep(ms)
-  uv.sleep(ms)
-  uv.update_time()
-end
-
-local function wait_for(pred, ms)
-  local deadline = uv.now() + (ms or 10000)
-  while uv.now() < deadline do
-    if pred() then return true end
-    sleep(50)
-  end
-  return pred() and true or false
-end
-
--- The fields of /proc/<pid>/stat after the command (state first), or nil.
-local function stat_fields(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  local fields = {}
-  for f in ((stat or ""):match(".*%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
-  return stat and fields or nil
-end
 
 -- The live processes of process group `pgrp` named `comm`.
 local function group_members(pgrp, comm)
@@ -195,14 +174,21 @@ describe("faults in the job path and recovery", function()
       stopped = {}
     end)
 
-    -- The spare runner the job host keeps forked ahead of the next job.
-    local function spare_runner()
+    -- Starts a server whose job host has forked its spare runner (ahead of
+    -- the next job), and stops that runner (SIGSTOP): the next job is handed
+    -- to it and waits. Returns its pid.
+    local function held_spare_runner()
+      ok({ "server", "start", "-q" })
+      local warm = submit(dir .. "/true.sh")
+      assert.is_true(wait_for(function() return final(warm) end))
       local spare
       assert.is_true(wait_for(function()
         local host = tonumber(read(home .. "/run/job-host.pid") or "")
         spare = host and group_members(host, "prisn-job")[1]
         return spare ~= nil
       end), "the job host forked no spare runner")
+      uv.kill(spare, "sigstop")
+      stopped[#stopped + 1] = spare
       return spare
     end
 
@@ -213,14 +199,9 @@ describe("faults in the job path and recovery", function()
     end
 
     it("never lets a runner of the old job host start a job late", function()
-      ok({ "server", "start", "-q" })
-      local warm = submit(dir .. "/true.sh")
-      assert.is_true(wait_for(function() return final(warm) end))
       -- A busy machine holds the spare back: it is handed the next job,
       -- and only runs once a new server has recovered.
-      local spare = spare_runner()
-      uv.kill(spare, "sigstop")
-      stopped[#stopped + 1] = spare
+      local spare = held_spare_runner()
       local id = submit(appender("late"))
       sleep(300)
       kill9_server()
@@ -234,14 +215,9 @@ describe("faults in the job path and recovery", function()
     end)
 
     it("never queues again a job whose start was lost with the server", function()
-      ok({ "server", "start", "-q" })
-      local warm = submit(dir .. "/true.sh")
-      assert.is_true(wait_for(function() return final(warm) end))
       -- The job starts while the server hears nothing (stopped), then its
       -- runner and the server die: state.db still says "queued".
-      local spare = spare_runner()
-      uv.kill(spare, "sigstop")
-      stopped[#stopped + 1] = spare
+      local spare = held_spare_runner()
       local id = submit(appender("lost", 30))
       sleep(300)
       local server = server_pid()
