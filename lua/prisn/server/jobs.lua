@@ -447,7 +447,7 @@ function Queue:recover()
       end)
       for _, fn in ipairs(self.on_finished) do pcall(fn, final) end
       logged = logged + 1
-    elseif row.state == "queued" and not runner_pid and not logs.started(row.log_path) then
+    elseif row.state == "queued" and not runner_pid and not (row.log_path and logs.started(row.log_path)) then
       -- Never started: no runner holds it (the old job host's are gone, see
       -- stop_previous) and none made its log, which a runner does before the
       -- workload starts (prisn.exec.job.begin_job_log).
