@@ -19,9 +19,12 @@
 -- Recovery at start: a job whose runner is still alive (it holds the job's
 -- lock) is re-adopted (watched until it ends); one whose runner ended after
 -- writing the outcome to the job's log, but before the old server recorded
--- it, gets that outcome; other queued jobs are queued again; other running
--- jobs are failed with reason "server_restarted". The old server's job host
--- is stopped first, so no runner it forked can still be about to start.
+-- it, gets that outcome; queued jobs that never started are queued again;
+-- every other job started (it is running, or its runner made its log, which
+-- happens before the workload starts) and is failed with reason
+-- "server_restarted": a job runs at most once. The old server's job host,
+-- and every runner it forked that holds no job yet, are stopped first, so
+-- none can still be about to start one.
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
