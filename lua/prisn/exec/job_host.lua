@@ -21,11 +21,13 @@
 --
 -- The host never opens state.db nor runs an event loop, so a fork copies
 -- nothing that two processes must not share. Runners are not the host's to
--- wait for: SIGCHLD is ignored, the kernel reaps them. A spare stays in the
+-- wait for: SIGCHLD is ignored, the kernel reaps them. A runner stays in the
 -- host's process group until it holds its job's lock (see M.spare_main).
--- When the server goes away (EOF on stdin) the host exits, and its idle
--- spare with it (EOF on the spare's pipe); runners with a job go on and
--- finish it.
+-- When the server goes away (EOF on stdin) the host ends with its whole
+-- group: the idle spare, and any runner handed a job that does not hold it
+-- yet (the job did not start; a restarted server queues it again). Runners
+-- that hold their job are in sessions of their own: they go on and finish
+-- it.
 local M = {}
 
 --- Where a job host writes its pid: $PRISN_HOME/run/job-host.pid.
@@ -34,25 +36,29 @@ function M.pid_path(home)
 end
 
 --- Stops the job host a previous server of `home` started, and the rest of
--- its process group. The host ends by itself at EOF, soon after its server,
--- but runners it forked stay in its group until they hold their job's lock:
--- one handed a job just before the host ended, and held back (a busy
--- machine, a stopped process), would take the lock after this server's
--- recovery had queued the job again, and run it a second time. So the whole
--- group goes, whether or not the host is still there: after this, every
--- runner the old host forked for a job holds the job's lock. SIGKILL, then
--- up to a second for them to be gone.
+-- its process group, unless it ended by itself at EOF (it then removed its
+-- pid file and took its group with it, see M.main). Runners it forked stay
+-- in its group until they hold their job's lock: one handed a job and held
+-- back (a busy machine, a stopped process) would take the lock after this
+-- server's recovery had queued the job again, and run it a second time. So
+-- after this, every runner the old host forked for a job holds the job's
+-- lock. SIGKILL, then up to a second for them to be gone.
 function M.stop_previous(home)
   local uv = require("luv")
   local fs = require("prisn.fs")
   local pid = math.tointeger(tonumber((fs.read_file(M.pid_path(home)) or ""):match("%d+") or ""))
   if not pid or pid == uv.os_getpid() then return end
+  local function is_host()
+    local stat = fs.read_file("/proc/" .. pid .. "/stat") or ""
+    local state = stat:match(".*%) (%a)")
+    return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
+  end
   -- The live members of group `pid` that are the host or one of its forks
   -- (whose command line stays `prisn __job-host`): a group of that number
   -- made since by someone else has none.
   local function members()
     local list = {}
-    if not uv.kill(-pid, 0) then return list end -- no such group: the usual case
+    if not uv.kill(-pid, 0) then return list end -- no such group
     for _, entry in ipairs(fs.list_dir("/proc")) do
       local member = entry.name:match("^%d+$") and tonumber(entry.name)
       local stat = member and fs.read_file("/proc/" .. member .. "/stat") or ""
@@ -64,12 +70,16 @@ function M.stop_previous(home)
     end
     return list
   end
-  if #members() == 0 then return end
-  -- The group is the old host's: signalled as one, so a runner forked at
-  -- this very moment goes too.
+  -- A host still there; or, gone without removing its file (killed), forks
+  -- of it left behind, which takes a look at every process.
+  local gone = is_host() and function() return not is_host() end
+    or #members() > 0 and function() return #members() == 0 end
+  if not gone then return end
+  -- Signalled as one group, so a runner the host forks at this very moment
+  -- goes too.
   uv.kill(-pid, "sigkill")
   for _ = 1, 100 do
-    if #members() == 0 then return end
+    if gone() then return end
     uv.sleep(10)
   end
 end
@@ -247,7 +257,17 @@ function M.main(home)
       end
     end
   end
-  if spare then require("luv").fs_close(spare.fd) end
+  -- The server is gone, or stopping. Runners handed a job that do not hold
+  -- it yet are still in this process group: they go with the host, or one
+  -- held back (a busy machine) could start its job after a restarted server
+  -- has queued the job again. The pid file goes first: a host that ended
+  -- this way leaves nothing for the next server to stop (stop_previous).
+  local uv = require("luv")
+  if tonumber((fs.read_file(M.pid_path(home)) or ""):match("%d+") or "") == uv.os_getpid() then
+    uv.fs_unlink(M.pid_path(home))
+  end
+  if spare then uv.fs_close(spare.fd) end
+  uv.kill(0, "sigkill") -- this process group, the host included
   return 0
 end
 
