@@ -198,12 +198,18 @@ describe("faults in the job path and recovery", function()
         .. "echo $$ > " .. dir .. "/" .. name .. ".pid\nexec sleep " .. (seconds or 0) .. "\n")
     end
 
-    it("never lets a runner of the old job host start a job late", function()
-      -- A busy machine holds the spare back: it is handed the next job,
-      -- and only runs once a new server has recovered.
+    -- A busy machine holds the spare back: it is handed the next job, and
+    -- only runs once a new server has recovered (`host_too`: the job host
+    -- is killed with the server, so it cannot take its runners along).
+    local function late_runner(host_too)
       local spare = held_spare_runner()
       local id = submit(appender("late"))
       sleep(300)
+      if host_too then
+        local host = tonumber(read(home .. "/run/job-host.pid"))
+        uv.kill(host, "sigkill")
+        assert.is_true(wait_for(function() return not alive(host) end))
+      end
       kill9_server()
       ok({ "server", "start", "-q" })
       assert.is_true(wait_for(function() return final(id) end))
@@ -212,6 +218,14 @@ describe("faults in the job path and recovery", function()
       sleep(500)
       assert.equal(1, count_lines(dir .. "/ran", "late"), "the job ran more than once")
       assert.same({ "succeeded", "exited" }, { job(id).state, job(id).reason })
+    end
+
+    it("never lets a runner of the old job host start a job late", function()
+      late_runner(false)
+    end)
+
+    it("never lets it either when the job host was killed with the server", function()
+      late_runner(true)
     end)
 
     it("never queues again a job whose start was lost with the server", function()
