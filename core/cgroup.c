@@ -415,7 +415,10 @@ static void plan_nodes(prisn_cgroup *cg, const prisn_cgroup_layout *layout,
 }
 
 /* existing: the directory is there already (a cgroup made by an earlier
- * process, re-opened): nothing is made, only the descriptors opened. */
+ * process, re-opened): nothing is made, only the descriptors opened. One
+ * that is missing is skipped (node->created stays false): a cgroup whose
+ * removal stopped half-way (busy in one hierarchy) is still opened whole
+ * enough to be emptied and removed. */
 static int create_node(prisn_cgroup *cg, prisn_cgroup_node *node, const char *mount,
                        const char *parent, const char *name, unsigned v2_mask, bool existing) {
     int rc = existing ? 0 : make_parent(cg, node, mount, parent, v2_mask);
@@ -430,12 +433,16 @@ static int create_node(prisn_cgroup *cg, prisn_cgroup_node *node, const char *mo
         set_error_path(cg, node->path);
         return -errno;
     }
-    node->created = true;
+    node->created = !existing;
     node->dir_fd = prisn_cgroup_sys.open(node->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (node->dir_fd < 0) {
+        int err = errno;
+        if (existing && err == ENOENT)
+            return 0;
         set_error_path(cg, node->path);
-        return -errno;
+        return -err;
     }
+    node->created = true;
     char procs[PRISN_CGROUP_PATH_MAX];
     if (join(procs, node->path, "cgroup.procs") < 0)
         return -ENAMETOOLONG;
@@ -468,10 +475,19 @@ static int create_or_open(prisn_cgroup *cg, const prisn_cgroup_layout *layout, c
             v2_mask |= BIT(c);
     }
     int rc = 0;
+    size_t opened = 0;
     for (size_t i = 0; rc == 0 && i < cg->nnodes; i++) {
         rc = create_node(cg, &cg->nodes[i], mounts[i], parent, name, v2_mask, existing);
         if (rc == 0 && limits)
             rc = write_limits(cg, &cg->nodes[i], limits);
+        opened += cg->nodes[i].created;
+    }
+    if (rc == 0 && opened == 0) {
+        char dir[PRISN_CGROUP_PATH_MAX];
+        if (join(dir, mounts[0], parent) == 0 && join(cg->error_path, dir, name) == 0)
+            rc = -ENOENT;
+        else
+            rc = -ENAMETOOLONG;
     }
     if (rc < 0) {
         char failed[PRISN_CGROUP_PATH_MAX];

@@ -100,8 +100,10 @@ int prisn_cgroup_create(prisn_cgroup *cg, const prisn_cgroup_layout *layout, con
                         const char *name, const prisn_cgroup_limits *limits);
 
 /* Opens an existing cgroup parent/name (one made by an earlier process,
- * whose workload a restarted server re-adopts): its descriptors, for stats,
- * kill and destroy; nothing is made or written. ENOENT when it is gone. */
+ * whose workload a restarted server re-adopts, or one it left behind): its
+ * descriptors, for stats, kill and destroy; nothing is made or written. A
+ * hierarchy where the directory is missing (a removal that stopped half-way)
+ * is left out; ENOENT when it is gone from all of them. */
 int prisn_cgroup_open(prisn_cgroup *cg, const prisn_cgroup_layout *layout, const char *parent,
                       const char *name);
 

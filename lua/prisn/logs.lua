@@ -10,7 +10,8 @@
 --   <kind> SP <time_ms> SP <length> LF <length bytes of data> LF
 --
 --   kind     "o" stdout, "e" stderr, "r" rotation marker, "x" the job's
---            outcome (JSON; see Writer:write_outcome), readers skip it
+--            outcome (JSON; see Writer:write_outcome), "s" a server job's
+--            start (JSON; see Writer:write_start); readers skip x and s
 --   time_ms  when the chunk was read, milliseconds since the Unix epoch
 --   length   decimal byte count of data
 --
@@ -159,17 +160,30 @@ function Writer:write(stream, data)
   return true
 end
 
+-- Appends a record of `kind` that is not output (no rotation).
+local function write_meta(self, kind, text)
+  if not self.fd then return nil, "log " .. self.path .. " is closed", "EBADF" end
+  local rec = record(kind, self.clock(), text)
+  local ok, err, code = write_all(self.fd, rec)
+  if not ok then return nil, err, code end
+  self.size = self.size + #rec
+  return true
+end
+
 --- Appends the job's outcome (`text`, JSON) as the log's last record. A
 -- runner writes it before telling the server; a server that died before it
 -- recorded what it was told finds the outcome here when it starts again
 -- (M.outcome). Never rotates: the record belongs with the output before it.
 function Writer:write_outcome(text)
-  if not self.fd then return nil, "log " .. self.path .. " is closed", "EBADF" end
-  local rec = record("x", self.clock(), text)
-  local ok, err, code = write_all(self.fd, rec)
-  if not ok then return nil, err, code end
-  self.size = self.size + #rec
-  return true
+  return write_meta(self, "x", text)
+end
+
+--- Appends the start of a server job (`text`, JSON) as the log's first
+-- record: a job runner writes it just before the workload starts, so the log
+-- proves the job started even when the report of its start was lost with
+-- the server (M.started).
+function Writer:write_start(text)
+  return write_meta(self, "s", text)
 end
 
 --- Closes the log file; idempotent.
@@ -240,22 +254,46 @@ function M.read(path)
   return records, truncated, max_bytes
 end
 
---- The outcome recorded at the end of the log at `path` (Writer:write_outcome),
--- as its text, or nil. The file is parsed from its start, record by record:
--- a workload cannot forge an outcome by printing one.
-function M.outcome(path)
+-- The data of the last record of `kind` in the file at `path`, or nil;
+-- with `last_only`, only when that record is the file's last. The file is
+-- parsed from its start, record by record: a workload cannot forge a record
+-- by printing one.
+local function last_record(path, kind, last_only)
   local text = read_file(path)
   if not text then return nil end
-  local pos, outcome = 1, nil
+  local pos, found = 1, nil
   while pos <= #text do
-    local kind, len, body = text:match("^(%a) %d+ (%d+)\n()", pos)
-    if not kind then break end
+    local k, len, body = text:match("^(%a) %d+ (%d+)\n()", pos)
+    if not k then break end
     len = tonumber(len)
     if body + len > #text then break end
-    outcome = kind == "x" and text:sub(body, body + len - 1) or nil
+    if k == kind then
+      found = text:sub(body, body + len - 1)
+    elseif last_only then
+      found = nil
+    end
     pos = body + len + 1
   end
-  return outcome
+  return found
+end
+
+--- The outcome recorded at the end of the log at `path` (Writer:write_outcome),
+-- as its text, or nil.
+function M.outcome(path)
+  return last_record(path, "x", true)
+end
+
+--- The last start record of the log at `path` (Writer:write_start), as its
+-- text, or nil (none, or rotated away).
+function M.start_record(path)
+  return last_record(path, "s", false)
+end
+
+--- Whether the log at `path` (or its .1) exists: a server job's runner
+-- makes it just before the job's workload starts, so a job with a log has
+-- started, once (see Writer:write_start).
+function M.started(path)
+  return uv.fs_stat(path) ~= nil or uv.fs_stat(path .. ".1") ~= nil
 end
 
 --- Splits records into lines: a list of { stream, data, time_ms } where data

@@ -488,6 +488,32 @@ static void test_open_existing(void) {
     fake_teardown();
 }
 
+/* A removal that stopped half-way (busy in one hierarchy) leaves the
+ * directory in the others: open takes what is left, so it can still be
+ * emptied and removed; gone everywhere is ENOENT. */
+static void test_open_partly_removed(void) {
+    fake_setup(1);
+    prisn_cgroup_layout layout;
+    prisn_cgroup_detect(fake_root, &layout);
+    prisn_cgroup made, opened, gone;
+    prisn_cgroup_limits l = no_limits();
+    CHECK_INT(prisn_cgroup_create(&made, &layout, "prisn", "svc-3", &l), 0);
+    CHECK(made.nnodes >= 2);
+    CHECK_INT(fake_rmdir(made.nodes[0].path), 0);
+    CHECK_INT(prisn_cgroup_open(&opened, &layout, "prisn", "svc-3"), 0);
+    CHECK(!opened.nodes[0].created);
+    CHECK(opened.nodes[1].created);
+    CHECK_INT(prisn_cgroup_destroy(&opened, 1), 0);
+    for (size_t i = 0; i < made.nnodes; i++) {
+        CHECK(!exists(made.nodes[i].path));
+        made.nodes[i].created = false;
+    }
+    prisn_cgroup_destroy(&made, 1);
+    CHECK_INT(prisn_cgroup_open(&gone, &layout, "prisn", "svc-3"), -ENOENT);
+    CHECK(strstr(gone.error_path, "/prisn/svc-3") != NULL);
+    fake_teardown();
+}
+
 static void test_failed_limit_write_leaves_nothing(void) {
     fake_setup(1);
     prisn_cgroup_layout layout;
@@ -837,6 +863,7 @@ int main(void) {
         {"v1: kill_all signals every pid until empty", test_v1_kill_all_loops_over_procs},
         {"destroy retries while busy, idempotent", test_destroy_retries_while_busy},
         {"open: an existing cgroup, nothing made; missing is ENOENT", test_open_existing},
+        {"open: what a half-way removal left, to remove it", test_open_partly_removed},
         {"a failed limit write leaves nothing behind", test_failed_limit_write_leaves_nothing},
         {"failed mkdir, bad names, no hierarchy", test_failed_mkdir_and_bad_names},
         {"failed placement is reported as stage cgroup", test_placement_failure_is_stage_cgroup},

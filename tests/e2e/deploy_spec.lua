@@ -507,8 +507,8 @@ end }
     end
     -- The re-opened cgroups go with the deployment (when there are any).
     local function cgroup_dirs()
-      local r = h.run("/bin/sh", { "-c", "ls -d /sys/fs/cgroup/*/prisn/svc-*-default-keep-* "
-        .. "/sys/fs/cgroup/prisn/svc-*-default-keep-* 2>/dev/null" }, { env = { PATH = "/usr/bin:/bin" } })
+      local r = h.run("/bin/sh", { "-c", "ls -d /sys/fs/cgroup/*/prisn/svc-*-default.keep-* "
+        .. "/sys/fs/cgroup/prisn/svc-*-default.keep-* 2>/dev/null" }, { env = { PATH = "/usr/bin:/bin" } })
       return r.stdout
     end
     local had = cgroup_dirs()

@@ -129,6 +129,39 @@ function M.alive(pid)
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
+--- Sleeps `ms` milliseconds while the loop turns: what runs through luv
+-- (requests in flight, processes started with M.run) goes on meanwhile.
+function M.sleep(ms)
+  local t = uv.new_timer()
+  local fired = false
+  t:start(ms, 0, function() fired = true end)
+  while not fired do uv.run("once") end
+  t:close()
+  uv.update_time()
+end
+
+--- Asks pred() every 50 ms until it says true or `ms` (default 10000)
+-- pass; returns whether it did.
+function M.wait_for(pred, ms)
+  uv.update_time()
+  local deadline = uv.now() + (ms or 10000)
+  while uv.now() < deadline do
+    if pred() then return true end
+    M.sleep(50)
+  end
+  return pred() and true or false
+end
+
+--- The fields of /proc/<pid>/stat after the command, numbered from the
+-- state (1 state, 2 ppid, 3 pgrp, 4 session, ...); nil when it is gone.
+function M.stat_fields(pid)
+  local stat = M.read("/proc/" .. pid .. "/stat")
+  if not stat then return nil end
+  local fields = {}
+  for f in (stat:match(".*%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  return fields
+end
+
 --- The jobs `prisn get jobs -o json` lists with `env`, newest first.
 function M.jobs(env)
   local r = M.prisn({ "get", "jobs", "-o", "json" }, { env = env })

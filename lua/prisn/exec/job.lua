@@ -273,6 +273,9 @@ end
 function M.execute(opts, rec, sinks)
   local disk_full = false
   local launch = M.prepare(opts, rec)
+  -- A server job's start is on record before its workload can start (see
+  -- M.begin_job_log).
+  if rec.begin then rec.begin() end
   local log
   sinks = sinks or {}
   local outcome = supervise.supervise({
@@ -413,6 +416,7 @@ function M.existing_recorder(db, job, on_log_error)
     rec.finished = true
     jobs.finish(db, job.id, { state = "failed", reason = "failed_to_start", message = message })
   end
+  function rec.begin() return M.begin_job_log(rec, on_log_error) end
   function rec.open_log() return M.open_job_log(rec, on_log_error) end
   function rec.close()
     if rec.log then rec.log:close() end
@@ -420,13 +424,66 @@ function M.existing_recorder(db, job, on_log_error)
   return rec
 end
 
---- rec.open_log of a server job's recorder: opens rec.log_path as rec.log;
--- when it cannot, on_log_error(err) hears why and the job runs on unlogged.
+--- rec.open_log of a server job's recorder: opens rec.log_path as rec.log
+-- (once); when it cannot, on_log_error(err) hears why and the job runs on
+-- unlogged.
 function M.open_job_log(rec, on_log_error)
+  if rec.log then return rec.log end
   local w, err = require("prisn.logs").writer(rec.log_path)
   if not w and on_log_error then on_log_error(err) end
   rec.log = w
   return w
+end
+
+--- rec.begin of a server job's recorder: called in the job's runner, which
+-- holds the job's lock, just before the workload starts. Opens the job's log
+-- and writes its start record: the proof that the job started, which
+-- outlives the runner and a server that never heard of the start (a report
+-- lost with a `kill -9`); recovery never queues such a job again. A log
+-- that exists already means an earlier runner started the job: raises
+-- "already_started" and the job is not run a second time.
+function M.begin_job_log(rec, on_log_error)
+  local logs = require("prisn.logs")
+  if logs.started(rec.log_path) then
+    errors.raise("already_started", "job " .. rec.job.id .. " was started before (its log exists)",
+      { hint = "a job runs at most once; submit it again to run it again" })
+  end
+  local w = M.open_job_log(rec, on_log_error)
+  if w then
+    w:write_start(string.format('{"runner_pid":%d,"at":%d}', uv.os_getpid(), supervise.now_ms()))
+  end
+end
+
+local function decode_object(text)
+  local ok, t = pcall(require("cjson").decode, text or "")
+  return ok and type(t) == "table" and t or nil
+end
+
+--- The outcome a job's runner wrote at the end of the log at `log_path`
+-- (see prisn.exec.job_report), decoded; nil when there is none.
+function M.logged_outcome(log_path)
+  return log_path and decode_object(require("prisn.logs").outcome(log_path)) or nil
+end
+
+--- The start a job's runner wrote in the log at `log_path`: { pid,
+-- started_at } once the workload started (only { runner_pid, at } when it
+-- was about to); nil when there is none.
+function M.logged_start(log_path)
+  return log_path and decode_object(require("prisn.logs").start_record(log_path)) or nil
+end
+
+-- Records the end of a job that an earlier runner started (its log says
+-- so) and that must not run again: the outcome that runner logged, or
+-- failed "server_restarted" when it left none (it died with the job).
+local function settle_started(rec)
+  local outcome = M.logged_outcome(rec.log_path)
+  if outcome and outcome.state then
+    local started = outcome.started_at and { pid = outcome.pid, started_at = outcome.started_at } or nil
+    rec.started = rec.started or started
+    return rec.finish(outcome, started)
+  end
+  rec.finish({ state = "failed", reason = "server_restarted",
+    message = "the job had started under an earlier runner, which is gone; it is not run again" })
 end
 
 -- Runs a server job (`job` = { id, namespace, log_path }, its `spec`) with
@@ -457,6 +514,10 @@ local function run_spec(home, job, spec, rec, db)
     if not run_ok then error(run_err, 0) end
   end)
   if not ok then
+    if errors.is(err) and err.code == "already_started" then
+      pcall(settle_started, rec)
+      return
+    end
     if not rec.finished then
       pcall(rec.fail_to_start, errors.is(err) and err.message or tostring(err))
     end

@@ -21,11 +21,13 @@
 --
 -- The host never opens state.db nor runs an event loop, so a fork copies
 -- nothing that two processes must not share. Runners are not the host's to
--- wait for: SIGCHLD is ignored, the kernel reaps them. A spare stays in the
+-- wait for: SIGCHLD is ignored, the kernel reaps them. A runner stays in the
 -- host's process group until it holds its job's lock (see M.spare_main).
--- When the server goes away (EOF on stdin) the host exits, and its idle
--- spare with it (EOF on the spare's pipe); runners with a job go on and
--- finish it.
+-- When the server goes away (EOF on stdin) the host ends with its whole
+-- group: the idle spare, and any runner handed a job that does not hold it
+-- yet (the job did not start; a restarted server queues it again). Runners
+-- that hold their job are in sessions of their own: they go on and finish
+-- it.
 local M = {}
 
 --- Where a job host writes its pid: $PRISN_HOME/run/job-host.pid.
@@ -33,11 +35,14 @@ function M.pid_path(home)
   return home .. "/run/job-host.pid"
 end
 
---- Stops the job host a previous server of `home` started, if it still
--- runs (it ends by itself at EOF, soon after its server, but may still be
--- handing a job to a runner), and its spare runners: after this, every
--- runner it forked for a job holds the job's lock. SIGKILL to its process
--- group, then up to a second for it to be gone.
+--- Stops the job host a previous server of `home` started, and the rest of
+-- its process group, unless it ended by itself at EOF (it then removed its
+-- pid file and took its group with it, see M.main). Runners it forked stay
+-- in its group until they hold their job's lock: one handed a job and held
+-- back (a busy machine, a stopped process) would take the lock after this
+-- server's recovery had queued the job again, and run it a second time. So
+-- after this, every runner the old host forked for a job holds the job's
+-- lock. SIGKILL, then up to a second for them to be gone.
 function M.stop_previous(home)
   local uv = require("luv")
   local fs = require("prisn.fs")
@@ -45,14 +50,36 @@ function M.stop_previous(home)
   if not pid or pid == uv.os_getpid() then return end
   local function is_host()
     local stat = fs.read_file("/proc/" .. pid .. "/stat") or ""
-    local state = stat:match("%) (%a)")
+    local state = stat:match(".*%) (%a)")
     return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
   end
-  if not is_host() then return end
-  -- The host leads its process group; its spare runners are in it.
+  -- The live members of group `pid` that are the host or one of its forks
+  -- (whose command line stays `prisn __job-host`): a group of that number
+  -- made since by someone else has none.
+  local function members()
+    local list = {}
+    if not uv.kill(-pid, 0) then return list end -- no such group
+    for _, entry in ipairs(fs.list_dir("/proc")) do
+      local member = entry.name:match("^%d+$") and tonumber(entry.name)
+      local stat = member and fs.read_file("/proc/" .. member .. "/stat") or ""
+      local state, pgrp = stat:match(".*%) (%a) %d+ (%d+)") -- after the last ")": comm may hold one
+      if tonumber(pgrp) == pid and state ~= "Z" and state ~= "X"
+        and (fs.read_file("/proc/" .. member .. "/cmdline") or ""):find("\0__job-host\0", 1, true) then
+        list[#list + 1] = member
+      end
+    end
+    return list
+  end
+  -- A host still there; or, gone without removing its file (killed), forks
+  -- of it left behind, which takes a look at every process.
+  local gone = is_host() and function() return not is_host() end
+    or #members() > 0 and function() return #members() == 0 end
+  if not gone then return end
+  -- Signalled as one group, so a runner the host forks at this very moment
+  -- goes too.
   uv.kill(-pid, "sigkill")
   for _ = 1, 100 do
-    if not is_host() then return end
+    if gone() then return end
     uv.sleep(10)
   end
 end
@@ -107,6 +134,9 @@ function M.spare_main(home, fd, report_fd)
   require("prisn.exec.run").protect_self()
   local line = read_line(fd)
   require("luv").fs_close(fd)
+  -- The loop's clock stopped when the host forked this runner (the host
+  -- runs no loop): every timer of the job counts from now, not from then.
+  require("luv").update_time()
   -- EOF: the host is gone (or stopping): there is nothing to run.
   if not line then os.exit(0) end
   local id, json = line:match("^(%S+) (.+)$")
@@ -231,7 +261,17 @@ function M.main(home)
       end
     end
   end
-  if spare then require("luv").fs_close(spare.fd) end
+  -- The server is gone, or stopping. Runners handed a job that do not hold
+  -- it yet are still in this process group: they go with the host, or one
+  -- held back (a busy machine) could start its job after a restarted server
+  -- has queued the job again. The pid file goes first: a host that ended
+  -- this way leaves nothing for the next server to stop (stop_previous).
+  local uv = require("luv")
+  if tonumber((fs.read_file(M.pid_path(home)) or ""):match("%d+") or "") == uv.os_getpid() then
+    uv.fs_unlink(M.pid_path(home))
+  end
+  if spare then uv.fs_close(spare.fd) end
+  uv.kill(0, "sigkill") -- this process group, the host included
   return 0
 end
 

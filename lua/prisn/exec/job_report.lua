@@ -74,6 +74,10 @@ function M.recorder(home, job, report_fd, on_log_error)
   end
   function rec.start(pid)
     rec.started = { pid = pid, started_at = now_ms() }
+    -- In the log first (opened by rec.begin), as the outcome: the report
+    -- may be lost with the server, and a restarted one then finds here
+    -- which process to stop.
+    if rec.log then rec.log:write_start(cjson.encode(rec.started)) end
     if not tell("started", rec.started) then fallback().start(pid, rec.started.started_at) end
   end
   function rec.finish(result)
@@ -96,6 +100,7 @@ function M.recorder(home, job, report_fd, on_log_error)
   function rec.fail_to_start(message)
     rec.finish({ state = "failed", reason = "failed_to_start", message = message })
   end
+  function rec.begin() return exec_job.begin_job_log(rec, on_log_error) end
   function rec.open_log() return exec_job.open_job_log(rec, on_log_error) end
   function rec.close()
     if rec.log then rec.log:close() end

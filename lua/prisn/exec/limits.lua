@@ -145,10 +145,13 @@ local CONTROLLER = { memory = "memory", cpu = "cpu", pids = "pids" }
 
 --- Prepares the limits of one workload, before it is spawned. `limits` as
 -- returned by M.check; deps (all optional): name (the cgroup's name, one
--- path component), parent, root (a fake tree), cgroup (the core module),
--- warn(text), sleep(ms) (inside a task), uv. Returns a limiter whose
--- spawn_options() go into proc.spawn. Never raises for a system that cannot
--- limit: it falls back and says so.
+-- path component), replace (the name is this workload's alone: a cgroup of
+-- that name is a leftover of an earlier process, emptied and removed with
+-- M.remove_leftover and made again, not a reason to run unlimited), parent,
+-- root (a fake tree), cgroup (the core module), warn(text), sleep(ms)
+-- (inside a task), uv. Returns a limiter whose spawn_options() go into
+-- proc.spawn. Never raises for a system that cannot limit: it falls back
+-- and says so.
 function M.apply(limits, deps)
   deps = deps or {}
   local self = setmetatable({
@@ -172,8 +175,13 @@ function M.apply(limits, deps)
   local why
   if next(in_cgroup) then
     local name = deps.name or string.format("run-%d-%d", self.uv.os_getpid(), self.uv.hrtime() % 1000000)
-    local cg, err = lib.create(name, { memory = in_cgroup.memory, cpu = in_cgroup.cpu, pids = in_cgroup.pids,
-      parent = deps.parent or M.PARENT, root = deps.root })
+    local options = { memory = in_cgroup.memory, cpu = in_cgroup.cpu, pids = in_cgroup.pids,
+      parent = deps.parent or M.PARENT, root = deps.root }
+    local cg, err, code = lib.create(name, options)
+    if not cg and code == "EEXIST" and deps.replace then
+      M.remove_leftover(name, deps)
+      cg, err = lib.create(name, options)
+    end
     if cg then
       self.cgroup = cg
       for flag in pairs(in_cgroup) do self.enforced[flag] = "cgroup" end
@@ -204,6 +212,69 @@ function M.adopt(limits, deps)
   }, Limiter)
   self.cgroup = self.cgroup_lib.open(deps.name, { parent = deps.parent or M.PARENT, root = deps.root }) or nil
   return self
+end
+
+-- The directory of the parent (deps.parent, default "prisn") in each
+-- hierarchy that carries a controller prisn uses, with `name` appended when
+-- given.
+local function hierarchy_dirs(lib, name, deps)
+  local layout = lib.detect({ root = deps.root })
+  local mounts, dirs = {}, {}
+  for _, controller in ipairs({ "memory", "cpu", "pids", "cpuacct" }) do
+    local mount = layout and layout[controller] and layout[controller].mount
+    if mount and not mounts[mount] then
+      mounts[mount] = true
+      dirs[#dirs + 1] = mount .. "/" .. (deps.parent or M.PARENT) .. (name and ("/" .. name) or "")
+    end
+  end
+  return dirs
+end
+
+--- Removes cgroup `name` that an earlier process left behind (a server
+-- killed before it cleaned up after a workload, which is not re-adopted):
+-- SIGKILLs what is still inside and removes its directories, even those
+-- of a removal that stopped half-way. Synchronous and bounded (about a
+-- second at worst, for processes that take long to die), so nothing can
+-- make the same name meanwhile. deps: parent, root, cgroup, as for apply;
+-- keep_pids, a set of pids: a cgroup holding one of them (a workload that
+-- is re-adopted after all) is left alone. Returns true when it was removed
+-- or was not there, false when it was left alone, or nil and a message.
+function M.remove_leftover(name, deps)
+  deps = deps or {}
+  local lib = deps.cgroup or require("prisn.core.cgroup")
+  if deps.keep_pids then
+    -- Read, not opened: a handle would kill what is inside when collected.
+    for _, dir in ipairs(hierarchy_dirs(lib, name, deps)) do
+      for pid in (require("prisn.fs").read_file(dir .. "/cgroup.procs") or ""):gmatch("%d+") do
+        if deps.keep_pids[tonumber(pid)] then return false end
+      end
+    end
+  end
+  local cg, err, code = lib.open(name, { parent = deps.parent or M.PARENT, root = deps.root })
+  if not cg then return code == "ENOENT" or nil, err end
+  cg:kill_all({ rounds = 100 })
+  local ok, derr = cg:destroy({ attempts = 100 })
+  if not ok then return nil, derr end
+  return true
+end
+
+--- The names of the cgroups under the parent (deps.parent, default
+-- "prisn") in any hierarchy that start with `prefix`, sorted: what an
+-- earlier process may have left (see remove_leftover). deps: parent, root,
+-- cgroup, as for apply.
+function M.list(prefix, deps)
+  deps = deps or {}
+  local found, names = {}, {}
+  for _, dir in ipairs(hierarchy_dirs(deps.cgroup or require("prisn.core.cgroup"), nil, deps)) do
+    for _, entry in ipairs(require("prisn.fs").list_dir(dir)) do
+      if entry.type == "directory" and entry.name:sub(1, #prefix) == prefix and not found[entry.name] then
+        found[entry.name] = true
+        names[#names + 1] = entry.name
+      end
+    end
+  end
+  table.sort(names)
+  return names
 end
 
 function M.sorted_keys(t)

@@ -42,6 +42,7 @@ end
 -- cancels the pending SIGKILL.
 local function stop_group(proc, grace, signal)
   proc:kill(signal or "TERM", true)
+  uv.update_time() -- see the timeout below
   local timer = uv.new_timer()
   timer:start(math.floor(grace * 1000), 0, function()
     timer:close()
@@ -95,6 +96,11 @@ local function watch(proc, launch, limiter)
   end
   local timeout_timer
   if launch.timeout then
+    -- A timer counts from the loop's cached "now", which is as old as the
+    -- loop's last turn: in a runner forked by the job host, whose loop never
+    -- ran, that is when the host started, and a 10 s limit fired at once.
+    -- The limit counts from the workload's start, that is from now.
+    uv.update_time()
     timeout_timer = uv.new_timer()
     timeout_timer:start(math.floor(launch.timeout * 1000), 0, function()
       timed_out = true

@@ -396,21 +396,60 @@ function M.start_background(home, opts)
     { hint = "see " .. home .. "/server.log" })
 end
 
+--- How long `stop` waits, once the server has exited, for its parent
+-- (init, when it was started in the background) to reap it.
+M.REAP_WAIT_MS = 3000
+
+-- Whether process `pid` (`pidfd`, a pidfd of it, or nil) has exited: a
+-- zombie or gone.
+local function has_exited(pid, pidfd)
+  if pidfd then return sys.wait_readable(pidfd, 0) == true end
+  local state = (fs.read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
+  return state == nil or state == "Z" or state == "X"
+end
+
 --- Stops the server of `home`: SIGTERM, then waits up to timeout_ms until
--- it has let go of server.lock (it does so last, after closing the state).
--- Returns the pid it stopped, or nil when none was running.
+-- its process has exited and let go of server.lock. Then, for up to
+-- M.REAP_WAIT_MS more, until its parent has reaped it, so that its pid is
+-- gone when this returns (init may reap late; a zombie holds nothing).
+-- Returns the pid it stopped, or nil when none was running; raises when the
+-- server does not exit in time.
 function M.stop(home, timeout_ms)
+  timeout_ms = timeout_ms or 30000
   local info = M.running(home)
   if not info then return nil end
   local pid = math.tointeger(info.pid)
-  uv.kill(pid, "sigterm")
-  local deadline = uv.hrtime() + (timeout_ms or 30000) * 1e6
-  while uv.hrtime() < deadline do
-    if not M.running(home) then return pid end
+  local deadline = uv.hrtime() + timeout_ms * 1e6
+  -- Locked but no server.json yet: a server still starting up.
+  while not (pid and pid > 0) and uv.hrtime() < deadline do
     uv.sleep(20)
+    info = M.running(home)
+    if not info then return nil end
+    pid = math.tointeger(info.pid)
   end
-  errors.raise("timeout", string.format("the server (pid %d) did not stop within %d ms", pid, timeout_ms or 30000),
-    { hint = "see " .. home .. "/server.log; 'kill -9 " .. pid .. "' forces it" })
+  if not (pid and pid > 0) then
+    errors.raise("timeout", "the server of " .. home .. " is still starting", { hint = "try again in a moment" })
+  end
+  -- Taken while the server holds its lock, so it is the server's pid and
+  -- not one reused since: the pidfd follows that process and no other.
+  local pidfd = sys.pidfd_open(pid)
+  uv.kill(pid, "sigterm")
+  local stopped = false
+  while uv.hrtime() < deadline do
+    if has_exited(pid, pidfd) and not M.running(home) then
+      stopped = true
+      break
+    end
+    uv.sleep(10)
+  end
+  if pidfd then uv.fs_close(pidfd) end
+  if not stopped then
+    errors.raise("timeout", string.format("the server (pid %d) did not stop within %d ms", pid, timeout_ms),
+      { hint = "see " .. home .. "/server.log; 'kill -9 " .. pid .. "' forces it" })
+  end
+  local reaped_by = uv.hrtime() + M.REAP_WAIT_MS * 1e6
+  while uv.kill(pid, 0) and uv.hrtime() < reaped_by do uv.sleep(10) end
+  return pid
 end
 
 return M

@@ -19,13 +19,18 @@
 -- Recovery at start: a job whose runner is still alive (it holds the job's
 -- lock) is re-adopted (watched until it ends); one whose runner ended after
 -- writing the outcome to the job's log, but before the old server recorded
--- it, gets that outcome; other queued jobs are queued again; other running
--- jobs are failed with reason "server_restarted". The old server's job host
--- is stopped first, so no runner it forked can still be about to start.
+-- it, gets that outcome; queued jobs that never started are queued again;
+-- every other job started (it is running, or its runner made its log, which
+-- happens before the workload starts) and is failed with reason
+-- "server_restarted": a job runs at most once. The old server's job host,
+-- and every runner it forked that holds no job yet, are stopped first, so
+-- none can still be about to start one.
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
+local exec_job = require("prisn.exec.job")
+local logs = require("prisn.logs")
 local check = require("prisn.store").check
 local read_file = require("prisn.fs").read_file
 
@@ -200,9 +205,7 @@ end
 
 -- The outcome a runner wrote at the end of job `job`'s log, decoded, or nil.
 local function logged_outcome(job)
-  local text = job and job.log_path and require("prisn.logs").outcome(job.log_path)
-  local ok, outcome = pcall(cjson.decode, text or "")
-  return ok and type(outcome) == "table" and outcome or nil
+  return job and exec_job.logged_outcome(job.log_path)
 end
 
 -- Called when the runner of job `id` has ended (for whatever reason). A
@@ -216,22 +219,42 @@ function Queue:finished(id)
   if entry.ended then return end
   entry.ended = true
   local server = self.server
+  local adopted_by
   server.state_writer:write("the end of job " .. id, function()
+    adopted_by = nil
     local final = jobs.get_by_id(server.db, id)
     if final and (final.state == "queued" or final.state == "running") then
       -- Told on the pipe but not read yet, or not told: the log has it.
       local outcome = logged_outcome(final)
+      local holder_alive, holder
+      if not outcome then holder_alive, holder = exec_job.runner_alive(server.home, id) end
       if outcome then
         final = M.apply_outcome(server.db, id, outcome)
+      elseif holder_alive then
+        -- Another runner holds the job (one of a server that died, which
+        -- this runner found there): it runs the job; watch it instead.
+        adopted_by = holder or false
+        final = nil
       else
         -- The runner died before it could record anything (killed, crashed).
         final = jobs.finish(server.db, id, { state = "failed", reason = "killed",
           message = "the job's runner process ended without recording an outcome" })
       end
     end
+    if adopted_by ~= nil then return nil end
     return self:record_end(id, entry, final)
   end, {
-    after = function(final) self:release(id, entry, final) end,
+    after = function(final)
+      if adopted_by == nil then return self:release(id, entry, final) end
+      self.running[id] = nil
+      self.running_count = self.running_count - 1
+      server.log:warn("job %s: its runner found another one running it; watching that one", id)
+      local adopted = self:adopt(id, adopted_by or nil)
+      if entry.deleted then
+        adopted.deleted = true
+        signal_runner(adopted, "TERM")
+      end
+    end,
     on_error = function() self:release(id, entry, nil) end,
   })
 end
@@ -452,7 +475,7 @@ function Queue:recover()
     .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
     .. "ORDER BY j.id") or {}
   local requeued, adopted, failed, logged = 0, 0, 0, 0
-  local runner_alive = require("prisn.exec.job").runner_alive
+  local runner_alive = exec_job.runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
     -- A runner holds its job's lock for its whole life (see
@@ -473,11 +496,23 @@ function Queue:recover()
       end)
       for _, fn in ipairs(self.on_finished) do pcall(fn, final) end
       logged = logged + 1
-    elseif row.state == "queued" and not runner_pid then
+    elseif row.state == "queued" and not runner_pid and not (row.log_path and logs.started(row.log_path)) then
+      -- Never started: no runner holds it (the old job host's are gone, see
+      -- stop_previous) and none made its log, which a runner does before the
+      -- workload starts (prisn.exec.job.begin_job_log).
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
     else
-      if row.pid and M.still_ours(row.pid, row.started_at) then uv.kill(-row.pid, "sigkill") end
+      -- Started (running, or queued with a log: its start report was lost
+      -- with the old server) and its runner is gone: at most once, so it
+      -- is not run again. What is left of its workload is stopped.
+      local pid, started_at = row.pid, row.started_at
+      if row.state == "queued" then
+        local start = exec_job.logged_start(row.log_path) or {}
+        pid, started_at = math.tointeger(start.pid), math.tointeger(start.started_at)
+        if pid then jobs.start(db, row.id, { pid = pid, started_at = started_at }) end
+      end
+      if pid and M.still_ours(pid, started_at) then uv.kill(-pid, "sigkill") end
       local final = jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
         message = "the server stopped while the job ran, and its runner is gone" })
       db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
@@ -502,21 +537,23 @@ end
 -- Watches a runner the server did not start (it survived a restart): it is
 -- not our child, so its end is noticed by polling.
 -- Without its pid (a lock that cannot name its holder), the lock is polled.
+-- Returns the queue's entry for the job.
 function Queue:adopt(id, runner_pid)
   local entry = { runner_pid = runner_pid, adopted = true }
   self.running[id] = entry
   self.running_count = self.running_count + 1
   if runner_pid then
     require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id) end)
-    return
+    return entry
   end
   local timer = uv.new_timer()
   timer:start(200, 200, function()
-    if require("prisn.exec.job").runner_alive(self.server.home, id) then return end
+    if exec_job.runner_alive(self.server.home, id) then return end
     timer:stop()
     timer:close()
     self:finished(id)
   end)
+  return entry
 end
 
 --- Stops every running job (SIGTERM to each runner, which stops its job's

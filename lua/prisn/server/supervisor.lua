@@ -86,12 +86,26 @@ end
 
 local function instance_name(d, inst) return d.name .. "-" .. inst.number end
 
+-- The tag of this server's home in its cgroups' names: cgroups are
+-- machine-wide, and two servers may each run a default/api.
+local function home_tag(home)
+  local crypto = require("prisn.core.crypto")
+  return crypto.to_hex(crypto.hash(home)):sub(1, 8)
+end
+
 -- The cgroup of an instance's current process: a new one per restart (the
--- old one is cleaned up in the background), and named after the server's
--- home too, as cgroups are machine-wide and two servers may each run a
--- default/api.
+-- old one is cleaned up in the background), named after the server's home,
+-- the deployment and the instance: "svc-<tag>-<ns>.<name>-<number>-<restarts>".
+-- Names and namespaces hold no ".", so no two deployments share one (as
+-- "a-b"/"c" and "a"/"b-c" would with a "-"): a name found taken is a
+-- leftover of this very instance, and is replaced.
 local function cgroup_name(d, inst)
-  return string.format("svc-%s-%s-%s-%d-%d", d.home_tag, d.ns, d.name, inst.number, inst.restarts)
+  return string.format("svc-%s-%s.%s-%d-%d", d.home_tag, d.ns, d.name, inst.number, inst.restarts)
+end
+
+-- A pattern matching the cgroup names of every instance of deployment `d`.
+local function cgroup_pattern(d)
+  return "^" .. (string.format("svc-%s-%s.%s-", d.home_tag, d.ns, d.name):gsub("%p", "%%%0")) .. "%d+%-%d+$"
 end
 
 -- Ports --------------------------------------------------------------------
@@ -200,8 +214,13 @@ local function detach(inst)
   if inst.stop_watch then inst.stop_watch(); inst.stop_watch = nil end
 end
 
-local function release_limiter(limiter)
-  async.spawn(function() pcall(limiter.cleanup, limiter) end)
+-- Cleans up after an instance's process in the background: its cgroup
+-- emptied and removed; then() after, when given.
+local function release_limiter(limiter, after)
+  async.spawn(function()
+    pcall(limiter.cleanup, limiter)
+    if after then after() end
+  end)
 end
 
 -- SIGTERM to the instance's group, SIGKILL after `grace` seconds.
@@ -331,7 +350,7 @@ function Sup:spawn(d, inst, launch, spec)
   -- which a restart should not pay for accounting (prisn.exec.proctree
   -- measures the others).
   inst.limiter = limits and require("prisn.exec.limits").apply(limits, {
-    name = cgroup_name(d, inst),
+    name = cgroup_name(d, inst), replace = true,
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
   }) or nil
   local cwd = spec.cwd
@@ -418,11 +437,9 @@ function Sup:exited(d, inst, status)
   local exit = { at = now_ms(), code = event.code, signal = event.signal, reason = reason,
     message = inst.last_exit and status.failed_to_start and inst.last_exit.message or nil }
   inst.last_exit = exit
-  if inst.limiter then
-    local limiter = inst.limiter
-    inst.limiter = nil
-    release_limiter(limiter)
-  end
+  local limiter = inst.limiter
+  inst.limiter = nil
+  if limiter and not event.requested then release_limiter(limiter) end
   local what = status.failed_to_start and ("could not start: " .. tostring(exit.message))
     or status.unknown and "exited (its status was lost with a server restart)"
     or event.oom_killed and "was killed for running out of memory"
@@ -430,9 +447,13 @@ function Sup:exited(d, inst, status)
     or ("exited with code " .. tostring(event.code))
   if event.requested then
     self:event(d, "instance.stopped", "instance/" .. instance_name(d, inst), what)
-    if inst.on_stopped then
-      local cb = inst.on_stopped
-      inst.on_stopped = nil
+    local cb = inst.on_stopped
+    inst.on_stopped = nil
+    -- Stopped on request (a removal, a delete, a server stop): done once its
+    -- cgroup is gone too, so a deleted deployment leaves none behind.
+    if limiter then
+      release_limiter(limiter, cb and self:guard("stopped", cb))
+    elseif cb then
       cb()
     end
     return
@@ -797,9 +818,7 @@ function Sup:load(ns, name)
   if not row then return nil end
   local d = self.deployments[key(ns, name)]
   if not d then
-    local crypto = require("prisn.core.crypto")
-    d = { ns = ns, name = name, instances = {}, specs = {},
-      home_tag = crypto.to_hex(crypto.hash(self.server.home)):sub(1, 8) }
+    d = { ns = ns, name = name, instances = {}, specs = {}, home_tag = home_tag(self.server.home) }
     self.deployments[key(ns, name)] = d
   end
   d.row = row
@@ -859,13 +878,16 @@ function Sup:delete(ns, name, done)
   if d.proxy then d.proxy:close(function() end); d.proxy = nil end
   local pending = 0
   local finished = false
+  local function all_gone()
+    finished = true
+    self.deployments[key(ns, name)] = nil
+    -- Cgroups of its instances that an earlier server left behind go too.
+    self:remove_leftover_cgroups(cgroup_pattern(d))
+    done()
+  end
   local function one_gone()
     pending = pending - 1
-    if pending == 0 and not finished then
-      finished = true
-      self.deployments[key(ns, name)] = nil
-      done()
-    end
+    if pending == 0 and not finished then all_gone() end
   end
   d.row.replicas = 0
   d.deleted = true
@@ -873,11 +895,28 @@ function Sup:delete(ns, name, done)
     pending = pending + 1
     self:remove_instance(d, inst, one_gone)
   end
-  if pending == 0 then
-    finished = true
-    self.deployments[key(ns, name)] = nil
-    done()
+  if pending == 0 then all_gone() end
+end
+
+--- Removes the cgroups of this home's instances whose names match
+-- `pattern` and that no instance uses (none in `keep`, a set of names; no
+-- process of `keep_pids`, a set of pids, inside): ones a server killed with
+-- `kill -9` never cleaned up. Synchronous (see prisn.exec.limits.
+-- remove_leftover). Returns how many it removed.
+function Sup:remove_leftover_cgroups(pattern, keep, keep_pids)
+  local limits = require("prisn.exec.limits")
+  local removed = 0
+  for _, name in ipairs(limits.list("svc-" .. home_tag(self.server.home) .. "-")) do
+    if name:match(pattern) and not (keep and keep[name]) then
+      local ok, err = limits.remove_leftover(name, { keep_pids = keep_pids })
+      if ok == true then
+        removed = removed + 1
+      elseif ok == nil then
+        self.server.log:warn("cannot remove the leftover cgroup %s: %s", name, tostring(err))
+      end
+    end
   end
+  return removed
 end
 
 -- Recovery and stop --------------------------------------------------------
@@ -893,6 +932,7 @@ end
 function Sup:recover()
   local db = self.server.db
   local adopted, restarted = 0, 0
+  self:sweep_cgroups()
   for _, row in ipairs(deployments.list(db, { all_namespaces = true })) do
     local d = self:load(row.namespace, row.name)
     for _, irow in ipairs(deployments.instances(db, row.namespace, row.name)) do
@@ -939,6 +979,29 @@ function Sup:recover()
     self.server.log:info("recovery: %d instance(s) re-adopted, %d restarted", adopted, restarted)
   end
   self:start_autoscaler()
+end
+
+-- At start, before any instance is started again: every cgroup of this
+-- home's instances goes but those of instances that are re-adopted (alive,
+-- same pid and start time) and are reused as they are. A server killed with
+-- `kill -9` leaves the cgroups of instances that died meanwhile, and any
+-- whose cleanup it had not finished; left there, the next instance of that
+-- name would fail to make its own and run without its limits.
+function Sup:sweep_cgroups()
+  local db = self.server.db
+  local keep, keep_pids = {}, {}
+  for _, row in ipairs(deployments.list(db, { all_namespaces = true })) do
+    local d = { ns = row.namespace, name = row.name, home_tag = home_tag(self.server.home) }
+    for _, irow in ipairs(deployments.instances(db, row.namespace, row.name)) do
+      local pid = irow.pid and math.tointeger(irow.pid)
+      if still_ours(pid, irow.started_at) then
+        keep[cgroup_name(d, { number = irow.number, restarts = irow.restarts })] = true
+        keep_pids[pid] = true
+      end
+    end
+  end
+  local removed = self:remove_leftover_cgroups("", keep, keep_pids)
+  if removed > 0 then self.server.log:info("recovery: %d leftover cgroup(s) removed", removed) end
 end
 
 --- Stops every instance of every deployment gracefully (a server stop):

@@ -83,6 +83,63 @@ describe("prisn.exec.job_report", function()
     uv.fs_close(pipe.write)
   end)
 
+  it("puts the start in the log before the workload starts, then the workload's pid", function()
+    local pipe = uv.pipe({ nonblock = true }, { nonblock = false })
+    local rec = report.recorder(home, job, pipe.write)
+    assert.is_false(logs.started(job.log_path))
+    rec.begin()
+    assert.is_true(logs.started(job.log_path))
+    assert.equal(uv.os_getpid(), cjson.decode(logs.start_record(job.log_path)).runner_pid)
+    rec.start(4321)
+    assert.equal(4321, cjson.decode(logs.start_record(job.log_path)).pid)
+    rec.close()
+    -- A second runner of the same job finds the log: the job is not run.
+    local second = report.recorder(home, job, pipe.write)
+    local ok, err = pcall(second.begin)
+    assert.is_false(ok)
+    assert.equal("already_started", err.code)
+    uv.fs_close(pipe.read)
+    uv.fs_close(pipe.write)
+  end)
+
+  it("never runs a job again that an earlier runner started; reports what that one logged", function()
+    local exec_job = require("prisn.exec.job")
+    local script = home .. "/a.sh"
+    local f = assert(io.open(script, "w"))
+    f:write("echo ran >> " .. home .. "/ran\n")
+    f:close()
+    local assignment = { id = job.id, namespace = job.namespace, log_path = job.log_path,
+      spec = { script = script, runner = "bash", isolation = 0 } }
+    local function run_once()
+      local pipe = uv.pipe({ nonblock = true }, { nonblock = false })
+      require("prisn.async").main(exec_job.run_assigned, home, assignment, pipe.write, nil)
+      local lines = {}
+      for line in drain(pipe.read):gmatch("[^\n]+") do lines[#lines + 1] = { report.parse(line) } end
+      uv.fs_close(pipe.read)
+      uv.fs_close(pipe.write)
+      return lines
+    end
+    local first = run_once()
+    assert.same({ "started", "done" }, { first[1][1], first[2][1] })
+    assert.same({ "succeeded", "exited" }, { first[2][3].state, first[2][3].reason })
+    -- Its outcome never reached the server; a late runner comes for it.
+    local again = run_once()
+    assert.equal(1, #again)
+    assert.same({ "done", "succeeded", "exited", first[1][3].pid, first[1][3].started_at },
+      { again[1][1], again[1][3].state, again[1][3].reason, again[1][3].pid, again[1][3].started_at })
+    local ran = assert(io.open(home .. "/ran")):read("a")
+    assert.equal("ran\n", ran)
+    -- With no outcome logged (the earlier runner died with the job), the
+    -- job fails server_restarted, and still does not run.
+    local text = assert(io.open(job.log_path)):read("a")
+    f = assert(io.open(job.log_path, "w"))
+    f:write((text:gsub("x %d+ %d+\n.*$", "")))
+    f:close()
+    local third = run_once()
+    assert.same({ "done", "failed", "server_restarted" }, { third[1][1], third[1][3].state, third[1][3].reason })
+    assert.equal("ran\n", assert(io.open(home .. "/ran")):read("a"))
+  end)
+
   it("records a fact too long for one pipe write in state.db", function()
     local pipe = uv.pipe({ nonblock = true }, { nonblock = false })
     local rec = report.recorder(home, job, pipe.write)

@@ -230,4 +230,57 @@ describe("prisn.exec.limits", function()
       assert.same({ oom_kills = 0, pids_current = 3 }, l:stats())
     end)
   end)
+
+  describe("a cgroup left behind", function()
+    -- A fake whose create() finds `name` taken until the leftover's destroy().
+    local function with_leftover(name)
+      local lib = fake_cgroup()
+      local create, taken = lib.create, true
+      lib.create = function(n, o)
+        if n == name and taken then
+          lib.calls[#lib.calls + 1] = "create:EEXIST"
+          return nil, "EEXIST: /sys/fs/cgroup/memory/prisn/" .. n, "EEXIST"
+        end
+        return create(n, o)
+      end
+      lib.open = function(n)
+        if n ~= name or not taken then return nil, "ENOENT: /sys/fs/cgroup/memory/prisn/" .. n, "ENOENT" end
+        return {
+          kill_all = function(_, o) lib.calls[#lib.calls + 1] = "leftover kill_all:" .. o.rounds; return true end,
+          destroy = function(_, o)
+            lib.calls[#lib.calls + 1] = "leftover destroy:" .. o.attempts
+            taken = false
+            return true
+          end,
+        }
+      end
+      return lib
+    end
+
+    it("is emptied, removed and made again when the name is the workload's alone", function()
+      local lib = with_leftover("svc-1")
+      local d = deps(lib, { name = "svc-1", replace = true })
+      local l = limits.apply({ cpu = 0.1, memory = M64 }, d)
+      assert.same({ memory = "cgroup", cpu = "cgroup" }, l.enforced)
+      assert.same({ "create:EEXIST", "leftover kill_all:100", "leftover destroy:100" }, lib.calls)
+      assert.equal("svc-1", lib.created[#lib.created].name)
+      assert.same({}, d.warnings)
+    end)
+
+    it("is left alone otherwise: the limits fall back, and that is said", function()
+      local lib = with_leftover("run-1")
+      local d = deps(lib, { name = "run-1" })
+      local l = limits.apply({ cpu = 0.1 }, d)
+      assert.is_nil(l.cgroup)
+      assert.same({ "create:EEXIST" }, lib.calls)
+      assert.matches("EEXIST", d.warnings[1])
+    end)
+
+    it("is removed by remove_leftover; a name with none is fine", function()
+      local lib = with_leftover("svc-2")
+      assert.is_true(limits.remove_leftover("svc-2", { cgroup = lib }))
+      assert.same({ "leftover kill_all:100", "leftover destroy:100" }, lib.calls)
+      assert.is_true(limits.remove_leftover("svc-2", { cgroup = lib }))
+    end)
+  end)
 end)

@@ -164,8 +164,8 @@ return {
         name = "stop",
         summary = "Stop the server gracefully",
         description = "Sends SIGTERM to the server and waits until it has stopped: no new\n"
-          .. "connections, requests in flight answered, state closed. Exits 0 when no\n"
-          .. "server was running.",
+          .. "connections, requests in flight answered, state closed, the process\n"
+          .. "gone. Exits 0 when no server was running, 1 when it did not stop in time.",
         flags = {
           { name = "timeout", type = "duration", default = "30s", placeholder = "DURATION",
             summary = "How long to wait for the server to stop" },
