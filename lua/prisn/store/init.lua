@@ -29,7 +29,8 @@ local HINTS = {
   SQLITE_LOCKED = "another prisn process is writing to the state database; try again in a moment",
   SQLITE_READONLY = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
   SQLITE_PERM = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
-  SQLITE_CANTOPEN = "check that you own PRISN_HOME and may write to it ('prisn doctor' checks it)",
+  SQLITE_CANTOPEN = "check that you own PRISN_HOME, may write to it, and that it is on a local file system "
+    .. "('prisn doctor' checks it)",
   SQLITE_FULL = "free some disk space where PRISN_HOME lives",
   SQLITE_CORRUPT = "the state database is damaged: run 'prisn doctor', then move state.db aside "
     .. "or restore a backup",
