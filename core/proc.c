@@ -532,7 +532,7 @@ _Static_assert(sizeof(pack_head) % 8 == 0, "pack_head keeps the rlimits aligned"
 
 /* Appends len bytes to buf at *at when they fit; counts them anyway. */
 static void pack_put(void *buf, size_t size, size_t *at, const void *data, size_t len) {
-    if (*at + len <= size)
+    if (len > 0 && *at + len <= size) /* data may be NULL for none */
         memcpy((char *)buf + *at, data, len);
     *at += len;
 }
