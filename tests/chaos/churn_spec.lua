@@ -175,7 +175,9 @@ describe("chaos: instances killed every second under chatty services", function(
       local tick = now_ms()
       local status, health_ms = health()
       max_health = math.max(max_health, health_ms)
-      if status ~= 200 then failures[#failures + 1] = "health: " .. tostring(status) .. " after " .. health_ms .. " ms" end
+      if status ~= 200 then
+        failures[#failures + 1] = "health: " .. tostring(status) .. " after " .. health_ms .. " ms"
+      end
       local current, list_ms, err = instances()
       max_list = math.max(max_list, list_ms)
       polls = polls + 1
@@ -220,7 +222,8 @@ describe("chaos: instances killed every second under chatty services", function(
     print(string.format("\nchurn: %d instances, %d s, %d kills (%d of the script under prisn-init), "
       .. "%d replaced%s; %d polls, max latency /health %d ms, get instances %d ms; "
       .. "server RSS %d kB before, %d kB after",
-      total, CHURN_S, kills, by_workload, replaced, #left > 0 and (" (not back: " .. table.concat(left, " ") .. ")") or "",
+      total, CHURN_S, kills, by_workload, replaced,
+      #left > 0 and (" (not back: " .. table.concat(left, " ") .. ")") or "",
       polls, max_health, max_list, rss_before or -1, rss_after or -1))
 
     assert.same({}, failures)
