@@ -474,19 +474,19 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     int got = wait_report(report[0], timeout_ms, &r);
     close_if_open(&report[0]);
     if (got != 0) {
-        if (got == -ETIMEDOUT) {
-            /* Stuck before exec (a sandbox: its whole namespace goes with
-             * its init). */
+        if (got == 1) {
+            /* The child failed before exec: reap it and report why. */
+            reap(pid);
+            *stage = (prisn_spawn_stage)r.stage;
+            rc = r.err ? -r.err : -EIO;
+        } else {
+            /* Stuck before exec, or the report could not be read: killed
+             * (a sandbox's whole namespace goes with its init). */
             prisn_proc_kill(pid, pidfd, SIGKILL, false);
             reap(pid);
             *stage = (prisn_spawn_stage)*progress;
-            out->timed_out = true;
-            rc = -ETIMEDOUT;
-        } else {
-            /* The child failed before exec: reap it and report why. */
-            reap(pid);
-            *stage = got == 1 ? (prisn_spawn_stage)r.stage : PRISN_STAGE_SETUP;
-            rc = got == 1 ? (r.err ? -r.err : -EIO) : got;
+            out->timed_out = got == -ETIMEDOUT;
+            rc = got;
         }
         if (pidfd >= 0)
             close(pidfd);
