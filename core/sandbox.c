@@ -15,7 +15,8 @@
  * parent after the report page in the same memfd (prisn_proc_pack). The
  * init runs nothing but waitpid/sigwaitinfo/kill, keeps no descriptor open,
  * and names itself "prisn-init" so `ps` inside the sandbox says what it is.
- * The exec costs a short job about a millisecond (tests/bench/isolation.lua).
+ * The exec costs a sandboxed start about half a millisecond (figures in
+ * tests/bench/spawn-report.md).
  */
 #include "sandbox.h"
 #include "rawsys.h"
