@@ -7,31 +7,43 @@
  * later CLONE_INTO_CGROUP. libuv keeps spawning the small helper processes it
  * is good at.
  *
- * The child side runs between fork and exec in a process that may have had
- * other threads, so it only makes async-signal-safe system calls: every
- * string and array is prepared by the parent before forking. All signals are
- * blocked across the fork so no handler of prisn's runs in the child; the
- * child resets every disposition to default and unblocks them just before
- * exec.
+ * The child side runs between clone and exec in a copy of a process that has
+ * other threads (the server), so it makes raw system calls only, never a
+ * glibc wrapper that may take a lock or wait for a thread (rawsys.h; issue
+ * 12: setgroups() there waited forever for a thread caught mid-creation).
+ * Every string and array is prepared by the parent before the clone. All
+ * signals are blocked across the clone so no handler of prisn's runs in the
+ * child; the child resets every disposition to default and unblocks them
+ * just before exec.
+ *
+ * The parent waits for the child's report (a failure, or the pipe closing
+ * at exec) with poll and a deadline, so a child stuck before exec costs the
+ * loop at most start_timeout_ms and is then killed and reaped. The child
+ * records the step it is at in a shared page, so that timeout still names a
+ * stage.
  *
  * Process creation prefers clone3(CLONE_PIDFD) (Linux 5.3+), which also takes
- * the cgroup to start in; it falls back to fork() + pidfd_open(), and to no
- * pidfd at all on old kernels.
+ * the cgroup to start in; it falls back to a raw clone (fork without glibc's
+ * fork handlers) + pidfd_open(), and to no pidfd at all on old kernels.
  */
 #include "proc.h"
+#include "rawsys.h"
 #include "sandbox.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_PIDFD
@@ -75,9 +87,13 @@ static int sys_pidfd_open(pid_t pid) {
 #endif
 }
 
+static pid_t sys_fork(void) {
+    return raw_fork();
+}
+
 prisn_proc_syscalls prisn_proc_sys = {
     .clone3 = sys_clone3,
-    .fork = fork,
+    .fork = sys_fork,
     .pidfd_open = sys_pidfd_open,
 };
 
@@ -117,29 +133,36 @@ const char *prisn_proc_stage_name(prisn_spawn_stage stage) {
     return "unknown";
 }
 
-/* ---- the child, between fork and exec ----------------------------------- */
+/* ---- the child, between clone and exec ---------------------------------- */
+
+/* Everything below runs in a copy of a threaded process: rawsys.h says why
+ * only raw system calls are made here, and what that rules out. */
 
 typedef struct {
     int32_t stage;
     int32_t err;
 } child_report;
 
+/* Records the step the child is at, for the parent's error if it never
+ * reports (a shared page: see prisn_proc_spawn). */
+static void child_at(volatile int32_t *progress, prisn_spawn_stage stage) {
+    if (progress)
+        *progress = (int32_t)stage;
+}
+
 static _Noreturn void child_fail(int report_fd, prisn_spawn_stage stage) {
     child_report r = {stage, errno};
-    ssize_t unused = write(report_fd, &r, sizeof r);
-    (void)unused;
-    _exit(127);
+    raw_write(report_fd, &r, sizeof r);
+    raw_exit(127);
 }
 
 /* Marks every descriptor above 2 close-on-exec: the report pipe must stay
  * open until exec, everything else of prisn's must not reach the workload. */
 static int child_cloexec_all(void) {
-#ifdef SYS_close_range
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
         return 0;
-#endif
     /* Older kernels: walk /proc/self/fd with getdents64 (no malloc). */
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = raw_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (dir < 0)
         return -1;
     char buf[4096];
@@ -155,10 +178,10 @@ static int child_cloexec_all(void) {
             while (*p >= '0' && *p <= '9')
                 fd = fd * 10 + (*p++ - '0');
             if (fd > 2 && fd != dir)
-                fcntl(fd, F_SETFD, FD_CLOEXEC);
+                raw_fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
     }
-    close(dir);
+    raw_close(dir);
     return n < 0 ? -1 : 0;
 }
 
@@ -169,41 +192,91 @@ static int child_stdio(const int src[3]) {
     for (int i = 0; i < 3; i++) {
         moved[i] = -1;
         if (src[i] >= 0 && src[i] != i) {
-            moved[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+            moved[i] = raw_fcntl(src[i], F_DUPFD_CLOEXEC, 3);
             if (moved[i] < 0)
                 return -1;
         }
     }
     for (int i = 0; i < 3; i++) {
-        if (moved[i] >= 0 && dup2(moved[i], i) < 0)
+        if (moved[i] >= 0 && raw_dup2(moved[i], i) < 0)
             return -1;
         if (src[i] == i) {
-            int flags = fcntl(i, F_GETFD);
+            int flags = raw_fcntl(i, F_GETFD, 0);
             if (flags >= 0)
-                fcntl(i, F_SETFD, flags & ~FD_CLOEXEC);
+                raw_fcntl(i, F_SETFD, flags & ~FD_CLOEXEC);
         }
     }
     return 0;
 }
 
+_Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3], int report_fd,
+                                     volatile int32_t *progress) {
+    child_at(progress, PRISN_STAGE_SESSION);
+    if (o->new_session) {
+        if (raw_setsid() < 0)
+            child_fail(report_fd, PRISN_STAGE_SESSION);
+    } else if (o->new_pgroup) {
+        if (raw_setpgid(0, 0) < 0)
+            child_fail(report_fd, PRISN_STAGE_SESSION);
+    }
+    child_at(progress, PRISN_STAGE_STDIO);
+    if (child_stdio(src) < 0)
+        child_fail(report_fd, PRISN_STAGE_STDIO);
+    child_at(progress, PRISN_STAGE_CHDIR);
+    if (o->cwd && raw_chdir(o->cwd) < 0)
+        child_fail(report_fd, PRISN_STAGE_CHDIR);
+    if (o->umask >= 0)
+        raw_umask((mode_t)o->umask);
+    child_at(progress, PRISN_STAGE_RLIMIT);
+    for (size_t i = 0; i < o->nrlimits; i++) {
+        if (raw_setrlimit(o->rlimits[i].resource, &o->rlimits[i].limit) < 0)
+            child_fail(report_fd, PRISN_STAGE_RLIMIT);
+    }
+    child_at(progress, PRISN_STAGE_IDS);
+    if (o->set_ids && raw_set_ids(o->uid, o->gid, o->groups, o->ngroups) < 0)
+        child_fail(report_fd, PRISN_STAGE_IDS);
+    child_at(progress, PRISN_STAGE_PRIVS);
+    if (o->no_new_privs && raw_prctl(PR_SET_NO_NEW_PRIVS, 1) < 0)
+        child_fail(report_fd, PRISN_STAGE_PRIVS);
+    child_at(progress, PRISN_STAGE_FDS);
+    if (child_cloexec_all() < 0)
+        child_fail(report_fd, PRISN_STAGE_FDS);
+
+    /* Handlers are reset by exec itself; ignored signals are not. The
+     * kernel's numbering: 1..64, whatever glibc reserves for itself. */
+    for (int sig = 1; sig <= 64; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            raw_signal_default(sig);
+    }
+    raw_unblock_all();
+
+    child_at(progress, PRISN_STAGE_EXEC);
+    raw_execve(o->file, o->argv, o->envp);
+    child_fail(report_fd, PRISN_STAGE_EXEC);
+}
+
+/* The copy made by clone: cgroup placement, then either the sandbox (whose
+ * init execs prisn and runs the steps above in a fork of itself) or the
+ * steps above here. */
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
+                                volatile int32_t *progress,
                                 prisn_sandbox_report *sandbox_report) {
     if (o->oom_score_adj) {
         /* Best effort: raising the score needs no privilege, and a kernel
          * without the file has no OOM scores to inherit either. */
-        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        int fd = raw_open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC, 0);
         if (fd >= 0) {
-            ssize_t unused = write(fd, o->oom_score_adj, strlen(o->oom_score_adj));
-            (void)unused;
-            close(fd);
+            raw_write(fd, o->oom_score_adj, raw_strlen(o->oom_score_adj));
+            raw_close(fd);
         }
     }
     /* First, so everything after (and the workload) is accounted and limited.
      * "0" is the writing process itself, in v1 and v2 alike. */
+    child_at(progress, PRISN_STAGE_CGROUP);
     for (size_t i = 0; i < o->ncgroup_procs_fds; i++) {
         ssize_t n;
         do {
-            n = write(o->cgroup_procs_fds[i], "0", 1);
+            n = raw_write(o->cgroup_procs_fds[i], "0", 1);
         } while (n < 0 && errno == EINTR);
         if (n != 1) {
             if (n >= 0)
@@ -211,54 +284,19 @@ static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int
             child_fail(report_fd, PRISN_STAGE_CGROUP);
         }
     }
-    /* Namespaces, mounts; then this process stays behind as pid 1 (the init)
-     * and the workload goes on below in a fork of it. */
     if (o->sandbox) {
-        prisn_spawn_stage stage;
-        if (prisn_sandbox_child_setup(o->sandbox, &stage) < 0)
-            child_fail(report_fd, stage);
-        if (prisn_sandbox_fork_init(o->sandbox, sandbox_report, report_fd) < 0)
-            child_fail(report_fd, PRISN_STAGE_INIT);
+        /* Namespaces and mounts here; then this process execs prisn as the
+         * namespace's init, which starts the workload. */
+        if (prisn_sandbox_child_setup(o->sandbox, progress) < 0)
+            child_fail(report_fd, (prisn_spawn_stage)*progress);
+        child_at(progress, PRISN_STAGE_STDIO);
+        if (child_stdio(src) < 0)
+            child_fail(report_fd, PRISN_STAGE_STDIO);
+        child_at(progress, PRISN_STAGE_INIT);
+        prisn_sandbox_exec_init(o->sandbox, sandbox_report, report_fd);
+        child_fail(report_fd, PRISN_STAGE_INIT);
     }
-    if (o->new_session) {
-        if (setsid() < 0)
-            child_fail(report_fd, PRISN_STAGE_SESSION);
-    } else if (o->new_pgroup) {
-        if (setpgid(0, 0) < 0)
-            child_fail(report_fd, PRISN_STAGE_SESSION);
-    }
-    if (child_stdio(src) < 0)
-        child_fail(report_fd, PRISN_STAGE_STDIO);
-    if (o->cwd && chdir(o->cwd) < 0)
-        child_fail(report_fd, PRISN_STAGE_CHDIR);
-    if (o->umask >= 0)
-        umask((mode_t)o->umask);
-    for (size_t i = 0; i < o->nrlimits; i++) {
-        if (setrlimit(o->rlimits[i].resource, &o->rlimits[i].limit) < 0)
-            child_fail(report_fd, PRISN_STAGE_RLIMIT);
-    }
-    if (o->set_ids) {
-        if (setgroups(o->ngroups, o->groups) < 0 || setgid(o->gid) < 0 || setuid(o->uid) < 0)
-            child_fail(report_fd, PRISN_STAGE_IDS);
-    }
-    if (o->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(report_fd, PRISN_STAGE_PRIVS);
-    if (child_cloexec_all() < 0)
-        child_fail(report_fd, PRISN_STAGE_FDS);
-
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* fails harmlessly for reserved signals */
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    execve(o->file, o->argv, o->envp);
-    child_fail(report_fd, PRISN_STAGE_EXEC);
+    prisn_proc_child_exec(o, src, report_fd, progress);
 }
 
 /* ---- the parent --------------------------------------------------------- */
@@ -340,7 +378,7 @@ static pid_t create_child(const prisn_spawn_opts *o, int *pidfd) {
      * itself on kernels without it, so only plain creation falls back. */
     if ((errno != ENOSYS && errno != E2BIG && errno != EINVAL) || o->cgroup_fd >= 0 || o->sandbox)
         return -errno;
-    pid_t child = prisn_proc_sys.fork();
+    pid_t child = prisn_proc_sys.fork(); /* one system call, like clone3 */
     if (child < 0)
         return -errno;
     if (child > 0)
@@ -348,18 +386,70 @@ static pid_t create_child(const prisn_spawn_opts *o, int *pidfd) {
     return child;
 }
 
+/* Waits for the child's report: 1 with *r filled (the child failed before
+ * exec), 0 at end of file (the pipe closed with the child's exec), or
+ * -ETIMEDOUT when neither happened within timeout_ms. */
+static int wait_report(int fd, int timeout_ms, child_report *r) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long spent = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (spent >= timeout_ms)
+            return -ETIMEDOUT;
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, (int)(timeout_ms - spent));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0)
+            continue; /* interrupted, or the time is up: checked above */
+        /* A report is 8 bytes, written at once: a pipe never splits it. */
+        ssize_t got;
+        do {
+            got = read(fd, r, sizeof *r);
+        } while (got < 0 && errno == EINTR);
+        if (got < 0)
+            return -errno;
+        return got == (ssize_t)sizeof *r ? 1 : 0;
+    }
+}
+
+/* Reaps a child that failed or was killed before exec. */
+static void reap(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
 int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
                      prisn_spawn_stage *stage) {
     *stage = PRISN_STAGE_SETUP;
+    out->timed_out = false;
     int src[3], mine[3], report[2] = {-1, -1};
     prisn_sandbox_report *sandbox_report = NULL;
+    /* Where the child records the step it is at (see child_at): the
+     * sandbox's shared page, which its init and workload map too, or a
+     * shared page of its own. */
+    volatile int32_t *progress = NULL;
     int rc = parent_stdio(o, src, mine);
-    if (rc == 0 && o->sandbox && !(sandbox_report = prisn_sandbox_report_new()))
-        rc = -errno;
+    if (rc == 0 && o->sandbox) {
+        if (!(sandbox_report = prisn_sandbox_report_new(o)))
+            rc = -errno;
+        else
+            progress = &sandbox_report->stage;
+    } else if (rc == 0) {
+        void *page = mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
+            rc = -errno;
+        else
+            progress = page;
+    }
     if (rc == 0 && pipe2(report, O_CLOEXEC) < 0)
         rc = -errno;
     if (rc < 0)
         goto fail;
+    *progress = PRISN_STAGE_SETUP;
 
     sigset_t all, saved;
     sigfillset(&all);
@@ -367,8 +457,8 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     int pidfd;
     pid_t pid = create_child(o, &pidfd);
     if (pid == 0) {
-        close(report[0]);
-        child_run(o, src, report[1], sandbox_report);
+        raw_close(report[0]);
+        child_run(o, src, report[1], progress, sandbox_report);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
@@ -380,22 +470,30 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     close_child_ends(src);
     prisn_sandbox_report_spawned(sandbox_report);
     child_report r;
-    ssize_t got;
-    do {
-        got = read(report[0], &r, sizeof r);
-    } while (got < 0 && errno == EINTR);
+    int timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : PRISN_PROC_START_TIMEOUT_MS;
+    int got = wait_report(report[0], timeout_ms, &r);
     close_if_open(&report[0]);
-    if (got == (ssize_t)sizeof r) {
-        /* The child failed before exec: reap it and report why. */
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (got != 0) {
+        if (got == 1) {
+            /* The child failed before exec: reap it and report why. */
+            reap(pid);
+            *stage = (prisn_spawn_stage)r.stage;
+            rc = r.err ? -r.err : -EIO;
+        } else {
+            /* Stuck before exec, or the report could not be read: killed
+             * (a sandbox's whole namespace goes with its init). */
+            prisn_proc_kill(pid, pidfd, SIGKILL, false);
+            reap(pid);
+            *stage = (prisn_spawn_stage)*progress;
+            out->timed_out = got == -ETIMEDOUT;
+            rc = got;
         }
         if (pidfd >= 0)
             close(pidfd);
-        *stage = (prisn_spawn_stage)r.stage;
-        rc = r.err ? -r.err : -EIO;
         goto fail;
     }
+    if (!o->sandbox)
+        munmap((void *)progress, sizeof *progress);
     out->pid = pid;
     out->pidfd = pidfd;
     for (int i = 0; i < 3; i++)
@@ -405,6 +503,8 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     return 0;
 
 fail:
+    if (progress && !o->sandbox)
+        munmap((void *)progress, sizeof *progress);
     prisn_sandbox_report_free(sandbox_report);
     close_child_ends(src);
     for (int i = 0; i < 3; i++)
@@ -412,6 +512,127 @@ fail:
     close_if_open(&report[0]);
     close_if_open(&report[1]);
     return rc;
+}
+
+/* ---- carrying the last steps across the sandbox init's exec ------------- */
+
+#define PACK_MAGIC 0x70726e31u /* "prn1" */
+
+typedef struct {
+    uint32_t magic;
+    uint32_t size; /* of the whole pack */
+    int32_t umask;
+    uint32_t uid, gid;
+    uint32_t ngroups, nrlimits, argc, envc;
+    uint8_t new_session, new_pgroup, set_ids, no_new_privs, has_cwd;
+    uint8_t pad[7];
+} pack_head;
+/* The rlimits that follow must be aligned. */
+_Static_assert(sizeof(pack_head) % 8 == 0, "pack_head keeps the rlimits aligned");
+
+/* Appends len bytes to buf at *at when they fit; counts them anyway. */
+static void pack_put(void *buf, size_t size, size_t *at, const void *data, size_t len) {
+    if (len > 0 && *at + len <= size) /* data may be NULL for none */
+        memcpy((char *)buf + *at, data, len);
+    *at += len;
+}
+
+size_t prisn_proc_pack(const prisn_spawn_opts *o, void *buf, size_t size) {
+    pack_head h;
+    memset(&h, 0, sizeof h);
+    h.magic = PACK_MAGIC;
+    h.umask = o->umask;
+    h.uid = (uint32_t)o->uid;
+    h.gid = (uint32_t)o->gid;
+    h.ngroups = o->set_ids ? (uint32_t)o->ngroups : 0;
+    h.nrlimits = (uint32_t)o->nrlimits;
+    while (o->argv[h.argc])
+        h.argc++;
+    while (o->envp[h.envc])
+        h.envc++;
+    h.new_session = o->new_session;
+    h.new_pgroup = o->new_pgroup;
+    h.set_ids = o->set_ids;
+    h.no_new_privs = o->no_new_privs;
+    h.has_cwd = o->cwd != NULL;
+    size_t at = sizeof h;
+    pack_put(buf, size, &at, o->rlimits, sizeof *o->rlimits * h.nrlimits);
+    pack_put(buf, size, &at, o->groups, sizeof *o->groups * h.ngroups);
+    pack_put(buf, size, &at, o->file, strlen(o->file) + 1);
+    if (o->cwd)
+        pack_put(buf, size, &at, o->cwd, strlen(o->cwd) + 1);
+    for (uint32_t i = 0; i < h.argc; i++)
+        pack_put(buf, size, &at, o->argv[i], strlen(o->argv[i]) + 1);
+    for (uint32_t i = 0; i < h.envc; i++)
+        pack_put(buf, size, &at, o->envp[i], strlen(o->envp[i]) + 1);
+    h.size = (uint32_t)at;
+    if (sizeof h <= size)
+        memcpy(buf, &h, sizeof h);
+    return at;
+}
+
+/* The next NUL-terminated string of the pack, or NULL past its end. */
+static const char *unpack_string(const char *buf, size_t size, size_t *at) {
+    if (*at >= size)
+        return NULL;
+    const char *s = buf + *at;
+    const char *nul = memchr(s, '\0', size - *at);
+    if (!nul)
+        return NULL;
+    *at += (size_t)(nul - s) + 1;
+    return s;
+}
+
+int prisn_proc_unpack(const void *buf, size_t size, prisn_spawn_opts *o, void **to_free) {
+    *to_free = NULL;
+    pack_head h;
+    if (size < sizeof h)
+        return -EINVAL;
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != PACK_MAGIC || h.size > size || h.argc == 0 || h.nrlimits > 64 ||
+        h.ngroups > 65536)
+        return -EINVAL;
+    size = h.size;
+    size_t at = sizeof h;
+    size_t fixed = sizeof(prisn_rlimit) * h.nrlimits + sizeof(gid_t) * h.ngroups;
+    if (fixed > size - at)
+        return -EINVAL;
+    memset(o, 0, sizeof *o);
+    o->rlimits = (const prisn_rlimit *)((const char *)buf + at);
+    o->nrlimits = h.nrlimits;
+    at += sizeof(prisn_rlimit) * h.nrlimits;
+    o->groups = (const gid_t *)((const char *)buf + at);
+    o->ngroups = h.ngroups;
+    at += sizeof(gid_t) * h.ngroups;
+    o->file = unpack_string(buf, size, &at);
+    o->cwd = h.has_cwd ? unpack_string(buf, size, &at) : NULL;
+    if (!o->file || (h.has_cwd && !o->cwd) || (size_t)h.argc + h.envc > size)
+        return -EINVAL;
+    char **lists = malloc(sizeof(char *) * ((size_t)h.argc + h.envc + 2));
+    if (!lists)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < h.argc + h.envc; i++) {
+        const char *s = unpack_string(buf, size, &at);
+        if (!s) {
+            free(lists);
+            return -EINVAL;
+        }
+        lists[i < h.argc ? i : i + 1] = (char *)s;
+    }
+    lists[h.argc] = NULL;
+    lists[h.argc + h.envc + 1] = NULL;
+    o->argv = lists;
+    o->envp = lists + h.argc + 1;
+    o->umask = h.umask;
+    o->uid = (uid_t)h.uid;
+    o->gid = (gid_t)h.gid;
+    o->set_ids = h.set_ids;
+    o->new_session = h.new_session;
+    o->new_pgroup = h.new_pgroup;
+    o->no_new_privs = h.no_new_privs;
+    o->cgroup_fd = -1;
+    *to_free = lists;
+    return 0;
 }
 
 static void decode_status(const siginfo_t *info, prisn_exit_status *st) {

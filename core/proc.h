@@ -13,13 +13,18 @@
  * A failure in the child before exec (chdir, setuid, exec itself...) is sent
  * back over a close-on-exec pipe and reported by prisn_proc_spawn as an error
  * with the stage that failed; the half-started child is reaped. So "python3:
- * not found" is never confused with a script that exits 127.
+ * not found" is never confused with a script that exits 127. The parent
+ * waits for that report under a deadline: a child that neither fails nor
+ * reaches exec in time is killed and reaped, and the spawn fails with
+ * ETIMEDOUT and the stage the child was stuck in, so a hung child can never
+ * hang the server's loop.
  */
 #ifndef PRISN_PROC_H
 #define PRISN_PROC_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -76,7 +81,14 @@ typedef struct {
      * user/network ones as asked) set up by sandbox.c, with a minimal init as
      * pid 1; the pid returned is that init's. Needs clone3. */
     const struct prisn_sandbox_opts *sandbox;
+    /* How long the child may take to reach exec (or report a failure) before
+     * it is killed; 0: PRISN_PROC_START_TIMEOUT_MS. */
+    int start_timeout_ms;
 } prisn_spawn_opts;
+
+/* Reaching exec takes a millisecond or two (a sandbox: a few more); this
+ * only bounds a child that is stuck. */
+#define PRISN_PROC_START_TIMEOUT_MS 5000
 
 typedef struct {
     pid_t pid;
@@ -86,6 +98,9 @@ typedef struct {
      * (prisn_sandbox_report_apply after the wait; prisn_sandbox_report_free
      * when done). NULL otherwise. */
     struct prisn_sandbox_report *sandbox_report;
+    /* Set on failure too: the spawn failed because the child did not reach
+     * exec within its start timeout (it was killed and reaped). */
+    bool timed_out;
 } prisn_spawn_result;
 
 /* Where a spawn failed, for the error message. */
@@ -96,7 +111,7 @@ typedef enum {
     PRISN_STAGE_NAMESPACE, /* sandbox: user namespace maps */
     PRISN_STAGE_MOUNT,     /* sandbox: mounts, pivot_root, /proc */
     PRISN_STAGE_NETWORK,   /* sandbox: loopback */
-    PRISN_STAGE_INIT,      /* sandbox: forking the workload under its init */
+    PRISN_STAGE_INIT,      /* sandbox: exec of its init, or the init's fork of the workload */
     PRISN_STAGE_SESSION,
     PRISN_STAGE_STDIO,
     PRISN_STAGE_CHDIR,
@@ -110,9 +125,32 @@ typedef enum {
 const char *prisn_proc_stage_name(prisn_spawn_stage stage);
 
 /* Starts a child. Returns 0 and fills *out, or a negative errno with *stage
- * saying which step failed (nothing is left running or open then). */
+ * saying which step failed (nothing is left running or open then). Blocks
+ * until the child has exec'd or failed, at most opts->start_timeout_ms:
+ * then -ETIMEDOUT, out->timed_out, and *stage where the child was stuck. */
 int prisn_proc_spawn(const prisn_spawn_opts *opts, prisn_spawn_result *out,
                      prisn_spawn_stage *stage);
+
+/* ---- for the sandbox's init (sandbox.c), not for other callers ---------- */
+
+/* The last steps of a child, from the session on: session, stdio, cwd,
+ * umask, rlimits, identity, no_new_privs, descriptors, signals, exec.
+ * src[i] is the descriptor to install as i (i itself: keep it). Raw system
+ * calls only (rawsys.h). A failure is written to report_fd as the stage and
+ * errno; *progress (shared with the parent) says the stage reached. Never
+ * returns. */
+_Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3], int report_fd,
+                                     volatile int32_t *progress);
+
+/* Writes to buf (when size allows) the options the steps above need, for a
+ * process that exec'd in between (the sandbox init); returns the size they
+ * take. Stdio, cgroups and the sandbox are not carried. */
+size_t prisn_proc_pack(const prisn_spawn_opts *o, void *buf, size_t size);
+
+/* Reads what prisn_proc_pack wrote into *o, with pointers into buf (which
+ * must stay mapped) and into one malloc'd block (*to_free). Returns 0, or
+ * -EINVAL when buf does not hold a whole pack. */
+int prisn_proc_unpack(const void *buf, size_t size, prisn_spawn_opts *o, void **to_free);
 
 typedef struct {
     bool exited;      /* exit code valid */
@@ -137,7 +175,7 @@ int prisn_proc_kill(pid_t pid, int pidfd, int sig, bool group);
  * failure paths without root (the SQLite aSyscall idea). */
 typedef struct {
     long (*clone3)(void *args, size_t size);
-    pid_t (*fork)(void);
+    pid_t (*fork)(void); /* a raw clone(SIGCHLD): see rawsys.h */
     int (*pidfd_open)(pid_t pid);
 } prisn_proc_syscalls;
 

@@ -11,7 +11,9 @@
  *
  * Option tables are checked strictly (unknown keys raise), because a typo in
  * a spawn option would otherwise silently drop a limit. Operational failures
- * return nil, message, code (errno name) and the stage that failed.
+ * return nil, message, code (errno name) and the stage that failed; a child
+ * that does not reach exec within start_timeout_ms (default 5000) is killed
+ * and reported as ETIMEDOUT with the stage it was stuck in.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -321,14 +323,18 @@ static int push_errno(lua_State *L, int err, const char *what) {
 /* proc.spawn(opts) -> process | nil, message, code, stage
  * Raises on malformed options (misuse); returns nil... when the system
  * refuses (stage "setup") or the child fails before exec (stage "chdir",
- * "exec", ...; message names the subject: "ENOENT: exec /usr/bin/python3"). */
+ * "exec", ...; message names the subject: "ENOENT: exec /usr/bin/python3"),
+ * or does not reach exec within start_timeout_ms (code "ETIMEDOUT", the
+ * stage it was stuck in: "ETIMEDOUT: ids /usr/bin/python3: did not start
+ * within 5000 ms; killed"). Blocks until the child has exec'd, at most that
+ * long. */
 static int l_proc_spawn(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checkstack(L, 48, "spawn options");
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
                                        "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
-                                       "cgroup_procs_fds", "sandbox", NULL};
+                                       "cgroup_procs_fds", "sandbox", "start_timeout_ms", NULL};
     check_keys(L, 1, "spawn", keys);
     prisn_spawn_opts o;
     memset(&o, 0, sizeof o);
@@ -367,6 +373,10 @@ static int l_proc_spawn(lua_State *L) {
     }
     o.cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
     o.cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o.ncgroup_procs_fds);
+    lua_Integer start_timeout = opt_integer(L, 1, "start_timeout_ms", 0);
+    if (start_timeout < 0 || start_timeout > 3600000)
+        return luaL_error(L, "spawn: start_timeout_ms must be between 0 and 3600000");
+    o.start_timeout_ms = (int)start_timeout;
     int sandbox_err = 0;
     prisn_sandbox_parsed *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
     if (sandbox_err) {
@@ -403,8 +413,14 @@ static int l_proc_spawn(lua_State *L) {
                  stage == PRISN_STAGE_NETWORK || stage == PRISN_STAGE_INIT)
             subject = "(sandbox)";
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
-                        prisn_proc_stage_name(stage), subject, strerror(-rc));
+        if (r.timed_out)
+            lua_pushfstring(L, "%s: %s %s: did not start within %d ms; killed",
+                            prisn_sys_errno_name(-rc), prisn_proc_stage_name(stage), subject,
+                            o.start_timeout_ms > 0 ? o.start_timeout_ms
+                                                   : PRISN_PROC_START_TIMEOUT_MS);
+        else
+            lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
+                            prisn_proc_stage_name(stage), subject, strerror(-rc));
         lua_pushstring(L, prisn_sys_errno_name(-rc));
         lua_pushstring(L, prisn_proc_stage_name(stage));
         return 4;

@@ -2,22 +2,24 @@
  * sandbox: namespaces, mounts and the pid-1 init of an isolated workload
  * (see sandbox.h for the contract and the order of the steps).
  *
- * The init is a fork of the spawning child, so the workload is started
- * without waiting for an exec. If the workload still runs 200 ms later (a
- * service rather than a short job), the init execs prisn's own binary in
- * init mode (`prisn __sandbox-init PID MEMFD`,
- * handled in main() before Lua starts): a fork would otherwise keep a
- * copy-on-write snapshot of the spawning process — the server — and every
- * page the server changes later becomes the init's own (1.4-2.7 MB per
- * service instance measured). It runs nothing but waitpid/sigwaitinfo/kill,
- * keeps no descriptor of prisn's but the report page, and names itself
- * "prisn-init" so `ps` inside the sandbox says what it is. If the exec
- * fails, it goes on as the fork.
- *
- * Everything here that runs in the child is async-signal-safe: system calls
- * on strings and descriptors prepared by the parent.
+ * The child of the spawn is a copy of the spawning process — the server,
+ * which has threads — so it only sets up the namespaces, with raw system
+ * calls (rawsys.h), and then execs prisn's own binary in init mode
+ * (`prisn-init __sandbox-init MEMFD REPORT_FD`, handled in main() before Lua
+ * starts). The workload is forked by that fresh, single-threaded process,
+ * never by the copy: nothing in it can wait on a lock or a thread of the
+ * server's (issue 12), and the init holds no copy-on-write snapshot of the
+ * server's memory (which cost 1.4-2.7 MB per service instance as every page
+ * the server changed became the init's own). What the workload's last steps
+ * need (argv, environment, cwd, identity, rlimits...) is packed by the
+ * parent after the report page in the same memfd (prisn_proc_pack). The
+ * init runs nothing but waitpid/sigwaitinfo/kill, keeps no descriptor open,
+ * and names itself "prisn-init" so `ps` inside the sandbox says what it is.
+ * The exec costs a sandboxed start about half a millisecond (figures in
+ * tests/bench/spawn-report.md).
  */
 #include "sandbox.h"
+#include "rawsys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,9 +43,9 @@
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
-
-/* How long the init serves as the fork before it execs prisn in init mode. */
-#define INIT_EXEC_AFTER_MS 200
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 /* The signals the init passes on to the workload's process group. */
 static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -60,14 +62,16 @@ uint64_t prisn_sandbox_clone_flags(const prisn_sandbox_opts *o) {
 
 /* ---- the child ---------------------------------------------------------- */
 
+/* Runs in the copy made by clone: raw system calls only (rawsys.h). */
+
 static int write_file(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = raw_open(path, O_WRONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
+    size_t len = raw_strlen(text);
+    ssize_t n = raw_write(fd, text, len);
     int saved = errno;
-    close(fd);
+    raw_close(fd);
     if (n != (ssize_t)len) {
         errno = n < 0 ? saved : EIO;
         return -1;
@@ -89,32 +93,27 @@ static int make_target(const prisn_sandbox_mount *m) {
     if (m->mkdir_mode < 0)
         return 0;
     if (m->is_file) {
-        int fd = open(m->target, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)m->mkdir_mode);
+        int fd = raw_open(m->target, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)m->mkdir_mode);
         if (fd < 0 && errno != EEXIST)
             return -1;
         if (fd >= 0)
-            close(fd);
+            raw_close(fd);
         return 0;
     }
-    if (mkdir(m->target, (mode_t)m->mkdir_mode) < 0 && errno != EEXIST)
+    if (raw_mkdir(m->target, (mode_t)m->mkdir_mode) < 0 && errno != EEXIST)
         return -1;
     return 0;
 }
 
-/* "/proc/self/fd/N" into m->source_path, without snprintf. */
+/* "/proc/self/fd/N" into m->source_path. */
 static void fd_path(prisn_sandbox_mount *m) {
     static const char prefix[] = "/proc/self/fd/";
-    char digits[12];
-    int n = 0, fd = m->source_fd;
-    do {
-        digits[n++] = (char)('0' + fd % 10);
-        fd /= 10;
-    } while (fd > 0 && n < (int)sizeof digits);
-    memcpy(m->source_path, prefix, sizeof prefix - 1);
-    size_t len = sizeof prefix - 1;
-    while (n > 0)
-        m->source_path[len++] = digits[--n];
-    m->source_path[len] = '\0';
+    size_t len = 0;
+    while (prefix[len]) {
+        m->source_path[len] = prefix[len];
+        len++;
+    }
+    raw_itoa(m->source_fd, m->source_path + len);
 }
 
 static int open_sources(const prisn_sandbox_opts *o) {
@@ -123,7 +122,7 @@ static int open_sources(const prisn_sandbox_opts *o) {
         m->source_fd = -1;
         if (m->source == NULL || m->fstype != NULL || m->is_symlink || m->late)
             continue;
-        m->source_fd = open(m->source, O_PATH | O_CLOEXEC);
+        m->source_fd = raw_open(m->source, O_PATH | O_CLOEXEC, 0);
         if (m->source_fd < 0)
             return -1;
         fd_path(m);
@@ -133,111 +132,142 @@ static int open_sources(const prisn_sandbox_opts *o) {
 
 static int do_mount(prisn_sandbox_mount *m) {
     if (m->is_symlink) {
-        if (symlink(m->source, m->target) < 0 && errno != EEXIST)
+        if (raw_symlink(m->source, m->target) < 0 && errno != EEXIST)
             return -1;
         return 0;
     }
     if (m->is_remount)
-        return mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | m->flags, NULL);
+        return raw_mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | m->flags, NULL);
     if (m->is_umount)
-        return umount2(m->target, MNT_DETACH);
+        return raw_umount2(m->target, MNT_DETACH);
     if (make_target(m) < 0)
         return -1;
     if (m->source == NULL)
         return 0; /* a directory only */
     if (m->fstype == NULL && m->late) {
-        m->source_fd = open(m->source, O_PATH | O_CLOEXEC);
+        m->source_fd = raw_open(m->source, O_PATH | O_CLOEXEC, 0);
         if (m->source_fd < 0)
             return -1;
         fd_path(m);
     }
     if (m->fstype == NULL) {
-        if (mount(m->source_path, m->target, NULL, MS_BIND | MS_REC | m->flags, NULL) < 0)
+        if (raw_mount(m->source_path, m->target, NULL, MS_BIND | MS_REC | m->flags, NULL) < 0)
             return -1;
-        close(m->source_fd);
+        raw_close(m->source_fd);
         if (m->remount_flags &&
-            mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | m->remount_flags, NULL) < 0)
+            raw_mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | m->remount_flags, NULL) < 0)
             return -1;
         return 0;
     }
-    return mount(m->source, m->target, m->fstype, m->flags, m->data);
+    return raw_mount(m->source, m->target, m->fstype, m->flags, m->data);
 }
 
 static int enter_root(const prisn_sandbox_opts *o) {
-    if (syscall(SYS_pivot_root, o->pivot_root, o->put_old) < 0)
+    if (raw_pivot_root(o->pivot_root, o->put_old) < 0)
         return -1;
-    if (chdir("/") < 0)
+    if (raw_chdir("/") < 0)
         return -1;
     /* put_old is given as a path under the new root: strip that prefix. */
-    const char *old = o->put_old + strlen(o->pivot_root);
-    if (umount2(old, MNT_DETACH) < 0)
+    const char *old = o->put_old + raw_strlen(o->pivot_root);
+    if (raw_umount2(old, MNT_DETACH) < 0)
         return -1;
-    rmdir(old); /* best effort: the new root may be read-only by now */
+    raw_rmdir(old); /* best effort: the new root may be read-only by now */
     return 0;
 }
 
+/* Raw system calls only: also called in the child. */
 int prisn_sandbox_loopback_up(void) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = raw_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    struct ifreq ifr = {0};
+    ifr.ifr_name[0] = 'l';
+    ifr.ifr_name[1] = 'o';
+    int rc = raw_ioctl(fd, SIOCGIFFLAGS, &ifr);
     if (rc == 0) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+        rc = raw_ioctl(fd, SIOCSIFFLAGS, &ifr);
     }
     int saved = errno;
-    close(fd);
+    raw_close(fd);
     errno = saved;
     return rc;
 }
 
-int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *stage) {
+int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, volatile int32_t *stage) {
     *stage = PRISN_STAGE_NAMESPACE;
     if (o->new_user && setup_user(o) < 0)
         return -1;
     *stage = PRISN_STAGE_MOUNT;
     /* Nothing mounted here may reach the host, nor the host's later mounts us. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (raw_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return -1;
     if (open_sources(o) < 0)
         return -1;
     /* Modes are the list's own (a 01777 /tmp), not cut by prisn's umask. */
-    mode_t saved_umask = umask(0);
+    mode_t saved_umask = raw_umask(0);
     for (size_t i = 0; i < o->nmounts; i++) {
         if (do_mount(&o->mounts[i]) < 0) {
-            umask(saved_umask);
+            int saved = errno;
+            raw_umask(saved_umask);
+            errno = saved;
             return -1;
         }
     }
-    umask(saved_umask);
+    raw_umask(saved_umask);
     if (o->pivot_root && enter_root(o) < 0)
         return -1;
     if (o->mount_proc) {
-        if (mkdir("/proc", 0555) < 0 && errno != EEXIST)
+        if (raw_mkdir("/proc", 0555) < 0 && errno != EEXIST)
             return -1;
-        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        if (raw_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             return -1;
     }
     *stage = PRISN_STAGE_NETWORK;
     if (o->new_net && prisn_sandbox_loopback_up() < 0)
         return -1;
-    *stage = PRISN_STAGE_NONE;
     return 0;
 }
 
+void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_report *report,
+                             int report_fd) {
+    /* Own session for the init: the parent's group signals reach it only,
+     * and it passes them on. */
+    if (raw_setsid() < 0)
+        return;
+    if (report->exe_fd < 0) {
+        errno = ENOENT;
+        return;
+    }
+    /* Nothing of prisn's but the page and the report pipe goes through the
+     * exec (stdio is the workload's, already in place). Without
+     * close_range's CLOEXEC (Linux < 5.11) what is not close-on-exec
+     * reaches the init, which closes everything once it has forked, and
+     * the workload, which marks everything close-on-exec first. */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (raw_fcntl(report->memfd, F_SETFD, 0) < 0 || raw_fcntl(report_fd, F_SETFD, 0) < 0)
+        return;
+    char memfd_text[12], report_text[12];
+    char *argv[] = {(char *)(o->init_name ? o->init_name : "prisn-init"), "__sandbox-init",
+                    raw_itoa(report->memfd, memfd_text), raw_itoa(report_fd, report_text), NULL};
+    char *envp[] = {NULL};
+    raw_execveat(report->exe_fd, argv, envp);
+}
+
 /* ---- the init ----------------------------------------------------------- */
+
+/* A fresh process from here on (prisn exec'd in init mode): glibc is whole
+ * again, but the workload is still started with raw system calls, the same
+ * code as a plain spawn's child. */
 
 static void init_noop(int sig) {
     (void)sig;
 }
 
 /* The signals the init takes, with a handler installed for each: signals
- * are still all blocked (proc.c blocks them across the fork) and are taken
- * with sigwaitinfo, but the kernel drops signals with the default
- * disposition sent to a namespace's init. */
+ * are still all blocked (proc.c blocks them across the clone, and exec keeps
+ * the mask) and are taken with sigwaitinfo, but the kernel drops signals
+ * with the default disposition sent to a namespace's init. */
 static void init_signals(sigset_t *wanted) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -283,34 +313,6 @@ static _Noreturn void init_run(pid_t workload, prisn_sandbox_report *report) {
     }
 }
 
-/* Serves as the init for up to `ms` (the workload may end meanwhile: then
- * it never returns). A short job is over before the init would exec. */
-static void init_serve_for(pid_t workload, prisn_sandbox_report *report, long ms) {
-    sigset_t wanted;
-    init_signals(&wanted);
-    struct timespec now, end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_sec += ms / 1000;
-    end.tv_nsec += (ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long left_ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
-        if (left_ns <= 0)
-            return;
-        struct timespec left = {left_ns / 1000000000L, left_ns % 1000000000L};
-        siginfo_t info;
-        int sig = sigtimedwait(&wanted, &info, &left);
-        if (sig >= 0)
-            init_handle(sig, workload, report);
-        else if (errno == EAGAIN)
-            return;
-    }
-}
-
 /* Closes descriptors first..last (last ~0U: all above first). */
 static void close_fds(unsigned first, unsigned last) {
 #ifdef SYS_close_range
@@ -322,100 +324,82 @@ static void close_fds(unsigned first, unsigned last) {
         close((int)fd);
 }
 
-/* Closes every descriptor but `a` and `b` (-1: not one to keep). */
-static void close_all_but(int a, int b) {
-    int keep[2] = {a < b ? a : b, a < b ? b : a};
-    unsigned next = 0;
-    for (int i = 0; i < 2; i++) {
-        if (keep[i] < 0)
-            continue;
-        if ((unsigned)keep[i] > next)
-            close_fds(next, (unsigned)keep[i] - 1);
-        next = (unsigned)keep[i] + 1;
-    }
-    close_fds(next, ~0U);
-}
-
-/* Replaces this process (the init, after the fork) with prisn's binary in
- * init mode. Returns only when the exec failed. */
-static void init_exec(pid_t workload, prisn_sandbox_report *report) {
-    if (report->exe_fd < 0)
-        return;
-    char pid_text[24], fd_text[24];
-    int n1 = snprintf(pid_text, sizeof pid_text, "%d", (int)workload);
-    int n2 = snprintf(fd_text, sizeof fd_text, "%d", (int)report->memfd);
-    if (n1 <= 0 || n2 <= 0)
-        return;
-    int flags = fcntl(report->memfd, F_GETFD);
-    if (flags < 0 || fcntl(report->memfd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
-        return;
-    char *argv[] = {"prisn-init", "__sandbox-init", pid_text, fd_text, NULL};
-    char *envp[] = {NULL};
-    syscall(SYS_execveat, report->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+/* Tells the spawning process (waiting on the report pipe) that the init
+ * failed before the workload could start. */
+static _Noreturn void init_fail(int report_fd) {
+    int32_t r[2] = {PRISN_STAGE_INIT, errno};
+    ssize_t unused = write(report_fd, r, sizeof r);
+    (void)unused;
+    _exit(127);
 }
 
 _Noreturn void prisn_sandbox_init_main(char **argv) {
-    char *end;
-    long pid = strtol(argv[2], &end, 10);
-    long fd = strtol(argv[3], &end, 10);
-    prisn_sandbox_report *report =
-        mmap(NULL, sizeof *report, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
-    if (report == MAP_FAILED)
+    int memfd = (int)strtol(argv[2], NULL, 10);
+    int report_fd = (int)strtol(argv[3], NULL, 10);
+    /* The workload's exec closes the pipe: that tells the parent it started. */
+    if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) < 0)
         _exit(127);
-    close((int)fd);
-    prctl(PR_SET_NAME, "prisn-init", 0, 0, 0);
-    init_run((pid_t)pid, report);
-}
-
-int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report,
-                            int report_fd) {
-    /* Own session for the init: the parent's group signals reach it only,
-     * and it passes them on. */
-    if (setsid() < 0)
-        return -1;
-    pid_t pid = _Fork();
-    if (pid != 0) {
-        if (pid < 0)
-            return -1;
-        /* The workload reports its own failures; the init keeps nothing of
-         * prisn's open (stdio included: only the workload writes there). */
-        (void)report_fd;
-        close_all_but(report->memfd, report->exe_fd);
-        if (o->init_name)
-            prctl(PR_SET_NAME, o->init_name, 0, 0, 0);
-        /* Only a workload still running after a moment (a service) makes
-         * the exec worth it; a short job never waits for one. */
-        init_serve_for(pid, report, INIT_EXEC_AFTER_MS);
-        init_exec(pid, report);
-        /* The exec failed: go on as the fork. */
-        close_all_but(-1, -1);
-        init_run(pid, report);
+    struct stat st;
+    if (fstat(memfd, &st) < 0 || st.st_size < SANDBOX_PACK_OFFSET)
+        init_fail(report_fd);
+    void *page = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (page == MAP_FAILED)
+        init_fail(report_fd);
+    close(memfd);
+    prisn_sandbox_report *report = page;
+    prisn_spawn_opts spawn;
+    void *lists;
+    int rc = prisn_proc_unpack((char *)page + SANDBOX_PACK_OFFSET,
+                               (size_t)st.st_size - SANDBOX_PACK_OFFSET, &spawn, &lists);
+    if (rc < 0) {
+        errno = -rc;
+        init_fail(report_fd);
     }
-    return 0;
+    prctl(PR_SET_NAME, argv[0], 0, 0, 0);
+    pid_t pid = raw_fork();
+    if (pid == 0) {
+        static const int stdio[3] = {0, 1, 2};
+        prisn_proc_child_exec(&spawn, stdio, report_fd, &report->stage);
+    }
+    if (pid < 0)
+        init_fail(report_fd);
+    /* The init keeps nothing open: the workload writes its own stdio and
+     * reports its own failures. */
+    free(lists);
+    close_fds(0, ~0U);
+    init_run(pid, report);
 }
 
 /* ---- the parent --------------------------------------------------------- */
 
-prisn_sandbox_report *prisn_sandbox_report_new(void) {
+prisn_sandbox_report *prisn_sandbox_report_new(const prisn_spawn_opts *spawn) {
     int fd = (int)syscall(SYS_memfd_create, "prisn-init-report", MFD_CLOEXEC);
     if (fd < 0)
         return NULL;
-    if (ftruncate(fd, sizeof(prisn_sandbox_report)) < 0) {
-        close(fd);
-        return NULL;
-    }
-    prisn_sandbox_report *p =
-        mmap(NULL, sizeof(prisn_sandbox_report), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* The page, then what the init needs to start the workload. */
+    size_t size = SANDBOX_PACK_OFFSET + prisn_proc_pack(spawn, NULL, 0);
+    char *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)size) == 0)
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
+        int saved = errno;
         close(fd);
+        errno = saved;
         return NULL;
     }
-    memset(p, 0, sizeof *p);
-    p->memfd = fd;
-    /* The init execs this binary; opened here, as a later pivot_root may
-     * leave it outside the sandbox's root. None: the init stays a fork. */
-    p->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    return p;
+    prisn_proc_pack(spawn, p + SANDBOX_PACK_OFFSET, size - SANDBOX_PACK_OFFSET);
+    /* Only the report itself stays mapped here: a running sandbox costs the
+     * spawning process one page. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (size > page)
+        munmap(p + page, size - page);
+    prisn_sandbox_report *r = (prisn_sandbox_report *)p;
+    memset(r, 0, sizeof *r);
+    r->memfd = fd;
+    /* The init is this binary; opened here, as a later pivot_root may leave
+     * it outside the sandbox's root. */
+    r->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    return r;
 }
 
 void prisn_sandbox_report_spawned(prisn_sandbox_report *r) {

@@ -15,12 +15,12 @@
  * remounts), pivot_root into a new
  * root when asked, a fresh /proc for the new PID namespace, loopback up in a
  * new network namespace. Then the child — pid 1 of the new PID namespace —
- * forks the workload and becomes its init: it forwards the usual termination
- * signals to the workload's process group, reaps every orphan, and exits with
- * the workload's status. The kernel then kills whatever is left in the
- * namespace. pid 1 cannot kill itself with a signal, so a workload killed by
- * a signal is reported through a shared page (prisn_sandbox_report) that the
- * parent reads after reaping the init.
+ * execs prisn in init mode, and that init forks the workload: it forwards
+ * the usual termination signals to the workload's process group, reaps
+ * every orphan, and exits with the workload's status. The kernel then kills
+ * whatever is left in the namespace. pid 1 cannot kill itself with a signal,
+ * so a workload killed by a signal is reported through a shared page
+ * (prisn_sandbox_report) that the parent reads after reaping the init.
  *
  * Not done here: seccomp filters, capabilities beyond what the identity
  * switch drops, device cgroups.
@@ -65,7 +65,8 @@ typedef struct {
 } prisn_sandbox_mount;
 
 /* Written by the init, read by the parent after reaping it. The page is a
- * memfd mapped shared, so the init can map it again after it has exec'd. */
+ * memfd mapped shared, so the init can map it again after it has exec'd;
+ * what the workload's last steps need follows at SANDBOX_PACK_OFFSET. */
 typedef struct prisn_sandbox_report {
     volatile int32_t valid;   /* 1 once wstatus is the workload's */
     volatile int32_t wstatus; /* waitpid status of the workload */
@@ -73,7 +74,12 @@ typedef struct prisn_sandbox_report {
     int32_t exe_fd;           /* prisn's own binary, for the init's exec; -1: none */
     int32_t parent_closed;    /* the parent closed memfd and exe_fd (the init reads
                                  the numbers, so they are never changed) */
+    volatile int32_t stage;   /* the step the child, init or workload is at
+                                 (a prisn_spawn_stage), for a start timeout */
 } prisn_sandbox_report;
+
+#define SANDBOX_PACK_OFFSET 64
+_Static_assert(sizeof(prisn_sandbox_report) <= SANDBOX_PACK_OFFSET, "the pack follows the page");
 
 typedef struct prisn_sandbox_opts {
     bool new_user;         /* CLONE_NEWUSER with uid_map/gid_map (unprivileged) */
@@ -92,31 +98,36 @@ typedef struct prisn_sandbox_opts {
 uint64_t prisn_sandbox_clone_flags(const prisn_sandbox_opts *o);
 
 /* In the child, as pid 1 of the new namespaces: sets them up. Returns 0, or
- * -1 with errno set and *stage naming the step that failed. */
-int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, prisn_spawn_stage *stage);
+ * -1 with errno set. *stage (shared with the parent) is kept at the step
+ * being done, so on failure it names the step that failed. */
+int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, volatile int32_t *stage);
 
-/* In the child after setup: forks. Returns 0 in the workload (which goes on
- * to exec), or -1 with errno when the fork failed. In pid 1 it never returns:
- * it runs the init until the workload ends, then _exits with its status. */
-int prisn_sandbox_fork_init(const prisn_sandbox_opts *o, prisn_sandbox_report *report, int report_fd);
+/* In the child after setup, with the workload's stdio in place: its own
+ * session, then execs prisn's binary as the namespace's init
+ * (prisn_sandbox_init_main), which forks the workload. Returns only when
+ * that failed, with errno set. */
+void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_report *report,
+                             int report_fd);
 
 /* In the parent once the child exists: closes its copies of the report's
  * descriptors (the child has its own), so a running sandbox costs the
  * spawning process no descriptor. */
 void prisn_sandbox_report_spawned(prisn_sandbox_report *r);
 
-/* The body of `prisn __sandbox-init PID MEMFD` (argv as main gets it), run
- * from main() before anything else: the init of a sandbox after it exec'd
- * prisn's binary, so it no longer holds a copy of the spawning process's
- * memory. Never returns. */
+/* The body of `prisn __sandbox-init MEMFD REPORT_FD` (argv as main gets
+ * it; argv[0] is the init's name), run from main() before anything else:
+ * maps the report page, forks the workload (which runs
+ * prisn_proc_child_exec with the packed options), then serves as the
+ * namespace's init until the workload ends. Never returns. */
 _Noreturn void prisn_sandbox_init_main(char **argv);
 
 /* Brings the loopback interface of the current network namespace up.
  * Returns 0 or -1 with errno. */
 int prisn_sandbox_loopback_up(void);
 
-/* A shared page for the init's report; NULL with errno on failure. */
-prisn_sandbox_report *prisn_sandbox_report_new(void);
+/* A shared page for the init's report, followed by the last steps of
+ * `spawn` for the workload; NULL with errno on failure. */
+prisn_sandbox_report *prisn_sandbox_report_new(const prisn_spawn_opts *spawn);
 void prisn_sandbox_report_free(prisn_sandbox_report *r);
 
 /* After the init was reaped with *st: replaces *st with the workload's own

@@ -30,10 +30,28 @@ void prisn_store_default_options(prisn_store_options *opts) {
  * one. When two processes open the same new file at once, both hold the
  * shared lock and SQLite answers SQLITE_BUSY at once (waiting could deadlock)
  * instead of calling the busy handler; the loser retries here, within the
- * same busy timeout, and then finds the file already in WAL mode. */
+ * same busy timeout, and then finds the file already in WAL mode.
+ *
+ * The pragma answers with the mode actually in force: a file system or VFS
+ * without the shared memory WAL needs keeps the old one ("delete") without
+ * an error. prisn relies on WAL (readers never block the writer, the
+ * checkpoint thread, a commit costs one sync), so that is a failure
+ * (PRISN_STORE_NOWAL), not a silent slowdown; a database without a file
+ * (":memory:", temporary) has no WAL to have and is left as it is. */
 static int store_enable_wal(sqlite3 *db, int timeout_ms) {
     for (int waited = 0;; waited += 10) {
-        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        sqlite3_stmt *stmt = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &stmt, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(stmt);
+            if (rc == SQLITE_ROW) {
+                const char *mode = (const char *)sqlite3_column_text(stmt, 0);
+                const char *file = sqlite3_db_filename(db, "main");
+                bool wal = mode != NULL && sqlite3_stricmp(mode, "wal") == 0;
+                rc = wal || file == NULL || file[0] == '\0' ? SQLITE_OK : PRISN_STORE_NOWAL;
+            }
+            sqlite3_finalize(stmt);
+        }
         if ((rc & 0xff) != SQLITE_BUSY || waited >= timeout_ms)
             return rc;
         sqlite3_sleep(10);
@@ -164,6 +182,9 @@ const char *prisn_store_errmsg(sqlite3 *db, int rc) {
         return "SQL holds no statement";
     if (rc == PRISN_STORE_MULTIPLE)
         return "SQL holds more than one statement (use exec)";
+    if (rc == PRISN_STORE_NOWAL)
+        return "cannot use WAL journal mode on this file system (SQLite kept the rollback "
+               "journal; WAL needs shared memory: a local file system, not NFS or SMB)";
     if (db != NULL && sqlite3_errcode(db) != SQLITE_OK)
         return sqlite3_errmsg(db);
     return sqlite3_errstr(rc);

@@ -22,6 +22,9 @@
  * prisn_store_code_name() names them "SQLITE_MISUSE". */
 #define PRISN_STORE_EMPTY (SQLITE_MISUSE | (0x70 << 8))    /* SQL holds no statement */
 #define PRISN_STORE_MULTIPLE (SQLITE_MISUSE | (0x71 << 8)) /* SQL holds more than one */
+/* An extended code of SQLITE_CANTOPEN: the file could not be put in WAL
+ * journal mode (the pragma kept another mode). */
+#define PRISN_STORE_NOWAL (SQLITE_CANTOPEN | (0x70 << 8))
 
 typedef struct {
     bool readonly;       /* SQLITE_OPEN_READONLY; no journal-mode change */
@@ -35,7 +38,9 @@ void prisn_store_default_options(prisn_store_options *opts);
 
 /* Opens path (":memory:" works) with SQLITE_OPEN_NOMUTEX, sets the busy
  * timeout, checks the file is a database, turns foreign keys on and, unless
- * readonly, switches to WAL. opts may be NULL for the defaults. Like
+ * readonly, switches to WAL: PRISN_STORE_NOWAL when the file system keeps it
+ * in another journal mode (a database without a file, ":memory:", is left
+ * as it is). opts may be NULL for the defaults. Like
  * sqlite3_open_v2, *out is set even on failure when a handle exists: the
  * caller reads prisn_store_errmsg(*out, rc) and then calls prisn_store_close. */
 int prisn_store_open(const char *path, const prisn_store_options *opts, sqlite3 **out);

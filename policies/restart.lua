@@ -16,8 +16,10 @@
 --     event  { type = "exit", at = t, code = n | nil, signal = name | nil,
 --              oom_killed = bool, requested = bool,    -- requested: prisn
 --              stopped it (scale down, drain, delete); never restarted
---              status_unknown = bool }  -- an instance re-adopted after a
+--              status_unknown = bool,   -- an instance re-adopted after a
 --              server restart: how it ended is lost; counts as a failure
+--              failed_to_start = bool } -- its process could not be started
+--              (exec failed, or it did not reach exec in time); a failure
 --            { type = "healthy", at = t } | { type = "unhealthy", at = t }
 --     opts   { restart_policy = "always" | "on-failure" | "never",
 --              initial_delay, max_delay, multiplier, reset_after, jitter }
@@ -71,7 +73,7 @@ end
 --- Whether an exit counts as a failure (for "on-failure").
 function M.is_failure(event)
   return (event.code ~= nil and event.code ~= 0) or event.signal ~= nil or event.oom_killed == true
-    or event.status_unknown == true
+    or event.status_unknown == true or event.failed_to_start == true
 end
 
 --- The delay before restart number `failures` of a run (1 = the first),
@@ -84,6 +86,7 @@ function M.base_delay(failures, opts)
 end
 
 local function describe_exit(event)
+  if event.failed_to_start then return "could not start" end
   if event.status_unknown then return "ended (its exit status was lost with a server restart)" end
   if event.oom_killed then return "killed for running out of memory" end
   if event.signal then return "killed by signal " .. tostring(event.signal) end

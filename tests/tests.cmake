@@ -31,7 +31,7 @@ foreach(src ${PRISN_C_TESTS})
   set_tests_properties(c/${short} PROPERTIES ENVIRONMENT "${PRISN_TEST_ENV}")
 endforeach()
 
-function(prisn_add_busted_tests dir prefix)
+function(prisn_add_busted_tests dir prefix timeout)
   file(GLOB_RECURSE specs CONFIGURE_DEPENDS RELATIVE ${CMAKE_SOURCE_DIR}/${dir}
     ${CMAKE_SOURCE_DIR}/${dir}/*_spec.lua)
   foreach(spec ${specs})
@@ -39,12 +39,13 @@ function(prisn_add_busted_tests dir prefix)
     add_test(NAME ${prefix}/${name}
       COMMAND prisn lua ${CMAKE_SOURCE_DIR}/tests/spec_runner.lua ${CMAKE_SOURCE_DIR}/${dir}/${spec}
       WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-    set_tests_properties(${prefix}/${name} PROPERTIES ENVIRONMENT "${PRISN_TEST_ENV}" TIMEOUT 300)
+    set_tests_properties(${prefix}/${name} PROPERTIES ENVIRONMENT "${PRISN_TEST_ENV}" TIMEOUT ${timeout})
   endforeach()
 endfunction()
-prisn_add_busted_tests(spec spec)
-prisn_add_busted_tests(tests/e2e e2e)
-prisn_add_busted_tests(tests/chaos chaos)
+prisn_add_busted_tests(spec spec 300)
+prisn_add_busted_tests(tests/e2e e2e 300)
+# Long runs (PRISN_CHAOS_LONG=1) take 10-15 minutes; each spec bounds its own waits.
+prisn_add_busted_tests(tests/chaos chaos 1800)
 
 find_program(LUACHECK luacheck)
 if(LUACHECK)

@@ -4,16 +4,24 @@
  * Failure paths of fork/clone3 are reached through prisn_proc_sys.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "proc.h"
+#include "sandbox.h"
 
 static char *const empty_env[] = {NULL};
 
@@ -338,7 +346,253 @@ static void test_fork_failure_leaves_nothing_open(void) {
     prisn_proc_sys = saved;
 }
 
-int main(void) {
+/* ---- spawning from a threaded process ---------------------------------- */
+
+/* The server is multi-threaded (libuv's threadpool, the checkpoint thread):
+ * a thread that keeps creating and joining threads stands in for them. A
+ * thread caught mid-creation at clone time once made glibc's setuid wrapper
+ * in the child wait forever for it (issue 12). */
+static atomic_bool churn_stop;
+
+static void *churn_noop(void *arg) {
+    return arg;
+}
+
+static void *churn_run(void *arg) {
+    while (!atomic_load(&churn_stop)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, churn_noop, NULL) == 0)
+            pthread_join(t, NULL);
+    }
+    return arg;
+}
+
+/* Shared with the bounded subprocess: the last child it created, so the
+ * test can kill a child stuck before exec (and its namespace with it). */
+typedef struct {
+    pid_t last_child;
+    int done;
+} churn_shared;
+static volatile churn_shared *shared;
+static prisn_proc_syscalls real_sys;
+
+static long recording_clone3(void *args, size_t size) {
+    long pid = real_sys.clone3(args, size);
+    if (pid > 0)
+        shared->last_child = (pid_t)pid;
+    return pid;
+}
+
+typedef struct {
+    int spawns;
+    bool sandbox;
+} churn_case;
+
+/* In the bounded subprocess: spawns /bin/true as nobody `spawns` times
+ * while two threads churn. Exits 0 when every spawn succeeded. */
+static int spawn_under_churn(const churn_case *c) {
+    real_sys = prisn_proc_sys;
+    prisn_proc_sys.clone3 = recording_clone3;
+    pthread_t churners[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&churners[i], NULL, churn_run, NULL);
+    char *argv[] = {"true", NULL};
+    gid_t groups[] = {65534};
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "prisn-init";
+    int failures = 0;
+    for (int i = 0; i < c->spawns && failures < 5; i++) {
+        prisn_spawn_opts o;
+        memset(&o, 0, sizeof o);
+        o.file = "/bin/true";
+        o.argv = argv;
+        o.envp = empty_env;
+        o.umask = -1;
+        o.cgroup_fd = -1;
+        o.set_ids = true;
+        o.uid = 65534;
+        o.gid = 65534;
+        o.groups = groups;
+        o.ngroups = 1;
+        o.sandbox = c->sandbox ? &sandbox : NULL;
+        prisn_spawn_result r;
+        prisn_spawn_stage stage;
+        int rc = prisn_proc_spawn(&o, &r, &stage);
+        if (rc < 0) {
+            fprintf(stderr, "  spawn %d: %s at stage %s\n", i, strerror(-rc),
+                    prisn_proc_stage_name(stage));
+            failures++;
+            continue;
+        }
+        prisn_exit_status st;
+        if (prisn_proc_wait(r.pid, r.pidfd, false, &st) != 1 || !st.exited || st.code != 0)
+            failures++;
+        shared->done = i + 1;
+        if (r.pidfd >= 0)
+            close(r.pidfd);
+        prisn_sandbox_report_free(r.sandbox_report);
+    }
+    atomic_store(&churn_stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(churners[i], NULL);
+    return failures == 0 ? 0 : 1;
+}
+
+/* Runs spawn_under_churn in a subprocess for at most deadline_ms: a spawn
+ * that hangs makes the test fail instead of hanging ctest. */
+static void check_spawns_under_churn(churn_case c, int deadline_ms) {
+    if (geteuid() != 0) {
+        printf("skip spawn under thread churn: needs root (set_ids%s)\n",
+               c.sandbox ? ", namespaces" : "");
+        return;
+    }
+    shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(shared != MAP_FAILED);
+    shared->last_child = 0;
+    shared->done = 0;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(spawn_under_churn(&c));
+    CHECK(pid > 0);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct pollfd pfd = {pidfd, POLLIN, 0};
+    int ready = poll(&pfd, 1, deadline_ms);
+    if (ready != 1) {
+        fprintf(stderr, "  spawn %d of %d did not return within %d ms: its child hung before exec\n",
+                shared->done + 1, c.spawns, deadline_ms);
+        kill(pid, SIGKILL);
+        if (shared->last_child > 0)
+            kill(shared->last_child, SIGKILL);
+        CHECK(ready == 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(pidfd);
+    if (ready == 1)
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    munmap((void *)shared, sizeof *shared);
+    atomic_store(&churn_stop, false);
+}
+
+static void test_set_ids_under_thread_churn(void) {
+    check_spawns_under_churn((churn_case){.spawns = 500, .sandbox = false}, 30000);
+}
+
+static void test_sandbox_under_thread_churn(void) {
+    check_spawns_under_churn((churn_case){.spawns = 100, .sandbox = true}, 30000);
+}
+
+/* ---- the start timeout --------------------------------------------------- */
+
+static pid_t last_clone;
+
+static long remembering_clone3(void *args, size_t size) {
+    long pid = real_sys.clone3(args, size);
+    if (pid > 0)
+        last_clone = (pid_t)pid;
+    return pid;
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* A pipe whose buffer is full: the child's write of "0" to it (as to a
+ * cgroup.procs file) blocks for good, before exec. */
+static int full_pipe(int p[2]) {
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    while (write(p[1], block, sizeof block) > 0) {
+    }
+    while (write(p[1], block, 1) > 0) {
+    }
+    return fcntl(p[1], F_SETFL, 0); /* blocking again, for the child */
+}
+
+/* Spawns with `o`, which hangs before exec; checks the parent returns
+ * after the start timeout with ETIMEDOUT and `want_stage`, and leaves no
+ * process or descriptor behind. */
+static void check_start_timeout(prisn_spawn_opts *o, const char *want_stage) {
+    real_sys = prisn_proc_sys;
+    prisn_proc_sys.clone3 = remembering_clone3;
+    last_clone = 0;
+    int before = dup(0);
+    close(before);
+    o->start_timeout_ms = 300;
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    long long start = now_ms();
+    int rc = prisn_proc_spawn(o, &r, &stage);
+    long long spent = now_ms() - start;
+    prisn_proc_sys = real_sys;
+    CHECK_INT(rc, -ETIMEDOUT);
+    CHECK(r.timed_out);
+    CHECK_STR(prisn_proc_stage_name(stage), want_stage);
+    CHECK(spent >= 300);
+    CHECK(spent < 3000);
+    /* Killed and reaped: a zombie could still be signalled. */
+    CHECK(last_clone > 0);
+    CHECK(kill(last_clone, 0) < 0 && errno == ESRCH);
+    int after = dup(0);
+    CHECK_INT(after, before);
+    close(after);
+}
+
+static void test_start_timeout_kills_a_stuck_child(void) {
+    int p[2];
+    CHECK_INT(full_pipe(p), 0);
+    char *argv[4];
+    prisn_spawn_opts o = shell("true", argv);
+    o.stdio[1].kind = PRISN_STDIO_PIPE;
+    o.cgroup_procs_fds = &p[1];
+    o.ncgroup_procs_fds = 1;
+    check_start_timeout(&o, "cgroup");
+    close(p[0]);
+    close(p[1]);
+}
+
+static void test_start_timeout_kills_a_stuck_sandbox_init(void) {
+    if (geteuid() != 0) {
+        printf("skip stuck sandbox init: needs root (namespaces)\n");
+        return;
+    }
+    char *argv[4];
+    prisn_spawn_opts o = shell("true", argv);
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "stuck-init"; /* main() below hangs in its place */
+    o.sandbox = &sandbox;
+    o.new_session = true;
+    check_start_timeout(&o, "init");
+}
+
+static void test_a_normal_start_is_not_delayed(void) {
+    /* The deadline is a bound, not a wait: a child that execs at once
+     * returns at once, even with a long timeout. */
+    char *argv[4];
+    prisn_spawn_opts o = shell("exit 3", argv);
+    o.start_timeout_ms = 60000;
+    long long start = now_ms();
+    prisn_exit_status st = run_and_wait(&o);
+    CHECK(now_ms() - start < 1000);
+    CHECK(st.exited && st.code == 3);
+}
+
+int main(int argc, char **argv) {
+    /* The init of a sandbox execs this binary (see sandbox.c). */
+    if (argc == 4 && strcmp(argv[1], "__sandbox-init") == 0) {
+        if (strcmp(argv[0], "stuck-init") == 0) /* an init that never starts the workload */
+            for (;;)
+                pause();
+        prisn_sandbox_init_main(argv);
+    }
     static const check_case cases[] = {
         {"exit code", test_exit_code},
         {"killed by a signal", test_killed_by_signal},
@@ -354,6 +608,11 @@ int main(void) {
         {"uid, gid, groups and no_new_privs (as root)", test_switches_identity_when_root},
         {"fork fallback without clone3", test_fork_fallback_without_clone3},
         {"fork failure leaves nothing open", test_fork_failure_leaves_nothing_open},
+        {"spawns as another user while threads come and go (as root)", test_set_ids_under_thread_churn},
+        {"sandboxed spawns while threads come and go (as root)", test_sandbox_under_thread_churn},
+        {"a child stuck before exec is killed at the start timeout", test_start_timeout_kills_a_stuck_child},
+        {"a sandbox init stuck before the workload is killed at the start timeout", test_start_timeout_kills_a_stuck_sandbox_init},
+        {"a normal start does not wait for the start timeout", test_a_normal_start_is_not_delayed},
         {NULL, NULL},
     };
     return check_main(cases);

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "boot.h"
@@ -70,6 +71,52 @@ static void test_open_sets_wal_foreign_keys_and_timeout(void) {
     CHECK_STR(query_text(db, "PRAGMA foreign_keys"), "1");
     CHECK_STR(query_text(db, "PRAGMA busy_timeout"), "5000");
     CHECK_INT(prisn_store_close(db), SQLITE_OK);
+    remove_tmpdir();
+}
+
+/* A VFS like the default one, but its files offer no shared memory (io
+ * methods version 1), as on a file system that cannot map the -shm file:
+ * SQLite then keeps the rollback journal when asked for WAL. */
+static sqlite3_vfs nowal_vfs;
+static sqlite3_io_methods nowal_methods;
+
+static int nowal_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+                      int *out_flags) {
+    sqlite3_vfs *real = vfs->pAppData;
+    int rc = real->xOpen(real, name, file, flags, out_flags);
+    if (rc == SQLITE_OK && file->pMethods) {
+        nowal_methods = *file->pMethods;
+        nowal_methods.iVersion = 1;
+        file->pMethods = &nowal_methods;
+    }
+    return rc;
+}
+
+static void test_open_fails_when_wal_cannot_be_enabled(void) {
+    sqlite3_vfs *real = sqlite3_vfs_find(NULL);
+    nowal_vfs = *real;
+    nowal_vfs.zName = "prisn-test-nowal";
+    nowal_vfs.pAppData = real;
+    nowal_vfs.xOpen = nowal_open;
+    CHECK_INT(sqlite3_vfs_register(&nowal_vfs, 1), SQLITE_OK);
+    const char *dir = make_tmpdir();
+    sqlite3 *db;
+    int rc = prisn_store_open(path_in(dir, "state.db"), NULL, &db);
+    CHECK_INT(rc, PRISN_STORE_NOWAL);
+    CHECK_STR(prisn_store_code_name(rc), "SQLITE_CANTOPEN");
+    CHECK(strstr(prisn_store_errmsg(db, rc), "cannot use WAL journal mode") != NULL);
+    prisn_store_close(db);
+    /* Read-only opens never change the journal mode, and a database
+     * without a file has no WAL to have. */
+    prisn_store_options opts;
+    prisn_store_default_options(&opts);
+    opts.readonly = true;
+    CHECK_INT(prisn_store_open(path_in(dir, "state.db"), &opts, &db), SQLITE_OK);
+    prisn_store_close(db);
+    CHECK_INT(prisn_store_open(":memory:", NULL, &db), SQLITE_OK);
+    prisn_store_close(db);
+    sqlite3_vfs_unregister(&nowal_vfs);
+    sqlite3_vfs_register(real, 1);
     remove_tmpdir();
 }
 
@@ -392,6 +439,8 @@ int main(void) {
     static const check_case cases[] = {
         {"open sets WAL, foreign keys and the busy timeout",
          test_open_sets_wal_foreign_keys_and_timeout},
+        {"open fails when the file system keeps it out of WAL",
+         test_open_fails_when_wal_cannot_be_enabled},
         {"open options", test_open_options},
         {"open rejects a file that is not a database",
          test_open_rejects_a_file_that_is_not_a_database},

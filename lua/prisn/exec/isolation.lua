@@ -294,8 +294,12 @@ function M.spawn_options(level, ctx)
 end
 
 --- Whether a spawn failure (code, stage) means "this machine cannot make the
--- sandbox" — worth a fallback to level 0 when the level was the default.
+-- sandbox" — worth a fallback to level 0 when the level was the default. A
+-- start that timed out (ETIMEDOUT: stuck, killed) says nothing of the kind:
+-- falling back would run the script unsandboxed, as a user its files were
+-- not prepared for.
 function M.setup_failed(code, stage)
+  if code == "ETIMEDOUT" then return false end
   if stage == "namespace" or stage == "mount" or stage == "network" or stage == "init" then return true end
   return stage == "setup" and (code == "EPERM" or code == "EINVAL" or code == "ENOSPC" or code == "ENOSYS"
     or code == "EUSERS")

@@ -82,7 +82,9 @@ end
 -- "pipe" for stdin/stdout/stderr becomes a luv pipe in proc.stdin/stdout/
 -- stderr, owned by the caller. Returns the process, or nil, message, code,
 -- stage when it could not be started (stage "exec" with ENOENT: the program
--- does not exist).
+-- does not exist; code ETIMEDOUT: it did not reach exec within
+-- spec.start_timeout_ms, 5 s by default, and was killed — the call blocks at
+-- most that long).
 function M.start(spec)
   local handle, err, code, stage = proc.spawn(spec)
   if not handle then return nil, err, code, stage end

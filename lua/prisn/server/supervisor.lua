@@ -403,7 +403,8 @@ end
 -- Exits and health ---------------------------------------------------------
 
 local function exit_event(status, limiter)
-  local event = { type = "exit", at = now_ms() / 1000, status_unknown = status.unknown or nil }
+  local event = { type = "exit", at = now_ms() / 1000, status_unknown = status.unknown or nil,
+    failed_to_start = status.failed_to_start or nil }
   if status.exited then event.code = status.code
   elseif status.signal then event.signal = status.signal end
   if limiter and limiter.cgroup then
@@ -461,9 +462,11 @@ function Sup:exited(d, inst, status)
   local decision = self:policy("restart").decide(inst.restart_state, event, {
     restart_policy = d.specs[inst.revision].restart or "always" }, math.random)
   inst.restart_state = decision.next
-  -- The policy's reason says how it ended and what happens next.
-  self:event(d, "instance.exited", "instance/" .. instance_name(d, inst), (status.failed_to_start or status.unknown)
-    and (what .. "; " .. decision.reason) or decision.reason)
+  -- The policy's reason says how it ended and what happens next; a start
+  -- failure's own message says more than its "could not start".
+  local reason_text = status.failed_to_start and (what .. "; " .. decision.reason:gsub("^could not start; ", ""))
+    or status.unknown and (what .. "; " .. decision.reason) or decision.reason
+  self:event(d, "instance.exited", "instance/" .. instance_name(d, inst), reason_text)
   self:hook("on_crash", { namespace = d.ns, deployment = d.name, instance = instance_name(d, inst),
     exit_code = event.code, signal = event.signal, reason = reason, restarts = inst.restarts,
     was_healthy = was_healthy }, d)

@@ -35,7 +35,9 @@ local HINTS = {
   SQLITE_LOCKED = "another prisn process is writing to the state database; try again in a moment",
   SQLITE_READONLY = homes.write_hint("SQLITE_READONLY"),
   SQLITE_PERM = homes.write_hint("SQLITE_PERM"),
-  SQLITE_CANTOPEN = homes.write_hint("SQLITE_CANTOPEN"),
+  -- Also where WAL mode cannot work (a network file system).
+  SQLITE_CANTOPEN = "check that you own PRISN_HOME, may write to it, and that it is on a local file system "
+    .. "('prisn doctor' checks it)",
   SQLITE_FULL = homes.write_hint("SQLITE_FULL"),
   SQLITE_IOERR = "the disk holding PRISN_HOME failed a read or write; check it (dmesg) and its free space",
   SQLITE_ABORT = "the change was not made; check the free space where PRISN_HOME lives and try again",

@@ -95,6 +95,19 @@ describe("prisn.policies.restart", function()
     assert.equal("ended (its exit status was lost with a server restart); restarting now", d.reason)
   end)
 
+  it("counts a process that could not start as a failure, with growing delays", function()
+    local state, delays = nil, {}
+    for i = 1, 3 do
+      local d = restart.decide(state, { type = "exit", at = i, failed_to_start = true },
+        { restart_policy = "on-failure", jitter = 0 })
+      assert.is_true(d.restart)
+      delays[i], state = d.delay_s, d.next
+    end
+    assert.same({ 0, 1, 2 }, delays)
+    assert.equal("could not start; restarting now",
+      restart.decide(nil, { type = "exit", at = 1, failed_to_start = true }).reason)
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() restart.decide(nil, crash(0), { restart_policy = "sometimes" }) end,
       'restart policy: "sometimes" is not one of always, on-failure, never')

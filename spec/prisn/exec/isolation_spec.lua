@@ -1,0 +1,17 @@
+local isolation = require("prisn.exec.isolation")
+
+describe("prisn.exec.isolation.setup_failed", function()
+  it("takes a failure to make the sandbox for a machine that cannot make one", function()
+    assert.is_true(isolation.setup_failed("EPERM", "namespace"))
+    assert.is_true(isolation.setup_failed("ENOENT", "mount"))
+    assert.is_true(isolation.setup_failed("ENOENT", "init"))
+    assert.is_true(isolation.setup_failed("EPERM", "setup"))
+  end)
+
+  it("does not take a start that timed out, nor a failure of the script's own start, for one", function()
+    assert.is_false(isolation.setup_failed("ETIMEDOUT", "init"))
+    assert.is_false(isolation.setup_failed("ETIMEDOUT", "mount"))
+    assert.is_false(isolation.setup_failed("ENOENT", "exec"))
+    assert.is_false(isolation.setup_failed("EACCES", "chdir"))
+  end)
+end)
