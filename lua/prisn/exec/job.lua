@@ -11,6 +11,7 @@
 local uv = require("luv")
 local async = require("prisn.async")
 local errors = require("prisn.error")
+local job_specs = require("prisn.store.job_specs")
 local supervise = require("prisn.exec.run")
 
 local M = {}
@@ -551,17 +552,17 @@ function M.run_recorded(home, id)
   local jobs = require("prisn.store.jobs")
   local db = require("prisn.store").open(home)
   local job = jobs.get_by_id(db, id)
-  local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
-  if not job or not row or (job.state ~= "queued" and job.state ~= "running") then
+  local spec_json = job_specs.get(db, id)
+  if not job or not spec_json or (job.state ~= "queued" and job.state ~= "running") then
     db:close()
     M.runner_unlock(home, id, lock)
     io.stderr:write("prisn __job-run: job ", id, " is not waiting to run\n")
     return 1
   end
   local rec = M.existing_recorder(db, job, log_error_printer(id))
-  run_spec(home, job, require("cjson").decode(row.spec), rec, function() return db end)
+  run_spec(home, job, require("cjson").decode(spec_json), rec, function() return db end)
   -- The spec (with the -e values) was needed to start the job; not kept after.
-  db:run("DELETE FROM job_specs WHERE job_id = ?", id)
+  job_specs.drop(db, id)
   rec.close()
   db:close()
   M.runner_unlock(home, id, lock)

@@ -23,6 +23,7 @@
 -- there when it starts again (prisn.server.jobs, recovery).
 local uv = require("luv")
 local cjson = require("cjson")
+local job_specs = require("prisn.store.job_specs")
 
 local M = {}
 
@@ -94,7 +95,7 @@ function M.recorder(home, job, report_fd, on_log_error)
     if not tell("done", outcome) then
       fallback().finish(outcome, rec.started)
       -- The spec (with the -e values) was needed to start the job only.
-      rec.db():run("DELETE FROM job_specs WHERE job_id = ?", job.id)
+      job_specs.drop(rec.db(), job.id)
     end
   end
   function rec.fail_to_start(message)

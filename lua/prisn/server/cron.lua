@@ -334,10 +334,7 @@ function Scheduler:job_finished(job)
     local old = self.db:rows("SELECT id, log_path FROM jobs WHERE namespace = ? AND cron = ? AND state = ? "
       .. "ORDER BY id DESC LIMIT -1 OFFSET ?", cron.namespace, cron.name, limit[1], math.max(0, limit[2])) or {}
     for _, row in ipairs(old) do
-      require("prisn.store").transaction(self.db, function()
-        self.db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
-        self.db:run("DELETE FROM jobs WHERE id = ?", row.id)
-      end)
+      jobs.delete(self.db, row.id)
       if row.log_path then
         uv.fs_unlink(row.log_path)
         uv.fs_unlink(row.log_path .. ".1")

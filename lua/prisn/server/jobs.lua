@@ -28,6 +28,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
+local job_specs = require("prisn.store.job_specs")
 local jobs = require("prisn.store.jobs")
 local exec_job = require("prisn.exec.job")
 local logs = require("prisn.logs")
@@ -113,7 +114,7 @@ function Queue:submit(ns, spec, actor)
       log_path = require("prisn.logs").job_path(self.server.home, ns, id),
     })
     spec_json = cjson.encode(spec)
-    check(db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json))
+    check(job_specs.put(db, id, spec_json))
     self:event(job, "job.created", "queued " .. spec.script, actor)
   end)
   self.specs[job.id] = spec_json
@@ -157,7 +158,7 @@ end
 -- the event. Returns the job as recorded.
 function Queue:record_end(id, entry, final)
   local db = self.server.db
-  check(db:run("DELETE FROM job_specs WHERE job_id = ?", id))
+  check(job_specs.drop(db, id))
   if final and entry and entry.deleted and final.reason ~= "deleted" then
     check(db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id))
     final = jobs.get_by_id(db, id)
@@ -339,7 +340,7 @@ function Queue:runner_started(id, entry, pid, proc)
   -- restart; a forked one by the lock its host took for it.
   if proc then
     server.state_writer:write("job " .. id .. "'s runner pid", function()
-      check(server.db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id))
+      check(job_specs.set_runner_pid(server.db, id, pid))
     end)
   end
   -- Submitted -> its runner process started (the script starts once the
@@ -391,8 +392,7 @@ end
 function Queue:assignment(job)
   local spec = self.specs[job.id]
   if not spec then
-    local row = self.server.db:first("SELECT spec FROM job_specs WHERE job_id = ?", job.id)
-    spec = row and row.spec
+    spec = job_specs.get(self.server.db, job.id)
   end
   if not spec then return nil end
   return string.format('{"namespace":%s,"log_path":%s,"spec":%s}', cjson.encode(job.namespace),
@@ -427,7 +427,7 @@ function Queue:delete(job, actor)
       -- that cannot be written (507) leaves the job queued, as recorded.
       self.server.events:transaction(function()
         jobs.finish(self.server.db, id, { state = "failed", reason = "deleted", message = "deleted while queued" })
-        check(self.server.db:run("DELETE FROM job_specs WHERE job_id = ?", id))
+        check(job_specs.drop(self.server.db, id))
       end)
       table.remove(self.waiting, i)
       break
@@ -515,7 +515,7 @@ function Queue:recover()
       if pid and M.still_ours(pid, started_at) then uv.kill(-pid, "sigkill") end
       local final = jobs.finish(db, row.id, { state = "failed", reason = "server_restarted",
         message = "the server stopped while the job ran, and its runner is gone" })
-      db:run("DELETE FROM job_specs WHERE job_id = ?", row.id)
+      job_specs.drop(db, row.id)
       self:event(final, "job.finished", "failed (server_restarted)")
       failed = failed + 1
     end

@@ -226,6 +226,15 @@ end
 -- Queries -----------------------------------------------------------------
 
 --- The job with exactly this id in any namespace, or nil.
+--- Deletes the record of job `id` and its spec, together. Raises on a
+-- store failure.
+function M.delete(db, id)
+  store.transaction(db, function()
+    check(require("prisn.store.job_specs").drop(db, id))
+    check(db:run("DELETE FROM jobs WHERE id = ?", id))
+  end)
+end
+
 function M.get_by_id(db, id)
   return from_row(check(db:first("SELECT * FROM jobs WHERE id = ?", id)))
 end

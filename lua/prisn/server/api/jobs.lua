@@ -201,11 +201,7 @@ local routes = {
       req.server.queue:delete(job, req.actor)
       return 202, jobs.to_public(jobs.get_by_id(req.server.db, job.id))
     end
-    local db = req.server.db
-    require("prisn.store").transaction(db, function()
-      db:run("DELETE FROM job_specs WHERE job_id = ?", job.id)
-      db:run("DELETE FROM jobs WHERE id = ?", job.id)
-    end)
+    jobs.delete(req.server.db, job.id)
     for _, suffix in ipairs({ "", ".1" }) do
       require("luv").fs_unlink((job.log_path or "") .. suffix)
     end
