@@ -114,14 +114,6 @@ local function build_router()
 end
 
 -- Jobs counted by state, for the prisn_jobs gauge.
-local function jobs_by_state(db)
-  local counts = {}
-  for _, row in ipairs(db:rows("SELECT state, count(*) AS n FROM jobs GROUP BY state") or {}) do
-    counts[row.state] = row.n
-  end
-  return counts
-end
-
 --- Adds the services routes rely on: the audit trail (server.events), the
 -- metrics (server.metrics, server.metrics_registry), the secrets keyring
 -- (server.keyring), the job queue (server.queue) and the cron clock
@@ -131,7 +123,8 @@ function M.attach_services(server)
   local metrics = require("prisn.metrics")
   local reg = metrics.registry()
   metrics.process_collector(reg)
-  local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs_by_state(server.db) end,
+  local jobs = require("prisn.store.jobs")
+  local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs.count_by_state(server.db) end,
     instances_by_state = function()
       if not server.supervisor then return nil end
       return select(2, server.supervisor:counts())

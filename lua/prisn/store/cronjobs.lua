@@ -173,6 +173,16 @@ function M.get(db, ns, name)
 end
 
 --- Cron jobs by name. `opts`: namespace ("default"), all_namespaces.
+--- How many cron jobs there are in the namespaces `visible(ns)` allows (all
+-- when nil).
+function M.count(db, visible)
+  local n = 0
+  for _, row in ipairs(db:rows("SELECT namespace, count(*) AS n FROM cronjobs GROUP BY namespace") or {}) do
+    if not visible or visible(row.namespace) then n = n + row.n end
+  end
+  return n
+end
+
 function M.list(db, opts)
   opts = opts or {}
   local rows

@@ -226,6 +226,17 @@ end
 -- Queries -----------------------------------------------------------------
 
 --- The job with exactly this id in any namespace, or nil.
+--- Jobs by state: { state = n } with every state of M.STATES (0 when
+-- none), counting only the namespaces `visible(ns)` allows (all when nil).
+function M.count_by_state(db, visible)
+  local counts = {}
+  for _, state in ipairs(M.STATES) do counts[state] = 0 end
+  for _, row in ipairs(db:rows("SELECT namespace, state, count(*) AS n FROM jobs GROUP BY namespace, state") or {}) do
+    if not visible or visible(row.namespace) then counts[row.state] = (counts[row.state] or 0) + row.n end
+  end
+  return counts
+end
+
 --- Deletes the record of job `id` and its spec, together. Raises on a
 -- store failure.
 function M.delete(db, id)

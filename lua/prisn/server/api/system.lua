@@ -3,26 +3,8 @@
 local uv = require("luv")
 local api = require("prisn.server.api")
 local auth = require("prisn.server.auth")
-
--- A token sees the counts and problems of its own namespaces only
--- (`visible(ns)`); a cluster-wide token sees them all.
-local function count_jobs(db, visible)
-  local counts = {}
-  for _, state in ipairs(require("prisn.store.jobs").STATES) do counts[state] = 0 end
-  local rows = db:rows("SELECT namespace, state, count(*) AS n FROM jobs GROUP BY namespace, state") or {}
-  for _, row in ipairs(rows) do
-    if visible(row.namespace) then counts[row.state] = (counts[row.state] or 0) + row.n end
-  end
-  return counts
-end
-
-local function count_cronjobs(db, visible)
-  local n = 0
-  for _, row in ipairs(db:rows("SELECT namespace, count(*) AS n FROM cronjobs GROUP BY namespace") or {}) do
-    if visible(row.namespace) then n = n + row.n end
-  end
-  return n
-end
+local cronjobs = require("prisn.store.cronjobs")
+local jobs = require("prisn.store.jobs")
 
 -- Deployments and their instances by state; a deployment with fewer
 -- ready instances than it wants is a problem to report.
@@ -129,8 +111,9 @@ return {
     local checkpoint = server.checkpointer and server.checkpointer.failing()
     if checkpoint then
       problems[#problems + 1] = string.format("state.db: checkpoints failing since %s: %s",
-        require("prisn.store.jobs").iso_time(checkpoint.since_ms), checkpoint.message)
+        jobs.iso_time(checkpoint.since_ms), checkpoint.message)
     end
+    -- A token sees the counts and problems of its own namespaces only.
     local visible = function(ns) return auth.allows_namespace(req.token, ns) end
     local deployments = services_status(server, problems, visible)
     return 200, {
@@ -139,15 +122,15 @@ return {
       version = server.version,
       pid = math.tointeger(uv.os_getpid()),
       uptime_seconds = os.time() - server.started_at,
-      started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000),
+      started_at = jobs.iso_time(server.started_at * 1000),
       addresses = api.array((function()
         local out = {}
         for _, l in ipairs(server.listeners) do out[#out + 1] = l.address end
         return out
       end)()),
-      jobs = count_jobs(server.db, visible),
+      jobs = jobs.count_by_state(server.db, visible),
       deployments = deployments,
-      cronjobs = count_cronjobs(server.db, visible),
+      cronjobs = cronjobs.count(server.db, visible),
       connections = server.connections,
     }
   end },
