@@ -232,11 +232,7 @@ local function recorder(opts)
   end
   -- Only the columns prepare learns along the way.
   function rec.update(fields)
-    for _, column in ipairs({ "deps_source", "env_key" }) do
-      if fields[column] ~= nil then
-        db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", fields[column], rec.job.id)
-      end
-    end
+    jobs.record_prepared(db, rec.job.id, fields)
   end
   function rec.start(pid)
     jobs.start(db, rec.job.id, { pid = pid })
@@ -394,11 +390,7 @@ function M.existing_recorder(db, job, on_log_error)
   local rec = { db = db, job = job, log_path = job.log_path }
   function rec.create() return job end
   function rec.update(fields)
-    for _, column in ipairs({ "deps_source", "env_key" }) do
-      if fields[column] ~= nil then
-        db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", fields[column], job.id)
-      end
-    end
+    jobs.record_prepared(db, job.id, fields)
   end
   function rec.start(pid, started_at)
     jobs.start(db, job.id, { pid = pid, started_at = started_at })

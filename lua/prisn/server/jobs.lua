@@ -274,11 +274,7 @@ function Queue:apply_reports(reports)
       if entry then entry.job = job end
       self:event(job, "job.started", "pid " .. tostring(pid), nil, math.tointeger(f.started_at))
     elseif r.kind == "update" then
-      for _, column in ipairs({ "deps_source", "env_key" }) do
-        if type(f[column]) == "string" then
-          check(db:run("UPDATE jobs SET " .. column .. " = ? WHERE id = ?", f[column], r.id))
-        end
-      end
+      check(jobs.record_prepared(db, r.id, f))
     elseif r.kind == "done" then
       local final = self:record_end(r.id, entry, M.apply_outcome(db, r.id, f))
       ended[#ended + 1] = { id = r.id, entry = entry, final = final }

@@ -160,6 +160,19 @@ local function conflict(job, action)
   errors.raise("conflict", string.format("cannot %s job '%s': it is %s", action, job.id, job.state))
 end
 
+--- Records what preparing job `id` learned: `fields.deps_source` (where its
+-- dependencies were found) and `fields.env_key` (its environment), each
+-- when it is a string. Returns what db:run returns (rows changed, or nil,
+-- message, code): a caller may let a failure pass, the job runs regardless.
+function M.record_prepared(db, id, fields)
+  local deps_source = type(fields.deps_source) == "string" and fields.deps_source or nil
+  local env_key = type(fields.env_key) == "string" and fields.env_key or nil
+  if not deps_source and not env_key then return 0 end
+  return db:run("UPDATE jobs SET deps_source = coalesce(:deps_source, deps_source), "
+    .. "env_key = coalesce(:env_key, env_key) WHERE id = :id",
+    { id = id, deps_source = deps_source, env_key = env_key }) -- absent: NULL, kept by coalesce
+end
+
 --- Marks a pending job running. `info`: pid, started_at (default now).
 -- Returns the job. Raises "not_found", or "conflict" when it is not pending.
 function M.start(db, id, info)

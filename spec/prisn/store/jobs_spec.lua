@@ -245,4 +245,13 @@ describe("prisn.store.jobs", function()
     assert.same({ pending = 0, queued = 2, running = 0, succeeded = 0, failed = 0 },
       jobs.count_by_state(db, function(ns) return ns == "a" end))
   end)
+
+  it("records what preparing a job learned, one field at a time, strings only", function()
+    local job = make()
+    assert.equal(1, jobs.record_prepared(db, job.id, { deps_source = "requirements.txt" }))
+    assert.equal(1, jobs.record_prepared(db, job.id, { env_key = "0123abcd" }))
+    assert.equal(0, jobs.record_prepared(db, job.id, { env_key = 42 }))
+    local got = jobs.get_by_id(db, job.id)
+    assert.same({ "requirements.txt", "0123abcd" }, { got.deps_source, got.env_key })
+  end)
 end)
