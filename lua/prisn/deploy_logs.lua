@@ -33,6 +33,7 @@ local uv = require("luv")
 local logs = require("prisn.logs")
 local fs = require("prisn.fs")
 local units = require("prisn.units")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -42,10 +43,7 @@ M.TOTAL_ENV = "PRISN_DEPLOY_LOG_MAX_BYTES"
 -- How long a line without its newline is held back by a follower.
 M.FLUSH_PARTIAL_MS = 500
 
-local function now_ms()
-  local sec, usec = uv.gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+local now_ms = clock.now_ms
 
 local function check_name(what, name)
   if type(name) ~= "string" or not name:match("^[%w][%w._-]*$") then

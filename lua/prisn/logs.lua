@@ -29,6 +29,7 @@
 -- the reader says the log was truncated. A chunk larger than max_bytes/2 is
 -- split into several records.
 local uv = require("luv")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -42,10 +43,7 @@ local STREAM_OF = { o = "stdout", e = "stderr" }
 -- Room for a header and the rotation marker when splitting a chunk.
 local HEADER_ROOM = 128
 
-local function now_ms()
-  local sec, usec = uv.gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+local now_ms = clock.now_ms
 
 local function check_name(what, name)
   if type(name) ~= "string" or not name:match("^[%w][%w._-]*$") then

@@ -10,6 +10,7 @@ local uv = require("luv")
 local async = require("prisn.async")
 local process = require("prisn.exec.process")
 local units = require("prisn.units")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -19,10 +20,7 @@ M.DRAIN_AFTER_EXIT_MS = 200 -- how long a background child may hold stdout open
 local FORWARDED = { "sigint", "sigterm", "sighup", "sigquit" }
 local SIGNAL_NUMBERS = { INT = 2, TERM = 15, HUP = 1, QUIT = 3, KILL = 9 }
 
-local function now_ms()
-  local sec, usec = uv.gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+local now_ms = clock.now_ms
 
 -- The caller's environment as a table, for `prisn run` from a shell: the
 -- script should see what it would see when run directly.

@@ -26,6 +26,7 @@ local uv = require("luv")
 local async = require("prisn.async")
 local deployments = require("prisn.store.deployments")
 local instance_exec = require("prisn.exec.instance")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -43,10 +44,7 @@ function Sup:policy(name)
   return require("prisn.policies").get(self.server.home, name, self.server.log)
 end
 
-local function now_ms()
-  local sec, usec = uv.gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+local now_ms = clock.now_ms
 
 local function key(ns, name) return ns .. "/" .. name end
 

@@ -19,6 +19,7 @@ local cjson = require("cjson")
 local errors = require("prisn.error")
 local output = require("prisn.output")
 local store = require("prisn.store")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -57,10 +58,7 @@ local CONCURRENCY_SET = {}
 for _, v in ipairs(M.CONCURRENCY) do CONCURRENCY_SET[v] = true end
 
 --- Milliseconds since the Unix epoch, now.
-function M.now_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+M.now_ms = clock.now_ms
 
 --- Whether `name` may name a cron job: lower-case letters, digits and
 -- dashes, starting and ending with a letter or digit, at most 63 long.

@@ -19,6 +19,7 @@
 local cjson = require("cjson")
 local errors = require("prisn.error")
 local store = require("prisn.store")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -73,10 +74,7 @@ M.STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }
 
 local check = store.check
 
-function M.now_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+M.now_ms = clock.now_ms
 
 --- Whether `name` may name a deployment (as a cron job's: lower-case
 -- letters, digits and dashes). Returns true, or nil and a message.

@@ -44,6 +44,7 @@ local ids = require("prisn.ids")
 local output = require("prisn.output")
 local store = require("prisn.store")
 local units = require("prisn.units")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -75,10 +76,7 @@ local check = store.check
 local TIME_MAX = (1 << 48) - 1
 
 --- Milliseconds since the Unix epoch, now.
-function M.now_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+M.now_ms = clock.now_ms
 
 -- Validation ----------------------------------------------------------------
 
@@ -309,7 +307,7 @@ end
 -- "2026-11-26T18:46:00.123Z"; output.null for nil.
 function M.iso_time(ms)
   if ms == nil then return output.null end
-  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+  return clock.iso_time(ms)
 end
 
 -- Days from 1970-01-01 to the proleptic Gregorian date y-m-d.
@@ -337,12 +335,12 @@ function M.parse_time(text)
   if mo == 2 and d == 29 and not (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then return nil end
   local h, mi, s, frac, zone = 0, 0, 0, "", "Z"
   if rest ~= "" then
-    local clock
-    clock, zone = rest:match("^[T ]([%d:.]+)(.*)$")
-    if not clock then return nil end
-    h, mi, s, frac = clock:match("^(%d%d):(%d%d):(%d%d)(%.?%d*)$")
+    local time_of_day
+    time_of_day, zone = rest:match("^[T ]([%d:.]+)(.*)$")
+    if not time_of_day then return nil end
+    h, mi, s, frac = time_of_day:match("^(%d%d):(%d%d):(%d%d)(%.?%d*)$")
     if not h then
-      h, mi = clock:match("^(%d%d):(%d%d)$")
+      h, mi = time_of_day:match("^(%d%d):(%d%d)$")
       s, frac = "0", ""
     end
     if not h or frac == "." then return nil end

@@ -17,6 +17,7 @@ local errors = require("prisn.error")
 local ids = require("prisn.ids")
 local output = require("prisn.output")
 local store = require("prisn.store")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -40,10 +41,7 @@ local STATE_SET, FINAL_SET, REASON_SET = set_of(M.STATES), set_of(M.FINAL_STATES
 local check = store.check
 
 --- Milliseconds since the Unix epoch, now.
-function M.now_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+M.now_ms = clock.now_ms
 
 -- Columns and their Lua <-> SQL conversions ------------------------------
 
@@ -330,7 +328,7 @@ end
 -- "2026-11-26T18:46:00.123Z"; output.null for nil.
 function M.iso_time(ms)
   if ms == nil then return output.null end
-  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+  return clock.iso_time(ms)
 end
 
 --- How long the job ran in ms: finished - started, or for a running job the

@@ -24,6 +24,7 @@ local errors = require("prisn.error")
 local output = require("prisn.output")
 local rules = require("prisn.secrets")
 local store = require("prisn.store")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -48,10 +49,7 @@ CREATE TABLE secret_keyring (
 
 local check = store.check
 
-local function now_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
+local now_ms = clock.now_ms
 
 local function describe_secret(ns, name)
   return string.format("secret '%s' in namespace '%s'", name, ns)

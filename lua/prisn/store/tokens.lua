@@ -14,6 +14,7 @@ local errors = require("prisn.error")
 local ids = require("prisn.ids")
 local store = require("prisn.store")
 local fs = require("prisn.fs")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -43,9 +44,7 @@ function M.load_key(home)
   return key
 end
 
-local function now_ms()
-  return require("prisn.store.jobs").now_ms()
-end
+local now_ms = clock.now_ms
 
 local function decode_row(row)
   if not row then return nil end
