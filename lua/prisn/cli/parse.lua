@@ -15,7 +15,7 @@
 -- and, where something close exists, what was probably meant.
 local cli = require("prisn.cli")
 local errors = require("prisn.error")
-local suggest = require("prisn.cli.suggest")
+local suggest = require("prisn.suggest")
 local units = require("prisn.units")
 
 local M = {}

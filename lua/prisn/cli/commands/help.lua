@@ -4,7 +4,7 @@ local errors = require("prisn.error")
 local function handler(ctx)
   local cli = require("prisn.cli")
   local help = require("prisn.cli.help")
-  local suggest = require("prisn.cli.suggest")
+  local suggest = require("prisn.suggest")
   local root = cli.root()
   local words = ctx.args.COMMAND or {}
   if #words == 0 then

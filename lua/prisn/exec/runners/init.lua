@@ -15,6 +15,7 @@
 -- so specs run everything here against fakes.
 local format = require("prisn.exec.runners.format")
 local sandbox = require("prisn.exec.runners.sandbox")
+local suggest = require("prisn.suggest")
 
 local M = {}
 
@@ -179,7 +180,7 @@ function M.get(registry, name)
   if runner then return runner end
   if registry.broken[name] then return broken_error(registry.broken[name]) end
   local hint = known_hint(registry, "add one")
-  local mean = require("prisn.cli.suggest").did_you_mean(name, M.names(registry))
+  local mean = suggest.did_you_mean(name, M.names(registry))
   if mean then hint = mean .. " " .. hint end
   return nil, string.format("unknown runner '%s'", name), "unknown_runner", hint
 end

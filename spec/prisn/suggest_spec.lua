@@ -1,6 +1,6 @@
-local suggest = require("prisn.cli.suggest")
+local suggest = require("prisn.suggest")
 
-describe("prisn.cli.suggest", function()
+describe("prisn.suggest", function()
   it("counts an adjacent swap as one edit", function()
     assert.equal(1, suggest.distance("verison", "version"))
     assert.equal(0, suggest.distance("run", "run"))

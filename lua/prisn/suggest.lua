@@ -1,4 +1,4 @@
--- prisn.cli.suggest: "Did you mean ...?" for mistyped commands and flags.
+-- prisn.suggest: "Did you mean ...?" for mistyped names: commands, flags, runners.
 --
 -- Optimal string alignment distance (Levenshtein plus adjacent
 -- transpositions), because the commonest typo, "verison", is a swap.
