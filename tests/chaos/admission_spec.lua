@@ -248,6 +248,22 @@ describe("admission", function()
     assert.not_equal(admin_job.env_key, select(2, api("GET", "/api/v1/namespaces/a/jobs?limit=10", admin))
       .items[2].env_key)
     assert.equal(0, uv.fs_stat(home .. "/envs/python3/" .. admin_job.env_key .. "/pyvenv.cfg").uid)
+    -- A wheel folder the workload names, behind a directory its user cannot
+    -- enter (0700 here), stays out of its build's reach.
+    local hidden = h.tempdir("prisn-admission-hidden")
+    assert(uv.fs_mkdir(hidden .. "/wheels", tonumber("755", 8)))
+    require("e2e.wheels").build({ { dist = "acme-gadgets", version = "1.0", package = "gadgets",
+      value = "gadgets 1.0" } }, hidden .. "/wheels")
+    assert(uv.fs_chmod(hidden .. "/wheels/acme_gadgets-1.0-py3-none-any.whl", tonumber("644", 8)))
+    local named = h.tempdir("prisn-admission-named")
+    h.write(named .. "/requirements.txt", "--no-index\nacme-gadgets\n")
+    h.write(named .. "/uses.py", "import gadgets\nprint(gadgets.VALUE)\n")
+    status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = upload(named, edit_a),
+      entry = "uses.py", env = { PIP_FIND_LINKS = hidden .. "/wheels" } })
+    assert.equal(201, status, cjson.encode(job))
+    job = ended(job.id)
+    assert.equal("failed", job.state, "the build read a folder its user cannot reach: " .. cjson.encode(job))
+    assert.matches("installing python dependencies failed", job.message, 1, true)
     -- An include outside the bundle is not read for it.
     local meta = h.tempdir("prisn-admission-meta")
     h.write(meta .. "/x.py", "print(1)\n")

@@ -87,19 +87,18 @@ end
 -- Who builds a restricted workload's dependencies, and what the build may
 -- read (prisn.exec.envcache's builder): the workload's own user
 -- (opts.build_as, never root), with its bundle, the interpreter's and npm's
--- prefixes and the local wheel folders of PIP_FIND_LINKS and --find-links
--- readable. nil when there is no such user (prisn is not root).
-local function restricted_builder(opts, identity, env, npm, options)
+-- prefixes and the local wheel folders of the server's own PIP_FIND_LINKS
+-- readable. Only paths prisn or its operator chose: a kept path is bound back
+-- past directories the user could not traverse, so a path the workload names
+-- (its PIP_FIND_LINKS, an absolute --find-links) would hand it what those
+-- directories protect. nil when there is no such user (prisn is not root).
+local function restricted_builder(opts, identity, npm)
   local user = opts.build_as
   if type(user) ~= "table" or math.type(user.uid) ~= "integer" or user.uid == 0 then return nil end
   local keep = { { path = opts.bundle_dir }, { path = prefix_of(identity.executable) },
     { path = prefix_of(identity.real_executable) }, { path = npm and prefix_of(uv.fs_realpath(npm) or npm) } }
-  for dir in (env.PIP_FIND_LINKS or ""):gmatch("%S+") do
+  for dir in (os.getenv("PIP_FIND_LINKS") or ""):gmatch("%S+") do
     if dir:sub(1, 1) == "/" then keep[#keep + 1] = { path = dir } end
-  end
-  for _, o in ipairs(options or {}) do
-    local dir = o:match("^%-%-find%-links[= ](/%S+)$") or o:match("^%-f[= ]?(/%S+)$")
-    if dir then keep[#keep + 1] = { path = dir } end
   end
   local list = {}
   for _, k in ipairs(keep) do if k.path then list[#list + 1] = k end end
@@ -155,14 +154,16 @@ function M.prepare(opts, rec)
         local key_parts = { table.unpack(list) }
         for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
         if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
-        local npm = manager == "node" and runners.which("npm", env.PATH, runners.system_probes()) or nil
+        -- A restricted workload's own PATH does not choose the npm its build runs.
+        local npm = manager == "node"
+          and runners.which("npm", opts.restricted and os.getenv("PATH") or env.PATH, runners.system_probes()) or nil
         -- A restricted workload's environment is built by its own user,
         -- confined, into a cache entry of its namespace's own (building runs
         -- the packages' code); with no such user to build as, never.
         local builder
         if opts.restricted then
           key_parts[#key_parts + 1] = "restricted:" .. tostring(opts.restricted)
-          builder = restricted_builder(opts, identity, env, npm, found.options)
+          builder = restricted_builder(opts, identity, npm)
         end
         local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
         local ok, env_dir, env_key = pcall(require("prisn.exec.envcache").ensure, {
