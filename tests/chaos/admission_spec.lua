@@ -182,6 +182,57 @@ describe("admission", function()
     end
   end)
 
+  it("takes the operator's policy from PRISN_HOME/policies, and the built-in one when that file breaks", function()
+    local path = home .. "/policies/admission.lua"
+    uv.fs_mkdir(home .. "/policies", tonumber("700", 8))
+    h.write(path, [[
+return { admit = function(r)
+  for _, name in ipairs(r.spec.env_keys) do
+    if name == "BLOCKED" then return false, "BLOCKED is not for namespace " .. r.namespace, "drop -e BLOCKED" end
+  end
+  return r.caller.cluster_admin or r.spec.isolation >= 1
+end }
+]])
+    local status, body = api("POST", "/api/v1/namespaces/a/jobs", edit_a, copy(base("jobs"),
+      { env = { BLOCKED = "1" } }))
+    assert.same({ 403, "BLOCKED is not for namespace a", "drop -e BLOCKED" },
+      { status, body.error.message, body.error.hint })
+    -- A file that raises: the built-in rules answer, never an open door.
+    h.write(path, "return { admit = function() error('broken') end }\n")
+    uv.fs_utime(path, os.time() + 5, os.time() + 5) -- another mtime, read again
+    status, body = api("POST", "/api/v1/namespaces/a/jobs", edit_a, copy(base("jobs"), { isolation = 0 }))
+    assert.same({ 403, "isolation 0 needs an admin token" }, { status, body.error.message })
+    status = api("POST", "/api/v1/namespaces/a/jobs", edit_a, base("jobs"))
+    assert.equal(201, status)
+    assert.matches("policy [^\n]*admission.lua: admit: [^\n]*broken; using the built%-in policy",
+      h.read(home .. "/server.log"))
+    os.remove(path)
+  end)
+
+  it("holds other tokens to prisn server start --min-isolation, and refuses a level that is none", function()
+    local env2 = h.env()
+    local bad = h.prisn({ "server", "start", "--min-isolation", "4" }, { env = env2 })
+    assert.equal(2, bad.code)
+    assert.matches("^Error: %-%-min%-isolation must be 0, 1, 2 or 3, got 4\nHint: ", bad.stderr)
+    assert.is_nil(h.read(env2.PRISN_HOME .. "/server.json"))
+    local r = h.prisn({ "server", "start", "-q", "--min-isolation", "2" }, { env = env2 })
+    assert.equal(0, r.code, r.stderr)
+    local ok, err = pcall(function()
+      local tok = cjson.decode(h.prisn({ "token", "create", "ci", "--role", "edit", "--namespace", "a", "-o", "json" },
+        { env = env2 }).stdout)
+      local remote = copy(env2, { PRISN_SERVER = cjson.decode(h.read(env2.PRISN_HOME .. "/server.json")).address,
+        PRISN_TOKEN = tok.token })
+      local refused = h.prisn({ "run", "--detach", "-n", "a", "--isolation", "1", dir .. "/job.sh" }, { env = remote })
+      assert.equal(1, refused.code)
+      assert.matches("Error: isolation 1 needs an admin token\nHint: this server runs other tokens' workloads at "
+        .. "isolation 2 or above", refused.stderr)
+      local admitted = h.prisn({ "run", "--detach", "-n", "a", dir .. "/job.sh" }, { env = remote })
+      assert.equal(0, admitted.code, admitted.stderr)
+    end)
+    h.stop_server(env2)
+    assert(ok, err)
+  end)
+
   it("refuses a view token and a token of another namespace before admission", function()
     local status, body = api("POST", "/api/v1/namespaces/a/jobs", view_a, base("jobs"))
     assert.same({ 403, "a view token cannot do this: it needs the edit role" }, { status, body.error.message })

@@ -16,6 +16,7 @@
 --   admission.admit(req, "job.submit", spec)          -- raises 403 on a denial
 --   admission.admit(req, "deployment.apply", spec, { port = 8080 })
 --   admission.check(server, caller, "cronjob.fire", ns, spec)  -- returns ok, err
+local uv = require("luv")
 local errors = require("prisn.error")
 local isolation = require("prisn.exec.isolation")
 local job = require("prisn.exec.job")
@@ -43,15 +44,21 @@ end
 local function run_as(level)
   local user = job.server_workload_user(level)
   if user then return { uid = user.uid, gid = user.gid } end
-  local uv = require("luv")
   return { uid = uv.getuid(), gid = uv.getgid() }
 end
 
 --- Resolves the isolation level of `spec` (nil: the server's default, 0 when
--- this machine cannot isolate) and pins it, with the user it will run as
--- (spec.run_as). Raises a prisn.error for a malformed PRISN_WORKLOAD_USER.
-function M.resolve(spec)
-  if spec.isolation == nil then spec.isolation = isolation.resolve(nil, function() end) end
+-- this machine cannot isolate, raised to `floor` when given) and pins it,
+-- with the user it will run as (spec.run_as). Raises a prisn.error for a
+-- malformed PRISN_WORKLOAD_USER.
+function M.resolve(spec, floor)
+  if spec.isolation == nil then
+    local level = isolation.resolve(nil, function() end)
+    -- Not asked for: the server's minimum when it is above the default (a
+    -- machine that cannot isolate at all stays at 0, for the policy to see).
+    if floor and level > 0 and level < floor then level = floor end
+    spec.isolation = level
+  end
   spec.run_as = run_as(spec.isolation)
   return spec
 end
@@ -60,7 +67,6 @@ end
 local function request_of(server, caller, action, namespace, spec, fields)
   local env_keys = {}
   for i, k in ipairs(spec.env_keys or {}) do env_keys[i] = k end
-  local uv = require("luv")
   return {
     action = action, namespace = namespace, caller = caller,
     spec = { isolation = spec.isolation, run_as = spec.run_as, script = spec.bundle == nil and spec.script or nil,
@@ -120,8 +126,8 @@ end
 -- namespace's own cache entries (see prisn.exec.job.prepare) — as prisn's
 -- user, both would give it the host.
 function M.admit(req, action, spec, fields)
-  M.resolve(spec)
   local caller = M.caller(req.token)
+  M.resolve(spec, not caller.cluster_admin and (req.server.min_isolation or M.DEFAULT_MIN_ISOLATION) or nil)
   local ok, err = M.check(req.server, caller, action, req.params.ns, spec, fields)
   if not ok then error(err, 0) end
   spec.restricted = not caller.cluster_admin and req.params.ns or nil

@@ -131,7 +131,8 @@ function Scheduler:denied(cron, spec, opts)
   local admission = require("prisn.server.admission")
   local caller = opts.caller or cron.spec.admitted_for
     or { role = "edit", namespaces = { cron.namespace }, cluster_admin = false }
-  local resolved, rerr = pcall(admission.resolve, spec)
+  local floor = not caller.cluster_admin and (self.server.min_isolation or admission.DEFAULT_MIN_ISOLATION) or nil
+  local resolved, rerr = pcall(admission.resolve, spec, floor)
   if not resolved then return errors.is(rerr) and rerr.message or tostring(rerr) end
   local ok, err = admission.check(self.server, caller, opts.caller and "cronjob.trigger" or "cronjob.fire",
     cron.namespace, spec, { object = "cron/" .. cron.name })

@@ -126,7 +126,7 @@ local listen_flag = { name = "listen", type = "string", placeholder = "ADDR",
   summary = "Also serve the API on HOST:PORT (default 127.0.0.1:7433, or the next free port)" }
 local min_isolation_flag = { name = "min-isolation", type = "int", placeholder = "N",
   summary = "The lowest isolation level of a workload asked for by a token that is not a cluster-wide "
-    .. "admin (default 1)" }
+    .. "admin (default 1; such a workload that names no level gets it)" }
 
 return {
   {
