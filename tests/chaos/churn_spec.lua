@@ -75,17 +75,7 @@ end
 describe("chaos: instances killed every second under chatty services", function()
   local env, home, dir, server
 
-  local function prisn(args, opts)
-    opts = opts or {}
-    opts.env = opts.env or env
-    return h.prisn(args, opts)
-  end
-
-  local function ok(args)
-    local r = prisn(args)
-    assert.equal(0, r.code, table.concat(args, " ") .. ": " .. r.stderr)
-    return r
-  end
+  local prisn, ok = h.cli(function() return env end)
 
   -- GET /health on the unix socket; returns the status (nil on a timeout)
   -- and the milliseconds it took.
@@ -108,17 +98,6 @@ describe("chaos: instances killed every second under chatty services", function(
     return decoded.items or decoded, spent
   end
 
-  -- Every instance process recorded, from state.db (the server may be gone).
-  local function recorded_pids()
-    local pids = {}
-    local ok_open, db = pcall(require("prisn.store").open, home)
-    if not ok_open then return pids end
-    for _, row in ipairs(db:rows("SELECT pid FROM instances WHERE pid IS NOT NULL") or {}) do
-      pids[#pids + 1] = math.tointeger(row.pid)
-    end
-    db:close()
-    return pids
-  end
 
   before_each(function()
     env = h.env({ PRISN_STOP_GRACE_SECONDS = "2" })
@@ -135,7 +114,7 @@ describe("chaos: instances killed every second under chatty services", function(
       for _, child in ipairs(children(server)) do uv.kill(child, "sigkill") end
     end
     h.stop_server(env)
-    for _, pid in ipairs(recorded_pids()) do
+    for _, pid in ipairs(h.recorded_pids(home)) do
       if h.alive(pid) then uv.kill(pid, "sigkill") end
     end
     h.cleanup()

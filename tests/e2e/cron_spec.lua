@@ -4,28 +4,13 @@
 -- caught up once).
 local h = require("e2e.helper")
 local write = h.write
-local cjson = require("cjson")
 local uv = require("luv")
 local parse_time = require("prisn.store.events").parse_time
 
 describe("cron jobs through the server", function()
   local env, dir
 
-  local function prisn(args, opts)
-    opts = opts or {}
-    opts.env = opts.env or env
-    return h.prisn(args, opts)
-  end
-
-  local function ok(args)
-    local r = prisn(args)
-    assert.equal(0, r.code, table.concat(args, " ") .. ": " .. r.stderr)
-    return r
-  end
-
-  local function json(args)
-    return cjson.decode(ok(args).stdout)
-  end
+  local prisn, ok, json = h.cli(function() return env end)
 
   -- The runs of cron job `name`, oldest first.
   local function runs(name)

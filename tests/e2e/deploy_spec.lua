@@ -96,21 +96,7 @@ end
 describe("services through the server", function()
   local env, home, dir
 
-  local function prisn(args, opts)
-    opts = opts or {}
-    opts.env = opts.env or env
-    return h.prisn(args, opts)
-  end
-
-  local function ok(args, opts)
-    local r = prisn(args, opts)
-    assert.equal(0, r.code, table.concat(args, " ") .. ": " .. r.stderr)
-    return r
-  end
-
-  local function json(args)
-    return cjson.decode(ok(args).stdout)
-  end
+  local prisn, ok, json = h.cli(function() return env end)
 
   local function wait_for(pred, ms)
     local deadline = uv.hrtime() + (ms or 10000) * 1e6
@@ -137,22 +123,11 @@ describe("services through the server", function()
     return info and math.tointeger(cjson.decode(info).pid)
   end
 
-  -- Every instance process recorded, from state.db (the server may be gone).
-  local function recorded_pids()
-    local pids = {}
-    local ok_open, db = pcall(require("prisn.store").open, home)
-    if not ok_open then return pids end
-    for _, row in ipairs(db:rows("SELECT pid FROM instances WHERE pid IS NOT NULL") or {}) do
-      pids[#pids + 1] = math.tointeger(row.pid)
-    end
-    db:close()
-    return pids
-  end
 
   local function stop_server()
     h.stop_server(env)
     -- Instances outlive a killed server: stop what is left, by group.
-    for _, pid2 in ipairs(recorded_pids()) do
+    for _, pid2 in ipairs(h.recorded_pids(home)) do
       if h.alive(pid2) then uv.kill(-pid2, "sigkill") end
     end
   end

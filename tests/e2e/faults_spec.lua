@@ -43,21 +43,7 @@ end
 describe("faults in the job path and recovery", function()
   local env, home, dir
 
-  local function prisn(args, opts)
-    opts = opts or {}
-    opts.env = opts.env or env
-    return h.prisn(args, opts)
-  end
-
-  local function ok(args)
-    local r = prisn(args)
-    assert.equal(0, r.code, table.concat(args, " ") .. ": " .. r.stderr)
-    return r
-  end
-
-  local function json(args)
-    return cjson.decode(ok(args).stdout)
-  end
+  local _, ok, json = h.cli(function() return env end)
 
   local function job(id)
     return json({ "get", "job", id, "-o", "json" })

@@ -162,6 +162,42 @@ function M.stat_fields(pid)
   return fields
 end
 
+--- The prisn commands of a spec, run with the environment `get_env()`
+-- returns at the time of the call (a spec makes a fresh one before each
+-- test): prisn(args, opts) as M.prisn; ok(args, opts) asserts exit 0 (the
+-- message names the command and its stderr); json(args, opts) decodes ok's
+-- stdout.
+function M.cli(get_env)
+  local c = {}
+  function c.prisn(args, opts)
+    opts = opts or {}
+    opts.env = opts.env or get_env()
+    return M.prisn(args, opts)
+  end
+  function c.ok(args, opts)
+    local r = c.prisn(args, opts)
+    assert(r.code == 0, table.concat(args, " ") .. ": exit " .. tostring(r.code) .. ": " .. r.stderr)
+    return r
+  end
+  function c.json(args, opts)
+    return require("cjson").decode(c.ok(args, opts).stdout)
+  end
+  return c.prisn, c.ok, c.json
+end
+
+--- The pid of every service instance state.db of `home` records (read
+-- directly: the server may be gone).
+function M.recorded_pids(home)
+  local pids = {}
+  local ok_open, db = pcall(require("prisn.store").open, home)
+  if not ok_open then return pids end
+  for _, row in ipairs(db:rows("SELECT pid FROM instances WHERE pid IS NOT NULL") or {}) do
+    pids[#pids + 1] = math.tointeger(row.pid)
+  end
+  db:close()
+  return pids
+end
+
 --- The jobs `prisn get jobs -o json` lists with `env`, newest first.
 function M.jobs(env)
   local r = M.prisn({ "get", "jobs", "-o", "json" }, { env = env })
