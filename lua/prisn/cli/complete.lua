@@ -7,16 +7,14 @@
 -- command tree the parser reads; a command whose arguments complete with a
 -- function (deployment names, runner names) completes in every shell.
 --
--- The walk below mirrors the parser's rules (prisn.cli.parse): global flags
--- anywhere, `--name value` / `--name=value`, `-o json` / `-ojson`, bool flags
--- take no value, `--` ends flags, a rest argument swallows every remaining
--- word, and a command with subcommands takes the next non-flag word as one.
--- It is forgiving where the parser is strict: a word it cannot place ends
--- completion quietly instead of raising, because a half-typed line is normal.
+-- The words typed so far are read by the parser's own walk (prisn.cli.parse
+-- `walk`, forgiving): a word it cannot place ends completion quietly instead
+-- of raising, because a half-typed line is normal.
 --
 -- Not here: the shell scripts (prisn.cli.completion), printing and error
 -- handling around a failing completer (prisn.cli.commands.completion).
 local cli = require("prisn.cli")
+local parse = require("prisn.cli.parse")
 
 local M = {}
 
@@ -58,113 +56,7 @@ end
 -- The argument declaration the next positional word fills, or nil. A rest
 -- or repeatable argument is last and keeps the index, so it fills them all.
 local function current_arg(st)
-  return (st.command.args or {})[st.argi]
-end
-
-local function is_global(st, flag)
-  for _, f in ipairs(st.root.flags or {}) do
-    if f == flag then return true end
-  end
-  return false
-end
-
--- Records a flag as handlers will see it (globals apart, dashes turned into
--- underscores), but with the text as typed: nothing is converted or checked.
-local function set_flag(st, flag, value)
-  local target = is_global(st, flag) and st.globals or st.flags
-  local key = flag.name:gsub("%-", "_")
-  if flag.repeatable then
-    target[key] = target[key] or {}
-    table.insert(target[key], value)
-  else
-    target[key] = value
-  end
-  st.used[flag] = true
-end
-
-local function add_positional(st, word)
-  local cmd = st.command
-  if has_subcommands(cmd) and st.nargs == 0 then
-    local sub = cli.find(cmd, word)
-    if sub then
-      st.command, st.argi = sub, 1
-      st.path[#st.path + 1] = sub.name
-      return true
-    end
-    if not cmd.args or #cmd.args == 0 then return false end
-  end
-  local arg = current_arg(st)
-  if not arg then return false end
-  st.nargs = st.nargs + 1
-  if arg.rest or arg.repeatable then
-    st.args[arg.name] = st.args[arg.name] or {}
-    table.insert(st.args[arg.name], word)
-    if arg.rest then st.rest = true end
-  else
-    st.args[arg.name] = word
-    st.argi = st.argi + 1
-    -- FILE in `prisn lua FILE ARGS...`: the rest begins right after it, so
-    -- even a next word that looks like a flag belongs to ARGS.
-    local following = (cmd.args or {})[st.argi]
-    if following and following.rest then
-      st.args[following.name] = {}
-      st.rest = true
-    end
-  end
-  return true
-end
-
--- A word of single-dash flags: `-q`, `-ojson`, `-qo json`. A letter no flag
--- has ends the word, as an unknown long flag is skipped (see add_long).
-local function add_shorts(st, word)
-  for i = 2, #word do
-    local flag = find_flag(st, "short", word:sub(i, i))
-    if not flag then return end
-    if takes_value(flag) then
-      local inline = word:sub(i + 1):gsub("^=", "")
-      if word:sub(i + 1) == "" then st.pending = flag else set_flag(st, flag, inline) end
-      return
-    end
-    set_flag(st, flag, true)
-  end
-end
-
-local function add_long(st, word)
-  local name, eq, value = word:match("^%-%-([^=]*)(=?)(.*)$")
-  local flag = find_flag(st, "name", name)
-  -- An unknown flag is taken to be a bool: guessing it takes a value would
-  -- swallow the next word, which is worse when the guess is wrong.
-  if not flag then return end
-  if not takes_value(flag) then set_flag(st, flag, true)
-  elseif eq == "=" then set_flag(st, flag, value)
-  else st.pending = flag end
-end
-
--- Reads the complete words the way the parser will. Returns the state:
--- command reached, args and flags seen, a flag waiting for its value
--- (pending), whether `--` or a rest argument was seen, and `dead` when a
--- word cannot be placed (unknown subcommand, too many arguments).
-local function walk(root, words)
-  local st = { root = root, command = root, path = {}, argi = 1, nargs = 0,
-               args = {}, flags = {}, globals = {}, used = {} }
-  for _, word in ipairs(words) do
-    if st.pending then
-      set_flag(st, st.pending, word)
-      st.pending = nil
-    elseif st.rest then
-      add_positional(st, word)
-    elseif not st.dashdash and word == "--" then
-      st.dashdash = true
-    elseif not st.dashdash and starts_with(word, "--") then
-      add_long(st, word)
-    elseif not st.dashdash and starts_with(word, "-") and #word > 1 then
-      add_shorts(st, word)
-    elseif not add_positional(st, word) then
-      st.dead = true
-      break
-    end
-  end
-  return st
+  return (st.command.args or {})[st.next_arg]
 end
 
 -- Candidates are { value = "json", description = "..." | nil }.
@@ -292,13 +184,13 @@ end
 -- shell sees then.
 function M.candidates(root, words, current)
   current = current or ""
-  local st = walk(root, words)
+  local st = parse.walk(root, words, true)
   if st.dead then return {}, "none" end
   if st.pending then return flag_values(st, st.pending, current, "") end
   if not st.rest and not st.dashdash and starts_with(current, "-") then
     return flag_candidates(st, current)
   end
-  if has_subcommands(st.command) and st.nargs == 0 then
+  if has_subcommands(st.command) and not st.command_done then
     return subcommand_candidates(st.command, current)
   end
   local arg = current_arg(st)

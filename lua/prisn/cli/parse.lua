@@ -111,6 +111,17 @@ local function set_flag(state, flag, value)
   else
     target[key] = value
   end
+  state.used[flag] = true
+end
+
+-- A word the walk cannot place: a usage error, or when forgiving (a line
+-- being completed) the end of the walk.
+local function cannot_place(state, raise)
+  if state.forgiving then
+    state.dead = true
+    return
+  end
+  raise()
 end
 
 local function unknown_flag(state, spelled)
@@ -124,93 +135,102 @@ local function unknown_flag(state, spelled)
     hint or usage_hint(state.path))
 end
 
--- Handles one word that starts with "-"; returns how many words it used.
-local function parse_flag_word(state, words, i)
-  local word = words[i]
-  local nxt = words[i + 1]
-  if word:sub(1, 2) == "--" then
-    local name, inline = word:match("^%-%-([^=]+)=(.*)$")
-    name = name or word:sub(3)
-    local flag = find_flag(state, name, nil)
-    if not flag then unknown_flag(state, "--" .. name) end
-    local spelled = "--" .. flag.name
-    if flag.type == "bool" then
-      set_flag(state, flag, inline and convert(flag, inline, spelled) or true)
-      return 1
-    end
-    if inline then
-      set_flag(state, flag, convert(flag, inline, spelled))
-      return 1
-    end
-    if nxt == nil then
-      errors.usage(string.format("%s needs a value", spelled), flag.values
-        and ("choose one of: " .. table.concat(flag.values, ", ")) or usage_hint(state.path))
-    end
-    set_flag(state, flag, convert(flag, nxt, spelled))
-    return 2
-  end
-  -- Short flags: "-q", "-ojson", "-o json", "-qo json".
-  local pos = 2
-  while pos <= #word do
-    local letter = word:sub(pos, pos)
-    local flag = find_flag(state, nil, letter)
-    if not flag then unknown_flag(state, "-" .. letter) end
-    local spelled = "-" .. letter
-    if flag.type == "bool" then
-      set_flag(state, flag, true)
-      pos = pos + 1
-    else
-      local attached = word:sub(pos + 1)
-      if attached ~= "" then
-        if attached:sub(1, 1) == "=" then attached = attached:sub(2) end
-        set_flag(state, flag, convert(flag, attached, spelled))
-        return 1
-      end
-      if nxt == nil then
-        errors.usage(string.format("%s needs a value", spelled), flag.values
-          and ("choose one of: " .. table.concat(flag.values, ", ")) or usage_hint(state.path))
-      end
-      set_flag(state, flag, convert(flag, nxt, spelled))
-      return 2
-    end
-  end
-  return 1
+local function needs_value(state, flag, spelled)
+  errors.usage(string.format("%s needs a value", spelled), flag.values
+    and ("choose one of: " .. table.concat(flag.values, ", ")) or usage_hint(state.path))
 end
 
--- Places one positional word; returns true when a rest argument took it and
--- everything after it.
-local function add_positional(state, words, i)
-  local word = words[i]
+-- Sets a flag from its text (nil: a switch given bare), converted to its
+-- type; a forgiving walk keeps the text as typed and checks nothing.
+local function set_value(state, flag, raw, spelled)
+  if raw == nil then
+    set_flag(state, flag, true)
+  elseif state.forgiving then
+    set_flag(state, flag, raw)
+  else
+    set_flag(state, flag, convert(flag, raw, spelled))
+  end
+end
+
+-- "--name", "--name=value". A flag that takes a value and has none inline
+-- waits for the next word (state.pending).
+local function long_flag(state, word)
+  local name, inline = word:match("^%-%-([^=]+)=(.*)$")
+  name = name or word:sub(3)
+  local flag = find_flag(state, name, nil)
+  if not flag then
+    -- Completing, an unknown flag is taken to be a switch: guessing it takes
+    -- a value would swallow the next word, which is worse when wrong.
+    if state.forgiving then return end
+    unknown_flag(state, "--" .. name)
+  end
+  local spelled = "--" .. flag.name
+  if flag.type == "bool" or inline then
+    set_value(state, flag, inline, spelled)
+  else
+    state.pending, state.pending_spelled = flag, spelled
+  end
+end
+
+-- "-q", "-ojson", "-o json", "-o=json", "-qo json": switches until a letter
+-- whose flag takes a value, which takes the rest of the word or the next.
+local function short_flags(state, word)
+  for pos = 2, #word do
+    local letter = word:sub(pos, pos)
+    local flag = find_flag(state, nil, letter)
+    if not flag then
+      if state.forgiving then return end
+      unknown_flag(state, "-" .. letter)
+    end
+    local spelled = "-" .. letter
+    if flag.type == "bool" then
+      set_value(state, flag, nil, spelled)
+    else
+      local attached = word:sub(pos + 1)
+      if attached == "" then
+        state.pending, state.pending_spelled = flag, spelled
+      else
+        set_value(state, flag, (attached:gsub("^=", "")), spelled)
+      end
+      return
+    end
+  end
+end
+
+-- Places one positional word: a subcommand, the next argument, or one more
+-- word of a repeatable or rest argument.
+local function add_positional(state, word)
   local cmd = state.command
   if cmd.subcommands and not state.command_done then
     local sub = cli.find(cmd, word)
     if sub then
       state.command = sub
       state.path[#state.path + 1] = sub.name
-      return false
+      return
     end
     if not cmd.handler or not cmd.args or #cmd.args == 0 then
-      local names = cli.visible_names(cmd)
-      local where = cmd == state.root and "" or (" for 'prisn " .. command_path_string(state.path) .. "'")
-      errors.usage(string.format("unknown command '%s'%s", word, where),
-        suggest.did_you_mean(word, names) or usage_hint(state.path))
+      return cannot_place(state, function()
+        local where = cmd == state.root and "" or (" for 'prisn " .. command_path_string(state.path) .. "'")
+        errors.usage(string.format("unknown command '%s'%s", word, where),
+          suggest.did_you_mean(word, cli.visible_names(cmd)) or usage_hint(state.path))
+      end)
     end
   end
   state.command_done = true
   local spec = (cmd.args or {})[state.next_arg]
   if not spec then
-    errors.usage(string.format("unexpected argument '%s'", word), usage_hint(state.path))
+    return cannot_place(state, function()
+      errors.usage(string.format("unexpected argument '%s'", word), usage_hint(state.path))
+    end)
   end
-  if spec.rest then
-    local rest = {}
-    for k = i, #words do rest[#rest + 1] = words[k] end
-    state.args[spec.name] = rest
-    return true
-  end
-  if spec.repeatable then
+  state.nargs = state.nargs + 1
+  if spec.rest or spec.repeatable then
+    -- The last argument: it keeps the index and takes every later word (a
+    -- rest argument verbatim, flags included).
     state.args[spec.name] = state.args[spec.name] or {}
     table.insert(state.args[spec.name], word)
-    return false
+    if spec.rest then state.rest = true end
+    return
   end
   state.args[spec.name] = word
   state.next_arg = state.next_arg + 1
@@ -218,12 +238,48 @@ local function add_positional(state, words, i)
   -- later word belongs to the rest, flags included.
   local following = (cmd.args or {})[state.next_arg]
   if following and following.rest then
-    local rest = {}
-    for k = i + 1, #words do rest[#rest + 1] = words[k] end
-    state.args[following.name] = rest
-    return true
+    state.args[following.name] = {}
+    state.rest = true
   end
-  return false
+end
+
+--- Reads `words` (argv without the program name) by the rules above: the one
+-- walk behind the parser and the completion engine (prisn.cli.complete).
+-- Returns the state: `command` reached, its `path`, `args` and `flags` (and
+-- `globals`) as handlers see them, `used` flags, `next_arg` (the argument
+-- the next positional fills), `command_done` once a positional was placed,
+-- `pending` (a flag still waiting for its value), `rest` and `dashdash`.
+--
+-- Strict (the default), every mistake raises a usage error and values are
+-- converted to their types. With `forgiving` (a half-typed line), values
+-- stay as typed, unknown flags are skipped, and a word that cannot be placed
+-- sets `dead` and ends the walk.
+function M.walk(root, words, forgiving)
+  local state = {
+    root = root, command = root, path = {}, args = {}, flags = {}, globals = {},
+    used = {}, next_arg = 1, nargs = 0, forgiving = forgiving or false,
+  }
+  for _, word in ipairs(words) do
+    if state.pending then
+      local flag = state.pending
+      state.pending = nil
+      set_value(state, flag, word, state.pending_spelled)
+    elseif state.rest or state.dashdash then
+      add_positional(state, word)
+    elseif word == "--" then
+      state.dashdash = true
+    elseif word:sub(1, 2) == "--" then
+      long_flag(state, word)
+    elseif word:sub(1, 1) == "-" and #word > 1 and not word:match("^%-%d") then
+      -- (no flag starts with a digit: "-1" is a value, e.g. for prisn scale,
+      -- which refuses it with the safe forms)
+      short_flags(state, word)
+    else
+      add_positional(state, word)
+    end
+    if state.dead then break end
+  end
+  return state
 end
 
 local function fill_defaults(flags, target)
@@ -249,28 +305,8 @@ end
 -- (prisn.error with status 2) for anything it cannot make sense of. When
 -- --help is given, missing arguments are not an error.
 function M.parse(root, words)
-  local state = {
-    root = root, command = root, path = {},
-    args = {}, flags = {}, globals = {}, next_arg = 1,
-  }
-  local i, only_positionals = 1, false
-  while i <= #words do
-    local word = words[i]
-    if only_positionals then
-      if add_positional(state, words, i) then break end
-      i = i + 1
-    elseif word == "--" then
-      only_positionals = true
-      i = i + 1
-    elseif word:sub(1, 1) == "-" and #word > 1 and not word:match("^%-%d") then
-      -- (no flag starts with a digit: "-1" is a value, e.g. for prisn scale,
-      -- which refuses it with the safe forms)
-      i = i + parse_flag_word(state, words, i)
-    else
-      if add_positional(state, words, i) then break end
-      i = i + 1
-    end
-  end
+  local state = M.walk(root, words)
+  if state.pending then needs_value(state, state.pending, state.pending_spelled) end
   fill_defaults(root.flags, state.globals)
   if state.command ~= root then fill_defaults(state.command.flags, state.flags) end
   if not state.globals.help and state.command ~= root then
