@@ -8,13 +8,14 @@ local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
 local raised = require("support").raised
+local schema = require("prisn.store.migrations")
 
 local function migrations()
   local list = { table.unpack((require("prisn.store.migrations"))) }
   for _, sql in ipairs(list) do
-    if sql == secrets.MIGRATION then return list end
+    if sql == schema.secrets then return list end
   end
-  list[#list + 1] = secrets.MIGRATION
+  list[#list + 1] = schema.secrets
   return list
 end
 

@@ -3,6 +3,7 @@ local cjson = require("cjson")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local jobs = require("prisn.store.jobs")
+local stored_secrets = require("prisn.store.secrets")
 local units = require("prisn.units")
 
 local function list_options(req, namespace)
@@ -105,7 +106,7 @@ local function spec_from_body(req, body)
   end
   local secrets = string_list(body, "secrets")
   for _, name in ipairs(secrets) do
-    if not req.server.db:first("SELECT 1 AS x FROM secrets WHERE namespace = ? AND name = ?", req.params.ns, name) then
+    if not stored_secrets.exists(req.server.db, req.params.ns, name) then
       api.fail(422, "invalid", string.format("secret '%s' not found in namespace '%s'", name, req.params.ns),
         "create it with 'prisn secret set " .. name .. " KEY=VALUE'")
     end
