@@ -10,6 +10,7 @@ function M.system()
   local uv = require("luv")
   local sys = require("prisn.core.sys")
   local async = require("prisn.async")
+  local store = require("prisn.store")
   local probes = {}
   function probes.uname() return uv.os_uname() end
   probes.read_file = require("prisn.fs").read_file
@@ -28,7 +29,7 @@ function M.system()
   function probes.uid() return uv.getuid() end
   function probes.statfs(path) return uv.fs_statfs(path) end
   function probes.check_db(path)
-    return require("prisn.store").quick_check(path)
+    return store.quick_check(path)
   end
   function probes.connect(path)
     local pipe = uv.new_pipe(false)
