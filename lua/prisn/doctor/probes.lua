@@ -10,6 +10,7 @@ function M.system()
   local uv = require("luv")
   local sys = require("prisn.core.sys")
   local async = require("prisn.async")
+  local store = require("prisn.store")
   local probes = {}
   function probes.uname() return uv.os_uname() end
   probes.read_file = require("prisn.fs").read_file
@@ -28,16 +29,7 @@ function M.system()
   function probes.uid() return uv.getuid() end
   function probes.statfs(path) return uv.fs_statfs(path) end
   function probes.check_db(path)
-    local store = require("prisn.core.store")
-    local db, err = store.open(path, { readonly = true, create = false })
-    if not db then return nil, err end
-    local row, qerr = db:first("PRAGMA quick_check")
-    local version = db:user_version()
-    db:close()
-    if not row then return nil, qerr or "quick_check returned nothing" end
-    local verdict = row.quick_check or row[1]
-    if verdict ~= "ok" then return nil, "quick_check: " .. tostring(verdict) end
-    return version
+    return store.quick_check(path)
   end
   function probes.connect(path)
     local pipe = uv.new_pipe(false)

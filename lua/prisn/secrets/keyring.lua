@@ -42,6 +42,7 @@ local crypto = require("prisn.core.crypto")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local store = require("prisn.store")
+local secrets = require("prisn.store.secrets")
 
 local M = {}
 
@@ -203,7 +204,6 @@ end
 -- Loading and recovery -------------------------------------------------------
 
 local function active_key_id(home, db)
-  local secrets = require("prisn.store.secrets")
   if db then return secrets.active_key_id(db) end
   local own = store.open(home)
   local ok, id = pcall(secrets.active_key_id, own)
@@ -271,18 +271,6 @@ end
 
 -- Rotation --------------------------------------------------------------------
 
--- The number of secrets, for a rotation whose commit reported an error
--- although it took effect.
-local function count_secrets(db)
-  return store.check(db:first("SELECT count(*) AS n FROM secrets")).n
-end
-
--- The database's synchronous level as a number, to put back afterwards.
-local function synchronous(db)
-  local row = db:first("PRAGMA synchronous")
-  return row and row.synchronous or 1
-end
-
 --- Re-encrypts every secret under a new master key and retires the old one,
 -- crash-safely (see the header). `kr` is switched to the new key in place,
 -- so a server holding it goes on without reloading. Returns
@@ -292,7 +280,6 @@ end
 function M.rotate(kr, db)
   assert(getmetatable(kr) == Keyring and kr.home, "keyring.rotate: needs a keyring from keyring.load")
   assert(not db:in_transaction(), "keyring.rotate: must not run inside a transaction")
-  local secrets = require("prisn.store.secrets")
   local home, path = kr.home, kr.path
   local pending_path = path .. M.PENDING_SUFFIX
   -- A leftover of an earlier, interrupted rotation is settled first.
@@ -309,12 +296,7 @@ function M.rotate(kr, db)
   -- 1. The new key on disk before anything is sealed under it.
   replace_key_file(home, pending_path, new_key)
   -- 2. Everything re-encrypted, in one durable transaction.
-  local level = synchronous(db)
-  local ok, result = pcall(function()
-    store.check(db:exec("PRAGMA synchronous=FULL"))
-    return secrets.reencrypt(db, kr, target)
-  end)
-  db:exec("PRAGMA synchronous=" .. math.tointeger(level))
+  local ok, result = pcall(store.durably, db, secrets.reencrypt, db, kr, target)
   if not ok then
     -- Only a transaction known not to have committed lets the new key go;
     -- when the database cannot even be asked, master.key.new stays for the
@@ -326,7 +308,8 @@ function M.rotate(kr, db)
       fsync_dir(home)
       error(result, 0)
     end
-    result = count_secrets(db)
+    -- The commit reported an error although it took effect.
+    result = secrets.count(db)
   end
   -- Committed: the new key is the one in use, whatever happens next.
   switch(kr, new_key)

@@ -27,9 +27,11 @@
 -- The clock, the timer and the schedule compiler are dependencies with
 -- defaults (luv, prisn.cron), so specs drive it with fakes.
 local uv = require("luv")
+local admission = require("prisn.server.admission")
 local cronjobs = require("prisn.store.cronjobs")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
+local schedules = require("prisn.cron")
 
 local M = {}
 
@@ -45,7 +47,7 @@ local Scheduler = {}
 Scheduler.__index = Scheduler
 
 local function default_compile(expression, timezone)
-  return require("prisn.cron").compile(expression, { tz = timezone })
+  return schedules.compile(expression, { tz = timezone })
 end
 
 --- A scheduler for `server` (db, queue, events, log, metrics). `deps`:
@@ -112,14 +114,6 @@ function Scheduler:next_fires(cron, n, from_ms)
   return list
 end
 
--- The runs of `cron` that are queued or running, oldest first.
-local function active_runs(db, cron)
-  local rows = db:rows("SELECT * FROM jobs WHERE namespace = ? AND cron = ? AND state IN ('queued', 'running') "
-    .. "ORDER BY id", cron.namespace, cron.name) or {}
-  for i, row in ipairs(rows) do rows[i] = jobs.get_by_id(db, row.id) end
-  return rows
-end
-
 -- Each run is admitted (prisn.server.admission) as a request of whoever
 -- asks for it: the token that triggers it, or for a firing the token that
 -- created the cron job (a snapshot kept in its spec; a cron job stored
@@ -128,7 +122,6 @@ end
 -- or the operator's policy may have changed since. Returns the denial's
 -- message, or nil when the run may go.
 function Scheduler:denied(cron, spec, opts)
-  local admission = require("prisn.server.admission")
   local caller = opts.caller or cron.spec.admitted_for
     or { role = "edit", namespaces = { cron.namespace }, cluster_admin = false }
   local floor = not caller.cluster_admin and (self.server.min_isolation or admission.DEFAULT_MIN_ISOLATION) or nil
@@ -150,7 +143,7 @@ end
 function Scheduler:run(cron, opts)
   opts = opts or {}
   local queue = self.server.queue
-  local active = active_runs(self.db, cron)
+  local active = jobs.active_for_cron(self.db, cron.namespace, cron.name)
   if #active > 0 then
     if cron.concurrency == "forbid" then
       self:event(cron, "cron.skipped", string.format("skipped the run%s: job %s is still %s",
@@ -332,8 +325,7 @@ function Scheduler:job_finished(job)
   if not cron then return 0 end
   local deleted = 0
   for _, limit in ipairs({ { "succeeded", cron.keep_succeeded }, { "failed", cron.keep_failed } }) do
-    local old = self.db:rows("SELECT id, log_path FROM jobs WHERE namespace = ? AND cron = ? AND state = ? "
-      .. "ORDER BY id DESC LIMIT -1 OFFSET ?", cron.namespace, cron.name, limit[1], math.max(0, limit[2])) or {}
+    local old = jobs.old_cron_runs(self.db, cron.namespace, cron.name, limit[1], limit[2])
     for _, row in ipairs(old) do
       jobs.delete(self.db, row.id)
       if row.log_path then

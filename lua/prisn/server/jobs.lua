@@ -160,7 +160,7 @@ function Queue:record_end(id, entry, final)
   local db = self.server.db
   check(job_specs.drop(db, id))
   if final and entry and entry.deleted and final.reason ~= "deleted" then
-    check(db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id))
+    check(jobs.mark_deleted(db, id))
     final = jobs.get_by_id(db, id)
   end
   if final then
@@ -467,9 +467,7 @@ end
 function Queue:recover()
   local db = self.server.db
   require("prisn.exec.job_host").stop_previous(self.server.home)
-  local rows = db:rows("SELECT j.id, j.state, j.pid, j.started_at, j.log_path, s.runner_pid FROM jobs j "
-    .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
-    .. "ORDER BY j.id") or {}
+  local rows = jobs.unfinished_server_jobs(db)
   local requeued, adopted, failed, logged = 0, 0, 0, 0
   local runner_alive = exec_job.runner_alive
   for _, row in ipairs(rows) do

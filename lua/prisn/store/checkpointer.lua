@@ -13,6 +13,7 @@
 -- gone) keep SQLite's own checkpoints.
 local uv = require("luv")
 local checkpoint = require("prisn.core.checkpoint")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -36,7 +37,7 @@ function M.start(db, path, opts)
     local st = uv.fs_stat(path .. "-wal")
     return st and (st.size .. ":" .. st.mtime.sec .. "." .. st.mtime.nsec) or nil
   end
-  local now = opts.now or require("prisn.store.events").now_ms
+  local now = opts.now or clock.now_ms
   local failing -- { message, since_ms } while checkpoints fail
   local function failed(message)
     message = tostring(message)
@@ -49,7 +50,7 @@ function M.start(db, path, opts)
   local function succeeded()
     if not failing then return end
     if log then log:info("state.db checkpoints work again (failing since %s: %s)",
-      require("prisn.store.events").iso_time(failing.since_ms), failing.message) end
+      clock.iso_time(failing.since_ms), failing.message) end
     failing = nil
   end
   local timer = uv.new_timer()

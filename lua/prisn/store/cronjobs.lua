@@ -17,35 +17,13 @@
 -- gives the API's shape, where every field is present.
 local cjson = require("cjson")
 local errors = require("prisn.error")
-local output = require("prisn.output")
+local json_value = require("prisn.output.value")
 local store = require("prisn.store")
+local iso = require("prisn.store.jobs").iso_time
 local clock = require("prisn.clock")
 
 local M = {}
 
---- The schema, for prisn.store.migrations (entry 7).
-M.MIGRATION = [[
-CREATE TABLE cronjobs (
-  namespace      TEXT NOT NULL,
-  name           TEXT NOT NULL,
-  expression     TEXT NOT NULL,             -- normalized standard expression
-  timezone       TEXT,                      -- IANA name; NULL: the server's local zone
-  spec           TEXT NOT NULL,             -- JSON: the job spec each run submits
-  concurrency    TEXT NOT NULL DEFAULT 'forbid',  -- allow | forbid | replace
-  catch_up       INTEGER NOT NULL DEFAULT 0,
-  keep_succeeded INTEGER NOT NULL DEFAULT 10,
-  keep_failed    INTEGER NOT NULL DEFAULT 10,
-  suspended      INTEGER NOT NULL DEFAULT 0,
-  next_fire      INTEGER,                   -- ms since the epoch; NULL while suspended
-  last_fire      INTEGER,
-  created_at     INTEGER NOT NULL,
-  updated_at     INTEGER NOT NULL,
-  PRIMARY KEY (namespace, name)
-);
-CREATE INDEX cronjobs_next_fire ON cronjobs (next_fire) WHERE suspended = 0;
-ALTER TABLE jobs ADD COLUMN cron TEXT;     -- the cron job a run belongs to
-CREATE INDEX jobs_cron ON jobs (namespace, cron, id) WHERE cron IS NOT NULL;
-]]
 
 M.CONCURRENCY = { "allow", "forbid", "replace" }
 M.DEFAULT_CONCURRENCY = "forbid"
@@ -242,10 +220,9 @@ function M.due(db, now_ms)
   return rows
 end
 
-local iso = function(ms) return require("prisn.store.jobs").iso_time(ms) end
 
 local function or_null(v)
-  if v == nil then return output.null end
+  if v == nil then return json_value.null end
   return v
 end
 
@@ -273,9 +250,9 @@ function M.to_public(cron)
     script = M.script_name(cron),
     bundle = or_null(spec.bundle),
     runner = or_null(spec.runner),
-    args = output.array(args),
-    env_keys = output.array(env_keys),
-    secrets = output.array(secrets),
+    args = json_value.array(args),
+    env_keys = json_value.array(env_keys),
+    secrets = json_value.array(secrets),
     concurrency = cron.concurrency,
     catch_up = cron.catch_up == true,
     keep_succeeded = cron.keep_succeeded,

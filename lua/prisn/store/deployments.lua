@@ -23,51 +23,6 @@ local clock = require("prisn.clock")
 
 local M = {}
 
---- The schema, for prisn.store.migrations (entry 8).
-M.MIGRATION = [[
-CREATE TABLE deployments (
-  namespace   TEXT NOT NULL,
-  name        TEXT NOT NULL,
-  revision    INTEGER NOT NULL,          -- the revision instances should run
-  replicas    INTEGER NOT NULL,          -- desired instances
-  port        INTEGER,                   -- the load-balanced public port; NULL: none
-  host        TEXT,                      -- the address the port listens on
-  strategy    TEXT NOT NULL DEFAULT 'round-robin',  -- or least-connections
-  autoscale   TEXT,                      -- JSON { min, max, target_cpu } or NULL
-  next_number INTEGER NOT NULL DEFAULT 1,  -- the number of the next instance
-  created_at  INTEGER NOT NULL,
-  updated_at  INTEGER NOT NULL,
-  PRIMARY KEY (namespace, name)
-);
-CREATE UNIQUE INDEX deployments_port ON deployments (port) WHERE port IS NOT NULL;
-CREATE TABLE revisions (
-  namespace  TEXT NOT NULL,
-  name       TEXT NOT NULL,
-  revision   INTEGER NOT NULL,
-  spec       TEXT NOT NULL,             -- JSON: the instance template
-  state      TEXT NOT NULL,             -- rolling_out | active | superseded | rolled_back | failed
-  message    TEXT,                      -- why it was rolled back
-  created_at INTEGER NOT NULL,
-  created_by TEXT,
-  PRIMARY KEY (namespace, name, revision),
-  FOREIGN KEY (namespace, name) REFERENCES deployments (namespace, name) ON DELETE CASCADE
-);
-CREATE TABLE instances (
-  namespace  TEXT NOT NULL,
-  deployment TEXT NOT NULL,
-  number     INTEGER NOT NULL,
-  revision   INTEGER NOT NULL,
-  port       INTEGER,                   -- the internal port in $PORT
-  pid        INTEGER,                   -- while a process runs
-  started_at INTEGER,                   -- ms: when that process started
-  state      TEXT NOT NULL,
-  restarts   INTEGER NOT NULL DEFAULT 0,
-  last_exit  TEXT,                      -- JSON { at, code, signal, reason }
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (namespace, deployment, number),
-  FOREIGN KEY (namespace, deployment) REFERENCES deployments (namespace, name) ON DELETE CASCADE
-);
-]]
 
 M.MAX_NAME = 63
 M.STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }

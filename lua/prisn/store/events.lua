@@ -41,29 +41,13 @@
 -- recorder:prune() as well, so a quiet server still ages events out.
 local errors = require("prisn.error")
 local ids = require("prisn.ids")
-local output = require("prisn.output")
+local json_value = require("prisn.output.value")
 local store = require("prisn.store")
 local units = require("prisn.units")
 local clock = require("prisn.clock")
 
 local M = {}
 
---- The schema, for prisn.store.migrations (entry 3). WITHOUT ROWID: the
--- table is stored in id order, so inserts append, time ranges and pruning
--- are ranges of the primary key, and no second copy of the id is kept.
-M.MIGRATION = [[
-CREATE TABLE events (
-  id        TEXT PRIMARY KEY,    -- prisn.ids id: ORDER BY id is recording order
-  time      INTEGER NOT NULL,    -- ms since the epoch, when it happened
-  namespace TEXT,                -- NULL: cluster-wide (tokens, the server)
-  actor     TEXT NOT NULL,       -- "token:<name>" | "system"
-  action    TEXT NOT NULL,       -- "job.created", "secret.deleted", ...
-  object    TEXT,                -- "job/<id>", "secret/<name>", ...; NULL: none
-  message   TEXT                 -- for people; names only, never values
-) WITHOUT ROWID;
-CREATE INDEX events_namespace_id ON events (namespace, id);
-CREATE INDEX events_object_id ON events (object, id);
-]]
 
 M.DEFAULT_LIMIT = 100
 M.MAX_MESSAGE_BYTES = 1024
@@ -304,9 +288,9 @@ end
 -- Times -----------------------------------------------------------------------
 
 --- `ms` (since the epoch) as ISO 8601 UTC with milliseconds,
--- "2026-11-26T18:46:00.123Z"; output.null for nil.
+-- "2026-11-26T18:46:00.123Z"; json_value.null for nil.
 function M.iso_time(ms)
-  if ms == nil then return output.null end
+  if ms == nil then return json_value.null end
   return clock.iso_time(ms)
 end
 
@@ -377,7 +361,7 @@ end
 -- Public shape ------------------------------------------------------------------
 
 local function or_null(v)
-  if v == nil then return output.null end
+  if v == nil then return json_value.null end
   return v
 end
 

@@ -1,4 +1,9 @@
--- prisn.store: the state database, $PRISN_HOME/state.db.
+-- prisn.store: the state database, $PRISN_HOME/state.db, and the one door
+-- to it: no module outside lua/prisn/store/ writes SQL. The rest of prisn
+-- calls named operations of the resource modules (prisn.store.jobs,
+-- .job_specs, .cronjobs, .deployments, .events, .secrets, .tokens), each
+-- taking an open db handle, and runs several of them as one change with
+-- `transaction(db, fn)`.
 --
 -- `open` creates the file 0600 (it will hold job records, and later tokens'
 -- hashes and secrets' ciphertext), opens it through prisn.core.store (WAL,
@@ -8,22 +13,51 @@
 -- version reached. A database written by a newer prisn (user_version beyond
 -- the scripts this binary knows) is refused rather than misread.
 --
+-- The backend. Everything below prisn.store.* reaches the database only
+-- through these methods of the handle `open` returns (today prisn.core.store,
+-- SQLite in core/store.c); a backend offering the same methods, with the same
+-- results, can replace it without touching a caller:
+--
+--   db:exec(sql)             -> true | nil, message, code  (one or more
+--                               statements, rows discarded)
+--   db:rows(sql, ...)        -> { row, ... } | nil, message, code
+--   db:first(sql, ...)       -> row | nil (no row) | nil, message, code
+--   db:run(sql, ...)         -> rows changed | nil, message, code
+--   db:prepare(sql)          -> stmt | nil, message, code, where stmt has
+--                               bind(params), bind_blob(name, bytes), step()
+--                               and finalize() (a BLOB cannot be told from
+--                               TEXT by a Lua string; prisn.store.secrets)
+--   db:in_transaction()      -> boolean
+--   db:user_version()        -> integer | nil, message, code
+--   db:set_user_version(n)   -> true | nil, message, code
+--   db:close()               -> true (idempotent)
+--   tostring(db)             -> "prisn.store.db (<path>)"
+--
+-- Parameters after the SQL bind one table by name (:name) or values by
+-- position (?); a row maps column names to values, NULL columns absent.
+-- Codes are SQLite's names ("SQLITE_BUSY", "SQLITE_FULL", ...). The
+-- statements are SQLite's dialect (ON CONFLICT, PRAGMA, WITHOUT ROWID).
+-- Besides the handle, the backend is prisn.core.store.open (used by `open`
+-- and `quick_check` here) and prisn.core.checkpoint (the server's WAL
+-- checkpoints, prisn.store.checkpointer).
+--
 -- Failures of the core (`nil, message, code`) become prisn.errors here, with
 -- the core's code ("SQLITE_BUSY", "SQLITE_READONLY", ...) and a hint. Another
 -- process holding the write lock is waited for up to the busy timeout (5 s by
 -- default), then reported as SQLITE_BUSY.
 --
--- The resource modules (prisn.store.jobs, ...) take an open db handle; this
--- module owns only opening, migrating and transactions, and says which
+-- This module owns opening, migrating and transactions, and says which
 -- failures mean the state cannot be written (a full disk, an I/O error, a
 -- read-only file): `storage_failure` classifies them, and an observer
 -- (`set_observer`, the server's prisn.store.writer) hears of every such
 -- failure raised here and of every commit, so the server knows when it is
 -- degraded and when it can write again.
 local uv = require("luv")
+local cjson = require("cjson")
 local core = require("prisn.core.store")
 local errors = require("prisn.error")
 local homes = require("prisn.home")
+local migrations = require("prisn.store.migrations")
 
 local M = {}
 
@@ -113,7 +147,7 @@ local check = M.check
 function M.plain_json(value)
   if type(value) == "number" then return math.tointeger(value) or value end
   if type(value) ~= "table" then
-    if value == require("cjson").null then return nil end
+    if value == cjson.null then return nil end
     return value
   end
   local out = {}
@@ -169,6 +203,46 @@ function M.transaction(db, fn, ...)
   error(result[2], 0)
 end
 
+--- Runs fn(...) with PRAGMA synchronous=FULL, so a transaction it commits
+-- is on disk (the WAL synced) before it returns, not only at the next
+-- checkpoint; the database's own level is put back afterwards, whatever fn
+-- does. Returns fn's results or raises its error. For a commit that must
+-- survive a power cut because something outside the database depends on
+-- it (prisn.secrets.keyring's rotation). Not inside a transaction: SQLite
+-- applies the level to the transactions that begin after it is set.
+function M.durably(db, fn, ...)
+  local row = db:first("PRAGMA synchronous")
+  local level = row and row.synchronous or 1
+  local result = table.pack(pcall(function(...)
+    check(db:exec("PRAGMA synchronous=FULL"))
+    return fn(...)
+  end, ...))
+  db:exec("PRAGMA synchronous=" .. math.tointeger(level))
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
+--- Whether `db` takes a write now: the write lock can be had (what the
+-- server's /ready promises). Takes and gives back the lock; changes nothing.
+function M.writable(db)
+  return db:exec("BEGIN IMMEDIATE; ROLLBACK;") == true
+end
+
+--- Checks the state database at `path` read-only, without migrating it or
+-- creating anything (prisn doctor): returns its schema version, or nil and
+-- why it is damaged or cannot be read.
+function M.quick_check(path)
+  local db, err = core.open(path, { readonly = true, create = false })
+  if not db then return nil, err end
+  local row, qerr = db:first("PRAGMA quick_check")
+  local version = db:user_version()
+  db:close()
+  if not row then return nil, qerr or "quick_check returned nothing" end
+  local verdict = row.quick_check or row[1]
+  if verdict ~= "ok" then return nil, "quick_check: " .. tostring(verdict) end
+  return version
+end
+
 local function too_new(path, version, known)
   errors.raise("schema_too_new", string.format(
     "the state database %s has schema version %d, newer than this prisn knows (%d)",
@@ -176,12 +250,12 @@ local function too_new(path, version, known)
     { hint = "use the newer prisn that last wrote it, or point PRISN_HOME at another directory" })
 end
 
---- Brings `db` up to the schema of `migrations` (default
+--- Brings `db` up to the schema of `scripts` (default
 -- prisn.store.migrations). Returns the schema version; raises
 -- "schema_too_new" for a database from a newer prisn.
-function M.migrate(db, path, migrations)
-  migrations = migrations or require("prisn.store.migrations")
-  local target = #migrations
+function M.migrate(db, path, scripts)
+  scripts = scripts or migrations
+  local target = #scripts
   local version = check(db:user_version())
   if version > target then too_new(path, version, target) end
   if version == target then return version end
@@ -190,7 +264,7 @@ function M.migrate(db, path, migrations)
     version = check(db:user_version())
     if version > target then too_new(path, version, target) end
     for i = version + 1, target do
-      local ok, message, code = db:exec(migrations[i])
+      local ok, message, code = db:exec(scripts[i])
       if not ok then M.fail(string.format("schema migration %d failed: %s", i, message), code) end
     end
     check(db:set_user_version(target))

@@ -12,12 +12,14 @@
 --
 -- `env_keys` holds the NAMES of the variables a job was given, never their
 -- values: values may be secrets, and the state database is not for secrets.
+local uv = require("luv")
 local cjson = require("cjson")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local ids = require("prisn.ids")
-local output = require("prisn.output")
+local json_value = require("prisn.output.value")
 local store = require("prisn.store")
-local clock = require("prisn.clock")
+local job_specs = require("prisn.store.job_specs")
 
 local M = {}
 
@@ -206,9 +208,15 @@ function M.finish(db, id, result)
   return M.get_by_id(db, id)
 end
 
+--- Records that job `id`, which has finished, ended because it was
+-- deleted (the reason a user sees). Returns what db:run returns.
+function M.mark_deleted(db, id)
+  return db:run("UPDATE jobs SET reason = 'deleted' WHERE id = ?", id)
+end
+
 local function pid_alive(job)
   if not job.pid then return false end
-  local ok, _, code = require("luv").kill(job.pid, 0)
+  local ok, _, code = uv.kill(job.pid, 0)
   return ok ~= nil or code == "EPERM"
 end
 
@@ -236,7 +244,6 @@ end
 
 -- Queries -----------------------------------------------------------------
 
---- The job with exactly this id in any namespace, or nil.
 --- Jobs by state: { state = n } with every state of M.STATES (0 when
 -- none), counting only the namespaces `visible(ns)` allows (all when nil).
 function M.count_by_state(db, visible)
@@ -248,15 +255,43 @@ function M.count_by_state(db, visible)
   return counts
 end
 
+--- The runs of cron job `cron` in namespace `ns` that are queued or running,
+-- oldest first. A failure to read counts as none: the scheduler goes on.
+function M.active_for_cron(db, ns, cron)
+  local rows = db:rows("SELECT * FROM jobs WHERE namespace = ? AND cron = ? AND state IN ('queued', 'running') "
+    .. "ORDER BY id", ns, cron) or {}
+  for i, row in ipairs(rows) do rows[i] = from_row(row) end
+  return rows
+end
+
+--- The runs of cron job `cron` in namespace `ns` that ended in `state`,
+-- past the newest `keep` of them: { id, log_path } each, newest first, for
+-- the history limit to delete. A failure to read counts as none.
+function M.old_cron_runs(db, ns, cron, state, keep)
+  return db:rows("SELECT id, log_path FROM jobs WHERE namespace = ? AND cron = ? AND state = ? "
+    .. "ORDER BY id DESC LIMIT -1 OFFSET ?", ns, cron, state, math.max(0, keep)) or {}
+end
+
+--- The server's jobs that had not finished (queued or running, detached),
+-- oldest first, for recovery after a restart: { id, state, pid, started_at,
+-- log_path, runner_pid } each, runner_pid from the job's spec (absent when
+-- it has none). A failure to read counts as none.
+function M.unfinished_server_jobs(db)
+  return db:rows("SELECT j.id, j.state, j.pid, j.started_at, j.log_path, s.runner_pid FROM jobs j "
+    .. "LEFT JOIN job_specs s ON s.job_id = j.id WHERE j.detached = 1 AND j.state IN ('queued', 'running') "
+    .. "ORDER BY j.id") or {}
+end
+
 --- Deletes the record of job `id` and its spec, together. Raises on a
 -- store failure.
 function M.delete(db, id)
   store.transaction(db, function()
-    check(require("prisn.store.job_specs").drop(db, id))
+    check(job_specs.drop(db, id))
     check(db:run("DELETE FROM jobs WHERE id = ?", id))
   end)
 end
 
+--- The job with exactly this id in any namespace, or nil.
 function M.get_by_id(db, id)
   return from_row(check(db:first("SELECT * FROM jobs WHERE id = ?", id)))
 end
@@ -325,9 +360,9 @@ end
 -- Public shape ------------------------------------------------------------
 
 --- `ms` (since the epoch) as ISO 8601 UTC with milliseconds,
--- "2026-11-26T18:46:00.123Z"; output.null for nil.
+-- "2026-11-26T18:46:00.123Z"; json_value.null for nil.
 function M.iso_time(ms)
-  if ms == nil then return output.null end
+  if ms == nil then return json_value.null end
   return clock.iso_time(ms)
 end
 
@@ -341,7 +376,7 @@ function M.duration_ms(job, now)
 end
 
 local function or_null(v)
-  if v == nil then return output.null end
+  if v == nil then return json_value.null end
   return v
 end
 
@@ -370,9 +405,9 @@ function M.to_public(job, now)
     message = or_null(job.message),
     script = job.script,
     runner = job.runner,
-    args = output.array(args),
+    args = json_value.array(args),
     cwd = or_null(job.cwd),
-    env_keys = output.array(env_keys),
+    env_keys = json_value.array(env_keys),
     env_key = or_null(job.env_key),
     deps_source = or_null(job.deps_source),
     pid = or_null(job.pid),

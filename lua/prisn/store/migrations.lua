@@ -9,7 +9,122 @@
 -- here, and a later issue can add a state or a reason without a migration.
 -- Times are integers, milliseconds since the Unix epoch (UTC); lists are JSON
 -- arrays of strings; booleans are 0/1.
-return {
+--
+-- Every table's schema is here, and this module requires nothing: the
+-- resource modules (prisn.store.jobs, ...) own the SQL that reads and writes
+-- their tables, not the tables, so opening a database loads no resource
+-- module and none of them is part of a require cycle with prisn.store. The
+-- long scripts stand before the list under their resource's name, which
+-- specs use to build a database of one resource (migrations.events, ...).
+
+-- 3: the audit trail (prisn.store.events). WITHOUT ROWID: the table is
+-- stored in id order, so inserts append, time ranges and pruning are ranges
+-- of the primary key, and no second copy of the id is kept.
+local EVENTS = [[
+CREATE TABLE events (
+  id        TEXT PRIMARY KEY,    -- prisn.ids id: ORDER BY id is recording order
+  time      INTEGER NOT NULL,    -- ms since the epoch, when it happened
+  namespace TEXT,                -- NULL: cluster-wide (tokens, the server)
+  actor     TEXT NOT NULL,       -- "token:<name>" | "system"
+  action    TEXT NOT NULL,       -- "job.created", "secret.deleted", ...
+  object    TEXT,                -- "job/<id>", "secret/<name>", ...; NULL: none
+  message   TEXT                 -- for people; names only, never values
+) WITHOUT ROWID;
+CREATE INDEX events_namespace_id ON events (namespace, id);
+CREATE INDEX events_object_id ON events (object, id);
+]]
+
+-- 4: secrets, sealed under the master key (prisn.store.secrets).
+local SECRETS = [[
+CREATE TABLE secrets (
+  namespace  TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  key_id     TEXT NOT NULL,      -- id of the master key that sealed data (8 hex digits)
+  data       BLOB NOT NULL,      -- nonce | XChaCha20-Poly1305(JSON {KEY: value}) | tag
+  keys       TEXT NOT NULL,      -- JSON array of the key NAMES, sorted; never values
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)
+);
+CREATE TABLE secret_keyring (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+  key_id     TEXT NOT NULL,      -- the master key every row of secrets is sealed under
+  updated_at INTEGER NOT NULL
+);
+]]
+
+-- 7: cron jobs, and the link from a job to the cron job it is a run of
+-- (prisn.store.cronjobs).
+local CRONJOBS = [[
+CREATE TABLE cronjobs (
+  namespace      TEXT NOT NULL,
+  name           TEXT NOT NULL,
+  expression     TEXT NOT NULL,             -- normalized standard expression
+  timezone       TEXT,                      -- IANA name; NULL: the server's local zone
+  spec           TEXT NOT NULL,             -- JSON: the job spec each run submits
+  concurrency    TEXT NOT NULL DEFAULT 'forbid',  -- allow | forbid | replace
+  catch_up       INTEGER NOT NULL DEFAULT 0,
+  keep_succeeded INTEGER NOT NULL DEFAULT 10,
+  keep_failed    INTEGER NOT NULL DEFAULT 10,
+  suspended      INTEGER NOT NULL DEFAULT 0,
+  next_fire      INTEGER,                   -- ms since the epoch; NULL while suspended
+  last_fire      INTEGER,
+  created_at     INTEGER NOT NULL,
+  updated_at     INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)
+);
+CREATE INDEX cronjobs_next_fire ON cronjobs (next_fire) WHERE suspended = 0;
+ALTER TABLE jobs ADD COLUMN cron TEXT;     -- the cron job a run belongs to
+CREATE INDEX jobs_cron ON jobs (namespace, cron, id) WHERE cron IS NOT NULL;
+]]
+
+-- 8: deployments, their revisions and instances (prisn.store.deployments).
+local DEPLOYMENTS = [[
+CREATE TABLE deployments (
+  namespace   TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  revision    INTEGER NOT NULL,          -- the revision instances should run
+  replicas    INTEGER NOT NULL,          -- desired instances
+  port        INTEGER,                   -- the load-balanced public port; NULL: none
+  host        TEXT,                      -- the address the port listens on
+  strategy    TEXT NOT NULL DEFAULT 'round-robin',  -- or least-connections
+  autoscale   TEXT,                      -- JSON { min, max, target_cpu } or NULL
+  next_number INTEGER NOT NULL DEFAULT 1,  -- the number of the next instance
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (namespace, name)
+);
+CREATE UNIQUE INDEX deployments_port ON deployments (port) WHERE port IS NOT NULL;
+CREATE TABLE revisions (
+  namespace  TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  revision   INTEGER NOT NULL,
+  spec       TEXT NOT NULL,             -- JSON: the instance template
+  state      TEXT NOT NULL,             -- rolling_out | active | superseded | rolled_back | failed
+  message    TEXT,                      -- why it was rolled back
+  created_at INTEGER NOT NULL,
+  created_by TEXT,
+  PRIMARY KEY (namespace, name, revision),
+  FOREIGN KEY (namespace, name) REFERENCES deployments (namespace, name) ON DELETE CASCADE
+);
+CREATE TABLE instances (
+  namespace  TEXT NOT NULL,
+  deployment TEXT NOT NULL,
+  number     INTEGER NOT NULL,
+  revision   INTEGER NOT NULL,
+  port       INTEGER,                   -- the internal port in $PORT
+  pid        INTEGER,                   -- while a process runs
+  started_at INTEGER,                   -- ms: when that process started
+  state      TEXT NOT NULL,
+  restarts   INTEGER NOT NULL DEFAULT 0,
+  last_exit  TEXT,                      -- JSON { at, code, signal, reason }
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, deployment, number),
+  FOREIGN KEY (namespace, deployment) REFERENCES deployments (namespace, name) ON DELETE CASCADE
+);
+]]
+
+local M = {
   -- 1: jobs. One row per run of a script: `prisn run`, later the queue and
   -- cron. `id` is a prisn.ids id, so ORDER BY id is creation order. A link to
   -- a cronjob or deployment is added by a later migration as a nullable
@@ -57,9 +172,9 @@ CREATE TABLE tokens (
 );
 ]],
   -- 3: the audit trail (prisn.store.events owns the SQL).
-  require("prisn.store.events").MIGRATION,
+  EVENTS,
   -- 4: secrets, sealed under the master key (prisn.store.secrets owns the SQL).
-  require("prisn.store.secrets").MIGRATION,
+  SECRETS,
   -- 5: what the server needs to run a job it accepted: the launch spec (script
   -- path, args, environment values from -e, secret NAMES, limits) so a queued
   -- job survives a restart. Secret values are never stored here; they are read
@@ -78,8 +193,13 @@ ALTER TABLE job_specs ADD COLUMN runner_pid INTEGER;
 ]],
   -- 7: cron jobs, and the link from a job to the cron job it is a run of
   -- (prisn.store.cronjobs owns the SQL).
-  require("prisn.store.cronjobs").MIGRATION,
+  CRONJOBS,
   -- 8: deployments, their revisions and instances (prisn.store.deployments
   -- owns the SQL).
-  require("prisn.store.deployments").MIGRATION,
+  DEPLOYMENTS,
 }
+
+-- By name as well, for specs that build a database of one resource.
+M.events, M.secrets, M.cronjobs, M.deployments = EVENTS, SECRETS, CRONJOBS, DEPLOYMENTS
+
+return M

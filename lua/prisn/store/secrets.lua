@@ -20,32 +20,13 @@
 -- environment variable names, values strings up to 64 KiB; violations raise
 -- "invalid" prisn.errors (422) naming the field, never the value.
 local cjson = require("cjson")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
-local output = require("prisn.output")
+local json_value = require("prisn.output.value")
 local rules = require("prisn.secrets")
 local store = require("prisn.store")
-local clock = require("prisn.clock")
 
 local M = {}
-
---- The schema, for prisn.store.migrations (entry 4).
-M.MIGRATION = [[
-CREATE TABLE secrets (
-  namespace  TEXT NOT NULL,
-  name       TEXT NOT NULL,
-  key_id     TEXT NOT NULL,      -- id of the master key that sealed data (8 hex digits)
-  data       BLOB NOT NULL,      -- nonce | XChaCha20-Poly1305(JSON {KEY: value}) | tag
-  keys       TEXT NOT NULL,      -- JSON array of the key NAMES, sorted; never values
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  PRIMARY KEY (namespace, name)
-);
-CREATE TABLE secret_keyring (
-  id         INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
-  key_id     TEXT NOT NULL,      -- the master key every row of secrets is sealed under
-  updated_at INTEGER NOT NULL
-);
-]]
 
 local check = store.check
 
@@ -119,8 +100,7 @@ local function claim_key(db, kr)
   local active = M.active_key_id(db)
   if active == kr.id then return end
   if active ~= nil then
-    local n = check(db:first("SELECT count(*) AS n FROM secrets")).n
-    if n > 0 then
+    if M.count(db) > 0 then
       errors.raise("key_mismatch", string.format("the secrets in the state database are encrypted "
         .. "under master key %s, but this server holds key %s", active, kr.id),
         { hint = "restore the master.key that belongs to this state.db and restart the server; "
@@ -192,6 +172,16 @@ function M.list(db, ns)
   return rows
 end
 
+--- Whether secret `name` exists in namespace `ns` (nothing is decrypted).
+function M.exists(db, ns, name)
+  return db:first("SELECT 1 AS x FROM secrets WHERE namespace = ? AND name = ?", ns, name) ~= nil
+end
+
+--- The number of secrets in every namespace.
+function M.count(db)
+  return check(db:first("SELECT count(*) AS n FROM secrets")).n
+end
+
 --- Deletes secret `name`; true when there was one.
 function M.delete(db, ns, name)
   if not rules.valid_name(name) then return false end
@@ -239,8 +229,8 @@ end
 -- Public shape ----------------------------------------------------------------
 
 local function iso_time(ms)
-  if ms == nil then return output.null end
-  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+  if ms == nil then return json_value.null end
+  return clock.iso_time(ms)
 end
 
 --- The secret as the API and the CLI show it: namespace, name, keys (an
@@ -249,7 +239,7 @@ end
 function M.to_public(info, data)
   local keys = {}
   for i, key in ipairs(info.keys) do keys[i] = key end
-  local public = { namespace = info.namespace, name = info.name, keys = output.array(keys),
+  local public = { namespace = info.namespace, name = info.name, keys = json_value.array(keys),
     created_at = iso_time(info.created_at), updated_at = iso_time(info.updated_at) }
   if data then public.data = data end
   return public

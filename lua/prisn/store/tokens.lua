@@ -12,7 +12,9 @@ local cjson = require("cjson")
 local crypto = require("prisn.core.crypto")
 local errors = require("prisn.error")
 local ids = require("prisn.ids")
+local json_value = require("prisn.output.value")
 local store = require("prisn.store")
+local iso = require("prisn.store.jobs").iso_time
 local fs = require("prisn.fs")
 local clock = require("prisn.clock")
 
@@ -152,18 +154,16 @@ end
 
 --- A token as the API shows it: never the hash.
 function M.to_public(token)
-  local iso = require("prisn.store.jobs").iso_time
-  local output = require("prisn.output")
   return {
     id = token.id,
     name = token.name,
     role = token.role,
-    namespaces = output.array(token.namespaces),
+    namespaces = json_value.array(token.namespaces),
     created_at = iso(token.created_at),
-    created_by = token.created_by or output.null,
-    expires_at = token.expires_at and iso(token.expires_at) or output.null,
-    revoked_at = token.revoked_at and iso(token.revoked_at) or output.null,
-    last_used_at = token.last_used_at and iso(token.last_used_at) or output.null,
+    created_by = token.created_by or json_value.null,
+    expires_at = token.expires_at and iso(token.expires_at) or json_value.null,
+    revoked_at = token.revoked_at and iso(token.revoked_at) or json_value.null,
+    last_used_at = token.last_used_at and iso(token.last_used_at) or json_value.null,
   }
 end
 

@@ -9,20 +9,21 @@ local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
 local raised = require("support").raised
+local schema = require("prisn.store.migrations")
 
 -- The shipped migrations, plus the secrets table when it is not in them yet.
 local function migrations()
   local list = { table.unpack((require("prisn.store.migrations"))) }
   for _, sql in ipairs(list) do
-    if sql == secrets.MIGRATION then return list end
+    if sql == schema.secrets then return list end
   end
-  list[#list + 1] = secrets.MIGRATION
+  list[#list + 1] = schema.secrets
   return list
 end
 
 local function shipped()
   for _, sql in ipairs(require("prisn.store.migrations")) do
-    if sql == secrets.MIGRATION then return true end
+    if sql == schema.secrets then return true end
   end
   return false
 end
@@ -317,10 +318,11 @@ describe("prisn.secrets.keyring", function()
         local store = require("prisn.store")
         local keyring = require("prisn.secrets.keyring")
         local secrets = require("prisn.store.secrets")
-        local list = { table.unpack((require("prisn.store.migrations"))) }
+        local schema = require("prisn.store.migrations")
+        local list = { table.unpack(schema) }
         local have = false
-        for _, sql in ipairs(list) do have = have or sql == secrets.MIGRATION end
-        if not have then list[#list + 1] = secrets.MIGRATION end
+        for _, sql in ipairs(list) do have = have or sql == schema.secrets end
+        if not have then list[#list + 1] = schema.secrets end
         local db = store.open(home, { migrations = list })
         local kr = keyring.load(home, { db = db })
         while true do keyring.rotate(kr, db) end

@@ -8,6 +8,7 @@ local output = require("prisn.output")
 local store = require("prisn.store")
 local events = require("prisn.store.events")
 local remove_tree = require("support").remove_tree
+local schema = require("prisn.store.migrations")
 
 -- Events raise plain errors for misuse (not prisn.errors): any error will do.
 local function raised(fn, ...)
@@ -34,7 +35,7 @@ describe("prisn.store.events", function()
 
   before_each(function()
     home = assert(uv.fs_mkdtemp("/tmp/prisn-spec-XXXXXX"))
-    db = store.open(home, { migrations = { events.MIGRATION } })
+    db = store.open(home, { migrations = { schema.events } })
   end)
 
   after_each(function()
@@ -146,7 +147,7 @@ describe("prisn.store.events", function()
 
     it("raises a prisn.error when the store fails", function()
       db:close()
-      db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events" } })
+      db = store.open(home, { migrations = { schema.events, "DROP TABLE events" } })
       local err = raised(events.record, db, { action = "job.created" })
       assert.is_true(errors.is(err))
       assert.equal("SQLITE_ERROR", err.code)
@@ -289,7 +290,7 @@ describe("prisn.store.events", function()
 
     it("never raises for a store failure outside a transaction: it logs and counts it", function()
       db:close()
-      db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events" } })
+      db = store.open(home, { migrations = { schema.events, "DROP TABLE events" } })
       local logged = {}
       local rec = events.recorder(db, { log = fake_log(logged) })
       local ev, err = rec:record({ namespace = "a", action = "job.finished", object = "job/1" })
@@ -347,7 +348,7 @@ describe("prisn.store.events", function()
 
     it("fails the mutation when its event cannot be stored", function()
       db:close()
-      db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events; CREATE TABLE things (x)" } })
+      db = store.open(home, { migrations = { schema.events, "DROP TABLE events; CREATE TABLE things (x)" } })
       local rec = events.recorder(db, { log = fake_log({}) })
       local err = raised(rec.transaction, rec, function()
         db:exec("INSERT INTO things VALUES (1)")
@@ -373,7 +374,7 @@ describe("prisn.store.events", function()
 
     it("logs a failed prune instead of raising", function()
       db:close()
-      db = store.open(home, { migrations = { events.MIGRATION, "DROP TABLE events" } })
+      db = store.open(home, { migrations = { schema.events, "DROP TABLE events" } })
       local logged = {}
       local rec = events.recorder(db, { log = fake_log(logged) })
       assert.is_nil(rec:prune())

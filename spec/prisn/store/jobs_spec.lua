@@ -254,4 +254,60 @@ describe("prisn.store.jobs", function()
     local got = jobs.get_by_id(db, job.id)
     assert.same({ "requirements.txt", "0123abcd" }, { got.deps_source, got.env_key })
   end)
+
+  describe("runs of a cron job", function()
+    -- Runs of cron job "nightly" in namespace "a", created in id order.
+    local function run(state, ms, extra)
+      local f = { namespace = "a", cron = "nightly", state = state, id = id_at(ms), log_path = "/logs/" .. ms }
+      for k, v in pairs(extra or {}) do f[k] = v end
+      return make(f)
+    end
+
+    it("finds the queued and running ones, oldest first, as jobs", function()
+      run("queued", T + 2)
+      run("running", T + 1)
+      run("succeeded", T + 3)
+      run("queued", T + 4, { namespace = "b" })
+      run("queued", T + 5, { cron = "hourly" })
+      local active = jobs.active_for_cron(db, "a", "nightly")
+      assert.same({ id_at(T + 1), id_at(T + 2) }, { active[1].id, active[2].id })
+      assert.equal(2, #active)
+      assert.same({}, active[1].args) -- decoded like any job
+      assert.same({}, jobs.active_for_cron(db, "a", "weekly"))
+    end)
+
+    it("lists the ended ones past the newest `keep`, newest first, with their logs", function()
+      for i = 1, 4 do run("succeeded", T + i) end
+      run("failed", T + 5)
+      run("succeeded", T + 6, { cron = "hourly" })
+      assert.same({ { id = id_at(T + 2), log_path = "/logs/" .. (T + 2) },
+        { id = id_at(T + 1), log_path = "/logs/" .. (T + 1) } },
+        jobs.old_cron_runs(db, "a", "nightly", "succeeded", 2))
+      assert.equal(4, #jobs.old_cron_runs(db, "a", "nightly", "succeeded", 0))
+      assert.equal(4, #jobs.old_cron_runs(db, "a", "nightly", "succeeded", -1))
+      assert.same({}, jobs.old_cron_runs(db, "a", "nightly", "failed", 1))
+    end)
+  end)
+
+  it("marks a finished job as ended by its deletion", function()
+    local job = make({ state = "queued" })
+    jobs.finish(db, job.id, { state = "failed", reason = "killed" })
+    assert.equal(1, jobs.mark_deleted(db, job.id))
+    assert.equal("deleted", jobs.get_by_id(db, job.id).reason)
+  end)
+
+  it("lists the server's unfinished jobs with their runner's pid, for recovery", function()
+    local specs = require("prisn.store.job_specs")
+    local queued = make({ state = "queued", detached = true, id = id_at(T + 1), log_path = "/l/1" })
+    local running = make({ state = "running", detached = true, pid = 42, started_at = T, id = id_at(T + 2) })
+    make({ state = "running", id = id_at(T + 3) }) -- a local run: not the server's
+    local done = make({ state = "queued", detached = true, id = id_at(T + 4) })
+    jobs.finish(db, done.id, { state = "succeeded", reason = "exited" })
+    assert(specs.put(db, running.id, "{}"))
+    assert(specs.set_runner_pid(db, running.id, 4242))
+    assert.same({
+      { id = queued.id, state = "queued", log_path = "/l/1" },
+      { id = running.id, state = "running", pid = 42, started_at = T, runner_pid = 4242 },
+    }, jobs.unfinished_server_jobs(db))
+  end)
 end)

@@ -8,13 +8,14 @@ local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
 local raised = require("support").raised
+local schema = require("prisn.store.migrations")
 
 local function migrations()
   local list = { table.unpack((require("prisn.store.migrations"))) }
   for _, sql in ipairs(list) do
-    if sql == secrets.MIGRATION then return list end
+    if sql == schema.secrets then return list end
   end
-  list[#list + 1] = secrets.MIGRATION
+  list[#list + 1] = schema.secrets
   return list
 end
 
@@ -145,6 +146,17 @@ describe("prisn.store.secrets", function()
       assert.is_false(secrets.delete(db, "default", "db"))
       assert.is_false(secrets.delete(db, "default", "Bad Name"))
       assert.is_nil(secrets.get(db, kr, "default", "db"))
+    end)
+
+    it("says whether a secret exists and counts them all, decrypting nothing", function()
+      assert.equal(0, secrets.count(db))
+      secrets.set(db, kr, "default", "db", { A = "1" })
+      secrets.set(db, kr, "ops", "db", { A = "1" })
+      secrets.set(db, kr, "ops", "api", { A = "1" })
+      assert.is_true(secrets.exists(db, "ops", "api"))
+      assert.is_false(secrets.exists(db, "default", "api"))
+      assert.is_false(secrets.exists(db, "default", "Bad Name"))
+      assert.equal(3, secrets.count(db))
     end)
   end)
 

@@ -5,8 +5,13 @@
 -- "cron.updated", "cron.deleted", "cron.suspended", "cron.resumed",
 -- "cron.triggered").
 local cjson = require("cjson")
+local schedules = require("prisn.cron")
+local human = require("prisn.cron.human")
+local tz = require("prisn.cron.tz")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
+local workload = require("prisn.server.api.workload")
+local store = require("prisn.store")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
 
@@ -51,16 +56,16 @@ local function schedule_of(body)
     api.fail(422, "invalid", "'at' and 'on' go with 'every', not with 'schedule'")
   end
   if timezone then
-    local zone, err = require("prisn.cron.tz").load(timezone)
+    local zone, err = tz.load(timezone)
     if not zone then api.fail(422, "invalid", "timezone: " .. tostring(err), "an IANA name like Europe/Berlin") end
   end
   local expression = schedule
   if every then
-    local normalized, err = require("prisn.cron.human").normalize(every, { at = at, on = on })
+    local normalized, err = human.normalize(every, { at = at, on = on })
     if not normalized then api.fail(422, "invalid", "every: " .. tostring(err)) end
     expression = normalized
   end
-  local compiled, err = require("prisn.cron").compile(expression, { tz = timezone })
+  local compiled, err = schedules.compile(expression, { tz = timezone })
   if not compiled then api.fail(422, "invalid", "schedule: " .. tostring(err)) end
   return compiled.expression, timezone
 end
@@ -101,7 +106,7 @@ end
 local function edit(req)
   local body = api.json_body(req)
   local db, ns = req.server.db, req.params.ns
-  local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
+  local spec = workload.spec_from_body(req, body)
   if null(body.bundle) ~= nil then
     spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry
   end
@@ -124,11 +129,11 @@ local function edit(req)
   -- Admitted now as the caller's request, and at each firing again as
   -- theirs (prisn.server.cron): the spec keeps who asked.
   admission.admit(req, "cronjob.apply", spec, { object = "cron/" .. name })
-  require("prisn.server.api.jobs").check_server_script(spec)
+  workload.check_server_script(spec)
   spec.admitted_for = admission.caller(req.token)
   local existing = cronjobs.get(db, ns, name)
   local cron
-  require("prisn.store").transaction(db, function()
+  store.transaction(db, function()
     if existing then
       fields.suspended = existing.suspended
       cron = cronjobs.update(db, fields)

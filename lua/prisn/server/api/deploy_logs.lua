@@ -11,9 +11,13 @@
 -- including instances created later, until the client goes away, the
 -- deployment is deleted or the server stops; the last line is then
 -- {"end":true,"reason":"deleted"|"server_stopping"}).
+local uv = require("luv")
 local cjson = require("cjson")
+local async = require("prisn.async")
+local deploy_logs = require("prisn.deploy_logs")
 local api = require("prisn.server.api")
 local deployments = require("prisn.store.deployments")
+local events = require("prisn.store.events")
 
 local POLL_MS = 100
 -- Whether the deployment still exists is checked every this many polls.
@@ -33,7 +37,6 @@ local function options(req)
   local opts = { tail = whole(req, "tail", 0), instance = whole(req, "instance", 1), follow = req.query.follow == "1" }
   local since = req.query.since
   if since ~= nil and since ~= "" then
-    local events = require("prisn.store.events")
     local ms, err = events.parse_since(since)
     if not ms then
       api.fail(400, "bad_request", "bad 'since': " .. err,
@@ -56,8 +59,7 @@ end
 -- 404 for an instance the deployment never had (neither a record nor a log).
 local function check_instance(req, number)
   local ns, name = req.params.ns, req.params.name
-  local deploy_logs = require("prisn.deploy_logs")
-  if require("luv").fs_stat(deploy_logs.instance_path(req.server.home, ns, name, number)) then return end
+  if uv.fs_stat(deploy_logs.instance_path(req.server.home, ns, name, number)) then return end
   local names = {}
   local seen = {}
   for _, inst in ipairs(deployments.instances(req.server.db, ns, name)) do
@@ -75,8 +77,6 @@ local function check_instance(req, number)
 end
 
 local function stream_logs(req, opts)
-  local deploy_logs = require("prisn.deploy_logs")
-  local async = require("prisn.async")
   local server, ns, name = req.server, req.params.ns, req.params.name
   local follower = deploy_logs.follower(server.home, ns, name, { instance = opts.instance })
   return api.stream(function(write)

@@ -4,11 +4,21 @@
 -- instance at a time), scale it, roll it back, show it and delete it.
 -- Every mutation records an event (deployment.created, deployment.updated,
 -- deployment.scaled, deployment.deleted, deployment.rollback_requested).
+local uv = require("luv")
 local cjson = require("cjson")
+local async = require("prisn.async")
+local deploy_logs = require("prisn.deploy_logs")
+local runners = require("prisn.exec.runners")
+local health_checks = require("prisn.net.health")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
+local workload = require("prisn.server.api.workload")
 local auth = require("prisn.server.auth")
+local supervisor = require("prisn.server.supervisor")
+local cronjobs = require("prisn.store.cronjobs")
 local deployments = require("prisn.store.deployments")
+local events = require("prisn.store.events")
+local jobs = require("prisn.store.jobs")
 
 local MAX_REPLICAS = 1000
 local MAX_PROGRESS_DEADLINE = 86400
@@ -19,7 +29,7 @@ local function null(v)
   return v
 end
 
-local function iso(ms) return ms and require("prisn.store.jobs").iso_time(ms) or cjson.null end
+local function iso(ms) return ms and jobs.iso_time(ms) or cjson.null end
 
 local function find(req)
   local d = deployments.get(req.server.db, req.params.ns, req.params.name)
@@ -56,13 +66,13 @@ end
 
 -- The instance template (revision spec) and the deployment fields of a body.
 local function template_from_body(req, body)
-  local spec = require("prisn.server.api.jobs").spec_from_body(req, body)
+  local spec = workload.spec_from_body(req, body)
   spec.timeout = nil -- a service runs until stopped
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
   local port = api.integer_field(body, "port", 1, 65535)
   if health == nil then health = port and "tcp" or "none" end
-  local normalized, herr = require("prisn.net.health").normalize(health)
+  local normalized, herr = health_checks.normalize(health)
   if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
     "http:/PATH (an HTTP GET answering 2xx or 3xx), tcp (a connect) or none") end
   spec.health = normalized
@@ -100,7 +110,6 @@ end
 
 -- Whether `port` can be listened on (nothing else holds it).
 local function port_free(host, port)
-  local uv = require("luv")
   local tcp = uv.new_tcp()
   local ok, err = tcp:bind(host or "0.0.0.0", port)
   if ok then ok, err = tcp:listen(1, function() end) end
@@ -133,8 +142,8 @@ local function vetoed(req, event_table, files)
   local hooks = req.server.hooks
   if not hooks then return end
   event_table.hook = "pre_deploy"
-  event_table.time = require("prisn.store.jobs").iso_time(deployments.now_ms())
-  local result = require("prisn.async").wait(function(cb)
+  event_table.time = jobs.iso_time(deployments.now_ms())
+  local result = async.wait(function(cb)
     hooks:fire("pre_deploy", event_table, { files = files, namespace = event_table.namespace }, cb)
   end)
   if result and result.vetoed then
@@ -145,7 +154,7 @@ local function vetoed(req, event_table, files)
 end
 
 local function instance_public(d, inst, now, runtime)
-  local stats = runtime and require("prisn.server.supervisor").usage(runtime)
+  local stats = runtime and supervisor.usage(runtime)
   return {
     name = d.name .. "-" .. inst.number, number = inst.number, revision = inst.revision,
     state = inst.state, pid = inst.pid or cjson.null, port = inst.port or cjson.null,
@@ -167,7 +176,6 @@ end
 -- first (indexed by object: the namespace may hold many other events).
 local RECENT_EVENTS = 20
 local function recent_events(db, d)
-  local events = require("prisn.store.events")
   local list = events.list(db, { namespace = d.namespace, object = "deploy/" .. d.name, limit = RECENT_EVENTS })
   -- "instance/api-" also begins "instance/api-v2-1": only a number may follow.
   local pattern = "^instance/" .. d.name:gsub("%-", "%%-") .. "%-%d+$"
@@ -236,7 +244,7 @@ local function deploy(req)
   local db, ns = req.server.db, req.params.ns
   local spec, fields = template_from_body(req, body)
   local name = api.field(body, "name", "string", true)
-    or require("prisn.store.cronjobs").name_from_script(spec.entry or spec.script or "")
+    or cronjobs.name_from_script(spec.entry or spec.script or "")
   local ok, err = deployments.valid_name(name)
   if not ok then api.fail(422, "invalid", err, "choose a name with --name NAME") end
   local existing = deployments.get(db, ns, name)
@@ -245,8 +253,8 @@ local function deploy(req)
   admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
   -- A script nobody can run is refused now, not after the deploy (and only
   -- once admitted: the answer says what a path on the server holds).
-  require("prisn.server.api.jobs").check_server_script(spec)
-  local runner, rerr, _, rhint = require("prisn.exec.runners").detect(req.server.queue:runners(), spec.script,
+  workload.check_server_script(spec)
+  local runner, rerr, _, rhint = runners.detect(req.server.queue:runners(), spec.script,
     { runner = spec.runner })
   if not runner then api.fail(422, "invalid", rerr, rhint) end
   local current = existing and deployments.revision(db, ns, name, existing.revision)
@@ -373,14 +381,14 @@ local function delete(req)
   for i, inst in ipairs(instances) do names[i] = d.name .. "-" .. inst.number end
   local summary = { name = d.name, namespace = d.namespace, port = d.port or cjson.null,
     instances = api.array(names), revisions = #deployments.revisions(req.server.db, d.namespace, d.name),
-    logs = require("prisn.deploy_logs").dir(req.server.home, d.namespace, d.name) }
+    logs = deploy_logs.dir(req.server.home, d.namespace, d.name) }
   if req.query.dry_run == "1" then
     summary.dry_run = true
     return 200, summary
   end
-  require("prisn.async").wait(function(cb) req.server.supervisor:delete(d.namespace, d.name, cb) end)
+  async.wait(function(cb) req.server.supervisor:delete(d.namespace, d.name, cb) end)
   deployments.delete(req.server.db, d.namespace, d.name)
-  require("prisn.deploy_logs").remove(req.server.home, d.namespace, d.name)
+  deploy_logs.remove(req.server.home, d.namespace, d.name)
   event(req, d.namespace, d.name, "deployment.deleted", string.format("%d instance(s) stopped", #names))
   summary.deleted = true
   return 200, summary

@@ -1,10 +1,12 @@
 -- The server's own endpoints: /health, /ready, /version, /api/v1/status and
 -- /api/v1/nodes.
 local uv = require("luv")
+local version = require("prisn.version")
 local api = require("prisn.server.api")
 local auth = require("prisn.server.auth")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
+local store = require("prisn.store")
 
 -- Deployments and their instances by state; a deployment with fewer
 -- ready instances than it wants is a problem to report.
@@ -28,12 +30,6 @@ local function services_status(server, problems, visible)
   end
   table.sort(problems)
   return out
-end
-
--- Whether the state database takes a write (it is what /ready promises).
-local function state_writable(db)
-  local ok = db:exec("BEGIN IMMEDIATE; ROLLBACK;")
-  return ok == true
 end
 
 -- What to do while state.db cannot be written.
@@ -86,13 +82,13 @@ return {
     end
     local reason = degraded_reason(req.server)
     if reason then api.fail(503, "unavailable", reason, DEGRADED_HINT) end
-    if not state_writable(req.server.db) then
+    if not store.writable(req.server.db) then
       api.fail(503, "unavailable", "the state database is not writable", "see the server log")
     end
     return 200, { status = "ready" }
   end },
   { method = "GET", pattern = "/version", auth = "view", handler = function()
-    return 200, require("prisn.version").info()
+    return 200, version.info()
   end },
   { method = "GET", pattern = "/api/v1/status", auth = "view", handler = function(req)
     local server = req.server
@@ -100,7 +96,7 @@ return {
     local reason = degraded_reason(server)
     if reason then
       problems[#problems + 1] = reason
-    elseif not state_writable(server.db) then
+    elseif not store.writable(server.db) then
       problems[#problems + 1] = "the state database is not writable"
     end
     -- The server's health is its own; deployments short of ready instances

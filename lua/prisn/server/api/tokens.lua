@@ -1,4 +1,5 @@
 -- Tokens: /api/v1/tokens. Admin only; a new token is in the response once.
+local clock = require("prisn.clock")
 local api = require("prisn.server.api")
 local tokens = require("prisn.store.tokens")
 
@@ -25,7 +26,7 @@ return {
     local namespaces = api.field(body, "namespaces", "table")
     local expires_at
     local seconds = api.duration_field(body, "expires_in", 1, MAX_EXPIRES_IN)
-    if seconds then expires_at = require("prisn.store.jobs").now_ms() + math.floor(seconds * 1000) end
+    if seconds then expires_at = clock.now_ms() + math.floor(seconds * 1000) end
     local record, secret = tokens.create(req.server.db, req.server.token_key, {
       name = name, role = role, namespaces = namespaces, expires_at = expires_at, created_by = req.actor,
     })

@@ -9,6 +9,7 @@ local store = require("prisn.store")
 local events = require("prisn.store.events")
 local routes = require("prisn.server.api.events")
 local remove_tree = require("support").remove_tree
+local schema = require("prisn.store.migrations")
 
 local function route(method, pattern)
   for _, r in ipairs(routes) do
@@ -26,7 +27,7 @@ describe("prisn.server.api.events", function()
 
   before_each(function()
     home = assert(uv.fs_mkdtemp("/tmp/prisn-spec-XXXXXX"))
-    db = store.open(home, { migrations = { events.MIGRATION } })
+    db = store.open(home, { migrations = { schema.events } })
     local now = events.now_ms()
     events.record(db, { namespace = "a", actor = "token:dev", action = "job.created", object = "job/01kaxq3v2m7r",
       message = "backup.py queued", time = now - 120 * MIN })

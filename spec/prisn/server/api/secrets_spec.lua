@@ -9,10 +9,11 @@ local keyring = require("prisn.secrets.keyring")
 local store = require("prisn.store")
 local secrets = require("prisn.store.secrets")
 local routes = require("prisn.server.api.secrets")
+local schema = require("prisn.store.migrations")
 
 local function migrations()
   local list = { table.unpack((require("prisn.store.migrations"))) }
-  for _, extra in ipairs({ require("prisn.store.events").MIGRATION, secrets.MIGRATION }) do
+  for _, extra in ipairs({ schema.events, schema.secrets }) do
     local have = false
     for _, sql in ipairs(list) do have = have or sql == extra end
     if not have then list[#list + 1] = extra end
