@@ -12,6 +12,7 @@ local cjson = require("cjson")
 local sys = require("prisn.core.sys")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local procfs = require("prisn.procfs")
 
 local M = {}
 
@@ -397,8 +398,7 @@ M.REAP_WAIT_MS = 3000
 -- zombie or gone.
 local function has_exited(pid, pidfd)
   if pidfd then return sys.wait_readable(pidfd, 0) == true end
-  local state = (fs.read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
-  return state == nil or state == "Z" or state == "X"
+  return not procfs.alive(pid)
 end
 
 --- Stops the server of `home`: SIGTERM, then waits up to timeout_ms until
