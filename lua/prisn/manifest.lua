@@ -14,6 +14,7 @@
 -- error names the file line of the offending entry and the bad field.
 local schema = require("prisn.schema")
 local units = require("prisn.units")
+local envfile = require("prisn.envfile")
 local sandbox = require("prisn.exec.runners.sandbox")
 
 local M = {}
@@ -33,7 +34,7 @@ local DURATION = { type = { "string", "number" }, check = checker(units.parse_du
 local SIZE = { type = { "string", "integer" }, check = checker(units.parse_size) }
 local ENV = { type = "table", strict = false, check = function(t)
   for k, v in pairs(t) do
-    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+    if not envfile.valid_key(k) then
       return nil, string.format("%s is not a variable name", tostring(k))
     end
     if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
