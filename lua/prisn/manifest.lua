@@ -5,7 +5,7 @@
 --   -- m = { deployments = { ... }, cronjobs = { ... } }, normalized
 --   -- err = 'prisn.lua:12: deployments[2].replicas: expected an integer, got "3"'
 --
--- The file runs in the operator-code sandbox (prisn.exec.runners.sandbox):
+-- The file runs in the operator-code sandbox (prisn.sandbox):
 -- pure helpers and os.getenv only, no require, io or os.execute, under an
 -- instruction budget — evaluating a manifest has no side effects. It declares
 -- entries with `deployment { ... }` and `cron { ... }`, which record the line
@@ -15,7 +15,7 @@
 local schema = require("prisn.schema")
 local units = require("prisn.units")
 local envfile = require("prisn.envfile")
-local sandbox = require("prisn.exec.runners.sandbox")
+local sandbox = require("prisn.sandbox")
 
 local M = {}
 
