@@ -10,6 +10,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local sys = require("prisn.core.sys")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local procfs = require("prisn.procfs")
@@ -275,7 +276,7 @@ function M.run(opts)
   end
 
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
-    started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000) }
+    started_at = clock.iso_time(server.started_at * 1000) }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
