@@ -93,24 +93,31 @@ function M.start_time(stat, boot)
 end
 
 --- Whether `pid` is still the process prisn started at `started_ms` (wall
--- clock, ms since the epoch, recorded at the spawn) — before it signals a
--- pid it recorded in an earlier life (a server restarted, a runner
--- re-adopted). The rule, the strongest of those that had grown apart:
---   * alive and not a zombie (a zombie holds nothing worth adopting);
+-- clock, ms since the epoch, recorded at the spawn) — before it signals or
+-- adopts a pid it recorded in an earlier life (a server restarted, a runner
+-- gone). The rule, the strongest of those that had grown apart:
 --   * a session leader: prisn starts every job and instance with setsid,
 --     and a pid reused by some other program rarely leads its own session;
 --   * started within START_TOLERANCE_S of `started_ms`: a pid plus its
 --     start time names one process for the life of the machine, so a pid
 --     reused since (after a reboot, say) fails here.
+-- A zombie that passes is still ours: its group may hold live processes
+-- to stop. M.adoptable adds that it must be running.
 -- Rules that tell a kind of process rather than this one (a command line,
 -- a comm, a lock its holder keeps) stay with the code that knows that kind.
 function M.still_ours(pid, started_ms)
   pid = math.tointeger(pid)
   if not pid or not started_ms then return false end
   local stat = M.stat(pid)
-  if not M.running(stat) or stat.session ~= pid then return false end
+  if not stat or stat.session ~= pid then return false end
   local started = M.start_time(stat, M.boot_time())
   return started ~= nil and math.abs(started - started_ms / 1000) < M.START_TOLERANCE_S
+end
+
+--- Whether `pid` is still ours (M.still_ours) and running, not a zombie:
+-- an instance or runner worth watching again rather than starting anew.
+function M.adoptable(pid, started_ms)
+  return M.alive(math.tointeger(pid) or pid) and M.still_ours(pid, started_ms)
 end
 
 return M

@@ -77,9 +77,19 @@ describe("prisn.procfs", function()
         stdin = "null", stdout = "null", stderr = "null", session = true }))
       local pid = p:pid()
       assert.is_true(procfs.still_ours(pid, started_ms))
+      assert.is_true(procfs.adoptable(pid, started_ms))
       assert.is_false(procfs.still_ours(pid, started_ms - 60000), "started a minute apart: a reused pid")
       assert.is_false(procfs.still_ours(pid, nil))
       p:kill("KILL")
+      -- Killed, not yet reaped: a zombie, still ours (its group may hold
+      -- processes to stop) but not to adopt.
+      for _ = 1, 100 do
+        if not procfs.alive(pid) then break end
+        uv.sleep(10)
+      end
+      assert.equal("Z", procfs.stat(pid).state)
+      assert.is_true(procfs.still_ours(pid, started_ms))
+      assert.is_false(procfs.adoptable(pid, started_ms))
       p:wait()
       assert.is_false(procfs.alive(pid))
       assert.is_false(procfs.still_ours(pid, started_ms))
