@@ -58,8 +58,11 @@ function M.write_atomic(path, text, mode)
   return true
 end
 
---- Creates `path` and missing parents. Returns true or nil, message, code.
-function M.mkdir_p(path, mode)
+--- Creates `path` and missing parents, each with `mode` (0700 by default)
+-- less the umask; with `exact`, each one it creates gets exactly `mode`
+-- (chmod after mkdir: a private tree must not depend on the caller's
+-- umask). Returns true or nil, message, code.
+function M.mkdir_p(path, mode, exact)
   mode = mode or tonumber("700", 8)
   local st = uv.fs_stat(path)
   if st then
@@ -68,11 +71,12 @@ function M.mkdir_p(path, mode)
   end
   local parent = path:match("^(.+)/[^/]+$")
   if parent and parent ~= "" then
-    local ok, err, code = M.mkdir_p(parent, mode)
+    local ok, err, code = M.mkdir_p(parent, mode, exact)
     if not ok then return nil, err, code end
   end
   local ok, err, code = uv.fs_mkdir(path, mode)
   if not ok and code ~= "EEXIST" then return nil, err, code end
+  if ok and exact then uv.fs_chmod(path, mode) end
   return true
 end
 

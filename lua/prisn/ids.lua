@@ -18,6 +18,8 @@
 -- one. Across processes, two ids made in the same millisecond collide with
 -- probability 1/4096; callers that store ids under a unique key retry with a
 -- fresh one (prisn.store.jobs does).
+local clock = require("prisn.clock")
+
 local M = {}
 
 M.ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -71,11 +73,6 @@ function M.time_ms(id)
   return n and n >> M.RANDOM_BITS
 end
 
-local function wall_clock_ms()
-  local sec, usec = require("luv").gettimeofday()
-  return sec * 1000 + usec // 1000
-end
-
 local function random_bits()
   local b = require("prisn.core.crypto").random_bytes(2)
   return ((b:byte(1) << 8) | b:byte(2)) & RANDOM_MASK
@@ -86,11 +83,11 @@ end
 -- integer whose low 12 bits are used.
 function M.generator(deps)
   deps = deps or {}
-  local clock = deps.clock or wall_clock_ms
+  local now_ms = deps.clock or clock.now_ms
   local random = deps.random or random_bits
   local last = -1
   return function()
-    local n = (math.min(math.max(clock(), 0), TIME_MAX) << M.RANDOM_BITS) | (random() & RANDOM_MASK)
+    local n = (math.min(math.max(now_ms(), 0), TIME_MAX) << M.RANDOM_BITS) | (random() & RANDOM_MASK)
     if n <= last then n = last + 1 end
     last = n
     return M.encode(n)

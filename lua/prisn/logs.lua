@@ -30,6 +30,7 @@
 -- split into several records.
 local uv = require("luv")
 local clock = require("prisn.clock")
+local fs = require("prisn.fs")
 
 local M = {}
 
@@ -58,21 +59,7 @@ function M.job_path(home, ns, id)
   return string.format("%s/logs/%s/jobs/%s.log", home, ns, id)
 end
 
--- mkdir -p, every directory it creates 0700.
-local function make_dirs(path)
-  if path == "" or uv.fs_stat(path) then return true end
-  local parent = path:match("^(.*)/[^/]+$")
-  if parent and parent ~= "" then
-    local ok, err, code = make_dirs(parent)
-    if not ok then return nil, err, code end
-  end
-  local ok, err, code = uv.fs_mkdir(path, M.DIR_MODE)
-  if not ok and code ~= "EEXIST" then return nil, err, code end
-  if ok then uv.fs_chmod(path, M.DIR_MODE) end
-  return true
-end
-
-local write_all = require("prisn.fs").write_all
+local write_all = fs.write_all
 
 local function record(kind, time_ms, data)
   return string.format("%s %d %d\n", kind, time_ms, #data) .. data .. "\n"
@@ -200,7 +187,8 @@ function M.writer(path, opts)
   if math.type(max_bytes) ~= "integer" or max_bytes < M.MIN_MAX_BYTES then
     error("logs.writer: max_bytes must be an integer of at least " .. M.MIN_MAX_BYTES, 2)
   end
-  local ok, err, code = make_dirs(path:match("^(.*)/[^/]+$") or "")
+  -- Every directory it creates 0700, whatever the umask.
+  local ok, err, code = fs.mkdir_p(path:match("^(.+)/[^/]+$") or ".", M.DIR_MODE, true)
   if not ok then return nil, err, code end
   local w = setmetatable({ path = path, max_bytes = max_bytes, half = max_bytes // 2,
     clock = opts.clock or now_ms, rotations = 0 }, Writer)

@@ -5,7 +5,7 @@
 --   -- m = { deployments = { ... }, cronjobs = { ... } }, normalized
 --   -- err = 'prisn.lua:12: deployments[2].replicas: expected an integer, got "3"'
 --
--- The file runs in the operator-code sandbox (prisn.exec.runners.sandbox):
+-- The file runs in the operator-code sandbox (prisn.sandbox):
 -- pure helpers and os.getenv only, no require, io or os.execute, under an
 -- instruction budget — evaluating a manifest has no side effects. It declares
 -- entries with `deployment { ... }` and `cron { ... }`, which record the line
@@ -14,7 +14,8 @@
 -- error names the file line of the offending entry and the bad field.
 local schema = require("prisn.schema")
 local units = require("prisn.units")
-local sandbox = require("prisn.exec.runners.sandbox")
+local envfile = require("prisn.envfile")
+local sandbox = require("prisn.sandbox")
 
 local M = {}
 
@@ -33,7 +34,7 @@ local DURATION = { type = { "string", "number" }, check = checker(units.parse_du
 local SIZE = { type = { "string", "integer" }, check = checker(units.parse_size) }
 local ENV = { type = "table", strict = false, check = function(t)
   for k, v in pairs(t) do
-    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+    if not envfile.valid_key(k) then
       return nil, string.format("%s is not a variable name", tostring(k))
     end
     if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then

@@ -4,12 +4,12 @@
 --
 -- An operator policy runs in the server, so it is held to what a policy may
 -- do: it is loaded in the operator-code sandbox (pure helpers, no I/O, see
--- prisn.exec.runners.sandbox) and every call runs under its instruction
+-- prisn.sandbox) and every call runs under its instruction
 -- budget. A file that does not load, or a call that raises or loops, is
 -- logged and answered by the built-in policy instead: a broken policy file
 -- must not stop the supervisor. The file is read again when it changes.
 local uv = require("luv")
-local sandbox = require("prisn.exec.runners.sandbox")
+local sandbox = require("prisn.sandbox")
 
 local M = {}
 

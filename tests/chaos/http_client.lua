@@ -232,10 +232,10 @@ end
 
 --- Total CPU seconds (user + system) process `pid` has used.
 function M.cpu_seconds(pid)
-  local procfs = require("prisn.metrics.process")
-  local fields = procfs.parse_stat(require("prisn.fs").read_file("/proc/" .. pid .. "/stat"))
-  if not fields then return nil end
-  return (tonumber(fields[14]) + tonumber(fields[15])) / procfs.USER_HZ
+  local procfs = require("prisn.procfs")
+  local stat = procfs.stat(pid)
+  if not stat then return nil end
+  return (stat.utime + stat.stime) / procfs.USER_HZ
 end
 
 return M

@@ -21,6 +21,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
+local fs = require("prisn.fs")
 local process = require("prisn.exec.process")
 local sys = require("prisn.core.sys")
 
@@ -99,8 +100,7 @@ end
 -- { stdout = ..., stderr = ... }. Old ones (a previous run) are reused.
 function M.fifo_paths(home, ns, name, number)
   local dir = home .. "/run/" .. ns
-  uv.fs_mkdir(home .. "/run", DIR_MODE)
-  uv.fs_mkdir(dir, DIR_MODE)
+  fs.mkdir_p(dir, DIR_MODE) -- a failure shows as mkfifo's, below
   local base = string.format("%s/%s-%d", dir, name, number)
   local paths = { stdout = base .. ".out", stderr = base .. ".err" }
   for _, path in pairs(paths) do

@@ -8,6 +8,7 @@
 local uv = require("luv")
 local proc = require("prisn.core.proc")
 local async = require("prisn.async")
+local procfs = require("prisn.procfs")
 
 local M = {}
 
@@ -123,8 +124,7 @@ function M.watch_pid(pid, on_exit, poll_ms)
   else
     handle = uv.new_timer()
     handle:start(poll_ms or 200, poll_ms or 200, function()
-      local state = (require("prisn.fs").read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
-      if state == nil or state == "Z" or state == "X" then ended() end
+      if not procfs.alive(pid) then ended() end
     end)
   end
   return stop

@@ -9,23 +9,19 @@
 -- /proc/PID/task/*/children, Linux 3.5+) is summed instead: CPU time of the
 -- live processes plus what they collected from reaped children, and
 -- resident memory. Processes that left the tree (daemonized) are missed.
-local read_file = require("prisn.fs").read_file
+local fs = require("prisn.fs")
+local procfs = require("prisn.procfs")
+
+local read_file = fs.read_file
 
 local M = {}
 
-M.TICKS_PER_SECOND = 100 -- USER_HZ on Linux
 M.MAX_PROCESSES = 1024   -- a runaway tree is not walked forever
 
 -- utime, stime, cutime, cstime (ticks) of one process, or nil when gone.
 local function cpu_ticks(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return nil end
-  local fields = {}
-  for field in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = field end
-  -- After the command: state(1) ... utime(12) stime(13) cutime(14) cstime(15).
-  local total = 0
-  for i = 12, 15 do total = total + (tonumber(fields[i]) or 0) end
-  return total
+  local stat = procfs.stat(pid)
+  return stat and procfs.cpu_ticks(stat)
 end
 
 local function rss_bytes(pid)
@@ -35,7 +31,7 @@ local function rss_bytes(pid)
 end
 
 local function children(pid, out)
-  for _, task in ipairs(require("prisn.fs").list_dir("/proc/" .. pid .. "/task")) do
+  for _, task in ipairs(fs.list_dir("/proc/" .. pid .. "/task")) do
     local text = read_file("/proc/" .. pid .. "/task/" .. task.name .. "/children") or ""
     for child in text:gmatch("%d+") do out[#out + 1] = tonumber(child) end
   end
@@ -57,7 +53,7 @@ function M.usage(pid)
       children(p, queue)
     end
   end
-  return { cpu_usage_us = ticks * 1e6 // M.TICKS_PER_SECOND, memory_current = rss }
+  return { cpu_usage_us = ticks * 1e6 // procfs.USER_HZ, memory_current = rss }
 end
 
 return M

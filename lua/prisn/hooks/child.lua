@@ -23,23 +23,10 @@
 -- the operator who wrote it (who can run anything on the host anyway).
 local uv = require("luv")
 local cjson = require("cjson")
-local sandbox = require("prisn.exec.runners.sandbox")
+local sandbox = require("prisn.sandbox")
 local hook_http = require("prisn.hooks.http")
 
 local M = {}
-
--- Base functions a hook may use: pure, no access to files, programs or
--- other code.
-local SAFE_GLOBALS = {
-  "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
-  "rawset", "select", "setmetatable", "getmetatable", "tonumber", "tostring", "type", "xpcall",
-}
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
 
 -- The event as the hook sees it: JSON null becomes nil (`if event.signal
 -- then` works) and whole numbers integers.
@@ -54,18 +41,14 @@ local function where(message, file)
   return message
 end
 
---- A fresh global table for one hook file. `write_line(text)` receives
+--- A fresh global table for one hook file: the sandbox's "child" set
+-- (prisn.sandbox), plus json, http and print. `write_line(text)` receives
 -- each printed line (default: stderr).
 function M.environment(write_line)
   write_line = write_line or function(text) io.stderr:write(text, "\n") end
-  local env = {
-    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
-    os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv },
-    json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null },
-    http = hook_http.api(),
-    _VERSION = _VERSION,
-  }
-  for _, name in ipairs(SAFE_GLOBALS) do env[name] = _G[name] end
+  local env = sandbox.environment("child")
+  env.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
+  env.http = hook_http.api()
   env.print = function(...)
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end

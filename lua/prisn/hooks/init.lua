@@ -26,6 +26,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local fs = require("prisn.fs")
+local errors = require("prisn.error")
 
 local M = {}
 
@@ -338,9 +339,11 @@ function Hooks:fire(name, event, opts, callback)
       self:note("hook." .. outcome.status, ns, f.label, name, message)
     end
   end
+  local function report(err)
+    if self.log then self.log:error("hooks: %s", tostring(err)) end
+  end
   local function guarded(fn, ...)
-    local gok, gerr = xpcall(fn, debug.traceback, ...)
-    if not gok and self.log then self.log:error("hooks: %s", tostring(gerr)) end
+    errors.call("hooks", fn, report, ...)
   end
 
   if name == "pre_deploy" then

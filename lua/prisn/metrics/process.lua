@@ -8,37 +8,24 @@
 --   process_open_fds               entries of /proc/self/fd
 --   process_max_fds                the soft "Max open files" of /proc/self/limits
 --   process_start_time_seconds     boot time (/proc/stat btime) + the start
---                                  tick of /proc/self/stat over USER_HZ
+--                                  tick of /proc/self/stat (prisn.procfs)
 --
 -- The /proc ones are Linux only: elsewhere their functions return nil and
 -- the families are simply absent from /metrics. A scrape reads two small
 -- /proc files and lists one directory: tens of microseconds.
 local uv = require("luv")
 
+local fs = require("prisn.fs")
+local procfs = require("prisn.procfs")
+
+local read_file = fs.read_file
+
 local M = {}
 
--- /proc reports times in USER_HZ ticks, fixed at 100 on Linux whatever the
--- kernel's HZ (it is ABI; sysconf(_SC_CLK_TCK) answers the same).
-M.USER_HZ = 100
-
-local read_file = require("prisn.fs").read_file
-
 local function count_entries(path)
-  local entries, err = require("prisn.fs").list_dir(path)
+  local entries, err = fs.list_dir(path)
   if err then return nil end
   return #entries
-end
-
---- The fields of /proc/<pid>/stat text, numbered as in proc(5) (1 pid,
--- 2 comm, 3 state, ... 14 utime, 22 starttime, 23 vsize, 24 rss), or nil.
--- comm may hold spaces and parentheses, so fields are split after the last ")".
-function M.parse_stat(text)
-  if not text then return nil end
-  local close = text:match(".*()%)")
-  if not close then return nil end
-  local fields = { text:match("^(%d+)"), text:sub(text:find("(", 1, true) + 1, close - 1) }
-  for word in text:sub(close + 1):gmatch("%S+") do fields[#fields + 1] = word end
-  return fields
 end
 
 --- The soft limit of "Max open files" in /proc/<pid>/limits text: a
@@ -67,8 +54,8 @@ function M.register(reg, deps)
     "Resident memory size in bytes.", function() return rss() end)
   families.virtual_memory = reg:gauge_fn("process_virtual_memory_bytes",
     "Virtual memory size in bytes.", function()
-      local stat = M.parse_stat(read("/proc/self/stat"))
-      return stat and tonumber(stat[23])
+      local stat = procfs.parse_stat(read("/proc/self/stat"))
+      return stat and stat.vsize
     end)
   families.cpu = reg:counter_fn("process_cpu_seconds_total",
     "Total user and system CPU time spent in seconds.", function()
@@ -85,10 +72,8 @@ function M.register(reg, deps)
   families.start_time = reg:gauge_fn("process_start_time_seconds",
     "Start time of the process since unix epoch in seconds.", function()
       if start_time then return start_time end
-      local stat = M.parse_stat(read("/proc/self/stat"))
-      local btime = tonumber(((read("/proc/stat") or ""):match("\nbtime (%d+)")))
-      if not stat or not btime or not tonumber(stat[22]) then return nil end
-      start_time = btime + tonumber(stat[22]) / M.USER_HZ
+      start_time = procfs.start_time(procfs.parse_stat(read("/proc/self/stat")),
+        procfs.parse_boot_time(read("/proc/stat")))
       return start_time
     end)
   return families

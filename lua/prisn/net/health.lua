@@ -24,6 +24,7 @@
 -- ("localhost" is taken as 127.0.0.1).
 local uv = require("luv")
 local units = require("prisn.units")
+local errors = require("prisn.error")
 
 local M = {}
 
@@ -367,10 +368,8 @@ end
 
 function Checker:_notify(state, detail)
   if not self.on_change then return end
-  local ok, err = xpcall(self.on_change, debug.traceback, state, detail)
-  if not ok then
-    if self.on_error then self.on_error(err) else io.stderr:write("health check on_change: ", err, "\n") end
-  end
+  -- Reported to on_error, or (none given) on stderr as "health check on_change: <error>".
+  errors.call("health check on_change", self.on_change, self.on_error, state, detail)
 end
 
 function Checker:_probe()

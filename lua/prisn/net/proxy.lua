@@ -34,6 +34,7 @@
 -- pool), TLS, PROXY protocol, idle timeouts, name resolution (backend hosts are
 -- IP addresses).
 local uv = require("luv")
+local errors = require("prisn.error")
 
 local M = {}
 
@@ -59,7 +60,7 @@ end
 
 local STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }
 
-local traceback, xpcall, pairs, next = debug.traceback, xpcall, pairs, next
+local protect, pairs, next = errors.call, pairs, next
 
 local Proxy = {}
 Proxy.__index = Proxy
@@ -197,8 +198,7 @@ end
 
 -- Runs fn(conn, ...) from a luv callback: a bug closes that connection only.
 local function guard(conn, fn, ...)
-  local ok, err = xpcall(fn, traceback, conn, ...)
-  if not ok then report_bug(conn.proxy, conn, err) end
+  protect("proxy", fn, conn.on_bug, conn, ...)
 end
 
 local function client_data(c, err, data)
@@ -214,6 +214,7 @@ local function to_client(c, err) on_written(c, err, c.backend, "backend_paused",
 -- passes no context, so each is a small closure over the connection).
 local function new_conn(self, client)
   local conn = setmetatable({ proxy = self, client = client, deadline = uv.now() + self.wait_ms }, Conn)
+  conn.on_bug = function(err) report_bug(self, conn, err) end
   conn.on_client_read = function(err, data) guard(conn, client_data, err, data) end
   conn.on_backend_read = function(err, data) guard(conn, backend_data, err, data) end
   conn.on_to_backend = function(err) guard(conn, to_backend, err) end
@@ -452,10 +453,7 @@ end
 function Proxy:finish_close()
   local callbacks = self.close_callbacks
   self.close_callbacks = {}
-  for _, cb in ipairs(callbacks) do
-    local ok, err = xpcall(cb, traceback)
-    if not ok then report_bug(self, nil, err) end
-  end
+  for _, cb in ipairs(callbacks) do protect("proxy", cb, self.on_bug) end
 end
 
 local function listen_error(host, port, err, code)
@@ -511,18 +509,16 @@ function M.listen(opts)
     self.open_handles = self.open_handles - 1
     if self.closing and self.open_handles == 0 then self:finish_close() end
   end
-  self.on_sweep = function()
-    local ok, err = xpcall(sweep, traceback, self)
-    if not ok then report_bug(self, nil, err) end
-  end
+  -- A bug outside any one connection is reported and the proxy goes on.
+  self.on_bug = function(err) report_bug(self, nil, err) end
+  self.on_sweep = function() protect("proxy", sweep, self.on_bug, self) end
 
   local server = uv.new_tcp()
   self.server = server
   local ok, err, code = server:bind(host, opts.port)
   if ok then
     ok, err, code = server:listen(opts.backlog or M.DEFAULTS.backlog, function(aerr)
-      local aok, bug = xpcall(on_accept, traceback, self, aerr)
-      if not aok then report_bug(self, nil, bug) end
+      protect("proxy", on_accept, self.on_bug, self, aerr)
     end)
   end
   if not ok then

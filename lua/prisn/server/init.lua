@@ -10,8 +10,10 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local sys = require("prisn.core.sys")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local procfs = require("prisn.procfs")
 
 local M = {}
 
@@ -274,7 +276,7 @@ function M.run(opts)
   end
 
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
-    started_at = require("prisn.store.jobs").iso_time(server.started_at * 1000) }
+    started_at = clock.iso_time(server.started_at * 1000) }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
@@ -397,8 +399,7 @@ M.REAP_WAIT_MS = 3000
 -- zombie or gone.
 local function has_exited(pid, pidfd)
   if pidfd then return sys.wait_readable(pidfd, 0) == true end
-  local state = (fs.read_file("/proc/" .. pid .. "/stat") or ""):match("%) (%a)")
-  return state == nil or state == "Z" or state == "X"
+  return not procfs.alive(pid)
 end
 
 --- Stops the server of `home`: SIGTERM, then waits up to timeout_ms until

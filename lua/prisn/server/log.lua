@@ -10,6 +10,7 @@
 -- is preceded by one saying how many were lost, and a line cut short is
 -- ended first, so the file stays one entry per line.
 local uv = require("luv")
+local clock = require("prisn.clock")
 
 local M = {}
 
@@ -19,8 +20,7 @@ local Log = {}
 Log.__index = Log
 
 local function timestamp()
-  local sec, usec = uv.gettimeofday()
-  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%03dZ", usec // 1000)
+  return clock.iso_time(clock.now_ms())
 end
 
 function Log:open()

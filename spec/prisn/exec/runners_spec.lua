@@ -1,5 +1,4 @@
 local runners = require("prisn.exec.runners")
-local sandbox = require("prisn.exec.runners.sandbox")
 
 local HOME = "/home/op/.prisn"
 local DIR = HOME .. "/runners"
@@ -385,25 +384,5 @@ describe("runners.resolve_interpreter", function()
     assert.equal("apt-get install ruby", hint)
     assert.equal("/opt/tcl/tclx: not found",
       select(2, runners.resolve_interpreter({ interpreter = "/opt/tcl/tclx" }, probes)))
-  end)
-end)
-
-describe("runners.sandbox", function()
-  it("gives operator code copies of the libraries, not prisn's own", function()
-    local env = sandbox.environment()
-    assert.are_not.equal(string, env.string)
-    env.string.upper = nil
-    assert.is_function(string.upper)
-    assert.is_nil(env.require)
-    assert.is_nil(env.load)
-    assert.is_nil(env.debug)
-    assert.is_nil(env.io)
-    assert.is_nil(env.os.execute)
-    assert.is_function(env.os.getenv)
-  end)
-
-  it("leaves no hook behind on the caller", function()
-    sandbox.call(function() while true do end end, 1000)
-    assert.is_nil(debug.gethook())
   end)
 end)

@@ -5,6 +5,7 @@
 -- These commands only read: on a machine where nothing ran yet they create
 -- neither PRISN_HOME nor state.db (see prisn.cli.jobs).
 local errors = require("prisn.error")
+local clock = require("prisn.clock")
 local job_cli = require("prisn.cli.jobs")
 
 local LIST_COLUMNS = {
@@ -41,7 +42,7 @@ local function list_jobs(ctx)
     if not ok then error(result, 0) end
     list = result
   end
-  local now = jobs.now_ms()
+  local now = clock.now_ms()
   if ctx.globals.output ~= "text" then
     local public = output.array({})
     for i, job in ipairs(list) do public[i] = jobs.to_public(job, now) end
@@ -75,7 +76,7 @@ local function show_job(ctx)
   else
     job = job_cli.load_job(job_cli.namespace(ctx), ctx.args.ID)
   end
-  local now = jobs.now_ms()
+  local now = clock.now_ms()
   local public = jobs.to_public(job, now)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(public)

@@ -19,6 +19,7 @@
 -- that name exists in the namespace, else a job id. job/ID and deploy/NAME
 -- say which. Like `prisn get`, this command only reads.
 local cjson = require("cjson")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local job_cli = require("prisn.cli.jobs")
 
@@ -101,7 +102,7 @@ end
 -- Prints a deployment's lines (through the API) until the stream ends.
 local function deployment_logs(ctx, name)
   local flags, globals = ctx.flags, ctx.globals
-  local iso = require("prisn.store.jobs").iso_time
+  local iso = clock.iso_time
   if flags.instance and flags.instance < 1 then
     errors.usage("--instance must be an instance number of 1 or more, got " .. flags.instance,
       "the instances of " .. name .. " are " .. name .. "-1, " .. name .. "-2, ...: give the number")
@@ -188,7 +189,7 @@ end
 -- to stderr, flushing when the stream changes so the order survives when
 -- both go to the same terminal.
 local function write_chunks(chunks, timestamps)
-  local iso = require("prisn.store.jobs").iso_time
+  local iso = clock.iso_time
   local current
   for _, c in ipairs(chunks) do
     local f = c.stream == "stderr" and io.stderr or io.stdout
@@ -219,7 +220,6 @@ end
 
 local function handler(ctx)
   local logs = require("prisn.logs")
-  local jobs = require("prisn.store.jobs")
   local output = require("prisn.output")
   local tail = ctx.flags.tail
   if tail and tail < 0 then errors.usage("--tail must be 0 or more, got " .. tail) end
@@ -278,7 +278,7 @@ local function handler(ctx)
   if ctx.globals.output ~= "text" then
     local list = output.array({})
     for i, c in ipairs(chunks) do
-      list[i] = { stream = c.stream, time = jobs.iso_time(c.time_ms), data = c.data }
+      list[i] = { stream = c.stream, time = clock.iso_time(c.time_ms), data = c.data }
     end
     ctx.out:emit({ id = job.id, namespace = job.namespace, truncated = truncated == true, records = list })
     return 0

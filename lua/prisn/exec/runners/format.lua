@@ -6,6 +6,7 @@
 -- The format is documented for operators in docs/RUNNERS.md; keep the two in
 -- step. This module is pure: no filesystem, no processes.
 local schema = require("prisn.schema")
+local envfile = require("prisn.envfile")
 
 local M = {}
 
@@ -135,7 +136,7 @@ function M.check(def, file)
     for k in pairs(def.env) do keys[#keys + 1] = tostring(k) end
     table.sort(keys)
     for _, k in ipairs(keys) do
-      if not k:match("^[%a_][%w_]*$") then
+      if not envfile.valid_key(k) then
         return nil, string.format("runner.env: %q is not an environment variable name", k)
       end
       local ok_value, value_err = schema.check(def.env[k], { type = "string" }, "runner.env." .. k)

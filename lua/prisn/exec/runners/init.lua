@@ -14,7 +14,7 @@
 -- The filesystem and PATH are reached through a probe table (system_probes)
 -- so specs run everything here against fakes.
 local format = require("prisn.exec.runners.format")
-local sandbox = require("prisn.exec.runners.sandbox")
+local sandbox = require("prisn.sandbox")
 local suggest = require("prisn.suggest")
 
 local M = {}

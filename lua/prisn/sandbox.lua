@@ -1,10 +1,19 @@
--- prisn.exec.runners.sandbox: running operator-written runner code safely
--- enough to survive its mistakes.
+-- prisn.sandbox: running operator-written Lua (runner files, policies,
+-- manifests, hooks) safely enough to survive its mistakes.
 --
--- An operator runner file ($PRISN_HOME/runners/NAME.lua) is text-only Lua
--- loaded into a fresh environment that holds only pure helpers: copies of
--- string, table, math and utf8, os.getenv, and the safe base functions. It
--- cannot require modules, open files, run programs or reach prisn's globals.
+-- Operator code is text-only Lua loaded into a fresh environment that holds
+-- only pure helpers: copies of string, table, math and utf8, a few of os,
+-- and the safe base functions. It cannot require modules, open files, run
+-- programs or reach prisn's globals. The allowed globals are declared here
+-- once (ENVIRONMENTS), in two sets:
+--   * "in_process" — runner files, policies, manifests: they run inside the
+--     server or the CLI, so they get no metatable functions (getmetatable("")
+--     is the real string table, which a file could rewrite under prisn; a
+--     __gc would run later outside the budget) and of os only getenv;
+--   * "child" — hooks (prisn.hooks.child): they run in a forked process that
+--     holds nothing of the server's, so they may also build metatables and
+--     read the clock (os.time, os.date, os.clock); the child adds json, http
+--     and print itself.
 --
 -- Every call into operator code (loading the file, build_command, prepare)
 -- runs in its own coroutine with an instruction-count hook: past the budget
@@ -20,9 +29,18 @@ local M = {}
 --- Instructions one call into operator code may execute.
 M.BUDGET = 1000000
 
-local SAFE_GLOBALS = {
+-- Base functions every operator file may use: pure, no access to files,
+-- programs or other code.
+local BASE = {
   "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawlen",
   "select", "tonumber", "tostring", "type", "xpcall",
+}
+
+-- What each set adds to BASE (see the module header for why they differ).
+local ENVIRONMENTS = {
+  in_process = { globals = {}, os = { "getenv" } },
+  child = { globals = { "rawget", "rawset", "setmetatable", "getmetatable" },
+    os = { "time", "date", "clock", "getenv" } },
 }
 
 local function copy(t)
@@ -31,14 +49,19 @@ local function copy(t)
   return c
 end
 
---- A fresh global table for one operator file.
-function M.environment()
+--- A fresh global table for one operator file: `kind` is "in_process"
+-- (the default) or "child".
+function M.environment(kind)
+  local set = ENVIRONMENTS[kind or "in_process"]
+  if not set then error("sandbox.environment: unknown kind " .. tostring(kind), 2) end
   local env = {
     string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
-    os = { getenv = os.getenv },
+    os = {},
     _VERSION = _VERSION,
   }
-  for _, name in ipairs(SAFE_GLOBALS) do env[name] = _G[name] end
+  for _, name in ipairs(BASE) do env[name] = _G[name] end
+  for _, name in ipairs(set.globals) do env[name] = _G[name] end
+  for _, name in ipairs(set.os) do env.os[name] = os[name] end
   return env
 end
 
