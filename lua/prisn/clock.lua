@@ -14,9 +14,10 @@ function M.now_ms()
   return sec * 1000 + usec // 1000
 end
 
---- `ms` (since the epoch) as "2026-11-26T18:46:00.000Z"; nil for nil.
-function M.iso_time(ms)
-  if ms == nil then return nil end
+--- `ms` (since the epoch) as "2026-11-26T18:46:00.000Z"; for nil, `absent`
+-- (the public shapes pass prisn.output.value's null, shown as JSON null).
+function M.iso_time(ms, absent)
+  if ms == nil then return absent end
   return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
 end
 

@@ -28,6 +28,7 @@
 -- defaults (luv, prisn.cron), so specs drive it with fakes.
 local uv = require("luv")
 local admission = require("prisn.server.admission")
+local clock = require("prisn.clock")
 local cronjobs = require("prisn.store.cronjobs")
 local errors = require("prisn.error")
 local jobs = require("prisn.store.jobs")
@@ -59,7 +60,7 @@ function M.new(server, deps)
   local s = setmetatable({
     server = server,
     db = server.db,
-    now_ms = deps.now_ms or cronjobs.now_ms,
+    now_ms = deps.now_ms or clock.now_ms,
     new_timer = deps.new_timer or uv.new_timer,
     update_time = deps.update_time or (not deps.new_timer and uv.update_time) or nil,
     compile = deps.compile or default_compile,
@@ -147,7 +148,7 @@ function Scheduler:run(cron, opts)
   if #active > 0 then
     if cron.concurrency == "forbid" then
       self:event(cron, "cron.skipped", string.format("skipped the run%s: job %s is still %s",
-        opts.due and (" due " .. jobs.iso_time(opts.due)) or "", active[1].id, active[1].state), opts.actor)
+        opts.due and (" due " .. clock.iso_time(opts.due)) or "", active[1].id, active[1].state), opts.actor)
       return nil, "skipped", active[1]
     elseif cron.concurrency == "replace" then
       for _, job in ipairs(active) do
@@ -201,9 +202,10 @@ function Scheduler:tick()
   local now = self.now_ms()
   local ok, due = pcall(cronjobs.due, self.db, now + M.EARLY_MS)
   for _, cron in ipairs(ok and due or {}) do
-    local fired, err = xpcall(self.fire, debug.traceback, self, cron, now)
-    if not fired then
+    local fired = errors.call("fire", self.fire, function(err)
       self.server.log:error("cron %s/%s: %s", cron.namespace, cron.name, tostring(err))
+    end, self, cron, now)
+    if not fired then
       pcall(function()
         cronjobs.set_next_fire(self.db, cron.namespace, cron.name, self:next_after(cron, math.max(now,
           cron.next_fire)))
@@ -237,11 +239,9 @@ function Scheduler:arm()
   local writer = self.server.state_writer
   if writer and writer.degraded then delay = math.max(delay, 1000) end
   self.timer:start(delay, 0, function()
-    local fine, err = xpcall(self.tick, debug.traceback, self)
-    if not fine then
-      self.server.log:error("cron: %s", tostring(err))
-      pcall(self.arm, self)
-    end
+    local fine = errors.call("tick", self.tick, function(err) self.server.log:error("cron: %s", tostring(err)) end,
+      self)
+    if not fine then pcall(self.arm, self) end
   end)
 end
 
@@ -262,7 +262,7 @@ end
 function Scheduler:start()
   local now = self.now_ms()
   for _, cron in ipairs(cronjobs.due(self.db, now)) do
-    local ok, err = xpcall(function()
+    errors.call("start", function()
       local count, next_fire = self:count_missed(cron, now)
       local plural = count == 1 and "" or "s"
       if cron.catch_up then
@@ -279,10 +279,11 @@ function Scheduler:start()
       else
         cronjobs.set_next_fire(self.db, cron.namespace, cron.name, next_fire)
         self:event(cron, "cron.missed", string.format("%d run%s missed while the server was down; next at %s",
-          count, plural, next_fire and jobs.iso_time(next_fire) or "never"))
+          count, plural, next_fire and clock.iso_time(next_fire) or "never"))
       end
-    end, debug.traceback)
-    if not ok then self.server.log:error("cron %s/%s at start: %s", cron.namespace, cron.name, tostring(err)) end
+    end, function(err)
+      self.server.log:error("cron %s/%s at start: %s", cron.namespace, cron.name, tostring(err))
+    end)
   end
   self:arm()
 end

@@ -19,7 +19,6 @@ local cjson = require("cjson")
 local errors = require("prisn.error")
 local json_value = require("prisn.output.value")
 local store = require("prisn.store")
-local iso = require("prisn.store.jobs").iso_time
 local clock = require("prisn.clock")
 
 local M = {}
@@ -36,7 +35,6 @@ local CONCURRENCY_SET = {}
 for _, v in ipairs(M.CONCURRENCY) do CONCURRENCY_SET[v] = true end
 
 --- Milliseconds since the Unix epoch, now.
-M.now_ms = clock.now_ms
 
 --- Whether `name` may name a cron job: lower-case letters, digits and
 -- dashes, starting and ending with a letter or digit, at most 63 long.
@@ -115,7 +113,7 @@ local COLUMNS = { "namespace", "name", "expression", "timezone", "spec", "concur
 -- last_fire, created_at (now). Raises "exists" when the name is taken.
 function M.create(db, fields)
   local row = to_row(fields)
-  row.created_at = integer(fields.created_at, "created_at") or M.now_ms()
+  row.created_at = integer(fields.created_at, "created_at") or clock.now_ms()
   row.updated_at = row.created_at
   local ok, message, code = db:run("INSERT INTO cronjobs (" .. table.concat(COLUMNS, ", ") .. ") VALUES (:"
     .. table.concat(COLUMNS, ", :") .. ")", row)
@@ -134,7 +132,7 @@ end
 -- the cron job, or nil when there is none.
 function M.update(db, fields)
   local row = to_row(fields)
-  row.updated_at = integer(fields.updated_at, "updated_at") or M.now_ms()
+  row.updated_at = integer(fields.updated_at, "updated_at") or clock.now_ms()
   local n = check(db:run("UPDATE cronjobs SET expression = :expression, timezone = :timezone, spec = :spec, "
     .. "concurrency = :concurrency, catch_up = :catch_up, keep_succeeded = :keep_succeeded, "
     .. "keep_failed = :keep_failed, suspended = :suspended, next_fire = :next_fire, updated_at = :updated_at "
@@ -181,7 +179,7 @@ end
 function M.set_suspended(db, ns, name, suspended, next_fire)
   local n = check(db:run("UPDATE cronjobs SET suspended = ?, next_fire = ?, updated_at = ? "
     .. "WHERE namespace = ? AND name = ?", suspended and 1 or 0, not suspended and integer(next_fire, "next_fire")
-    or nil, M.now_ms(), ns, name))
+    or nil, clock.now_ms(), ns, name))
   if n == 0 then return nil end
   return M.get(db, ns, name)
 end
@@ -258,10 +256,10 @@ function M.to_public(cron)
     keep_succeeded = cron.keep_succeeded,
     keep_failed = cron.keep_failed,
     suspended = cron.suspended == true,
-    next_fire = iso(cron.next_fire),
-    last_fire = iso(cron.last_fire),
-    created_at = iso(cron.created_at),
-    updated_at = iso(cron.updated_at),
+    next_fire = clock.iso_time(cron.next_fire, json_value.null),
+    last_fire = clock.iso_time(cron.last_fire, json_value.null),
+    created_at = clock.iso_time(cron.created_at, json_value.null),
+    updated_at = clock.iso_time(cron.updated_at, json_value.null),
   }
 end
 

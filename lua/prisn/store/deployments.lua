@@ -29,7 +29,6 @@ M.STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }
 
 local check = store.check
 
-M.now_ms = clock.now_ms
 
 --- Whether `name` may name a deployment (as a cron job's: lower-case
 -- letters, digits and dashes). Returns true, or nil and a message.
@@ -82,7 +81,7 @@ end
 -- deployment. Raises "exists" when the name is taken, "conflict" when the
 -- port is.
 function M.create(db, fields)
-  local now = M.now_ms()
+  local now = clock.now_ms()
   store.transaction(db, function()
     local ok, message, code = db:run("INSERT INTO deployments (namespace, name, revision, replicas, port, host, "
       .. "strategy, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)", fields.namespace, fields.name,
@@ -108,7 +107,7 @@ end
 --- Adds revision (current + 1 over every revision ever made) with `spec`
 -- and makes it the deployment's current one. Returns its number.
 function M.add_revision(db, ns, name, spec, actor)
-  local now = M.now_ms()
+  local now = clock.now_ms()
   local number
   store.transaction(db, function()
     local row = check(db:first("SELECT MAX(revision) AS n FROM revisions WHERE namespace = ? AND name = ?", ns, name))
@@ -135,7 +134,7 @@ function M.update(db, ns, name, fields)
     if fields[column] ~= nil then set(column, fields[column] ~= false and fields[column] or nil) end
   end
   if fields.autoscale ~= nil then set("autoscale", fields.autoscale and cjson.encode(fields.autoscale) or nil) end
-  set("updated_at", M.now_ms())
+  set("updated_at", clock.now_ms())
   n = n + 2
   values[n - 1], values[n] = ns, name
   local ok, message, code = db:run("UPDATE deployments SET " .. table.concat(sets, ", ")
@@ -204,7 +203,7 @@ function M.save_instance(db, fields)
       revision = fields.revision, port = fields.port, pid = fields.pid, started_at = fields.started_at,
       state = fields.state, restarts = fields.restarts or 0,
       last_exit = fields.last_exit and cjson.encode(fields.last_exit) or nil,
-      created_at = fields.created_at or M.now_ms(),
+      created_at = fields.created_at or clock.now_ms(),
     }))
 end
 

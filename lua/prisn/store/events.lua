@@ -60,7 +60,6 @@ local check = store.check
 local TIME_MAX = (1 << 48) - 1
 
 --- Milliseconds since the Unix epoch, now.
-M.now_ms = clock.now_ms
 
 -- Validation ----------------------------------------------------------------
 
@@ -133,7 +132,7 @@ local function to_row(ev, defaults, level)
   local message = ev.message
   if message == "" then message = nil end
   return {
-    time = time or (defaults.now or M.now_ms)(),
+    time = time or (defaults.now or clock.now_ms)(),
     namespace = ev.namespace,
     actor = actor,
     action = ev.action,
@@ -271,7 +270,7 @@ function M.prune(db, opts)
   end
   -- The ids below `cut` go: those older than max_age_ms, but no more than
   -- `batch` of them (below the (batch+1)th oldest)...
-  local cut, more = first_id_at((opts.now or M.now_ms()) - max_age_ms), false
+  local cut, more = first_id_at((opts.now or clock.now_ms()) - max_age_ms), false
   local limit = nth_oldest(batch)
   if limit < cut then cut, more = limit, true end
   -- ...or, when there are more than max_rows, the oldest of the excess.
@@ -287,12 +286,6 @@ end
 
 -- Times -----------------------------------------------------------------------
 
---- `ms` (since the epoch) as ISO 8601 UTC with milliseconds,
--- "2026-11-26T18:46:00.123Z"; json_value.null for nil.
-function M.iso_time(ms)
-  if ms == nil then return json_value.null end
-  return clock.iso_time(ms)
-end
 
 -- Days from 1970-01-01 to the proleptic Gregorian date y-m-d.
 local function days_from_civil(y, m, d)
@@ -351,7 +344,7 @@ function M.parse_since(text, now_ms)
     return nil, "since must be a duration like 1h or a time like 2026-11-26T18:46:00Z"
   end
   local seconds = units.parse_duration(text)
-  if seconds then return (now_ms or M.now_ms()) - math.floor(seconds * 1000 + 0.5) end
+  if seconds then return (now_ms or clock.now_ms()) - math.floor(seconds * 1000 + 0.5) end
   local ms = M.parse_time(text)
   if ms then return ms end
   return nil, string.format("'%s' is neither a duration (like 30m, 1h, 7d) nor a time "
@@ -374,7 +367,7 @@ M.PUBLIC_FIELDS = { "id", "time", "namespace", "actor", "action", "object", "mes
 function M.to_public(ev)
   return {
     id = ev.id,
-    time = M.iso_time(ev.time),
+    time = clock.iso_time(ev.time, json_value.null),
     namespace = or_null(ev.namespace),
     actor = ev.actor,
     action = ev.action,

@@ -43,7 +43,6 @@ local STATE_SET, FINAL_SET, REASON_SET = set_of(M.STATES), set_of(M.FINAL_STATES
 local check = store.check
 
 --- Milliseconds since the Unix epoch, now.
-M.now_ms = clock.now_ms
 
 -- Columns and their Lua <-> SQL conversions ------------------------------
 
@@ -131,7 +130,7 @@ function M.create(db, fields)
     exit_code = integer(fields.exit_code, "exit_code", 2),
     signal = fields.signal,
     pid = integer(fields.pid, "pid", 2),
-    created_at = integer(fields.created_at, "created_at", 2) or M.now_ms(),
+    created_at = integer(fields.created_at, "created_at", 2) or clock.now_ms(),
     started_at = integer(fields.started_at, "started_at", 2),
     log_path = fields.log_path,
     message = fields.message,
@@ -180,7 +179,7 @@ function M.start(db, id, info)
   local pid, started_at = integer(info.pid, "pid", 2), integer(info.started_at, "started_at", 2)
   local n = check(db:run("UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued')",
-    { id = id, pid = pid, started_at = started_at or M.now_ms() }))
+    { id = id, pid = pid, started_at = started_at or clock.now_ms() }))
   if n == 0 then conflict(require_job(db, id), "start") end
   return M.get_by_id(db, id)
 end
@@ -203,7 +202,7 @@ function M.finish(db, id, result)
     .. "signal = :signal, message = :message, finished_at = :finished_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued', 'running')",
     { id = id, state = result.state, reason = result.reason, exit_code = exit_code,
-      signal = result.signal, message = result.message, finished_at = finished_at or M.now_ms() }))
+      signal = result.signal, message = result.message, finished_at = finished_at or clock.now_ms() }))
   if n == 0 then conflict(require_job(db, id), "finish") end
   return M.get_by_id(db, id)
 end
@@ -359,19 +358,13 @@ end
 
 -- Public shape ------------------------------------------------------------
 
---- `ms` (since the epoch) as ISO 8601 UTC with milliseconds,
--- "2026-11-26T18:46:00.123Z"; json_value.null for nil.
-function M.iso_time(ms)
-  if ms == nil then return json_value.null end
-  return clock.iso_time(ms)
-end
 
 --- How long the job ran in ms: finished - started, or for a running job the
 -- time so far (at `now`, default now); nil before it started.
 function M.duration_ms(job, now)
   if not job.started_at then return nil end
   if job.finished_at then return math.max(job.finished_at - job.started_at, 0) end
-  if job.state == "running" then return math.max((now or M.now_ms()) - job.started_at, 0) end
+  if job.state == "running" then return math.max((now or clock.now_ms()) - job.started_at, 0) end
   return nil
 end
 
@@ -412,9 +405,9 @@ function M.to_public(job, now)
     deps_source = or_null(job.deps_source),
     pid = or_null(job.pid),
     detached = job.detached == true,
-    created_at = M.iso_time(job.created_at),
-    started_at = M.iso_time(job.started_at),
-    finished_at = M.iso_time(job.finished_at),
+    created_at = clock.iso_time(job.created_at, json_value.null),
+    started_at = clock.iso_time(job.started_at, json_value.null),
+    finished_at = clock.iso_time(job.finished_at, json_value.null),
     duration_ms = or_null(M.duration_ms(job, now)),
     log_path = or_null(job.log_path),
     cron = or_null(job.cron),

@@ -228,10 +228,6 @@ end
 
 -- Public shape ----------------------------------------------------------------
 
-local function iso_time(ms)
-  if ms == nil then return json_value.null end
-  return clock.iso_time(ms)
-end
 
 --- The secret as the API and the CLI show it: namespace, name, keys (an
 -- array), created_at and updated_at as ISO 8601 UTC. `data` (KEY -> value,
@@ -240,7 +236,8 @@ function M.to_public(info, data)
   local keys = {}
   for i, key in ipairs(info.keys) do keys[i] = key end
   local public = { namespace = info.namespace, name = info.name, keys = json_value.array(keys),
-    created_at = iso_time(info.created_at), updated_at = iso_time(info.updated_at) }
+    created_at = clock.iso_time(info.created_at, json_value.null),
+    updated_at = clock.iso_time(info.updated_at, json_value.null) }
   if data then public.data = data end
   return public
 end

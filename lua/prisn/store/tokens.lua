@@ -14,7 +14,6 @@ local errors = require("prisn.error")
 local ids = require("prisn.ids")
 local json_value = require("prisn.output.value")
 local store = require("prisn.store")
-local iso = require("prisn.store.jobs").iso_time
 local fs = require("prisn.fs")
 local clock = require("prisn.clock")
 
@@ -159,11 +158,11 @@ function M.to_public(token)
     name = token.name,
     role = token.role,
     namespaces = json_value.array(token.namespaces),
-    created_at = iso(token.created_at),
+    created_at = clock.iso_time(token.created_at, json_value.null),
     created_by = token.created_by or json_value.null,
-    expires_at = token.expires_at and iso(token.expires_at) or json_value.null,
-    revoked_at = token.revoked_at and iso(token.revoked_at) or json_value.null,
-    last_used_at = token.last_used_at and iso(token.last_used_at) or json_value.null,
+    expires_at = clock.iso_time(token.expires_at, json_value.null),
+    revoked_at = clock.iso_time(token.revoked_at, json_value.null),
+    last_used_at = clock.iso_time(token.last_used_at, json_value.null),
   }
 end
 

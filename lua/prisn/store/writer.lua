@@ -29,6 +29,7 @@
 -- Reports and states are never dropped; their number is bounded by the
 -- work in flight, which a degraded server does not add to.
 local uv = require("luv")
+local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local events = require("prisn.store.events")
 local store = require("prisn.store")
@@ -67,7 +68,7 @@ function M.new(db, opts)
     write_errors = opts.write_errors,
     on_change = opts.on_change,
     new_timer = opts.new_timer or uv.new_timer,
-    now = opts.now or events.now_ms,
+    now = opts.now or clock.now_ms,
     min_delay = opts.min_delay_ms or M.MIN_DELAY_MS,
     max_delay = opts.max_delay_ms or M.MAX_DELAY_MS,
     max_pending = opts.max_pending or M.MAX_PENDING,
@@ -92,8 +93,7 @@ end
 -- Runs fn(...) and logs what it raises: an `after` must not stop the others.
 local function guarded(self, what, fn, ...)
   if not fn then return end
-  local ok, err = xpcall(fn, debug.traceback, ...)
-  if not ok then log(self, "error", "after recording %s: %s", what, tostring(err)) end
+  errors.call(what, fn, function(err) log(self, "error", "after recording %s: %s", what, tostring(err)) end, ...)
 end
 
 -- Counts one failed attempt (once: the store's observer may have counted it).
@@ -111,7 +111,7 @@ function Writer:status()
   if d then
     out.kind, out.code, out.message, out.since_ms = d.kind, d.code, d.message, d.since_ms
     out.reason = string.format("state.db: %s (%s) since %s", KIND_WORDS[d.kind] or d.kind, d.code,
-      events.iso_time(d.since_ms))
+      clock.iso_time(d.since_ms))
   end
   return out
 end

@@ -3,6 +3,7 @@
 -- PRISN_HOME's state.db capped by PRAGMA max_page_count) keeps the job's
 -- slot and waits; once there is room it is recorded with the runner's own
 -- outcome and times, the slot is freed and the listeners told, once.
+local clock = require("prisn.clock")
 local uv = require("luv")
 local store = require("prisn.store")
 local events = require("prisn.store.events")
@@ -64,7 +65,7 @@ describe("prisn.server.jobs: runners' reports under a full disk", function()
 
   it("keeps a job whose end cannot be written running, with its slot, and records it once there is room", function()
     local job = running_job()
-    local t0 = events.now_ms() - 5000
+    local t0 = clock.now_ms() - 5000
     fill()
     queue:reports({
       { kind = "started", id = job.id, fields = { pid = 4242, started_at = t0 } },

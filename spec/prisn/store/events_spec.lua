@@ -1,6 +1,7 @@
 -- prisn.store.events: recording events (defaults, validation, what a message
 -- may carry), listing with filters and in order, retention, the recorder
 -- the server uses, and the time parsing behind `since`.
+local clock = require("prisn.clock")
 local uv = require("luv")
 local errors = require("prisn.error")
 local ids = require("prisn.ids")
@@ -67,11 +68,11 @@ describe("prisn.store.events", function()
 
   describe("record", function()
     it("stores an event with an id, the time now and the system actor", function()
-      local before = events.now_ms()
+      local before = clock.now_ms()
       local ev = events.record(db, { namespace = "ops", action = "job.created", object = "job/01kaxq3v2m7r",
         message = "backup.py queued" })
       assert.is_true(ids.valid(ev.id))
-      assert.is_true(ev.time >= before and ev.time <= events.now_ms())
+      assert.is_true(ev.time >= before and ev.time <= clock.now_ms())
       assert.equal("integer", math.type(ev.time))
       assert.equal("system", ev.actor)
       assert.same(ev, events.get(db, ev.id))
@@ -208,10 +209,10 @@ describe("prisn.store.events", function()
     it("keeps events at or after since_ms, by when they happened", function()
       assert.same({ "job.finished", "secret.set" }, actions(events.list(db, { since_ms = T + 4 })))
       -- recorded now, but it happened two hours ago
-      events.record(db, { namespace = "now", action = "job.finished", time = events.now_ms() - 2 * HOUR })
-      events.record(db, { namespace = "now", action = "job.started", time = events.now_ms() - 60000 })
+      events.record(db, { namespace = "now", action = "job.finished", time = clock.now_ms() - 2 * HOUR })
+      events.record(db, { namespace = "now", action = "job.started", time = clock.now_ms() - 60000 })
       assert.same({ "job.started" },
-        actions(events.list(db, { namespace = "now", since_ms = events.now_ms() - HOUR })))
+        actions(events.list(db, { namespace = "now", since_ms = clock.now_ms() - HOUR })))
     end)
 
     it("follows: events recorded after a given id", function()
@@ -405,7 +406,7 @@ describe("prisn.store.events", function()
       assert.equal(T - (18 * 60 + 46) * 60000, events.parse_time("2026-11-26"))
       assert.equal(0, events.parse_time("1970-01-01T00:00:00Z"))
       assert.equal(951782400000, events.parse_time("2000-02-29"))
-      assert.equal(T, events.parse_time(events.iso_time(T)))
+      assert.equal(T, events.parse_time(clock.iso_time(T)))
     end)
 
     it("refuses anything else", function()

@@ -14,6 +14,7 @@ local workload = require("prisn.server.api.workload")
 local store = require("prisn.store")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
+local clock = require("prisn.clock")
 
 local NEXT_SHOWN = 5
 local RUNS_SHOWN = 10
@@ -81,7 +82,7 @@ local function runs_of(db, cron, limit)
   local runs = {}
   for i, job in ipairs(jobs.list(db, { namespace = cron.namespace, cron = cron.name, limit = limit })) do
     runs[i] = { id = job.id, state = job.state, reason = job.reason or cjson.null,
-      exit_code = job.exit_code or cjson.null, created_at = jobs.iso_time(job.created_at),
+      exit_code = job.exit_code or cjson.null, created_at = clock.iso_time(job.created_at),
       duration_ms = jobs.duration_ms(job) or cjson.null }
   end
   return api.array(runs)
@@ -95,7 +96,7 @@ local function public(req, cron, detail)
     p.run_as = admission.public_run_as(cron.spec, cjson.null)
     local next_fires = {}
     if not cron.suspended then
-      for i, t in ipairs(req.server.cron:next_fires(cron, NEXT_SHOWN)) do next_fires[i] = jobs.iso_time(t) end
+      for i, t in ipairs(req.server.cron:next_fires(cron, NEXT_SHOWN)) do next_fires[i] = clock.iso_time(t) end
     end
     p.next_fires = api.array(next_fires)
     p.last_runs = runs_of(req.server.db, cron, RUNS_SHOWN)
@@ -153,7 +154,7 @@ local function set_suspended(suspended)
     cron = cronjobs.set_suspended(req.server.db, cron.namespace, cron.name, suspended, nil)
     cron = req.server.cron:reschedule(cron)
     event(req, cron, suspended and "cron.suspended" or "cron.resumed",
-      not suspended and cron.next_fire and ("next at " .. jobs.iso_time(cron.next_fire)) or nil)
+      not suspended and cron.next_fire and ("next at " .. clock.iso_time(cron.next_fire)) or nil)
     return 200, public(req, cron, false)
   end
 end

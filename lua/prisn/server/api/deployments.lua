@@ -18,7 +18,7 @@ local supervisor = require("prisn.server.supervisor")
 local cronjobs = require("prisn.store.cronjobs")
 local deployments = require("prisn.store.deployments")
 local events = require("prisn.store.events")
-local jobs = require("prisn.store.jobs")
+local clock = require("prisn.clock")
 
 local MAX_REPLICAS = 1000
 local MAX_PROGRESS_DEADLINE = 86400
@@ -29,7 +29,7 @@ local function null(v)
   return v
 end
 
-local function iso(ms) return ms and jobs.iso_time(ms) or cjson.null end
+local function iso(ms) return clock.iso_time(ms, cjson.null) end
 
 local function find(req)
   local d = deployments.get(req.server.db, req.params.ns, req.params.name)
@@ -142,7 +142,7 @@ local function vetoed(req, event_table, files)
   local hooks = req.server.hooks
   if not hooks then return end
   event_table.hook = "pre_deploy"
-  event_table.time = jobs.iso_time(deployments.now_ms())
+  event_table.time = clock.iso_time(clock.now_ms())
   local result = async.wait(function(cb)
     hooks:fire("pre_deploy", event_table, { files = files, namespace = event_table.namespace }, cb)
   end)
@@ -196,7 +196,7 @@ local function public(req, d, detail)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
   local rows = deployments.instances(req.server.db, d.namespace, d.name)
-  local ready, items, now = 0, {}, deployments.now_ms()
+  local ready, items, now = 0, {}, clock.now_ms()
   for i, inst in ipairs(rows) do
     local rt = runtime and runtime.instances[inst.number]
     if rt then inst.pid = rt.pid; inst.state = rt.state; inst.started_at = rt.started_at end

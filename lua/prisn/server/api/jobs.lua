@@ -7,6 +7,7 @@ local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local workload = require("prisn.server.api.workload")
 local jobs = require("prisn.store.jobs")
+local clock = require("prisn.clock")
 
 local function list_options(req, namespace)
   local q = req.query
@@ -112,7 +113,7 @@ local routes = {
     local records, truncated = logs.read(job.log_path or logs.job_path(req.server.home, job.namespace, job.id))
     local items = {}
     for i, r in ipairs(records or {}) do
-      items[i] = { stream = r.stream, time = jobs.iso_time(r.time_ms), data = r.data }
+      items[i] = { stream = r.stream, time = clock.iso_time(r.time_ms), data = r.data }
     end
     return 200, { id = job.id, namespace = job.namespace, truncated = truncated or false,
       records = api.array(items) }

@@ -7,6 +7,7 @@ local auth = require("prisn.server.auth")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
 local store = require("prisn.store")
+local clock = require("prisn.clock")
 
 -- Deployments and their instances by state; a deployment with fewer
 -- ready instances than it wants is a problem to report.
@@ -107,7 +108,7 @@ return {
     local checkpoint = server.checkpointer and server.checkpointer.failing()
     if checkpoint then
       problems[#problems + 1] = string.format("state.db: checkpoints failing since %s: %s",
-        jobs.iso_time(checkpoint.since_ms), checkpoint.message)
+        clock.iso_time(checkpoint.since_ms), checkpoint.message)
     end
     -- A token sees the counts and problems of its own namespaces only.
     local visible = function(ns) return auth.allows_namespace(req.token, ns) end
@@ -118,7 +119,7 @@ return {
       version = server.version,
       pid = math.tointeger(uv.os_getpid()),
       uptime_seconds = os.time() - server.started_at,
-      started_at = jobs.iso_time(server.started_at * 1000),
+      started_at = clock.iso_time(server.started_at * 1000),
       addresses = api.array((function()
         local out = {}
         for _, l in ipairs(server.listeners) do out[#out + 1] = l.address end

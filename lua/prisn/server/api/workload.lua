@@ -10,6 +10,7 @@ local cjson = require("cjson")
 local bundles = require("prisn.bundle")
 local exec_isolation = require("prisn.exec.isolation")
 local exec_limits = require("prisn.exec.limits")
+local envfile = require("prisn.envfile")
 local api = require("prisn.server.api")
 local stored_secrets = require("prisn.store.secrets")
 local units = require("prisn.units")
@@ -76,7 +77,7 @@ function M.spec_from_body(req, body)
   if body.env ~= nil and body.env ~= cjson.null then
     if type(body.env) ~= "table" then api.fail(422, "invalid", "env must be an object of strings") end
     for k, v in pairs(body.env) do
-      if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") or type(v) ~= "string" then
+      if not envfile.valid_key(k) or type(v) ~= "string" then
         api.fail(422, "invalid", "env." .. tostring(k) .. " must be a string variable name and value")
       end
       env[k] = v

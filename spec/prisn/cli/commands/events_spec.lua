@@ -1,12 +1,12 @@
 -- `prisn events`, parsed as from a command line and run against a fake
 -- prisn.client: the request it makes, the table it prints, -o json, and the
 -- usage errors it raises before asking the server anything.
+local clock = require("prisn.clock")
 local cli = require("prisn.cli")
 local declaration = require("prisn.cli.declaration")
 local errors = require("prisn.error")
 local output = require("prisn.output")
 local parse = require("prisn.cli.parse")
-local events = require("prisn.store.events")
 local commands = require("prisn.cli.commands.events")
 
 local root = { name = "prisn", summary = "s", flags = cli.GLOBAL_FLAGS, subcommands = commands }
@@ -85,18 +85,18 @@ describe("prisn events", function()
     local now = os.time()
     local ms = (now - 60) * 1000
     answer = { items = output.array({
-      { id = "01kaxq3v2m7r", time = events.iso_time(ms), namespace = "a", actor = "token:dev",
+      { id = "01kaxq3v2m7r", time = clock.iso_time(ms), namespace = "a", actor = "token:dev",
         action = "job.created", object = "job/01kaxq3v2m7r", message = "backup.py queued" },
-      { id = "01kaxq3v2m7s", time = events.iso_time(ms), namespace = output.null, actor = "system",
+      { id = "01kaxq3v2m7s", time = clock.iso_time(ms), namespace = output.null, actor = "system",
         action = "server.started", object = output.null, message = output.null },
     }) }
-    local clock = os.date("%H:%M:%S", now - 60)
-    if os.date("%Y-%m-%d", now - 60) ~= os.date("%Y-%m-%d", now) then clock = os.date("%b %d %H:%M:%S", now - 60) end
+    local shown = os.date("%H:%M:%S", now - 60)
+    if os.date("%Y-%m-%d", now - 60) ~= os.date("%Y-%m-%d", now) then shown = os.date("%b %d %H:%M:%S", now - 60) end
     local _, out = run({ "events" })
     assert.equal(output.render(output.array({
-      { time = clock, actor = "token:dev", action = "job.created", object = "job/01kaxq3v2m7r",
+      { time = shown, actor = "token:dev", action = "job.created", object = "job/01kaxq3v2m7r",
         message = "backup.py queued" },
-      { time = clock, actor = "system", action = "server.started", object = output.null, message = output.null },
+      { time = shown, actor = "system", action = "server.started", object = output.null, message = output.null },
     }), "text", { columns = {
       { key = "time", header = "TIME" }, { key = "actor", header = "ACTOR" }, { key = "action", header = "ACTION" },
       { key = "object", header = "OBJECT" }, { key = "message", header = "MESSAGE" } } }), out)

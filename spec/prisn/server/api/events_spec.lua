@@ -1,6 +1,7 @@
 -- prisn.server.api.events: the event routes, their handlers called directly
 -- with a fake request — namespace scoping, the admin view, since/for/limit/
 -- after parsing, and the 400s for bad parameters.
+local clock = require("prisn.clock")
 local uv = require("luv")
 local api = require("prisn.server.api")
 local errors = require("prisn.error")
@@ -28,7 +29,7 @@ describe("prisn.server.api.events", function()
   before_each(function()
     home = assert(uv.fs_mkdtemp("/tmp/prisn-spec-XXXXXX"))
     db = store.open(home, { migrations = { schema.events } })
-    local now = events.now_ms()
+    local now = clock.now_ms()
     events.record(db, { namespace = "a", actor = "token:dev", action = "job.created", object = "job/01kaxq3v2m7r",
       message = "backup.py queued", time = now - 120 * MIN })
     events.record(db, { namespace = "b", actor = "token:ops", action = "secret.set", object = "secret/db",
@@ -108,7 +109,7 @@ describe("prisn.server.api.events", function()
     assert.same({ "job.started", "job.finished", "secret.deleted" }, actions(body))
     _, body = call("GET", ALL_ROUTE, {}, { since = "1h40m" })
     assert.same({ "secret.set", "token.created", "job.started", "job.finished", "secret.deleted" }, actions(body))
-    local iso = events.iso_time(events.now_ms() - 20 * MIN)
+    local iso = clock.iso_time(clock.now_ms() - 20 * MIN)
     _, body = call("GET", NS_ROUTE, { ns = "a" }, { since = iso })
     assert.same({ "job.finished", "secret.deleted" }, actions(body))
     _, body = call("GET", NS_ROUTE, { ns = "a" }, { since = "" })
