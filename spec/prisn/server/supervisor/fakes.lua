@@ -156,7 +156,7 @@ end
 -- A counter with labels: counts[label].
 local function counter()
   local c = { counts = {} }
-  function c:labels(label)
+  function c.labels(_, label)
     return { inc = function() c.counts[label] = (c.counts[label] or 0) + 1 end }
   end
   return c

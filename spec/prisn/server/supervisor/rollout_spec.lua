@@ -107,7 +107,8 @@ describe("prisn.server.supervisor.rollout", function()
       assert.equal("active", w.store.rev_state(NS, NAME, 1))
       assert.equal(1, d.row.revision)
       assert.equal(1, w.store.rows[NS .. "/" .. NAME].revision)
-      assert.same({ "revision 2 rolled back: new instance 3 failed and will not be restarted, revision 1 serves again" },
+      assert.same({ "revision 2 rolled back: new instance 3 failed and will not be restarted, "
+        .. "revision 1 serves again" },
         w.messages("deployment.rolled_back"))
       assert.same({ rolled_back = 1 }, w.server.metrics.rollouts.counts)
       assert.is_true(new.removing)
