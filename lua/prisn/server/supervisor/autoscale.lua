@@ -9,7 +9,7 @@
 -- using self.uv (timers, hrtime), self.clock and self.store, so a spec can
 -- drive a round with fakes; the decision itself is the policy's.
 local proctree = require("prisn.exec.proctree")
-local instance = require("prisn.server.supervisor.instance")
+local names = require("prisn.server.supervisor.names")
 
 local M = {}
 
@@ -67,7 +67,7 @@ function Autoscale:autoscale()
       local ok, decision = pcall(self:policy("autoscale").decide, d.autoscale_state,
         { at = self.clock.now_ms() / 1000, current = current, cpu = cpu_readings(d, self.uv.hrtime()) }, settings)
       if not ok then
-        self.server.log:error("%s: autoscale policy: %s", instance.key(d.ns, d.name), tostring(decision))
+        self.server.log:error("%s: autoscale policy: %s", names.key(d.ns, d.name), tostring(decision))
       else
         d.autoscale_state = decision.next
         if decision.desired ~= current then self:autoscaled(d, current, decision) end

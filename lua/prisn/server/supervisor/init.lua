@@ -17,6 +17,8 @@
 --   recover    after a server (re)start: adopt what still runs, restart
 --              the rest
 --   autoscale  replicas from CPU use (policies/autoscale.lua)
+--   names      what things are called: deployment keys, instance and
+--              cgroup names
 --
 -- Removing an instance drains it: out of the pool (prisn.net.proxy), open
 -- connections get up to the grace to finish, then SIGTERM to its group,
@@ -35,6 +37,7 @@ local secrets = require("prisn.store.secrets")
 local limits = require("prisn.exec.limits")
 local proxy = require("prisn.net.proxy")
 local instance = require("prisn.server.supervisor.instance")
+local names = require("prisn.server.supervisor.names")
 local rollout = require("prisn.server.supervisor.rollout")
 local recover = require("prisn.server.supervisor.recover")
 local autoscale = require("prisn.server.supervisor.autoscale")
@@ -59,7 +62,7 @@ for _, part in ipairs({ instance, rollout, recover, autoscale }) do
   end
 end
 
-local key, close_handle, sorted_instances = instance.key, instance.close_handle, instance.sorted
+local key, close_handle, sorted_instances = names.key, instance.close_handle, instance.sorted
 
 --- A supervisor for `server` (db, home, log, events, metrics, metrics_registry,
 -- keyring, hooks, state_writer). `deps` (optional, for specs) replaces what
@@ -148,7 +151,7 @@ function Sup.update_pool(_, d)
   local backends = {}
   for _, inst in pairs(d.instances) do
     if inst.healthy and inst.pid and not inst.removing then
-      backends[#backends + 1] = { id = instance.name(d, inst), host = "127.0.0.1", port = inst.port,
+      backends[#backends + 1] = { id = names.name(d, inst), host = "127.0.0.1", port = inst.port,
         number = inst.number }
     end
   end
@@ -237,7 +240,7 @@ function Sup:load(ns, name)
   if not row then return nil end
   local d = self.deployments[key(ns, name)]
   if not d then
-    d = { ns = ns, name = name, instances = {}, specs = {}, home_tag = instance.home_tag(self.server.home) }
+    d = { ns = ns, name = name, instances = {}, specs = {}, home_tag = names.home_tag(self.server.home) }
     self.deployments[key(ns, name)] = d
   end
   d.row = row
@@ -298,7 +301,7 @@ function Sup:delete(ns, name, done)
     finished = true
     self.deployments[key(ns, name)] = nil
     -- Cgroups of its instances that an earlier server left behind go too.
-    self:remove_leftover_cgroups(instance.cgroup_pattern(d))
+    self:remove_leftover_cgroups(names.cgroup_pattern(d))
     done()
   end
   local function one_gone()
@@ -321,7 +324,7 @@ end
 -- remove_leftover). Returns how many it removed.
 function Sup:remove_leftover_cgroups(pattern, keep, keep_pids)
   local removed = 0
-  for _, name in ipairs(limits.list("svc-" .. instance.home_tag(self.server.home) .. "-")) do
+  for _, name in ipairs(limits.list("svc-" .. names.home_tag(self.server.home) .. "-")) do
     if name:match(pattern) and not (keep and keep[name]) then
       local ok, err = limits.remove_leftover(name, { keep_pids = keep_pids })
       if ok == true then

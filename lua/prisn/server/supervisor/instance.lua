@@ -11,11 +11,10 @@
 -- fakes. The restart policy (policies/restart.lua) decides; this module
 -- arms the timers and starts the processes it asks for.
 --
--- The module also owns the names derived from an instance (its display
--- name, its cgroup's name) and the small helpers the other parts share.
+-- It also holds the small helpers the other parts share (sorted instances,
+-- closing a handle, describing an exit).
 local cjson = require("cjson")
 local async = require("prisn.async")
-local crypto = require("prisn.core.crypto")
 local errors = require("prisn.error")
 local deploy_logs = require("prisn.deploy_logs")
 local logs = require("prisn.logs")
@@ -25,6 +24,7 @@ local exec_job = require("prisn.exec.job")
 local limits = require("prisn.exec.limits")
 local process = require("prisn.exec.process")
 local health = require("prisn.net.health")
+local names = require("prisn.server.supervisor.names")
 
 local M = {}
 
@@ -34,34 +34,7 @@ M.DRAIN_POLL_MS = 50
 M.ADOPTED_POLL_MS = 200        -- when pidfd_open is missing
 M.NONE_HEALTHY_AFTER_MS = 1000 -- health "none": up this long counts as healthy
 
--- Names and shared helpers ---------------------------------------------------
-
---- "ns/name": the key of a deployment in the supervisor's tables and logs.
-function M.key(ns, name) return ns .. "/" .. name end
-
---- "name-number": how an instance is shown (events, logs, $PRISN_INSTANCE).
-function M.name(d, inst) return d.name .. "-" .. inst.number end
-
---- The tag of this server's home in its cgroups' names: cgroups are
--- machine-wide, and two servers may each run a default/api.
-function M.home_tag(home)
-  return crypto.to_hex(crypto.hash(home)):sub(1, 8)
-end
-
---- The cgroup of an instance's current process: a new one per restart (the
--- old one is cleaned up in the background), named after the server's home,
--- the deployment and the instance: "svc-<tag>-<ns>.<name>-<number>-<restarts>".
--- Names and namespaces hold no ".", so no two deployments share one (as
--- "a-b"/"c" and "a"/"b-c" would with a "-"): a name found taken is a
--- leftover of this very instance, and is replaced.
-function M.cgroup_name(d, inst)
-  return string.format("svc-%s-%s.%s-%d-%d", d.home_tag, d.ns, d.name, inst.number, inst.restarts)
-end
-
---- A pattern matching the cgroup names of every instance of deployment `d`.
-function M.cgroup_pattern(d)
-  return "^" .. (string.format("svc-%s-%s.%s-", d.home_tag, d.ns, d.name):gsub("%p", "%%%0")) .. "%d+%-%d+$"
-end
+-- Shared helpers -------------------------------------------------------------
 
 --- The instances of `d`, by number.
 function M.sorted(d)
@@ -86,7 +59,7 @@ function M.describe_exit(inst)
   return "exited with code " .. tostring(e.code)
 end
 
-local key, instance_name = M.key, M.name
+local key, instance_name = names.key, names.name
 
 -- Stops reading an instance's output and its health checks.
 local function detach(inst)
@@ -293,7 +266,7 @@ function Instance:spawn(d, inst, launch, spec)
   -- which a restart should not pay for accounting (prisn.exec.proctree
   -- measures the others).
   inst.limiter = wanted and limits.apply(wanted, {
-    name = M.cgroup_name(d, inst), replace = true,
+    name = names.cgroup_name(d, inst), replace = true,
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
   }) or nil
   local cwd = spec.cwd
@@ -332,7 +305,7 @@ function Instance:adopt(d, inst, pid, started_at)
   inst.first_spawned_at = self.clock.now_ms() -- a fresh progress deadline
   local wanted = limits.from_spec(d.specs[inst.revision])
   if wanted then
-    inst.limiter = limits.adopt(wanted, { name = M.cgroup_name(d, inst) })
+    inst.limiter = limits.adopt(wanted, { name = names.cgroup_name(d, inst) })
   end
   inst.fifos = instance_exec.fifo_paths(self.server.home, d.ns, d.name, inst.number)
   self:attach_output(d, inst)

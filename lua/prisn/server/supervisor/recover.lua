@@ -14,11 +14,11 @@
 -- asking self.still_ours(pid, started_ms) whether a pid is ours.
 local fs = require("prisn.fs")
 local proctree = require("prisn.exec.proctree")
-local instance = require("prisn.server.supervisor.instance")
+local names = require("prisn.server.supervisor.names")
 
 local M = {}
 
-local key = instance.key
+local key = names.key
 
 -- /proc/PID/stat fields after the command: state(1) ppid(2) pgrp(3)
 -- session(4) ... starttime(20).
@@ -131,11 +131,11 @@ function Recover:sweep_cgroups()
   local db = self.server.db
   local keep, keep_pids = {}, {}
   for _, row in ipairs(self.store.deployments.list(db, { all_namespaces = true })) do
-    local d = { ns = row.namespace, name = row.name, home_tag = instance.home_tag(self.server.home) }
+    local d = { ns = row.namespace, name = row.name, home_tag = names.home_tag(self.server.home) }
     for _, irow in ipairs(self.store.deployments.instances(db, row.namespace, row.name)) do
       local pid = self:recorded_pid(irow)
       if pid then
-        keep[instance.cgroup_name(d, { number = irow.number, restarts = irow.restarts })] = true
+        keep[names.cgroup_name(d, { number = irow.number, restarts = irow.restarts })] = true
         keep_pids[pid] = true
       end
     end

@@ -20,12 +20,13 @@
 -- supervisor object (prisn.server.supervisor) and reach those through
 -- self.uv, self.store and self.clock.
 local instance = require("prisn.server.supervisor.instance")
+local names = require("prisn.server.supervisor.names")
 
 local M = {}
 
 M.ROLLOUT_TICK_MS = 500
 
-local key, instance_name, sorted_instances = instance.key, instance.name, instance.sorted
+local key, instance_name, sorted_instances = names.key, names.name, instance.sorted
 local close_handle = instance.close_handle
 
 --- What the rollout policy calls an instance's state.

@@ -3,7 +3,7 @@
 -- crash restarts at once, the next ones after a growing delay, "never" stops
 -- it, an exit prisn asked for is never restarted, and serving resets it.
 local fakes = require("prisn.server.supervisor.fakes")
-local instance = require("prisn.server.supervisor.instance")
+local names = require("prisn.server.supervisor.names")
 
 local NS, NAME = "default", "web"
 
@@ -134,11 +134,11 @@ describe("prisn.server.supervisor.instance", function()
   describe("names", function()
     it("names cgroups so no two deployments share one", function()
       local d = { home_tag = "abcd1234", ns = "a", name = "b-c" }
-      assert.equal("svc-abcd1234-a.b-c-3-2", instance.cgroup_name(d, { number = 3, restarts = 2 }))
-      local pattern = instance.cgroup_pattern(d)
+      assert.equal("svc-abcd1234-a.b-c-3-2", names.cgroup_name(d, { number = 3, restarts = 2 }))
+      local pattern = names.cgroup_pattern(d)
       assert.truthy(("svc-abcd1234-a.b-c-3-2"):match(pattern))
       assert.falsy(("svc-abcd1234-a-b.c-3-2"):match(pattern))
-      assert.equal("b-c-3", instance.name(d, { number = 3 }))
+      assert.equal("b-c-3", names.name(d, { number = 3 }))
     end)
   end)
 end)
