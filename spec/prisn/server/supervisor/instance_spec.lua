@@ -1,0 +1,144 @@
+-- One instance's exits and health (prisn.server.supervisor.instance) with a
+-- fake loop, clock and store and the built-in restart policy: the first
+-- crash restarts at once, the next ones after a growing delay, "never" stops
+-- it, an exit prisn asked for is never restarted, and serving resets it.
+local fakes = require("prisn.server.supervisor.fakes")
+local names = require("prisn.server.supervisor.names")
+
+local NS, NAME = "default", "web"
+
+-- default/web with one running, healthy instance of a spec `spec`.
+local function running(spec)
+  local w = fakes.world()
+  w.store.add({ namespace = NS, name = NAME, revision = 1, replicas = 1 },
+    { [1] = { state = "active", spec = spec or { script = "app.py" } } })
+  assert(w.sup:apply(NS, NAME))
+  local d = w.sup:get(NS, NAME)
+  local inst = d.instances[1]
+  w.sup:health_changed(d, inst, "healthy")
+  return w, d, inst
+end
+
+local function crash(w, d, inst, code)
+  w.sup:exited(d, inst, { exited = true, code = code or 1 })
+end
+
+describe("prisn.server.supervisor.instance", function()
+  describe("a crash", function()
+    it("restarts at once the first time, and kills what the process group left", function()
+      local w, d, inst = running()
+      local pid = inst.pid
+      local starts = #w.started
+      crash(w, d, inst, 3)
+      assert.same({ pid = -pid, signal = "sigkill" }, w.uv.killed[1])
+      assert.equal(starts + 1, #w.started)
+      assert.equal(1, inst.restarts)
+      assert.is_nil(inst.restart_timer)
+      assert.is_false(inst.healthy)
+      assert.same({ at = w.clock.ms, code = 3, reason = "exited" },
+        { at = inst.last_exit.at, code = inst.last_exit.code, reason = inst.last_exit.reason })
+      assert.same({ "exited with code 3; restarting now" }, w.messages("instance.exited"))
+      assert.same({ exited = 1 }, w.server.metrics.instance_exits.counts)
+    end)
+
+    it("waits a growing delay from the second crash in a row (crash_loop_backoff)", function()
+      local w, d, inst = running()
+      crash(w, d, inst)
+      local starts = #w.started
+      crash(w, d, inst)
+      assert.equal(starts, #w.started) -- not yet
+      assert.equal("crash_loop_backoff", inst.state)
+      assert.equal("crash_loop_backoff", w.store.instances(nil, NS, NAME)[1].state)
+      assert.is_true(inst.crash_loop)
+      local first = inst.restart_timer.timeout
+      assert.is_true(first >= 900 and first <= 1100, "about 1 s, got " .. first)
+      w.uv.fire(inst.restart_timer)
+      assert.equal(starts + 1, #w.started)
+      assert.is_nil(inst.restart_timer)
+      crash(w, d, inst)
+      local second = inst.restart_timer.timeout
+      assert.is_true(second >= 1800 and second <= 2200, "about 2 s, got " .. second)
+      assert.matches("^exited with code 1; restart 3 in a row, waiting ", w.messages("instance.exited")[3])
+    end)
+
+    it("starts a new run of failures after the instance served long enough", function()
+      local w, d, inst = running()
+      crash(w, d, inst)
+      w.sup:health_changed(d, inst, "healthy")
+      w.clock.advance(61 * 1000)
+      crash(w, d, inst)
+      assert.is_nil(inst.restart_timer) -- at once again
+      assert.is_false(inst.crash_loop)
+    end)
+
+    it("stops the instance for good under restart policy never", function()
+      local w, d, inst = running({ script = "app.py", restart = "never" })
+      local starts = #w.started
+      crash(w, d, inst)
+      assert.equal(starts, #w.started)
+      assert.equal("stopped", inst.state)
+      assert.equal("stopped", w.store.instances(nil, NS, NAME)[1].state)
+      assert.same({ "exited with code 1; restart policy is never" }, w.messages("instance.exited"))
+    end)
+
+    it("says why an instance could not start", function()
+      local w, d, inst = running()
+      inst.last_exit = { message = "no such runner" }
+      w.sup:exited(d, inst, { failed_to_start = true })
+      assert.same({ "could not start: no such runner; restarting now" }, w.messages("instance.exited"))
+      assert.equal("failed_to_start", inst.last_exit.reason)
+    end)
+  end)
+
+  describe("an exit prisn asked for", function()
+    it("is never restarted, and the instance is forgotten", function()
+      local w, d, inst = running()
+      local removed = false
+      w.store.update(nil, NS, NAME, { replicas = 0 }) -- a scale to zero
+      assert(w.sup:apply(NS, NAME))
+      assert.is_true(inst.removing)
+      w.sup:remove_instance(d, inst, function() removed = true end)
+      assert.equal("draining", inst.state)
+      w.uv.fire_due(0) -- the drain: no open connection, so SIGTERM at once
+      assert.same({ pid = -inst.pid, signal = "sigterm" }, w.uv.killed[1])
+      local starts = #w.started
+      w.sup:exited(d, inst, { signal = "SIGTERM" })
+      assert.is_true(removed)
+      assert.equal(starts, #w.started)
+      assert.same({ "was killed by signal SIGTERM" }, w.messages("instance.stopped"))
+      assert.same({}, w.messages("instance.exited"))
+      assert.is_nil(d.instances[1])
+      assert.same({}, w.store.instances(nil, NS, NAME))
+    end)
+
+    it("kills with SIGKILL after the grace", function()
+      local w, d, inst = running({ script = "app.py", grace = 2 })
+      w.sup:remove_instance(d, inst)
+      w.uv.fire_due(0)
+      assert.equal(2000, inst.kill_timer.timeout)
+      w.uv.fire(inst.kill_timer)
+      assert.same({ pid = -inst.pid, signal = "sigkill" }, w.uv.killed[2])
+    end)
+  end)
+
+  describe("health", function()
+    it("a failed health check restarts the instance through the restart policy", function()
+      local w, d, inst = running()
+      w.sup:health_changed(d, inst, "failed", "HTTP 500")
+      assert.equal("unhealthy", inst.state)
+      assert.same({ pid = -inst.pid, signal = "sigterm" }, w.uv.killed[1])
+      assert.same({ "failed its health check: HTTP 500; restarting it" }, w.messages("instance.unhealthy"))
+    end)
+  end)
+
+  describe("names", function()
+    it("names cgroups so no two deployments share one", function()
+      local d = { home_tag = "abcd1234", ns = "a", name = "b-c" }
+      assert.equal("svc-abcd1234-a.b-c-3-2", names.cgroup_name(d, { number = 3, restarts = 2 }))
+      local pattern = names.cgroup_pattern(d)
+      assert.truthy(("svc-abcd1234-a.b-c-3-2"):match(pattern))
+      assert.falsy(("svc-abcd1234-a-b.c-3-2"):match(pattern))
+      assert.equal("b-c-3", names.name(d, { number = 3 }))
+    end)
+  end)
+end)
