@@ -21,9 +21,11 @@
 --
 -- The blocks of one page run in order, in one folder, with one environment
 -- (PATH starts with a folder holding `prisn`, the binary under test; a
--- temporary PRISN_HOME), like a reader typing them into one shell. Ports a
--- page shows for its services (8080, 8081) are swapped for free ones in the
--- commands and in the output, so parallel tests never collide.
+-- temporary PRISN_HOME). Each command runs in a bash of its own, so a shell
+-- variable or a `cd` lasts for one command (a page joins them with && when
+-- it needs both). Ports a page shows for its services (8080, 8081) are
+-- swapped for free ones in the commands and in the output, so parallel tests
+-- never collide.
 local h = require("e2e.helper")
 local uv = require("luv")
 
@@ -145,6 +147,7 @@ end
 function M.env(extra)
   local bin = h.tempdir("prisn-docs-bin")
   assert(uv.fs_symlink(h.bin, bin .. "/prisn"))
+  assert(uv.fs_chmod(bin, tonumber("755", 8))) -- a page may run prisn as another user
   local env = h.env(extra)
   env.PATH = bin .. ":" .. env.PATH
   env.NO_COLOR = "1"
