@@ -1,5 +1,5 @@
 -- Runs the shell blocks of a Markdown page against the real binary, so the
--- commands a guide shows cannot rot. Used by docs_guides_spec.lua and
+-- commands a page shows cannot rot. Used by docs_guides_spec.lua and
 -- examples_spec.lua.
 --
 -- A page marks what a fenced block is by its info string:
@@ -8,10 +8,11 @@
 --                   (stdout and stderr together). A line "..." stands for any
 --                   number of lines, "..." inside a line for any text, and
 --                   a run of blanks matches any run (aligned columns). A
---                   command shown with output must print exactly that (its
---                   exit status is then not checked: a failure's message is
---                   the point); one shown without output must exit 0. A
---                   command ending in "\" goes on on the next line.
+--                   command must print what is shown, and exit 0 unless a
+--                   line it shows starts with "Error:" (a failure that is
+--                   the point; a job's own failure is shown with
+--                   `|| echo "exit $?"`). A command ending in "\" goes on
+--                   on the next line.
 --   ```sh           a script run with `bash -e`; it must exit 0.
 --   ```console skip: REASON   (or ```sh skip: REASON) not run; the spec prints
 --                   each such block with its reason, so none is skipped silently.
@@ -159,6 +160,14 @@ local function shell(script, env, cwd)
     { env = env, cwd = cwd, timeout_ms = COMMAND_TIMEOUT_MS })
 end
 
+-- Whether an expected output shows prisn's error (then the command fails).
+local function shows_error(expected)
+  for _, line in ipairs(expected) do
+    if line:match("^Error:") then return true end
+  end
+  return false
+end
+
 local function run_console(block, where, env, cwd, ports, problems)
   for _, entry in ipairs(M.commands(block.body)) do
     local command = swap_ports(entry.command, ports)
@@ -168,7 +177,7 @@ local function run_console(block, where, env, cwd, ports, problems)
     local bad
     if r.timed_out then
       bad = "timed out"
-    elseif #expected == 0 and r.code ~= 0 then
+    elseif r.code ~= 0 and not shows_error(expected) then
       bad = "exit " .. tostring(r.code)
     elseif #expected > 0 and not M.output_matches(expected, r.stdout) then
       bad = "printed something else"
@@ -211,6 +220,9 @@ function M.copy(from)
   local to = h.tempdir("prisn-docs-page")
   local r = h.run("/bin/cp", { "-a", from .. "/.", to }, { env = { PATH = "/usr/bin:/bin" } })
   assert(r.code == 0, r.stderr)
+  -- Readable by all, as a checkout is: a page may hand the folder to a job
+  -- that runs as another user.
+  assert(uv.fs_chmod(to, tonumber("755", 8)))
   return to
 end
 
