@@ -16,6 +16,20 @@ describe("the guides", function()
     h.cleanup()
   end)
 
+  -- A matcher that matched anything would pass every page.
+  it("compares output strictly where a page shows no '...'", function()
+    assert.is_true(blocks.output_matches({ "a  b", "..." }, "a b\nmore\nlines\n"))
+    assert.is_true(blocks.output_matches({ "job ... done" }, "job 06h5 done\n"))
+    assert.is_false(blocks.output_matches({ "job ... done" }, "job 06h5 failed\n"))
+    assert.is_false(blocks.output_matches({ "one" }, "one\ntwo\n"))
+    assert.is_false(blocks.output_matches({ "one", "two" }, "one\n"))
+    assert.is_false(blocks.output_matches({ "50% (x)" }, "50 (x)\n"))
+    local cmds = blocks.commands("$ a \\\n  b\nout\n\n$ c\n")
+    assert.same({ { command = "a \\\n  b", expected = { "out" } }, { command = "c", expected = {} } }, cmds)
+    assert.has_error(function() blocks.parse("```\nx\n```\n", "t.md") end,
+      "t.md:1: a fenced block without a language")
+  end)
+
   for _, page in ipairs(PAGES) do
     it(page .. " runs as written", function()
       local env = blocks.env()
