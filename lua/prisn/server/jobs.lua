@@ -438,12 +438,6 @@ function Queue:delete(job, actor)
 end
 
 
--- Whether a pid is still the job's process, or alive at all: prisn.procfs
--- holds the one rule (kept here by name for the supervisor until it asks
--- prisn.procfs itself).
-M.still_ours = procfs.still_ours
-M.alive = procfs.alive
-
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db

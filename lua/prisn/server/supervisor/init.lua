@@ -30,6 +30,7 @@
 -- loop, the clock, the store, the policies, the pid check), defaulting to
 -- the real ones: specs drive each part with fakes.
 local uv = require("luv")
+local errors = require("prisn.error")
 local clock = require("prisn.clock")
 local policies = require("prisn.policies")
 local deployments = require("prisn.store.deployments")
@@ -89,10 +90,7 @@ end
 --- `fn` wrapped for a luv callback: an error is logged and the server goes
 -- on (an error escaping a callback would end the whole process).
 function Sup:guard(what, fn)
-  return function(...)
-    local ok, err = xpcall(fn, debug.traceback, ...)
-    if not ok then self.server.log:error("supervisor: %s: %s", what, tostring(err)) end
-  end
+  return errors.guard(what, fn, function(err) self.server.log:error("supervisor: %s: %s", what, tostring(err)) end)
 end
 
 function Sup:event(d, action, object, message, actor)
@@ -196,8 +194,9 @@ function Sup:reconcile(d)
   d.reconciling = true
   for _ = 1, 10 do
     d.reconcile_again = false
-    local ok, err = xpcall(self.reconcile_once, debug.traceback, self, d)
-    if not ok then self.server.log:error("%s: reconcile: %s", key(d.ns, d.name), tostring(err)) end
+    errors.call("reconcile", self.reconcile_once, function(err)
+      self.server.log:error("%s: reconcile: %s", key(d.ns, d.name), tostring(err))
+    end, self, d)
     if not d.reconcile_again or d.deleted then break end
   end
   d.reconciling = false

@@ -12,45 +12,17 @@
 -- spec: the functions are methods of the supervisor object
 -- (prisn.server.supervisor), reading state.db through self.store and
 -- asking self.still_ours(pid, started_ms) whether a pid is ours.
-local fs = require("prisn.fs")
-local proctree = require("prisn.exec.proctree")
+local procfs = require("prisn.procfs")
 local names = require("prisn.server.supervisor.names")
 
 local M = {}
 
 local key = names.key
 
--- /proc/PID/stat fields after the command: state(1) ppid(2) pgrp(3)
--- session(4) ... starttime(20).
-local function stat_fields(pid)
-  local stat = fs.read_file("/proc/" .. pid .. "/stat")
-  if not stat then return nil end
-  local fields = {}
-  for field in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = field end
-  return fields
-end
-
-local function boot_time()
-  for line in io.lines("/proc/stat") do
-    local btime = tonumber(line:match("^btime (%d+)"))
-    if btime then return btime end
-  end
-  return nil
-end
-
 --- Whether `pid` is alive (not a zombie), leads its own session (instances
--- are started in one) and started at `started_ms` (within 2 s): the same
--- rule prisn.server.jobs applied. The one place the supervisor reads /proc
--- for it: point it at prisn.procfs once that holds the one rule (#13).
-function M.still_ours(pid, started_ms)
-  local fields = stat_fields(pid)
-  if not fields or fields[1] == nil or fields[1] == "Z" or fields[1] == "X" then return false end
-  if tonumber(fields[4]) ~= pid or not fields[20] or not started_ms then return false end
-  local boot = boot_time()
-  if not boot then return false end
-  local started = boot + tonumber(fields[20]) / proctree.TICKS_PER_SECOND
-  return math.abs(started - started_ms / 1000) < 2
-end
+-- are started in one) and started at `started_ms` (within 2 s): the one
+-- rule of prisn.procfs, which every part of prisn asks.
+M.still_ours = procfs.adoptable
 
 --- What recovery does with an instance state.db remembers: "adopt" (its
 -- process is alive and ours), "restart" (it is gone) or "keep" (its
