@@ -38,7 +38,7 @@ void prisn_binding_check_keys(lua_State *L, int idx, const char *what, const cha
 
 /* The C modules, as `require` names them: prisn.core.<family>. */
 int luaopen_prisn_core_sys(lua_State *L);        /* sys.c */
-int luaopen_prisn_core_store(lua_State *L);      /* store.c */
+int luaopen_prisn_core_store(lua_State *L);      /* store_lua.c */
 int luaopen_prisn_core_checkpoint(lua_State *L); /* checkpoint.c */
 int luaopen_prisn_core_crypto(lua_State *L);     /* crypto.c */
 int luaopen_prisn_core_proc(lua_State *L);       /* proc_lua.c */
