@@ -256,7 +256,8 @@ static void check_open_options(lua_State *L, int idx, prisn_store_options *opts)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0 || strcmp(key, "keep_wal") == 0) {
+        if (strcmp(key, "readonly") == 0 || strcmp(key, "create") == 0 ||
+            strcmp(key, "keep_wal") == 0) {
             if (!lua_isboolean(L, -1))
                 luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a boolean", key));
             if (key[0] == 'r')
