@@ -8,20 +8,12 @@
 #include "boot.h"
 
 #include <lauxlib.h>
+#include <lua-cjson.h>
 #include <lualib.h>
+#include <luv/luv.h>
 
+#include "binding.h"
 #include "embed.h"
-
-int luaopen_luv(lua_State *L);
-int luaopen_cjson(lua_State *L);
-int luaopen_prisn_core_sys(lua_State *L);
-int luaopen_prisn_core_store(lua_State *L);
-int luaopen_prisn_core_checkpoint(lua_State *L);
-int luaopen_prisn_core_crypto(lua_State *L);
-int luaopen_prisn_core_proc(lua_State *L);
-int luaopen_prisn_core_cgroup(lua_State *L);
-int luaopen_prisn_core_sandbox(lua_State *L);
-int luaopen_prisn_core_http(lua_State *L);
 
 static const luaL_Reg core_modules[] = {
     {"luv", luaopen_luv},

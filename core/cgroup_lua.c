@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "binding.h"
 #include "cgroup.h"
-#include "sys.h"
 
 #define CGROUP_MT "prisn.cgroup"
 #define CPU_PERIOD_US 100000
@@ -38,31 +38,8 @@ typedef struct {
     char name[200];
 } cgroup_handle;
 
-static int push_error(lua_State *L, int err, const char *subject) {
-    const char *code = prisn_sys_errno_name(err);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", code, subject, strerror(err));
-    lua_pushstring(L, code);
-    return 3;
-}
-
 static const char *version_name(prisn_cgroup_version v) {
     return v == PRISN_CGROUP_V2 ? "v2" : v == PRISN_CGROUP_V1 ? "v1" : NULL;
-}
-
-/* Raises when the table at idx holds a key not in allowed. */
-static void check_keys(lua_State *L, int idx, const char *what, const char *const *allowed) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        bool ok = false;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            for (int i = 0; allowed[i]; i++)
-                ok = ok || strcmp(lua_tostring(L, -1), allowed[i]) == 0;
-        }
-        if (!ok)
-            luaL_error(L, "%s: unknown option '%s'", what, luaL_tolstring(L, -1, NULL));
-    }
 }
 
 static const char *opt_string(lua_State *L, int idx, const char *field, const char *dflt) {
@@ -83,13 +60,13 @@ static int l_cgroup_detect(lua_State *L) {
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         static const char *const keys[] = {"root", NULL};
-        check_keys(L, 1, "detect", keys);
+        prisn_binding_check_keys(L, 1, "detect", "option", keys);
         root = opt_string(L, 1, "root", "");
     }
     prisn_cgroup_layout layout;
     int rc = prisn_cgroup_detect(root, &layout);
     if (rc < 0)
-        return push_error(L, -rc, "/proc/self/mountinfo");
+        return prisn_binding_fail_errno(L, -rc, "/proc/self/mountinfo");
     lua_createtable(L, 0, 5);
     if (layout.v2_mount[0]) {
         lua_pushstring(L, layout.v2_mount);
@@ -134,11 +111,11 @@ static int make_handle(lua_State *L, const char *name, const char *parent, const
     prisn_cgroup_layout layout;
     int rc = prisn_cgroup_detect(root, &layout);
     if (rc < 0)
-        return push_error(L, -rc, "/proc/self/mountinfo");
+        return prisn_binding_fail_errno(L, -rc, "/proc/self/mountinfo");
     rc = limits ? prisn_cgroup_create(&h->cg, &layout, parent, name, limits)
                 : prisn_cgroup_open(&h->cg, &layout, parent, name);
     if (rc < 0)
-        return push_error(L, -rc, h->cg.error_path);
+        return prisn_binding_fail_errno(L, -rc, h->cg.error_path);
     h->destroyed = false;
     return 1;
 }
@@ -153,7 +130,7 @@ static int l_cgroup_create(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     static const char *const keys[] = {"memory", "cpu", "pids", "parent", "root", NULL};
-    check_keys(L, 2, "cgroup.create", keys);
+    prisn_binding_check_keys(L, 2, "cgroup.create", "option", keys);
     luaL_argcheck(L, strlen(name) > 0 && strlen(name) < 200 && !strchr(name, '/'), 1,
                   "a cgroup name is one path component");
     prisn_cgroup_limits limits = {-1, -1, CPU_PERIOD_US, -1};
@@ -182,7 +159,7 @@ static int l_cgroup_open(lua_State *L) {
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     static const char *const keys[] = {"parent", "root", NULL};
-    check_keys(L, 2, "cgroup.open", keys);
+    prisn_binding_check_keys(L, 2, "cgroup.open", "option", keys);
     luaL_argcheck(L, strlen(name) > 0 && strlen(name) < 200 && !strchr(name, '/'), 1,
                   "a cgroup name is one path component");
     return make_handle(L, name, opt_string(L, 2, "parent", "prisn"), opt_string(L, 2, "root", ""), NULL);
@@ -306,7 +283,7 @@ static int l_cgroup_kill_all(lua_State *L) {
     cgroup_handle *h = check_cgroup(L, 1);
     int rc = prisn_cgroup_kill_all(&h->cg, opt_count(L, 2, "rounds", 100));
     if (rc < 0 && rc != -EBUSY)
-        return push_error(L, -rc, h->name);
+        return prisn_binding_fail_errno(L, -rc, h->name);
     lua_pushboolean(L, rc == 0);
     return 1;
 }
@@ -324,7 +301,7 @@ static int l_cgroup_destroy(lua_State *L) {
     }
     int rc = prisn_cgroup_destroy(&h->cg, attempts);
     if (rc < 0)
-        return push_error(L, -rc, h->cg.error_path);
+        return prisn_binding_fail_errno(L, -rc, h->cg.error_path);
     h->destroyed = true;
     lua_pushboolean(L, 1);
     return 1;

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "binding.h"
+
 #define CHECKPOINT_MT "prisn.core.checkpoint"
 
 typedef struct {
@@ -76,11 +78,10 @@ static void checkpoint_finish(checkpoint *c) {
     c->path = NULL;
 }
 
+/* The checkpointer retries on any failure, so the code only says whether
+ * waiting helps (EAGAIN) or not (EIO). */
 static int push_failure(lua_State *L, const char *what, int err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, strerror(err));
-    lua_pushstring(L, err == EAGAIN ? "EAGAIN" : "EIO");
-    return 3;
+    return prisn_binding_fail(L, err == EAGAIN ? "EAGAIN" : "EIO", "%s: %s", what, strerror(err));
 }
 
 /* checkpoint.start(path) -> handle, fd | nil, message, code */
@@ -111,10 +112,7 @@ static int l_checkpoint_result(lua_State *L) {
         return luaL_error(L, "checkpoint: result already taken");
     checkpoint_finish(c);
     if (c->rc != SQLITE_OK) {
-        lua_pushnil(L);
-        lua_pushstring(L, c->message);
-        lua_pushstring(L, prisn_store_code_name(c->rc));
-        return 3;
+        return prisn_binding_fail(L, prisn_store_code_name(c->rc), "%s", c->message);
     }
     lua_pushboolean(L, 1);
     lua_pushinteger(L, c->wal_frames);

@@ -18,6 +18,8 @@
 #include <lua.h>
 #include <sodium.h>
 
+#include "binding.h"
+
 _Static_assert(PRISN_CRYPTO_KEY_BYTES == crypto_secretbox_KEYBYTES, "secretbox key size");
 _Static_assert(PRISN_CRYPTO_NONCE_BYTES == crypto_secretbox_NONCEBYTES, "secretbox nonce size");
 _Static_assert(PRISN_CRYPTO_MAC_BYTES == crypto_secretbox_MACBYTES, "secretbox MAC size");
@@ -138,11 +140,9 @@ static const uint8_t *check_key(lua_State *L, int arg) {
     return (const uint8_t *)key;
 }
 
+/* nil, "CODE: message", CODE. */
 static int push_failure(lua_State *L, const char *message, const char *code) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", code, message);
-    lua_pushstring(L, code);
-    return 3;
+    return prisn_binding_fail(L, code, "%s: %s", code, message);
 }
 
 /* crypto.version() -> the libsodium version, e.g. "1.0.18". */

@@ -18,7 +18,7 @@
 static int load_from_tree(lua_State *L, const char *dev_tree, const char *path) {
     char full[4096];
     snprintf(full, sizeof full, "%s/%s", dev_tree, path);
-    FILE *f = fopen(full, "rb");
+    FILE *f = fopen(full, "rbe"); /* e: O_CLOEXEC, as every descriptor prisn opens */
     if (!f)
         return LUA_ERRFILE;
     luaL_Buffer b;

@@ -62,6 +62,7 @@
 #include <lua.h>
 #include <string.h>
 
+#include "binding.h"
 #include "http.h"
 
 #define HTTP_MT "prisn.http.parser"
@@ -181,12 +182,11 @@ static int lua_sink(void *ctx, const prisn_http_event *ev) {
 static int push_result(lua_State *L, prisn_http_parser *p, int rc, sink_ctx *s) {
     if (rc == 0)
         return 1;
-    if (s->n == 0)
-        lua_pushnil(L);
     char buf[128];
     const char *code = prisn_http_error_code(p);
-    lua_pushfstring(L, "%s: %s", code, prisn_http_error_description(p, buf, sizeof buf));
-    lua_pushstring(L, code);
+    prisn_binding_fail(L, code, "%s: %s", code, prisn_http_error_description(p, buf, sizeof buf));
+    if (s->n > 0)
+        lua_copy(L, s->list, -3); /* the messages completed before it, in nil's place */
     return 3;
 }
 
@@ -217,15 +217,7 @@ static int l_http_new_parser(lua_State *L) {
         idx = 2;
         static const char *const keys[] = {"max_header_bytes", "max_body_bytes", "max_headers",
                                            "stream_body", NULL};
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            bool ok = false;
-            for (int i = 0; keys[i] && lua_type(L, -1) == LUA_TSTRING; i++)
-                ok = ok || strcmp(lua_tostring(L, -1), keys[i]) == 0;
-            if (!ok)
-                luaL_error(L, "new_parser: unknown limit '%s'", luaL_tolstring(L, -1, NULL));
-        }
+        prisn_binding_check_keys(L, idx, "new_parser", "limit", keys);
     }
     prisn_http_limits limits;
     prisn_http_default_limits(&limits);

@@ -151,7 +151,7 @@ static void child_at(volatile int32_t *progress, prisn_spawn_stage stage) {
 }
 
 static _Noreturn void child_fail(int report_fd, prisn_spawn_stage stage) {
-    child_report r = {stage, errno};
+    child_report r = {(int32_t)stage, errno};
     raw_write(report_fd, &r, sizeof r);
     raw_exit(127);
 }

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "binding.h"
 #include "proc.h"
 #include "sandbox_lua.h"
 #include "sys.h"
@@ -83,21 +84,6 @@ static const char *signal_name(int sig) {
 
 /* ---- option parsing ----------------------------------------------------- */
 
-/* Raises when opts (at index idx) holds a key not in allowed. */
-static void check_keys(lua_State *L, int idx, const char *what, const char *const *allowed) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        bool ok = false;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            for (int i = 0; allowed[i]; i++)
-                ok = ok || strcmp(lua_tostring(L, -1), allowed[i]) == 0;
-        }
-        if (!ok)
-            luaL_error(L, "%s: unknown option '%s'", what, luaL_tolstring(L, -1, NULL));
-    }
-}
-
 /* A NULL-terminated copy of the list at opts[field], kept alive as a
  * userdata on the stack until the spawn returns. */
 static char **string_list(lua_State *L, int opts, const char *field, bool required) {
@@ -139,7 +125,7 @@ static void parse_stdio(lua_State *L, int opts, int slot, prisn_stdio *s) {
     } else if (t == LUA_TTABLE) {
         int idx = lua_gettop(L);
         static const char *const keys[] = {"file", "mode", "fd", NULL};
-        check_keys(L, idx, stdio_names[slot], keys);
+        prisn_binding_check_keys(L, idx, stdio_names[slot], "option", keys);
         lua_getfield(L, idx, "file");
         lua_getfield(L, idx, "fd");
         if (lua_isstring(L, -2)) {
@@ -313,13 +299,6 @@ static void proc_close_fds(proc_handle *p) {
     }
 }
 
-static int push_errno(lua_State *L, int err, const char *what) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", prisn_sys_errno_name(err), what, strerror(err));
-    lua_pushstring(L, prisn_sys_errno_name(err));
-    return 3;
-}
-
 /* proc.spawn(opts) -> process | nil, message, code, stage
  * Raises on malformed options (misuse); returns nil... when the system
  * refuses (stage "setup") or the child fails before exec (stage "chdir",
@@ -335,7 +314,7 @@ static int l_proc_spawn(lua_State *L) {
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
                                        "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
                                        "cgroup_procs_fds", "sandbox", "start_timeout_ms", NULL};
-    check_keys(L, 1, "spawn", keys);
+    prisn_binding_check_keys(L, 1, "spawn", "option", keys);
     prisn_spawn_opts o;
     memset(&o, 0, sizeof o);
     lua_getfield(L, 1, "file");
@@ -473,11 +452,11 @@ static int l_proc_wait(lua_State *L) {
         nohang = lua_toboolean(L, -1);
     }
     if (p->reaped)
-        return push_errno(L, ECHILD, "wait: process already reaped");
+        return prisn_binding_fail_errno(L, ECHILD, "wait: process already reaped");
     prisn_exit_status st;
     int rc = prisn_proc_wait(p->pid, p->pidfd, nohang, &st);
     if (rc < 0)
-        return push_errno(L, -rc, "wait");
+        return prisn_binding_fail_errno(L, -rc, "wait");
     if (rc == 0) {
         lua_pushboolean(L, 0);
         return 1;
@@ -519,13 +498,13 @@ static int l_proc_kill(lua_State *L) {
         group = lua_toboolean(L, -1);
     }
     if (p->pid <= 0)
-        return push_errno(L, ESRCH, "kill");
+        return prisn_binding_fail_errno(L, ESRCH, "kill");
     /* A reaped leader's pid may be reused: only its group may still be hit. */
     if (p->reaped && !group)
-        return push_errno(L, ESRCH, "kill: process already ended");
+        return prisn_binding_fail_errno(L, ESRCH, "kill: process already ended");
     int rc = prisn_proc_kill(p->pid, p->reaped ? -1 : p->pidfd, sig, group);
     if (rc < 0)
-        return push_errno(L, -rc, "kill");
+        return prisn_binding_fail_errno(L, -rc, "kill");
     lua_pushboolean(L, 1);
     return 1;
 }

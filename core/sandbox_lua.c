@@ -35,6 +35,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "binding.h"
 #include "sandbox.h"
 #include "sandbox_lua.h"
 #include "sys.h"
@@ -189,15 +190,7 @@ prisn_sandbox_parsed *prisn_sandbox_parse(lua_State *L, int opts_idx, int *err) 
     int t = lua_gettop(L);
     static const char *const keys[] = {"user_map", "net", "mounts", "pivot_root", "put_old",
                                        "proc", NULL};
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        bool ok = false;
-        for (int i = 0; keys[i] && lua_type(L, -1) == LUA_TSTRING; i++)
-            ok = ok || strcmp(lua_tostring(L, -1), keys[i]) == 0;
-        if (!ok)
-            luaL_error(L, "spawn: unknown sandbox option '%s'", luaL_tolstring(L, -1, NULL));
-    }
+    prisn_binding_check_keys(L, t, "spawn", "sandbox option", keys);
     prisn_sandbox_parsed *p = lua_newuserdatauv(L, sizeof *p, 1);
     memset(p, 0, sizeof *p);
     if (luaL_newmetatable(L, "prisn.sandbox_opts")) {
@@ -273,13 +266,8 @@ const prisn_sandbox_opts *prisn_sandbox_parsed_opts(const prisn_sandbox_parsed *
 /* sandbox.loopback_up() -> true | nil, msg, code. Brings lo up in the
  * caller's network namespace (used by tests and the doctor's probe). */
 static int l_sandbox_loopback_up(lua_State *L) {
-    if (prisn_sandbox_loopback_up() < 0) {
-        int err = errno;
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: lo: %s", prisn_sys_errno_name(err), strerror(err));
-        lua_pushstring(L, prisn_sys_errno_name(err));
-        return 3;
-    }
+    if (prisn_sandbox_loopback_up() < 0)
+        return prisn_binding_fail_errno(L, errno, "lo");
     lua_pushboolean(L, 1);
     return 1;
 }

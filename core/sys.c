@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "binding.h"
+
 #ifndef PRISN_VERSION
 #define PRISN_VERSION "0.0.0"
 #endif
@@ -94,10 +96,9 @@ static int l_sys_probe_namespace(lua_State *L) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    lua_pushnil(L);
-    lua_pushfstring(L, "unshare(%s): %s", ns_names[kind], strerror(-rc));
-    lua_pushstring(L, prisn_sys_errno_name(-rc));
-    return 3;
+    /* No code in front: `prisn doctor` shows this message as it is. */
+    return prisn_binding_fail(L, prisn_sys_errno_name(-rc), "unshare(%s): %s", ns_names[kind],
+                              strerror(-rc));
 }
 
 /* sys.isatty(fd) -> boolean. Never raises for a bad descriptor. */
@@ -113,13 +114,8 @@ static int l_sys_isatty(lua_State *L) {
 static int l_sys_lock(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int err = errno;
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s: %s", prisn_sys_errno_name(err), path, strerror(err));
-        lua_pushstring(L, prisn_sys_errno_name(err));
-        return 3;
-    }
+    if (fd < 0)
+        return prisn_binding_fail_errno(L, errno, path);
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int err = errno;
         if (err == EINTR)
@@ -129,10 +125,7 @@ static int l_sys_lock(lua_State *L) {
             lua_pushboolean(L, 0);
             return 1;
         }
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: flock %s: %s", prisn_sys_errno_name(err), path, strerror(err));
-        lua_pushstring(L, prisn_sys_errno_name(err));
-        return 3;
+        return prisn_binding_fail_errno(L, err, lua_pushfstring(L, "flock %s", path));
     }
     lua_pushinteger(L, fd);
     return 1;
@@ -159,22 +152,11 @@ static int l_sys_set_oom_score_adj(lua_State *L) {
         int err = errno;
         if (fd >= 0)
             close(fd);
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: /proc/self/oom_score_adj: %s", prisn_sys_errno_name(err), strerror(err));
-        lua_pushstring(L, prisn_sys_errno_name(err));
-        return 3;
+        return prisn_binding_fail_errno(L, err, "/proc/self/oom_score_adj");
     }
     close(fd);
     lua_pushboolean(L, 1);
     return 1;
-}
-
-/* Pushes nil, "<ERRNO>: <what>: <strerror>", "<ERRNO>" and returns 3. */
-static int push_errno(lua_State *L, int err, const char *what) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", prisn_sys_errno_name(err), what, strerror(err));
-    lua_pushstring(L, prisn_sys_errno_name(err));
-    return 3;
 }
 
 /* sys.mkfifo(path, mode) -> true | nil, msg, code
@@ -184,7 +166,7 @@ static int l_sys_mkfifo(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_Integer mode = luaL_optinteger(L, 2, 0600);
     if (mkfifo(path, (mode_t)mode) < 0)
-        return push_errno(L, errno, path);
+        return prisn_binding_fail_errno(L, errno, path);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -199,11 +181,11 @@ static int l_sys_pidfd_open(lua_State *L) {
 #ifdef SYS_pidfd_open
     long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
     if (fd < 0)
-        return push_errno(L, errno, "pidfd_open");
+        return prisn_binding_fail_errno(L, errno, "pidfd_open");
     lua_pushinteger(L, (lua_Integer)fd);
     return 1;
 #else
-    return push_errno(L, ENOSYS, "pidfd_open");
+    return prisn_binding_fail_errno(L, ENOSYS, "pidfd_open");
 #endif
 }
 
@@ -222,7 +204,7 @@ static int l_sys_fork(lua_State *L) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
-        return push_errno(L, errno, "fork");
+        return prisn_binding_fail_errno(L, errno, "fork");
     if (pid == 0) {
         signal(SIGCHLD, SIG_DFL);
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -243,7 +225,7 @@ static int l_sys_fork(lua_State *L) {
  * this process's own: signals to its old group no longer reach it. */
 static int l_sys_setsid(lua_State *L) {
     if (setsid() < 0)
-        return push_errno(L, errno, "setsid");
+        return prisn_binding_fail_errno(L, errno, "setsid");
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -289,7 +271,7 @@ static int l_sys_claim(lua_State *L) {
     socklen_t addr_len;
     int fd = claim_socket(L, 0, &addr, &addr_len);
     if (fd < 0)
-        return push_errno(L, errno, "socket");
+        return prisn_binding_fail_errno(L, errno, "socket");
     if (bind(fd, (struct sockaddr *)&addr, addr_len) < 0) {
         int err = errno;
         close(fd);
@@ -297,7 +279,7 @@ static int l_sys_claim(lua_State *L) {
             lua_pushboolean(L, 0);
             return 1;
         }
-        return push_errno(L, err, "bind");
+        return prisn_binding_fail_errno(L, err, "bind");
     }
     /* listen() records this process as the owner (SO_PEERCRED) for
      * sys.claimant; nobody is ever accepted, so each sys.claimant leaves a
@@ -305,12 +287,12 @@ static int l_sys_claim(lua_State *L) {
     if (listen(fd, SOMAXCONN) < 0) {
         int err = errno;
         close(fd);
-        return push_errno(L, err, "listen");
+        return prisn_binding_fail_errno(L, err, "listen");
     }
     lua_pushinteger(L, fd);
     return 1;
 #else
-    return push_errno(L, ENOTSUP, "claim");
+    return prisn_binding_fail_errno(L, ENOTSUP, "claim");
 #endif
 }
 
@@ -325,7 +307,7 @@ static int l_sys_claimant(lua_State *L) {
     /* Non-blocking: a claim whose queue is full answers EAGAIN at once. */
     int fd = claim_socket(L, SOCK_NONBLOCK, &addr, &addr_len);
     if (fd < 0)
-        return push_errno(L, errno, "socket");
+        return prisn_binding_fail_errno(L, errno, "socket");
     if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0) {
         int err = errno;
         close(fd);
@@ -339,7 +321,7 @@ static int l_sys_claimant(lua_State *L) {
             lua_pushboolean(L, 0);
             return 1;
         }
-        return push_errno(L, err, "connect");
+        return prisn_binding_fail_errno(L, err, "connect");
     }
     struct ucred cred;
     socklen_t cred_len = sizeof cred;
@@ -347,7 +329,7 @@ static int l_sys_claimant(lua_State *L) {
     int err = errno;
     close(fd);
     if (rc < 0)
-        return push_errno(L, err, "getsockopt");
+        return prisn_binding_fail_errno(L, err, "getsockopt");
     if (cred.uid != geteuid()) {
         lua_pushboolean(L, 0);
         return 1;
@@ -355,7 +337,7 @@ static int l_sys_claimant(lua_State *L) {
     lua_pushinteger(L, cred.pid);
     return 1;
 #else
-    return push_errno(L, ENOTSUP, "claimant");
+    return prisn_binding_fail_errno(L, ENOTSUP, "claimant");
 #endif
 }
 
@@ -368,7 +350,7 @@ static int l_sys_wait_readable(lua_State *L) {
     while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
         ;
     if (n < 0)
-        return push_errno(L, errno, "poll");
+        return prisn_binding_fail_errno(L, errno, "poll");
     lua_pushboolean(L, n > 0);
     return 1;
 }
@@ -381,7 +363,7 @@ static int l_sys_dup(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (copy < 0)
-        return push_errno(L, errno, "dup");
+        return prisn_binding_fail_errno(L, errno, "dup");
     lua_pushinteger(L, copy);
     return 1;
 }
@@ -412,12 +394,12 @@ static int l_sys_ignore_children(lua_State *L) {
 static int l_sys_raise_nofile(lua_State *L) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return push_errno(L, errno, "getrlimit");
+        return prisn_binding_fail_errno(L, errno, "getrlimit");
     rlim_t old = rl.rlim_cur;
     if (rl.rlim_cur != rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            return push_errno(L, errno, "setrlimit");
+            return prisn_binding_fail_errno(L, errno, "setrlimit");
     }
     lua_pushinteger(L, old == RLIM_INFINITY ? -1 : (lua_Integer)old);
     lua_pushinteger(L, rl.rlim_cur == RLIM_INFINITY ? -1 : (lua_Integer)rl.rlim_cur);

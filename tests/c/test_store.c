@@ -1,8 +1,10 @@
 /*
- * store: the SQLite mechanism (settings every database gets, error names,
- * one-statement prepare) and its Lua binding as the booted state sees it —
- * values of every type round-trip, failures come back as nil, message, code,
- * and closing or collecting a database with live statements is safe.
+ * store: the SQLite wrapper (store.c: settings every database gets, error
+ * names, one-statement prepare), called directly, and its Lua binding
+ * (store_lua.c) as the booted state sees it — values of every type
+ * round-trip, failures come back as nil, message, code, and closing or
+ * collecting a database with live statements is safe. One file, because both
+ * halves share the temporary-directory helpers.
  */
 #include <dirent.h>
 #include <lauxlib.h>
