@@ -12,7 +12,7 @@ local uv = require("luv")
 local async = require("prisn.async")
 local errors = require("prisn.error")
 local job_specs = require("prisn.store.job_specs")
-local supervise = require("prisn.exec.run")
+local supervise = require("prisn.exec.group")
 
 local M = {}
 
@@ -332,7 +332,7 @@ function M.execute(opts, rec, sinks)
 end
 
 --- The isolation of a run (see prisn.exec.isolation and
--- prisn.exec.run.supervise): the level asked (opts.isolation, nil for the
+-- prisn.exec.group.supervise): the level asked (opts.isolation, nil for the
 -- default), the identity (opts.user = { uid, gid }), and what must stay
 -- reachable inside the sandbox: the cwd (writable), the script's folder,
 -- the dependency environment and the interpreter's folder (read-only).
@@ -444,7 +444,7 @@ function M.begin_job_log(rec, on_log_error)
   end
   local w = M.open_job_log(rec, on_log_error)
   if w then
-    w:write_start(string.format('{"runner_pid":%d,"at":%d}', uv.os_getpid(), supervise.now_ms()))
+    w:write_start(string.format('{"runner_pid":%d,"at":%d}', uv.os_getpid(), require("prisn.clock").now_ms()))
   end
 end
 

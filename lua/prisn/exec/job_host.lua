@@ -131,7 +131,7 @@ function M.spare_main(home, fd, report_fd)
   local sys = require("prisn.core.sys")
   local job = require("prisn.exec.job")
   -- What does not depend on the job is done before it comes.
-  require("prisn.exec.run").protect_self()
+  require("prisn.exec.group").protect_self()
   local line = read_line(fd)
   require("luv").fs_close(fd)
   -- The loop's clock stopped when the host forked this runner (the host
@@ -208,7 +208,7 @@ end
 function M.main(home)
   local sys = require("prisn.core.sys")
   -- Warm: what every runner needs, loaded once here.
-  for _, name in ipairs({ "prisn.store", "prisn.store.jobs", "prisn.logs", "prisn.exec.run",
+  for _, name in ipairs({ "prisn.store", "prisn.store.jobs", "prisn.logs", "prisn.exec.group",
     "prisn.exec.runners", "prisn.exec.limits", "prisn.exec.isolation", "prisn.exec.process",
     "prisn.exec.deps", "prisn.exec.envcache", "prisn.exec.interpreter", "prisn.secrets.keyring",
     "prisn.store.secrets", "prisn.exec.job_report", "prisn.exec.job", "prisn.async", "cjson" }) do

@@ -31,7 +31,7 @@ local M = {}
 -- PIPE_BUF is 4096. A longer line (a long failure message) goes to state.db.
 M.MAX_LINE = 4096
 
-local now_ms = require("prisn.exec.run").now_ms
+local now_ms = require("prisn.clock").now_ms
 
 --- The fields of a report line ("<kind> <id> <json>"), or nil.
 function M.parse(line)
