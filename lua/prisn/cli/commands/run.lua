@@ -1,7 +1,7 @@
 -- `prisn run SCRIPT [ARGS...]`: run a script now, as if run directly, with
 -- its dependencies installed once and cached, and the run recorded as a job.
 local function handler(ctx)
-  return require("prisn.exec.job").run_from_cli(ctx)
+  return require("prisn.cli.run").handler(ctx)
 end
 
 return {
@@ -122,7 +122,7 @@ return {
     args = { { name = "ID", summary = "The job id", required = true } },
     handler = function(ctx)
       local home = require("prisn.home").path()
-      return require("prisn.async").main(require("prisn.exec.job").run_recorded, home, ctx.args.ID)
+      return require("prisn.async").main(require("prisn.exec.job_runner").run_recorded, home, ctx.args.ID)
     end,
   },
   {
@@ -130,7 +130,7 @@ return {
     hidden = true,
     summary = "Fork a runner for each job id read on stdin (started by the server)",
     handler = function()
-      return require("prisn.exec.job_host").main(require("prisn.home").path())
+      return require("prisn.exec.job_host.host").main(require("prisn.home").path())
     end,
   },
   {
