@@ -83,8 +83,8 @@ function M.spare_main(home, fd, report_fd)
   local id, json = protocol.parse_assignment(line)
   local ok, code = pcall(function()
     -- In the host's group until it holds the lock: a restarted server kills
-    -- that group first (client.stop_previous), so a runner it cannot see by its
-    -- lock cannot go on to start a job the server queues again.
+    -- that group first (client.stop_previous), so a runner it cannot see by
+    -- its lock cannot go on to start a job the server queues again.
     local lock, held = job_lock.take(home, id)
     if held then error("job " .. id .. " has a runner already", 0) end
     sys.setsid()
@@ -144,7 +144,8 @@ end
 --- The body of `prisn __job-host`. Returns 0 at EOF.
 function M.main(home)
   -- Warm: what every runner needs (prisn.exec.job_runner and what it
-  -- requires) was loaded once, with this module. Checks the built-in runners once, here, rather than in every runner.
+  -- requires) was loaded once, with this module. The built-in runners are
+  -- checked once, here, rather than in every runner.
   runners.load({ home = home })
   sys.ignore_children()
   -- A runner whose server is gone gets EPIPE, not death, and records its
@@ -194,7 +195,8 @@ function M.main(home)
   -- it yet are still in this process group: they go with the host, or one
   -- held back (a busy machine) could start its job after a restarted server
   -- has queued the job again. The pid file goes first: a host that ended
-  -- this way leaves nothing for the next server to stop (client.stop_previous).
+  -- this way leaves nothing for the next server to stop
+  -- (client.stop_previous).
   if tonumber((fs.read_file(protocol.pid_path(home)) or ""):match("%d+") or "") == uv.os_getpid() then
     uv.fs_unlink(protocol.pid_path(home))
   end
