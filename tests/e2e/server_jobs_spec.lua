@@ -186,7 +186,7 @@ describe("jobs through the server", function()
     -- A stopped server reads nothing: the runner's report waits in the pipe.
     uv.kill(server_pid, "sigstop")
     write(dir .. "/go", "")
-    local claim = require("prisn.exec.job").claim_name(home, id)
+    local claim = require("prisn.exec.job_lock").claim_name(home, id)
     assert.is_number(require("prisn.core.sys").claimant(claim), "the runner holds its job's claim")
     assert.is_true(wait_for(function() return require("prisn.core.sys").claimant(claim) == false end),
       "the runner did not finish")

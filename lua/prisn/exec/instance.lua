@@ -69,8 +69,8 @@ function M.prepare(home, spec, done)
     env = next(spec.env or {}) and spec.env or nil, no_deps = spec.no_deps, cwd = spec.cwd,
     restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil, build_as = spec.run_as })
   local proc, err = process.start({ file = uv.exepath(), argv = { "prisn", "__prepare" }, stdin = "pipe",
-    stdout = "pipe", stderr = "pipe", session = true, env = require("prisn.exec.run").env_list(
-      require("prisn.exec.run").current_environment()) })
+    stdout = "pipe", stderr = "pipe", session = true, env = require("prisn.exec.group").env_list(
+      require("prisn.exec.group").current_environment()) })
   if not proc then
     return done(nil, { code = "ESPAWN", message = "cannot start prisn __prepare: " .. tostring(err) })
   end
@@ -135,7 +135,7 @@ function M.open_reader(path)
 end
 
 local function env_list(env)
-  return require("prisn.exec.run").env_list(env)
+  return require("prisn.exec.group").env_list(env)
 end
 
 --- Starts an instance. o = { home, launch (from prepare), env (the full
@@ -156,7 +156,7 @@ function M.start(o)
   local spec = {
     file = o.launch.file, argv = o.launch.argv, env = env_list(o.env), cwd = o.cwd,
     stdin = "null", stdout = { fd = out_fd }, stderr = { fd = err_fd }, session = true,
-    oom_score_adj = require("prisn.exec.run").protected and 0 or nil,
+    oom_score_adj = require("prisn.exec.group").protected and 0 or nil,
   }
   local iso = o.isolation
   local isolation = iso and require("prisn.exec.isolation")

@@ -210,7 +210,7 @@ function M.run(opts)
     log:warn("open file limit is %d: at 4 per service instance that is about %d instances; raise the hard "
       .. "limit (LimitNOFILE= under systemd, ulimit -Hn) for more", nofile, nofile // 4 - 50)
   end
-  if require("prisn.exec.run").protect_self() then
+  if require("prisn.exec.group").protect_self() then
     log:info("oom_score_adj set to -1000: the OOM killer takes workloads, not the server")
   end
   local store = require("prisn.store")

@@ -10,7 +10,7 @@
 -- by the job host (prisn.exec.job_host; or exec'd as `prisn __job-run ID`
 -- when there is none): it prepares and runs the job and writes its log. A
 -- forked runner tells the server of the job's start and outcome on a pipe
--- (prisn.exec.job_report), and the server records what a chunk of reports
+-- (prisn.exec.job_host.report), and the server records what a chunk of reports
 -- says in one transaction; an exec'd runner, or one whose server is gone,
 -- records in state.db itself. So a job outlives a crashed server and is still
 -- recorded exactly once. The server watches its runners: a runner that ends
@@ -31,7 +31,8 @@ local errors = require("prisn.error")
 local procfs = require("prisn.procfs")
 local job_specs = require("prisn.store.job_specs")
 local jobs = require("prisn.store.jobs")
-local exec_job = require("prisn.exec.job")
+local job_lock = require("prisn.exec.job_lock")
+local job_record = require("prisn.exec.job_record")
 local logs = require("prisn.logs")
 local check = require("prisn.store").check
 local read_file = require("prisn.fs").read_file
@@ -76,7 +77,7 @@ function M.new(server)
   }, Queue)
   -- Runners forked by a warm job host (PRISN_JOB_HOST=0: exec each one).
   if os.getenv("PRISN_JOB_HOST") ~= "0" then
-    q.host = require("prisn.server.job_host").new(server, runner_env(server.home),
+    q.host = require("prisn.exec.job_host.client").new(server, runner_env(server.home),
       function(reports) q:reports(reports) end)
   end
   return q
@@ -206,7 +207,7 @@ end
 
 -- The outcome a runner wrote at the end of job `job`'s log, decoded, or nil.
 local function logged_outcome(job)
-  return job and exec_job.logged_outcome(job.log_path)
+  return job and job_record.logged_outcome(job.log_path)
 end
 
 -- Called when the runner of job `id` has ended (for whatever reason). A
@@ -228,7 +229,7 @@ function Queue:finished(id)
       -- Told on the pipe but not read yet, or not told: the log has it.
       local outcome = logged_outcome(final)
       local holder_alive, holder
-      if not outcome then holder_alive, holder = exec_job.runner_alive(server.home, id) end
+      if not outcome then holder_alive, holder = job_lock.runner_alive(server.home, id) end
       if outcome then
         final = M.apply_outcome(server.db, id, outcome)
       elseif holder_alive then
@@ -311,7 +312,7 @@ function Queue:record_reports(reports, alone)
   })
 end
 
---- Takes what runners reported (see prisn.exec.job_report): `reports`, a
+--- Takes what runners reported (see prisn.exec.job_host.report): `reports`, a
 -- list of { kind, id, fields }, recorded in one transaction.
 function Queue:reports(reports)
   local taken = {}
@@ -383,7 +384,7 @@ function Queue:exec_runner(id, entry)
   self:runner_started(id, entry, runner:pid(), runner)
 end
 
--- What a forked runner needs to run job `job` (prisn.exec.job.run_assigned),
+-- What a forked runner needs to run job `job` (prisn.exec.job_runner.run_assigned),
 -- as JSON; nil when its spec is gone.
 function Queue:assignment(job)
   local spec = self.specs[job.id]
@@ -441,14 +442,14 @@ end
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db
-  require("prisn.exec.job_host").stop_previous(self.server.home)
+  require("prisn.exec.job_host.client").stop_previous(self.server.home)
   local rows = jobs.unfinished_server_jobs(db)
   local requeued, adopted, failed, logged = 0, 0, 0, 0
-  local runner_alive = exec_job.runner_alive
+  local runner_alive = job_lock.runner_alive
   for _, row in ipairs(rows) do
     local runner_pid = row.runner_pid and math.tointeger(row.runner_pid)
     -- A runner holds its job's lock for its whole life (see
-    -- prisn.exec.job.runner_lock); an exec'd one is also known by its pid.
+    -- prisn.exec.job_lock.take); an exec'd one is also known by its pid.
     local locked, locked_pid = runner_alive(self.server.home, row.id)
     local outcome = not locked and logged_outcome(row)
     if locked then
@@ -468,7 +469,7 @@ function Queue:recover()
     elseif row.state == "queued" and not runner_pid and not (row.log_path and logs.started(row.log_path)) then
       -- Never started: no runner holds it (the old job host's are gone, see
       -- stop_previous) and none made its log, which a runner does before the
-      -- workload starts (prisn.exec.job.begin_job_log).
+      -- workload starts (prisn.exec.job_record.begin_log).
       self.waiting[#self.waiting + 1] = row.id
       requeued = requeued + 1
     else
@@ -477,7 +478,7 @@ function Queue:recover()
       -- is not run again. What is left of its workload is stopped.
       local pid, started_at = row.pid, row.started_at
       if row.state == "queued" then
-        local start = exec_job.logged_start(row.log_path) or {}
+        local start = job_record.logged_start(row.log_path) or {}
         pid, started_at = math.tointeger(start.pid), math.tointeger(start.started_at)
         if pid then jobs.start(db, row.id, { pid = pid, started_at = started_at }) end
       end
@@ -517,7 +518,7 @@ function Queue:adopt(id, runner_pid)
   end
   local timer = uv.new_timer()
   timer:start(200, 200, function()
-    if exec_job.runner_alive(self.server.home, id) then return end
+    if job_lock.runner_alive(self.server.home, id) then return end
     timer:stop()
     timer:close()
     self:finished(id)

@@ -1,7 +1,11 @@
 -- `prisn run SCRIPT [ARGS...]`: run a script now, as if run directly, with
 -- its dependencies installed once and cached, and the run recorded as a job.
+-- Its flags are declared in prisn.cli.workload, which `prisn deploy` and
+-- `prisn cron` take theirs from; what it does with them is prisn.cli.run.
+local workload = require("prisn.cli.workload")
+
 local function handler(ctx)
-  return require("prisn.exec.job").run_from_cli(ctx)
+  return require("prisn.cli.run").handler(ctx)
 end
 
 return {
@@ -54,55 +58,7 @@ return {
       { name = "ARGS", summary = "Arguments for the script (after -- when they look like flags)",
         repeatable = true, complete = "file" },
     },
-    flags = {
-      { name = "env", short = "e", type = "string", repeatable = true, placeholder = "KEY=VALUE",
-        summary = "Set an environment variable for the script (wins over --env-file)" },
-      { name = "env-file", type = "string", placeholder = "FILE", complete = "file",
-        summary = "Read KEY=VALUE lines into the script's environment (format: docs/RUN.md)" },
-      { name = "cwd", type = "string", placeholder = "DIR", complete = "dir",
-        summary = "Run the script in DIR (default: the current directory)" },
-      { name = "timeout", type = "duration", placeholder = "DURATION",
-        summary = "Stop the script after this long (30s, 5m, 1h) and exit 124" },
-      { name = "grace", type = "duration", placeholder = "DURATION", default = "10s",
-        summary = "Time between SIGTERM and SIGKILL when stopping the script" },
-      { name = "memory", type = "size", placeholder = "SIZE",
-        summary = "Limit the script's memory (256M, 1G); over it the kernel kills it (oom_killed)" },
-      { name = "cpu", type = "number", placeholder = "CORES",
-        summary = "Limit the script to this many CPU cores (0.5, 2); it is slowed down, not killed" },
-      { name = "pids", type = "int", placeholder = "N",
-        summary = "Limit the number of processes and threads the script may have at once" },
-      { name = "isolation", type = "int", placeholder = "LEVEL",
-        summary = "Sandbox level: 0 none, 1 process (default where available), 2 filesystem, 3 network" },
-      { name = "disk", type = "size", placeholder = "SIZE",
-        summary = "Bound what the script may write (workspace, /tmp) to SIZE; needs isolation 2 or 3" },
-      { name = "user", type = "string", placeholder = "NAME|UID",
-        summary = "Run the script as this user (needs root); default: you" },
-      { name = "runner", type = "string", placeholder = "NAME",
-        complete = function(partial)
-          local names = {}
-          local ok, runners = pcall(require, "prisn.exec.runners")
-          if ok then
-            local loaded = pcall(function()
-              for _, r in ipairs(runners.names and runners.names() or {}) do names[#names + 1] = r end
-            end)
-            if not loaded then names = {} end
-          end
-          local matches = {}
-          for _, n in ipairs(names) do
-            if n:sub(1, #partial) == partial then matches[#matches + 1] = n end
-          end
-          return matches
-        end,
-        summary = "Use this runner instead of detecting one ('prisn runner list')" },
-      { name = "no-deps", type = "bool",
-        summary = "Do not detect or install dependencies; run with the plain interpreter" },
-      { name = "exec", type = "string", placeholder = "CODE",
-        summary = "Run CODE instead of a script file (needs --runner)" },
-      { name = "detach", short = "d", type = "bool",
-        summary = "Hand the job to the server and print its id; follow it with 'prisn logs -f job/ID'" },
-      { name = "secret", type = "string", repeatable = true, placeholder = "NAME",
-        summary = "Give the script the keys of secret NAME as environment variables" },
-    },
+    flags = workload.RUN_FLAGS,
     examples = {
       { "prisn run backup.py", "Run a Python script; its imports are installed on first run" },
       { "prisn run job.sh -e TARGET=/srv --timeout 5m", "With an environment variable and a time limit" },
@@ -122,7 +78,7 @@ return {
     args = { { name = "ID", summary = "The job id", required = true } },
     handler = function(ctx)
       local home = require("prisn.home").path()
-      return require("prisn.async").main(require("prisn.exec.job").run_recorded, home, ctx.args.ID)
+      return require("prisn.async").main(require("prisn.exec.job_runner").run_recorded, home, ctx.args.ID)
     end,
   },
   {
@@ -130,7 +86,7 @@ return {
     hidden = true,
     summary = "Fork a runner for each job id read on stdin (started by the server)",
     handler = function()
-      return require("prisn.exec.job_host").main(require("prisn.home").path())
+      return require("prisn.exec.job_host.host").main(require("prisn.home").path())
     end,
   },
   {

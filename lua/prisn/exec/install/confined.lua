@@ -19,7 +19,7 @@
 -- capture has async.capture's contract: inside a task; returns { code,
 -- signal, stdout, stderr }, or nil, message, code when the program could not
 -- be started.
-local run = require("prisn.exec.run")
+local run = require("prisn.exec.group")
 
 local M = {}
 

@@ -1,7 +1,9 @@
--- prisn.exec.job_report: a forked job runner tells its server of the job's
--- start and outcome on a pipe, and records in state.db itself when the
+-- prisn.exec.job_host.report: a forked job runner tells its server of the
+-- job's start and outcome on a pipe, and records in state.db itself when the
 -- server cannot be told.
-local report = require("prisn.exec.job_report")
+local report = require("prisn.exec.job_host.report")
+local protocol = require("prisn.exec.job_host")
+local job_runner = require("prisn.exec.job_runner")
 local store = require("prisn.store")
 local jobs = require("prisn.store.jobs")
 local logs = require("prisn.logs")
@@ -9,7 +11,7 @@ local sys = require("prisn.core.sys")
 local cjson = require("cjson")
 local uv = require("luv")
 
-describe("prisn.exec.job_report", function()
+describe("prisn.exec.job_host.report", function()
   local home, db, job
 
   before_each(function()
@@ -38,11 +40,11 @@ describe("prisn.exec.job_report", function()
   end
 
   it("parses report lines and refuses anything else", function()
-    local kind, id, fields = report.parse('done 06h1m9kbzd7n {"state":"succeeded","exit_code":0}')
+    local kind, id, fields = protocol.parse_report('done 06h1m9kbzd7n {"state":"succeeded","exit_code":0}')
     assert.same({ "done", "06h1m9kbzd7n", "succeeded", 0 }, { kind, id, fields.state, fields.exit_code })
-    assert.is_nil(report.parse("06h1m9kbzd7n 1234"))
-    assert.is_nil(report.parse("done 06h1m9kbzd7n {not json}"))
-    assert.is_nil(report.parse('done 06h1m9kbzd7n ["a list"]'))
+    assert.is_nil(protocol.parse_report("06h1m9kbzd7n 1234"))
+    assert.is_nil(protocol.parse_report("done 06h1m9kbzd7n {not json}"))
+    assert.is_nil(protocol.parse_report('done 06h1m9kbzd7n ["a list"]'))
   end)
 
   it("tells the server on the pipe, and ends the log with the outcome", function()
@@ -54,7 +56,7 @@ describe("prisn.exec.job_report", function()
     rec.finish({ state = "failed", reason = "exited", exit_code = 3 })
     rec.close()
     local lines = {}
-    for line in drain(pipe.read):gmatch("[^\n]+") do lines[#lines + 1] = { report.parse(line) } end
+    for line in drain(pipe.read):gmatch("[^\n]+") do lines[#lines + 1] = { protocol.parse_report(line) } end
     assert.equal(2, #lines)
     assert.same({ "started", job.id, 4321 }, { lines[1][1], lines[1][2], lines[1][3].pid })
     assert.same({ "done", "failed", "exited", 3, 4321 },
@@ -103,7 +105,6 @@ describe("prisn.exec.job_report", function()
   end)
 
   it("never runs a job again that an earlier runner started; reports what that one logged", function()
-    local exec_job = require("prisn.exec.job")
     local script = home .. "/a.sh"
     local f = assert(io.open(script, "w"))
     f:write("echo ran >> " .. home .. "/ran\n")
@@ -112,9 +113,9 @@ describe("prisn.exec.job_report", function()
       spec = { script = script, runner = "bash", isolation = 0 } }
     local function run_once()
       local pipe = uv.pipe({ nonblock = true }, { nonblock = false })
-      require("prisn.async").main(exec_job.run_assigned, home, assignment, pipe.write, nil)
+      require("prisn.async").main(job_runner.run_assigned, home, assignment, pipe.write, nil)
       local lines = {}
-      for line in drain(pipe.read):gmatch("[^\n]+") do lines[#lines + 1] = { report.parse(line) } end
+      for line in drain(pipe.read):gmatch("[^\n]+") do lines[#lines + 1] = { protocol.parse_report(line) } end
       uv.fs_close(pipe.read)
       uv.fs_close(pipe.write)
       return lines
@@ -143,11 +144,11 @@ describe("prisn.exec.job_report", function()
   it("records a fact too long for one pipe write in state.db", function()
     local pipe = uv.pipe({ nonblock = true }, { nonblock = false })
     local rec = report.recorder(home, job, pipe.write)
-    rec.fail_to_start(string.rep("m", report.MAX_LINE))
+    rec.fail_to_start(string.rep("m", protocol.MAX_LINE))
     rec.close()
     assert.equal("", drain(pipe.read))
     local j = jobs.get_by_id(db, job.id)
-    assert.same({ "failed", "failed_to_start", report.MAX_LINE }, { j.state, j.reason, #j.message })
+    assert.same({ "failed", "failed_to_start", protocol.MAX_LINE }, { j.state, j.reason, #j.message })
     uv.fs_close(pipe.read)
     uv.fs_close(pipe.write)
   end)

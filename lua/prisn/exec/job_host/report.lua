@@ -1,21 +1,16 @@
--- prisn.exec.job_report: how a job runner forked by the job host tells the
--- server about its job, instead of writing state.db itself.
+-- prisn.exec.job_host.report: how a job runner forked by the job host tells
+-- the server about its job, instead of writing state.db itself.
 --
 -- Opening state.db, reading the job and writing its start and end took a
 -- runner about 1.3 ms of CPU per job, most of it before the job's script
 -- could start. The server already has the database open and batches what it
 -- is told, so a runner reports on a pipe to the server (the job host's
 -- stdout, which the host kept a copy of for its runners), one line a fact:
+-- started, update, done (the lines: prisn.exec.job_host).
 --
---   started <id> {"pid":…,"started_at":…}
---   update <id> {"deps_source":…,"env_key":…}
---   done <id> {"state":…,"reason":…,"exit_code":…,"signal":…,"message":…,
---              "finished_at":…,"pid":…,"started_at":…}
---
--- Each line is one write() of at most PIPE_BUF bytes, so lines from many
--- runners never interleave. When a line cannot be written whole (the server
--- is gone: EPIPE; or the line is too long), the runner opens state.db and
--- records the fact and every later one itself, as an exec'd runner does.
+-- When a line cannot be written whole (the server is gone: EPIPE; or the
+-- line is too long), the runner opens state.db and records the fact and
+-- every later one itself, as an exec'd runner does.
 --
 -- Crash safety: the outcome goes into the job's log (an "x" record, see
 -- prisn.logs) before it goes on the pipe. A server that is killed after a
@@ -23,48 +18,36 @@
 -- there when it starts again (prisn.server.jobs, recovery).
 local uv = require("luv")
 local cjson = require("cjson")
+local now_ms = require("prisn.clock").now_ms
+local store = require("prisn.store")
 local job_specs = require("prisn.store.job_specs")
+local job_record = require("prisn.exec.job_record")
+local protocol = require("prisn.exec.job_host")
 
 local M = {}
 
--- Atomic pipe writes on Linux and the BSDs hold at least 512 bytes; Linux's
--- PIPE_BUF is 4096. A longer line (a long failure message) goes to state.db.
-M.MAX_LINE = 4096
-
-local now_ms = require("prisn.exec.run").now_ms
-
---- The fields of a report line ("<kind> <id> <json>"), or nil.
-function M.parse(line)
-  local kind, id, json = line:match("^(%l+) (%S+) ({.*})$")
-  if not kind then return nil end
-  local ok, fields = pcall(cjson.decode, json)
-  if not ok or type(fields) ~= "table" then return nil end
-  return kind, id, fields
-end
-
---- A recorder (see prisn.exec.job.prepare) for job `job` ({ id, namespace,
+--- A recorder (see prisn.exec.job_record) for job `job` ({ id, namespace,
 -- log_path }) that reports on `report_fd`. rec.db() opens state.db when
 -- something needs it (secrets, or the server being gone).
 function M.recorder(home, job, report_fd, on_log_error)
-  local exec_job = require("prisn.exec.job")
   local rec = { job = job, log_path = job.log_path }
   local db, direct
   function rec.db()
-    if not db then db = require("prisn.store").open(home) end
+    if not db then db = store.open(home) end
     return db
   end
   -- The state.db recorder, from the first fact the server could not be told.
   local function fallback()
     if not direct then
-      direct = exec_job.existing_recorder(rec.db(), job, on_log_error)
+      direct = job_record.existing(rec.db(), job, on_log_error)
       direct.log = rec.log
     end
     return direct
   end
   local function tell(kind, fields)
     if direct or not report_fd then return false end
-    local line = kind .. " " .. job.id .. " " .. cjson.encode(fields) .. "\n"
-    if #line > M.MAX_LINE then return false end
+    local line = protocol.report_line(kind, job.id, fields)
+    if #line > protocol.MAX_LINE then return false end
     return uv.fs_write(report_fd, line, -1) == #line
   end
 
@@ -101,8 +84,8 @@ function M.recorder(home, job, report_fd, on_log_error)
   function rec.fail_to_start(message)
     rec.finish({ state = "failed", reason = "failed_to_start", message = message })
   end
-  function rec.begin() return exec_job.begin_job_log(rec, on_log_error) end
-  function rec.open_log() return exec_job.open_job_log(rec, on_log_error) end
+  function rec.begin() return job_record.begin_log(rec, on_log_error) end
+  function rec.open_log() return job_record.open_log(rec, on_log_error) end
   function rec.close()
     if rec.log then rec.log:close() end
     if db then db:close() end

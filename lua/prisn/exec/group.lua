@@ -1,6 +1,8 @@
--- prisn.exec.run: `prisn run` from the CLI — detect the runner, resolve the
--- dependencies, get the environment from the cache (or build it once), spawn,
--- stream and record, and answer with the script's own exit status.
+-- prisn.exec.group: supervises one workload's process group, from its start
+-- to an outcome: spawn it (with its limits and isolation), stream its
+-- output, forward prisn's signals to the group, stop it at its timeout, and
+-- turn its exit into a job state and a reason. One-off jobs (prisn.exec.job)
+-- and dependency builds (prisn.exec.install.confined) both run through it.
 --
 -- Policy lives here: which signals are forwarded, how long the grace period
 -- is, what a timeout means (SIGTERM to the whole process group, SIGKILL after
@@ -10,7 +12,9 @@ local uv = require("luv")
 local async = require("prisn.async")
 local process = require("prisn.exec.process")
 local units = require("prisn.units")
-local clock = require("prisn.clock")
+local limits = require("prisn.exec.limits")
+local isolation = require("prisn.exec.isolation")
+local sys = require("prisn.core.sys")
 
 local M = {}
 
@@ -19,8 +23,6 @@ M.DRAIN_AFTER_EXIT_MS = 200 -- how long a background child may hold stdout open
 
 local FORWARDED = { "sigint", "sigterm", "sighup", "sigquit" }
 local SIGNAL_NUMBERS = { INT = 2, TERM = 15, HUP = 1, QUIT = 3, KILL = 9 }
-
-local now_ms = clock.now_ms
 
 -- The caller's environment as a table, for `prisn run` from a shell: the
 -- script should see what it would see when run directly.
@@ -176,7 +178,7 @@ end
 -- program cannot be started, and reason "oom_killed" when the memory limit
 -- killed it.
 function M.supervise(launch)
-  local limiter = launch.limits and require("prisn.exec.limits").apply(launch.limits, { name = launch.name })
+  local limiter = launch.limits and limits.apply(launch.limits, { name = launch.name })
   local spec = {
     file = launch.file,
     argv = launch.argv,
@@ -190,7 +192,6 @@ function M.supervise(launch)
     oom_score_adj = M.protected and 0 or nil,
   }
   local iso = launch.isolation
-  local isolation = iso and require("prisn.exec.isolation")
   local level = iso and iso.level or 0
   local iso_options = iso and isolation.spawn_options(level, iso) or {}
   local function start(include_v2_procs)
@@ -235,13 +236,12 @@ function M.protect_self()
   if M.protected ~= nil then return M.protected end
   M.protected = false
   if uv.getuid() == 0 then
-    M.protected = require("prisn.core.sys").set_oom_score_adj(-1000) == true
+    M.protected = sys.set_oom_score_adj(-1000) == true
   end
   return M.protected
 end
 
 M.current_environment = current_environment
 M.env_list = env_list
-M.now_ms = now_ms
 
 return M
