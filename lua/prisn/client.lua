@@ -17,6 +17,7 @@ local async = require("prisn.async")
 local contexts = require("prisn.contexts")
 local errors = require("prisn.error")
 local httpc = require("prisn.http.client")
+local homes = require("prisn.home")
 
 local M = {}
 
@@ -96,7 +97,7 @@ function M.context(ctx)
   local cached = ctx and resolved_for[ctx]
   if cached then return cached end
   local name = ctx and ctx.globals and ctx.globals.context
-  local resolved = contexts.resolve(require("prisn.home").path(), { context = name })
+  local resolved = contexts.resolve(homes.path(), { context = name })
   if ctx then resolved_for[ctx] = resolved end
   return resolved
 end
@@ -146,7 +147,7 @@ end
 function M.connect(ctx)
   local target = M.context(ctx)
   if target.is_local and not target.token then
-    local home = require("prisn.home").path()
+    local home = homes.path()
     errors.raise("no_server", "no prisn server has been set up in " .. home,
       { hint = "start one with 'prisn server start' (or 'prisn cluster init'), "
         .. "or use a remote server with 'prisn context add' and 'prisn context use'" })

@@ -18,6 +18,8 @@
 -- (prisn.client does) and never prints a token.
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local cjson = require("cjson")
+local json = require("prisn.output.json")
 
 local M = {}
 
@@ -108,12 +110,12 @@ function M.load(home)
     errors.raise("bad_contexts", string.format("%s: %s", path, why),
       { hint = "fix the file, or remove it and add the contexts again with 'prisn context add'" })
   end
-  local ok, decoded = pcall(require("cjson").decode, text)
+  local ok, decoded = pcall(cjson.decode, text)
   if not ok or type(decoded) ~= "table" then bad("not a JSON object") end
   local current = decoded.current
   if type(current) == "string" and current ~= M.LOCAL then
     data.current = current
-  elseif current ~= nil and type(current) ~= "string" and current ~= require("cjson").null then
+  elseif current ~= nil and type(current) ~= "string" and current ~= cjson.null then
     bad("'current' is not a context name")
   end
   if decoded.contexts ~= nil and type(decoded.contexts) ~= "table" then bad("'contexts' is not an object") end
@@ -131,8 +133,7 @@ function M.load(home)
 end
 
 local function save(home, data)
-  local json = require("prisn.output.json")
-  local doc = { current = data.current or require("cjson").null, contexts = data.contexts }
+  local doc = { current = data.current or cjson.null, contexts = data.contexts }
   local path = file_path(home)
   local ok, err, code = fs.write_atomic(path, json.encode(doc), tonumber("600", 8))
   if not ok then

@@ -7,6 +7,7 @@
 -- one that is too open.
 local uv = require("luv")
 local errors = require("prisn.error")
+local fs = require("prisn.fs")
 
 local M = {}
 
@@ -54,7 +55,6 @@ end
 -- The parents (mode 0755, as mkdir(1) would make them), then the directory
 -- itself with `mode`.
 local function make_dirs(path, mode)
-  local fs = require("prisn.fs")
   local parent = path:match("^(.+)/[^/]+$")
   if parent and parent ~= "" then
     local ok, err, code = fs.mkdir_p(parent, tonumber("755", 8))

@@ -19,6 +19,7 @@
 -- probability 1/4096; callers that store ids under a unique key retry with a
 -- fresh one (prisn.store.jobs does).
 local clock = require("prisn.clock")
+local crypto = require("prisn.core.crypto")
 
 local M = {}
 
@@ -74,7 +75,7 @@ function M.time_ms(id)
 end
 
 local function random_bits()
-  local b = require("prisn.core.crypto").random_bytes(2)
+  local b = crypto.random_bytes(2)
   return ((b:byte(1) << 8) | b:byte(2)) & RANDOM_MASK
 end
 

@@ -16,6 +16,10 @@ local schema = require("prisn.schema")
 local units = require("prisn.units")
 local envfile = require("prisn.envfile")
 local sandbox = require("prisn.sandbox")
+local net_health = require("prisn.net.health")
+local human = require("prisn.cron.human")
+local schedules = require("prisn.cron")
+local fs = require("prisn.fs")
 
 local M = {}
 
@@ -92,7 +96,7 @@ local function normalize_health(h, path)
     local checked, serr = schema.check(h, HEALTH_TABLE, path)
     if not checked then return nil, serr end
   end
-  local ok, err = require("prisn.net.health").normalize(h)
+  local ok, err = net_health.normalize(h)
   if not ok then return nil, path .. ": " .. tostring(err) end
   return h
 end
@@ -132,11 +136,11 @@ local function check_cronjob(e, path, dir)
   local out = normalize_common(e, dir)
   local expr = e.schedule
   if e.every then
-    expr, err = require("prisn.cron.human").normalize(e.every, { at = e.at, on = e.on })
+    expr, err = human.normalize(e.every, { at = e.at, on = e.on })
     if not expr then return nil, path .. ".every: " .. err end
   end
   local compiled
-  compiled, err = require("prisn.cron").compile(expr, { tz = e.timezone })
+  compiled, err = schedules.compile(expr, { tz = e.timezone })
   if not compiled then
     return nil, path .. (e.schedule and ".schedule: " or ".every: ") .. err
   end
@@ -234,7 +238,7 @@ end
 
 --- Reads and evaluates the manifest at `path`. Returns it or nil, message.
 function M.load(path)
-  local text, err = require("prisn.fs").read_file(path)
+  local text, err = fs.read_file(path)
   if not text then return nil, err end
   return M.evaluate(text, path)
 end

@@ -10,6 +10,7 @@
 -- must not stop the supervisor. The file is read again when it changes.
 local uv = require("luv")
 local sandbox = require("prisn.sandbox")
+local fs = require("prisn.fs")
 
 local M = {}
 
@@ -44,7 +45,7 @@ function M.get(home, name, log)
   if not st then return builtin end
   local cached = cache[path]
   if cached and cached.mtime == mtime_of(st) then return cached.policy end
-  local text = require("prisn.fs").read_file(path)
+  local text = fs.read_file(path)
   local operator, err
   if text then operator, err = sandbox.load(text, path) else err = "cannot read " .. path end
   local policy = builtin

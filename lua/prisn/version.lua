@@ -1,11 +1,14 @@
 -- prisn.version: what this binary is and what it was built with. Used by
 -- `prisn version` and the API's /version.
+local sys = require("prisn.core.sys")
+local uv = require("luv")
+local store = require("prisn.core.store")
+local crypto = require("prisn.core.crypto")
+
 local M = {}
 
 --- The version record; field names are part of the JSON/YAML interface.
 function M.info()
-  local sys = require("prisn.core.sys")
-  local uv = require("luv")
   local uname = uv.os_uname()
   return {
     version = sys.version,
@@ -13,8 +16,8 @@ function M.info()
     build_date = sys.build_date,
     lua = sys.lua_version,
     libuv = uv.version_string(),
-    sqlite = require("prisn.core.store").version(),
-    libsodium = require("prisn.core.crypto").version(),
+    sqlite = store.version(),
+    libsodium = crypto.version(),
     os = uname.sysname:lower(),
     arch = uname.machine,
   }

@@ -3,6 +3,10 @@
 -- history|undo`. Everything goes through the API (prisn.client).
 local errors = require("prisn.error")
 local output = require("prisn.output")
+local uv = require("luv")
+local jobs = require("prisn.cli.jobs")
+local units = require("prisn.units")
+local sys = require("prisn.core.sys")
 
 local M = {}
 
@@ -25,7 +29,6 @@ end
 -- ("active", "rolled_back", "failed", "timeout") and the deployment as last
 -- seen.
 function M.wait_rollout(c, ns, name, revision, timeout_s)
-  local uv = require("luv")
   local deadline = uv.hrtime() + timeout_s * 1e9
   while true do
     local d = c:request("GET", M.path_in(ns, name))
@@ -49,12 +52,12 @@ local function age(iso_text)
   if not y then return "-" end
   local t = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = s, isdst = false })
   local utc_offset = os.time(os.date("!*t", t)) - t
-  return require("prisn.cli.jobs").ago((t - utc_offset) * 1000, os.time() * 1000)
+  return jobs.ago((t - utc_offset) * 1000, os.time() * 1000)
 end
 
 local function uptime(seconds)
   if type(seconds) ~= "number" then return "-" end
-  return require("prisn.units").format_duration(seconds)
+  return units.format_duration(seconds)
 end
 
 function M.list(ctx)
@@ -88,7 +91,7 @@ end
 
 local function instance_rows(items, with_deployment)
   local rows = output.array({})
-  local size = require("prisn.units").format_size
+  local size = units.format_size
   for i, inst in ipairs(items) do
     rows[i] = { name = inst.name, deployment = inst.deployment, state = inst.state,
       revision = inst.revision, pid = type(inst.pid) == "number" and inst.pid or "-",
@@ -142,7 +145,7 @@ function M.describe(ctx)
   res.args, res.env_keys, res.secrets = spec.args, spec.env_keys, spec.secrets
   res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
   res.run_as = M.run_as_text(spec.run_as)
-  res.memory = type(spec.memory) == "number" and require("prisn.units").format_size(spec.memory) or spec.memory
+  res.memory = type(spec.memory) == "number" and units.format_size(spec.memory) or spec.memory
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
     "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
     "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "run_as", "created_at", "updated_at" } })
@@ -164,7 +167,7 @@ end
 
 local function confirm(ctx, what)
   if ctx.flags.yes then return true end
-  if not require("prisn.core.sys").isatty(0) then
+  if not sys.isatty(0) then
     errors.usage(string.format("refusing to delete %s without --yes: there is no terminal to confirm on", what),
       "add --yes to delete without asking, or --dry-run to see what would go")
   end

@@ -7,19 +7,24 @@
 -- no PRISN_HOME and no state.db, and these commands say that no job has been
 -- recorded instead of making them.
 local errors = require("prisn.error")
+local client = require("prisn.client")
+local cjson = require("cjson")
+local events = require("prisn.store.events")
+local store = require("prisn.store")
+local jobs = require("prisn.store.jobs")
+local units = require("prisn.units")
 
 local M = {}
 
 --- The namespace a command acts in: -n, else the context's (see
 -- prisn.client.namespace), else "default".
 function M.namespace(ctx)
-  return require("prisn.client").namespace(ctx)
+  return client.namespace(ctx)
 end
 
 --- A client when the context in effect is a remote server (jobs are then
 -- read through its API), nil for this machine (read from state.db).
 function M.remote(ctx)
-  local client = require("prisn.client")
   if client.context(ctx).is_local then return nil end
   return client.connect(ctx)
 end
@@ -29,13 +34,12 @@ local TIME_FIELDS = { "created_at", "started_at", "finished_at" }
 --- A job record from the API's public form: times back to milliseconds,
 -- nulls dropped, so the text renderers work on both.
 function M.from_public(p)
-  local cjson = require("cjson")
   local job = {}
   for k, v in pairs(p) do
     if v ~= cjson.null then job[k] = v end
   end
   for _, field in ipairs(TIME_FIELDS) do
-    if job[field] then job[field] = require("prisn.store.events").parse_time(job[field]) end
+    if job[field] then job[field] = events.parse_time(job[field]) end
   end
   return job
 end
@@ -43,7 +47,7 @@ end
 --- The state database, opened without creating PRISN_HOME or state.db; nil
 -- when no job was ever recorded here.
 function M.open_store()
-  return require("prisn.store").open(nil, { create = false })
+  return store.open(nil, { create = false })
 end
 
 M.NOTHING_RECORDED_HINT = "run a script with 'prisn run SCRIPT'; its job is then listed by 'prisn get jobs'"
@@ -56,7 +60,6 @@ function M.find_job(db, ns, id)
     errors.raise("not_found", string.format("job '%s' not found: no jobs have been recorded yet", id),
       { hint = M.NOTHING_RECORDED_HINT })
   end
-  local jobs = require("prisn.store.jobs")
   local job = jobs.get(db, ns, id)
   if job then return job end
   local ok, elsewhere = pcall(jobs.get, db, nil, id)
@@ -84,7 +87,7 @@ function M.complete_job_id(partial)
   local ok, result = pcall(function()
     local db = M.open_store()
     if not db then return {} end
-    local list = require("prisn.store.jobs").list(db, { all_namespaces = true, limit = 200 })
+    local list = jobs.list(db, { all_namespaces = true, limit = 200 })
     db:close()
     local out = {}
     for _, job in ipairs(list) do
@@ -117,7 +120,7 @@ end
 -- for nil.
 function M.duration_text(ms)
   if ms == nil then return nil end
-  return require("prisn.units").format_duration(ms / 1000)
+  return units.format_duration(ms / 1000)
 end
 
 --- How the job's process ended: its exit code, "SIGTERM" for a signal, nil
@@ -139,7 +142,7 @@ function M.job_row(job, now)
     runner = job.runner,
     script = M.basename(job.script),
     started = job.started_at and M.ago(job.started_at, now),
-    duration = M.duration_text(require("prisn.store.jobs").duration_ms(job, now)),
+    duration = M.duration_text(jobs.duration_ms(job, now)),
   }
 end
 

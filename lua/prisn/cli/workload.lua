@@ -3,6 +3,7 @@
 -- run`, declared once here, and the upload of the script's folder as a
 -- bundle.
 local errors = require("prisn.error")
+local bundle = require("prisn.bundle")
 
 local M = {}
 
@@ -73,7 +74,6 @@ end
 -- (bundles are content-addressed); returns the bundle hash. `what` names
 -- the workload for the hint ("a cron job's script").
 function M.upload(c, dir, what)
-  local bundle = require("prisn.bundle")
   local blob, hash = bundle.pack(dir)
   if not blob then
     errors.raise("EBUNDLE", "cannot pack " .. dir .. ": " .. hash,

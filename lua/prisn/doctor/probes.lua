@@ -2,18 +2,20 @@
 --
 -- Each probe is a thin call into luv, the C core or the filesystem; the
 -- decisions stay in prisn.doctor, which specs run against fakes.
+local uv = require("luv")
+local sys = require("prisn.core.sys")
+local async = require("prisn.async")
+local store = require("prisn.store")
+local fs = require("prisn.fs")
+
 local M = {}
 
 --- The probe table prisn.doctor.run expects. Must run inside an async task
 -- (capture and connect wait on the loop).
 function M.system()
-  local uv = require("luv")
-  local sys = require("prisn.core.sys")
-  local async = require("prisn.async")
-  local store = require("prisn.store")
   local probes = {}
   function probes.uname() return uv.os_uname() end
-  probes.read_file = require("prisn.fs").read_file
+  probes.read_file = fs.read_file
   function probes.writable(path) return uv.fs_access(path, "W") == true end
   function probes.probe_namespace(kind) return sys.probe_namespace(kind) end
   function probes.which(name)

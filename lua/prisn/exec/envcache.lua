@@ -18,6 +18,8 @@ local sys = require("prisn.core.sys")
 local async = require("prisn.async")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local confined = require("prisn.exec.install.confined")
+
 local write_hint = require("prisn.home").write_hint
 
 local M = {}
@@ -96,7 +98,7 @@ function M.hand_over(home, tmp, builder, env)
   list[#list + 1] = "HOME=" .. build_home
   local keep = { { path = tmp, writable = true } }
   for _, k in ipairs(builder.keep or {}) do keep[#keep + 1] = { path = k.path } end
-  local capture = require("prisn.exec.install.confined").capture_for({ home = home, user = user, keep = keep })
+  local capture = confined.capture_for({ home = home, user = user, keep = keep })
   return list, capture, build_home
 end
 

@@ -24,6 +24,9 @@ local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local process = require("prisn.exec.process")
 local sys = require("prisn.core.sys")
+local job = require("prisn.exec.job")
+local group = require("prisn.exec.group")
+local exec_isolation = require("prisn.exec.isolation")
 
 local M = {}
 
@@ -41,7 +44,7 @@ function M.prepare_main()
   if not ok or type(opts) ~= "table" then
     result = { error = { code = "invalid", message = "prisn __prepare: expected a JSON object on stdin" } }
   else
-    local done, launch = pcall(require("prisn.exec.job").prepare, {
+    local done, launch = pcall(job.prepare, {
       home = opts.home, script = opts.script, args = opts.args or {}, runner = opts.runner,
       env = opts.env or {}, no_deps = opts.no_deps, cwd = opts.cwd, show_progress = false,
       restricted = opts.restricted, bundle_dir = opts.bundle_dir, build_as = opts.build_as,
@@ -69,8 +72,8 @@ function M.prepare(home, spec, done)
     env = next(spec.env or {}) and spec.env or nil, no_deps = spec.no_deps, cwd = spec.cwd,
     restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil, build_as = spec.run_as })
   local proc, err = process.start({ file = uv.exepath(), argv = { "prisn", "__prepare" }, stdin = "pipe",
-    stdout = "pipe", stderr = "pipe", session = true, env = require("prisn.exec.group").env_list(
-      require("prisn.exec.group").current_environment()) })
+    stdout = "pipe", stderr = "pipe", session = true, env = group.env_list(
+      group.current_environment()) })
   if not proc then
     return done(nil, { code = "ESPAWN", message = "cannot start prisn __prepare: " .. tostring(err) })
   end
@@ -135,7 +138,7 @@ function M.open_reader(path)
 end
 
 local function env_list(env)
-  return require("prisn.exec.group").env_list(env)
+  return group.env_list(env)
 end
 
 --- Starts an instance. o = { home, launch (from prepare), env (the full
@@ -156,10 +159,10 @@ function M.start(o)
   local spec = {
     file = o.launch.file, argv = o.launch.argv, env = env_list(o.env), cwd = o.cwd,
     stdin = "null", stdout = { fd = out_fd }, stderr = { fd = err_fd }, session = true,
-    oom_score_adj = require("prisn.exec.group").protected and 0 or nil,
+    oom_score_adj = group.protected and 0 or nil,
   }
   local iso = o.isolation
-  local isolation = iso and require("prisn.exec.isolation")
+  local isolation = iso and exec_isolation
   local level = iso and iso.level or 0
   -- include_v2: a kernel without CLONE_INTO_CGROUP joins the v2 cgroup by
   -- its procs file instead (see prisn.exec.limits).

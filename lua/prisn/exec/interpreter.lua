@@ -133,4 +133,11 @@ function M.identify(home, path, manager, script_dir)
   return entry
 end
 
+--- The folder that holds an interpreter's bin/ (its prefix: /usr for
+-- /usr/bin/python3, the venv for .venv/bin/python), or its own folder.
+function M.prefix_of(executable)
+  local dir = executable and executable:match("^(.*)/[^/]*$")
+  return dir and (dir:match("^(.*)/bin$") or dir) or nil
+end
+
 return M

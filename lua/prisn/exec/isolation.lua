@@ -17,6 +17,10 @@
 -- namespaces), else 0 with a one-line note; a default level 1 that fails to
 -- set up at spawn time also falls back to 0 with the note. An explicit
 -- --isolation never falls back: it works or the run fails with a hint.
+local luv = require("luv")
+local errors = require("prisn.error")
+local rootfs = require("prisn.exec.rootfs")
+
 local M = {}
 
 M.DEFAULT = 1
@@ -54,7 +58,7 @@ local probed -- { ok = bool, why = string, user_ns = bool }
 function M.probe(deps)
   if probed and not deps then return probed end
   deps = deps or {}
-  local uv = deps.uv or require("luv")
+  local uv = deps.uv or luv
   local read = deps.read or read_first_line
   local result
   if uv.getuid() == 0 then
@@ -85,11 +89,11 @@ function M.check(level)
   if level == nil then return nil, false end
   local n = math.tointeger(tonumber(level))
   if not n or n < 0 or n > 3 then
-    require("prisn.error").usage(string.format("--isolation must be 0, 1, 2 or 3, got '%s'", tostring(level)),
+    errors.usage(string.format("--isolation must be 0, 1, 2 or 3, got '%s'", tostring(level)),
       "0 none, 1 process (default), 2 filesystem, 3 network")
   end
   if not M.IMPLEMENTED[n] then
-    require("prisn.error").raise("ENOTSUP", "isolation level " .. n .. " (filesystem) is not implemented yet",
+    errors.raise("ENOTSUP", "isolation level " .. n .. " (filesystem) is not implemented yet",
       { hint = "use --isolation 1 (process) or 3 (process + network)", status = 2 })
   end
   return n, true
@@ -103,7 +107,6 @@ M.MAX_DISK = require("prisn.units").MAX_SIZE
 -- 2 or 3 and makes the default 2. Returns the level; raises a usage error.
 function M.check_disk(level, disk)
   if disk == nil then return level end
-  local errors = require("prisn.error")
   if math.type(disk) ~= "integer" or disk < M.MIN_DISK or disk > M.MAX_DISK then
     errors.usage("--disk must be a size from 1M to 8P, got " .. tostring(disk),
       "sizes without a unit are bytes: --disk 100M")
@@ -260,21 +263,20 @@ function M.spawn_options(level, ctx)
   local sandbox = { mounts = {} }
   local p = M.probe()
   if p.user_ns then
-    local uv = ctx.uv or require("luv")
+    local uv = ctx.uv or luv
     sandbox.user_map = { uid = uv.getuid(), gid = uv.getgid() }
   end
   if level >= 3 then sandbox.net = true end
   opts.sandbox = sandbox
   if level >= 2 then
-    local rootfs = require("prisn.exec.rootfs")
     local root, etc = rootfs.prepare(ctx.home, ctx.user, ctx.uv)
     local steps, put_old = rootfs.steps({ root = root, etc = etc, home = ctx.home, keep = ctx.keep,
       workspace = ctx.workspace, disk = ctx.disk, stat = ctx.stat })
-    if not steps then require("prisn.error").usage(put_old, "run it from a plainer working directory") end
+    if not steps then errors.usage(put_old, "run it from a plainer working directory") end
     sandbox.mounts, sandbox.pivot_root, sandbox.put_old = steps, root, put_old
     return opts
   end
-  local stat = ctx.stat or require("luv").fs_stat
+  local stat = ctx.stat or luv.fs_stat
   local keep, masks = {}, {}
   for _, k in ipairs(ctx.keep or {}) do
     if k.path and stat(k.path) then keep[#keep + 1] = k end

@@ -15,100 +15,13 @@
 -- attempt.
 local uv = require("luv")
 local errors = require("prisn.error")
-local fs = require("prisn.fs")
 local units = require("prisn.units")
 local group = require("prisn.exec.group")
 local runners = require("prisn.exec.runners")
-local deps = require("prisn.exec.deps")
-local envcache = require("prisn.exec.envcache")
 local interpreter = require("prisn.exec.interpreter")
 local isolation = require("prisn.exec.isolation")
 
 local M = {}
-
-local INSTALLERS = {
-  python = require("prisn.exec.install.python"),
-  node = require("prisn.exec.install.node"),
-}
-
-local function set_of(list)
-  local set = {}
-  for _, name in ipairs(list or {}) do set[name] = true end
-  return set
-end
-
--- Whether `path` lies under `root` once symlinks and ".." are resolved
--- (a path that does not exist does not).
-local function inside(root, path)
-  local real, real_root = uv.fs_realpath(path), uv.fs_realpath(root)
-  return real ~= nil and real_root ~= nil and (real == real_root or real:sub(1, #real_root + 1) == real_root .. "/")
-end
-M._inside = inside
-
--- The real filesystem, as prisn.exec.deps wants it. With `confine` (a
--- folder), nothing outside it exists: a restricted workload's metadata
--- (`-r /etc/shadow` in its requirements.txt) cannot make prisn read the
--- server's files for it.
-local function deps_context(home_dir, cwd, identity, confine)
-  local function allowed(path) return not confine or inside(confine, path) end
-  return {
-    read_file = function(path) return allowed(path) and fs.read_file(path) or nil end,
-    exists = function(path) return allowed(path) and uv.fs_stat(path) ~= nil end,
-    is_dir = function(path)
-      local st = allowed(path) and uv.fs_stat(path)
-      return st and st.type == "directory" or false
-    end,
-    home = home_dir,
-    cwd = cwd,
-    stdlib = function() return set_of(identity.stdlib) end,
-    builtins = function() return set_of(identity.builtins) end,
-  }
-end
-
--- Progress of an environment build, on stderr and only on a terminal.
-local function progress_printer(show, source)
-  local started
-  return function(event, info)
-    if not show then return end
-    if event == "waiting" then
-      io.stderr:write("prisn: waiting for another prisn building the same environment...\n")
-    elseif event == "building" then
-      started = uv.hrtime()
-      local list = info.dependencies
-      io.stderr:write(string.format("prisn: installing %d dependenc%s from %s: %s\n", #list,
-        #list == 1 and "y" or "ies", source, table.concat(list, ", ")))
-    elseif event == "built" then
-      io.stderr:write(string.format("prisn: environment ready in %.1fs\n", (uv.hrtime() - started) / 1e9))
-    end
-  end
-end
-
--- The folder that holds an interpreter's bin/, or its own folder.
-local function prefix_of(executable)
-  local dir = executable and executable:match("^(.*)/[^/]*$")
-  return dir and (dir:match("^(.*)/bin$") or dir) or nil
-end
-
--- Who builds a restricted workload's dependencies, and what the build may
--- read (prisn.exec.envcache's builder): the workload's own user
--- (opts.build_as, never root), with its bundle, the interpreter's and npm's
--- prefixes and the local wheel folders of the server's own PIP_FIND_LINKS
--- readable. Only paths prisn or its operator chose: a kept path is bound back
--- past directories the user could not traverse, so a path the workload names
--- (its PIP_FIND_LINKS, an absolute --find-links) would hand it what those
--- directories protect. nil when there is no such user (prisn is not root).
-local function restricted_builder(opts, identity, npm)
-  local user = opts.build_as
-  if type(user) ~= "table" or math.type(user.uid) ~= "integer" or user.uid == 0 then return nil end
-  local keep = { { path = opts.bundle_dir }, { path = prefix_of(identity.executable) },
-    { path = prefix_of(identity.real_executable) }, { path = npm and prefix_of(uv.fs_realpath(npm) or npm) } }
-  for dir in (os.getenv("PIP_FIND_LINKS") or ""):gmatch("%S+") do
-    if dir:sub(1, 1) == "/" then keep[#keep + 1] = { path = dir } end
-  end
-  local list = {}
-  for _, k in ipairs(keep) do if k.path then list[#list + 1] = k end end
-  return { user = { uid = user.uid, gid = user.gid or user.uid }, keep = list }
-end
 
 --- Works out what to launch. Returns a launch table: { runner, file, argv,
 -- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors.
@@ -131,69 +44,13 @@ function M.prepare(opts, rec)
 
   local env = group.current_environment()
   for k, v in pairs(opts.env) do env[k] = v end
-  local script_dir = opts.script and opts.script:match("^(.*)/[^/]*$") or opts.cwd
   local launch = { runner = runner, interpreter = path, env = env, cwd = opts.cwd, script = opts.script }
 
-  local manager = runner.deps or "none"
-  if manager ~= "none" then
-    local identity, err, icode2 = interpreter.identify(opts.home, path, manager, script_dir)
-    if not identity then
-      fail(icode2 or "EINTERPRETER", err, "check that " .. path .. " runs: " .. (runner.install_hint or ""))
-    end
-    -- Exec the real interpreter, not a version manager's shim in front of it.
-    launch.interpreter = identity.executable
-    -- A venv's bin/python is a symlink to this one: the sandbox of a
-    -- workload switched to another user must keep its prefix reachable.
-    launch.base_interpreter = identity.real_executable or identity.executable
-    if opts.script and not opts.no_deps then
-      local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
-      local found, derr, dcode = deps.detect(manager, opts.script,
-        deps_context(os.getenv("HOME"), opts.cwd, identity, confine))
-      if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
-      launch.deps_source = found.source
-      rec.update({ deps_source = found.source })
-      if #found.dependencies > 0 then
-        local list = deps.normalize(manager, found.dependencies)
-        local key_parts = { table.unpack(list) }
-        for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
-        if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
-        -- A restricted workload's own PATH does not choose the npm its build runs.
-        local npm = manager == "node"
-          and runners.which("npm", opts.restricted and os.getenv("PATH") or env.PATH, runners.system_probes()) or nil
-        -- A restricted workload's environment is built by its own user,
-        -- confined, into a cache entry of its namespace's own (building runs
-        -- the packages' code); with no such user to build as, never.
-        local builder
-        if opts.restricted then
-          key_parts[#key_parts + 1] = "restricted:" .. tostring(opts.restricted)
-          builder = restricted_builder(opts, identity, npm)
-        end
-        local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
-        local ok, env_dir, env_key = pcall(envcache.ensure, {
-          builder = builder,
-          cached_only = opts.restricted and not builder,
-          home = opts.home,
-          runner = runner.name,
-          manager = manager,
-          interpreter = identity,
-          dependencies = list,
-          key_parts = key_parts,
-          options = found.options,
-          source = where,
-          env = group.env_list(env),
-          npm = npm,
-          progress = progress_printer(opts.show_progress, where),
-        })
-        if not ok then
-          rec.fail_to_start(errors.is(env_dir) and env_dir.message or tostring(env_dir))
-          error(env_dir, 0)
-        end
-        launch.env_key = env_key
-        launch.env_dir = env_dir
-        rec.update({ env_key = env_key })
-        INSTALLERS[manager].apply(env_dir, launch)
-      end
-    end
+  if (runner.deps or "none") ~= "none" then
+    -- Loaded here, not at the top: scripts whose runner has no dependency
+    -- manager (bash, sh, lua) never need it, and it is most of what `prisn
+    -- run` would load (tests/layers.lua lists this exception).
+    require("prisn.exec.environment").resolve(opts, runner, launch, rec, fail)
   end
 
   local full_env, eerr, ecode = runners.environment(runner, { script = opts.script, code = opts.code,
@@ -312,7 +169,7 @@ function M.isolation_context(opts, launch)
       { path = launch.env_dir },
       { path = interpreter_dir },
       { path = launch.interpreter and launch.interpreter:match("^(.*)/bin/[^/]*$") },
-      { path = prefix_of(launch.base_interpreter) },
+      { path = interpreter.prefix_of(launch.base_interpreter) },
     },
   }
 end

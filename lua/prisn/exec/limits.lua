@@ -17,6 +17,10 @@
 --   * Cleanup always: when the workload ends (or times out, or prisn errs),
 --     everything left in the cgroup is SIGKILLed and the directories removed.
 local units = require("prisn.units")
+local fs = require("prisn.fs")
+local cgroup = require("prisn.core.cgroup")
+local async = require("prisn.async")
+local luv = require("luv")
 
 local M = {}
 
@@ -95,7 +99,7 @@ end
 -- How many processes the user already runs (RLIMIT_NPROC counts them all).
 local function user_processes(uv, uid)
   local n = 0
-  for _, entry in ipairs(require("prisn.fs").list_dir("/proc")) do
+  for _, entry in ipairs(fs.list_dir("/proc")) do
     local name = entry.name
     if name:match("^%d+$") then
       local st = uv.fs_stat("/proc/" .. name)
@@ -156,10 +160,10 @@ function M.apply(limits, deps)
   deps = deps or {}
   local self = setmetatable({
     limits = limits,
-    cgroup_lib = deps.cgroup or require("prisn.core.cgroup"),
+    cgroup_lib = deps.cgroup or cgroup,
     warn = deps.warn or function(text) io.stderr:write(text, "\n") end,
-    sleep = deps.sleep or require("prisn.async").sleep,
-    uv = deps.uv or require("luv"),
+    sleep = deps.sleep or async.sleep,
+    uv = deps.uv or luv,
     count_processes = deps.count_processes or user_processes,
     enforced = {},
     rlimits = {},
@@ -205,9 +209,9 @@ end
 function M.adopt(limits, deps)
   deps = deps or {}
   local self = setmetatable({
-    limits = limits, cgroup_lib = deps.cgroup or require("prisn.core.cgroup"),
+    limits = limits, cgroup_lib = deps.cgroup or cgroup,
     warn = deps.warn or function(text) io.stderr:write(text, "\n") end,
-    sleep = deps.sleep or require("prisn.async").sleep, uv = deps.uv or require("luv"),
+    sleep = deps.sleep or async.sleep, uv = deps.uv or luv,
     count_processes = deps.count_processes or user_processes, enforced = {}, rlimits = {},
   }, Limiter)
   self.cgroup = self.cgroup_lib.open(deps.name, { parent = deps.parent or M.PARENT, root = deps.root }) or nil
@@ -241,11 +245,11 @@ end
 -- or was not there, false when it was left alone, or nil and a message.
 function M.remove_leftover(name, deps)
   deps = deps or {}
-  local lib = deps.cgroup or require("prisn.core.cgroup")
+  local lib = deps.cgroup or cgroup
   if deps.keep_pids then
     -- Read, not opened: a handle would kill what is inside when collected.
     for _, dir in ipairs(hierarchy_dirs(lib, name, deps)) do
-      for pid in (require("prisn.fs").read_file(dir .. "/cgroup.procs") or ""):gmatch("%d+") do
+      for pid in (fs.read_file(dir .. "/cgroup.procs") or ""):gmatch("%d+") do
         if deps.keep_pids[tonumber(pid)] then return false end
       end
     end
@@ -265,8 +269,8 @@ end
 function M.list(prefix, deps)
   deps = deps or {}
   local found, names = {}, {}
-  for _, dir in ipairs(hierarchy_dirs(deps.cgroup or require("prisn.core.cgroup"), nil, deps)) do
-    for _, entry in ipairs(require("prisn.fs").list_dir(dir)) do
+  for _, dir in ipairs(hierarchy_dirs(deps.cgroup or cgroup, nil, deps)) do
+    for _, entry in ipairs(fs.list_dir(dir)) do
       if entry.type == "directory" and entry.name:sub(1, #prefix) == prefix and not found[entry.name] then
         found[entry.name] = true
         names[#names + 1] = entry.name

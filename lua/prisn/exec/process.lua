@@ -9,6 +9,7 @@ local uv = require("luv")
 local proc = require("prisn.core.proc")
 local async = require("prisn.async")
 local procfs = require("prisn.procfs")
+local sys = require("prisn.core.sys")
 
 local M = {}
 
@@ -104,7 +105,6 @@ end
 -- `poll_ms` (200). No exit status: only the parent can have that. Returns a
 -- function that stops watching.
 function M.watch_pid(pid, on_exit, poll_ms)
-  local sys = require("prisn.core.sys")
   local handle, fd
   local function stop()
     if handle and not handle:is_closing() then

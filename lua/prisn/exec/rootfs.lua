@@ -35,6 +35,9 @@ M.DEVICES = { "null", "zero", "full", "random", "urandom", "tty" }
 
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
+local luv = require("luv")
+local homes = require("prisn.home")
+
 local DIR, OPEN_DIR, FILE = tonumber("755", 8), tonumber("777", 8), tonumber("644", 8)
 local STICKY = tonumber("1777", 8)
 
@@ -68,12 +71,12 @@ end
 -- Raises a prisn.error naming the path when one cannot be made (a full
 -- disk, a PRISN_HOME the server may not write).
 function M.prepare(home, user, uv)
-  uv = uv or require("luv")
+  uv = uv or luv
   local base = home .. "/sandbox"
   local function check(path, ok, err, code)
     if ok or code == "EEXIST" then return end
     errors.raise(code or "EIO", string.format("cannot prepare the isolation root: %s: %s", path, tostring(err)),
-      { hint = require("prisn.home").write_hint(code) })
+      { hint = homes.write_hint(code) })
   end
   check(base .. "/root", fs.mkdir_p(base .. "/root", DIR))
   local id = user and (user.uid .. "-" .. user.gid) or (uv.getuid() .. "-" .. uv.getgid())
@@ -92,7 +95,7 @@ end
 -- (bytes or nil: the size of the scratch tmpfs), lstat/readlink/stat (luv's
 -- by default). Returns steps, put_old; or nil, message.
 function M.steps(ctx)
-  local uv = require("luv")
+  local uv = luv
   local lstat, readlink, stat = ctx.lstat or uv.fs_lstat, ctx.readlink or uv.fs_readlink, ctx.stat or uv.fs_stat
   local R = ctx.root
   local steps = { { type = "tmpfs", target = R, options = M.ROOT_OPTIONS } }

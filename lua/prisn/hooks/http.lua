@@ -17,6 +17,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local async = require("prisn.async")
+local client = require("prisn.http.client")
 
 local M = {}
 
@@ -61,7 +62,6 @@ local function prepare(opts)
 end
 
 local function plain(method, url, headers, body, timeout)
-  local client = require("prisn.http.client")
   local host = url.host:find(":") and ("[" .. url.host .. "]") or url.host
   local res, err = client.request(string.format("http://%s:%d", host, url.port), method, url.path, {
     headers = headers, body = body, timeout_ms = math.floor(timeout * 1000) })

@@ -27,6 +27,8 @@ local uv = require("luv")
 local cjson = require("cjson")
 local fs = require("prisn.fs")
 local errors = require("prisn.error")
+local jobs = require("prisn.store.jobs")
+local exec_process = require("prisn.exec.process")
 
 local M = {}
 
@@ -90,7 +92,7 @@ end
 --- The on_job_finish event for a finished job record (prisn.store.jobs):
 -- { namespace, job, script, cron, state, reason, exit_code, duration_ms }.
 function M.job_event(job)
-  local duration = require("prisn.store.jobs").duration_ms(job)
+  local duration = jobs.duration_ms(job)
   local function plain(v) if v ~= cjson.null then return v end end
   return { namespace = job.namespace, job = job.id, script = plain(job.script), cron = plain(job.cron),
     state = job.state, reason = plain(job.reason), exit_code = plain(job.exit_code),
@@ -203,7 +205,7 @@ end
 function Hooks:run_child(path, hook, payload, done)
   local exe = self.exe or uv.exepath()
   local limit = self.timeout_ms
-  local start = self.start or require("prisn.exec.process").start
+  local start = self.start or exec_process.start
   local child, err = start({
     file = exe, argv = { exe, "__hook", path, hook, "--timeout-ms", tostring(limit) },
     env = child_env(self.home), cwd = "/",
@@ -232,7 +234,7 @@ function Hooks:run_child(path, hook, payload, done)
     self:pump()
   end
   local function eof() streams_open = streams_open - 1; finish() end
-  local process = require("prisn.exec.process")
+  local process = exec_process
   process.drain(child.stdout, function(data)
     if out_len < M.MAX_RESULT_BYTES then out[#out + 1] = data; out_len = out_len + #data end
   end, eof)

@@ -23,6 +23,9 @@
 --
 -- Not here: summaries, timestamps, exemplars, OpenMetrics. Misuse (a bad
 -- name, the wrong number of label values, a counter going down) raises.
+local process = require("prisn.metrics.process")
+local prisn = require("prisn.metrics.prisn")
+
 local M = {}
 
 M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -465,13 +468,13 @@ end
 
 --- Registers the standard process_* metrics (see prisn.metrics.process).
 function M.process_collector(reg, deps)
-  return require("prisn.metrics.process").register(reg, deps)
+  return process.register(reg, deps)
 end
 
 --- Registers prisn's own metrics (see prisn.metrics.prisn); returns the
 -- families the server updates.
 function M.prisn_metrics(reg, opts)
-  return require("prisn.metrics.prisn").register(reg, opts)
+  return prisn.register(reg, opts)
 end
 
 return M

@@ -13,6 +13,8 @@
 -- ("/api/v1/namespaces/{ns}/jobs/{id}", or "unmatched" for a path no route
 -- matched), never the path itself; `code` the status code; `method` the
 -- request method. A later feature adds its families to M.FAMILIES.
+local jobs = require("prisn.store.jobs")
+
 local M = {}
 
 -- Seconds. API requests are budgeted at 2 ms p99, so the resolution is below that.
@@ -120,7 +122,7 @@ function M.register(reg, opts)
     elseif f.kind == "gauge_fn" and opts[f.option] then
       local fn = opts[f.option]
       if f.key == "jobs" then
-        fn = by_state(fn, opts.job_states or require("prisn.store.jobs").STATES)
+        fn = by_state(fn, opts.job_states or jobs.STATES)
       elseif f.key == "instances" then
         fn = by_state(fn, M.INSTANCE_STATES)
       end

@@ -32,6 +32,7 @@ local errors = require("prisn.error")
 local api = require("prisn.server.api")
 local auth = require("prisn.server.auth")
 local json = require("prisn.output.json")
+local tokens = require("prisn.store.tokens")
 
 local M = {}
 
@@ -255,7 +256,7 @@ function M.handle(server, msg)
   }
   local ok, status, body, headers = xpcall(function()
     if req.params.ns then
-      local valid = pcall(require("prisn.store.tokens").check_namespace, req.params.ns)
+      local valid = pcall(tokens.check_namespace, req.params.ns)
       if not valid or req.params.ns == "*" then
         api.fail(400, "bad_request", string.format("'%s' is not a namespace name", req.params.ns),
           "lower-case letters, digits and '-', up to 63 characters")

@@ -14,6 +14,25 @@ local clock = require("prisn.clock")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local procfs = require("prisn.procfs")
+local store = require("prisn.store")
+local tokens = require("prisn.store.tokens")
+local server_http = require("prisn.server.http")
+local server_router = require("prisn.server.router")
+local events = require("prisn.store.events")
+local metrics = require("prisn.metrics")
+local jobs = require("prisn.store.jobs")
+local store_writer = require("prisn.store.writer")
+local keyring = require("prisn.secrets.keyring")
+local server_jobs = require("prisn.server.jobs")
+local cron = require("prisn.server.cron")
+local supervisor = require("prisn.server.supervisor")
+local hooks = require("prisn.hooks")
+local server_log = require("prisn.server.log")
+local group = require("prisn.exec.group")
+local admission = require("prisn.server.admission")
+local homes = require("prisn.home")
+local checkpointer = require("prisn.store.checkpointer")
+local proc = require("prisn.core.proc")
 
 local M = {}
 
@@ -32,8 +51,6 @@ M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "s
 -- first admin token when there is none. Returns the new admin token string
 -- (to print once) or nil when one existed already.
 function M.setup(home)
-  local store = require("prisn.store")
-  local tokens = require("prisn.store.tokens")
   local db = store.open(home)
   local key = tokens.load_key(home)
   local created
@@ -63,7 +80,7 @@ end
 -- holds an flock on server.lock for its whole life, so the lock (not the pid,
 -- which may be a zombie or reused) says whether one runs.
 function M.running(home)
-  if not require("luv").fs_stat(home .. "/" .. M.LOCK_FILE) then return nil end
+  if not uv.fs_stat(home .. "/" .. M.LOCK_FILE) then return nil end
   local fd = sys.lock(home .. "/" .. M.LOCK_FILE)
   if fd then
     sys.unlock(fd)
@@ -92,7 +109,7 @@ end
 -- connections alone cannot take the descriptors jobs and services need.
 function M.limits(nofile, log)
   local limits = {}
-  for name, value in pairs(require("prisn.server.http").DEFAULTS) do
+  for name, value in pairs(server_http.DEFAULTS) do
     local override = math.tointeger(tonumber(os.getenv("PRISN_HTTP_" .. name:upper()) or ""))
     limits[name] = override and override >= 1 and override or value
   end
@@ -108,7 +125,7 @@ function M.limits(nofile, log)
 end
 
 local function build_router()
-  local router = require("prisn.server.router").new()
+  local router = server_router.new()
   for _, area in ipairs(M.API_MODULES) do
     for _, route in ipairs(require("prisn.server.api." .. area)) do router:add(route) end
   end
@@ -121,11 +138,8 @@ end
 -- (server.keyring), the job queue (server.queue) and the cron clock
 -- (server.cron, started by run after the queue's recovery).
 function M.attach_services(server)
-  local events = require("prisn.store.events")
-  local metrics = require("prisn.metrics")
   local reg = metrics.registry()
   metrics.process_collector(reg)
-  local jobs = require("prisn.store.jobs")
   local m = metrics.prisn_metrics(reg, { jobs_by_state = function() return jobs.count_by_state(server.db) end,
     instances_by_state = function()
       if not server.supervisor then return nil end
@@ -136,7 +150,7 @@ function M.attach_services(server)
   -- What the loop records (reports, states, events) goes through one
   -- writer that keeps it in order and retries it while state.db cannot be
   -- written; it also says whether the server is degraded (/health).
-  server.state_writer = require("prisn.store.writer").new(server.db, { log = server.log,
+  server.state_writer = store_writer.new(server.db, { log = server.log,
     transaction = function(fn) return server.events:transaction(fn) end,
     write_errors = m.state_write_errors,
     on_change = function(writer)
@@ -145,7 +159,7 @@ function M.attach_services(server)
         for _, d in pairs(server.supervisor.deployments) do server.supervisor:reconcile(d) end
       end
     end })
-  require("prisn.store").set_observer(function(...) server.state_writer:observe(...) end)
+  store.set_observer(function(...) server.state_writer:observe(...) end)
   server.events = events.recorder(server.db, { log = server.log,
     write = function(...) return server.state_writer:write(...) end })
   server.metrics_registry = reg
@@ -165,14 +179,13 @@ function M.attach_services(server)
     m.api_requests:labels(route, method, tostring(status)):inc()
     m.api_request_duration:labels(route):observe(seconds)
   end
-  server.keyring = require("prisn.secrets.keyring").load(server.home, { create = true, db = server.db })
-  server.queue = require("prisn.server.jobs").new(server)
-  server.cron = require("prisn.server.cron").new(server)
-  server.supervisor = require("prisn.server.supervisor").new(server)
+  server.keyring = keyring.load(server.home, { create = true, db = server.db })
+  server.queue = server_jobs.new(server)
+  server.cron = cron.new(server)
+  server.supervisor = supervisor.new(server)
 
   -- Operator hooks ($PRISN_HOME/hooks, docs/HOOKS.md), each run a child
   -- process of its own; on_job_finish after every job.
-  local hooks = require("prisn.hooks")
   server.hooks = hooks.new({ home = server.home, log = server.log,
     record_event = function(ev) server.events:record(ev) end })
   server.queue.on_finished[#server.queue.on_finished + 1] = function(job)
@@ -185,7 +198,7 @@ end
 -- (see prisn.server.admission; default 1). Returns the exit status.
 function M.run(opts)
   local home = opts.home
-  local log = require("prisn.server.log").open(home .. "/server.log", { stderr = opts.foreground })
+  local log = server_log.open(home .. "/server.log", { stderr = opts.foreground })
   local lock = sys.lock(home .. "/" .. M.LOCK_FILE)
   if not lock then
     local info = M.info(home)
@@ -210,21 +223,20 @@ function M.run(opts)
     log:warn("open file limit is %d: at 4 per service instance that is about %d instances; raise the hard "
       .. "limit (LimitNOFILE= under systemd, ulimit -Hn) for more", nofile, nofile // 4 - 50)
   end
-  if require("prisn.exec.group").protect_self() then
+  if group.protect_self() then
     log:info("oom_score_adj set to -1000: the OOM killer takes workloads, not the server")
   end
-  local store = require("prisn.store")
   local server = {
     home = home,
     log = log,
     db = store.open(home),
-    token_key = require("prisn.store.tokens").load_key(home),
+    token_key = tokens.load_key(home),
     router = build_router(),
     limits = M.limits(nofile, log),
-    min_isolation = opts.min_isolation or require("prisn.server.admission").DEFAULT_MIN_ISOLATION,
+    min_isolation = opts.min_isolation or admission.DEFAULT_MIN_ISOLATION,
     connections = 0,
     started_at = os.time(),
-    version = require("prisn.core.sys").version,
+    version = sys.version,
     listeners = {},
   }
   M.current = server
@@ -232,7 +244,7 @@ function M.run(opts)
 
   -- Listeners: the unix socket always (a stale one is replaced: we hold the
   -- lock, so nobody else serves it), TCP on loopback or --listen.
-  local http = require("prisn.server.http")
+  local http = server_http
   local socket_path = home .. "/" .. M.SOCKET_FILE
   local pipe_listener = { kind = "pipe", path = socket_path, address = "unix:" .. socket_path }
   local pipe, err = http.bind(pipe_listener)
@@ -281,11 +293,11 @@ function M.run(opts)
     tonumber("600", 8))
   if not written then
     errors.raise(wcode or "EIO", "cannot write " .. home .. "/" .. M.INFO_FILE .. ": " .. tostring(werr),
-      { hint = require("prisn.home").write_hint(wcode) })
+      { hint = homes.write_hint(wcode) })
   end
   log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
 
-  server.checkpointer = require("prisn.store.checkpointer").start(server.db, require("prisn.store").path(home), {
+  server.checkpointer = checkpointer.start(server.db, store.path(home), {
     log = log,
     metrics = { duration = server.metrics.state_checkpoint_duration,
       failures = server.metrics.state_checkpoint_failures } })
@@ -347,7 +359,7 @@ function M.run(opts)
 
   uv.fs_unlink(home .. "/" .. M.INFO_FILE)
   uv.fs_unlink(socket_path)
-  require("prisn.store").set_observer(nil)
+  store.set_observer(nil)
   server.db:close()
   log:info("stopped")
   log:close()
@@ -366,8 +378,7 @@ function M.start_background(home, opts)
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
   if opts.min_isolation then argv[#argv + 1] = "--min-isolation"; argv[#argv + 1] = tostring(opts.min_isolation) end
-  local env = require("prisn.home").child_env(home)
-  local proc = require("prisn.core.proc")
+  local env = homes.child_env(home)
   local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",
     stdout = "null", stderr = { file = home .. "/server.log", mode = "a" }, session = true, cwd = "/" })
   if not p then errors.raise("ESPAWN", "cannot start the server: " .. tostring(err)) end

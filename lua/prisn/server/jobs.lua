@@ -34,6 +34,12 @@ local jobs = require("prisn.store.jobs")
 local job_lock = require("prisn.exec.job_lock")
 local job_record = require("prisn.exec.job_record")
 local logs = require("prisn.logs")
+local client = require("prisn.exec.job_host.client")
+local runners = require("prisn.exec.runners")
+local ids = require("prisn.ids")
+local fs = require("prisn.fs")
+local process = require("prisn.exec.process")
+
 local check = require("prisn.store").check
 local read_file = require("prisn.fs").read_file
 
@@ -77,7 +83,7 @@ function M.new(server)
   }, Queue)
   -- Runners forked by a warm job host (PRISN_JOB_HOST=0: exec each one).
   if os.getenv("PRISN_JOB_HOST") ~= "0" then
-    q.host = require("prisn.exec.job_host.client").new(server, runner_env(server.home),
+    q.host = client.new(server, runner_env(server.home),
       function(reports) q:reports(reports) end)
   end
   return q
@@ -102,18 +108,17 @@ function Queue:submit(ns, spec, actor)
     errors.raise("too_many_requests", string.format("the job queue is full (%d waiting)", #self.waiting),
       { hint = "retry later", http_status = 429, retry_after = 1 })
   end
-  local runners = require("prisn.exec.runners")
   local runner, err, _, hint = runners.detect(self:runners(), spec.script, { runner = spec.runner })
   if not runner then errors.raise("invalid", err, { hint = hint, http_status = 422 }) end
   local db = self.server.db
   local job, spec_json
   -- One transaction: the job, its spec and the event.
   self.server.events:transaction(function()
-    local id = require("prisn.ids").new()
+    local id = ids.new()
     job = jobs.create(db, {
       id = id, namespace = ns, script = spec.script, runner = runner.name, args = spec.args,
       env_keys = spec.env_keys, cwd = spec.cwd, state = "queued", detached = true, cron = spec.cron,
-      log_path = require("prisn.logs").job_path(self.server.home, ns, id),
+      log_path = logs.job_path(self.server.home, ns, id),
     })
     spec_json = cjson.encode(spec)
     check(job_specs.put(db, id, spec_json))
@@ -132,13 +137,13 @@ end
 function Queue:runners()
   local dir = self.server.home .. "/runners"
   local stamp = {}
-  for _, entry in ipairs(require("prisn.fs").list_dir(dir)) do
+  for _, entry in ipairs(fs.list_dir(dir)) do
     local st = uv.fs_stat(dir .. "/" .. entry.name)
     stamp[#stamp + 1] = entry.name .. "@" .. (st and (st.mtime.sec .. "." .. st.mtime.nsec) or "?")
   end
   stamp = table.concat(stamp, ",")
   if not self.registry or self.registry_stamp ~= stamp then
-    self.registry = require("prisn.exec.runners").load({ home = self.server.home })
+    self.registry = runners.load({ home = self.server.home })
     self.registry_stamp = stamp
   end
   return self.registry
@@ -355,7 +360,7 @@ function Queue:runner_started(id, entry, pid, proc)
     proc:on_exit(function() self:finished(id) end)
   else
     entry.runner_pid = pid
-    require("prisn.exec.process").watch_pid(pid, function() self:finished(id) end)
+    process.watch_pid(pid, function() self:finished(id) end)
   end
   if entry.deleted then signal_runner(entry, "TERM") end
 end
@@ -364,7 +369,7 @@ end
 function Queue:exec_runner(id, entry)
   local server = self.server
   local exe = uv.exepath()
-  local runner, err = require("prisn.exec.process").start({
+  local runner, err = process.start({
     file = exe, argv = { exe, "__job-run", id }, env = runner_env(server.home), cwd = "/",
     stdin = "null", stdout = "null", stderr = { file = server.home .. "/server.log", mode = "a" },
     session = true,
@@ -442,7 +447,7 @@ end
 --- Recovers after a (re)start; see the module header.
 function Queue:recover()
   local db = self.server.db
-  require("prisn.exec.job_host.client").stop_previous(self.server.home)
+  client.stop_previous(self.server.home)
   local rows = jobs.unfinished_server_jobs(db)
   local requeued, adopted, failed, logged = 0, 0, 0, 0
   local runner_alive = job_lock.runner_alive
@@ -513,7 +518,7 @@ function Queue:adopt(id, runner_pid)
   self.running[id] = entry
   self.running_count = self.running_count + 1
   if runner_pid then
-    require("prisn.exec.process").watch_pid(runner_pid, function() self:finished(id) end)
+    process.watch_pid(runner_pid, function() self:finished(id) end)
     return entry
   end
   local timer = uv.new_timer()

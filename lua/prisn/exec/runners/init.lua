@@ -16,6 +16,9 @@
 local format = require("prisn.exec.runners.format")
 local sandbox = require("prisn.sandbox")
 local suggest = require("prisn.suggest")
+local uv = require("luv")
+local fs = require("prisn.fs")
+local homes = require("prisn.home")
 
 local M = {}
 
@@ -26,9 +29,8 @@ M.DOCS = "docs/RUNNERS.md"
 
 --- The real machine: file reads, directory listing, executability, PATH.
 function M.system_probes()
-  local uv = require("luv")
   local probes = {}
-  probes.read_file = require("prisn.fs").read_file
+  probes.read_file = fs.read_file
   function probes.read_first_line(path)
     local f = io.open(path, "rb")
     if not f then return nil end
@@ -37,7 +39,7 @@ function M.system_probes()
     return head:match("^[^\n]*")
   end
   function probes.list_dir(path)
-    local entries, err = require("prisn.fs").list_dir(path)
+    local entries, err = fs.list_dir(path)
     if err then return nil end
     local names = {}
     for i, e in ipairs(entries) do names[i] = e.name end
@@ -103,7 +105,7 @@ local checked_builtins = setmetatable({}, { __mode = "k" })
 function M.load(opts)
   opts = opts or {}
   local probes = opts.probes or M.system_probes()
-  local home = opts.home or require("prisn.home").path(probes.getenv)
+  local home = opts.home or homes.path(probes.getenv)
   local registry = { runners = {}, sources = {}, errors = {}, broken = {}, dir = home .. "/runners" }
   local builtins = opts.builtins
   if not builtins then

@@ -1,0 +1,169 @@
+-- prisn.exec.environment: the dependency environment of a run — which
+-- interpreter really runs the script, what its metadata asks for
+-- (prisn.exec.deps), and the cached environment that provides it
+-- (prisn.exec.envcache), built once, as the workload's own user when the
+-- workload is restricted (prisn.exec.install.confined).
+--
+-- Only runs whose runner has a dependency manager (python, node) come here:
+-- prisn.exec.job loads this module when one does, so `prisn run` of a bash
+-- script does not pay for loading the detectors and installers.
+local uv = require("luv")
+local errors = require("prisn.error")
+local fs = require("prisn.fs")
+local deps = require("prisn.exec.deps")
+local envcache = require("prisn.exec.envcache")
+local group = require("prisn.exec.group")
+local interpreter = require("prisn.exec.interpreter")
+local install_node = require("prisn.exec.install.node")
+local install_python = require("prisn.exec.install.python")
+local runners = require("prisn.exec.runners")
+
+local M = {}
+
+local INSTALLERS = {
+  python = install_python,
+  node = install_node,
+}
+
+local function set_of(list)
+  local set = {}
+  for _, name in ipairs(list or {}) do set[name] = true end
+  return set
+end
+
+-- Whether `path` lies under `root` once symlinks and ".." are resolved
+-- (a path that does not exist does not).
+local function inside(root, path)
+  local real, real_root = uv.fs_realpath(path), uv.fs_realpath(root)
+  return real ~= nil and real_root ~= nil and (real == real_root or real:sub(1, #real_root + 1) == real_root .. "/")
+end
+
+-- The real filesystem, as prisn.exec.deps wants it. With `confine` (a
+-- folder), nothing outside it exists: a restricted workload's metadata
+-- (`-r /etc/shadow` in its requirements.txt) cannot make prisn read the
+-- server's files for it.
+local function deps_context(home_dir, cwd, identity, confine)
+  local function allowed(path) return not confine or inside(confine, path) end
+  return {
+    read_file = function(path) return allowed(path) and fs.read_file(path) or nil end,
+    exists = function(path) return allowed(path) and uv.fs_stat(path) ~= nil end,
+    is_dir = function(path)
+      local st = allowed(path) and uv.fs_stat(path)
+      return st and st.type == "directory" or false
+    end,
+    home = home_dir,
+    cwd = cwd,
+    stdlib = function() return set_of(identity.stdlib) end,
+    builtins = function() return set_of(identity.builtins) end,
+  }
+end
+
+-- Progress of an environment build, on stderr and only on a terminal.
+local function progress_printer(show, source)
+  local started
+  return function(event, info)
+    if not show then return end
+    if event == "waiting" then
+      io.stderr:write("prisn: waiting for another prisn building the same environment...\n")
+    elseif event == "building" then
+      started = uv.hrtime()
+      local list = info.dependencies
+      io.stderr:write(string.format("prisn: installing %d dependenc%s from %s: %s\n", #list,
+        #list == 1 and "y" or "ies", source, table.concat(list, ", ")))
+    elseif event == "built" then
+      io.stderr:write(string.format("prisn: environment ready in %.1fs\n", (uv.hrtime() - started) / 1e9))
+    end
+  end
+end
+
+-- Who builds a restricted workload's dependencies, and what the build may
+-- read (prisn.exec.envcache's builder): the workload's own user
+-- (opts.build_as, never root), with its bundle, the interpreter's and npm's
+-- prefixes and the local wheel folders of the server's own PIP_FIND_LINKS
+-- readable. Only paths prisn or its operator chose: a kept path is bound back
+-- past directories the user could not traverse, so a path the workload names
+-- (its PIP_FIND_LINKS, an absolute --find-links) would hand it what those
+-- directories protect. nil when there is no such user (prisn is not root).
+local function restricted_builder(opts, identity, npm)
+  local user = opts.build_as
+  if type(user) ~= "table" or math.type(user.uid) ~= "integer" or user.uid == 0 then return nil end
+  local prefix_of = interpreter.prefix_of
+  local keep = { { path = opts.bundle_dir }, { path = prefix_of(identity.executable) },
+    { path = prefix_of(identity.real_executable) }, { path = npm and prefix_of(uv.fs_realpath(npm) or npm) } }
+  for dir in (os.getenv("PIP_FIND_LINKS") or ""):gmatch("%S+") do
+    if dir:sub(1, 1) == "/" then keep[#keep + 1] = { path = dir } end
+  end
+  local list = {}
+  for _, k in ipairs(keep) do if k.path then list[#list + 1] = k end end
+  return { user = { uid = user.uid, gid = user.gid or user.uid }, keep = list }
+end
+
+--- Resolves the environment of `launch` (prisn.exec.job.prepare's, for
+-- `runner` and `opts`): the real interpreter, the detected dependencies and
+-- the cached environment applied to the launch. Recorded through `rec`;
+-- fail(code, message, hint) reports a failure to start and raises.
+function M.resolve(opts, runner, launch, rec, fail)
+  local manager = runner.deps
+  local path, env = launch.interpreter, launch.env
+  local script_dir = opts.script and opts.script:match("^(.*)/[^/]*$") or opts.cwd
+  local identity, err, icode2 = interpreter.identify(opts.home, path, manager, script_dir)
+  if not identity then
+    fail(icode2 or "EINTERPRETER", err, "check that " .. path .. " runs: " .. (runner.install_hint or ""))
+  end
+  -- Exec the real interpreter, not a version manager's shim in front of it.
+  launch.interpreter = identity.executable
+  -- A venv's bin/python is a symlink to this one: the sandbox of a
+  -- workload switched to another user must keep its prefix reachable.
+  launch.base_interpreter = identity.real_executable or identity.executable
+  if opts.script and not opts.no_deps then
+    local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
+    local found, derr, dcode = deps.detect(manager, opts.script,
+      deps_context(os.getenv("HOME"), opts.cwd, identity, confine))
+    if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
+    launch.deps_source = found.source
+    rec.update({ deps_source = found.source })
+    if #found.dependencies > 0 then
+      local list = deps.normalize(manager, found.dependencies)
+      local key_parts = { table.unpack(list) }
+      for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
+      if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
+      -- A restricted workload's own PATH does not choose the npm its build runs.
+      local npm = manager == "node"
+        and runners.which("npm", opts.restricted and os.getenv("PATH") or env.PATH, runners.system_probes()) or nil
+      -- A restricted workload's environment is built by its own user,
+      -- confined, into a cache entry of its namespace's own (building runs
+      -- the packages' code); with no such user to build as, never.
+      local builder
+      if opts.restricted then
+        key_parts[#key_parts + 1] = "restricted:" .. tostring(opts.restricted)
+        builder = restricted_builder(opts, identity, npm)
+      end
+      local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
+      local ok, env_dir, env_key = pcall(envcache.ensure, {
+        builder = builder,
+        cached_only = opts.restricted and not builder,
+        home = opts.home,
+        runner = runner.name,
+        manager = manager,
+        interpreter = identity,
+        dependencies = list,
+        key_parts = key_parts,
+        options = found.options,
+        source = where,
+        env = group.env_list(env),
+        npm = npm,
+        progress = progress_printer(opts.show_progress, where),
+      })
+      if not ok then
+        rec.fail_to_start(errors.is(env_dir) and env_dir.message or tostring(env_dir))
+        error(env_dir, 0)
+      end
+      launch.env_key = env_key
+      launch.env_dir = env_dir
+      rec.update({ env_key = env_key })
+      INSTALLERS[manager].apply(env_dir, launch)
+    end
+  end
+end
+
+return M
