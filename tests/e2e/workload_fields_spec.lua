@@ -16,9 +16,11 @@ local CASES = {
   { "pids", "0", "0", "0", "must be a whole number from 1 to 4194304, got 0",
     { "the script itself counts: --pids 100", 'the script itself counts: "pids": 100' } },
   { "isolation", "7", "7", "7", "must be 0, 1, 2 or 3, got 7",
-    { "0 none, 1 process (default), 2 filesystem, 3 network", "0 none, 1 process (default), 2 filesystem, 3 network" } },
+    { "0 none, 1 process (default), 2 filesystem, 3 network",
+      "0 none, 1 process (default), 2 filesystem, 3 network" } },
   { "memory", "64", "64", "64", "must be a size from 1M to 8P, got 64",
-    { "sizes without a unit are bytes: write --memory 256M", 'sizes without a unit are bytes: write "memory": "256M"' } },
+    { "sizes without a unit are bytes: write --memory 256M",
+      'sizes without a unit are bytes: write "memory": "256M"' } },
   { "disk", "64", "64", "64", "must be a size from 1M to 8P, got 64",
     { "sizes without a unit are bytes: write --disk 100M", 'sizes without a unit are bytes: write "disk": "100M"' } },
 }
@@ -104,7 +106,7 @@ describe("a workload field's bad value", function()
     h.write(manifest, 'deployment { name = "web", script = "ok.sh", disk = "10M", isolation = 1 }\n')
     r = prisn({ "deploy", "-f", manifest })
     assert.equal(1, r.code)
-    assert.matches("^Error: " .. manifest:gsub("%p", "%%%0") .. ":1: deployments%[1%]%.disk: needs isolation level 2 or 3, "
-      .. "got isolation 1\n", r.stderr)
+    assert.matches("^Error: " .. manifest:gsub("%p", "%%%0") .. ":1: deployments%[1%]%.disk: "
+      .. "needs isolation level 2 or 3, got isolation 1\n", r.stderr)
   end)
 end)
