@@ -3,7 +3,7 @@
 --
 --   local m, err = manifest.load("prisn.lua")
 --   -- m = { deployments = { ... }, cronjobs = { ... } }, normalized
---   -- err = 'prisn.lua:12: deployments[2].replicas: expected an integer, got "3"'
+--   -- err = 'prisn.lua:12: deployments[2].replicas: must be a whole number from 0 to 1000, got "3"'
 --
 -- The file runs in the operator-code sandbox (prisn.sandbox):
 -- pure helpers and os.getenv only, no require, io or os.execute, under an
