@@ -49,11 +49,13 @@ function M.run_flags(names)
 end
 
 --- Checks parsed flag values (flags as ctx.flags has them) of the fields
--- named in `names` by their declarations; raises a usage error naming the
--- flag, with the words the API and manifests use for the same value.
+-- named in `names` ("timeout", "no_deps") by their declarations; raises a
+-- usage error naming the flag, with the words the API and manifests use for
+-- the same value.
 function M.check_flags(flags, names)
   for _, name in ipairs(names) do
-    local _, problem = fields.normalize(name, flags[name])
+    local key = fields.field(name).flag.name:gsub("%-", "_")
+    local _, problem = fields.normalize(name, flags[key])
     if problem then errors.usage(fields.message(problem, "flag")) end
   end
 end

@@ -13,7 +13,7 @@ local function cron_path(ctx, name, action)
     name and ("/" .. name) or "", action and ("/" .. action) or "")
 end
 
--- The flags of `prisn run` a cron job takes too, declared once (in run.lua).
+-- The flags of `prisn run` a cron job takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "timeout", "grace", "memory", "cpu", "pids", "isolation",
   "disk", "runner", "no-deps" }
 

@@ -14,7 +14,7 @@ M.ENTRY_POINTS = { "main.py", "app.py", "server.py", "index.js", "main.js", "ser
 
 local function client_module() return require("prisn.client") end
 
--- The flags of `prisn run` a deployment takes too, declared once (in run.lua).
+-- The flags of `prisn run` a deployment takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "memory", "cpu", "pids", "isolation", "disk", "runner", "no-deps",
   "grace" }
 
