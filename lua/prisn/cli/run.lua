@@ -156,6 +156,7 @@ end
 function M.handler(ctx)
   local flags, args = ctx.flags, ctx.args
   local cwd = uv.cwd()
+  workload.check_flags(flags, { "timeout", "grace" })
   local script, code, script_args = script_or_code(flags, args, cwd)
   local run_dir = run_dir_of(flags, cwd)
   local run_limits, lerr, lhint = limits.check({ memory = flags.memory, cpu = flags.cpu, pids = flags.pids })

@@ -13,7 +13,7 @@ local function cron_path(ctx, name, action)
     name and ("/" .. name) or "", action and ("/" .. action) or "")
 end
 
--- The flags of `prisn run` a cron job takes too, declared once (in run.lua).
+-- The flags of `prisn run` a cron job takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "timeout", "grace", "memory", "cpu", "pids", "isolation",
   "disk", "runner", "no-deps" }
 
@@ -165,13 +165,8 @@ return {
         summary = "The cron job's name (default: the script's file name)" },
       { name = "tz", type = "string", placeholder = "ZONE",
         summary = "IANA time zone of the schedule, e.g. Europe/Berlin (default: the server's)" },
-      { name = "concurrency", type = "string", values = { "allow", "forbid", "replace" }, placeholder = "POLICY",
-        summary = "While a run is in progress: forbid (skip the new one), replace, allow" },
-      { name = "catch-up", type = "bool",
-        summary = "Run once at server start when runs were missed while it was down" },
-      { name = "keep-succeeded", type = "int", placeholder = "N", summary = "Keep the last N succeeded runs (10)" },
-      { name = "keep-failed", type = "int", placeholder = "N", summary = "Keep the last N failed runs (10)" },
-      table.unpack(require("prisn.cli.workload").run_flags(RUN_FLAGS)),
+      table.unpack(require("prisn.cli.workload").run_flags({ "concurrency", "catch-up", "keep-succeeded",
+        "keep-failed", table.unpack(RUN_FLAGS) })),
     },
     examples = {
       { "prisn cron report.py \"0 * * * *\"", "Run report.py at the start of every hour" },
