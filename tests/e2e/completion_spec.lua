@@ -224,9 +224,9 @@ compdef() { print -r -- "compdef $*"; }
 _describe() { print -rl -- "${(@P)4}"; }
 _files() { print -r -- "_files $*"; }
 source "$1"
-words=(prisn vers); CURRENT=2; _prisn
-words=(prisn -o ''); CURRENT=3; _prisn
-words=(prisn lua ''); CURRENT=3; _prisn
+words=(prisn vers); CURRENT=2; PREFIX=vers; _prisn
+words=(prisn -o ''); CURRENT=3; PREFIX=; _prisn
+words=(prisn lua ''); CURRENT=3; PREFIX=; _prisn
 ]], "zsh", path }, { env = shell_env() })
     assert.equal(0, r.code, r.stderr)
     local got = lines(r.stdout)
@@ -305,8 +305,9 @@ describe("completion in real shells", function()
   local script_bin, zsh, fish = which("script"), which("zsh"), which("fish")
   local env, work, scripts
 
-  -- Whether the command tree declares the completer of `what` (live names
-  -- come from completers the command declarations carry).
+  -- Whether the command tree declares the completer of `what`: "namespace"
+  -- (the -n flag's) or a command's first argument's. Live names come from
+  -- completers in the declarations; "scale" stands for all of a verb's.
   local function declares(what)
     local probe = work .. "/probe.lua"
     h.write(probe, [[
@@ -416,11 +417,17 @@ end
     { "prisn get deploy -o y\t", "[prisn get deploy -o yaml ]", { "yaml" } },
     { "prisn --output=j\t", "[prisn --output=json ]", { "--output=json" } },
     { "prisn lua scr\t", "[prisn lua script.lua ]", { "script.lua" } },
+    -- The shell's quoting is not part of the word prisn completes.
+    { "prisn lua 'scr\t", "[prisn lua 'script.lua' ]", { "script.lua" } },
+    -- zsh does not split the word at "=": it replaces all of it, quote included.
+    { "prisn --output='j\t", "[prisn --output='json' ]", { "--output=json" }, zsh = "[prisn --output=json ]" },
   }
   local LIVE = {
     { "prisn scale w\t", "[prisn scale web ]", { "web" }, "scale" },
     { "prisn -n team-a scale a\t", "[prisn -n team-a scale api ]", { "api" }, "scale" },
     { "prisn get deploy -n te\t", "[prisn get deploy -n team-a ]", { "team-a" }, "namespace" },
+    { "prisn scale \"w\t", "[prisn scale \"web\" ]", { "web" }, "scale" },
+    { "prisn -n 'team-a' get deploy \25", "[prisn -n 'team-a' get deploy api ]", { "api" }, "scale" },
   }
 
   setup(function()
@@ -453,10 +460,10 @@ end
   end)
 
   -- Runs the cases through `complete_lines` (a shell), one session for all.
-  local function check_line_editor(complete_lines)
+  local function check_line_editor(complete_lines, shell)
     local typed, want = {}, {}
     for _, case in ipairs(STATIC) do
-      typed[#typed + 1], want[#want + 1] = case[1], case[2]
+      typed[#typed + 1], want[#want + 1] = case[1], case[shell] or case[2]
     end
     local live = {}
     for _, case in ipairs(LIVE) do
@@ -490,7 +497,19 @@ end
 
   it("zsh with compinit completes commands, values, files and live names", function()
     if not script_bin or not zsh then pending("zsh or script(1) not installed") return end
-    pending_live(check_line_editor(zsh_lines))
+    pending_live(check_line_editor(zsh_lines, "zsh"))
+  end)
+
+  it("fish says nothing when prisn is not on PATH (an uninstalled prisn's script)", function()
+    if not fish then pending("fish not installed") return end
+    local bare = {}
+    for k, v in pairs(env) do bare[k] = v end
+    bare.PATH = "/usr/bin:/bin"
+    local r = h.run(fish, { "--no-config", "-c", "source $argv[1]; complete -C 'prisn sc'", scripts.fish },
+      { env = bare, cwd = work })
+    assert.equal(0, r.code)
+    assert.equal("", r.stderr)
+    assert.equal("", r.stdout)
   end)
 
   it("fish completes commands, values, files and live names", function()
