@@ -520,7 +520,7 @@ end
     end
     for _, case in ipairs(LIVE) do
       if declares(case[4]) then
-        assert.same(case[3], fish_complete((case[1]:gsub("\t$", ""))), case[1])
+        assert.same(case[3], fish_complete((case[1]:gsub("[\t\25]$", ""))), case[1])
       else
         missing[#missing + 1] = case[1]
       end
