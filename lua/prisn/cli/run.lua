@@ -69,7 +69,7 @@ end
 function M.submit(ctx, opts)
   local c = client.connect(ctx)
   local dir = opts.script:match("^(.*)/[^/]*$")
-  local hash = workload.upload(c, dir, "a detached script")
+  local hash = workload.upload(c, dir, "a detached script", ctx.flags.include)
   local env = {}
   for k, v in pairs(opts.env) do env[k] = v end
   local run_limits = opts.limits or {}

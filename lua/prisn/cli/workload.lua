@@ -4,8 +4,10 @@
 -- of their values after parsing, and the upload of the script's folder as a
 -- bundle.
 local errors = require("prisn.error")
+local uv = require("luv")
 local bundle = require("prisn.bundle")
 local fields = require("prisn.exec.workload")
+local home = require("prisn.home")
 
 local M = {}
 
@@ -65,14 +67,46 @@ function M.flag(name)
   return M.run_flags({ name })[1]
 end
 
+-- --include, for the commands that upload a script's folder (added to the
+-- run flags, so cron and deploy name it in their lists).
+M.INCLUDE_FLAG = { name = "include", type = "string", repeatable = true, placeholder = "PATH", complete = "file",
+  summary = "Upload PATH with the script's folder although .prisnignore or the built-in list leaves it out" }
+RUN_FLAGS[#RUN_FLAGS + 1] = M.INCLUDE_FLAG
+
+-- The --include paths as bundle.pack wants them: relative to `dir`. A path
+-- given on the command line is relative to the current directory.
+local function relative_includes(dir, paths)
+  local real_dir = uv.fs_realpath(dir) or dir
+  local list = {}
+  for _, path in ipairs(paths or {}) do
+    local real = uv.fs_realpath(path)
+    if not real then
+      errors.usage("--include " .. path .. ": no such file or folder", "give a path inside " .. dir)
+    end
+    if real == real_dir then
+      errors.usage("--include " .. path .. " is the script's folder itself", "name a path inside it")
+    end
+    if real:sub(1, #real_dir + 1) ~= real_dir .. "/" then
+      errors.usage("--include " .. path .. " is outside the script's folder " .. dir,
+        "only files below the script's folder are uploaded; move it there")
+    end
+    list[#list + 1] = real:sub(#real_dir + 2)
+  end
+  return list
+end
+
 --- Uploads folder `dir` through client `c` unless the server has it
 -- (bundles are content-addressed); returns the bundle hash. `what` names
--- the workload for the hint ("a cron job's script").
-function M.upload(c, dir, what)
-  local blob, hash = bundle.pack(dir)
+-- the workload for the hint ("a cron job's script"); `include` lists the
+-- --include paths. What is packed: prisn.bundle (docs/RUN.md).
+function M.upload(c, dir, what, include)
+  local ok_home, prisn_home = pcall(home.path)
+  local blob, hash = bundle.pack(dir, { include = relative_includes(dir, include),
+    skip = { ok_home and prisn_home or nil } })
   if not blob then
-    errors.raise("EBUNDLE", "cannot pack " .. dir .. ": " .. hash,
-      { hint = "keep " .. what .. " in a folder of its own, under 20 MB" })
+    errors.raise("EBUNDLE", "cannot pack " .. what .. ": " .. hash,
+      { hint = "list what the script does not need in " .. dir .. "/" .. bundle.IGNORE_FILE
+        .. " (lines like .gitignore's, e.g. data/); see docs/RUN.md" })
   end
   if not pcall(c.request, c, "GET", "/api/v1/bundles/" .. hash) then
     c:request_raw("PUT", "/api/v1/bundles/" .. hash, blob)

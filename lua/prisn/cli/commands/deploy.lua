@@ -16,7 +16,7 @@ local function client_module() return require("prisn.client") end
 
 -- The flags of `prisn run` a deployment takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "memory", "cpu", "pids", "isolation", "disk", "runner", "no-deps",
-  "grace" }
+  "grace", "include" }
 
 local function absolute(path, cwd)
   if path:sub(1, 1) == "/" then return path end
@@ -55,8 +55,8 @@ function M.resolve_script(path, entry, cwd)
   return full, full:match("^(.*)/[^/]*$")
 end
 
-local function upload(c, dir)
-  return require("prisn.cli.workload").upload(c, dir, "a service")
+local function upload(c, dir, include)
+  return require("prisn.cli.workload").upload(c, dir, "a service", include)
 end
 
 local function deployments_path(ns, name, action)
@@ -130,7 +130,7 @@ local function health_of(flags, has_port)
 end
 
 local function deploy_one(ctx, c, ns, body, dir)
-  body.bundle = upload(c, dir)
+  body.bundle = upload(c, dir, ctx.flags.include)
   local res = c:request("POST", deployments_path(ns), body)
   return report(ctx, c, ns, res)
 end
@@ -299,6 +299,7 @@ M.commands = {
       { "prisn deploy api.py --port 8080 --health http:/ready --health-interval 5s --health-threshold 5",
         "With the check's timing" },
       { "prisn deploy worker.js -r 2 --memory 256M --secret db", "Two workers with a memory limit and a secret" },
+      { "prisn deploy ./web --port 8000 --include web/static", "Upload web/static although .prisnignore lists it" },
       { "prisn deploy -f prisn.lua", "Everything a manifest declares" },
     },
     handler = handler,
