@@ -44,21 +44,48 @@ function M.parse(text, name)
   local n = 0
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1
-    local fence, info = line:match("^(```+)%s*(.-)%s*$")
+    -- A fence may be indented, inside a list item; its lines lose that indent.
+    local indent, fence, info = line:match("^( *)(```+)%s*(.-)%s*$")
     if fence and not current then
       assert(info ~= "", string.format("%s:%d: a fenced block without a language", name or "?", n))
       local kind, rest = info:match("^(%S+)%s*(.*)$")
-      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), body = {}, line = n }
+      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), body = {}, line = n, indent = #indent }
     elseif fence and current then
       current.body = table.concat(current.body, "\n")
       list[#list + 1] = current
       current = nil
     elseif current then
-      current.body[#current.body + 1] = line
+      current.body[#current.body + 1] = line:sub(1, current.indent):match("^ *$") and line:sub(current.indent + 1)
+        or line
     end
   end
   assert(not current, (name or "?") .. ": a fenced block is not closed")
   return list
+end
+
+--- The indented code blocks of `text` (Markdown's other kind, which says
+--- nothing of what it holds, so no runner could tell a command from output):
+--- the line numbers where one starts. A line indented 4 more than the text
+--- around it (6 inside a list item), after a blank line, outside a fence.
+function M.indented_blocks(text)
+  local found, n = {}, 0
+  local in_fence, blank_before, in_list = false, true, false
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:match("^ *```") then
+      in_fence = not in_fence
+    elseif not in_fence then
+      local spaces = #line:match("^( *)")
+      if line:match("^%s*$") then
+        blank_before = true
+      else
+        if blank_before and spaces >= (in_list and 6 or 4) then found[#found + 1] = n end
+        if spaces == 0 then in_list = line:match("^[-*] ") or line:match("^%d+%. ") end
+        blank_before = false
+      end
+    end
+  end
+  return found
 end
 
 --- The commands of a console block: { { command, expected = {lines} } }.

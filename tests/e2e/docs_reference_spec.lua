@@ -1,0 +1,122 @@
+-- The reference pages run as written: every ```console and ```sh block of
+-- README.md and docs/*.md (but the guides, which docs_guides_spec.lua runs,
+-- CLI.md, which is generated, and API.md, which docs_api_spec.lua checks
+-- against the route table) is run against the real binary, and the output
+-- a block shows is compared (tests/e2e/docs_blocks.lua says how). Blocks
+-- that cannot run here say why (`skip: REASON`) and are printed; a command
+-- in an indented code block would escape all this, so a page may hold none.
+--
+-- A page's examples name scripts (`api.py`, `backup.py`) the reader has: the
+-- spec writes small ones into the page's folder first (FILES), rather than
+-- every page opening with a block that writes them.
+--
+-- Suite time: the pages that need a server share one (started once, their
+-- deployments and cron jobs removed between pages); SERVER.md starts and
+-- stops its own, as it shows.
+local h = require("e2e.helper")
+local blocks = require("e2e.docs_blocks")
+local uv = require("luv")
+
+-- An HTTP service on $PORT answering /healthz, as a deployment's script.
+local HTTP_SERVICE = [[
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+]]
+
+local FILES = {
+  ["docs/CRON.md"] = {
+    ["backup.py"] = 'print("backup done")\n',
+    ["report.py"] = 'print("report sent")\n',
+    ["sync.sh"] = "echo synced\n",
+  },
+}
+
+-- The pages, in the order they run. `server`: runs against the shared server.
+local PAGES = {
+  { page = "docs/CRON.md", server = true },
+}
+
+-- The folder a page runs in, holding the files its examples name.
+local function page_folder(page)
+  local cwd = h.tempdir("prisn-docs-ref")
+  for name, text in pairs(FILES[page] or {}) do
+    local dir = name:match("^(.*)/[^/]+$")
+    if dir then h.run("/bin/mkdir", { "-p", cwd .. "/" .. dir }, { env = { PATH = "/usr/bin:/bin" } }) end
+    h.write(cwd .. "/" .. name, text, name:match("%.sh$") and tonumber("755", 8) or nil)
+  end
+  assert(uv.fs_chmod(cwd, tonumber("755", 8)))
+  return cwd
+end
+
+-- What a page left on the shared server, removed so the next page starts
+-- from an empty default namespace (and its instances stop); the pages use no other.
+local function clear_server(env)
+  local json = require("cjson")
+  for _, what in ipairs({ "deploy", "cron" }) do
+    local r = h.prisn({ "get", what, "-o", "json" }, { env = env })
+    assert(r.code == 0, r.stdout .. r.stderr)
+    for _, item in ipairs(json.decode(r.stdout)) do
+      local d = h.prisn({ "delete", what, item.name, "--yes" }, { env = env })
+      assert(d.code == 0, d.stdout .. d.stderr)
+    end
+  end
+end
+
+describe("the reference pages", function()
+  local shared, envs = nil, {}
+
+  local function shared_env()
+    if not shared then
+      shared = blocks.env()
+      envs[#envs + 1] = shared
+      local r = h.prisn({ "server", "start" }, { env = shared })
+      assert(r.code == 0, r.stdout .. r.stderr)
+    end
+    return shared
+  end
+
+  teardown(function()
+    for _, env in ipairs(envs) do h.stop_server(env) end
+    h.cleanup()
+  end)
+
+  it("hold no indented code block: every command is in a block the suite sees", function()
+    local found = {}
+    for _, entry in ipairs(PAGES) do
+      for _, n in ipairs(blocks.indented_blocks(h.read(h.source_dir .. "/" .. entry.page))) do
+        found[#found + 1] = entry.page .. ":" .. n
+      end
+    end
+    assert.same({}, found)
+  end)
+
+  for _, entry in ipairs(PAGES) do
+    it(entry.page .. " runs as written", function()
+      local env
+      if entry.server then
+        env = shared_env()
+      else
+        env = blocks.env()
+        envs[#envs + 1] = env
+      end
+      local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, page_folder(entry.page))
+      if entry.server then clear_server(env) else h.stop_server(env) end
+      assert.same({}, problems)
+    end)
+  end
+end)
