@@ -24,7 +24,7 @@
 -- (PATH starts with a folder holding `prisn`, the binary under test; a
 -- temporary PRISN_HOME). Each command runs in a bash of its own, so a shell
 -- variable or a `cd` lasts for one command (a page joins them with && when
--- it needs both). Ports a page shows for its services (8080, 8081) are
+-- it needs both). Ports a page shows for its services (8000, 8080, 8081) are
 -- swapped for free ones in the commands and in the output, so parallel tests
 -- never collide.
 local h = require("e2e.helper")
@@ -33,7 +33,7 @@ local uv = require("luv")
 local M = {}
 
 -- The service ports a page may show; each is replaced by a free port.
-M.PAGE_PORTS = { "8080", "8081" }
+M.PAGE_PORTS = { "8000", "8080", "8081" }
 
 local COMMAND_TIMEOUT_MS = 120000
 

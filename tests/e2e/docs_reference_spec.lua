@@ -35,10 +35,19 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+print("serving on", os.environ["PORT"], flush=True)
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 ]]
 
+local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
+
 local FILES = {
+  ["docs/SERVICES.md"] = {
+    ["api.py"] = HTTP_SERVICE,
+    ["web/main.py"] = HTTP_SERVICE,
+    ["worker.js"] = 'setInterval(() => console.log("working"), 1000);\n',
+  },
+  ["docs/HEALTH.md"] = { ["app.py"] = HTTP_SERVICE, ["worker.py"] = WORKER_PY },
   ["docs/CRON.md"] = {
     ["backup.py"] = 'print("backup done")\n',
     ["report.py"] = 'print("report sent")\n',
@@ -49,6 +58,8 @@ local FILES = {
 -- The pages, in the order they run. `server`: runs against the shared server.
 local PAGES = {
   { page = "docs/CRON.md", server = true },
+  { page = "docs/SERVICES.md", server = true },
+  { page = "docs/HEALTH.md", server = true },
 }
 
 -- The folder a page runs in, holding the files its examples name.
