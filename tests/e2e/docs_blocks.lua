@@ -17,6 +17,10 @@
 --   ```console skip: REASON   (or ```sh skip: REASON) not run; the spec prints
 --                   each such block with its reason, so none is skipped silently.
 --
+--   ```lua file: NAME  (any language) the block is written to NAME in the
+--                   page's folder, for the blocks after it: the file a page
+--                   shows is the file its commands use.
+--
 -- Blocks of other languages (lua, python, text, ...) are not commands. A
 -- fence without an info string is an error: every block says what it is.
 --
@@ -49,7 +53,8 @@ function M.parse(text, name)
     if fence and not current then
       assert(info ~= "", string.format("%s:%d: a fenced block without a language", name or "?", n))
       local kind, rest = info:match("^(%S+)%s*(.*)$")
-      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), body = {}, line = n, indent = #indent }
+      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), file = rest:match("^file:%s*(%S+)$"),
+        body = {}, line = n, indent = #indent }
     elseif fence and current then
       current.body = table.concat(current.body, "\n")
       list[#list + 1] = current
@@ -225,7 +230,9 @@ function M.run_page(path, name, env, cwd)
   for _, shown in ipairs(M.PAGE_PORTS) do ports[shown] = M.free_port() end
   for _, block in ipairs(M.parse(assert(h.read(path), "cannot read " .. path), name)) do
     local where = name .. ":" .. block.line
-    if block.kind ~= "console" and block.kind ~= "sh" then -- luacheck: ignore 542
+    if block.file then
+      h.write(cwd .. "/" .. block.file, swap_ports(block.body, ports) .. "\n")
+    elseif block.kind ~= "console" and block.kind ~= "sh" then -- luacheck: ignore 542
       -- not a command: Lua, Python, text, ...
     elseif block.skip then
       skipped[#skipped + 1] = where .. ": " .. block.skip

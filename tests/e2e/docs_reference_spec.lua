@@ -48,6 +48,12 @@ local FILES = {
     ["worker.js"] = 'setInterval(() => console.log("working"), 1000);\n',
   },
   ["docs/HEALTH.md"] = { ["app.py"] = HTTP_SERVICE, ["worker.py"] = WORKER_PY },
+  ["docs/MANIFEST.md"] = {
+    ["app.py"] = HTTP_SERVICE,
+    ["worker/main.py"] = WORKER_PY,
+    ["report.py"] = 'print("report sent")\n',
+    ["cleanup.sh"] = "echo cleaned\n",
+  },
   ["docs/CRON.md"] = {
     ["backup.py"] = 'print("backup done")\n',
     ["report.py"] = 'print("report sent")\n',
@@ -60,6 +66,7 @@ local PAGES = {
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
   { page = "docs/HEALTH.md", server = true },
+  { page = "docs/MANIFEST.md", server = true },
 }
 
 -- The folder a page runs in, holding the files its examples name.
