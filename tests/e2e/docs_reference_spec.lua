@@ -63,6 +63,7 @@ local FILES = {
 
 -- The pages, in the order they run. `server`: runs against the shared server.
 local PAGES = {
+  { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
   { page = "docs/HEALTH.md", server = true },
