@@ -42,6 +42,14 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forev
 local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 
 local FILES = {
+  ["docs/RUN.md"] = {
+    ["job.sh"] = 'echo "pid 1 is $(cat /proc/1/comm)"\n',
+    ["scrape.py"] = 'lines = open("/proc/net/dev").read().splitlines()[2:]\n'
+      .. 'print("interfaces:", " ".join(sorted(line.split(":")[0].strip() for line in lines)))\n',
+    ["tool.sh"] = 'echo "tool ran as $(id -un)"\n',
+    ["convert.py"] = 'with open("out.bin", "wb") as f:\n    f.write(bytes(1 << 20))\nprint("converted:", 1 << 20, "bytes")\n',
+    ["train.py"] = 'print("trained")\n',
+  },
   ["docs/SERVICES.md"] = {
     ["api.py"] = HTTP_SERVICE,
     ["web/main.py"] = HTTP_SERVICE,
@@ -63,6 +71,7 @@ local FILES = {
 
 -- The pages, in the order they run. `server`: runs against the shared server.
 local PAGES = {
+  { page = "docs/RUN.md" },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
