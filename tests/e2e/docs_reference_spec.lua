@@ -72,6 +72,7 @@ local FILES = {
 -- The pages, in the order they run. `server`: runs against the shared server.
 local PAGES = {
   { page = "docs/RUN.md" },
+  { page = "docs/HOOKS.md" },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
