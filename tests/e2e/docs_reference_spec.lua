@@ -41,7 +41,17 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forev
 
 local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 
+-- A file given as { copy = PATH } is a copy of that file of the source tree.
 local FILES = {
+  ["docs/RUNNERS.md"] = {
+    ["tcl.lua"] = { copy = "contrib/runners/tcl.lua" },
+    ["contrib/runners/tcl.lua"] = { copy = "contrib/runners/tcl.lua" },
+    ["bad/tcl.lua"] = 'return {\n  name = "tcl",\n  extensions = { ".tcl", 5 },\n  interpreter = "tclsh",\n'
+      .. '  command = { "{interpreter}", "{script}", "{args}" },\n}\n',
+    ["broken/tcl.lua"] = 'return {\n  name = "tcl"\n  command = { "tclsh", "{script}" },\n}\n',
+    ["report.xyz"] = "a report\n",
+    ["hello.tcl"] = 'puts "hello, [lindex $argv 0]"\n',
+  },
   ["docs/RUN.md"] = {
     ["job.sh"] = 'echo "pid 1 is $(cat /proc/1/comm)"\n',
     ["scrape.py"] = 'lines = open("/proc/net/dev").read().splitlines()[2:]\n'
@@ -69,10 +79,13 @@ local FILES = {
   },
 }
 
--- The pages, in the order they run. `server`: runs against the shared server.
+-- The pages, in the order they run. `server`: runs against the shared
+-- server. `dot_prisn`: the page writes to ~/.prisn, so HOME is a temporary
+-- folder and PRISN_HOME its .prisn.
 local PAGES = {
   { page = "docs/RUN.md" },
   { page = "docs/HOOKS.md" },
+  { page = "docs/RUNNERS.md", dot_prisn = true },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
@@ -86,6 +99,7 @@ local function page_folder(page)
   for name, text in pairs(FILES[page] or {}) do
     local dir = name:match("^(.*)/[^/]+$")
     if dir then h.run("/bin/mkdir", { "-p", cwd .. "/" .. dir }, { env = { PATH = "/usr/bin:/bin" } }) end
+    if type(text) == "table" then text = assert(h.read(h.source_dir .. "/" .. text.copy)) end
     h.write(cwd .. "/" .. name, text, name:match("%.sh$") and tonumber("755", 8) or nil)
   end
   assert(uv.fs_chmod(cwd, tonumber("755", 8)))
@@ -140,7 +154,8 @@ describe("the reference pages", function()
       if entry.server then
         env = shared_env()
       else
-        env = blocks.env()
+        local home = entry.dot_prisn and h.tempdir("prisn-docs-user")
+        env = blocks.env(home and { HOME = home, PRISN_HOME = home .. "/.prisn" })
         envs[#envs + 1] = env
       end
       local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, page_folder(entry.page))
