@@ -41,8 +41,18 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forev
 
 local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 
--- A file given as { copy = PATH } is a copy of that file of the source tree.
+-- A file given as { copy = PATH } is a copy of that file of the source
+-- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
+  -- A checkout: build/prisn is the binary under test.
+  ["docs/DEVELOPING.md"] = {
+    ["build/prisn"] = { link = "@bin" },
+    ["contrib"] = { link = "contrib" },
+    ["lua"] = { link = "lua" },
+    ["spec"] = { link = "spec" },
+    ["tests"] = { link = "tests" },
+    ["docs/.keep"] = "",
+  },
   ["docs/RUNNERS.md"] = {
     ["tcl.lua"] = { copy = "contrib/runners/tcl.lua" },
     ["contrib/runners/tcl.lua"] = { copy = "contrib/runners/tcl.lua" },
@@ -86,6 +96,7 @@ local PAGES = {
   { page = "docs/RUN.md" },
   { page = "docs/HOOKS.md" },
   { page = "docs/RUNNERS.md", dot_prisn = true },
+  { page = "docs/DEVELOPING.md" },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
@@ -99,8 +110,12 @@ local function page_folder(page)
   for name, text in pairs(FILES[page] or {}) do
     local dir = name:match("^(.*)/[^/]+$")
     if dir then h.run("/bin/mkdir", { "-p", cwd .. "/" .. dir }, { env = { PATH = "/usr/bin:/bin" } }) end
-    if type(text) == "table" then text = assert(h.read(h.source_dir .. "/" .. text.copy)) end
-    h.write(cwd .. "/" .. name, text, name:match("%.sh$") and tonumber("755", 8) or nil)
+    if type(text) == "table" and text.link then
+      assert(uv.fs_symlink(text.link == "@bin" and h.bin or h.source_dir .. "/" .. text.link, cwd .. "/" .. name))
+    else
+      if type(text) == "table" then text = assert(h.read(h.source_dir .. "/" .. text.copy)) end
+      h.write(cwd .. "/" .. name, text, name:match("%.sh$") and tonumber("755", 8) or nil)
+    end
   end
   assert(uv.fs_chmod(cwd, tonumber("755", 8)))
   return cwd
