@@ -44,6 +44,19 @@ local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 -- A file given as { copy = PATH } is a copy of that file of the source
 -- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
+  ["README.md"] = {
+    ["build/prisn"] = { link = "@bin" },
+    ["backup.py"] = 'import json\nprint(json.dumps({"backed_up": 3}))\n',
+    ["job.sh"] = 'echo "target $TARGET, args $*"\n',
+    ["job.py"] = 'print("job done")\n',
+    ["untrusted.py"] = 'open("out.txt", "w").write("x" * 1000)\nprint("wrote out.txt")\n',
+    ["nightly.py"] = 'for i in range(3):\n    print("tick", i)\n',
+    ["api.py"] = HTTP_SERVICE,
+    ["worker.py"] = WORKER_PY,
+    ["prisn.lua"] = 'deployment { name = "worker", script = "worker.py", replicas = 2 }\n'
+      .. 'cron { name = "nightly", script = "nightly.py", every = "day at 02:00" }\n',
+    ["script.lua"] = 'print("args: " .. table.concat(arg, " "))\n',
+  },
   -- A checkout: build/prisn is the binary under test.
   ["docs/DEVELOPING.md"] = {
     ["build/prisn"] = { link = "@bin" },
@@ -93,6 +106,7 @@ local FILES = {
 -- server. `dot_prisn`: the page writes to ~/.prisn, so HOME is a temporary
 -- folder and PRISN_HOME its .prisn.
 local PAGES = {
+  { page = "README.md" },
   { page = "docs/RUN.md" },
   { page = "docs/HOOKS.md" },
   { page = "docs/RUNNERS.md", dot_prisn = true },
