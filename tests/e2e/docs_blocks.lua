@@ -30,7 +30,8 @@
 -- variable or a `cd` lasts for one command (a page joins them with && when
 -- it needs both). Ports a page shows for its services (8000, 8080, 8081) are
 -- swapped for free ones in the commands and in the output, so parallel tests
--- never collide.
+-- never collide; so are the system folders a page writes to (/backup/prisn,
+-- /usr/local/bin), for temporary ones (run_page's `folders`).
 local h = require("e2e.helper")
 local uv = require("luv")
 
@@ -122,10 +123,15 @@ end
 
 -- An expected line as an anchored Lua pattern ("..." is any text).
 local function line_pattern(line)
-  local parts = {}
-  for piece in (line .. "..."):gmatch("(.-)%.%.%.") do
-    parts[#parts + 1] = piece:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  local parts, from = {}, 1
+  local function literal(piece) return (piece:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+  while true do
+    local at, to = line:find("...", from, true)
+    if not at then break end
+    parts[#parts + 1] = literal(line:sub(from, at - 1))
+    from = to + 1
   end
+  parts[#parts + 1] = literal(line:sub(from)) -- a line ending in "." keeps it
   return "^" .. table.concat(parts, ".-") .. "$"
 end
 
@@ -170,7 +176,11 @@ end
 -- `text` with the page's ports swapped for the run's.
 local function swap_ports(text, ports)
   for shown, real in pairs(ports) do
-    text = text:gsub("%f[%d]" .. shown .. "%f[%D]", real)
+    if shown:match("^%d+$") then
+      text = text:gsub("%f[%d]" .. shown .. "%f[%D]", real)
+    else -- a folder: swapped where a path starts with it
+      text = text:gsub("%f[%w_./-]" .. shown:gsub("%p", "%%%0") .. "%f[^%w_.-]", (real:gsub("%%", "%%%%")))
+    end
   end
   return text
 end
@@ -224,9 +234,12 @@ end
 --- Runs the blocks of the page at `path` (shown as `name`) in `cwd` with
 --- `env`. Returns the problems (strings; none when every block did what
 --- the page says) and the skipped blocks ("name:line: reason").
-function M.run_page(path, name, env, cwd)
+--- `folders` maps absolute folders the page writes to (`/backup/prisn`) to
+--- temporary ones, swapped in commands and output like the ports.
+function M.run_page(path, name, env, cwd, folders)
   local problems, skipped = {}, {}
   local ports = {}
+  for shown, real in pairs(folders or {}) do ports[shown] = real end
   for _, shown in ipairs(M.PAGE_PORTS) do ports[shown] = M.free_port() end
   for _, block in ipairs(M.parse(assert(h.read(path), "cannot read " .. path), name)) do
     local where = name .. ":" .. block.line

@@ -44,6 +44,10 @@ local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 -- A file given as { copy = PATH } is a copy of that file of the source
 -- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
+  ["docs/SERVER.md"] = {
+    ["build/prisn"] = { link = "@bin" },
+    ["prod.token"] = "prisn_06h1jkhet67y_J754yKlARj8EFb2DwDEmrLCJ3kBLtTfe2nkOZG4JlVs\n",
+  },
   ["README.md"] = {
     ["build/prisn"] = { link = "@bin" },
     ["backup.py"] = 'import json\nprint(json.dumps({"backed_up": 3}))\n',
@@ -104,13 +108,15 @@ local FILES = {
 
 -- The pages, in the order they run. `server`: runs against the shared
 -- server. `dot_prisn`: the page writes to ~/.prisn, so HOME is a temporary
--- folder and PRISN_HOME its .prisn.
+-- folder and PRISN_HOME its .prisn. `folders`: system folders the page
+-- writes to, made temporary ones.
 local PAGES = {
   { page = "README.md" },
   { page = "docs/RUN.md" },
   { page = "docs/HOOKS.md" },
   { page = "docs/RUNNERS.md", dot_prisn = true },
   { page = "docs/DEVELOPING.md" },
+  { page = "docs/SERVER.md", folders = { "/backup/prisn", "/usr/local/bin" } },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
@@ -187,7 +193,13 @@ describe("the reference pages", function()
         env = blocks.env(home and { HOME = home, PRISN_HOME = home .. "/.prisn" })
         envs[#envs + 1] = env
       end
-      local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, page_folder(entry.page))
+      local cwd = page_folder(entry.page)
+      local folders = {}
+      for _, folder in ipairs(entry.folders or {}) do
+        folders[folder] = cwd .. "/root" .. folder
+        assert(h.run("/bin/mkdir", { "-p", folders[folder] }, { env = { PATH = "/usr/bin:/bin" } }).code == 0)
+      end
+      local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, cwd, folders)
       if entry.server then clear_server(env) else h.stop_server(env) end
       assert.same({}, problems)
     end)
