@@ -84,7 +84,8 @@ local FILES = {
     ["scrape.py"] = 'lines = open("/proc/net/dev").read().splitlines()[2:]\n'
       .. 'print("interfaces:", " ".join(sorted(line.split(":")[0].strip() for line in lines)))\n',
     ["tool.sh"] = 'echo "tool ran as $(id -un)"\n',
-    ["convert.py"] = 'with open("out.bin", "wb") as f:\n    f.write(bytes(1 << 20))\nprint("converted:", 1 << 20, "bytes")\n',
+    ["convert.py"] = 'with open("out.bin", "wb") as f:\n    f.write(bytes(1 << 20))\n'
+      .. 'print("converted:", 1 << 20, "bytes")\n',
     ["train.py"] = 'print("trained")\n',
   },
   ["docs/SERVICES.md"] = {
