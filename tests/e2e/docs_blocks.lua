@@ -31,7 +31,7 @@
 -- it needs both). Ports a page shows for its services (8000, 8080, 8081) are
 -- swapped for free ones in the commands and in the output, so parallel tests
 -- never collide; so are the system folders a page writes to (/backup/prisn,
--- /usr/local/bin), for temporary ones (run_page's `folders`).
+-- /usr/local/bin), for temporary ones (run_page's `swaps`).
 local h = require("e2e.helper")
 local uv = require("luv")
 
@@ -234,12 +234,13 @@ end
 --- Runs the blocks of the page at `path` (shown as `name`) in `cwd` with
 --- `env`. Returns the problems (strings; none when every block did what
 --- the page says) and the skipped blocks ("name:line: reason").
---- `folders` maps absolute folders the page writes to (`/backup/prisn`) to
---- temporary ones, swapped in commands and output like the ports.
-function M.run_page(path, name, env, cwd, folders)
+--- `swaps` maps more of what the page shows to what this run has: absolute
+--- folders the page writes to (`/backup/prisn`) to temporary ones, the
+--- server's port (`7433`) to the one it got; swapped like the ports.
+function M.run_page(path, name, env, cwd, swaps)
   local problems, skipped = {}, {}
   local ports = {}
-  for shown, real in pairs(folders or {}) do ports[shown] = real end
+  for shown, real in pairs(swaps or {}) do ports[shown] = real end
   for _, shown in ipairs(M.PAGE_PORTS) do ports[shown] = M.free_port() end
   for _, block in ipairs(M.parse(assert(h.read(path), "cannot read " .. path), name)) do
     local where = name .. ":" .. block.line

@@ -44,6 +44,7 @@ local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 -- A file given as { copy = PATH } is a copy of that file of the source
 -- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
+  ["docs/API.md"] = { ["app/hello.sh"] = 'echo "hello $1 (${GREETING:-hi})"\n' },
   ["docs/SERVER.md"] = {
     ["build/prisn"] = { link = "@bin" },
     ["prod.token"] = "prisn_06h1jkhet67y_J754yKlARj8EFb2DwDEmrLCJ3kBLtTfe2nkOZG4JlVs\n",
@@ -110,14 +111,19 @@ local FILES = {
 -- The pages, in the order they run. `server`: runs against the shared
 -- server. `dot_prisn`: the page writes to ~/.prisn, so HOME is a temporary
 -- folder and PRISN_HOME its .prisn. `folders`: system folders the page
--- writes to, made temporary ones.
+-- uses, and the temporary folder (in the page's) that stands for each.
+-- `api`: TOKEN and API, which the page sets in its first block, are given
+-- to every block (each runs in a shell of its own). `indented`: why the
+-- page still holds indented code blocks.
 local PAGES = {
   { page = "README.md" },
   { page = "docs/RUN.md" },
   { page = "docs/HOOKS.md" },
   { page = "docs/RUNNERS.md", dot_prisn = true },
   { page = "docs/DEVELOPING.md" },
-  { page = "docs/SERVER.md", folders = { "/backup/prisn", "/usr/local/bin" } },
+  { page = "docs/SERVER.md", folders = { ["/backup/prisn"] = "root/backup", ["/usr/local/bin"] = "root/bin" } },
+  { page = "docs/API.md", server = true, api = true, folders = { ["/srv/app"] = "app" },
+    indented = "its curl examples name ids of the author's server; they are checked by docs_api_spec's route table only" },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
@@ -156,6 +162,18 @@ local function clear_server(env)
   end
 end
 
+-- `env` with what API.md's first block sets, for every block of the page;
+-- the port the page shows (7433) becomes the one the server got.
+local function api_env(env, swaps)
+  local info = require("cjson").decode((assert(h.read(env.PRISN_HOME .. "/server.json"))))
+  local copy = {}
+  for k, v in pairs(env) do copy[k] = v end
+  copy.TOKEN = assert(h.read(env.PRISN_HOME .. "/admin.token")):gsub("%s+$", "")
+  copy.API = info.address
+  swaps["7433"] = assert(info.address:match(":(%d+)$"))
+  return copy
+end
+
 describe("the reference pages", function()
   local shared, envs = nil, {}
 
@@ -177,8 +195,12 @@ describe("the reference pages", function()
   it("hold no indented code block: every command is in a block the suite sees", function()
     local found = {}
     for _, entry in ipairs(PAGES) do
-      for _, n in ipairs(blocks.indented_blocks(h.read(h.source_dir .. "/" .. entry.page))) do
-        found[#found + 1] = entry.page .. ":" .. n
+      if entry.indented then
+        io.stdout:write("indented code blocks allowed in ", entry.page, ": ", entry.indented, "\n")
+      else
+        for _, n in ipairs(blocks.indented_blocks(h.read(h.source_dir .. "/" .. entry.page))) do
+          found[#found + 1] = entry.page .. ":" .. n
+        end
       end
     end
     assert.same({}, found)
@@ -195,12 +217,13 @@ describe("the reference pages", function()
         envs[#envs + 1] = env
       end
       local cwd = page_folder(entry.page)
-      local folders = {}
-      for _, folder in ipairs(entry.folders or {}) do
-        folders[folder] = cwd .. "/root" .. folder
-        assert(h.run("/bin/mkdir", { "-p", folders[folder] }, { env = { PATH = "/usr/bin:/bin" } }).code == 0)
+      local swaps = {}
+      for shown, inside in pairs(entry.folders or {}) do
+        swaps[shown] = cwd .. "/" .. inside
+        assert(h.run("/bin/mkdir", { "-p", swaps[shown] }, { env = { PATH = "/usr/bin:/bin" } }).code == 0)
       end
-      local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, cwd, folders)
+      if entry.api then env = api_env(env, swaps) end
+      local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, cwd, swaps)
       if entry.server then clear_server(env) else h.stop_server(env) end
       assert.same({}, problems)
     end)
