@@ -123,7 +123,8 @@ local PAGES = {
   { page = "docs/DEVELOPING.md" },
   { page = "docs/SERVER.md", folders = { ["/backup/prisn"] = "root/backup", ["/usr/local/bin"] = "root/bin" } },
   { page = "docs/API.md", server = true, api = true, folders = { ["/srv/app"] = "app" },
-    indented = "its curl examples name ids of the author's server; they are checked by docs_api_spec's route table only" },
+    indented = "its per-endpoint curl examples name ids and files of another server and are not run yet; "
+      .. "docs_api_spec checks that every route has its section" },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
