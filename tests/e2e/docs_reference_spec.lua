@@ -1,10 +1,10 @@
 -- The reference pages run as written: every ```console and ```sh block of
 -- README.md and docs/*.md (but the guides, which docs_guides_spec.lua runs,
--- CLI.md, which is generated, and API.md, which docs_api_spec.lua checks
--- against the route table) is run against the real binary, and the output
--- a block shows is compared (tests/e2e/docs_blocks.lua says how). Blocks
--- that cannot run here say why (`skip: REASON`) and are printed; a command
--- in an indented code block would escape all this, so a page may hold none.
+-- and CLI.md, which is generated) is run against the real binary, and the
+-- output a block shows is compared (tests/e2e/docs_blocks.lua says how).
+-- Blocks that cannot run here say why (`skip: REASON`) and are printed; a
+-- command in an indented code block would escape all this, so a page may
+-- hold none (API.md's per-endpoint curl lines still do, and are listed).
 --
 -- A page's examples name scripts (`api.py`, `backup.py`) the reader has: the
 -- spec writes small ones into the page's folder first (FILES), rather than
@@ -17,7 +17,7 @@ local h = require("e2e.helper")
 local blocks = require("e2e.docs_blocks")
 local uv = require("luv")
 
--- An HTTP service on $PORT answering /healthz, as a deployment's script.
+-- An HTTP service on $PORT answering every path (/healthz too), as a deployment's script.
 local HTTP_SERVICE = [[
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
