@@ -25,6 +25,9 @@ local function without_defaults(list)
   for i, f in ipairs(list) do
     local copy = {}
     for k, v in pairs(f) do copy[k] = v end
+    if f.default ~= nil then
+      copy.summary = string.format("%s (%s unless set; a redeploy keeps the last value)", f.summary, f.default)
+    end
     copy.default = nil
     out[i] = copy
   end
