@@ -51,7 +51,7 @@ describe("redeploy", function()
     assert.equal("red", color("web", 1))
     -- The issue's case: the same deploy without -e COLOR keeps it.
     local r = ok({ "deploy", dir .. "/app.sh", "--name", "web" })
-    assert.equal("deployment web: no changes\n", r.stdout:match("^[^\n]*\n"))
+    assert.equal("deployment web: revision 1, 2 replica(s) (unchanged)\n", r.stdout)
     local d = described("web")
     assert.same({ "COLOR", "LEVEL", "OUT" }, d.spec.env_keys)
     assert.same({ 1, 2, 64 * 1024 * 1024 }, { d.revision, d.replicas, d.spec.memory })

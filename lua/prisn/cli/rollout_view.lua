@@ -59,7 +59,8 @@ function M.change_lines(changes)
 end
 
 --- What deploy prints about the changes of deployment `res` (the POST's
--- answer): a heading and change_lines; nothing for a new deployment that is
+-- answer): a heading and change_lines; nothing for a new deployment or a
+-- redeploy without changes (deploy's last line says "unchanged") that is
 -- not a dry run.
 function M.changes_text(res)
   local lines = M.change_lines(res.changes)
@@ -76,7 +77,7 @@ function M.changes_text(res)
   elseif res.created then
     return ""
   elseif #lines == 0 then
-    head = string.format("deployment %s: no changes", res.name)
+    return ""
   else
     head = string.format("deployment %s: changes%s:", res.name,
       res.changed and string.format(" (revision %d)", math.tointeger(res.revision)) or "")

@@ -16,7 +16,7 @@ describe("prisn.cli.rollout_view", function()
 
   it("heads the changes of a redeploy, a dry run, a new deployment", function()
     assert.equal("", view.changes_text({ name = "w", created = true, changes = {} }))
-    assert.equal("deployment w: no changes\n", view.changes_text({ name = "w", changes = {} }))
+    assert.equal("", view.changes_text({ name = "w", changes = {} }))
     assert.equal("deployment w (dry run, nothing changed): would be created as revision 1\n",
       view.changes_text({ name = "w", dry_run = true, created = true, changes = {} }))
     assert.equal("deployment w: changes (revision 4):\n  replicas  1 -> 2\n", view.changes_text({ name = "w",
