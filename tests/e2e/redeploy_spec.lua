@@ -1,7 +1,8 @@
 -- Redeploys never drop config silently (#14): an imperative `prisn deploy`
 -- of an existing deployment keeps what it does not change (-e KEY- removes,
 -- --reset starts from defaults), prints what changes without env values,
--- --dry-run (also with -f) changes nothing; a manifest stays complete; a
+-- --dry-run (also with -f) changes nothing; a manifest stays complete;
+-- `prisn cron` of an existing cron job gets the same treatment; a
 -- failed rollout names the failing instance and prints its last lines; the
 -- merge and dry run refuse a view token and another namespace's token.
 local h = require("e2e.helper")
@@ -130,6 +131,28 @@ cron { name = "tick", script = "app.sh", every = "hour" }
     assert.matches("\nmore: prisn logs fail %-%-instance %d+ %-%-tail 50\n", r.stderr)
   end)
 
+  it("gives prisn cron the same treatment: kept, -e KEY-, changes without values, --dry-run, --reset", function()
+    h.write(dir .. "/tick.sh", "echo tick\n")
+    ok({ "cron", dir .. "/tick.sh", "--every", "hour", "-e", "A=one", "-e", "B=two", "--memory", "64M",
+      "--keep-failed", "3" })
+    local r = ok({ "cron", dir .. "/tick.sh", "--every", "5m", "-e", "A-", "-e", "C=three", "--dry-run" })
+    assert.equal("cron job tick (dry run, nothing changed): would change:\n  env       added C; removed A\n"
+      .. "  schedule  0 * * * * -> */5 * * * *\n", r.stdout)
+    local c = json({ "describe", "cron", "tick", "-o", "json" })
+    assert.same({ { "A", "B" }, "0 * * * *" }, { c.env_keys, c.schedule })
+    r = ok({ "cron", dir .. "/tick.sh", "--every", "5m", "-e", "A-", "-e", "C=three" })
+    assert.matches("^cron job tick: changes:\n", r.stdout)
+    assert.is_nil(r.stdout:find("three", 1, true))
+    c = json({ "describe", "cron", "tick", "-o", "json" })
+    assert.same({ { "B", "C" }, "*/5 * * * *", 3 }, { c.env_keys, c.schedule, c.keep_failed })
+    r = ok({ "cron", dir .. "/tick.sh", "--every", "5m", "--reset" })
+    assert.matches("  env       removed B, C\n", r.stdout, 1, true)
+    assert.matches("  memory    64M %-> %-\n", r.stdout)
+    assert.matches("  keep_failed 3 %-> 10\n", r.stdout)
+    c = json({ "describe", "cron", "tick", "-o", "json" })
+    assert.same({ {}, 10 }, { c.env_keys, c.keep_failed })
+  end)
+
   it("refuses a merge or dry run to a view token and to another namespace's token", function()
     ok({ "deploy", dir .. "/app.sh", "--name", "guarded", "-e", "OUT=" .. out, "--isolation", "0" })
     local hash = wire.upload(s.tcp, s.admin, dir)
@@ -142,6 +165,10 @@ cron { name = "tick", script = "app.sh", every = "hour" }
       assert.equal(403, (wire.api(s.tcp, "POST", "/api/v1/namespaces/default/deployments", other, body)))
     end
     assert.same({ "OUT" }, described("guarded").spec.env_keys)
+    local cron_body = { name = "tick", bundle = hash, entry = "app.sh", every = "hour", merge = true,
+      env_remove = { "OUT" }, dry_run = true }
+    assert.equal(403, (wire.api(s.tcp, "POST", "/api/v1/namespaces/default/cronjobs", view, cron_body)))
+    assert.equal(403, (wire.api(s.tcp, "POST", "/api/v1/namespaces/default/cronjobs", other, cron_body)))
     -- env_remove without merge is refused: a body without merge is complete.
     local status, res = wire.api(s.tcp, "POST", "/api/v1/namespaces/default/deployments", s.admin,
       { name = "guarded", bundle = hash, entry = "app.sh", env_remove = { "OUT" } })

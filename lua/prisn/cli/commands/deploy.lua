@@ -5,6 +5,7 @@
 -- time. deploy waits for the rollout and says how it ended: serving, or
 -- rolled back (exit 1) with the reason.
 local errors = require("prisn.error")
+local redeploy = require("prisn.cli.redeploy")
 
 local M = {}
 
@@ -17,22 +18,6 @@ local function client_module() return require("prisn.client") end
 -- The flags of `prisn run` a deployment takes too, declared once (in run.lua).
 local RUN_FLAGS = { "env", "env-file", "secret", "memory", "cpu", "pids", "isolation", "disk", "runner", "no-deps",
   "grace" }
-
--- The run flags as deploy declares them: without their defaults (--grace
--- 10s), since a redeploy keeps every value a flag that is not given had.
-local function without_defaults(list)
-  local out = {}
-  for i, f in ipairs(list) do
-    local copy = {}
-    for k, v in pairs(f) do copy[k] = v end
-    if f.default ~= nil then
-      copy.summary = string.format("%s (%s unless set; a redeploy keeps the last value)", f.summary, f.default)
-    end
-    copy.default = nil
-    out[i] = copy
-  end
-  return out
-end
 
 local function absolute(path, cwd)
   if path:sub(1, 1) == "/" then return path end
@@ -124,11 +109,10 @@ end
 
 -- Waits for the rollout of `revision`, with a progress line on a terminal.
 local function wait(ctx, c, ns, name, revision)
-  local view = require("prisn.cli.rollout_view")
-  local line = view.progress_wanted(ctx) and view.line() or nil
+  local line = redeploy.progress_wanted(ctx) and redeploy.line() or nil
   local started = require("luv").hrtime()
   local on_poll = line and function(d)
-    line.show(view.progress_text(name, d, revision, (require("luv").hrtime() - started) / 1e9))
+    line.show(redeploy.progress_text(name, d, revision, (require("luv").hrtime() - started) / 1e9))
   end
   local ok, outcome, d = pcall(require("prisn.cli.deployments").wait_rollout, c, ns, name, revision,
     ctx.flags.wait_timeout or 300, on_poll)
@@ -141,7 +125,7 @@ end
 local function report(ctx, c, ns, res)
   local name, revision = res.name, res.revision
   local text = ctx.globals.output == "text" and not ctx.globals.quiet
-  if text then io.stdout:write(require("prisn.cli.rollout_view").changes_text(res)) end
+  if text then io.stdout:write(redeploy.changes_text(res)) end
   if res.dry_run then
     if ctx.globals.output ~= "text" then ctx.out:emit(res) end
     return 0
@@ -179,21 +163,10 @@ local function report(ctx, c, ns, res)
   return 0
 end
 
---- The -e words split: KEY=VALUE settings, and KEY- removals (as
--- `kubectl set env` writes them), in the order given.
-function M.split_env(words)
-  local set, remove = {}, {}
-  for _, word in ipairs(words or {}) do
-    local key = word:match("^([%a_][%w_]*)%-$")
-    if key then remove[#remove + 1] = key else set[#set + 1] = word end
-  end
-  return set, remove
-end
-
 -- The env a deploy sends (KEY=VALUE from --env-file and -e) and the keys
 -- it removes (-e KEY-).
 local function env_of(ctx, cwd)
-  local set, remove = M.split_env(ctx.flags.env)
+  local set, remove = redeploy.split_env(ctx.flags.env)
   if #remove > 0 and ctx.flags.reset then
     errors.usage("-e " .. remove[1] .. "- removes a variable the previous revision had; --reset keeps none",
       "drop the -e KEY- words, or drop --reset")
@@ -223,8 +196,7 @@ end
 -- Uploads the bundle (content-addressed: a dry run stores at most files the
 -- server may already have, and changes no deployment), then deploys.
 local function deploy_one(ctx, c, ns, body, dir)
-  local view = require("prisn.cli.rollout_view")
-  local line = view.progress_wanted(ctx) and not ctx.flags.dry_run and view.line() or nil
+  local line = redeploy.progress_wanted(ctx) and not ctx.flags.dry_run and redeploy.line() or nil
   if line then line.show(body.name .. ": uploading") end
   local ok, hash = pcall(upload, c, dir)
   if line and ok then line.show(body.name .. ": starting") end
@@ -419,7 +391,7 @@ M.commands = {
         summary = "Start from the defaults, not from the previous revision (flags not given are unset)" },
       { name = "wait-timeout", type = "duration", placeholder = "DUR",
         summary = "How long to wait for the rollout (5m); it goes on after" },
-      table.unpack(without_defaults(require("prisn.cli.workload").run_flags(RUN_FLAGS))),
+      table.unpack(redeploy.without_defaults(require("prisn.cli.workload").run_flags(RUN_FLAGS))),
     },
     examples = {
       { "prisn deploy api.py --port 8080 -r 3", "Three instances of api.py behind port 8080" },

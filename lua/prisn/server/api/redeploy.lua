@@ -27,12 +27,16 @@ local M = {}
 -- Template fields that are not shown as a change of their own: derived from
 -- others (env_keys from env, script and cwd from bundle + entry), or shown
 -- with the script (bundle, entry).
-local DERIVED = { env_keys = true, cwd = true, script = true, bundle = true, entry = true, env = true }
+-- admitted_for is who last applied a cron job, not its configuration.
+local DERIVED = { env_keys = true, cwd = true, script = true, bundle = true, entry = true, env = true,
+  admitted_for = true }
 
 -- The order changes are listed in (others follow, sorted).
 local ORDER = { "script", "args", "env", "secrets", "runner", "no_deps", "memory", "cpu", "pids", "isolation",
-  "disk", "run_as", "grace", "health", "restart", "progress_deadline", "hooks", "replicas", "port", "host",
-  "strategy" }
+  "disk", "run_as", "timeout", "grace", "health", "restart", "progress_deadline", "hooks" }
+
+-- A deployment's settings (outside its template) that changes() compares.
+M.DEPLOYMENT_SETTINGS = { "replicas", "port", "host", "strategy" }
 
 local function copy(t)
   local c = {}
@@ -54,6 +58,7 @@ function M.base_body(spec, d)
   return {
     bundle = spec.bundle, entry = spec.entry, script = not spec.bundle and spec.script or nil,
     args = spec.args, env = copy(spec.env), secrets = spec.secrets, runner = spec.runner, grace = spec.grace,
+    timeout = spec.timeout,
     no_deps = spec.no_deps or nil, memory = spec.memory, cpu = spec.cpu, pids = spec.pids,
     isolation = spec.isolation, disk = spec.disk, health = spec.health, restart = spec.restart,
     progress_deadline = spec.progress_deadline, hooks = hooks,
@@ -137,13 +142,16 @@ local function env_change(old, new)
     changed = output.array(changed) }
 end
 
---- What changes from template `old` with settings `old_settings` ({
--- replicas, port, host, strategy }) to `new` with `new_settings`: a list of
+--- What changes from template `old` with settings `old_settings` to `new`
+-- with `new_settings` (the fields named in `setting_names`, default
+-- DEPLOYMENT_SETTINGS: replicas, port, host, strategy): a list of
 -- { field, from, to } (from/to null when unset; the script as "ENTRY
 -- (bundle DIGEST)"), env as { field = "env", added, removed, changed } with
 -- keys only. Empty when nothing changes.
-function M.changes(old, new, old_settings, new_settings)
-  local list, seen = {}, {}
+function M.changes(old, new, old_settings, new_settings, setting_names)
+  setting_names = setting_names or M.DEPLOYMENT_SETTINGS
+  local list, seen, settings = {}, {}, {}
+  for _, name in ipairs(setting_names) do settings[name] = true end
   local function add(field, a, b)
     if canonical(a) ~= canonical(b) then
       list[#list + 1] = { field = field, from = shown(field, a), to = shown(field, b) }
@@ -158,13 +166,14 @@ function M.changes(old, new, old_settings, new_settings)
       end
     elseif field == "env" then
       list[#list + 1] = env_change(old.env, new.env)
-    elseif field == "replicas" or field == "port" or field == "host" or field == "strategy" then
+    elseif settings[field] then
       add(field, old_settings[field], new_settings[field])
     elseif not DERIVED[field] then
       add(field, old[field], new[field])
     end
   end
   for _, field in ipairs(ORDER) do compare(field) end
+  for _, field in ipairs(setting_names) do compare(field) end
   compare("env")
   local rest = {}
   for k in pairs(old) do rest[#rest + 1] = k end

@@ -43,5 +43,10 @@ describe("prisn.server.api.redeploy", function()
     assert.equal(5, #list)
     assert.is_nil(cjson.encode(list):find("secret", 1, true))
     assert.same({}, redeploy.changes(spec, spec, d, d))
+    -- A cron job's settings are its own; who applied it is not a change.
+    local cron_list = redeploy.changes({ admitted_for = { token = "a" } }, { admitted_for = { token = "b" } },
+      { schedule = "0 * * * *", concurrency = "forbid" }, { schedule = "*/5 * * * *", concurrency = "forbid" },
+      { "schedule", "concurrency" })
+    assert.same({ { field = "schedule", from = "0 * * * *", to = "*/5 * * * *" } }, cron_list)
   end)
 end)

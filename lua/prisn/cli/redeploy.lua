@@ -1,16 +1,46 @@
--- prisn.cli.rollout_view: what `prisn deploy` shows of a change to a
--- deployment (#14): the list of what a redeploy changes (from the API's
--- "changes": env by key only, never a value), and on a terminal a progress
--- line while the rollout goes on (n/N ready, elapsed time, the current step)
--- so a 12-second rollout is not 12 seconds of silence.
+-- prisn.cli.redeploy: the CLI side of a redeploy (#14), shared by `prisn
+-- deploy` and `prisn cron`: the -e words split into settings and KEY-
+-- removals, the run flags without defaults (a flag not given keeps its
+-- value, see prisn.server.api.redeploy), the list of what a redeploy changes
+-- (from the API's "changes": env by key only, never a value), and on a
+-- terminal a progress line while a rollout goes on (n/N ready, elapsed time,
+-- the current step) so a 12-second rollout is not 12 seconds of silence.
 --
--- Text only; the caller decides whether to show it (never with -q, -o json
--- or when stderr is not a terminal, see M.progress_wanted).
+-- The caller decides whether to show text (never with -q, -o json, and the
+-- progress line only when stderr is a terminal, see M.progress_wanted).
 local cjson = require("cjson")
 local units = require("prisn.units")
 local sys = require("prisn.core.sys")
 
 local M = {}
+
+--- The -e words split: KEY=VALUE settings, and KEY- removals (as `kubectl
+-- set env` writes them), each in the order given.
+function M.split_env(words)
+  local set, remove = {}, {}
+  for _, word in ipairs(words or {}) do
+    local key = word:match("^([%a_][%w_]*)%-$")
+    if key then remove[#remove + 1] = key else set[#set + 1] = word end
+  end
+  return set, remove
+end
+
+--- Flag declarations `list` as a redeploying command declares them: without
+-- their defaults (--grace 10s), since a redeploy keeps the value a flag
+-- that is not given had; the summary says the default instead.
+function M.without_defaults(list)
+  local out = {}
+  for i, f in ipairs(list) do
+    local copy = {}
+    for k, v in pairs(f) do copy[k] = v end
+    if f.default ~= nil then
+      copy.summary = string.format("%s (%s unless set; a redeploy keeps the last value)", f.summary, f.default)
+    end
+    copy.default = nil
+    out[i] = copy
+  end
+  return out
+end
 
 -- How a value of a field reads: sizes and durations in units, unset as "-".
 local SIZES = { memory = true, disk = true }
@@ -58,29 +88,29 @@ function M.change_lines(changes)
   return lines
 end
 
---- What deploy prints about the changes of deployment `res` (the POST's
--- answer): a heading and change_lines; nothing for a new deployment or a
--- redeploy without changes (deploy's last line says "unchanged") that is
--- not a dry run.
-function M.changes_text(res)
+--- What deploy (kind "deployment") or cron (kind "cron job") prints about
+-- the changes of `res` (the POST's answer): a heading and change_lines;
+-- nothing for a new one or a redeploy without changes (deploy's last line
+-- says "unchanged") that is not a dry run.
+function M.changes_text(res, kind)
+  kind = kind or "deployment"
   local lines = M.change_lines(res.changes)
+  local revision = res.changed and math.type(res.revision) and string.format(" (revision %d)",
+    math.tointeger(res.revision)) or ""
   local head
   if res.dry_run then
     if res.created then
-      head = string.format("deployment %s (dry run, nothing changed): would be created as revision 1", res.name)
+      head = string.format("%s %s (dry run, nothing changed): would be created%s", kind, res.name,
+        math.type(res.revision) and " as revision 1" or "")
     elseif #lines == 0 then
-      head = string.format("deployment %s (dry run, nothing changed): no changes", res.name)
+      head = string.format("%s %s (dry run, nothing changed): no changes", kind, res.name)
     else
-      head = string.format("deployment %s (dry run, nothing changed): would change%s:", res.name,
-        res.changed and string.format(" (revision %d)", math.tointeger(res.revision)) or "")
+      head = string.format("%s %s (dry run, nothing changed): would change%s:", kind, res.name, revision)
     end
-  elseif res.created then
-    return ""
-  elseif #lines == 0 then
+  elseif res.created or #lines == 0 then
     return ""
   else
-    head = string.format("deployment %s: changes%s:", res.name,
-      res.changed and string.format(" (revision %d)", math.tointeger(res.revision)) or "")
+    head = string.format("%s %s: changes%s:", kind, res.name, revision)
   end
   lines[#lines + 1] = ""
   return head .. "\n" .. table.concat(lines, "\n")
