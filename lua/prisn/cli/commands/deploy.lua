@@ -303,6 +303,7 @@ local function from_manifest(ctx)
       catch_up = e.catch_up or nil, keep_succeeded = e.keep_succeeded, keep_failed = e.keep_failed,
     })
     if ctx.globals.output == "text" and not ctx.globals.quiet then
+      io.stdout:write(redeploy.changes_text(res, "cron job"))
       io.stdout:write(string.format("cron job %s: %s\n", res.name, res.schedule))
     end
     ::next_cronjob::
