@@ -174,5 +174,8 @@ cron { name = "tick", script = "app.sh", every = "hour" }
       { name = "guarded", bundle = hash, entry = "app.sh", env_remove = { "OUT" } })
     assert.equal(422, status)
     assert.matches("env_remove goes with", res.error.message)
+    status, res = wire.api(s.tcp, "POST", "/api/v1/namespaces/default/deployments", s.admin,
+      { name = "guarded", bundle = hash, entry = "app.sh", merge = true, env_remove = "OUT" })
+    assert.same({ 422, "env_remove must be a list of variable names" }, { status, res.error.message })
   end)
 end)

@@ -241,6 +241,9 @@ local function body_for(req, body, existing)
   if body.env_remove ~= nil and body.merge ~= true then
     api.fail(422, "invalid", "env_remove goes with \"merge\": true (a body without it is complete)")
   end
+  if body.env_remove ~= nil and not redeploy.key_list(body.env_remove) then
+    api.fail(422, "invalid", "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}")
+  end
   if body.merge ~= true or not existing then return body end
   local current = deployments.revision(req.server.db, existing.namespace, existing.name, existing.revision)
   return redeploy.merge(redeploy.base_body(current and current.spec or {}, existing), body)

@@ -66,6 +66,15 @@ function M.base_body(spec, d)
   }
 end
 
+--- Whether `v` is a list of strings (env_remove's shape).
+function M.key_list(v)
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  for i = 1, n do if type(v[i]) ~= "string" then return false end end
+  return true
+end
+
 --- `body` laid over `base` (from base_body): a field `body` has replaces
 -- the base's, null removes it; env is merged key by key and body.env_remove
 -- (a list of keys) takes keys away. A bundle replaces a server path and the

@@ -29,6 +29,14 @@ describe("prisn.server.api.redeploy", function()
     assert.is_nil(redeploy.merge(base, { env_remove = { "COLOR", "LEVEL" } }).env)
   end)
 
+  it("knows a list of keys", function()
+    assert.is_true(redeploy.key_list({ "A", "B" }))
+    assert.is_true(redeploy.key_list({}))
+    assert.is_false(redeploy.key_list("A"))
+    assert.is_false(redeploy.key_list({ "A", 3 }))
+    assert.is_false(redeploy.key_list({ A = true }))
+  end)
+
   it("lists what changes: the script by digest, env keys only, settings", function()
     local new = { bundle = "9999999999999999", entry = "app.py", env = { LEVEL = "secret", NEW = "x" },
       memory = 128, grace = 30, health = { kind = "tcp" }, restart = "always", isolation = 1 }
