@@ -94,7 +94,8 @@ end
 
 --- Runs a program and collects its output, inside a task. `opts.env` is a
 -- list of "K=V" (default: inherit), `opts.stdin` a string, `opts.timeout_ms`
--- kills it after that long. Returns { code, signal, stdout, stderr } or
+-- kills it after that long, `opts.on_output(data)` sees each chunk of
+-- stdout and stderr as it comes (a progress display). Returns { code, signal, stdout, stderr } or
 -- nil, message, code when it cannot be started (ENOENT: not installed).
 function M.capture(file, args, opts)
   opts = opts or {}
@@ -123,6 +124,7 @@ function M.capture(file, args, opts)
     return function(read_err, data)
       if data and not read_err then
         chunks[#chunks + 1] = data
+        if opts.on_output then opts.on_output(data) end
         return
       end
       pipe:close()

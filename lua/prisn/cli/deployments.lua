@@ -27,11 +27,13 @@ end
 --- Waits until revision `revision` of deployment ns/name serves, or was
 -- rolled back, or failed, or `timeout_s` passed. Returns the outcome
 -- ("active", "rolled_back", "failed", "timeout") and the deployment as last
--- seen.
-function M.wait_rollout(c, ns, name, revision, timeout_s)
+-- seen. `on_poll(d)`, when given, sees the deployment at every look (for
+-- a progress line).
+function M.wait_rollout(c, ns, name, revision, timeout_s, on_poll)
   local deadline = uv.hrtime() + timeout_s * 1e9
   while true do
     local d = c:request("GET", M.path_in(ns, name))
+    if on_poll then on_poll(d) end
     if d.revision ~= revision or d.revision_state == "rolled_back" then return "rolled_back", d end
     if d.revision_state == "active" then return "active", d end
     if d.revision_state == "failed" then return "failed", d end

@@ -109,7 +109,8 @@ end
 -- dependencies plus pip options and the like; default the dependencies),
 -- options, source,
 -- env (list of "K=V" for the installer), npm (path, for node), progress
--- (optional: function(event, info) for "waiting", "building", "built"),
+-- (optional: function(event, info) for "waiting", "building", "output" (a
+-- chunk of the installer's output, info.data), "built"),
 -- cached_only (optional: never build; a missing environment is an error),
 -- builder (optional: { user = { uid, gid }, keep = { { path }, ... } } to
 -- build as that user, confined: see M.hand_over and
@@ -162,6 +163,7 @@ function M.ensure(spec)
       env = env,
       npm = spec.npm,
       capture = capture,
+      on_output = function(data) progress("output", { data = data }) end,
     }, tmp, dir)
     if build_home then fs.rm_rf(build_home) end
     if not built then

@@ -58,20 +58,70 @@ local function deps_context(home_dir, cwd, identity, confine)
   }
 end
 
--- Progress of an environment build, on stderr and only on a terminal.
-local function progress_printer(show, source)
-  local started
+-- The installers' own lines worth a word in the progress line, and how they
+-- read there (pip's and npm's; the rest of their output is not shown).
+local SUMMARIES = {
+  { "^Collecting (%S+)", "collecting %s" },
+  { "^Processing (%S+)", "processing %s" },
+  { "^%s*Downloading (%S+)", "downloading %s" },
+  { "^%s*Building wheel for (%S+)", "building %s" },
+  { "^Installing collected packages: (.+)$", "installing %s" },
+  { "^Successfully installed (.+)$", "installed %s" },
+  { "^(added %d+ packages?.*)$", "%s" },
+}
+
+--- What line `line` of pip's or npm's output says, in a few words
+-- ("collecting requests", "installing a, b"), or nil when it is not worth
+-- showing. Paths are cut to their last part.
+function M.summarize(line)
+  for _, s in ipairs(SUMMARIES) do
+    local what = line:match(s[1])
+    if what then
+      if what:find("/", 1, true) then what = what:match("([^/]+)/?$") or what end
+      return string.format(s[2], what)
+    end
+  end
+  return nil
+end
+
+-- The widest the progress line gets, so that it stays one terminal line.
+M.PROGRESS_WIDTH = 100
+
+--- Progress of an environment build on `stream` (default stderr), shown
+-- only when `show` (a terminal, no -q): what is installed, then a line
+-- rewriting itself with the elapsed time and what the installer does now
+-- (summarize), then how long it took.
+function M.progress_printer(show, source, stream)
+  stream = stream or io.stderr
+  local started, pending, line_shown = uv.hrtime(), "", false
+  local function status(text)
+    local line = string.format("prisn: %.1fs %s", (uv.hrtime() - started) / 1e9, text)
+    stream:write("\r\27[K", line:sub(1, M.PROGRESS_WIDTH))
+    stream:flush()
+    line_shown = true
+  end
   return function(event, info)
     if not show then return end
     if event == "waiting" then
-      io.stderr:write("prisn: waiting for another prisn building the same environment...\n")
+      stream:write("prisn: waiting for another prisn building the same environment...\n")
     elseif event == "building" then
       started = uv.hrtime()
       local list = info.dependencies
-      io.stderr:write(string.format("prisn: installing %d dependenc%s from %s: %s\n", #list,
+      stream:write(string.format("prisn: installing %d dependenc%s from %s: %s\n", #list,
         #list == 1 and "y" or "ies", source, table.concat(list, ", ")))
+      status("starting the installer")
+    elseif event == "output" then
+      pending = pending .. tostring(info.data)
+      for line in pending:gmatch("([^\r\n]*)[\r\n]") do
+        local text = M.summarize(line)
+        if text then status(text) end
+      end
+      pending = pending:match("[^\r\n]*$")
+    elseif event == "failed" then
+      if line_shown then stream:write("\r\27[K") end
     elseif event == "built" then
-      io.stderr:write(string.format("prisn: environment ready in %.1fs\n", (uv.hrtime() - started) / 1e9))
+      if line_shown then stream:write("\r\27[K") end
+      stream:write(string.format("prisn: environment ready in %.1fs\n", (uv.hrtime() - started) / 1e9))
     end
   end
 end
@@ -139,6 +189,7 @@ function M.resolve(opts, runner, launch, rec, fail)
         builder = restricted_builder(opts, identity, npm)
       end
       local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
+      local progress = M.progress_printer(opts.show_progress, where)
       local ok, env_dir, env_key = pcall(envcache.ensure, {
         builder = builder,
         cached_only = opts.restricted and not builder,
@@ -152,9 +203,10 @@ function M.resolve(opts, runner, launch, rec, fail)
         source = where,
         env = group.env_list(env),
         npm = npm,
-        progress = progress_printer(opts.show_progress, where),
+        progress = progress,
       })
       if not ok then
+        progress("failed")
         rec.fail_to_start(errors.is(env_dir) and env_dir.message or tostring(env_dir))
         error(env_dir, 0)
       end

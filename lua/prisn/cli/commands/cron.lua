@@ -4,6 +4,7 @@
 -- so once), as for `prisn run --detach`; the run flags are those of
 -- `prisn run`. Everything goes through the API (POST .../cronjobs).
 local errors = require("prisn.error")
+local redeploy = require("prisn.cli.redeploy")
 
 local function client_module() return require("prisn.client") end
 
@@ -48,8 +49,13 @@ local function create(ctx)
   local name = flags.name or require("prisn.store.cronjobs").name_from_script(script)
   local ok, err = require("prisn.store.cronjobs").valid_name(name)
   if not ok then errors.usage(err, "choose one with --name NAME") end
+  local set, env_remove = redeploy.split_env(flags.env)
+  if #env_remove > 0 and flags.reset then
+    errors.usage("-e " .. env_remove[1] .. "- removes a variable the cron job had; --reset keeps none",
+      "drop the -e KEY- words, or drop --reset")
+  end
   local env = require("prisn.envfile").collect(flags.env_file
-    and (flags.env_file:sub(1, 1) == "/" and flags.env_file or (cwd .. "/" .. flags.env_file)), flags.env)
+    and (flags.env_file:sub(1, 1) == "/" and flags.env_file or (cwd .. "/" .. flags.env_file)), set)
   local limits, lerr, lhint = require("prisn.exec.limits").check({ memory = flags.memory, cpu = flags.cpu,
     pids = flags.pids })
   if limits == nil then errors.usage(lerr, lhint) end
@@ -58,7 +64,11 @@ local function create(ctx)
   local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
   local c = client_module().connect(ctx)
   local hash, entry = upload(c, script, flags.include)
+  -- Without --reset the server lays these over the cron job of that name: a
+  -- flag not given (nil) keeps its value.
   local res = c:request("POST", cron_path(ctx), {
+    merge = not flags.reset or nil, env_remove = #env_remove > 0 and env_remove or nil,
+    dry_run = flags.dry_run or nil,
     name = name, schedule = args.EXPR, every = flags.every, at = flags.at, on = flags.on, timezone = flags.tz,
     bundle = hash, entry = entry, env = next(env) and env or nil,
     secrets = #flags.secret > 0 and flags.secret or nil, runner = flags.runner, timeout = flags.timeout,
@@ -70,6 +80,8 @@ local function create(ctx)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(res)
   elseif not ctx.globals.quiet then
+    io.stdout:write(redeploy.changes_text(res, "cron job"))
+    if res.dry_run then return 0 end
     local first = res.next_fires and res.next_fires[1]
     io.stdout:write(string.format("cron job %s: %s%s%s\n", res.name, res.schedule,
       type(res.timezone) == "string" and (" (" .. res.timezone .. ")") or "",
@@ -150,7 +162,11 @@ return {
       .. "both. Runs missed while the server was down are skipped (event\n"
       .. "cron.missed), or with --catch-up made up for by ONE run at start. The last\n"
       .. "--keep-succeeded and --keep-failed runs are kept (10 each); see them with\n"
-      .. "'prisn get jobs --cron NAME' and 'prisn describe cron NAME'.",
+      .. "'prisn get jobs --cron NAME' and 'prisn describe cron NAME'.\n"
+      .. "\n"
+      .. "Changing an existing cron job keeps what is not given (-e KEY=VALUE sets,\n"
+      .. "-e KEY- removes a variable; --reset starts from the defaults) and prints\n"
+      .. "what changes (env keys, never values); --dry-run prints only that.",
     args = {
       { name = "SCRIPT", summary = "The script to run on the schedule", complete = "file" },
       { name = "EXPR", summary = "The cron expression, quoted: \"0 * * * *\" (or use --every)" },
@@ -165,8 +181,12 @@ return {
         summary = "The cron job's name (default: the script's file name)" },
       { name = "tz", type = "string", placeholder = "ZONE",
         summary = "IANA time zone of the schedule, e.g. Europe/Berlin (default: the server's)" },
-      table.unpack(require("prisn.cli.workload").run_flags({ "concurrency", "catch-up", "keep-succeeded",
-        "keep-failed", table.unpack(RUN_FLAGS) })),
+      { name = "dry-run", type = "bool",
+        summary = "Print what would change (script, env keys, schedule, limits, ...) and change nothing" },
+      { name = "reset", type = "bool",
+        summary = "Start from the defaults, not from the cron job of that name (flags not given are unset)" },
+      table.unpack(redeploy.without_defaults(require("prisn.cli.workload").run_flags({ "concurrency", "catch-up",
+        "keep-succeeded", "keep-failed", table.unpack(RUN_FLAGS) }))),
     },
     examples = {
       { "prisn cron report.py \"0 * * * *\"", "Run report.py at the start of every hour" },
@@ -174,6 +194,7 @@ return {
       { "prisn cron sync.py --every 5m --name sync --concurrency replace", "Every 5 minutes; a slow run is replaced" },
       { "prisn cron etl/load.py --every 1h --include etl/vendor", "Upload etl/vendor although .prisnignore lists it" },
       { "prisn cron trigger backup", "Run cron job backup now" },
+      { "prisn cron sync.py --every 10m --name sync -e DEBUG- --dry-run", "What changing sync would change" },
     },
     handler = create,
     subcommands = subcommands,

@@ -5,6 +5,7 @@
 -- time. deploy waits for the rollout and says how it ended: serving, or
 -- rolled back (exit 1) with the reason.
 local errors = require("prisn.error")
+local redeploy = require("prisn.cli.redeploy")
 
 local M = {}
 
@@ -71,17 +72,72 @@ local function rolled_back_message(c, ns, name, revision)
   return "its instances did not become healthy"
 end
 
+-- How many of the failing instance's last lines a failed deploy prints.
+M.FAILURE_LINES = 10
+
+-- The last lines instance `number` of ns/name printed (the logs API's
+-- NDJSON records), or an empty list when they cannot be read.
+local function last_lines(c, ns, name, number)
+  local body = {}
+  local ok = pcall(c.request, c, "GET", deployments_path(ns, name, "logs") .. "?tail=" .. M.FAILURE_LINES
+    .. "&instance=" .. math.tointeger(number), nil, { timeout_ms = 10000,
+      on_chunk = function(chunk) body[#body + 1] = chunk end })
+  local lines = {}
+  if not ok then return lines end
+  local cjson = require("cjson")
+  for text in table.concat(body):gmatch("[^\n]+") do
+    local decoded, rec = pcall(cjson.decode, text)
+    if decoded and type(rec) == "table" and type(rec.data) == "string" then
+      lines[#lines + 1] = (rec.data:gsub("\n$", ""))
+    end
+  end
+  return lines
+end
+
+-- The hint of a failed rollout: the failing instance's last lines, printed
+-- right there, and the command that shows more of them. Without a failing
+-- instance (an old server), the deployment's logs.
+local function failure_hint(c, ns, name, d, extra)
+  local f = type(d.failed_instance) == "table" and d.failed_instance or nil
+  if not f then return "see what it printed: prisn logs " .. name .. " --tail 50" .. (extra or "") end
+  local lines = last_lines(c, ns, name, f.number)
+  local text = string.format("instance %s failed; %s", f.name, #lines == 0 and "it printed nothing"
+    or ("its last lines:\n    " .. table.concat(lines, "\n    ")))
+  return text .. string.format("\nmore: prisn logs %s --instance %d --tail 50%s", name, math.tointeger(f.number),
+    extra or "")
+end
+
+-- Waits for the rollout of `revision`, with a progress line on a terminal.
+local function wait(ctx, c, ns, name, revision)
+  local line = redeploy.progress_wanted(ctx) and redeploy.line() or nil
+  local started = require("luv").hrtime()
+  local on_poll = line and function(d)
+    line.show(redeploy.progress_text(name, d, revision, (require("luv").hrtime() - started) / 1e9))
+  end
+  local ok, outcome, d = pcall(require("prisn.cli.deployments").wait_rollout, c, ns, name, revision,
+    ctx.flags.wait_timeout or 300, on_poll)
+  if line then line.clear() end
+  if not ok then error(outcome, 0) end
+  return outcome, d
+end
+
 -- Reports how a deploy ended; returns the exit status.
 local function report(ctx, c, ns, res)
   local name, revision = res.name, res.revision
-  local wait = not ctx.flags.no_wait and (res.changed or res.created)
+  local text = ctx.globals.output == "text" and not ctx.globals.quiet
+  if text then io.stdout:write(redeploy.changes_text(res)) end
+  if res.dry_run then
+    if ctx.globals.output ~= "text" then ctx.out:emit(res) end
+    return 0
+  end
+  local wait_for = not ctx.flags.no_wait and (res.changed or res.created)
   local outcome, d = "submitted", res
-  if wait then outcome, d = require("prisn.cli.deployments").wait_rollout(c, ns, name, revision,
-    ctx.flags.wait_timeout or 300) end
+  if wait_for then outcome, d = wait(ctx, c, ns, name, revision) end
   if ctx.globals.output ~= "text" then
     d.outcome = outcome
+    d.changes = res.changes
     ctx.out:emit(d)
-  elseif not ctx.globals.quiet then
+  elseif text then
     local where = type(d.port) == "number" and (" on port " .. math.tointeger(d.port)) or ""
     if outcome == "active" then
       io.stdout:write(string.format("deployment %s: revision %d serving, %d/%d ready%s\n", name, revision, d.ready,
@@ -95,11 +151,11 @@ local function report(ctx, c, ns, res)
     errors.raise("rolled_back", string.format("revision %d of %s was rolled back: %s%s", revision, name,
       rolled_back_message(c, ns, name, revision),
       d.revision ~= revision and string.format("; revision %d serves again", d.revision) or ""),
-      { hint = "see what it printed: prisn logs " .. name .. " --tail 50" })
+      { hint = failure_hint(c, ns, name, d) })
   elseif outcome == "failed" then
     errors.raise("deploy_failed", string.format("deployment %s does not start: %s", name,
       type(d.revision_message) == "string" and d.revision_message or "its instances keep exiting"),
-      { hint = "see what it printed: prisn logs " .. name .. " --tail 50; it keeps restarting with backoff" })
+      { hint = failure_hint(c, ns, name, d, "; it keeps restarting with backoff") })
   elseif outcome == "timeout" then
     errors.raise("timeout", string.format("revision %d of %s is not serving yet (%d/%d ready)", revision, name,
       d.ready or 0, d.replicas or 0), { hint = "it goes on in the background: prisn describe deploy " .. name })
@@ -107,8 +163,16 @@ local function report(ctx, c, ns, res)
   return 0
 end
 
+-- The env a deploy sends (KEY=VALUE from --env-file and -e) and the keys
+-- it removes (-e KEY-).
 local function env_of(ctx, cwd)
-  return (require("prisn.envfile").collect(ctx.flags.env_file and absolute(ctx.flags.env_file, cwd), ctx.flags.env))
+  local set, remove = redeploy.split_env(ctx.flags.env)
+  if #remove > 0 and ctx.flags.reset then
+    errors.usage("-e " .. remove[1] .. "- removes a variable the previous revision had; --reset keeps none",
+      "drop the -e KEY- words, or drop --reset")
+  end
+  local env = require("prisn.envfile").collect(ctx.flags.env_file and absolute(ctx.flags.env_file, cwd), set)
+  return env, remove
 end
 
 -- The health check from --health and its timing flags: the text as given,
@@ -129,9 +193,19 @@ local function health_of(flags, has_port)
   return t
 end
 
+-- Uploads the bundle (content-addressed: a dry run stores at most files the
+-- server may already have, and changes no deployment), then deploys.
 local function deploy_one(ctx, c, ns, body, dir)
-  body.bundle = upload(c, dir, ctx.flags.include)
-  local res = c:request("POST", deployments_path(ns), body)
+  local line = redeploy.progress_wanted(ctx) and not ctx.flags.dry_run and redeploy.line() or nil
+  if line then line.show(body.name .. ": uploading") end
+  local ok, hash = pcall(upload, c, dir, ctx.flags.include)
+  if line and ok then line.show(body.name .. ": starting") end
+  body.bundle = hash
+  body.dry_run = ctx.flags.dry_run or nil
+  local res
+  if ok then ok, res = pcall(c.request, c, "POST", deployments_path(ns), body) end
+  if line then line.clear() end
+  if not ok then error(res or hash, 0) end
   return report(ctx, c, ns, res)
 end
 
@@ -156,10 +230,13 @@ local function from_flags(ctx)
   if flags.replicas and flags.replicas < 0 then
     errors.usage("--replicas cannot be negative", "e.g. -r 3; 0 keeps the deployment without instances")
   end
-  local env = env_of(ctx, cwd)
+  local env, env_remove = env_of(ctx, cwd)
   local client = client_module()
   local c = client.connect(ctx)
+  -- Without --reset the server lays these over the previous revision: a flag
+  -- not given (nil) keeps its value.
   return deploy_one(ctx, c, client.namespace(ctx), {
+    merge = not flags.reset or nil, env_remove = #env_remove > 0 and env_remove or nil,
     name = name, entry = script:sub(#dir + 2), args = ctx.args.ARGS and #ctx.args.ARGS > 0 and ctx.args.ARGS or nil,
     env = next(env) and env or nil, secrets = #flags.secret > 0 and flags.secret or nil,
     runner = flags.runner, no_deps = flags.no_deps or nil, memory = limits.memory, cpu = limits.cpu,
@@ -210,6 +287,14 @@ local function from_manifest(ctx)
   for _, e in ipairs(m.cronjobs) do
     local script, dir = M.resolve_script(e.script, e.entry, path:match("^(.*)/[^/]*$"))
     local ns = e.namespace or client.namespace(ctx)
+    if ctx.flags.dry_run then
+      -- The cron API has no dry run: say so rather than change it.
+      if ctx.globals.output == "text" and not ctx.globals.quiet then
+        io.stdout:write(string.format("cron job %s (dry run, nothing changed): not compared; a deploy sets it "
+          .. "as the manifest says\n", e.name))
+      end
+      goto next_cronjob
+    end
     local res = c:request("POST", string.format("/api/v1/namespaces/%s/cronjobs", ns), {
       name = e.name, schedule = e.schedule, every = e.every, at = e.at, on = e.on, timezone = e.timezone,
       bundle = upload(c, dir), entry = script:sub(#dir + 2), env = e.env and next(e.env) and e.env or nil,
@@ -218,8 +303,10 @@ local function from_manifest(ctx)
       catch_up = e.catch_up or nil, keep_succeeded = e.keep_succeeded, keep_failed = e.keep_failed,
     })
     if ctx.globals.output == "text" and not ctx.globals.quiet then
+      io.stdout:write(redeploy.changes_text(res, "cron job"))
       io.stdout:write(string.format("cron job %s: %s\n", res.name, res.schedule))
     end
+    ::next_cronjob::
   end
   return status
 end
@@ -260,6 +347,14 @@ M.commands = {
       .. "becomes healthy is rolled back automatically and deploy exits 1 saying why.\n"
       .. "Replicas and port changes apply without a new revision.\n"
       .. "\n"
+      .. "Redeploying an existing deployment starts from its current revision: only\n"
+      .. "the flags given change (-e KEY=VALUE sets a variable, -e KEY- removes one,\n"
+      .. "--secret replaces the list); --reset starts from the defaults instead. A\n"
+      .. "manifest (-f) is complete: what it leaves out is unset. Every redeploy prints\n"
+      .. "what changes (script digest, env keys but never values, limits, replicas,\n"
+      .. "port, health, ...); --dry-run prints only that. On a terminal a progress line\n"
+      .. "shows the rollout (n/N ready, elapsed, the current step); not with -q.\n"
+      .. "\n"
       .. "Health (--health): http:/PATH (GET answering 2xx/3xx), tcp (a connect to\n"
       .. "$PORT), none (up for a second counts as healthy). Default: tcp with --port,\n"
       .. "none without. Manifests (-f): docs/MANIFEST.md; hooks: docs/HOOKS.md.",
@@ -289,9 +384,13 @@ M.commands = {
         summary = "How the port picks an instance (round-robin)" },
       { name = "entry", type = "string", placeholder = "FILE", summary = "The file to run inside a directory" },
       { name = "no-wait", type = "bool", summary = "Return once the deploy is accepted; don't wait for the rollout" },
+      { name = "dry-run", type = "bool",
+        summary = "Print what the deploy would change (script, env keys, limits, ...) and change nothing" },
+      { name = "reset", type = "bool",
+        summary = "Start from the defaults, not from the previous revision (flags not given are unset)" },
       { name = "wait-timeout", type = "duration", placeholder = "DUR",
         summary = "How long to wait for the rollout (5m); it goes on after" },
-      table.unpack(require("prisn.cli.workload").run_flags(RUN_FLAGS)),
+      table.unpack(redeploy.without_defaults(require("prisn.cli.workload").run_flags(RUN_FLAGS))),
     },
     examples = {
       { "prisn deploy api.py --port 8080 -r 3", "Three instances of api.py behind port 8080" },
@@ -301,6 +400,9 @@ M.commands = {
       { "prisn deploy worker.js -r 2 --memory 256M --secret db", "Two workers with a memory limit and a secret" },
       { "prisn deploy ./web --port 8000 --include web/static", "Upload web/static although .prisnignore lists it" },
       { "prisn deploy -f prisn.lua", "Everything a manifest declares" },
+      { "prisn deploy app.py --name web -e COLOR=blue -e DEBUG-", "Redeploy web: set COLOR, remove DEBUG, keep "
+        .. "the rest" },
+      { "prisn deploy app.py --name web --memory 512M --dry-run", "Show what would change, change nothing" },
     },
     handler = handler,
   },

@@ -36,7 +36,8 @@ function M.build(spec, tmp_dir)
   if not ok then return nil, err, code end
   local r
   r, err, code = (spec.capture or async.capture)(spec.npm, { "install", "--no-audit", "--no-fund", "--omit=dev",
-    "--no-package-lock", "--loglevel=error", "--prefix", tmp_dir }, { env = spec.env, cwd = tmp_dir })
+    "--no-package-lock", "--loglevel=error", "--prefix", tmp_dir }, { env = spec.env, cwd = tmp_dir,
+    on_output = spec.on_output })
   if not r then return nil, err, code end
   if r.code ~= 0 then
     local details = {}

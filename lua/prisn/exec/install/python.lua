@@ -58,7 +58,8 @@ end
 --- Builds the environment in `tmp_dir` (which will be renamed to
 -- `final_dir`). `spec` = { interpreter (real executable), dependencies,
 -- options (pip options such as --index-url from requirements.txt), env (list
--- of "K=V" for pip), capture (optional: how to run a program, with
+-- of "K=V" for pip), on_output (optional: sees pip's output as it comes, for
+-- a progress display), capture (optional: how to run a program, with
 -- prisn.async.capture's contract; prisn.exec.install.confined's for a
 -- restricted workload) }. Returns true or nil, message, code, details (the
 -- lines of pip's output that explain the failure).
@@ -79,7 +80,8 @@ function M.build(spec, tmp_dir, final_dir)
   local ok, werr, wcode = fs.write_atomic(req_file, table.concat(lines, "\n") .. "\n", tonumber("644", 8))
   if not ok then return nil, werr, wcode end
   r, err, code = capture(spec.interpreter, { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
-    "--disable-pip-version-check", "--no-input", "--quiet", "-r", req_file }, { env = spec.env })
+    "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-r", req_file },
+    { env = spec.env, on_output = spec.on_output })
   os.remove(req_file)
   if not r then return nil, err, code end
   if r.code ~= 0 then

@@ -11,6 +11,7 @@ local tz = require("prisn.cron.tz")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local workload = require("prisn.server.api.workload")
+local redeploy = require("prisn.server.api.redeploy")
 local store = require("prisn.store")
 local cronjobs = require("prisn.store.cronjobs")
 local jobs = require("prisn.store.jobs")
@@ -105,9 +106,39 @@ local function public(req, cron, detail)
   return p
 end
 
+-- A cron job's settings outside its job spec, as changes() compares them.
+local SETTINGS = { "schedule", "timezone", "concurrency", "catch_up", "keep_succeeded", "keep_failed" }
+
+local function settings_of(cron)
+  return { schedule = cron.expression, timezone = cron.timezone, concurrency = cron.concurrency,
+    catch_up = cron.catch_up == true, keep_succeeded = cron.keep_succeeded, keep_failed = cron.keep_failed }
+end
+
+-- The body an edit is made from: the request's, or with "merge" (`prisn
+-- cron` without --reset) the request laid over the existing cron job's spec
+-- and settings, as for a deployment (prisn.server.api.redeploy). The
+-- schedule is the request's when it gives one.
+local function body_for(body, existing)
+  if body.env_remove ~= nil and body.merge ~= true then
+    api.fail(422, "invalid", "env_remove goes with \"merge\": true (a body without it is complete)")
+  end
+  if body.env_remove ~= nil and not redeploy.key_list(body.env_remove) then
+    api.fail(422, "invalid", "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}")
+  end
+  if body.merge ~= true or not existing then return body end
+  local base = redeploy.base_body(existing.spec, {})
+  base.schedule, base.timezone = existing.expression, existing.timezone
+  base.concurrency, base.catch_up = existing.concurrency, existing.catch_up or nil
+  base.keep_succeeded, base.keep_failed = existing.keep_succeeded, existing.keep_failed
+  if null(body.schedule) ~= nil or null(body.every) ~= nil then base.schedule = nil end
+  return redeploy.merge(base, body)
+end
+
 local function edit(req)
-  local body = api.json_body(req)
+  local request_body = api.json_body(req)
   local db, ns = req.server.db, req.params.ns
+  local requested_name = api.field(request_body, "name", "string", true)
+  local body = body_for(request_body, requested_name and cronjobs.get(db, ns, requested_name))
   local spec = workload.spec_from_body(req, body)
   if null(body.bundle) ~= nil then
     spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry
@@ -129,6 +160,12 @@ local function edit(req)
   workload.check_server_script(spec)
   spec.admitted_for = admission.caller(req.token)
   local existing = cronjobs.get(db, ns, name)
+  local changes = existing and redeploy.changes(existing.spec, spec, settings_of(existing), settings_of(fields),
+    SETTINGS) or {}
+  if request_body.dry_run == true then
+    return 200, { name = name, dry_run = true, created = existing == nil, changed = #changes > 0,
+      changes = api.array(changes) }
+  end
   local cron
   store.transaction(db, function()
     if existing then
@@ -141,7 +178,9 @@ local function edit(req)
   cron = req.server.cron:reschedule(cron)
   event(req, cron, existing and "cron.updated" or "cron.created", string.format("%s %s%s", expression,
     cronjobs.script_name(cron), timezone and (" (" .. timezone .. ")") or ""))
-  return existing and 200 or 201, public(req, cron, true)
+  local p = public(req, cron, true)
+  p.changes, p.created = api.array(changes), existing == nil
+  return existing and 200 or 201, p
 end
 
 local function set_suspended(suspended)

@@ -14,6 +14,7 @@ local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local workload = require("prisn.server.api.workload")
 local exec_workload = require("prisn.exec.workload")
+local redeploy = require("prisn.server.api.redeploy")
 local auth = require("prisn.server.auth")
 local supervisor = require("prisn.server.supervisor")
 local cronjobs = require("prisn.store.cronjobs")
@@ -46,22 +47,6 @@ local function event(req, ns, name, action, message)
     req.server.events:record({ namespace = ns, actor = req.actor, action = action, object = "deploy/" .. name,
       message = message })
   end
-end
-
--- JSON with keys in order, so equal templates compare equal.
-local function canonical(v)
-  if type(v) ~= "table" then return cjson.encode(v) end
-  if #v > 0 or next(v) == nil then
-    local parts = {}
-    for i, item in ipairs(v) do parts[i] = canonical(item) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. canonical(v[k]) end
-  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 -- The instance template (revision spec) and the deployment fields of a body.
@@ -188,6 +173,15 @@ local function recent_events(db, d)
   return out
 end
 
+-- The instance the last rollout failed on ({ name, number, revision }, for
+-- `prisn deploy` to show its last lines), or null: the supervisor keeps it
+-- until the next rollout starts.
+local function failed_instance(d, runtime)
+  local f = runtime and runtime.failed_instance
+  if not f then return cjson.null end
+  return { name = d.name .. "-" .. f.number, number = f.number, revision = f.revision }
+end
+
 local function public(req, d, detail)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
@@ -223,6 +217,7 @@ local function public(req, d, detail)
       grace = spec.grace or cjson.null, health = spec.health or cjson.null,
     }
     p.events = api.array(recent_events(req.server.db, d))
+    p.failed_instance = failed_instance(d, runtime)
   end
   return p
 end
@@ -235,15 +230,40 @@ local function apply(req, ns, name)
   end
 end
 
+-- The body a deploy is made from: the request's, or with "merge" the
+-- request laid over the existing deployment's template and settings
+-- (prisn.server.api.redeploy says why the merge is the server's).
+local function body_for(req, body, existing)
+  if body.env_remove ~= nil and body.merge ~= true then
+    api.fail(422, "invalid", "env_remove goes with \"merge\": true (a body without it is complete)")
+  end
+  if body.env_remove ~= nil and not redeploy.key_list(body.env_remove) then
+    api.fail(422, "invalid", "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}")
+  end
+  if body.merge ~= true or not existing then return body end
+  local current = deployments.revision(req.server.db, existing.namespace, existing.name, existing.revision)
+  return redeploy.merge(redeploy.base_body(current and current.spec or {}, existing), body)
+end
+
+-- What a deploy would do, for "dry_run": nothing is stored, applied or
+-- asked of hooks.
+local function dry_run_answer(name, existing, changed, changes)
+  return 200, { name = name, dry_run = true, created = existing == nil, changed = changed,
+    revision = existing and (changed and existing.revision + 1 or existing.revision) or 1,
+    changes = api.array(changes) }
+end
+
 local function deploy(req)
-  local body = api.json_body(req)
   local db, ns = req.server.db, req.params.ns
+  local request_body = api.json_body(req)
+  local requested_name = api.field(request_body, "name", "string", true)
+  local existing = requested_name and deployments.get(db, ns, requested_name)
+  local body = body_for(req, request_body, existing)
   local spec, fields = template_from_body(req, body)
-  local name = api.field(body, "name", "string", true)
-    or cronjobs.name_from_script(spec.entry or spec.script or "")
+  local name = requested_name or cronjobs.name_from_script(spec.entry or spec.script or "")
   local ok, err = deployments.valid_name(name)
   if not ok then api.fail(422, "invalid", err, "choose a name with --name NAME") end
-  local existing = deployments.get(db, ns, name)
+  existing = existing or deployments.get(db, ns, name)
   local port = fields.port
   if port == nil and body.port == nil and existing then port = existing.port end
   admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
@@ -254,8 +274,16 @@ local function deploy(req)
     { runner = spec.runner })
   if not runner then api.fail(422, "invalid", rerr, rhint) end
   local current = existing and deployments.revision(db, ns, name, existing.revision)
-  local changed = not current or canonical(current.spec) ~= canonical(spec)
+  local changed = not current or redeploy.canonical(current.spec) ~= redeploy.canonical(spec)
   check_port(req, ns, name, fields)
+  local changes = {}
+  if existing then
+    local after = { replicas = fields.replicas or existing.replicas, strategy = fields.strategy,
+      port = existing.port, host = existing.host }
+    if body.port ~= nil then after.port, after.host = fields.port, fields.host end
+    changes = redeploy.changes(current and current.spec or {}, spec, existing, after)
+  end
+  if request_body.dry_run == true then return dry_run_answer(name, existing, changed, changes) end
   vetoed(req, { namespace = ns, deployment = name, revision = existing and (changed and existing.revision + 1
     or existing.revision) or 1, replicas = fields.replicas or (existing and existing.replicas) or 1,
     script = spec.entry or spec.script, actor = req.actor }, spec.hooks)
@@ -280,6 +308,7 @@ local function deploy(req)
   local p = public(req, deployments.get(db, ns, name))
   p.changed = changed
   p.created = status == 201
+  p.changes = api.array(changes)
   return status, p
 end
 

@@ -41,6 +41,19 @@ function M.instance_state(inst)
 end
 local rollout_state = M.instance_state
 
+--- The number of the new instance a rollback is about, from the rollout
+-- policy's view of the new instances ({ id, state }): the one that failed,
+-- else the first not healthy (the one the progress deadline gave up on).
+-- Kept on the deployment (d.failed_instance) so that the API can name it
+-- and `prisn deploy` print its last lines, not the healthy ones' traffic.
+function M.failing(new)
+  for _, entry in ipairs(new) do if entry.state == "failed" then return entry.id end end
+  for _, entry in ipairs(new) do
+    if entry.state ~= "healthy" and entry.state ~= "draining" then return entry.id end
+  end
+  return nil
+end
+
 local Rollout = {}
 M.methods = Rollout
 
@@ -73,6 +86,7 @@ end
 -- revisions in `from`; a timer looks again now and then, since deadlines
 -- pass without any event.
 function Rollout:start_rollout(d, from)
+  d.failed_instance = nil
   d.rollout = { from = from, previous = self:last_serving_revision(d), started_at = self.clock.now_ms() }
   d.rollout.timer = self.uv.new_timer()
   d.rollout.timer:start(M.ROLLOUT_TICK_MS, M.ROLLOUT_TICK_MS, function() self:reconcile(d) end)
@@ -107,6 +121,7 @@ function Rollout:check_first_rollout(d, current)
   elseif failed and d.revision_state ~= "failed" then
     local message = string.format("instance %s does not start: %s", instance_name(d, failed),
       instance.describe_exit(failed))
+    d.failed_instance = { number = failed.number, revision = d.row.revision }
     self:mark_revision(d, d.row.revision, "failed", message)
     self:event(d, "deployment.failed", "deploy/" .. d.name, message)
   end
@@ -133,7 +148,7 @@ function Rollout:rollout_step(d)
   elseif action.drain_old then
     self:remove_instance(d, d.instances[action.drain_old])
   elseif action.rollback then
-    self:rollback(d, action.reason)
+    self:rollback(d, action.reason, M.failing(new))
   elseif action.done then
     self:rollout_finished(d)
   end
@@ -158,9 +173,10 @@ function Rollout:supersede_unfinished(d, r, back)
   end
 end
 
-function Rollout:rollback(d, reason)
+function Rollout:rollback(d, reason, failing_number)
   local r = end_rollout(d)
   local failed = d.row.revision
+  d.failed_instance = failing_number and { number = failing_number, revision = failed } or nil
   local back = r and r.previous
   if not back then
     -- Nothing that ever served to go back to: like a first deploy that does
