@@ -12,6 +12,15 @@ local function min_isolation_of(ctx)
   return n
 end
 
+-- Whether the running server (its server.json `info`) serves the address
+-- of --listen `listen`: the same host and port.
+local function serves(info, listen)
+  local host, port = require("prisn.server").parse_listen(listen)
+  if not host then return false end
+  local url_host, url_port = tostring(info.address):match("^%a+://%[?([^%]]*)%]?:(%d+)$")
+  return url_host == host and tonumber(url_port) == port
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
@@ -21,6 +30,14 @@ local function start(ctx, opts)
     if opts.init then
       errors.raise("already_running", "this machine already runs a prisn server (pid "
         .. math.tointeger(running.pid) .. ")", { hint = "'prisn status' shows it" })
+    end
+    -- The same request again is done already; another address is not what
+    -- the caller asked for, and a script must hear it.
+    if ctx.flags.listen and not serves(running, ctx.flags.listen) then
+      errors.raise("already_running", string.format("a prisn server already runs for %s (pid %d) on %s, not on %s",
+        home, math.tointeger(running.pid), running.address, ctx.flags.listen),
+        { hint = "stop it first ('prisn server stop') to serve on another address, "
+          .. "or start a second server with another PRISN_HOME" })
     end
     if not ctx.globals.quiet then
       io.stdout:write(string.format("prisn server already running (pid %d) on %s\n",
