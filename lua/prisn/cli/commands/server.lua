@@ -160,6 +160,9 @@ return {
           .. "saved 0600 as $PRISN_HOME/admin.token for the local CLI. No config file.\n"
           .. "--foreground keeps it attached (for systemd and containers) and logs to\n"
           .. "stderr as well as $PRISN_HOME/server.log.\n\n"
+          .. "When a server already runs for $PRISN_HOME it says so and exits 0;\n"
+          .. "with a --listen address that server does not serve it exits 1. A\n"
+          .. "server that fails at start shows its Error: and Hint: lines.\n\n"
           .. "Every workload a token asks for is admitted first (docs/SECURITY.md): a\n"
           .. "token that is not a cluster-wide admin gets isolation --min-isolation or\n"
           .. "above, never root or the server's own user, never a path on the server.",
