@@ -110,6 +110,20 @@ local function server_status(ctx)
   return 0
 end
 
+-- The running services, one a line: "web 3/3 ready, port 8080", the
+-- namespace named when it is not the one asked about, and the state when
+-- it is not ready.
+local function service_lines(services, ns)
+  local lines = {}
+  for _, svc in ipairs(services or {}) do
+    local port = math.tointeger(svc.port)
+    lines[#lines + 1] = string.format("%s%s %d/%d ready%s%s", svc.namespace ~= ns and (svc.namespace .. "/") or "",
+      svc.name, math.tointeger(svc.ready) or 0, math.tointeger(svc.replicas) or 0, port and (", port " .. port) or "",
+      svc.state == "crash_loop" and ", crash-looping" or "")
+  end
+  return #lines > 0 and table.concat(lines, "\n") or "none"
+end
+
 local function overall_status(ctx)
   local c = require("prisn.client").connect(ctx)
   local status = c:request("GET", "/api/v1/status")
@@ -133,9 +147,11 @@ local function overall_status(ctx)
       return string.format("%d (instances: %s)", math.tointeger(d.count or 0) or 0,
         #parts > 0 and table.concat(parts, ", ") or "none")
     end)(),
+    services = service_lines(status.services, require("prisn.client").namespace(ctx)),
     cronjobs = math.tointeger(status.cronjobs or 0),
-    problems = #status.problems > 0 and status.problems or "none",
-  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "deployments", "cronjobs", "problems" } })
+    problems = #status.problems > 0 and table.concat(status.problems, "\n") or "none",
+  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "deployments", "services", "cronjobs",
+    "problems" } })
   return status.health == "ok" and 0 or 1
 end
 
@@ -224,8 +240,14 @@ return {
     name = "status",
     summary = "Show the server's health, version, uptime and job counts",
     description = "Asks the server for its health, version, uptime, addresses, counts of\n"
-      .. "jobs by state, and anything unhealthy. Exits 1 when the server reports a\n"
-      .. "problem.",
+      .. "jobs by state, the running services (ready/wanted instances, port) and\n"
+      .. "what needs attention: deployments short of ready instances or\n"
+      .. "crash-looping, cron jobs whose last run failed, jobs queued for long\n"
+      .. "(PRISN_STUCK_AFTER on the server, 10m) or running past their timeout,\n"
+      .. "each with the command that looks further. A token sees the services\n"
+      .. "and problems of its own namespaces only. Exits 1 when the server itself\n"
+      .. "is unhealthy (its state cannot be written); workload problems are listed\n"
+      .. "without changing the exit status.",
     examples = { { "prisn status", "How is the server doing?" }, { "prisn status -o json", "As JSON" } },
     handler = overall_status,
   },
