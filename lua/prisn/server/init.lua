@@ -44,7 +44,7 @@ M.SOCKET_FILE = "prisn.sock"
 M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
-M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs",
+M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs", "logs",
   "deployments" }
 
 --- Makes `home` ready for a server: state database, token key, and the
