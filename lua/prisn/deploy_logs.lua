@@ -313,12 +313,13 @@ function M.follower(home, ns, deployment, opts)
 end
 
 --- Keeps the lines of `lines` written at or after opts.since (ms since the
--- epoch), then the last opts.tail of those. Returns a new list.
+-- epoch) to opts.stream (when given), then the last opts.tail of those.
+-- Returns a new list.
 function M.select(lines, opts)
-  local since, tail = opts and opts.since, opts and opts.tail
+  local since, tail, stream = opts and opts.since, opts and opts.tail, opts and opts.stream
   local out = {}
   for _, line in ipairs(lines) do
-    if not since or line.time_ms >= since then out[#out + 1] = line end
+    if (not since or line.time_ms >= since) and (not stream or line.stream == stream) then out[#out + 1] = line end
   end
   if tail and #out > tail then
     out = table.move(out, #out - tail + 1, #out, 1, {})
@@ -338,10 +339,17 @@ local function whole(name, text, min)
 end
 
 --- The reading options of a log request's query (a table of strings):
--- { since (ms), tail, instance, follow }. Returns them, or nil, a message
--- and a hint for a bad value.
+-- { since (ms), tail, instance, follow, stream ("stdout" or "stderr": only
+-- that one; absent or "all": both) }. Returns them, or nil, a message and a
+-- hint for a bad value.
 function M.options(query)
   local opts = { follow = query.follow == "1" }
+  if query.stream ~= nil and query.stream ~= "" and query.stream ~= "all" then
+    if query.stream ~= "stdout" and query.stream ~= "stderr" then
+      return nil, "stream must be stdout, stderr or all, got '" .. query.stream .. "'"
+    end
+    opts.stream = query.stream
+  end
   for _, f in ipairs({ { "tail", 0 }, { "instance", 1 } }) do
     local n, err = whole(f[1], query[f[1]], f[2])
     if n == false then return nil, err end

@@ -165,6 +165,8 @@ local function query_of(flags)
   if flags.since then query[#query + 1] = "since=" .. escape(flags.since) end
   if flags.tail then query[#query + 1] = "tail=" .. flags.tail end
   if flags.instance then query[#query + 1] = "instance=" .. flags.instance end
+  -- The server takes the tail of the stream asked for, not of both.
+  if flags.stream and flags.stream ~= "all" then query[#query + 1] = "stream=" .. flags.stream end
   return #query > 0 and ("?" .. table.concat(query, "&")) or ""
 end
 

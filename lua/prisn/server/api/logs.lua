@@ -10,7 +10,8 @@
 -- This is `prisn logs` without a target: "what happened in the last hour",
 -- as `docker compose logs` shows a project. Query: since (a duration back
 -- from now like 1h, or an ISO 8601 time; default 1h), tail (the last N
--- lines, after merging), follow=1 (then keep sending new lines, polled
+-- lines, after merging), stream (stdout or stderr: only that one, before
+-- the tail is taken), follow=1 (then keep sending new lines, polled
 -- every 100 ms, including deployments and jobs that start later, until the
 -- client goes away or the server stops; the last line is then
 -- {"end":true,"reason":"server_stopping"}).
@@ -81,7 +82,7 @@ local function stream(req, opts)
   return api.stream(function(write)
     local function send(lines)
       for _, l in ipairs(lines) do
-        if l.time_ms >= since then
+        if l.time_ms >= since and (not opts.stream or l.stream == opts.stream) then
           local ok = write(cjson.encode({ source = l.source, stream = l.stream, time_ms = l.time_ms,
             data = l.data }) .. "\n")
           if not ok then return false end
@@ -89,7 +90,8 @@ local function stream(req, opts)
       end
       return true
     end
-    if not send(deploy_logs.select(poll_all(readers, not opts.follow), { tail = opts.tail })) then return end
+    if not send(deploy_logs.select(poll_all(readers, not opts.follow), { tail = opts.tail, stream = opts.stream }))
+    then return end
     local polls = 0
     while opts.follow do
       async.sleep(POLL_MS)
