@@ -238,7 +238,7 @@ return {
   },
   {
     name = "status",
-    summary = "Show the server's health, version, uptime and job counts",
+    summary = "Show the server's health, job counts, running services and what needs attention",
     description = "Asks the server for its health, version, uptime, addresses, counts of\n"
       .. "jobs by state, the running services (ready/wanted instances, port) and\n"
       .. "what needs attention: deployments short of ready instances or\n"
