@@ -28,12 +28,14 @@
 -- stat per file, and the API polls every 100 ms.
 --
 -- This module reads and deletes; it does not write logs (prisn.logs does)
--- and knows nothing of the state database.
+-- and knows nothing of the state database. M.file_lines reads any one log
+-- file this way (a job's too), for merges of several kinds of source.
 local uv = require("luv")
 local logs = require("prisn.logs")
 local fs = require("prisn.fs")
 local units = require("prisn.units")
 local clock = require("prisn.clock")
+local events = require("prisn.store.events")
 
 local M = {}
 
@@ -160,6 +162,98 @@ end
 
 -- Following -------------------------------------------------------------------
 
+-- Starts following the log at `path`: a tailer of the current file and the
+-- records of the .1 file kept from before a rotation. The tailer is given
+-- the inode seen before .1 was read, so a rotation in between shows as one
+-- on its first poll and nothing is missed.
+local function open_log(path)
+  local st = uv.fs_stat(path)
+  local tail = logs.tailer(path)
+  local records = logs.tailer(path .. ".1").poll()
+  tail.ino = st and st.ino
+  for _, r in ipairs(tail.poll()) do records[#records + 1] = r end
+  return tail, records
+end
+
+-- The lines of one log file (an instance's or a job's), as a follower
+-- reads them: complete lines as they come, a line still being written held
+-- back (see FLUSH_PARTIAL_MS).
+local FileLines = {}
+FileLines.__index = FileLines
+
+--- A reader of the lines of the log at `path` (prisn.logs format, with its
+-- .1), each tagged with `source` ("api-3", "job/01kax..."). opts: clock,
+-- flush_ms, fields (a table copied into every line, like { number = 3 }),
+-- counter (a table { n }, shared by the readers of one merge: each line
+-- gets the next n as its `seq`, which keeps a sort by time stable).
+function M.file_lines(path, source, opts)
+  opts = opts or {}
+  return setmetatable({ path = path, source = source, partial = {}, fields = opts.fields,
+    clock = opts.clock or now_ms, flush_ms = opts.flush_ms or M.FLUSH_PARTIAL_MS,
+    counter = opts.counter or { n = 0 } }, FileLines)
+end
+
+function FileLines:emit(out, stream, p)
+  self.counter.n = self.counter.n + 1
+  local line = { source = self.source, stream = stream, time_ms = p.time_ms, data = table.concat(p.parts),
+    seq = self.counter.n }
+  for k, v in pairs(self.fields or {}) do line[k] = v end
+  out[#out + 1] = line
+end
+
+-- Cuts `records` into lines; complete ones go to `out`.
+function FileLines:take(records, out)
+  for _, r in ipairs(records) do
+    local pos = 1
+    while pos <= #r.data do
+      local nl = r.data:find("\n", pos, true)
+      local p = self.partial[r.stream]
+      if not p then
+        p = { time_ms = r.time_ms, parts = {}, seen = self.clock() }
+        self.partial[r.stream] = p
+      end
+      p.parts[#p.parts + 1] = r.data:sub(pos, nl or #r.data)
+      if nl then
+        self:emit(out, r.stream, p)
+        self.partial[r.stream] = nil
+      end
+      pos = (nl or #r.data) + 1
+    end
+  end
+end
+
+--- Appends to `out` the lines written since the last call (the first:
+-- everything kept); with `final`, the unfinished lines too, else those
+-- that waited flush_ms. Returns `out` (a new list when nil).
+function FileLines:poll(final, out)
+  out = out or {}
+  local records
+  if self.tail then
+    records = self.tail.poll()
+  else
+    self.tail, records = open_log(self.path)
+  end
+  self:take(records, out)
+  local now = self.clock()
+  for _, stream in ipairs({ "stdout", "stderr" }) do
+    local p = self.partial[stream]
+    if p and (final or now - p.seen >= self.flush_ms) then
+      self:emit(out, stream, p)
+      self.partial[stream] = nil
+    end
+  end
+  return out
+end
+
+--- Sorts `lines` (of several readers sharing a counter) by time, stable.
+function M.merge(lines)
+  table.sort(lines, function(a, b)
+    if a.time_ms ~= b.time_ms then return a.time_ms < b.time_ms end
+    return a.seq < b.seq
+  end)
+  return lines
+end
+
 local Follower = {}
 Follower.__index = Follower
 
@@ -176,117 +270,99 @@ function Follower:numbers()
   return out
 end
 
--- Starts following the log at `path`: a tailer of the current file and the
--- records of the .1 file kept from before a rotation. The tailer is given
--- the inode seen before .1 was read, so a rotation in between shows as one
--- on its first poll and nothing is missed.
-local function open_log(path)
-  local st = uv.fs_stat(path)
-  local tail = logs.tailer(path)
-  local records = logs.tailer(path .. ".1").poll()
-  tail.ino = st and st.ino
-  for _, r in ipairs(tail.poll()) do records[#records + 1] = r end
-  return tail, records
-end
-
-function Follower:emit(out, number, stream, p)
-  self.seq = self.seq + 1
-  out[#out + 1] = { instance = M.instance_name(self.deployment, number), number = number, stream = stream,
-    time_ms = p.time_ms, data = table.concat(p.parts), seq = self.seq }
-end
-
--- Cuts `records` of instance `number` into lines; complete ones go to `out`.
-function Follower:take(number, state, records, out)
-  for _, r in ipairs(records) do
-    local pos = 1
-    while pos <= #r.data do
-      local nl = r.data:find("\n", pos, true)
-      local p = state.partial[r.stream]
-      if not p then
-        p = { time_ms = r.time_ms, parts = {}, seen = self.clock() }
-        state.partial[r.stream] = p
-      end
-      p.parts[#p.parts + 1] = r.data:sub(pos, nl or #r.data)
-      if nl then
-        self:emit(out, number, r.stream, p)
-        state.partial[r.stream] = nil
-      end
-      pos = (nl or #r.data) + 1
-    end
-  end
-end
-
--- Sends the held-back lines of an instance that waited long enough (all of
--- them when `all`).
-function Follower:flush(number, state, out, all)
-  local now = self.clock()
-  for _, stream in ipairs({ "stdout", "stderr" }) do
-    local p = state.partial[stream]
-    if p and (all or now - p.seen >= self.flush_ms) then
-      self:emit(out, number, stream, p)
-      state.partial[stream] = nil
-    end
-  end
-end
-
 --- The lines written since the last poll (the first poll: everything kept),
--- merged in time order: a list of { instance = "api-3", number, stream =
--- "stdout"|"stderr", time_ms, data } where data is one line with its "\n",
--- or a line that stayed unfinished (see FLUSH_PARTIAL_MS). `final` sends
--- unfinished lines at once (for a last poll).
+-- merged in time order: a list of { instance = "api-3" (also its source),
+-- number, stream = "stdout"|"stderr", time_ms, data } where data is one
+-- line with its "\n", or a line that stayed unfinished (see
+-- FLUSH_PARTIAL_MS). `final` sends unfinished lines at once (for a last
+-- poll). An instance whose log is gone sends what it held back, then is
+-- forgotten.
 function Follower:poll(final)
   local out, present = {}, {}
   for _, number in ipairs(self:numbers()) do
     present[number] = true
-    local state = self.files[number]
-    local records
-    if state then
-      records = state.tail.poll()
-    else
-      state = { partial = {} }
-      state.tail, records = open_log(M.instance_path(self.home, self.ns, self.deployment, number))
-      self.files[number] = state
+    if not self.files[number] then
+      local name = M.instance_name(self.deployment, number)
+      self.files[number] = M.file_lines(M.instance_path(self.home, self.ns, self.deployment, number), name,
+        { clock = self.clock, flush_ms = self.flush_ms, counter = self.counter,
+          fields = { instance = name, number = number } })
     end
-    self:take(number, state, records, out)
   end
   local known = {}
   for number in pairs(self.files) do known[#known + 1] = number end
   table.sort(known)
   for _, number in ipairs(known) do
     local gone = not present[number]
-    self:flush(number, self.files[number], out, final or gone)
+    self.files[number]:poll(final or gone, out)
     if gone then self.files[number] = nil end
   end
-  table.sort(out, function(a, b)
-    if a.time_ms ~= b.time_ms then return a.time_ms < b.time_ms end
-    return a.seq < b.seq
-  end)
-  return out
+  return M.merge(out)
 end
 
 --- A follower of a deployment's logs (see the module header). opts:
 -- instance (only that instance number), clock (() -> ms, for specs),
--- flush_ms (default FLUSH_PARTIAL_MS).
+-- flush_ms (default FLUSH_PARTIAL_MS), counter (shared with other readers
+-- whose lines are merged with these, see M.file_lines).
 function M.follower(home, ns, deployment, opts)
   opts = opts or {}
   M.dir(home, ns, deployment)
   if opts.instance ~= nil then check_number(opts.instance) end
   return setmetatable({ home = home, ns = ns, deployment = deployment, instance = opts.instance,
-    clock = opts.clock or now_ms, flush_ms = opts.flush_ms or M.FLUSH_PARTIAL_MS, files = {}, seq = 0 }, Follower)
+    clock = opts.clock or now_ms, flush_ms = opts.flush_ms or M.FLUSH_PARTIAL_MS, files = {},
+    counter = opts.counter or { n = 0 } }, Follower)
 end
 
 --- Keeps the lines of `lines` written at or after opts.since (ms since the
--- epoch), then the last opts.tail of those. Returns a new list.
+-- epoch) to opts.stream (when given), then the last opts.tail of those.
+-- Returns a new list.
 function M.select(lines, opts)
-  local since, tail = opts and opts.since, opts and opts.tail
+  local since, tail, stream = opts and opts.since, opts and opts.tail, opts and opts.stream
   local out = {}
   for _, line in ipairs(lines) do
-    if not since or line.time_ms >= since then out[#out + 1] = line end
+    if (not since or line.time_ms >= since) and (not stream or line.stream == stream) then out[#out + 1] = line end
   end
   if tail and #out > tail then
     out = table.move(out, #out - tail + 1, #out, 1, {})
   end
   return out
+end
+
+-- A whole number of at least `min` from query value `text`; nil when
+-- absent; false and a message when it is something else.
+local function whole(name, text, min)
+  if text == nil or text == "" then return nil end
+  local n = text:match("^%d+$") and math.tointeger(tonumber(text))
+  if not n or n < min then
+    return false, string.format("%s must be a whole number of at least %d, got '%s'", name, min, text)
+  end
+  return n
+end
+
+--- The reading options of a log request's query (a table of strings):
+-- { since (ms), tail, instance, follow, stream ("stdout" or "stderr": only
+-- that one; absent or "all": both) }. Returns them, or nil, a message and a
+-- hint for a bad value.
+function M.options(query)
+  local opts = { follow = query.follow == "1" }
+  if query.stream ~= nil and query.stream ~= "" and query.stream ~= "all" then
+    if query.stream ~= "stdout" and query.stream ~= "stderr" then
+      return nil, "stream must be stdout, stderr or all, got '" .. query.stream .. "'"
+    end
+    opts.stream = query.stream
+  end
+  for _, f in ipairs({ { "tail", 0 }, { "instance", 1 } }) do
+    local n, err = whole(f[1], query[f[1]], f[2])
+    if n == false then return nil, err end
+    opts[f[1]] = n
+  end
+  if query.since ~= nil and query.since ~= "" then
+    local ms, err = events.parse_since(query.since)
+    if not ms then
+      return nil, "bad 'since': " .. err, "use a duration like since=1h or a time like since=2026-11-26T18:46:00Z"
+    end
+    opts.since = ms
+  end
+  return opts
 end
 
 --- A deployment's kept output as merged lines (see Follower:poll), with

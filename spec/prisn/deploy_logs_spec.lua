@@ -244,4 +244,58 @@ describe("prisn.deploy_logs", function()
       assert.is_true(deploy_logs.remove(home, "default", "api"))
     end)
   end)
+
+  describe("line readers of any log and the query options", function()
+    it("reads a job's log as lines of a source, merged stably with a deployment's by one counter", function()
+      local api = writer(1)
+      local job_path = logs.job_path(home, "default", "06h1m9kbzd7n")
+      local now = { at = T0 }
+      local w = assert(logs.writer(job_path, { clock = function() return now.at end }))
+      writers[#writers + 1] = w
+      api(T0 + 10, "stdout", "api one\n")
+      now.at = T0 + 10
+      assert(w:write("stdout", "job one\njob two\n"))
+      now.at = T0 + 5
+      assert(w:write("stderr", "job err"))
+      local counter = { n = 0 }
+      local job = deploy_logs.file_lines(job_path, "job/06h1m9kbzd7n", { counter = counter, flush_ms = 10000 })
+      local follower = deploy_logs.follower(home, "default", "api", { counter = counter })
+      local out = follower:poll()
+      job:poll(false, out)
+      local seen = {}
+      for i, l in ipairs(deploy_logs.merge(out)) do seen[i] = l.source .. " " .. l.data end
+      -- Equal times keep the order they were read in; the unfinished line waits.
+      assert.same({ "api-1 api one\n", "job/06h1m9kbzd7n job one\n", "job/06h1m9kbzd7n job two\n" }, seen)
+      assert.same({ { source = "job/06h1m9kbzd7n", stream = "stderr", data = "job err" } },
+        (function()
+          local l = job:poll(true)[1]
+          return { { source = l.source, stream = l.stream, data = l.data } }
+        end)())
+    end)
+
+    it("checks a log request's since, tail, instance and stream, and select takes the stream before the tail",
+      function()
+      local opts = assert(deploy_logs.options({ since = "1h", tail = "5", instance = "2", follow = "1",
+        stream = "stderr" }))
+      assert.same({ 5, 2, true, "stderr" }, { opts.tail, opts.instance, opts.follow, opts.stream })
+      assert.is_true(opts.since <= require("prisn.clock").now_ms() - 3600 * 1000 + 1000)
+      assert.is_nil(deploy_logs.options({ stream = "all" }).stream)
+      local ok, err = deploy_logs.options({ tail = "-1" })
+      assert.is_nil(ok)
+      assert.equal("tail must be a whole number of at least 0, got '-1'", err)
+      assert.is_nil((deploy_logs.options({ instance = "0" })))
+      assert.is_nil((deploy_logs.options({ stream = "both" })))
+      local hint
+      ok, err, hint = deploy_logs.options({ since = "soon" })
+      assert.is_nil(ok)
+      assert.matches("^bad 'since': ", err)
+      assert.matches("since=1h", hint)
+      local lines = { { stream = "stdout", time_ms = 1, data = "a" }, { stream = "stderr", time_ms = 2, data = "b" },
+        { stream = "stdout", time_ms = 3, data = "c" } }
+      local picked = deploy_logs.select(lines, { stream = "stdout", tail = 1 })
+      assert.equal("c", picked[1].data)
+      assert.equal(1, #picked)
+      assert.equal("b", deploy_logs.select(lines, { stream = "stderr", tail = 1 })[1].data)
+    end)
+  end)
 end)

@@ -22,28 +22,54 @@ local ids = require("prisn.ids")
 local logs = require("prisn.logs")
 local store = require("prisn.store")
 local jobs = require("prisn.store.jobs")
+local events = require("prisn.store.events")
 
 local M = {}
 
+-- Who runs a job from the CLI, for its events: "user:<login>".
+local function local_actor()
+  local pw = uv.os_get_passwd()
+  return "user:" .. (pw and pw.username or tostring(uv.getuid and uv.getuid() or "?"))
+end
+
+--- The message of a job.finished event: "failed (exited, exit 1)", as the
+-- server's job queue writes it.
+function M.finished_message(job)
+  return string.format("%s (%s%s)", job.state, job.reason or "?",
+    job.exit_code and (", exit " .. job.exit_code) or "")
+end
+
 --- A recorder for a job run from the CLI: opens state.db (in opts.home) and
 -- records a new job in opts.namespace once the runner is known (opts:
--- script, args, env_keys, cwd as for prisn.exec.job.prepare).
+-- script, args, env_keys, cwd as for prisn.exec.job.prepare). Each step is
+-- recorded with its event (job.created, job.started, job.finished, as the
+-- server's jobs have), in one transaction: `prisn events` shows local runs.
+-- Events name the script, never arguments or values (they may be secret).
 function M.new(opts)
   local db = store.open(opts.home)
   local rec = { db = db }
+  local actor = local_actor()
+  local function event(action, message, job)
+    job = job or rec.job
+    events.record(db, { namespace = job.namespace, actor = actor, action = action, object = "job/" .. job.id,
+      message = message })
+  end
   function rec.create(runner)
     local id = ids.new()
     rec.log_path = logs.job_path(opts.home, opts.namespace, id)
-    rec.job = jobs.create(db, {
-      id = id,
-      script = opts.script or "(inline)",
-      runner = runner.name,
-      args = opts.args,
-      env_keys = opts.env_keys,
-      cwd = opts.cwd,
-      namespace = opts.namespace,
-      log_path = rec.log_path,
-    })
+    store.transaction(db, function()
+      rec.job = jobs.create(db, {
+        id = id,
+        script = opts.script or "(inline)",
+        runner = runner.name,
+        args = opts.args,
+        env_keys = opts.env_keys,
+        cwd = opts.cwd,
+        namespace = opts.namespace,
+        log_path = rec.log_path,
+      })
+      event("job.created", "run locally: " .. rec.job.script)
+    end)
     return rec.job
   end
   -- Only the columns prepare learns along the way.
@@ -51,13 +77,21 @@ function M.new(opts)
     jobs.record_prepared(db, rec.job.id, fields)
   end
   function rec.start(pid)
-    jobs.start(db, rec.job.id, { pid = pid })
+    store.transaction(db, function()
+      jobs.start(db, rec.job.id, { pid = pid })
+      event("job.started", "pid " .. tostring(math.tointeger(pid) or pid))
+    end)
   end
   function rec.finish(result)
-    jobs.finish(db, rec.job.id, result)
+    store.transaction(db, function()
+      event("job.finished", M.finished_message(jobs.finish(db, rec.job.id, result)))
+    end)
   end
   function rec.fail_to_start(message)
-    jobs.finish(db, rec.job.id, { state = "failed", reason = "failed_to_start", message = message })
+    store.transaction(db, function()
+      event("job.finished", M.finished_message(jobs.finish(db, rec.job.id,
+        { state = "failed", reason = "failed_to_start", message = message })))
+    end)
   end
   function rec.open_log()
     local w, err = logs.writer(rec.log_path)

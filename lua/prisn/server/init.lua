@@ -44,7 +44,7 @@ M.SOCKET_FILE = "prisn.sock"
 M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
-M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs",
+M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs", "logs",
   "deployments" }
 
 --- Makes `home` ready for a server: state database, token key, and the
@@ -90,6 +90,8 @@ function M.running(home)
   return M.info(home) or { pid = 0, address = "(starting)" }
 end
 
+--- "HOST:PORT" or "PORT" (--listen) as the host and the port; nil when it
+-- is neither.
 local function parse_listen(addr)
   local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
   if not host then
@@ -100,6 +102,7 @@ local function parse_listen(addr)
   if host == "" then host = "0.0.0.0" end
   return host, tonumber(port)
 end
+M.parse_listen = parse_listen
 
 -- The HTTP limits: defaults, each overridable by an environment variable
 -- (PRISN_HTTP_MAX_BODY_BYTES, PRISN_HTTP_REQUEST_TIMEOUT_MS, ...) for
@@ -368,10 +371,30 @@ function M.run(opts)
   return 0
 end
 
+-- Why a server that exited at start did, from what it wrote to its log
+-- from byte `from` on: the last "Error:" line and the "Hint:" after it
+-- (the CLI's way of reporting), else the last line it wrote. Returns the
+-- message and the hint (nil when it gave none).
+local function start_failure(log_path, from)
+  local text = (fs.read_file(log_path) or ""):sub(from + 1)
+  local message, hint, last
+  for line in text:gmatch("[^\n]+") do
+    local e = line:match("^Error: (.*)$")
+    if e then
+      message, hint = e, nil
+    elseif message and not hint and line:match("^Hint: ") then
+      hint = line:sub(7)
+    end
+    last = line
+  end
+  return message or last or "it wrote nothing to its log", hint
+end
+M.start_failure = start_failure
+
 --- Starts the server in the background: a new `prisn server start
 -- --foreground` in its own session, output to server.log. Waits until it
--- answers (up to `wait_ms`) and returns its server.json, or raises with the
--- end of server.log.
+-- answers (up to `wait_ms`) and returns its server.json, or raises with
+-- what the server said at its end (its Error: and Hint: lines).
 function M.start_background(home, opts)
   local exe = uv.exepath()
   -- --daemonized: log to server.log only (stderr goes there too, for crashes).
@@ -379,16 +402,19 @@ function M.start_background(home, opts)
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
   if opts.min_isolation then argv[#argv + 1] = "--min-isolation"; argv[#argv + 1] = tostring(opts.min_isolation) end
   local env = homes.child_env(home)
+  local log_path = home .. "/server.log"
+  local st = uv.fs_stat(log_path)
+  local log_start = st and st.size or 0
   local p, err = proc.spawn({ file = exe, argv = argv, env = env, stdin = "null",
-    stdout = "null", stderr = { file = home .. "/server.log", mode = "a" }, session = true, cwd = "/" })
+    stdout = "null", stderr = { file = log_path, mode = "a" }, session = true, cwd = "/" })
   if not p then errors.raise("ESPAWN", "cannot start the server: " .. tostring(err)) end
   local deadline = uv.hrtime() + (opts.wait_ms or 5000) * 1e6
   while uv.hrtime() < deadline do
     local status = p:wait({ nohang = true })
     if status then
-      local tail = (fs.read_file(home .. "/server.log") or ""):match("([^\n]*)\n?$")
-      errors.raise("server_failed", "the server exited at start: " .. (tail or "see server.log"),
-        { hint = "see " .. home .. "/server.log" })
+      local message, hint = start_failure(log_path, log_start)
+      errors.raise("server_failed", "the server exited at start: " .. message,
+        { hint = (hint and hint .. "; " or "") .. "the server's log is " .. log_path })
     end
     local info = M.info(home)
     if info and info.pid == p:pid() then

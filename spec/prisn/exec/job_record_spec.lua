@@ -35,6 +35,25 @@ describe("prisn.exec.job_record", function()
       { j.runner, j.script, j.state, j.exit_code, j.pid, j.deps_source })
   end)
 
+  it("records a CLI run's events as the server's jobs have them, without arguments or values", function()
+    local rec = job_record.new({ home = home, namespace = "team", script = "/x/a.sh", args = { "hunter2" },
+      env_keys = { "PASSWORD" }, cwd = "/x" })
+    local job = rec.create({ name = "bash" })
+    rec.start(4321)
+    rec.finish({ state = "failed", reason = "exited", exit_code = 3 })
+    rec.close()
+    local db = store.open(home)
+    local list = require("prisn.store.events").list(db, { object = "job/" .. job.id, order = "asc" })
+    db:close()
+    local seen = {}
+    for i, ev in ipairs(list) do
+      seen[i] = { ev.namespace, ev.action, ev.message }
+      assert.matches("^user:", ev.actor)
+    end
+    assert.same({ { "team", "job.created", "run locally: /x/a.sh" }, { "team", "job.started", "pid 4321" },
+      { "team", "job.finished", "failed (exited, exit 3)" } }, seen)
+  end)
+
   it("records the start it is given with the end of a job still queued", function()
     local db = store.open(home)
     local row = jobs.create(db, { namespace = "default", script = "/x/a.sh", runner = "bash", state = "queued",

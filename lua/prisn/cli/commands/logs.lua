@@ -1,4 +1,5 @@
--- `prisn logs TARGET`: the output a job or a deployment printed.
+-- `prisn logs [TARGET]`: the output a job, a deployment or a whole namespace
+-- printed.
 --
 -- A job's log (prisn.logs) is read from state.db and the log file on this
 -- machine, or through the API of a remote server; what the job wrote to
@@ -11,6 +12,14 @@
 -- order, each prefixed with its instance ("[api-2] GET / 200"), stdout lines
 -- to stdout and stderr lines to stderr; -f keeps following across restarts,
 -- scale-ups and rolling updates.
+--
+-- Without a TARGET it prints everything the namespace's workloads printed
+-- (GET /api/v1/namespaces/{ns}/logs): deployments' instances, jobs and cron
+-- runs merged in time order, each line prefixed with its source ("web-1 |",
+-- "job/01kax |"), from the last hour unless --since says otherwise.
+--
+-- Followed output with -o json is one JSON object a line, the same for
+-- every kind: {time, source, stream, line} (line without its newline).
 --
 -- Which one a bare TARGET names is decided by its form: a job id (or a
 -- prefix of one) is at most 12 characters of Crockford base32 (no i, l, o,
@@ -99,53 +108,29 @@ local function escape(text)
   return (tostring(text):gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
--- Prints a deployment's lines (through the API) until the stream ends.
-local function deployment_logs(ctx, name)
-  local flags, globals = ctx.flags, ctx.globals
-  local iso = clock.iso_time
-  if flags.instance and flags.instance < 1 then
-    errors.usage("--instance must be an instance number of 1 or more, got " .. flags.instance,
-      "the instances of " .. name .. " are " .. name .. "-1, " .. name .. "-2, ...: give the number")
-  end
-  if flags.follow and globals.output == "yaml" then
-    errors.usage("-f cannot print YAML", "use -o json with -f: one JSON object per line")
-  end
-  local client = require("prisn.client")
-  local ns = client.namespace(ctx)
-  local query = {}
-  if flags.follow then query[#query + 1] = "follow=1" end
-  if flags.since then query[#query + 1] = "since=" .. escape(flags.since) end
-  if flags.tail then query[#query + 1] = "tail=" .. flags.tail end
-  if flags.instance then query[#query + 1] = "instance=" .. flags.instance end
-  local path = string.format("/api/v1/namespaces/%s/deployments/%s/logs", ns, name)
-  if #query > 0 then path = path .. "?" .. table.concat(query, "&") end
+-- The streamed line object of -f -o json: the same fields for every kind
+-- of source, the line without its newline.
+local function line_object(source, stream, time_ms, data)
+  return { time = clock.iso_time(time_ms), source = source, stream = stream, line = (data:gsub("\n$", "")) }
+end
 
-  local text = globals.output == "text"
-  local collected = require("prisn.output").array({})
-  local final
-  local function on_line(rec)
-    if rec["end"] then final = rec return end
-    if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
-    if not text then
-      local item = { instance = rec.instance, stream = rec.stream, time = iso(rec.time_ms), data = rec.data }
-      if flags.follow then
-        io.stdout:write(cjson.encode(item), "\n")
-        io.stdout:flush()
-      else
-        collected[#collected + 1] = item
-      end
-      return
-    end
-    local f = rec.stream == "stderr" and io.stderr or io.stdout
-    local data = tostring(rec.data)
-    f:write("[", tostring(rec.instance), "] ", flags.timestamps and (iso(rec.time_ms) .. " ") or "", data,
-      data:sub(-1) == "\n" and "" or "\n")
-    f:flush()
-  end
+-- Writes a line object as one line of JSON, its fields in a fixed order
+-- (prisn.output.json's strings: UTF-8 kept, invalid bytes replaced).
+local function write_json_line(obj)
+  local quote = require("prisn.output.json").quote
+  io.stdout:write(string.format('{"time":%s,"source":%s,"stream":%s,"line":%s}\n', quote(obj.time),
+    quote(obj.source), quote(obj.stream), quote(obj.line)))
+  io.stdout:flush()
+end
+
+-- GETs `path` from the server as NDJSON and calls on_record(record) for
+-- each line, until the stream ends. An error the server sent as the body
+-- is raised as that error.
+local function stream_ndjson(ctx, path, follow, on_record)
   local pending, head = "", ""
-  local c = client.connect(ctx)
+  local c = require("prisn.client").connect(ctx)
   local ok, err = pcall(c.request, c, "GET", path, nil, {
-    timeout_ms = flags.follow and 7 * 24 * 3600 * 1000 or 600 * 1000,
+    timeout_ms = follow and 7 * 24 * 3600 * 1000 or 600 * 1000,
     on_chunk = function(chunk)
       if #head < 65536 then head = head .. chunk end
       pending = pending .. chunk
@@ -153,8 +138,8 @@ local function deployment_logs(ctx, name)
       while true do
         local nl = pending:find("\n", pos, true)
         if not nl then break end
-        local ok, rec = pcall(cjson.decode, pending:sub(pos, nl - 1))
-        if ok and type(rec) == "table" then on_line(rec) end
+        local decoded, rec = pcall(cjson.decode, pending:sub(pos, nl - 1))
+        if decoded and type(rec) == "table" then on_record(rec) end
         pos = nl + 1
       end
       pending = pending:sub(pos)
@@ -171,18 +156,120 @@ local function deployment_logs(ctx, name)
     end
     error(err, 0)
   end
+end
+
+-- The query string of the reading flags (since, tail, follow, instance).
+local function query_of(flags)
+  local query = {}
+  if flags.follow then query[#query + 1] = "follow=1" end
+  if flags.since then query[#query + 1] = "since=" .. escape(flags.since) end
+  if flags.tail then query[#query + 1] = "tail=" .. flags.tail end
+  if flags.instance then query[#query + 1] = "instance=" .. flags.instance end
+  -- The server takes the tail of the stream asked for, not of both.
+  if flags.stream and flags.stream ~= "all" then query[#query + 1] = "stream=" .. flags.stream end
+  return #query > 0 and ("?" .. table.concat(query, "&")) or ""
+end
+
+-- Writes one line of output with its prefix ("[api-2] " or "web-1 | ") and
+-- time, to stdout or stderr as it was written.
+local function write_line(prefix, stream, time_ms, data, timestamps)
+  local f = stream == "stderr" and io.stderr or io.stdout
+  data = tostring(data)
+  f:write(prefix, timestamps and (clock.iso_time(time_ms) .. " ") or "", data, data:sub(-1) == "\n" and "" or "\n")
+  f:flush()
+end
+
+-- Says how a followed stream ended (from its last record), when it did not
+-- just run out: 1 when the server is stopping.
+local function report_end(final, what)
+  if not final then return 0 end
+  if final.reason == "deleted" then
+    io.stderr:write(string.format("prisn: %s was deleted\n", what))
+  elseif final.reason == "server_stopping" then
+    io.stderr:write("prisn: the server is stopping; no more logs\n")
+    return 1
+  end
+  return 0
+end
+
+-- Prints a deployment's lines (through the API) until the stream ends.
+local function deployment_logs(ctx, name)
+  local flags, globals = ctx.flags, ctx.globals
+  local iso = clock.iso_time
+  if flags.instance and flags.instance < 1 then
+    errors.usage("--instance must be an instance number of 1 or more, got " .. flags.instance,
+      "the instances of " .. name .. " are " .. name .. "-1, " .. name .. "-2, ...: give the number")
+  end
+  local client = require("prisn.client")
+  local ns = client.namespace(ctx)
+  local path = string.format("/api/v1/namespaces/%s/deployments/%s/logs", ns, name) .. query_of(flags)
+
+  local text = globals.output == "text"
+  local collected = require("prisn.output").array({})
+  local final
+  stream_ndjson(ctx, path, flags.follow, function(rec)
+    if rec["end"] then final = rec return end
+    if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
+    if text then
+      write_line("[" .. tostring(rec.instance) .. "] ", rec.stream, rec.time_ms, rec.data, flags.timestamps)
+    elseif flags.follow then
+      write_json_line(line_object(rec.instance, rec.stream, rec.time_ms, rec.data))
+    else
+      collected[#collected + 1] = { instance = rec.instance, stream = rec.stream, time = iso(rec.time_ms),
+        data = rec.data }
+    end
+  end)
   if not text and not flags.follow then
     ctx.out:emit({ namespace = ns, deployment = name, lines = collected })
   end
-  if final and not globals.quiet then
-    if final.reason == "deleted" then
-      io.stderr:write(string.format("prisn: deployment %s was deleted\n", name))
-    elseif final.reason == "server_stopping" then
-      io.stderr:write("prisn: the server is stopping; no more logs\n")
-      return 1
-    end
+  if globals.quiet then return 0 end
+  return report_end(final, "deployment " .. name)
+end
+
+-- Prints the lines of everything in the namespace (through the API), each
+-- prefixed with its source, padded to the widest source seen so far.
+local function namespace_logs(ctx)
+  local flags, globals = ctx.flags, ctx.globals
+  if flags.instance then
+    errors.usage("--instance needs a deployment", "e.g. 'prisn logs web --instance 2'")
   end
-  return 0
+  local client = require("prisn.client")
+  local ns = client.namespace(ctx)
+  local since = flags.since or "1h"
+  local query = query_of(flags)
+  if not flags.since then query = (query == "" and "?" or (query .. "&")) .. "since=1h" end
+  local text = globals.output == "text"
+  local collected, width, final = require("prisn.output").array({}), 0, nil
+  local function print_line(rec)
+    local source = tostring(rec.source)
+    width = math.max(width, #source)
+    write_line(source .. string.rep(" ", width - #source) .. " | ", rec.stream, rec.time_ms, rec.data,
+      flags.timestamps)
+  end
+  stream_ndjson(ctx, string.format("/api/v1/namespaces/%s/logs", ns) .. query, flags.follow, function(rec)
+    if rec["end"] then final = rec return end
+    if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
+    if text and flags.follow then
+      print_line(rec)
+    elseif flags.follow then
+      write_json_line(line_object(tostring(rec.source), rec.stream, rec.time_ms, rec.data))
+    else
+      collected[#collected + 1] = text and rec or line_object(tostring(rec.source), rec.stream, rec.time_ms, rec.data)
+    end
+  end)
+  if not text and not flags.follow then
+    ctx.out:emit({ namespace = ns, since = since, lines = collected })
+  elseif text and not flags.follow then
+    -- All of it known: every prefix padded to the widest.
+    for _, rec in ipairs(collected) do width = math.max(width, #tostring(rec.source)) end
+    for _, rec in ipairs(collected) do print_line(rec) end
+  end
+  if text and #collected == 0 and not flags.follow and not globals.quiet then
+    io.stderr:write(string.format("No output in namespace %s since %s%s.\n", ns, since,
+      flags.stream ~= "all" and (" on " .. flags.stream) or ""))
+  end
+  if globals.quiet then return 0 end
+  return report_end(final, "namespace " .. ns)
 end
 
 -- Writes `chunks` to the terminal, stdout chunks to stdout and stderr chunks
@@ -201,17 +288,53 @@ local function write_chunks(chunks, timestamps)
   if current then current:flush() end
 end
 
--- Follows a job through the server's API: stored output, then live output
--- until the job ends.
-local function follow(ctx, id)
-  local client = require("prisn.client")
-  local final = client.connect(ctx):follow_job(client.namespace(ctx), id, function(stream, data)
-    if ctx.flags.stream == "all" or stream == ctx.flags.stream then
-      local f = stream == "stderr" and io.stderr or io.stdout
-      f:write(data)
-      f:flush()
+-- Cuts a job's streamed chunks into lines for -f -o json: complete lines
+-- go to emit(stream, time_ms, line) as they come, the rest at flush().
+local function line_splitter(emit)
+  local partial = {}
+  local splitter = {}
+  function splitter.add(stream, time_ms, data)
+    local p = partial[stream] or { time_ms = time_ms, text = "" }
+    p.text = p.text .. data
+    partial[stream] = p
+    while true do
+      local nl = p.text:find("\n", 1, true)
+      if not nl then break end
+      emit(stream, p.time_ms, p.text:sub(1, nl))
+      p.text, p.time_ms = p.text:sub(nl + 1), time_ms
     end
+    if p.text == "" then partial[stream] = nil end
+  end
+  function splitter.flush()
+    for _, stream in ipairs({ "stdout", "stderr" }) do
+      if partial[stream] then emit(stream, partial[stream].time_ms, partial[stream].text) end
+    end
+    partial = {}
+  end
+  return splitter
+end
+
+-- Follows a job through the server's API: its stored output (the last
+-- --tail lines, since --since), then live output until the job ends.
+local function follow(ctx, id)
+  local flags = ctx.flags
+  local client = require("prisn.client")
+  local path = string.format("/api/v1/namespaces/%s/jobs/%s/logs", client.namespace(ctx), id) .. query_of(flags)
+  local json = ctx.globals.output ~= "text"
+  local splitter = line_splitter(function(stream, time_ms, line)
+    write_json_line(line_object("job/" .. id, stream, time_ms, line))
   end)
+  local final
+  stream_ndjson(ctx, path, true, function(rec)
+    if rec["end"] then final = rec return end
+    if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
+    if json then return splitter.add(rec.stream, rec.time_ms or clock.now_ms(), tostring(rec.data)) end
+    local f = rec.stream == "stderr" and io.stderr or io.stdout
+    if flags.timestamps then f:write(clock.iso_time(rec.time_ms or clock.now_ms()), " ") end
+    f:write(tostring(rec.data))
+    f:flush()
+  end)
+  splitter.flush()
   if final and not ctx.globals.quiet and final.state ~= "succeeded" then
     io.stderr:write(string.format("prisn: job %s %s (%s)\n", id, tostring(final.state), tostring(final.reason)))
   end
@@ -223,16 +346,24 @@ local function handler(ctx)
   local output = require("prisn.output")
   local tail = ctx.flags.tail
   if tail and tail < 0 then errors.usage("--tail must be 0 or more, got " .. tail) end
+  if ctx.flags.follow and ctx.globals.output == "yaml" then
+    errors.usage("-f cannot print YAML", "use -o json with -f: one JSON object per line")
+  end
+  local since_ms
+  if ctx.flags.since then
+    local err
+    since_ms, err = require("prisn.store.events").parse_since(ctx.flags.since)
+    if not since_ms then errors.usage("--since: " .. err, "e.g. --since 1h or --since 2026-11-26T18:46:00Z") end
+  end
+  if ctx.args.TARGET == nil then return namespace_logs(ctx) end
   local kind, id = parse_target(ctx.args.TARGET)
   if kind == "either" then
     kind = deployment_exists(ctx, job_cli.namespace(ctx), id) and "deployment" or "job"
   end
   if kind == "deployment" then return deployment_logs(ctx, id) end
-  for _, flag in ipairs({ "since", "instance" }) do
-    if ctx.flags[flag] ~= nil then
-      errors.usage(string.format("--%s is for deployment logs, and %s names a job", flag, ctx.args.TARGET),
-        "for a job use --tail; 'prisn logs deploy/NAME' names a deployment")
-    end
+  if ctx.flags.instance ~= nil then
+    errors.usage(string.format("--instance is for deployment logs, and %s names a job", ctx.args.TARGET),
+      "'prisn logs deploy/NAME --instance N' names a deployment's instance")
   end
   if ctx.flags.follow then return follow(ctx, id) end
   local job, records, truncated, max_bytes
@@ -265,8 +396,15 @@ local function handler(ctx)
   for _, r in ipairs(records) do
     if ctx.flags.stream == "all" or r.stream == ctx.flags.stream then chunks[#chunks + 1] = r end
   end
-  local by_line = tail ~= nil or ctx.flags.timestamps
+  local by_line = tail ~= nil or ctx.flags.timestamps or since_ms ~= nil
   if by_line then chunks = logs.lines(chunks) end
+  if since_ms then
+    local kept = {}
+    for _, c in ipairs(chunks) do
+      if c.time_ms and c.time_ms >= since_ms then kept[#kept + 1] = c end
+    end
+    chunks = kept
+  end
   local dropped = truncated
   if tail then
     -- The note matters only when the kept output is shorter than asked for.
@@ -295,7 +433,7 @@ end
 return {
   {
     name = "logs",
-    summary = "Show the output of a job or a deployment",
+    summary = "Show the output of a job, a deployment, or everything in the namespace",
     description = "Prints what job ID wrote, as kept in its log: its standard output to\n"
       .. "stdout and its standard error to stderr, in the order they were written.\n"
       .. "TARGET is job/ID or just ID; any unique prefix of the id will do. A log\n"
@@ -311,15 +449,25 @@ return {
       .. "and rolling updates, until the deployment is deleted or you press\n"
       .. "Ctrl-C. A deployment keeps 50M of logs in all (PRISN_DEPLOY_LOG_MAX_BYTES\n"
       .. "on the server). With -o json the result is {namespace, deployment,\n"
-      .. "lines: [{instance, stream, time, data}]}; with -f, one such line object\n"
-      .. "per output line.\n"
+      .. "lines: [{instance, stream, time, data}]}.\n"
+      .. "\n"
+      .. "Without a TARGET it prints everything the namespace's workloads printed\n"
+      .. "in the last hour (or --since): its deployments' instances, jobs and cron\n"
+      .. "runs, merged in time order, each line prefixed with where it comes from\n"
+      .. "(\"web-1 | ...\", \"job/01kaxq3v2m7r | ...\", \"cron/nightly/ID | ...\").\n"
+      .. "-f follows new output, of workloads started later too. With -o json\n"
+      .. "the result is {namespace, since, lines: [{time, source, stream, line}]}.\n"
+      .. "\n"
+      .. "--tail N, --since and --stream work with -f as without: the last N lines\n"
+      .. "kept, then what comes. With -f and -o json the output is one JSON object\n"
+      .. "a line, {time, source, stream, line}, whatever the target.\n"
       .. "\n"
       .. "A bare word that could be both a job id prefix and a deployment name\n"
       .. "(like \"web\") means the deployment when one of that name exists in the\n"
       .. "namespace, else the job.",
     args = {
-      { name = "TARGET", summary = "job/ID or a job id (a unique prefix will do), deploy/NAME or a deployment name",
-        required = true,
+      { name = "TARGET", summary = "job/ID or a job id (a unique prefix will do), deploy/NAME or a deployment name; "
+        .. "none: the whole namespace",
         complete = function(partial)
           local out = {}
           local kind, rest = partial:match("^([%a]+)/(.*)$")
@@ -342,9 +490,9 @@ return {
       { name = "stream", type = "string", values = { "all", "stdout", "stderr" }, default = "all",
         placeholder = "STREAM", summary = "Which output to show: all, stdout or stderr" },
       { name = "tail", type = "int", placeholder = "N",
-        summary = "Show only the last N lines (of all instances together, for a deployment)" },
+        summary = "Show only the last N lines (of all sources together, for a deployment or the namespace)" },
       { name = "since", type = "string", placeholder = "WHEN",
-        summary = "Deployments: only lines since a duration ago (1h, 30m) or a time (2026-11-26T18:46:00Z)" },
+        summary = "Only lines since a duration ago (1h, 30m) or a time (2026-11-26T18:46:00Z)" },
       { name = "instance", type = "int", placeholder = "N",
         summary = "Deployments: only instance N (3 for api-3)" },
       { name = "timestamps", type = "bool",
@@ -360,6 +508,9 @@ return {
       { "prisn logs api --since 1h", "What deployment api's instances printed in the last hour" },
       { "prisn logs deploy/api -f --tail 100", "The last 100 lines of api, then follow it" },
       { "prisn logs api --instance 2 --timestamps", "Only instance api-2, with times" },
+      { "prisn logs --since 1h", "What every deployment, job and cron run of the namespace printed in the last hour" },
+      { "prisn logs -f --tail 20 job/01kax", "The last 20 lines of a job, then follow it" },
+      { "prisn logs -f -o json", "Follow the whole namespace as JSON lines: {time, source, stream, line}" },
     },
     handler = handler,
   },

@@ -12,6 +12,15 @@ local function min_isolation_of(ctx)
   return n
 end
 
+-- Whether the running server (its server.json `info`) serves the address
+-- of --listen `listen`: the same host and port.
+local function serves(info, listen)
+  local host, port = require("prisn.server").parse_listen(listen)
+  if not host then return false end
+  local url_host, url_port = tostring(info.address):match("^%a+://%[?([^%]]*)%]?:(%d+)$")
+  return url_host == host and tonumber(url_port) == port
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
@@ -21,6 +30,14 @@ local function start(ctx, opts)
     if opts.init then
       errors.raise("already_running", "this machine already runs a prisn server (pid "
         .. math.tointeger(running.pid) .. ")", { hint = "'prisn status' shows it" })
+    end
+    -- The same request again is done already; another address is not what
+    -- the caller asked for, and a script must hear it.
+    if ctx.flags.listen and not serves(running, ctx.flags.listen) then
+      errors.raise("already_running", string.format("a prisn server already runs for %s (pid %d) on %s, not on %s",
+        home, math.tointeger(running.pid), running.address, ctx.flags.listen),
+        { hint = "stop it first ('prisn server stop') to serve on another address, "
+          .. "or start a second server with another PRISN_HOME" })
     end
     if not ctx.globals.quiet then
       io.stdout:write(string.format("prisn server already running (pid %d) on %s\n",
@@ -93,6 +110,20 @@ local function server_status(ctx)
   return 0
 end
 
+-- The running services, one a line: "web 3/3 ready, port 8080", the
+-- namespace named when it is not the one asked about, and the state when
+-- it is not ready.
+local function service_lines(services, ns)
+  local lines = {}
+  for _, svc in ipairs(services or {}) do
+    local port = math.tointeger(svc.port)
+    lines[#lines + 1] = string.format("%s%s %d/%d ready%s%s", svc.namespace ~= ns and (svc.namespace .. "/") or "",
+      svc.name, math.tointeger(svc.ready) or 0, math.tointeger(svc.replicas) or 0, port and (", port " .. port) or "",
+      svc.state == "crash_loop" and ", crash-looping" or "")
+  end
+  return #lines > 0 and table.concat(lines, "\n") or "none"
+end
+
 local function overall_status(ctx)
   local c = require("prisn.client").connect(ctx)
   local status = c:request("GET", "/api/v1/status")
@@ -116,9 +147,11 @@ local function overall_status(ctx)
       return string.format("%d (instances: %s)", math.tointeger(d.count or 0) or 0,
         #parts > 0 and table.concat(parts, ", ") or "none")
     end)(),
+    services = service_lines(status.services, require("prisn.client").namespace(ctx)),
     cronjobs = math.tointeger(status.cronjobs or 0),
-    problems = #status.problems > 0 and status.problems or "none",
-  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "deployments", "cronjobs", "problems" } })
+    problems = #status.problems > 0 and table.concat(status.problems, "\n") or "none",
+  }, { fields = { "health", "version", "uptime", "addresses", "jobs", "deployments", "services", "cronjobs",
+    "problems" } })
   return status.health == "ok" and 0 or 1
 end
 
@@ -143,6 +176,9 @@ return {
           .. "saved 0600 as $PRISN_HOME/admin.token for the local CLI. No config file.\n"
           .. "--foreground keeps it attached (for systemd and containers) and logs to\n"
           .. "stderr as well as $PRISN_HOME/server.log.\n\n"
+          .. "When a server already runs for $PRISN_HOME it says so and exits 0;\n"
+          .. "with a --listen address that server does not serve it exits 1. A\n"
+          .. "server that fails at start shows its Error: and Hint: lines.\n\n"
           .. "Every workload a token asks for is admitted first (docs/SECURITY.md): a\n"
           .. "token that is not a cluster-wide admin gets isolation --min-isolation or\n"
           .. "above, never root or the server's own user, never a path on the server.",
@@ -202,10 +238,16 @@ return {
   },
   {
     name = "status",
-    summary = "Show the server's health, version, uptime and job counts",
+    summary = "Show the server's health, job counts, running services and what needs attention",
     description = "Asks the server for its health, version, uptime, addresses, counts of\n"
-      .. "jobs by state, and anything unhealthy. Exits 1 when the server reports a\n"
-      .. "problem.",
+      .. "jobs by state, the running services (ready/wanted instances, port) and\n"
+      .. "what needs attention: deployments short of ready instances or\n"
+      .. "crash-looping, cron jobs whose last run failed, jobs queued for long\n"
+      .. "(PRISN_STUCK_AFTER on the server, 10m) or running past their timeout,\n"
+      .. "each with the command that looks further. A token sees the services\n"
+      .. "and problems of its own namespaces only. Exits 1 when the server itself\n"
+      .. "is unhealthy (its state cannot be written); workload problems are listed\n"
+      .. "without changing the exit status.",
     examples = { { "prisn status", "How is the server doing?" }, { "prisn status -o json", "As JSON" } },
     handler = overall_status,
   },

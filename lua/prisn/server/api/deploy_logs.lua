@@ -17,33 +17,14 @@ local async = require("prisn.async")
 local deploy_logs = require("prisn.deploy_logs")
 local api = require("prisn.server.api")
 local deployments = require("prisn.store.deployments")
-local events = require("prisn.store.events")
 
 local POLL_MS = 100
 -- Whether the deployment still exists is checked every this many polls.
 local CHECK_EVERY = 10
 
-local function whole(req, name, min)
-  local text = req.query[name]
-  if text == nil or text == "" then return nil end
-  local n = text:match("^%d+$") and math.tointeger(tonumber(text))
-  if not n or n < min then
-    api.fail(400, "bad_request", string.format("%s must be a whole number of at least %d, got '%s'", name, min, text))
-  end
-  return n
-end
-
 local function options(req)
-  local opts = { tail = whole(req, "tail", 0), instance = whole(req, "instance", 1), follow = req.query.follow == "1" }
-  local since = req.query.since
-  if since ~= nil and since ~= "" then
-    local ms, err = events.parse_since(since)
-    if not ms then
-      api.fail(400, "bad_request", "bad 'since': " .. err,
-        "use a duration like since=1h or a time like since=2026-11-26T18:46:00Z")
-    end
-    opts.since = ms
-  end
+  local opts, err, hint = deploy_logs.options(req.query)
+  if not opts then api.fail(400, "bad_request", err, hint) end
   return opts
 end
 

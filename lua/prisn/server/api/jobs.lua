@@ -3,6 +3,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local async = require("prisn.async")
 local logs = require("prisn.logs")
+local deploy_logs = require("prisn.deploy_logs")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local workload = require("prisn.server.api.workload")
@@ -47,34 +48,37 @@ local function submit(req)
   return 201, jobs.to_public(job)
 end
 
--- Streams a job's log as NDJSON: the stored records, then (follow=1) what
--- it writes from now on, read from its log file as the job's runner writes
--- it, and a last line with its outcome.
+-- Streams a job's log as NDJSON, {stream, data, time_ms} a line: the
+-- stored records, then (follow=1) what it writes from now on, read from
+-- its log file as the job's runner writes it, and a last line with its
+-- outcome. With since or tail (query) the stored output is sent as lines
+-- instead: those written since then, the last N of them.
 local function stream_logs(req, job)
   local db = req.server.db
   local path = job.log_path or logs.job_path(req.server.home, job.namespace, job.id)
-  local follow = req.query.follow == "1"
+  local opts, err, hint = deploy_logs.options(req.query)
+  if not opts then api.fail(400, "bad_request", err, hint) end
   return api.stream(function(write)
     local function line(t) return write(cjson.encode(t) .. "\n") end
-    -- Output kept from before a rotation is in the .1 file: sent first, once.
-    for _, r in ipairs(logs.tailer(path .. ".1").poll()) do
-      if not line({ stream = r.stream, data = r.data }) then return end
-    end
-    local tail = logs.tailer(path)
-    for _, r in ipairs(tail.poll()) do
-      if not line({ stream = r.stream, data = r.data }) then return end
-    end
-    local final = jobs.get_by_id(db, job.id) or job
-    while follow and (final.state == "queued" or final.state == "running" or final.state == "pending") do
-      async.sleep(100)
-      for _, r in ipairs(tail.poll()) do
-        if not line({ stream = r.stream, data = r.data }) then return end
+    local function send(records)
+      for _, r in ipairs(records) do
+        if not line({ stream = r.stream, data = r.data, time_ms = r.time_ms }) then return false end
       end
+      return true
+    end
+    -- Output kept from before a rotation is in the .1 file: sent first, once.
+    local stored = logs.tailer(path .. ".1").poll()
+    local tail = logs.tailer(path)
+    for _, r in ipairs(tail.poll()) do stored[#stored + 1] = r end
+    if opts.since or opts.tail then stored = deploy_logs.select(logs.lines(stored), opts) end
+    if not send(stored) then return end
+    local final = jobs.get_by_id(db, job.id) or job
+    while opts.follow and (final.state == "queued" or final.state == "running" or final.state == "pending") do
+      async.sleep(100)
+      if not send(tail.poll()) then return end
       final = jobs.get_by_id(db, job.id) or final
     end
-    if follow then
-      for _, r in ipairs(tail.poll()) do line({ stream = r.stream, data = r.data }) end
-    end
+    if opts.follow then send(tail.poll()) end
     line({ ["end"] = true, state = final.state, reason = final.reason or cjson.null,
       exit_code = final.exit_code or cjson.null })
   end)

@@ -100,3 +100,99 @@ describe("prisn.server.api.system while state.db cannot be written", function()
     assert.equal(404, api.status_of(errors.new("not_found", "no such job")))
   end)
 end)
+
+describe("prisn.server.api.system: what /api/v1/status says needs attention", function()
+  local home, db, server
+  local jobs = require("prisn.store.jobs")
+  local cronjobs = require("prisn.store.cronjobs")
+  local now = require("prisn.clock").now_ms
+
+  local function status_for(namespaces)
+    local status, body = call(route("GET", "/api/v1/status"),
+      { server = server, token = { role = "view", namespaces = namespaces } })
+    assert.equal(200, status)
+    return body
+  end
+
+  -- A deployment as the supervisor holds it, with its instances.
+  local function deployment(ns, name, replicas, port, instances)
+    local d = { ns = ns, name = name, row = { revision = 1, replicas = replicas, port = port }, instances = {} }
+    for i, inst in ipairs(instances) do
+      inst.number, inst.revision, inst.restarts = i, 1, inst.restarts or 0
+      d.instances[i] = inst
+    end
+    server.supervisor.deployments[ns .. "/" .. name] = d
+  end
+
+  before_each(function()
+    home = assert(uv.fs_mkdtemp("/tmp/prisn-spec-XXXXXX"))
+    db = store.open(home)
+    server = { db = db, home = home, started_at = os.time(), version = "test", listeners = {}, connections = 0,
+      supervisor = { deployments = {} }, queue = { specs = {} } }
+  end)
+
+  after_each(function()
+    db:close()
+    remove_tree(home)
+  end)
+
+  it("names every service and reports short and crash-looping deployments, in the token's namespaces", function()
+    deployment("a", "web", 2, 8080, { { state = "running", healthy = true }, { state = "running", healthy = true } })
+    deployment("a", "api", 2, nil, { { state = "running", healthy = true },
+      { state = "crash_loop_backoff", crash_loop = true, restarts = 7, last_exit = { code = 1 } } })
+    deployment("b", "secret", 1, 9090, { { state = "starting" } })
+    local body = status_for({ "a" })
+    assert.same({
+      { namespace = "a", name = "api", ready = 1, replicas = 2, port = api.null, restarts = 7, state = "crash_loop" },
+      { namespace = "a", name = "web", ready = 2, replicas = 2, port = 8080, restarts = 0, state = "ready" },
+    }, body.services)
+    assert.same({ "deployment a/api: 1/2 ready; api-2 is crash-looping (7 restarts, last exit code 1) "
+      .. "(prisn logs api --instance 2 --tail 20 -n a)" }, body.problems)
+    assert.equal("ok", body.health)
+    body = status_for({ "b" })
+    assert.same({ "deployment b/secret: 0/1 ready (prisn get instances -n b)" }, body.problems)
+    assert.equal(1, #body.services)
+  end)
+
+  it("reports a cron job whose last runs failed, not one that recovered or is suspended", function()
+    local spec = { script = "/x/job.sh" }
+    for _, name in ipairs({ "broken", "fixed", "paused" }) do
+      cronjobs.create(db, { namespace = "a", name = name, expression = "0 3 * * *", spec = spec,
+        suspended = name == "paused" })
+    end
+    local function run(cron, state, exit_code)
+      local job = jobs.create(db, { namespace = "a", script = "/x/job.sh", runner = "bash", cron = cron })
+      return jobs.finish(db, job.id, { state = state, reason = "exited", exit_code = exit_code })
+    end
+    run("broken", "succeeded", 0)
+    run("broken", "failed", 1)
+    local last = run("broken", "failed", 2)
+    run("fixed", "failed", 1)
+    run("fixed", "succeeded", 0)
+    run("paused", "failed", 1)
+    local body = status_for({ "a" })
+    assert.equal(1, #body.problems)
+    assert.matches("^cron job a/broken: the last 2 runs failed %(exited, exit 2 at [%dT:.Z-]+; prisn logs job/"
+      .. last.id .. " %-n a%)$", body.problems[1])
+    assert.same({}, status_for({ "b" }).problems)
+  end)
+
+  it("reports jobs queued too long and jobs running past their timeout and grace", function()
+    local old = now() - 3600 * 1000
+    local queued = jobs.create(db, { namespace = "a", script = "/x/q.sh", runner = "bash", state = "queued",
+      created_at = old })
+    jobs.create(db, { namespace = "a", script = "/x/new.sh", runner = "bash", state = "queued" })
+    local stuck = jobs.create(db, { namespace = "a", script = "/x/s.sh", runner = "bash", state = "queued" })
+    jobs.start(db, stuck.id, { pid = 1, started_at = now() - 120 * 1000 })
+    server.queue.specs[stuck.id] = '{"timeout": 60, "grace": 5}'
+    local fine = jobs.create(db, { namespace = "a", script = "/x/f.sh", runner = "bash", state = "queued" })
+    jobs.start(db, fine.id, { pid = 2, started_at = now() - 30 * 1000 })
+    server.queue.specs[fine.id] = '{"timeout": 60}'
+    local body = status_for({ "a" })
+    assert.same({
+      string.format("job a/%s: queued for 1h (prisn get job %s -n a)", queued.id, queued.id),
+      string.format("job a/%s: running for 2m, past its timeout of 1m (prisn delete job %s -n a)", stuck.id, stuck.id),
+    }, body.problems)
+    assert.same({}, status_for({ "b" }).problems)
+  end)
+end)
