@@ -191,6 +191,14 @@ function M.candidates(root, words, current)
     return flag_candidates(st, current)
   end
   if has_subcommands(st.command) and not st.command_done then
+    -- KIND/NAME (the parser reads it as KIND NAME): complete NAME.
+    local kind_word, partial = current:match("^([%a]+)/(.*)$")
+    local sub = kind_word and cli.find(st.command, kind_word)
+    if sub and sub.args and sub.args[1] and sub.args[1].complete then
+      st.command = sub
+      st.path[#st.path + 1] = sub.name
+      return from_spec(sub.args[1].complete, partial, st, kind_word .. "/")
+    end
     return subcommand_candidates(st.command, current)
   end
   local arg = current_arg(st)

@@ -35,8 +35,7 @@ local function find(req)
   local d = deployments.get(req.server.db, req.params.ns, req.params.name)
   if not d then
     api.fail(404, "not_found", string.format("deployment '%s' not found in namespace '%s'", req.params.name,
-      req.params.ns), "list the deployments with 'prisn get deploy' (GET /api/v1/namespaces/" .. req.params.ns
-      .. "/deployments)")
+      req.params.ns), "list the deployments with 'prisn get deploy -n " .. req.params.ns .. "'")
   end
   return d
 end
@@ -148,8 +147,8 @@ local function vetoed(req, event_table, files)
   end)
   if result and result.vetoed then
     api.fail(403, "vetoed", "the pre_deploy hook " .. tostring(result.file or "") .. " refused the deploy: "
-      .. tostring(result.message or "no reason given"), "see 'prisn events --for deploy/" .. event_table.deployment
-      .. "'; hooks live in $PRISN_HOME/hooks")
+      .. tostring(result.message or "no reason given"), "'prisn events --action hook.vetoed -n " .. event_table.namespace
+      .. "' lists the vetoes; hooks live in $PRISN_HOME/hooks")
   end
 end
 
