@@ -3,7 +3,8 @@
 -- and change it (a changed template is a new revision, rolled out one
 -- instance at a time), scale it, roll it back, show it and delete it.
 -- Every mutation records an event (deployment.created, deployment.updated,
--- deployment.scaled, deployment.deleted, deployment.rollback_requested).
+-- deployment.scaled, deployment.deleted, deployment.rollback_requested,
+-- deployment.restarted).
 local uv = require("luv")
 local cjson = require("cjson")
 local async = require("prisn.async")
@@ -443,6 +444,22 @@ local function rollback(req)
   return 200, p
 end
 
+-- Restart: the current template again as a new revision, rolled out one
+-- instance at a time like any deploy (kubectl's `rollout restart`), so a
+-- restart keeps serving, waits for health and rolls back when it fails.
+local function restart(req)
+  local d = find(req)
+  local db = req.server.db
+  local spec = admit_template(req, "deployment.restart", d, current_spec(req, d))
+  local number = deployments.add_revision(db, d.namespace, d.name, spec, req.actor)
+  event(req, d.namespace, d.name, "deployment.restarted", string.format(
+    "revision %d (the template of revision %d) rolling out", number, d.revision))
+  apply(req, d.namespace, d.name)
+  local p = public(req, deployments.get(db, d.namespace, d.name))
+  p.from_revision = d.revision
+  return 200, p
+end
+
 local function instances(req)
   local ns = req.params.ns
   local list = {}
@@ -478,5 +495,7 @@ return {
     handler = revisions },
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/rollback", auth = "edit",
     handler = rollback },
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/restart", auth = "edit",
+    handler = restart },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/instances", auth = "view", handler = instances },
 }
