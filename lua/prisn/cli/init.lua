@@ -4,6 +4,7 @@
 -- Parsing, help, suggestions and completion all read this one tree, so a
 -- command declared once is parsed, documented and completed the same way.
 local declaration = require("prisn.cli.declaration")
+local kinds = require("prisn.cli.kinds")
 
 local M = {}
 
@@ -40,7 +41,7 @@ M.GLOBAL_FLAGS = {
     summary = "Output format: text (aligned, for people), wide (text with more columns), json or yaml "
       .. "(stable, for scripts)" },
   { name = "namespace", short = "n", type = "string", placeholder = "NS",
-    complete = function(partial) return require("prisn.cli.kinds").complete_namespace(partial) end,
+    complete = kinds.complete_namespace,
     summary = "Namespace to act in (default: the context's, or \"default\")" },
   { name = "context", type = "string", placeholder = "NAME",
     summary = "Use this context (server and token) instead of the current one" },

@@ -19,6 +19,7 @@ local homes = require("prisn.home")
 local store = require("prisn.store")
 local deployments = require("prisn.store.deployments")
 local cronjobs = require("prisn.store.cronjobs")
+local job_cli = require("prisn.cli.jobs")
 
 local M = {}
 
@@ -130,9 +131,12 @@ function M.live_names(kind_name, partial, ctx)
   return ok and result or {}
 end
 
---- A completer (see prisn.cli.declaration) of the live names of a kind.
+--- A completer (see prisn.cli.declaration) of the live names of a kind;
+-- job ids come from this machine's state database (local runs included),
+-- with their state and script.
 function M.completer(kind_name)
   assert(by_word[kind_name], kind_name)
+  if kind_name == "job" then return function(partial) return job_cli.complete_job_id(partial) end end
   return function(partial, ctx) return M.live_names(kind_name, partial, ctx) end
 end
 

@@ -65,8 +65,7 @@ local function kind_command(kind_name, primary, decl)
   decl.name, decl.aliases = kinds.words(kind_name, primary)
   local arg = decl.args and decl.args[1]
   if arg and not arg.complete then
-    arg.complete = kind_name == "job" and function(partial) return require("prisn.cli.jobs").complete_job_id(partial) end
-      or kinds.completer(kind_name)
+    arg.complete = kinds.completer(kind_name)
   end
   return decl
 end
@@ -117,7 +116,8 @@ return {
           .. "revisions and logs. --dry-run lists exactly what would go and changes\n"
           .. "nothing. On a terminal it asks first; elsewhere --yes is required.",
         args = { { name = "NAME", summary = "The deployment (deploy/NAME works too)", required = true } },
-        flags = { YES_FLAG, { name = "dry-run", type = "bool", summary = "Show what would be deleted; change nothing" } },
+        flags = { YES_FLAG,
+          { name = "dry-run", type = "bool", summary = "Show what would be deleted; change nothing" } },
         examples = { { "prisn delete deploy api --dry-run", "What deleting api would stop and remove" },
           { "prisn delete deploy api --yes", "Delete it without asking" } },
         handler = function(ctx) return require("prisn.cli.deployments").delete(ctx) end,

@@ -85,8 +85,7 @@ end
 
 local function name_arg(kind_name, summary, arg)
   return { { name = arg or "NAME", summary = summary, required = true,
-    complete = kind_name == "job" and function(partial) return require("prisn.cli.jobs").complete_job_id(partial) end
-      or kinds.completer(kind_name) } }
+    complete = kinds.completer(kind_name) } }
 end
 
 return {

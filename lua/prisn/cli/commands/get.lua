@@ -141,7 +141,8 @@ local function fetch(ctx, kind_name, name)
   end
   errors.raise("not_found", string.format("%s '%s' not found%s", kind.noun, name,
     kind.namespaced and string.format(" in namespace '%s'", ns) or ""),
-    { hint = string.format("'prisn get %s' lists them%s", kind.words[2], kind.namespaced and " (-n NS for another namespace)" or "") })
+    { hint = string.format("'prisn get %s' lists them%s", kind.words[2],
+      kind.namespaced and " (-n NS for another namespace)" or "") })
 end
 
 -- "succeeded (exit 0)", "failed (exit 3)", "running", or "-".
@@ -315,8 +316,7 @@ end
 
 local function name_arg(kind_name, summary)
   return { { name = kind_name == "job" and "ID" or (kind_name == "token" and "ID" or "NAME"), summary = summary,
-    complete = kind_name == "job" and function(partial) return job_cli.complete_job_id(partial) end
-      or kinds.completer(kind_name) } }
+    complete = kinds.completer(kind_name) } }
 end
 
 return {

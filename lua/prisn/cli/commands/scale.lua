@@ -91,10 +91,10 @@ local NAME_ARG = { name = "NAME", summary = "The deployment or cron job (deploy/
 local COUNT_ARG = { name = "COUNT", summary = "How many instances (a cron job: 0 suspends, 1 resumes)" }
 
 -- `prisn scale deploy NAME N`, `prisn scale cron NAME 0`.
-local function kind_command(kind_name, primary, summary, example)
+local function kind_command(kind_name, primary, summary, description, example)
   local name, aliases = kinds.words(kind_name, primary)
   return {
-    name = name, aliases = aliases, summary = summary,
+    name = name, aliases = aliases, summary = summary, description = description,
     args = { { name = "NAME", summary = "Its name", required = true, complete = kinds.completer(kind_name) },
       COUNT_ARG },
     flags = FLAGS,
@@ -131,8 +131,12 @@ return {
     handler = function(ctx) return scale(ctx) end,
     subcommands = {
       kind_command("deploy", "deploy", "Scale a deployment (the same as 'prisn scale NAME ...')",
+        "'prisn scale deploy NAME N' (or deploy/NAME) is 'prisn scale NAME N' for\n"
+          .. "a deployment, with the same flags; useful when a cron job has the same name.",
         { "prisn scale deploy api 3", "Run three instances of api" }),
       kind_command("cron", "cron", "Suspend (0) or resume (1) a cron job",
+        "'prisn scale cron NAME 0' (or cron/NAME) suspends the cron job, 1 resumes\n"
+          .. "it, like 'prisn cron suspend|resume NAME'.",
         { "prisn scale cron backup 0", "Suspend cron job backup" }),
     },
   },

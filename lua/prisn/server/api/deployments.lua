@@ -148,8 +148,9 @@ local function vetoed(req, event_table, files)
   end)
   if result and result.vetoed then
     api.fail(403, "vetoed", "the pre_deploy hook " .. tostring(result.file or "") .. " refused the deploy: "
-      .. tostring(result.message or "no reason given"), "'prisn events --action hook.vetoed -n " .. event_table.namespace
-      .. "' lists the vetoes; hooks live in $PRISN_HOME/hooks")
+      .. tostring(result.message or "no reason given"),
+      "'prisn events --action hook.vetoed -n " .. event_table.namespace .. "' lists the vetoes; hooks live in "
+      .. "$PRISN_HOME/hooks")
   end
 end
 
