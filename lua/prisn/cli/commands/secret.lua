@@ -171,7 +171,7 @@ local function rotate_key(ctx)
     return 0
   end
   ctx.out:emit(string.format("master key rotated: %s -> %s; %d secret%s re-encrypted",
-    res.old_key_id, res.key_id, res.secrets, res.secrets == 1 and "" or "s"))
+    res.old_key_id, res.key_id, res.reencrypted, res.reencrypted == 1 and "" or "s"))
   if not ctx.globals.quiet then
     io.stderr:write("Note: back up the server's master.key now; the old key is gone and backups "
       .. "of state.db from now on need the new one.\n")
