@@ -253,8 +253,10 @@ describe("kubectl and pm2 habits", function()
   end)
 
   it("'No ... found' names the filters", function()
-    assert.equal("No jobs found in namespace 'empty' with state failed, script x.py.\n",
+    assert.equal("No jobs found in namespace 'empty' with --state failed, --script x.py.\n",
       ok({ "get", "jobs", "-n", "empty", "--state", "failed", "--script", "x.py" }).stdout)
+    assert.equal("No events found in namespace 'empty' with --action hook.vetoed.\n",
+      ok({ "events", "-n", "empty", "--action", "hook.vetoed" }).stdout)
   end)
 
   it("completes live names for every verb, honouring -n wherever it stands", function()

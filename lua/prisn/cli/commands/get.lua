@@ -32,7 +32,7 @@ local function shown(ctx, columns)
   return out
 end
 
--- "No jobs found in namespace 'x' with state failed, script backup.py."
+-- "No jobs found in namespace 'x' with --state failed, --script backup.py."
 local function none_found(what, ns, all, filters)
   local where = all and "in any namespace" or string.format("in namespace '%s'", ns)
   local with = {}
@@ -91,7 +91,7 @@ local function list_jobs(ctx)
     empty = "No jobs have been recorded yet. Run one with 'prisn run SCRIPT'."
   else
     empty = none_found("jobs", ns, ctx.flags.all_namespaces,
-      { { "state", ctx.flags.state }, { "script", ctx.flags.script }, { "cron", ctx.flags.cron } })
+      { { "--state", ctx.flags.state }, { "--script", ctx.flags.script }, { "--cron", ctx.flags.cron } })
   end
   ctx.out:emit(rows, { columns = shown(ctx, columns), empty = empty })
   return 0
