@@ -72,6 +72,7 @@ end
 return {
   {
     name = "restart",
+    usage = "prisn restart [flags] [deploy] NAME",
     summary = "Restart a deployment's instances one at a time, with the same template",
     description = "A rolling restart: the current template becomes a new revision, rolled\n"
       .. "out one instance at a time like a deploy (a new instance must be healthy\n"

@@ -62,6 +62,7 @@ return {
     subcommands = {
       {
         name = "status",
+        usage = "prisn rollout status [flags] [deploy] NAME",
         summary = "Wait for the current revision to serve, showing n/N ready; exit 0 when it does",
         description = "Follows the current revision of deployment NAME until every instance\n"
           .. "serves (exit 0), or it failed or was rolled back (exit 1), or --timeout\n"
@@ -78,6 +79,7 @@ return {
       },
       {
         name = "history",
+        usage = "prisn rollout history [flags] [deploy] NAME",
         summary = "List a deployment's revisions, the current one marked *",
         description = "Each revision with its state, when and by whom it was made, its script,\n"
           .. "and why it was rolled back when it was.",
@@ -87,6 +89,7 @@ return {
       },
       {
         name = "undo",
+        usage = "prisn rollout undo [flags] [deploy] NAME",
         summary = "Roll back to the previous working revision, or to --to-revision N",
         description = "Makes the template of the revision before the current one (the last\n"
           .. "that served), or of revision N, the new current revision and rolls it out\n"

@@ -106,6 +106,7 @@ end
 return {
   {
     name = "scale",
+    usage = "prisn scale [flags] [deploy|cron] NAME [COUNT]",
     summary = "Scale a deployment (N, --add, --remove, --multiply, --auto); 0/1 suspends/resumes a cron job",
     description = "For a deployment: 'prisn scale NAME 5' runs five instances; 0 stops every\n"
       .. "instance and keeps the deployment; --add N and --remove N change the count;\n"
