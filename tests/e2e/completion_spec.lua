@@ -56,7 +56,7 @@ describe("prisn __complete", function()
   it("completes the values of -o for an empty word", function()
     local r = h.prisn({ "__complete", "--", "-o", "" })
     assert.equal(0, r.code)
-    assert.equal("text\njson\nyaml\n:none\n", r.stdout)
+    assert.equal("text\nwide\njson\nyaml\n:none\n", r.stdout)
   end)
 
   it("asks for file names after 'lua'", function()
@@ -142,12 +142,12 @@ printf '%s\n' "${COMPREPLY[@]}"
   end)
 
   it("completes 'prisn -o <TAB>' to the output formats", function()
-    assert.same({ "json", "text", "yaml" }, sorted(complete_bash("prisn -o ", { "prisn", "-o", "" })))
+    assert.same({ "json", "text", "wide", "yaml" }, sorted(complete_bash("prisn -o ", { "prisn", "-o", "" })))
   end)
 
   it("completes --output=j although bash splits the word at '='", function()
     assert.same({ "json" }, complete_bash("prisn --output=j", { "prisn", "--output", "=", "j" }))
-    assert.same({ "json", "text", "yaml" },
+    assert.same({ "json", "text", "wide", "yaml" },
       sorted(complete_bash("prisn --output=", { "prisn", "--output", "=" })))
   end)
 
@@ -218,7 +218,7 @@ words=(prisn lua ''); CURRENT=3; _prisn
     local got = lines(r.stdout)
     assert.equal("compdef _prisn prisn", got[1])
     assert.matches("^version:Show ", got[2])
-    assert.same({ "text", "json", "yaml", "_files " }, { got[3], got[4], got[5], got[6] })
+    assert.same({ "text", "wide", "json", "yaml", "_files " }, { got[3], got[4], got[5], got[6], got[7] })
   end)
 end)
 
@@ -248,8 +248,8 @@ complete -C 'prisn --output=y'
     assert.equal(0, r.code, r.stderr)
     local got = lines(r.stdout)
     assert.matches("^version\tShow ", got[1])
-    assert.same({ "==", "json", "text", "yaml", "==", "--output=yaml" },
-      { got[2], got[3], got[4], got[5], got[6], got[7] })
+    assert.same({ "==", "json", "text", "wide", "yaml", "==", "--output=yaml" },
+      { got[2], got[3], got[4], got[5], got[6], got[7], got[8] })
   end)
 end)
 

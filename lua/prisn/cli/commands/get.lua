@@ -269,6 +269,7 @@ local function watch(ctx, fn)
         if not done then error(failure, 0) end
         local text = table.concat(parts)
         if ctx.globals.output == "json" then text = text:gsub("\n%s*", "") .. "\n" end
+        if ctx.globals.output == "yaml" then text = "---\n" .. text end
         if text ~= last then
           if tty then io.stdout:write("\27[H\27[2J") elseif last and ctx.globals.output == "text" then
             io.stdout:write("\n") end
