@@ -159,8 +159,8 @@ end
 
 local CRON_COLUMNS = {
   { key = "name", header = "NAME" }, { key = "schedule", header = "SCHEDULE" },
-  { key = "timezone", header = "TZ", wide = true }, { key = "script", header = "SCRIPT" },
-  { key = "concurrency", header = "CONCURRENCY", wide = true }, { key = "suspended", header = "SUSPENDED" },
+  { key = "timezone", header = "TZ" }, { key = "script", header = "SCRIPT" },
+  { key = "concurrency", header = "CONCURRENCY" }, { key = "suspended", header = "SUSPENDED" },
   { key = "next", header = "NEXT RUN" }, { key = "last", header = "LAST RUN" },
   { key = "result", header = "LAST RESULT" }, { key = "last_job", header = "LAST JOB", wide = true },
 }
@@ -373,11 +373,11 @@ return {
       kind_command("cron", "cron", {
         summary = "List cron jobs: schedule, script, next run, last run and its result",
         description = "Lists the cron jobs of the namespace (-n) from the server, by name:\n"
-          .. "the normalized schedule, the script, whether it is suspended, its next\n"
-          .. "run and its last run (UTC) with that run's result (succeeded, failed and\n"
-          .. "the exit code, running). -o wide adds the time zone, the concurrency\n"
-          .. "policy and the last run's job id. With -o json or -o yaml: the API's\n"
-          .. "cron job objects (last_run included).",
+          .. "the normalized schedule and its time zone, the script, the concurrency\n"
+          .. "policy, whether it is suspended, its next run and its last run (UTC) with\n"
+          .. "that run's result (succeeded, failed and the exit code, running). -o wide\n"
+          .. "adds the last run's job id. With -o json or -o yaml: the API's cron job\n"
+          .. "objects (last_run included).",
         args = name_arg("cron", "Only this cron job"),
         examples = { { "prisn get cron", "The cron jobs of the default namespace" },
           { "prisn get cron backup -o wide", "One, with every column" },
