@@ -11,6 +11,7 @@
 -- name the argument, file or line, never its content: a value typed in the
 -- wrong place must not end up on the screen or in a terminal log.
 local envfile = require("prisn.envfile")
+local kinds = require("prisn.cli.kinds")
 local errors = require("prisn.error")
 local rules = require("prisn.secrets")
 
@@ -179,7 +180,8 @@ local function rotate_key(ctx)
   return 0
 end
 
-local NAME_ARG = { name = "NAME", summary = "The secret's name (lower-case letters, digits, '-')", required = true }
+local NAME_ARG = { name = "NAME", summary = "The secret's name (lower-case letters, digits, '-')", required = true,
+  complete = kinds.completer("secret") }
 
 return {
   {
