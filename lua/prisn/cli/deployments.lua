@@ -143,6 +143,8 @@ function M.list(ctx)
   return 0
 end
 
+--- How an instance last exited, for people: "code 3", "signal TERM",
+-- "oom_killed", or "-".
 local function exit_text(e)
   if type(e) ~= "table" then return "-" end
   if e.reason == "oom_killed" or e.reason == "failed_to_start" then return e.reason end
@@ -150,6 +152,8 @@ local function exit_text(e)
   if type(e.code) == "number" then return "code " .. e.code end
   return type(e.reason) == "string" and e.reason or "-"
 end
+
+M.exit_text = exit_text
 
 local function instance_rows(items, with_deployment)
   local rows = output.array({})

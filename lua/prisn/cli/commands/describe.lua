@@ -23,8 +23,7 @@ local function describe_one(kind_name)
     for _, item in ipairs(items) do
       if item[kind.key] == key then
         if kind_name == "instance" and ctx.globals.output == "text" then
-          item.last_exit = type(item.last_exit) == "table" and require("prisn.output.json").encode(item.last_exit)
-            :gsub("\n%s*", " ") or item.last_exit
+          item.last_exit = require("prisn.cli.deployments").exit_text(item.last_exit)
         end
         ctx.out:emit(item)
         if kind_name == "node" and ctx.globals.output == "text" and not ctx.globals.quiet then
