@@ -81,6 +81,17 @@ function M.main(fn, ...)
   return table.unpack(results, 1, results.n)
 end
 
+--- Closes every luv handle still open and runs the loop until their close
+-- callbacks have run. Call it before the Lua state closes: a close callback
+-- that runs while lua_close frees the state (luv's loop finalizer runs the
+-- loop once more) touches freed memory and crashes the process.
+function M.drain()
+  uv.walk(function(handle)
+    if not handle:is_closing() then handle:close() end
+  end)
+  while uv.run("nowait") do end
+end
+
 --- Runs a program and collects its output, inside a task. `opts.env` is a
 -- list of "K=V" (default: inherit), `opts.stdin` a string, `opts.timeout_ms`
 -- kills it after that long. Returns { code, signal, stdout, stderr } or

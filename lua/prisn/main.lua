@@ -83,18 +83,6 @@ local function dispatch(argv)
   return math.tointeger(status) or 0
 end
 
--- Closes every handle still open and lets the loop run their close
--- callbacks, so nothing of luv's outlives the Lua state (a close callback
--- running during lua_close would touch freed memory).
-local function drain_loop()
-  local uv = package.loaded.luv
-  if not uv then return end
-  uv.walk(function(handle)
-    if not handle:is_closing() then handle:close() end
-  end)
-  while uv.run("nowait") do end
-end
-
 --- Runs prisn with `argv` (argv[0] is the program). Returns the exit status;
 -- never raises for anything a user can cause.
 function M.run(argv)
@@ -103,7 +91,8 @@ function M.run(argv)
     if not errors.is(err) then traceback = debug.traceback(nil, 2) end
     return err
   end, argv)
-  drain_loop()
+  -- Nothing of luv's may outlive the Lua state (prisn.async.drain).
+  if package.loaded.luv then require("prisn.async").drain() end
   io.stdout:flush()
   if ok then return result end
   return report_error(result, traceback)

@@ -3,7 +3,7 @@
 --
 --   local m, err = manifest.load("prisn.lua")
 --   -- m = { deployments = { ... }, cronjobs = { ... } }, normalized
---   -- err = 'prisn.lua:12: deployments[2].replicas: expected an integer, got "3"'
+--   -- err = 'prisn.lua:12: deployments[2].replicas: must be a whole number from 0 to 1000, got "3"'
 --
 -- The file runs in the operator-code sandbox (prisn.sandbox):
 -- pure helpers and os.getenv only, no require, io or os.execute, under an
@@ -11,10 +11,12 @@
 -- entries with `deployment { ... }` and `cron { ... }`, which record the line
 -- they are called on, and/or returns { deployments = {...}, cronjobs = {...} }
 -- of plain tables (their line is found from their `name = "..."`), so every
--- error names the file line of the offending entry and the bad field.
+-- error names the file line of the offending entry and the bad field. The
+-- workload's fields (env, limits, isolation, port, ...) are checked by their
+-- declarations in prisn.exec.workload, as the flags and the API check them.
 local schema = require("prisn.schema")
 local units = require("prisn.units")
-local envfile = require("prisn.envfile")
+local fields = require("prisn.exec.workload")
 local sandbox = require("prisn.sandbox")
 local net_health = require("prisn.net.health")
 local human = require("prisn.cron.human")
@@ -26,28 +28,11 @@ local M = {}
 local NAME = { type = "string", required = true, pattern = "^[a-z0-9][a-z0-9-]*$",
   pattern_hint = "a name of lowercase letters, digits and dashes" }
 
-local function checker(parse)
-  return function(v)
-    local ok, err = parse(v)
-    if ok == nil then return nil, err end
-    return true
-  end
-end
-
-local DURATION = { type = { "string", "number" }, check = checker(units.parse_duration) }
-local SIZE = { type = { "string", "integer" }, check = checker(units.parse_size) }
-local ENV = { type = "table", strict = false, check = function(t)
-  for k, v in pairs(t) do
-    if not envfile.valid_key(k) then
-      return nil, string.format("%s is not a variable name", tostring(k))
-    end
-    if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
-      return nil, string.format("%s: expected a string, got %s", k, type(v))
-    end
-  end
+local DURATION = { type = { "string", "number" }, check = function(v)
+  local ok, err = units.parse_duration(v)
+  if ok == nil then return nil, err end
   return true
 end }
-local SECRETS = { type = "list", of = { type = "string" } }
 
 local HEALTH_TABLE = { type = "table", fields = {
   http = { type = "string", pattern = "^/", pattern_hint = "a path starting with /" },
@@ -56,35 +41,32 @@ local HEALTH_TABLE = { type = "table", fields = {
   failure_threshold = { type = "integer", check = function(n) return n >= 1 or nil, "must be at least 1" end },
 } }
 
-local function common(fields)
-  fields.name = NAME
-  fields.script = { type = "string", required = true }
-  fields.entry = { type = "string" }
-  fields.namespace = { type = "string" }
-  fields.env = ENV
-  fields.secrets = SECRETS
-  fields.memory, fields.disk = SIZE, SIZE
-  fields.cpu = { type = "number", check = function(n) return n > 0 or nil, "must be above 0" end }
-  fields.pids = { type = "integer", check = function(n) return n >= 1 or nil, "must be at least 1" end }
-  fields.isolation = { type = "integer", values = { 0, 1, 2, 3 } }
-  return { type = "table", fields = fields }
+-- The shape of a workload field: checked by its declaration, so that a bad
+-- value reads as it does on the command line and in the API.
+local function field_shape(name)
+  return { type = "any", check = function(v)
+    local _, problem = fields.normalize(name, v, { coerce = true })
+    if problem then return nil, (fields.message(problem, "manifest")) end
+    return true
+  end }
 end
 
-M.DEPLOYMENT = common({
-  port = { type = "integer", check = function(n) return (n >= 1 and n <= 65535) or nil, "must be 1-65535" end },
-  replicas = { type = "integer", check = function(n) return n >= 0 or nil, "cannot be negative" end },
-  health = { type = { "string", "table" } },
-  restart = { type = "string", values = { "always", "on-failure", "never" } },
-  hooks = { type = "list", of = { type = "string" } },
-})
+-- The shape of an entry of `kind`: the workload fields a manifest takes
+-- for it (prisn.exec.workload), and `own`.
+local function entry_shape(kind, own)
+  own.name = NAME
+  own.script = { type = "string", required = true }
+  own.entry = { type = "string" }
+  own.namespace = { type = "string" }
+  for _, name in ipairs(fields.names(kind, true)) do own[name] = field_shape(name) end
+  return { type = "table", fields = own }
+end
 
-M.CRONJOB = common({
+M.DEPLOYMENT = entry_shape("deployment", { health = { type = { "string", "table" } } })
+
+M.CRONJOB = entry_shape("cron", {
   schedule = { type = "string" }, every = { type = "string" }, at = { type = "string" }, on = { type = "string" },
   timezone = { type = "string" },
-  concurrency = { type = "string", values = { "allow", "forbid", "replace" } },
-  catch_up = { type = "boolean" },
-  keep_succeeded = { type = "integer" }, keep_failed = { type = "integer" },
-  timeout = DURATION,
 })
 
 -- Health is checked here (so an error names the file line) and sent as
@@ -101,26 +83,29 @@ local function normalize_health(h, path)
   return h
 end
 
-local function normalize_common(e, dir)
+-- The entry with its workload fields normalized (sizes in bytes, durations
+-- in seconds, env values strings), or nil and the problem with the disk.
+local function normalize_common(e, dir, kind, path)
   local out = {}
   for k, v in pairs(e) do out[k] = v end
   if out.script:sub(1, 1) ~= "/" then out.script = dir .. "/" .. out.script end
-  if e.env then
-    out.env = {}
-    for k, v in pairs(e.env) do out.env[k] = tostring(v) end
+  for _, name in ipairs(fields.names(kind, true)) do
+    out[name] = fields.normalize(name, e[name], { coerce = true })
   end
-  out.secrets = e.secrets or {}
-  out.memory = e.memory and units.parse_size(e.memory)
-  out.disk = e.disk and units.parse_size(e.disk)
+  out.secrets = out.secrets or {}
+  local _, problem = fields.disk_level(out.isolation, out.disk)
+  if problem then return nil, path .. ".disk: " .. fields.message(problem, "manifest") end
   return out
 end
 
 local function check_deployment(e, path, dir)
   local ok, err = schema.check(e, M.DEPLOYMENT, path)
   if not ok then return nil, err end
-  local out = normalize_common(e, dir)
-  out.replicas = e.replicas or 1
-  out.restart = e.restart or "always"
+  local out
+  out, err = normalize_common(e, dir, "deployment", path)
+  if not out then return nil, err end
+  out.replicas = out.replicas or 1
+  out.restart = out.restart or "always"
   out.health, err = normalize_health(e.health, path .. ".health")
   if err then return nil, err end
   return out
@@ -133,7 +118,9 @@ local function check_cronjob(e, path, dir)
     return nil, path .. ": give exactly one of schedule or every"
   end
   if (e.at or e.on) and not e.every then return nil, path .. ": at and on go with every" end
-  local out = normalize_common(e, dir)
+  local out
+  out, err = normalize_common(e, dir, "cron", path)
+  if not out then return nil, err end
   local expr = e.schedule
   if e.every then
     expr, err = human.normalize(e.every, { at = e.at, on = e.on })
@@ -145,10 +132,9 @@ local function check_cronjob(e, path, dir)
     return nil, path .. (e.schedule and ".schedule: " or ".every: ") .. err
   end
   out.schedule, out.every, out.at, out.on = compiled.expression, nil, nil, nil
-  out.timeout = e.timeout and units.parse_duration(e.timeout)
-  out.concurrency = e.concurrency or "forbid"
-  out.keep_succeeded, out.keep_failed = e.keep_succeeded or 10, e.keep_failed or 10
-  out.catch_up = e.catch_up or false
+  out.concurrency = out.concurrency or "forbid"
+  out.keep_succeeded, out.keep_failed = out.keep_succeeded or 10, out.keep_failed or 10
+  out.catch_up = out.catch_up or false
   return out
 end
 

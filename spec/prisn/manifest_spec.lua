@@ -59,10 +59,10 @@ deployment {
   name = "b", script = "b.py",
   replicas = "3",
 }]])
-    assert.equal('/srv/app/prisn.lua:3: deployments[2].replicas: expected an integer, got "3"', err)
+    assert.equal('/srv/app/prisn.lua:3: deployments[2].replicas: must be a whole number from 0 to 1000, got "3"', err)
     _, err = eval('return { deployments = {\n  { name = "x", script = "x.py" },\n'
       .. '  { name = "y", script = "y.py", port = 70000 },\n} }')
-    assert.equal("/srv/app/prisn.lua:3: deployments[2].port: must be 1-65535", err)
+    assert.equal("/srv/app/prisn.lua:3: deployments[2].port: must be a whole number from 1 to 65535, got 70000", err)
     _, err = eval('cron { name = "c", script = "c.sh", every = "7 minutes", timezone = "UTC" }')
     assert.matches("^/srv/app/prisn.lua:1: cronjobs%[1%].every: every 7 minutes does not divide", err)
     _, err = eval('\ncron { name = "c", script = "c.sh", schedule = "61 * * * *", timezone = "UTC" }')

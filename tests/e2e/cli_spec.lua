@@ -18,6 +18,18 @@ end
 describe("prisn CLI", function()
   after_each(h.cleanup)
 
+  it("exits cleanly from 'prisn lua' when the script calls os.exit(code, true) with handles closing", function()
+    -- The close callbacks of handles closed just before would run while the
+    -- Lua state is being freed: this crashed (SIGSEGV) before prisn lua
+    -- drained the loop first. busted exits this way when a test fails.
+    local code = "local uv = require('luv') for _ = 1, 200 do local t = uv.new_timer() "
+      .. "t:start(100000, 0, function() end) t:close(function() end) end os.exit(3, true)"
+    for _ = 1, 3 do
+      local r = h.prisn({ "lua", "-e", code })
+      assert.equal(3, r.code, r.stderr)
+    end
+  end)
+
   it("prints help with commands, global flags and exit codes", function()
     for _, args in ipairs({ {}, { "help" }, { "--help" } }) do
       local r = h.prisn(args)

@@ -2,6 +2,7 @@
 -- prints, loaded into the real shells, completing through the real binary
 -- (found on PATH as "prisn", as it will be once installed).
 local h = require("e2e.helper")
+local uv = require("luv")
 
 local bin_dir = h.bin:match("^(.*)/[^/]*$")
 
@@ -43,6 +44,13 @@ local function sorted(list)
   return list
 end
 
+-- The values prisn offers for -o, in its order: what every shell must show.
+local function formats()
+  local values = lines(h.prisn({ "__complete", "--", "-o", "" }).stdout)
+  table.remove(values)
+  return values
+end
+
 describe("prisn __complete", function()
   after_each(h.cleanup)
 
@@ -56,7 +64,14 @@ describe("prisn __complete", function()
   it("completes the values of -o for an empty word", function()
     local r = h.prisn({ "__complete", "--", "-o", "" })
     assert.equal(0, r.code)
-    assert.equal("text\nwide\njson\nyaml\n:none\n", r.stdout)
+    local got = lines(r.stdout)
+    assert.equal(":none", table.remove(got))
+    local set = {}
+    for _, v in ipairs(got) do
+      assert.matches("^%l+$", v)
+      set[v] = true
+    end
+    assert.is_true(set.text and set.json and set.yaml)
   end)
 
   it("asks for file names after 'lua'", function()
@@ -142,13 +157,12 @@ printf '%s\n' "${COMPREPLY[@]}"
   end)
 
   it("completes 'prisn -o <TAB>' to the output formats", function()
-    assert.same({ "json", "text", "wide", "yaml" }, sorted(complete_bash("prisn -o ", { "prisn", "-o", "" })))
+    assert.same(sorted(formats()), sorted(complete_bash("prisn -o ", { "prisn", "-o", "" })))
   end)
 
   it("completes --output=j although bash splits the word at '='", function()
     assert.same({ "json" }, complete_bash("prisn --output=j", { "prisn", "--output", "=", "j" }))
-    assert.same({ "json", "text", "wide", "yaml" },
-      sorted(complete_bash("prisn --output=", { "prisn", "--output", "=" })))
+    assert.same(sorted(formats()), sorted(complete_bash("prisn --output=", { "prisn", "--output", "=" })))
   end)
 
   it("completes flags after the command", function()
@@ -210,15 +224,17 @@ compdef() { print -r -- "compdef $*"; }
 _describe() { print -rl -- "${(@P)4}"; }
 _files() { print -r -- "_files $*"; }
 source "$1"
-words=(prisn vers); CURRENT=2; _prisn
-words=(prisn -o ''); CURRENT=3; _prisn
-words=(prisn lua ''); CURRENT=3; _prisn
+words=(prisn vers); CURRENT=2; PREFIX=vers; _prisn
+words=(prisn -o ''); CURRENT=3; PREFIX=; _prisn
+words=(prisn lua ''); CURRENT=3; PREFIX=; _prisn
 ]], "zsh", path }, { env = shell_env() })
     assert.equal(0, r.code, r.stderr)
     local got = lines(r.stdout)
     assert.equal("compdef _prisn prisn", got[1])
     assert.matches("^version:Show ", got[2])
-    assert.same({ "text", "wide", "json", "yaml", "_files " }, { got[3], got[4], got[5], got[6], got[7] })
+    local want = formats()
+    want[#want + 1] = "_files "
+    assert.same(want, { table.unpack(got, 3) })
   end)
 end)
 
@@ -248,8 +264,11 @@ complete -C 'prisn --output=y'
     assert.equal(0, r.code, r.stderr)
     local got = lines(r.stdout)
     assert.matches("^version\tShow ", got[1])
-    assert.same({ "==", "json", "text", "wide", "yaml", "==", "--output=yaml" },
-      { got[2], got[3], got[4], got[5], got[6], got[7], got[8] })
+    local want = sorted(formats())
+    table.insert(want, 1, "==")
+    want[#want + 1] = "=="
+    want[#want + 1] = "--output=yaml"
+    assert.same(want, { table.unpack(got, 2) })
   end)
 end)
 
@@ -271,5 +290,241 @@ $errors = $null
 if ($errors.Count -gt 0) { $errors | ForEach-Object { [Console]::Error.WriteLine($_.ToString()) }; exit 1 }
 ]] }, { env = shell_env() })
     assert.equal(0, r.code, r.stderr)
+  end)
+end)
+
+-- The shells as a user has them: bash (with and without the bash-completion
+-- package) and zsh run interactively in a pseudo-terminal (script(1)), with
+-- keys typed into their line editor; a key bound to a capture function
+-- writes the edited line to a file, so what TAB did is read back exactly.
+-- TAB completes; ^Y inserts every candidate (readline's insert-completions,
+-- zsh's _all_matches). fish answers `complete -C LINE` with the same
+-- machinery its TAB uses. A server runs with deployment web in the default
+-- namespace and api in namespace team-a, for the live names.
+describe("completion in real shells", function()
+  local script_bin, zsh, fish = which("script"), which("zsh"), which("fish")
+  local env, work, scripts
+
+  -- Whether the command tree declares the completer of `what`: "namespace"
+  -- (the -n flag's) or a command's first argument's. Live names come from
+  -- completers in the declarations; "scale" stands for all of a verb's.
+  local function declares(what)
+    local probe = work .. "/probe.lua"
+    h.write(probe, [[
+local root = require("prisn.cli").root()
+local want = ...
+if want == "namespace" then
+  for _, f in ipairs(root.flags) do if f.name == "namespace" and f.complete then print("yes") end end
+else
+  for _, c in ipairs(root.subcommands) do
+    if c.name == want and c.args and c.args[1] and type(c.args[1].complete) == "function" then print("yes") end
+  end
+end
+]])
+    return h.prisn({ "lua", probe, what }).stdout == "yes\n"
+  end
+
+  -- Starts `command` in a pseudo-terminal; once the shell's startup has
+  -- written `ready`, types `keys` and "exit". Returns the lines captured in
+  -- `out` and what the terminal showed (for failure messages).
+  local function type_into(command, shell_env_, keys)
+    local ready, out = work .. "/ready", work .. "/out"
+    os.remove(ready)
+    os.remove(out)
+    local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
+    local shown, exited = {}, false
+    local env_list = {}
+    for k, v in pairs(shell_env_) do env_list[#env_list + 1] = k .. "=" .. v end
+    local handle
+    handle = assert(uv.spawn(script_bin, { args = { "-qfec", command, "/dev/null" }, env = env_list,
+      cwd = work, stdio = { stdin, stdout, stderr } }, function()
+        exited = true
+        handle:close()
+      end))
+    local function keep(_, data) if data then shown[#shown + 1] = data end end
+    stdout:read_start(keep)
+    stderr:read_start(keep)
+    local function wait(pred, ms)
+      local deadline = uv.now() + ms
+      while not pred() and uv.now() < deadline do
+        uv.run("nowait")
+        uv.sleep(20)
+        uv.update_time()
+      end
+      return pred()
+    end
+    local started = wait(function() return h.read(ready) ~= nil end, 15000)
+    if started then stdin:write(keys .. "exit\r") end
+    if not wait(function() return exited end, 30000) then handle:kill("sigkill") end
+    wait(function() return exited end, 5000)
+    for _, pipe in ipairs({ stdin, stdout, stderr }) do pipe:close() end
+    uv.run("nowait")
+    assert(started, "the shell did not start: " .. table.concat(shown))
+    return lines(h.read(out) or ""), table.concat(shown)
+  end
+
+  -- Each of `typed` followed by the capture key (^T).
+  local function keys_of(typed)
+    local parts = {}
+    for _, t in ipairs(typed) do parts[#parts + 1] = t .. "\20" end
+    return table.concat(parts)
+  end
+
+  local function bash_lines(typed, with_package)
+    local rc = work .. "/bashrc"
+    h.write(rc, table.concat({
+      "PS1='$ '",
+      with_package and "source /usr/share/bash-completion/bash_completion" or "",
+      "source " .. scripts.bash,
+      [[_cap() { printf '[%s]\n' "$READLINE_LINE" >> out; READLINE_LINE=; READLINE_POINT=0; }]],
+      [[bind -x '"\C-t": _cap']],
+      [[bind '"\C-y": insert-completions']],
+      "touch ready", "" }, "\n"))
+    return type_into("bash --noprofile --rcfile " .. rc .. " -i", env, keys_of(typed))
+  end
+
+  local function zsh_lines(typed)
+    h.write(work .. "/zdot/.zshrc", table.concat({
+      "PS1='$ '",
+      "fpath=(" .. scripts.zsh_dir .. " $fpath)",
+      "autoload -Uz compinit && compinit -u -D",
+      "zle -C all-matches complete-word _generic",
+      "bindkey '^Y' all-matches",
+      "zstyle ':completion:all-matches:*' completer _all_matches _complete",
+      "zstyle ':completion:all-matches:*' insert true",
+      [[_cap() { print -r -- "[$BUFFER]" >> out; BUFFER=; }]],
+      "zle -N _cap", "bindkey '^T' _cap",
+      "touch ready", "" }, "\n"))
+    local zenv = {}
+    for k, v in pairs(env) do zenv[k] = v end
+    zenv.ZDOTDIR = work .. "/zdot"
+    return type_into("zsh -i", zenv, keys_of(typed))
+  end
+
+  local function fish_complete(line)
+    local r = h.run(fish, { "--no-config", "-c", "source $argv[1]; complete -C $argv[2]", scripts.fish, line },
+      { env = env, cwd = work })
+    assert.equal(0, r.code, r.stderr)
+    local values = {}
+    for _, l in ipairs(lines(r.stdout)) do values[#values + 1] = l:match("^[^\t]*") end
+    return values
+  end
+
+  -- What every shell must make of each line: { typed, bash/zsh line after, fish's candidates }.
+  local STATIC = {
+    { "prisn sc\t", "[prisn scale ]", { "scale" } },
+    { "prisn -o \25", "(set in setup: every format)" },
+    { "prisn get deploy -o y\t", "[prisn get deploy -o yaml ]", { "yaml" } },
+    { "prisn --output=j\t", "[prisn --output=json ]", { "--output=json" } },
+    { "prisn lua scr\t", "[prisn lua script.lua ]", { "script.lua" } },
+    -- The shell's quoting is not part of the word prisn completes.
+    { "prisn lua 'scr\t", "[prisn lua 'script.lua' ]", { "script.lua" } },
+    -- zsh does not split the word at "=": it replaces all of it, quote included.
+    { "prisn --output='j\t", "[prisn --output='json' ]", { "--output=json" }, zsh = "[prisn --output=json ]" },
+  }
+  local LIVE = {
+    { "prisn scale w\t", "[prisn scale web ]", { "web" }, "scale" },
+    { "prisn -n team-a scale a\t", "[prisn -n team-a scale api ]", { "api" }, "scale" },
+    { "prisn get deploy -n te\t", "[prisn get deploy -n team-a ]", { "team-a" }, "namespace" },
+    { "prisn scale \"w\t", "[prisn scale \"web\" ]", { "web" }, "scale" },
+    { "prisn -n 'team-a' get deploy \25", "[prisn -n 'team-a' get deploy api ]", { "api" }, "scale" },
+  }
+
+  setup(function()
+    work = h.tempdir("prisn-shells")
+    STATIC[2][3] = sorted(formats())
+    STATIC[2][2] = "[prisn -o " .. table.concat(STATIC[2][3], " ") .. " ]"
+    local home = h.tempdir("prisn-shell-home")
+    env = h.env({ PATH = bin_dir .. ":/usr/bin:/bin", HOME = home, XDG_CONFIG_HOME = home .. "/.config",
+      XDG_DATA_HOME = home .. "/.local/share", TERM = "dumb", SHELL = "/bin/sh" })
+    scripts = { bash = script_file("bash", "prisn.bash"), fish = script_file("fish", "prisn.fish") }
+    scripts.zsh_dir = script_file("zsh", "_prisn"):match("^(.*)/")
+    assert(io.open(work .. "/script.lua", "w")):close()
+    assert(os.execute("mkdir -p '" .. work .. "/zdot'"))
+    h.write(work .. "/svc.sh", "exec sleep 600\n")
+    local function ok(args)
+      local r = h.prisn(args, { env = env })
+      assert(r.code == 0, table.concat(args, " ") .. ": " .. r.stderr)
+    end
+    ok({ "server", "start", "-q" })
+    ok({ "deploy", work .. "/svc.sh", "--name", "web", "--isolation", "0", "-q" })
+    ok({ "deploy", work .. "/svc.sh", "--name", "api", "-n", "team-a", "--isolation", "0", "-q" })
+  end)
+
+  teardown(function()
+    h.stop_server(env)
+    for _, pid in ipairs(h.recorded_pids(env.PRISN_HOME)) do
+      if h.alive(pid) then uv.kill(-pid, "sigkill") end
+    end
+    h.cleanup()
+  end)
+
+  -- Runs the cases through `complete_lines` (a shell), one session for all.
+  local function check_line_editor(complete_lines, shell)
+    local typed, want = {}, {}
+    for _, case in ipairs(STATIC) do
+      typed[#typed + 1], want[#want + 1] = case[1], case[shell] or case[2]
+    end
+    local live = {}
+    for _, case in ipairs(LIVE) do
+      if declares(case[4]) then
+        typed[#typed + 1], want[#want + 1] = case[1], case[2]
+      else
+        live[#live + 1] = case[1]
+      end
+    end
+    local got, shown = complete_lines(typed)
+    assert.same(want, got, shown)
+    return live
+  end
+
+  local function pending_live(missing)
+    if #missing > 0 then
+      pending("no completer declared on this build for: " .. table.concat(missing, ", "):gsub("\t", "<TAB>"))
+    end
+  end
+
+  it("bash with the bash-completion package completes commands, values, files and live names", function()
+    if not script_bin then pending("script(1) not installed (util-linux)") return end
+    if not h.read("/usr/share/bash-completion/bash_completion") then pending("bash-completion not installed") return end
+    pending_live(check_line_editor(function(typed) return bash_lines(typed, true) end))
+  end)
+
+  it("bash without the bash-completion package does the same", function()
+    if not script_bin then pending("script(1) not installed (util-linux)") return end
+    pending_live(check_line_editor(function(typed) return bash_lines(typed, false) end))
+  end)
+
+  it("zsh with compinit completes commands, values, files and live names", function()
+    if not script_bin or not zsh then pending("zsh or script(1) not installed") return end
+    pending_live(check_line_editor(zsh_lines, "zsh"))
+  end)
+
+  it("fish says nothing when prisn is not on PATH (an uninstalled prisn's script)", function()
+    if not fish then pending("fish not installed") return end
+    local bare = {}
+    for k, v in pairs(env) do bare[k] = v end
+    bare.PATH = "/usr/bin:/bin"
+    local r = h.run(fish, { "--no-config", "-c", "source $argv[1]; complete -C 'prisn sc'", scripts.fish },
+      { env = bare, cwd = work })
+    assert.equal(0, r.code)
+    assert.equal("", r.stderr)
+    assert.equal("", r.stdout)
+  end)
+
+  it("fish completes commands, values, files and live names", function()
+    if not fish then pending("fish not installed") return end
+    local missing = {}
+    for _, case in ipairs(STATIC) do
+      assert.same(case[3], sorted(fish_complete((case[1]:gsub("[\t\25]$", "")))), case[1])
+    end
+    for _, case in ipairs(LIVE) do
+      if declares(case[4]) then
+        assert.same(case[3], fish_complete((case[1]:gsub("[\t\25]$", ""))), case[1])
+      else
+        missing[#missing + 1] = case[1]
+      end
+    end
+    pending_live(missing)
   end)
 end)

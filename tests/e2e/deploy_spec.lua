@@ -513,7 +513,7 @@ cron { name = "tick", script = "tick.sh", every = "hour", timezone = "UTC", isol
       .. 'deployment { name = "y", script = "sleep.sh", replicas = -1 }\n')
     r = prisn({ "deploy", "-f", dir .. "/bad.lua" })
     assert.equal(1, r.code)
-    assert.matches("bad.lua:2: deployments%[2%]%.replicas: cannot be negative", r.stderr)
+    assert.matches("bad.lua:2: deployments%[2%]%.replicas: must be a whole number from 0 to 1000, got %-1", r.stderr)
     assert.equal(1, #json({ "get", "deploy", "-o", "json" }))
 
     local before = {}

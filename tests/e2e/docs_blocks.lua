@@ -17,6 +17,10 @@
 --   ```console skip: REASON   (or ```sh skip: REASON) not run; the spec prints
 --                   each such block with its reason, so none is skipped silently.
 --
+--   ```lua file: NAME  (any language) the block is written to NAME in the
+--                   page's folder, for the blocks after it: the file a page
+--                   shows is the file its commands use.
+--
 -- Blocks of other languages (lua, python, text, ...) are not commands. A
 -- fence without an info string is an error: every block says what it is.
 --
@@ -24,16 +28,17 @@
 -- (PATH starts with a folder holding `prisn`, the binary under test; a
 -- temporary PRISN_HOME). Each command runs in a bash of its own, so a shell
 -- variable or a `cd` lasts for one command (a page joins them with && when
--- it needs both). Ports a page shows for its services (8080, 8081) are
+-- it needs both). Ports a page shows for its services (8000, 8080, 8081) are
 -- swapped for free ones in the commands and in the output, so parallel tests
--- never collide.
+-- never collide; so are the system folders a page writes to (/backup/prisn,
+-- /usr/local/bin), for temporary ones (run_page's `swaps`).
 local h = require("e2e.helper")
 local uv = require("luv")
 
 local M = {}
 
 -- The service ports a page may show; each is replaced by a free port.
-M.PAGE_PORTS = { "8080", "8081" }
+M.PAGE_PORTS = { "8000", "8080", "8081" }
 
 local COMMAND_TIMEOUT_MS = 120000
 
@@ -44,21 +49,49 @@ function M.parse(text, name)
   local n = 0
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1
-    local fence, info = line:match("^(```+)%s*(.-)%s*$")
+    -- A fence may be indented, inside a list item; its lines lose that indent.
+    local indent, fence, info = line:match("^( *)(```+)%s*(.-)%s*$")
     if fence and not current then
       assert(info ~= "", string.format("%s:%d: a fenced block without a language", name or "?", n))
       local kind, rest = info:match("^(%S+)%s*(.*)$")
-      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), body = {}, line = n }
+      current = { kind = kind, skip = rest:match("^skip:%s*(.+)$"), file = rest:match("^file:%s*(%S+)$"),
+        body = {}, line = n, indent = #indent }
     elseif fence and current then
       current.body = table.concat(current.body, "\n")
       list[#list + 1] = current
       current = nil
     elseif current then
-      current.body[#current.body + 1] = line
+      current.body[#current.body + 1] = line:sub(1, current.indent):match("^ *$") and line:sub(current.indent + 1)
+        or line
     end
   end
   assert(not current, (name or "?") .. ": a fenced block is not closed")
   return list
+end
+
+--- The indented code blocks of `text` (Markdown's other kind, which says
+--- nothing of what it holds, so no runner could tell a command from output):
+--- the line numbers where one starts. A line indented 4 more than the text
+--- around it (6 inside a list item), after a blank line, outside a fence.
+function M.indented_blocks(text)
+  local found, n = {}, 0
+  local in_fence, blank_before, in_list = false, true, false
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:match("^ *```") then
+      in_fence = not in_fence
+    elseif not in_fence then
+      local spaces = #line:match("^( *)")
+      if line:match("^%s*$") then
+        blank_before = true
+      else
+        if blank_before and spaces >= (in_list and 6 or 4) then found[#found + 1] = n end
+        if spaces == 0 then in_list = line:match("^[-*] ") or line:match("^%d+%. ") end
+        blank_before = false
+      end
+    end
+  end
+  return found
 end
 
 --- The commands of a console block: { { command, expected = {lines} } }.
@@ -90,10 +123,15 @@ end
 
 -- An expected line as an anchored Lua pattern ("..." is any text).
 local function line_pattern(line)
-  local parts = {}
-  for piece in (line .. "..."):gmatch("(.-)%.%.%.") do
-    parts[#parts + 1] = piece:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  local parts, from = {}, 1
+  local function literal(piece) return (piece:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+  while true do
+    local at, to = line:find("...", from, true)
+    if not at then break end
+    parts[#parts + 1] = literal(line:sub(from, at - 1))
+    from = to + 1
   end
+  parts[#parts + 1] = literal(line:sub(from)) -- a line ending in "." keeps it
   return "^" .. table.concat(parts, ".-") .. "$"
 end
 
@@ -138,7 +176,11 @@ end
 -- `text` with the page's ports swapped for the run's.
 local function swap_ports(text, ports)
   for shown, real in pairs(ports) do
-    text = text:gsub("%f[%d]" .. shown .. "%f[%D]", real)
+    if shown:match("^%d+$") then
+      text = text:gsub("%f[%d]" .. shown .. "%f[%D]", real)
+    else -- a folder: swapped where a path starts with it
+      text = text:gsub("%f[%w_./-]" .. shown:gsub("%p", "%%%0") .. "%f[^%w_.-]", (real:gsub("%%", "%%%%")))
+    end
   end
   return text
 end
@@ -192,13 +234,19 @@ end
 --- Runs the blocks of the page at `path` (shown as `name`) in `cwd` with
 --- `env`. Returns the problems (strings; none when every block did what
 --- the page says) and the skipped blocks ("name:line: reason").
-function M.run_page(path, name, env, cwd)
+--- `swaps` maps more of what the page shows to what this run has: absolute
+--- folders the page writes to (`/backup/prisn`) to temporary ones, the
+--- server's port (`7433`) to the one it got; swapped like the ports.
+function M.run_page(path, name, env, cwd, swaps)
   local problems, skipped = {}, {}
   local ports = {}
+  for shown, real in pairs(swaps or {}) do ports[shown] = real end
   for _, shown in ipairs(M.PAGE_PORTS) do ports[shown] = M.free_port() end
   for _, block in ipairs(M.parse(assert(h.read(path), "cannot read " .. path), name)) do
     local where = name .. ":" .. block.line
-    if block.kind ~= "console" and block.kind ~= "sh" then -- luacheck: ignore 542
+    if block.file then
+      h.write(cwd .. "/" .. block.file, swap_ports(block.body, ports) .. "\n")
+    elseif block.kind ~= "console" and block.kind ~= "sh" then -- luacheck: ignore 542
       -- not a command: Lua, Python, text, ...
     elseif block.skip then
       skipped[#skipped + 1] = where .. ": " .. block.skip

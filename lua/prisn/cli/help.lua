@@ -117,6 +117,18 @@ function M.root_help(root)
   return table.concat(out, "\n") .. "\n"
 end
 
+--- The examples `cmd`'s help shows: its own, or for a group without any
+--- (`prisn server`), the first example of each visible subcommand, so every
+--- help page a user can reach shows a command to copy.
+function M.examples(cmd)
+  if cmd.examples and #cmd.examples > 0 then return cmd.examples end
+  local list = {}
+  for _, sub in ipairs(cmd.subcommands or {}) do
+    if not sub.hidden and sub.examples and sub.examples[1] then list[#list + 1] = sub.examples[1] end
+  end
+  return list
+end
+
 --- Help for one command (`prisn help CMD`, `prisn CMD --help`).
 function M.command_help(cmd, path, root)
   local out = { path_string(path) .. " - " .. cmd.summary, "", "Usage:", "  " .. M.usage(cmd, path) }
@@ -151,10 +163,11 @@ function M.command_help(cmd, path, root)
     out[#out + 1] = "Global flags:"
     out[#out + 1] = columns(flag_rows(root.flags))
   end
-  if cmd.examples and #cmd.examples > 0 then
+  local examples = M.examples(cmd)
+  if #examples > 0 then
     out[#out + 1] = ""
     out[#out + 1] = "Examples:"
-    for _, ex in ipairs(cmd.examples) do
+    for _, ex in ipairs(examples) do
       out[#out + 1] = "  # " .. ex[2]
       out[#out + 1] = "  " .. ex[1]
     end

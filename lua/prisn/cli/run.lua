@@ -69,7 +69,7 @@ end
 function M.submit(ctx, opts)
   local c = client.connect(ctx)
   local dir = opts.script:match("^(.*)/[^/]*$")
-  local hash = workload.upload(c, dir, "a detached script")
+  local hash = workload.upload(c, dir, "a detached script", ctx.flags.include)
   local env = {}
   for k, v in pairs(opts.env) do env[k] = v end
   local run_limits = opts.limits or {}
@@ -156,6 +156,7 @@ end
 function M.handler(ctx)
   local flags, args = ctx.flags, ctx.args
   local cwd = uv.cwd()
+  workload.check_flags(flags, { "timeout", "grace" })
   local script, code, script_args = script_or_code(flags, args, cwd)
   local run_dir = run_dir_of(flags, cwd)
   local run_limits, lerr, lhint = limits.check({ memory = flags.memory, cpu = flags.cpu, pids = flags.pids })

@@ -20,6 +20,7 @@
 local luv = require("luv")
 local errors = require("prisn.error")
 local rootfs = require("prisn.exec.rootfs")
+local fields = require("prisn.exec.workload")
 
 local M = {}
 
@@ -82,16 +83,13 @@ function M.probe(deps)
   return result
 end
 
---- Checks a requested level (nil: the default). Returns level, explicit
--- (bool), or raises a usage prisn.error for a level that is not 0..3 or not
--- implemented.
+--- Checks a requested level from the command line (nil: the default).
+-- Returns level, explicit (bool), or raises a usage prisn.error for a level
+-- that is not 0..3 (the rule is prisn.exec.workload's) or not implemented.
 function M.check(level)
   if level == nil then return nil, false end
-  local n = math.tointeger(tonumber(level))
-  if not n or n < 0 or n > 3 then
-    errors.usage(string.format("--isolation must be 0, 1, 2 or 3, got '%s'", tostring(level)),
-      "0 none, 1 process (default), 2 filesystem, 3 network")
-  end
+  local n, problem = fields.normalize("isolation", level)
+  if problem then errors.usage(fields.message(problem, "flag")) end
   if not M.IMPLEMENTED[n] then
     errors.raise("ENOTSUP", "isolation level " .. n .. " (filesystem) is not implemented yet",
       { hint = "use --isolation 1 (process) or 3 (process + network)", status = 2 })
@@ -99,23 +97,17 @@ function M.check(level)
   return n, true
 end
 
-M.MIN_DISK = 1024 * 1024
-M.MAX_DISK = require("prisn.units").MAX_SIZE
+M.MIN_DISK = fields.MIN_DISK
+M.MAX_DISK = fields.MAX_DISK
 
 --- Checks --disk (bytes or nil) against a checked level (nil: the default).
 -- --disk bounds the writable places of the level-2 root, so it needs level
 -- 2 or 3 and makes the default 2. Returns the level; raises a usage error.
 function M.check_disk(level, disk)
-  if disk == nil then return level end
-  if math.type(disk) ~= "integer" or disk < M.MIN_DISK or disk > M.MAX_DISK then
-    errors.usage("--disk must be a size from 1M to 8P, got " .. tostring(disk),
-      "sizes without a unit are bytes: --disk 100M")
-  end
-  if level == nil then return 2 end
-  if level < 2 then
-    errors.usage("--disk needs isolation level 2 or 3, got --isolation " .. level,
-      "the size bound is a tmpfs in the workload's own root: use --isolation 2, or drop --isolation")
-  end
+  local problem
+  disk, problem = fields.normalize("disk", disk)
+  if not problem then level, problem = fields.disk_level(level, disk) end
+  if problem then errors.usage(fields.message(problem, "flag")) end
   return level
 end
 

@@ -40,8 +40,7 @@ function M.take(home, id)
   local claim = sys.claim(M.claim_name(home, id))
   if claim then return { claim = claim } end
   if claim == false then return nil, true end
-  uv.fs_mkdir(home .. "/run", tonumber("700", 8))
-  uv.fs_mkdir(home .. "/run/jobs", tonumber("700", 8))
+  fs.mkdir_p(home .. "/run/jobs", tonumber("700", 8))
   local fd = sys.lock(lock_path(home, id))
   if fd == false then return nil, true end
   if not fd then return nil end

@@ -17,6 +17,7 @@
 --   * Cleanup always: when the workload ends (or times out, or prisn errs),
 --     everything left in the cgroup is SIGKILLed and the directories removed.
 local units = require("prisn.units")
+local fields = require("prisn.exec.workload")
 local fs = require("prisn.fs")
 local cgroup = require("prisn.core.cgroup")
 local async = require("prisn.async")
@@ -24,67 +25,43 @@ local luv = require("luv")
 
 local M = {}
 
-M.MIN_MEMORY = 1024 * 1024 -- a smaller limit is a unit mistake ("--memory 64")
-M.MAX_MEMORY = units.MAX_SIZE
-M.MIN_CPU = 0.01           -- 1 ms of every 100 ms period, the kernel's floor
-M.MAX_CPU = 1024
-M.MAX_PIDS = 4194304       -- the kernel's PID_MAX_LIMIT; pids.max refuses more
+M.MIN_MEMORY = fields.MIN_MEMORY -- the ranges are the workload's fields' (prisn.exec.workload)
+M.MAX_MEMORY = fields.MAX_MEMORY
+M.MIN_CPU = fields.MIN_CPU
+M.MAX_CPU = fields.MAX_CPU
+M.MAX_PIDS = fields.MAX_PIDS
 M.PARENT = "prisn"         -- directory under each hierarchy's mount
 M.KILL_WAIT_MS = 2000      -- how long cleanup waits for killed processes to go
 M.RMDIR_WAIT_MS = 1000     -- and for the kernel to let the directories go
 
 local warned = false -- the fallback note is said once per prisn process
 
---- Checks a limits table { memory = bytes, cpu = cores, pids = n }; every
--- field optional. Returns the normalized table, or false when no limit is
--- asked, or nil, message, hint for a value that makes no sense.
-function M.check(limits)
+-- Checks the limits in `limits` (memory, cpu, pids; every one optional),
+-- naming a bad one as `channel` does (prisn.exec.workload.message).
+local function check_as(limits, channel)
   if not limits then return false end
   local out, any = {}, false
-  local memory, cpu, pids = limits.memory, limits.cpu, limits.pids
-  if memory ~= nil then
-    if math.type(memory) ~= "integer" or memory < M.MIN_MEMORY or memory > M.MAX_MEMORY then
-      return nil, string.format("--memory must be a size from 1M to %s, got %s", units.format_size(M.MAX_MEMORY),
-        tostring(memory)), "sizes without a unit are bytes: write --memory 256M"
-    end
-    out.memory, any = memory, true
-  end
-  if cpu ~= nil then
-    if type(cpu) ~= "number" or cpu ~= cpu or cpu < M.MIN_CPU or cpu > M.MAX_CPU then
-      return nil, string.format("--cpu is a number of cores from %g to %d, got %s", M.MIN_CPU, M.MAX_CPU,
-        tostring(cpu)), "for half a core: --cpu 0.5"
-    end
-    out.cpu, any = cpu, true
-  end
-  if pids ~= nil then
-    if math.type(pids) ~= "integer" or pids < 1 or pids > M.MAX_PIDS then
-      return nil, string.format("--pids must be a whole number from 1 to %d, got %s", M.MAX_PIDS, tostring(pids)),
-        "the script itself counts: --pids 100"
-    end
-    out.pids, any = pids, true
+  for _, name in ipairs({ "memory", "cpu", "pids" }) do
+    local v, problem = fields.normalize(name, limits[name])
+    if problem then return nil, fields.message(problem, channel) end
+    if v ~= nil then out[name], any = v, true end
   end
   return any and out or false
 end
 
+--- Checks a limits table { memory = bytes, cpu = cores, pids = n } from
+-- the command line; every field optional. Returns the normalized table, or
+-- false when no limit is asked, or nil, message, hint for a value that
+-- makes no sense (the message names the flag: "--cpu is a number ...").
+function M.check(limits)
+  return check_as(limits, "flag")
+end
+
 --- Limits from a JSON job spec, where numbers arrive as floats and a size
 -- may be a string: { memory = 67108864 | "64M", cpu = 0.5, pids = 32 }.
--- Returns what M.check returns.
+-- Returns what M.check returns, the message naming the field ("cpu is ...").
 function M.from_spec(spec)
-  local memory, cpu, pids = spec.memory, spec.cpu, spec.pids
-  if type(memory) == "string" then
-    local bytes, err = units.parse_size(memory)
-    if not bytes then return nil, "memory: " .. err end
-    memory = bytes
-  elseif type(memory) == "number" then
-    memory = math.tointeger(memory) or memory
-  elseif memory ~= nil then
-    return nil, "memory must be a size like \"256M\" or a number of bytes"
-  end
-  if type(cpu) == "string" then cpu = tonumber(cpu) or cpu end
-  if type(pids) == "number" then pids = math.tointeger(pids) or pids end
-  local limits, err, hint = M.check({ memory = memory, cpu = cpu, pids = pids })
-  if limits == nil then return nil, (err:gsub("^%-%-", "")), hint end
-  return limits
+  return check_as(spec, "api")
 end
 
 --- A one-line description: "memory 64M, cpu 0.25, pids 32".

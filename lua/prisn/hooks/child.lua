@@ -131,6 +131,20 @@ function M.list(file, text, names)
   return found
 end
 
+-- The outcome as one line of JSON, "result" first and the other fields by
+-- name: the server reads it and docs/HOOKS.md shows it, so it must not
+-- depend on a table's hash order.
+local function outcome_line(outcome)
+  local keys = {}
+  for k in pairs(outcome) do
+    if k ~= "result" then keys[#keys + 1] = tostring(k) end
+  end
+  table.sort(keys)
+  local parts = { cjson.encode("result") .. ":" .. cjson.encode(outcome.result) }
+  for _, k in ipairs(keys) do parts[#parts + 1] = cjson.encode(k) .. ":" .. cjson.encode(outcome[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
 --- The `prisn __hook` command: reads the event from stdin, runs, writes
 -- the outcome. Returns the exit status (0 unless the hook failed).
 function M.main(file, hook, limit_ms)
@@ -148,7 +162,7 @@ function M.main(file, hook, limit_ms)
     local ran, result = pcall(M.run, file, text, hook, event, { limit_ms = limit_ms })
     outcome = ran and result or { result = "failed", message = tostring(result) }
   end
-  io.stdout:write(cjson.encode(outcome), "\n")
+  io.stdout:write(outcome_line(outcome), "\n")
   io.stdout:flush()
   return outcome.result == "failed" and 1 or 0
 end

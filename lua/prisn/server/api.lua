@@ -26,6 +26,7 @@ local cjson = require("cjson")
 local errors = require("prisn.error")
 local store = require("prisn.store")
 local units = require("prisn.units")
+local workload = require("prisn.exec.workload")
 
 local M = {}
 
@@ -102,18 +103,7 @@ end
 
 --- A request value as an error message shows it: numbers as JSON writes
 -- them (NaN and the infinities by name), strings quoted and cut short.
-function M.show(v)
-  if type(v) == "number" then
-    if v ~= v then return "NaN" end
-    if v == math.huge or v == -math.huge then return (v > 0 and "" or "-") .. "Infinity" end
-    return math.type(v) == "integer" and tostring(v) or string.format("%.14g", v)
-  end
-  if type(v) == "string" then
-    return string.format("%q", #v > 40 and (v:sub(1, 40) .. "...") or v)
-  end
-  if v == cjson.null then return "null" end
-  return type(v) == "table" and "an object" or tostring(v)
-end
+M.show = workload.show
 
 local function absent(v) return v == nil or v == cjson.null end
 

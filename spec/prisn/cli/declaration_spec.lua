@@ -40,6 +40,28 @@ describe("command declarations", function()
     end)
   end)
 
+  -- What a user sees, not only what is declared: a group (`prisn server`)
+  -- has no handler and no examples of its own, and its help must still show
+  -- a command to copy.
+  it("show at least one example in the --help of every visible command and group", function()
+    local help = require("prisn.cli.help")
+    local missing, checked = {}, 0
+    walk(cli.root(), {}, function(cmd, path)
+      if cmd.hidden then return end
+      checked = checked + 1
+      local name = "prisn " .. table.concat(path, " ")
+      local text = help.command_help(cmd, path, cli.root())
+      local block = text:match("\nExamples:\n(.-)\n\n") or text:match("\nExamples:\n(.*)$") or ""
+      local runs = false
+      for line in block:gmatch("[^\n]+") do
+        if line:find("  " .. name, 1, true) == 1 then runs = true end
+      end
+      if not runs then missing[#missing + 1] = name end
+    end)
+    assert.is_true(checked > 50, "only " .. checked .. " commands walked")
+    assert.same({}, missing)
+  end)
+
   it("give every flag a summary", function()
     walk(cli.root(), {}, function(cmd, path)
       for _, f in ipairs(cmd.flags or {}) do

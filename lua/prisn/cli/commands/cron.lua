@@ -13,15 +13,15 @@ local function cron_path(ctx, name, action)
     name and ("/" .. name) or "", action and ("/" .. action) or "")
 end
 
--- The flags of `prisn run` a cron job takes too, declared once (in run.lua).
+-- The flags of `prisn run` a cron job takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "timeout", "grace", "memory", "cpu", "pids", "isolation",
-  "disk", "runner", "no-deps" }
+  "disk", "runner", "no-deps", "include" }
 
 -- Uploads the folder of `script` unless the server has it; returns the
 -- bundle hash and the script's path inside it.
-local function upload(c, script)
+local function upload(c, script, include)
   local dir = script:match("^(.*)/[^/]*$")
-  return require("prisn.cli.workload").upload(c, dir, "a cron job's script"), script:sub(#dir + 2)
+  return require("prisn.cli.workload").upload(c, dir, "a cron job's script", include), script:sub(#dir + 2)
 end
 
 local function create(ctx)
@@ -57,7 +57,7 @@ local function create(ctx)
   local isolation = require("prisn.exec.isolation")
   local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
   local c = client_module().connect(ctx)
-  local hash, entry = upload(c, script)
+  local hash, entry = upload(c, script, flags.include)
   local res = c:request("POST", cron_path(ctx), {
     name = name, schedule = args.EXPR, every = flags.every, at = flags.at, on = flags.on, timezone = flags.tz,
     bundle = hash, entry = entry, env = next(env) and env or nil,
@@ -166,18 +166,14 @@ return {
         summary = "The cron job's name (default: the script's file name)" },
       { name = "tz", type = "string", placeholder = "ZONE",
         summary = "IANA time zone of the schedule, e.g. Europe/Berlin (default: the server's)" },
-      { name = "concurrency", type = "string", values = { "allow", "forbid", "replace" }, placeholder = "POLICY",
-        summary = "While a run is in progress: forbid (skip the new one), replace, allow" },
-      { name = "catch-up", type = "bool",
-        summary = "Run once at server start when runs were missed while it was down" },
-      { name = "keep-succeeded", type = "int", placeholder = "N", summary = "Keep the last N succeeded runs (10)" },
-      { name = "keep-failed", type = "int", placeholder = "N", summary = "Keep the last N failed runs (10)" },
-      table.unpack(require("prisn.cli.workload").run_flags(RUN_FLAGS)),
+      table.unpack(require("prisn.cli.workload").run_flags({ "concurrency", "catch-up", "keep-succeeded",
+        "keep-failed", table.unpack(RUN_FLAGS) })),
     },
     examples = {
       { "prisn cron report.py \"0 * * * *\"", "Run report.py at the start of every hour" },
       { "prisn cron backup.sh --every \"day at 03:00\" --tz Europe/Berlin", "Every night at 3, Berlin time" },
       { "prisn cron sync.py --every 5m --name sync --concurrency replace", "Every 5 minutes; a slow run is replaced" },
+      { "prisn cron etl/load.py --every 1h --include etl/vendor", "Upload etl/vendor although .prisnignore lists it" },
       { "prisn cron trigger backup", "Run cron job backup now" },
     },
     handler = create,

@@ -14,9 +14,9 @@ M.ENTRY_POINTS = { "main.py", "app.py", "server.py", "index.js", "main.js", "ser
 
 local function client_module() return require("prisn.client") end
 
--- The flags of `prisn run` a deployment takes too, declared once (in run.lua).
+-- The flags of `prisn run` a deployment takes too, declared once (prisn.exec.workload).
 local RUN_FLAGS = { "env", "env-file", "secret", "memory", "cpu", "pids", "isolation", "disk", "runner", "no-deps",
-  "grace" }
+  "grace", "include" }
 
 local function absolute(path, cwd)
   if path:sub(1, 1) == "/" then return path end
@@ -55,8 +55,8 @@ function M.resolve_script(path, entry, cwd)
   return full, full:match("^(.*)/[^/]*$")
 end
 
-local function upload(c, dir)
-  return require("prisn.cli.workload").upload(c, dir, "a service")
+local function upload(c, dir, include)
+  return require("prisn.cli.workload").upload(c, dir, "a service", include)
 end
 
 local function deployments_path(ns, name, action)
@@ -130,7 +130,7 @@ local function health_of(flags, has_port)
 end
 
 local function deploy_one(ctx, c, ns, body, dir)
-  body.bundle = upload(c, dir)
+  body.bundle = upload(c, dir, ctx.flags.include)
   local res = c:request("POST", deployments_path(ns), body)
   return report(ctx, c, ns, res)
 end
@@ -272,10 +272,9 @@ M.commands = {
         summary = "Deploy the deployments and cron jobs of a Lua manifest (docs/MANIFEST.md)" },
       { name = "name", type = "string", placeholder = "NAME",
         summary = "The deployment's name (default: from the file)" },
-      { name = "port", short = "p", type = "int", placeholder = "PORT",
-        summary = "Serve on this port, load-balanced over the healthy instances" },
+      require("prisn.cli.workload").flag("port"),
       { name = "host", type = "string", placeholder = "ADDR", summary = "Address the port listens on (0.0.0.0)" },
-      { name = "replicas", short = "r", type = "int", placeholder = "N", summary = "How many instances (1)" },
+      require("prisn.cli.workload").flag("replicas"),
       { name = "health", type = "string", placeholder = "CHECK",
         summary = "http:/PATH, tcp or none (default: tcp with --port, else none)" },
       { name = "health-interval", type = "duration", placeholder = "DUR",
@@ -285,8 +284,7 @@ M.commands = {
         summary = "Failed checks in a row before the instance is restarted (3)" },
       { name = "health-grace", type = "duration", placeholder = "DUR",
         summary = "Start-up time in which failed checks don't count (30s)" },
-      { name = "restart", type = "string", values = { "always", "on-failure", "never" }, placeholder = "POLICY",
-        summary = "When an exited instance is started again (always)" },
+      require("prisn.cli.workload").flag("restart"),
       { name = "strategy", type = "string", values = { "round-robin", "least-connections" }, placeholder = "S",
         summary = "How the port picks an instance (round-robin)" },
       { name = "entry", type = "string", placeholder = "FILE", summary = "The file to run inside a directory" },
@@ -301,6 +299,7 @@ M.commands = {
       { "prisn deploy api.py --port 8080 --health http:/ready --health-interval 5s --health-threshold 5",
         "With the check's timing" },
       { "prisn deploy worker.js -r 2 --memory 256M --secret db", "Two workers with a memory limit and a secret" },
+      { "prisn deploy ./web --port 8000 --include web/static", "Upload web/static although .prisnignore lists it" },
       { "prisn deploy -f prisn.lua", "Everything a manifest declares" },
     },
     handler = handler,

@@ -40,6 +40,15 @@ local function handler(ctx)
   local script_args = { [0] = file, [-1] = ctx.argv0 }
   for i, word in ipairs(words) do script_args[i] = word end
   _G.arg = script_args
+  -- os.exit(code, true) closes the Lua state at once: the loop's handles are
+  -- closed first, as prisn does on its own way out, or a close callback
+  -- would run on a freed state (busted exits this way when a test fails).
+  local exit = os.exit
+  os.exit = function(code, close) -- luacheck: ignore 122 (os is read-only to luacheck)
+    require("prisn.async").drain()
+    io.stdout:flush()
+    return exit(code, close)
+  end
   local ok, err = xpcall(chunk, debug.traceback, table.unpack(script_args))
   io.stdout:flush()
   if not ok then

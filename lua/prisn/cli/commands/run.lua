@@ -68,6 +68,7 @@ return {
       { "prisn run convert.py --isolation 2 --disk 100M", "In a minimal root, writing at most 100 MB" },
       { "prisn run --exec 'print(42)' --runner python3", "Run inline code" },
       { "prisn run --detach nightly.py --secret db", "Queue it on the server with secret db; prints the job id" },
+      { "prisn run --detach etl/load.py --include etl/node_modules", "Upload a folder .prisnignore leaves out too" },
     },
     handler = handler,
   },

@@ -47,6 +47,20 @@ _prisn_words() {
     done
 }
 
+# Sets _prisn_dq to word $1 as prisn will see it: quotes and backslash
+# escapes are the shell's. Readline leaves an opening quote out of the text
+# it completes, and closes it after a single match.
+_prisn_dequote() {
+    local w=$1
+    case $w in
+        --*=*) _prisn_dequote "${w#*=}"; _prisn_dq=${w%%=*}=$_prisn_dq; return ;;
+        \'*) w=${w#\'}; w=${w%\'} ;;
+        \"*) w=${w#\"}; w=${w%\"} ;;
+        *) w=${w//\\/} ;;
+    esac
+    _prisn_dq=$w
+}
+
 # File (or, with -d, directory) names for the text after the last '=' or ':'.
 _prisn_files() {
     if declare -F _filedir >/dev/null 2>&1; then
@@ -62,8 +76,8 @@ _prisn_files() {
 }
 
 _prisn() {
-    local -a _prisn_w _prisn_lines
-    local cur out line directive=default prefix _prisn_tail c n
+    local -a _prisn_w _prisn_lines _prisn_args
+    local cur out line directive=default prefix _prisn_tail _prisn_dq c n w
     COMPREPLY=()
     _prisn_words
     cur=${_prisn_w[${#_prisn_w[@]} - 1]}
@@ -74,8 +88,14 @@ _prisn() {
     [[ $COMP_WORDBREAKS == *=* ]] && _prisn_tail=${_prisn_tail##*=}
     [[ $COMP_WORDBREAKS == *:* ]] && _prisn_tail=${_prisn_tail##*:}
     prefix=${cur:0:${#cur}-${#_prisn_tail}}
+    _prisn_dequote "$prefix"
+    prefix=$_prisn_dq
 
-    out=$(command prisn __complete -- "${_prisn_w[@]:1}" 2>/dev/null)
+    for w in "${_prisn_w[@]:1}"; do
+        _prisn_dequote "$w"
+        _prisn_args+=("$_prisn_dq")
+    done
+    out=$(command prisn __complete -- "${_prisn_args[@]}" 2>/dev/null)
     while IFS= read -r line; do
         [[ -n $line ]] && _prisn_lines+=("$line")
     done <<EOF

@@ -16,9 +16,13 @@ local SCRIPT = [=[
 # prints "value<TAB>description" lines, then :default, :file, :dir or :none).
 
 function __prisn_complete
+    # Left behind by an uninstalled prisn: complete nothing, say nothing.
+    command -q prisn; or return
     set -l words (commandline -opc)
     set -e words[1]
-    set -l current (commandline -ct)
+    # The word being completed as typed: an opening quote or a backslash is
+    # the shell's, not part of what prisn completes.
+    set -l current (commandline -ct | string replace -r -- '^(--[^=]*=)?[\'"]' '$1' | string replace -a -- '\\' '')
     set -l out (command prisn __complete -- $words "$current" 2>/dev/null)
 
     set -l directive default

@@ -26,11 +26,13 @@ _prisn_files() {
 }
 
 _prisn() {
-    local cur=${words[CURRENT]} out line value desc directive=default
+    # The word up to the cursor without the shell's quoting: zsh keeps an
+    # opening quote out of $PREFIX and closes it after a single match.
+    local cur=${(Q)PREFIX} out line value desc directive=default
     local -a lines items
 
     # The words between `prisn` and the cursor, unquoted as prisn will see them.
-    out=$(command prisn __complete -- "${(@Q)words[2,CURRENT-1]}" "${(Q)cur}" 2>/dev/null)
+    out=$(command prisn __complete -- "${(@Q)words[2,CURRENT-1]}" "$cur" 2>/dev/null)
     lines=("${(@f)out}")
     if [[ ${lines[-1]} == :* ]]; then
         directive=${lines[-1]#:}

@@ -8,6 +8,7 @@
 -- run() fails and the queue execs a runner the old way.
 local uv = require("luv")
 local fs = require("prisn.fs")
+local procfs = require("prisn.procfs")
 local process = require("prisn.exec.process")
 local protocol = require("prisn.exec.job_host")
 
@@ -111,9 +112,8 @@ function M.stop_previous(home)
   local pid = math.tointeger(tonumber((fs.read_file(protocol.pid_path(home)) or ""):match("%d+") or ""))
   if not pid or pid == uv.os_getpid() then return end
   local function is_host()
-    local stat = fs.read_file("/proc/" .. pid .. "/stat") or ""
-    local state = stat:match(".*%) (%a)")
-    return stat:find("(prisn-jobhost)", 1, true) ~= nil and state ~= "Z" and state ~= "X"
+    local stat = procfs.stat(pid)
+    return stat ~= nil and stat.comm == "prisn-jobhost" and procfs.running(stat)
   end
   -- The live members of group `pid` that are the host or one of its forks
   -- (whose command line stays `prisn __job-host`): a group of that number
@@ -123,9 +123,8 @@ function M.stop_previous(home)
     if not uv.kill(-pid, 0) then return list end -- no such group
     for _, entry in ipairs(fs.list_dir("/proc")) do
       local member = entry.name:match("^%d+$") and tonumber(entry.name)
-      local stat = member and fs.read_file("/proc/" .. member .. "/stat") or ""
-      local state, pgrp = stat:match(".*%) (%a) %d+ (%d+)") -- after the last ")": comm may hold one
-      if tonumber(pgrp) == pid and state ~= "Z" and state ~= "X"
+      local stat = member and procfs.stat(member)
+      if stat and stat.pgrp == pid and procfs.running(stat)
         and (fs.read_file("/proc/" .. member .. "/cmdline") or ""):find("\0__job-host\0", 1, true) then
         list[#list + 1] = member
       end

@@ -71,11 +71,12 @@ local function schedule_of(body)
   return compiled.expression, timezone
 end
 
--- Finished runs kept per cron job and outcome: each is a job record and a log.
-local MAX_KEEP = 10000
-
+-- Finished runs kept per cron job and outcome (each is a job record and a
+-- log), prisn.exec.workload's keep_succeeded and keep_failed.
 local function keep_field(body, name)
-  return api.integer_field(body, name, 0, MAX_KEEP) or cronjobs.DEFAULT_KEEP
+  local n = workload.value(body, name)
+  if n == nil then return cronjobs.DEFAULT_KEEP end
+  return n
 end
 
 local function runs_of(db, cron, limit)
@@ -119,15 +120,10 @@ local function edit(req)
   local ok, err = cronjobs.valid_name(name)
   if not ok then api.fail(422, "invalid", err, "give a name with 'name'") end
   local expression, timezone = schedule_of(body)
-  local concurrency = api.field(body, "concurrency", "string", true) or cronjobs.DEFAULT_CONCURRENCY
-  local known = false
-  for _, c in ipairs(cronjobs.CONCURRENCY) do known = known or c == concurrency end
-  if not known then
-    api.fail(422, "invalid", "concurrency must be allow, forbid or replace, got '" .. concurrency .. "'")
-  end
+  local concurrency = workload.value(body, "concurrency") or cronjobs.DEFAULT_CONCURRENCY
   local fields = {
     namespace = ns, name = name, expression = expression, timezone = timezone, spec = spec,
-    concurrency = concurrency, catch_up = api.field(body, "catch_up", "boolean", true) == true,
+    concurrency = concurrency, catch_up = workload.value(body, "catch_up") == true,
     keep_succeeded = keep_field(body, "keep_succeeded"), keep_failed = keep_field(body, "keep_failed"),
   }
   -- Admitted now as the caller's request, and at each firing again as

@@ -14,6 +14,7 @@ local health_checks = require("prisn.net.health")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
 local workload = require("prisn.server.api.workload")
+local exec_workload = require("prisn.exec.workload")
 local auth = require("prisn.server.auth")
 local supervisor = require("prisn.server.supervisor")
 local cronjobs = require("prisn.store.cronjobs")
@@ -21,9 +22,8 @@ local deployments = require("prisn.store.deployments")
 local events = require("prisn.store.events")
 local clock = require("prisn.clock")
 
-local MAX_REPLICAS = 1000
+local MAX_REPLICAS = exec_workload.MAX_REPLICAS
 local MAX_PROGRESS_DEADLINE = 86400
-local RESTART_POLICIES = { always = true, ["on-failure"] = true, never = true }
 
 local function null(v)
   if v == cjson.null then return nil end
@@ -70,27 +70,23 @@ local function template_from_body(req, body)
   spec.timeout = nil -- a service runs until stopped
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
-  local port = api.integer_field(body, "port", 1, 65535)
+  local port = workload.value(body, "port")
   if health == nil then health = port and "tcp" or "none" end
   local normalized, herr = health_checks.normalize(health)
   if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
     "http:/PATH (an HTTP GET answering 2xx or 3xx), tcp (a connect) or none") end
   spec.health = normalized
-  local restart = null(body.restart) or "always"
-  if not RESTART_POLICIES[restart] then
-    api.fail(422, "invalid", "restart must be always, on-failure or never, got " .. api.show(restart))
-  end
-  spec.restart = restart
+  spec.restart = workload.value(body, "restart") or "always"
   spec.progress_deadline = api.duration_field(body, "progress_deadline", 0.001, MAX_PROGRESS_DEADLINE)
   if port and spec.isolation == 3 then
     api.fail(422, "invalid", "a deployment with a port cannot run at isolation level 3 (no network)",
       "use --isolation 2, or drop --port for a worker that serves nothing")
   end
-  if body.hooks ~= nil and null(body.hooks) ~= nil then
-    if type(body.hooks) ~= "table" then api.fail(422, "invalid", "hooks must be a list of files in the bundle") end
+  local hooks = workload.value(body, "hooks")
+  if hooks then
     spec.hooks = {}
-    for i, file in ipairs(body.hooks) do
-      if type(file) ~= "string" or file:sub(1, 1) == "/" or file:find("..", 1, true) then
+    for i, file in ipairs(hooks) do
+      if file:sub(1, 1) == "/" or file:find("..", 1, true) then
         api.fail(422, "invalid", string.format("hooks[%d] must be a path inside the bundle", i))
       end
       spec.hooks[i] = spec.cwd .. "/" .. file
@@ -105,7 +101,7 @@ local function template_from_body(req, body)
     api.fail(422, "invalid", "host must be an IP address like 0.0.0.0 or 127.0.0.1")
   end
   return spec, { port = port, host = host, strategy = strategy,
-    replicas = api.integer_field(body, "replicas", 0, MAX_REPLICAS) }
+    replicas = workload.value(body, "replicas") }
 end
 
 -- Whether `port` can be listened on (nothing else holds it).

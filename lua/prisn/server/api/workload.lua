@@ -3,35 +3,28 @@
 -- read from a request body and checked, raising 422 naming the bad field,
 -- and the check, after admission, that a script on the server exists.
 --
--- Its own module so that no handler calls another: the cron job and
+-- Every field is checked by its declaration in prisn.exec.workload, so the
+-- API's 422 says what `prisn run` says of the same value, without the
+-- dashes. Its own module so that no handler calls another: the cron job and
 -- deployment handlers used to reach into prisn.server.api.jobs for these.
 local uv = require("luv")
 local cjson = require("cjson")
 local bundles = require("prisn.bundle")
-local exec_isolation = require("prisn.exec.isolation")
-local exec_limits = require("prisn.exec.limits")
-local envfile = require("prisn.envfile")
+local fields = require("prisn.exec.workload")
 local api = require("prisn.server.api")
 local stored_secrets = require("prisn.store.secrets")
-local units = require("prisn.units")
 
 local M = {}
 
--- The longest a job may run (timeout), and may take to stop after SIGTERM
--- (grace): past these, a value is a mistake or an attempt to break a timer.
-local MAX_TIMEOUT = 365 * 86400
-local MAX_GRACE = 3600
-
-local function string_list(body, name)
+--- body[name] checked as workload field `name` (prisn.exec.workload):
+-- the normalized value, nil when absent or null; raises 422 naming the
+-- field otherwise ("cpu is a number of cores from 0.01 to 1024, got 0").
+function M.value(body, name)
   local v = body[name]
-  if v == nil or v == cjson.null then return {} end
-  if type(v) ~= "table" then api.fail(422, "invalid", "the field '" .. name .. "' must be a list of strings") end
-  for i, item in ipairs(v) do
-    if type(item) ~= "string" then
-      api.fail(422, "invalid", string.format("%s[%d] must be a string", name, i))
-    end
-  end
-  return v
+  if v == cjson.null then return nil end
+  local value, problem = fields.normalize(name, v)
+  if problem then api.fail(422, "invalid", fields.message(problem, "api")) end
+  return value
 end
 
 -- Where the script to run is: an uploaded bundle and the entry inside it,
@@ -68,69 +61,40 @@ function M.check_server_script(spec)
   if not st or st.type ~= "file" then api.fail(422, "invalid", "no such script on the server: " .. spec.script) end
 end
 
+-- The isolation level of a body: its isolation, made 2 by a disk when
+-- absent; raises 422 when the disk needs a higher level.
+local function isolation_of(isolation, disk)
+  local level, problem = fields.disk_level(isolation, disk)
+  if problem then api.fail(422, "invalid", fields.message(problem, "api")) end
+  return level
+end
+
 --- The launch spec of a job from a request body (the fields of POST .../jobs),
 -- checked; raises 422 naming the bad field. Cron jobs and deployments take
 -- the same fields.
 function M.spec_from_body(req, body)
   local script, dir, bundle = script_of(req, body)
-  local env, env_keys = {}, {}
-  if body.env ~= nil and body.env ~= cjson.null then
-    if type(body.env) ~= "table" then api.fail(422, "invalid", "env must be an object of strings") end
-    for k, v in pairs(body.env) do
-      if not envfile.valid_key(k) or type(v) ~= "string" then
-        api.fail(422, "invalid", "env." .. tostring(k) .. " must be a string variable name and value")
-      end
-      env[k] = v
-      env_keys[#env_keys + 1] = k
-    end
-    table.sort(env_keys)
-  end
-  local secrets = string_list(body, "secrets")
+  local env = M.value(body, "env") or {}
+  local env_keys = {}
+  for k in pairs(env) do env_keys[#env_keys + 1] = k end
+  table.sort(env_keys)
+  local secrets = M.value(body, "secrets") or {}
   for _, name in ipairs(secrets) do
     if not stored_secrets.exists(req.server.db, req.params.ns, name) then
       api.fail(422, "invalid", string.format("secret '%s' not found in namespace '%s'", name, req.params.ns),
         "create it with 'prisn secret set " .. name .. " KEY=VALUE'")
     end
   end
-  local null = function(v) if v == cjson.null then return nil end return v end
-  local limits, lerr, lhint = exec_limits.from_spec({ memory = null(body.memory),
-    cpu = null(body.cpu), pids = null(body.pids) })
-  if limits == nil then api.fail(422, "invalid", lerr, lhint) end
-  local isolation = null(body.isolation)
-  if isolation ~= nil then
-    local n = math.tointeger(isolation)
-    if not n or not exec_isolation.IMPLEMENTED[n] then
-      api.fail(422, "invalid", "isolation must be 0, 1, 2 or 3, got " .. tostring(isolation),
-        "0 none, 1 process (default), 2 filesystem, 3 network")
-    end
-    isolation = n
-  end
-  local disk = null(body.disk)
-  if disk ~= nil then
-    local shown = api.show(disk)
-    if type(disk) == "string" then disk = units.parse_size(disk) end
-    disk = type(disk) == "number" and math.tointeger(disk) or nil
-    if not disk then
-      api.fail(422, "invalid", "disk must be a size from 1M to 8P, got " .. shown, "a size like \"100M\"")
-    end
-    local ok, level = pcall(exec_isolation.check_disk, isolation, disk)
-    if not ok then
-      local message = type(level) == "table" and level.message or tostring(level)
-      api.fail(422, "invalid", "disk: " .. message:gsub("^%-%-disk ", ""),
-        "a size like \"100M\" or a number of bytes, with isolation 2 or 3 (the default becomes 2)")
-    end
-    isolation = level
-  end
-  return {
-    script = script, bundle = bundle, entry = bundle and body.entry or nil,
-    args = string_list(body, "args"), env = env, env_keys = env_keys, secrets = secrets,
-    runner = type(body.runner) == "string" and body.runner or nil,
-    timeout = api.duration_field(body, "timeout", 0.001, MAX_TIMEOUT),
-    grace = api.duration_field(body, "grace", 0.001, MAX_GRACE),
-    no_deps = body.no_deps == true, cwd = dir,
-    memory = limits and limits.memory or nil, cpu = limits and limits.cpu or nil,
-    pids = limits and limits.pids or nil, isolation = isolation, disk = disk,
+  local spec = {
+    script = script, bundle = bundle, entry = bundle and body.entry or nil, cwd = dir,
+    env = env, env_keys = env_keys, secrets = secrets, args = M.value(body, "args") or {},
+    no_deps = M.value(body, "no_deps") == true,
   }
+  for _, name in ipairs({ "runner", "timeout", "grace", "memory", "cpu", "pids", "isolation", "disk" }) do
+    spec[name] = M.value(body, name)
+  end
+  spec.isolation = isolation_of(spec.isolation, spec.disk)
+  return spec
 end
 
 return M
