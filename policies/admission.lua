@@ -14,7 +14,8 @@
 --   M.admit(request) -> allowed, reason, hint
 --     request {
 --       action    = "job.submit" | "deployment.apply" | "deployment.scale"
---                 | "deployment.rollback" | "cronjob.apply" | "cronjob.fire",
+--                 | "deployment.rollback" | "deployment.restart" | "cronjob.apply"
+--                 | "cronjob.fire",
 --       namespace = "a",
 --       caller    = { token_id = "…", role = "view" | "edit" | "admin",
 --                     namespaces = { "a", … } | { "*" },

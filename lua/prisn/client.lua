@@ -18,25 +18,18 @@ local contexts = require("prisn.contexts")
 local errors = require("prisn.error")
 local httpc = require("prisn.http.client")
 local homes = require("prisn.home")
+local json = require("prisn.output.json")
 
 local M = {}
 
 local Client = {}
 Client.__index = Client
 
--- JSON has one number type and cjson decodes every number as a float: the
--- whole ones become integers again, so `-o json` shows 3569, not 3569.0.
-local function whole_numbers(value)
-  if type(value) == "number" then return math.tointeger(value) or value end
-  if type(value) ~= "table" then return value end
-  for k, v in pairs(value) do value[k] = whole_numbers(v) end
-  return value
-end
-
 local function decode(body)
   if body == nil or body == "" then return {} end
-  local ok, value = pcall(cjson.decode, body)
-  if ok then return whole_numbers(value) end
+  -- prisn.output.json keeps `[]` an array (cjson alone makes it `{}`).
+  local ok, value = pcall(json.decode, body)
+  if ok then return value end
   return nil
 end
 

@@ -48,6 +48,11 @@ local function dispatch(argv)
   local words = {}
   for i = 1, #argv do words[i] = argv[i] end
   local parsed = parse.parse(root, words)
+  cli.normalize_globals(parsed.globals)
+  if parsed.globals.version and not parsed.globals.help then
+    -- `prisn --version`, `prisn -v`: what `prisn version` prints.
+    parsed.command, parsed.path = cli.find(root, "version"), { "version" }
+  end
   local cmd = parsed.command
   if parsed.globals.help or cmd == root then
     local help = require("prisn.cli.help")

@@ -65,7 +65,7 @@ describe("prisn CLI", function()
   it("refuses a bad output format cleanly", function()
     local r = h.prisn({ "version", "-o", "xml" })
     assert.equal(2, r.code)
-    assert.equal("Error: invalid value 'xml' for -o\nHint: choose one of: text, json, yaml\n", r.stderr)
+    assert.equal("Error: invalid value 'xml' for -o\nHint: choose one of: text, wide, json, yaml\n", r.stderr)
   end)
 
   it("refuses a context that is not configured", function()

@@ -103,8 +103,7 @@ describe("deployment logs through the server", function()
     local r = prisn({ "logs", "deploy/nope" })
     assert.equal(1, r.code)
     assert.equal("Error: deployment 'nope' not found in namespace 'default'\n"
-      .. "Hint: list the deployments with 'prisn get deployments -n default' "
-      .. "(GET /api/v1/namespaces/default/deployments)\n", r.stderr)
+      .. "Hint: list the deployments with 'prisn get deploy -n default'\n", r.stderr)
     local inst = prisn({ "logs", "api", "--instance", "7" })
     assert.equal(1, inst.code)
     assert.equal("Error: deployment 'api' has no instance api-7\n"

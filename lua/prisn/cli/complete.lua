@@ -191,7 +191,22 @@ function M.candidates(root, words, current)
     return flag_candidates(st, current)
   end
   if has_subcommands(st.command) and not st.command_done then
-    return subcommand_candidates(st.command, current)
+    -- KIND/NAME (the parser reads it as KIND NAME): complete NAME.
+    local kind_word, partial = current:match("^([%a]+)/(.*)$")
+    local sub = kind_word and cli.find(st.command, kind_word)
+    if sub and sub.args and sub.args[1] and sub.args[1].complete then
+      st.command = sub
+      st.path[#st.path + 1] = sub.name
+      return from_spec(sub.args[1].complete, partial, st, kind_word .. "/")
+    end
+    local subs = subcommand_candidates(st.command, current)
+    -- A command that takes its own arguments too (prisn scale NAME | deploy
+    -- NAME): its first argument's candidates as well.
+    local first = st.command.handler and (st.command.args or {})[1]
+    if first and first.complete and first.complete ~= "file" and first.complete ~= "dir" then
+      for _, c in ipairs((from_spec(first.complete, current, st, ""))) do subs[#subs + 1] = c end
+    end
+    return subs, "none"
   end
   local arg = current_arg(st)
   if not arg then return {}, "none" end

@@ -42,6 +42,41 @@ function M.wait_rollout(c, ns, name, revision, timeout_s, on_poll)
   end
 end
 
+local function progress_line(d, elapsed_s)
+  return string.format("deployment %s: revision %s %s, %d/%d ready (%ds)", d.name, tostring(d.revision),
+    tostring(d.revision_state), d.ready or 0, d.replicas or 0, math.floor(elapsed_s))
+end
+
+--- Follows the rollout of deployment ns/name's current revision, as
+-- wait_rollout does, showing progress (n/N ready, elapsed) unless -q or
+-- -o json/yaml: on a terminal one line redrawn, elsewhere a line per
+-- change. Returns the outcome and the deployment as last seen.
+function M.follow_rollout(ctx, c, ns, name, revision, timeout_s)
+  local show = ctx.globals.output == "text" and not ctx.globals.quiet
+  local tty = show and sys.isatty(1)
+  local started, last = uv.hrtime(), nil
+  local deadline = started + timeout_s * 1e9
+  while true do
+    local d = c:request("GET", M.path_in(ns, name))
+    local outcome
+    if d.revision ~= revision or d.revision_state == "rolled_back" then outcome = "rolled_back"
+    elseif d.revision_state == "active" then outcome = "active"
+    elseif d.revision_state == "failed" then outcome = "failed"
+    elseif uv.hrtime() > deadline then outcome = "timeout" end
+    local line = progress_line(d, (uv.hrtime() - started) / 1e9)
+    if show and (tty or line:gsub("%(%d+s%)$", "") ~= last) then
+      io.stdout:write(tty and ("\r\27[K" .. line) or (line .. "\n"))
+      io.stdout:flush()
+      last = line:gsub("%(%d+s%)$", "")
+    end
+    if outcome then
+      if tty then io.stdout:write("\n") end
+      return outcome, d
+    end
+    uv.sleep(M.WAIT_POLL_MS)
+  end
+end
+
 local function strip_kind(name)
   return name:match("^deploy/(.+)$") or name:match("^deployments?/(.+)$") or name
 end
@@ -62,27 +97,56 @@ local function uptime(seconds)
   return units.format_duration(seconds)
 end
 
+-- The columns shown: those marked wide only with -o wide.
+local function shown(ctx, columns)
+  local out = {}
+  for _, c in ipairs(columns) do
+    if ctx.globals.wide or not c.wide then out[#out + 1] = { key = c.key, header = c.header } end
+  end
+  return out
+end
+
+local LIST_COLUMNS = {
+  { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
+  { key = "revision", header = "REVISION" }, { key = "state", header = "ROLLOUT" },
+  { key = "port", header = "PORT" }, { key = "script", header = "SCRIPT" }, { key = "age", header = "AGE" },
+  { key = "strategy", header = "STRATEGY", wide = true }, { key = "health", header = "HEALTH", wide = true },
+  { key = "restart", header = "RESTART", wide = true }, { key = "autoscale", header = "AUTOSCALE", wide = true },
+}
+
+--- `prisn get deploy [NAME]`: the deployments of the namespace, or one.
 function M.list(ctx)
-  local res = client_module().connect(ctx):request("GET", path(ctx))
-  local items = res.items or {}
+  local client = client_module()
+  local ns = client.namespace(ctx)
+  local c = client.connect(ctx)
+  local items
+  if ctx.args.NAME then
+    items = { (c:request("GET", path(ctx, strip_kind(ctx.args.NAME)))) }
+    items[1].events, items[1].spec = nil, nil
+  else
+    items = c:request("GET", path(ctx)).items or {}
+  end
   if ctx.globals.output ~= "text" then
-    ctx.out:emit(output.array(items))
+    ctx.out:emit(ctx.args.NAME and items[1] or output.array(items))
     return 0
   end
   local rows = output.array({})
   for i, d in ipairs(items) do
+    local auto = type(d.autoscale) == "table" and string.format("%d-%d @%d%%", d.autoscale.min, d.autoscale.max,
+      d.autoscale.target_cpu) or "-"
     rows[i] = { name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
       revision = d.revision, state = d.revision_state, port = type(d.port) == "number" and d.port or "-",
-      script = d.script, age = age(d.created_at) }
+      script = d.script, age = age(d.created_at), strategy = d.strategy, health = d.health, restart = d.restart,
+      autoscale = auto }
   end
-  ctx.out:emit(rows, { columns = { { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
-    { key = "revision", header = "REVISION" }, { key = "state", header = "ROLLOUT" },
-    { key = "port", header = "PORT" }, { key = "script", header = "SCRIPT" }, { key = "age", header = "AGE" } },
-    empty = string.format("No deployments in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
-      client_module().namespace(ctx)) })
+  ctx.out:emit(rows, { columns = shown(ctx, LIST_COLUMNS),
+    empty = string.format("No deployments found in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
+      ns) })
   return 0
 end
 
+--- How an instance last exited, for people: "code 3", "signal TERM",
+-- "oom_killed", or "-".
 local function exit_text(e)
   if type(e) ~= "table" then return "-" end
   if e.reason == "oom_killed" or e.reason == "failed_to_start" then return e.reason end
@@ -90,6 +154,8 @@ local function exit_text(e)
   if type(e.code) == "number" then return "code " .. e.code end
   return type(e.reason) == "string" and e.reason or "-"
 end
+
+M.exit_text = exit_text
 
 local function instance_rows(items, with_deployment)
   local rows = output.array({})
@@ -111,18 +177,37 @@ local function instance_rows(items, with_deployment)
   return rows, columns
 end
 
+--- `prisn get instances [NAME]`: every instance of the namespace, those of
+-- deployment NAME, or instance NAME (web-1).
 function M.instances(ctx)
-  local query = ""
-  if ctx.args.NAME then query = "?deployment=" .. strip_kind(ctx.args.NAME) end
-  local res = client_module().connect(ctx):request("GET", string.format("/api/v1/namespaces/%s/instances%s",
-    client_module().namespace(ctx), query))
-  local items = res.items or {}
+  local client = client_module()
+  local ns = client.namespace(ctx)
+  local c = client.connect(ctx)
+  local items = c:request("GET", string.format("/api/v1/namespaces/%s/instances", ns)).items or {}
+  local name = ctx.args.NAME and strip_kind(ctx.args.NAME)
+  local one
+  if name then
+    local chosen = {}
+    for _, inst in ipairs(items) do
+      if inst.name == name then one = inst end
+      if inst.deployment == name then chosen[#chosen + 1] = inst end
+    end
+    if one then
+      chosen = { one }
+    elseif #chosen == 0 then
+      -- Neither: the server's answer names what is missing.
+      c:request("GET", string.format("/api/v1/namespaces/%s/instances?deployment=%s", ns, name))
+    end
+    items = chosen
+  end
   if ctx.globals.output ~= "text" then
-    ctx.out:emit(output.array(items))
+    ctx.out:emit(one or output.array(items))
     return 0
   end
-  local rows, columns = instance_rows(items, not ctx.args.NAME)
-  ctx.out:emit(rows, { columns = columns, empty = "No instances." })
+  local rows, columns = instance_rows(items, not name or one ~= nil)
+  ctx.out:emit(rows, { columns = columns,
+    empty = name and string.format("No instances found for deployment '%s' in namespace '%s' (scaled to 0?).", name,
+      ns) or string.format("No instances found in namespace '%s'.", ns) })
   return 0
 end
 

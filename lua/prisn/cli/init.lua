@@ -4,6 +4,7 @@
 -- Parsing, help, suggestions and completion all read this one tree, so a
 -- command declared once is parsed, documented and completed the same way.
 local declaration = require("prisn.cli.declaration")
+local kinds = require("prisn.cli.kinds")
 
 local M = {}
 
@@ -12,6 +13,7 @@ M.FAMILIES = {
   "run",
   "deploy",
   "rollout",
+  "restart",
   "cron",
   "scale",
   "get",
@@ -34,10 +36,12 @@ M.FAMILIES = {
 }
 
 M.GLOBAL_FLAGS = {
-  { name = "output", short = "o", type = "string", values = { "text", "json", "yaml" },
+  { name = "output", short = "o", type = "string", values = { "text", "wide", "json", "yaml" },
     default = "text", placeholder = "FORMAT",
-    summary = "Output format: text (aligned, for people), json or yaml (stable, for scripts)" },
+    summary = "Output format: text (aligned, for people), wide (text with more columns), json or yaml "
+      .. "(stable, for scripts)" },
   { name = "namespace", short = "n", type = "string", placeholder = "NS",
+    complete = kinds.complete_namespace,
     summary = "Namespace to act in (default: the context's, or \"default\")" },
   { name = "context", type = "string", placeholder = "NAME",
     summary = "Use this context (server and token) instead of the current one" },
@@ -47,7 +51,16 @@ M.GLOBAL_FLAGS = {
     summary = "Never use colour (also when NO_COLOR is set)" },
   { name = "help", short = "h", type = "bool",
     summary = "Show help for the command" },
+  { name = "version", short = "v", type = "bool",
+    summary = "Show prisn's version (the same as 'prisn version')" },
 }
+
+--- Global flags as handlers see them: -o wide is text with the wide
+-- columns (globals.wide), so every handler checks only text or not.
+function M.normalize_globals(globals)
+  if globals.output == "wide" then globals.output, globals.wide = "text", true end
+  return globals
+end
 
 local root
 

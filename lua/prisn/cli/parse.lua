@@ -10,7 +10,8 @@
 --     verbatim, flags included; a `repeatable` argument collects positionals
 --     while flags around it are still parsed;
 --   * a flag given twice keeps the last value unless it is repeatable;
---   * a word like "-1" (a dash and a digit) is an argument, not a flag.
+--   * a word like "-1" (a dash and a digit) is an argument, not a flag;
+--   * KIND/NAME where a subcommand KIND is expected is KIND NAME.
 -- Every mistake raises a usage error (exit status 2) that says what was wrong
 -- and, where something close exists, what was probably meant.
 local cli = require("prisn.cli")
@@ -207,6 +208,15 @@ local function add_positional(state, word)
       state.command = sub
       state.path[#state.path + 1] = sub.name
       return
+    end
+    -- KIND/NAME (describe deploy/web) is KIND NAME when KIND names a
+    -- subcommand that takes an argument: kubectl's habit, for every verb.
+    local kind_word, name = word:match("^([%a]+)/(.+)$")
+    local kind_sub = kind_word and cli.find(cmd, kind_word)
+    if kind_sub and kind_sub.args and #kind_sub.args > 0 then
+      state.command = kind_sub
+      state.path[#state.path + 1] = kind_sub.name
+      return add_positional(state, name)
     end
     if not cmd.handler or not cmd.args or #cmd.args == 0 then
       return cannot_place(state, function()

@@ -20,8 +20,14 @@ edit by hand. Regenerate with:
 
 - Flags: `--name value`, `--name=value`, short `-o json` or `-ojson`; switches
   take no value (`--quiet`), and clusters of short switches work (`-qh`).
-- Global flags (`-o`, `-n`, `--context`, `-q`, `--no-color`, `-h`) are accepted
-  anywhere on the command line.
+- Global flags (`-o`, `-n`, `--context`, `-q`, `--no-color`, `-h`, `-v`) are
+  accepted anywhere on the command line. `prisn --version` (`-v`) is `prisn
+  version`.
+- Objects are named as kubectl names them, `KIND NAME` or `KIND/NAME`, with
+  the same words for a kind in every verb: `deploy` (`deployment`,
+  `deployments`), `cron` (`cronjob`, `cronjobs`), `job` (`jobs`), `instance`
+  (`instances`, `inst`), `secret(s)`, `token(s)`, `node(s)`: `prisn get
+  deploy/web`, `prisn describe job ID`, `prisn delete job/ID`.
 - `--` ends prisn's flags: every later word is an argument (for `prisn run`,
   an argument for the script).
 - A flag given twice keeps its last value, except repeatable flags
@@ -29,8 +35,9 @@ edit by hand. Regenerate with:
 - Durations: `30s`, `5m`, `1h30m`, `7d` (a bare number is seconds). Sizes:
   `512K`, `256M`, `1.5G`, binary units.
 - Output: `-o text` (default; aligned tables and key/value blocks, colour only
-  on a terminal), `-o json` and `-o yaml` (stable snake_case field names, keys
-  sorted; an interface for scripts).
+  on a terminal), `-o wide` (text with more columns), `-o json` and `-o yaml`
+  (stable snake_case field names, keys sorted, a list field always a list; an
+  interface for scripts).
 - Errors go to stderr as `Error: <what happened>` and `Hint: <what to do>`.
   A mistyped command or flag gets a suggestion.
 ]]

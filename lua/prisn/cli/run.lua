@@ -176,7 +176,8 @@ function M.handler(ctx)
       timeout = flags.timeout, grace = flags.grace, no_deps = flags.no_deps, secrets = flags.secret,
       limits = run_limits, isolation = level, disk = flags.disk })
     if flags.detach then
-      io.stdout:write(job.id, "\n")
+      -- -o json/yaml: the job object, as 'prisn get job ID -o json' shows it.
+      if ctx.globals.output ~= "text" then ctx.out:emit(job) else io.stdout:write(job.id, "\n") end
       return 0
     end
     return M.follow_remote(ctx, job.id)

@@ -12,6 +12,7 @@
 -- infinities are errors (JSON has no spelling for them; pass output.null).
 -- Strings: invalid UTF-8 bytes become U+FFFD; '/' is not escaped; other
 -- characters are written as UTF-8, only '"', '\' and controls are escaped.
+local cjson = require("cjson")
 local value = require("prisn.output.value")
 
 local M = {}
@@ -79,6 +80,61 @@ function M.encode(v)
   write(v, "", out)
   out[#out + 1] = "\n"
   return table.concat(out)
+end
+
+-- Decoding. cjson turns `[]` into an empty Lua table, which encodes back
+-- as `{}`: an API's `"args": []` would become `"args": {}` on its way
+-- through the CLI. Empty arrays are marked before cjson sees them and
+-- turned into output.array({}) after.
+local EMPTY = "\0prisn:empty-array"
+local EMPTY_JSON = '["\\u0000prisn:empty-array"]'
+
+-- `text` with every `[]` outside string literals replaced by EMPTY_JSON.
+local function mark_empty_arrays(text)
+  if not text:find("[", 1, true) then return text end
+  local out, copied, pos = {}, 1, 1
+  while true do
+    local s = text:find('[%["]', pos)
+    if not s then break end
+    if text:byte(s) == 34 then -- a string: skip to its closing quote
+      local e = s + 1
+      while true do
+        local q = text:find('["\\]', e)
+        if not q then return text end -- not JSON: cjson reports it
+        if text:byte(q) == 92 then e = q + 2 else pos = q + 1 break end
+      end
+    else
+      local after = text:match("^%[%s*%]()", s)
+      if after then
+        out[#out + 1] = text:sub(copied, s - 1)
+        out[#out + 1] = EMPTY_JSON
+        copied = after
+      end
+      pos = s + 1
+    end
+  end
+  out[#out + 1] = text:sub(copied)
+  return table.concat(out)
+end
+
+-- Marks the tables that were `[]` (and whole numbers back to integers:
+-- cjson decodes every number as a float).
+local function restore(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) ~= "table" then return v end
+  if #v == 1 and v[1] == EMPTY then
+    v[1] = nil
+    return value.array(v)
+  end
+  for k, item in pairs(v) do v[k] = restore(item) end
+  return v
+end
+
+--- Decodes JSON `text` so that encoding the result gives the same shapes:
+-- `[]` stays an (empty) array, whole numbers are integers. Raises what
+-- cjson.decode raises for text that is not JSON.
+function M.decode(text)
+  return restore(cjson.decode(mark_empty_arrays(text)))
 end
 
 return M

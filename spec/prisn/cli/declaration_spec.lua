@@ -23,9 +23,18 @@ describe("command declarations", function()
       if cmd.handler then
         assert.is_truthy(cmd.description, name .. ": no description")
         assert.is_truthy(cmd.examples and #cmd.examples > 0, name .. ": no example")
+        -- The command by its name or an alias, as KIND NAME or KIND/NAME.
+        local parent = table.concat(path, " ", 1, #path - 1)
+        local function runs(text)
+          for _, word in ipairs({ cmd.name, table.unpack(cmd.aliases or {}) }) do
+            local prefix = "prisn " .. (parent ~= "" and (parent .. " ") or "") .. word
+            local after = text:sub(#prefix + 1, #prefix + 1)
+            if text:sub(1, #prefix) == prefix and (after == "" or after == " " or after == "/") then return true end
+          end
+          return false
+        end
         for _, ex in ipairs(cmd.examples) do
-          assert.is_truthy(ex[1]:find("prisn " .. name, 1, true) == 1,
-            name .. ": example '" .. ex[1] .. "' does not run the command")
+          assert.is_truthy(runs(ex[1]), name .. ": example '" .. ex[1] .. "' does not run the command")
         end
       end
     end)

@@ -99,6 +99,19 @@ describe("prisn.cli.parse", function()
     assert.equal("python3", p.args.NAME)
   end)
 
+  it("reads KIND/NAME as KIND NAME where a subcommand KIND takes an argument", function()
+    local p = parse.parse(tree(), { "runner", "show/python3", "-q" })
+    assert.same({ "runner", "show" }, p.path)
+    assert.equal("python3", p.args.NAME)
+    assert.is_true(p.globals.quiet)
+    -- A subcommand without arguments, or an unknown KIND, is no KIND.
+    usage_error(function() parse.parse(tree(), { "runner", "list/x" }) end)
+    local err = usage_error(function() parse.parse(tree(), { "runner", "nosuch/x" }) end)
+    assert.equal("unknown command 'nosuch/x' for 'prisn runner'", err.message)
+    -- A slash in a plain argument stays in it.
+    assert.equal("a/b.py", parse.parse(tree(), { "run", "a/b.py" }).args.SCRIPT)
+  end)
+
   it("suggests the command meant by a typo", function()
     local err = usage_error(function() parse.parse(tree(), { "rnu" }) end)
     assert.equal("unknown command 'rnu'", err.message)

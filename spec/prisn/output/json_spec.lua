@@ -119,4 +119,21 @@ describe("prisn.output.json", function()
       assert.has_error(function() json.encode(t) end, "output: value[1]: cycle: the table contains itself")
     end)
   end)
+
+  describe("decode", function()
+    it("keeps [] an array through decode and encode, also inside strings and nested", function()
+      local text = '{"args":[],"b":"x[]\\"[] ","c":[1,[ ],{"d":[]}],"e":{}}'
+      assert.equal('{\n  "args": [],\n  "b": "x[]\\"[] ",\n  "c": [\n    1,\n    [],\n    {\n      "d": []\n'
+        .. '    }\n  ],\n  "e": {}\n}\n', json.encode(json.decode(text)))
+    end)
+
+    it("turns whole numbers back into integers", function()
+      assert.equal(math.type(json.decode('{"n": 3569}').n), "integer")
+      assert.equal(1.5, json.decode("[1.5]")[1])
+    end)
+
+    it("raises for text that is not JSON", function()
+      assert.has_error(function() json.decode('{"a": [') end)
+    end)
+  end)
 end)

@@ -103,7 +103,8 @@ local function action(verb, done)
   end
 end
 
-local NAME_ARG = { name = "NAME", summary = "The cron job's name", required = true }
+local NAME_ARG = { name = "NAME", summary = "The cron job's name", required = true,
+  complete = require("prisn.cli.kinds").completer("cron") }
 
 local subcommands = {
   {

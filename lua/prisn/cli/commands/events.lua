@@ -84,8 +84,12 @@ local function list_events(ctx)
   if flags.all_namespaces then
     columns = { COLUMNS[1], { key = "namespace", header = "NAMESPACE" }, table.unpack(COLUMNS, 2) }
   end
-  local empty = flags.all_namespaces and "No events found."
-    or string.format("No events found in namespace '%s'.", ns)
+  local with = {}
+  for _, f in ipairs({ { "--since", flags.since }, { "--for", flags["for"] }, { "--action", flags.action } }) do
+    if f[2] then with[#with + 1] = f[1] .. " " .. f[2] end
+  end
+  local empty = (flags.all_namespaces and "No events found" or string.format("No events found in namespace '%s'", ns))
+    .. (#with > 0 and (" with " .. table.concat(with, ", ")) or "") .. "."
   ctx.out:emit(rows, { columns = columns, empty = empty })
   return 0
 end

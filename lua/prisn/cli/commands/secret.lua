@@ -11,6 +11,7 @@
 -- name the argument, file or line, never its content: a value typed in the
 -- wrong place must not end up on the screen or in a terminal log.
 local envfile = require("prisn.envfile")
+local kinds = require("prisn.cli.kinds")
 local errors = require("prisn.error")
 local rules = require("prisn.secrets")
 
@@ -171,7 +172,7 @@ local function rotate_key(ctx)
     return 0
   end
   ctx.out:emit(string.format("master key rotated: %s -> %s; %d secret%s re-encrypted",
-    res.old_key_id, res.key_id, res.secrets, res.secrets == 1 and "" or "s"))
+    res.old_key_id, res.key_id, res.reencrypted, res.reencrypted == 1 and "" or "s"))
   if not ctx.globals.quiet then
     io.stderr:write("Note: back up the server's master.key now; the old key is gone and backups "
       .. "of state.db from now on need the new one.\n")
@@ -179,7 +180,8 @@ local function rotate_key(ctx)
   return 0
 end
 
-local NAME_ARG = { name = "NAME", summary = "The secret's name (lower-case letters, digits, '-')", required = true }
+local NAME_ARG = { name = "NAME", summary = "The secret's name (lower-case letters, digits, '-')", required = true,
+  complete = kinds.completer("secret") }
 
 return {
   {

@@ -1,4 +1,6 @@
 -- `prisn token create|list|revoke`: API tokens (admin only).
+local kinds = require("prisn.cli.kinds")
+
 local function client(ctx)
   return require("prisn.client").connect(ctx)
 end
@@ -96,7 +98,8 @@ return {
         summary = "Revoke a token; it stops working at once",
         description = "Revokes the token with this id ('prisn token list' shows the ids). The\n"
           .. "record is kept for the audit trail.",
-        args = { { name = "ID", summary = "The token id", required = true } },
+        args = { { name = "ID", summary = "The token id", required = true,
+          complete = kinds.completer("token") } },
         examples = { { "prisn token revoke 06h1jdn4hxhr", "Revoke a token" } },
         handler = revoke,
       },

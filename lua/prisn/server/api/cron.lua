@@ -29,7 +29,7 @@ local function find(req)
   local cron = cronjobs.get(req.server.db, req.params.ns, req.params.name)
   if not cron then
     api.fail(404, "not_found", string.format("cron job '%s' not found in namespace '%s'", req.params.name,
-      req.params.ns), "list the cron jobs with GET /api/v1/namespaces/" .. req.params.ns .. "/cronjobs")
+      req.params.ns), "list the cron jobs with 'prisn get cron -n " .. req.params.ns .. "'")
   end
   return cron
 end
@@ -93,6 +93,9 @@ end
 -- The public shape, with the next fire times and the last runs when `detail`.
 local function public(req, cron, detail)
   local p = cronjobs.to_public(cron)
+  -- The last run's outcome, so that a cron job failing every time shows in
+  -- 'prisn get cron' (null before the first run, or once none is kept).
+  p.last_run = runs_of(req.server.db, cron, 1)[1] or cjson.null
   if detail then
     p.isolation = cron.spec.isolation or cjson.null
     p.run_as = admission.public_run_as(cron.spec, cjson.null)

@@ -32,8 +32,7 @@ local function find(req)
   local ns, name = req.params.ns, req.params.name
   if not deployments.valid_name(name) or not deployments.get(req.server.db, ns, name) then
     api.fail(404, "not_found", string.format("deployment '%s' not found in namespace '%s'", name, ns),
-      "list the deployments with 'prisn get deployments -n " .. ns .. "' (GET /api/v1/namespaces/" .. ns
-        .. "/deployments)")
+      "list the deployments with 'prisn get deploy -n " .. ns .. "'")
   end
 end
 

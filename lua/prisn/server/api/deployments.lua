@@ -3,7 +3,8 @@
 -- and change it (a changed template is a new revision, rolled out one
 -- instance at a time), scale it, roll it back, show it and delete it.
 -- Every mutation records an event (deployment.created, deployment.updated,
--- deployment.scaled, deployment.deleted, deployment.rollback_requested).
+-- deployment.scaled, deployment.deleted, deployment.rollback_requested,
+-- deployment.restarted).
 local uv = require("luv")
 local cjson = require("cjson")
 local async = require("prisn.async")
@@ -36,8 +37,7 @@ local function find(req)
   local d = deployments.get(req.server.db, req.params.ns, req.params.name)
   if not d then
     api.fail(404, "not_found", string.format("deployment '%s' not found in namespace '%s'", req.params.name,
-      req.params.ns), "list the deployments with 'prisn get deploy' (GET /api/v1/namespaces/" .. req.params.ns
-      .. "/deployments)")
+      req.params.ns), "list the deployments with 'prisn get deploy -n " .. req.params.ns .. "'")
   end
   return d
 end
@@ -129,8 +129,9 @@ local function vetoed(req, event_table, files)
   end)
   if result and result.vetoed then
     api.fail(403, "vetoed", "the pre_deploy hook " .. tostring(result.file or "") .. " refused the deploy: "
-      .. tostring(result.message or "no reason given"), "see 'prisn events --for deploy/" .. event_table.deployment
-      .. "'; hooks live in $PRISN_HOME/hooks")
+      .. tostring(result.message or "no reason given"),
+      "'prisn events --action hook.vetoed -n " .. event_table.namespace .. "' lists the vetoes; hooks live in "
+      .. "$PRISN_HOME/hooks")
   end
 end
 
@@ -469,6 +470,22 @@ local function rollback(req)
   return 200, p
 end
 
+-- Restart: the current template again as a new revision, rolled out one
+-- instance at a time like any deploy (kubectl's `rollout restart`), so a
+-- restart keeps serving, waits for health and rolls back when it fails.
+local function restart(req)
+  local d = find(req)
+  local db = req.server.db
+  local spec = admit_template(req, "deployment.restart", d, current_spec(req, d))
+  local number = deployments.add_revision(db, d.namespace, d.name, spec, req.actor)
+  event(req, d.namespace, d.name, "deployment.restarted", string.format(
+    "revision %d (the template of revision %d) rolling out", number, d.revision))
+  apply(req, d.namespace, d.name)
+  local p = public(req, deployments.get(db, d.namespace, d.name))
+  p.from_revision = d.revision
+  return 200, p
+end
+
 local function instances(req)
   local ns = req.params.ns
   local list = {}
@@ -504,5 +521,7 @@ return {
     handler = revisions },
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/rollback", auth = "edit",
     handler = rollback },
+  { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments/{name}/restart", auth = "edit",
+    handler = restart },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/instances", auth = "view", handler = instances },
 }

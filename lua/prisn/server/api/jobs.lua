@@ -36,7 +36,7 @@ local function find(req)
   local job = jobs.get(req.server.db, req.params.ns, req.params.id)
   if not job then
     api.fail(404, "not_found", string.format("job '%s' not found in namespace '%s'", req.params.id, req.params.ns),
-      "list the jobs with GET /api/v1/namespaces/" .. req.params.ns .. "/jobs")
+      "list the jobs with 'prisn get jobs -n " .. req.params.ns .. "'")
   end
   return job
 end

@@ -138,7 +138,9 @@ local function rotate(req)
     req.server.events:record({ actor = req.actor, action = ACTIONS.rotate, message = message })
   end
   log_info(req, "%s (by %s)", message, tostring(req.actor))
-  return 200, result
+  -- `secrets` is a list of names everywhere else in the API: the count is
+  -- `reencrypted`, so a field keeps one type wherever it appears.
+  return 200, { key_id = result.key_id, old_key_id = result.old_key_id, reencrypted = result.secrets }
 end
 
 return {

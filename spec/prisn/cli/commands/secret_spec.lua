@@ -214,7 +214,7 @@ describe("prisn secret", function()
 
   describe("rotate-key", function()
     it("posts and reports the key ids, reminding to back up the key", function()
-      answer = function() return { old_key_id = "a9c0ff9f", key_id = "9c26ec69", secrets = 3 } end
+      answer = function() return { old_key_id = "a9c0ff9f", key_id = "9c26ec69", reencrypted = 3 } end
       assert.equal(0, run("rotate-key"))
       assert.same({ { method = "POST", path = "/api/v1/secrets/rotate-key" } }, requests)
       assert.equal("master key rotated: a9c0ff9f -> 9c26ec69; 3 secrets re-encrypted\n", stdout.text)

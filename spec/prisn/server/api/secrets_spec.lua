@@ -245,7 +245,7 @@ describe("secrets API", function()
       assert.equal(old, body.old_key_id)
       assert.equal(server.keyring.id, body.key_id)
       assert.are_not.equal(old, body.key_id)
-      assert.equal(2, body.secrets)
+      assert.equal(2, body.reencrypted)
       assert.same({ { actor = "token:ci", action = "secret.key_rotated",
         message = string.format("master key %s replaced by %s; 2 secrets re-encrypted", old, body.key_id) } },
         server.events.list)
