@@ -1,4 +1,5 @@
 -- `prisn server start|stop|status`, `prisn cluster init` and `prisn status`.
+local output = require("prisn.output")
 local errors = require("prisn.error")
 
 -- --min-isolation, checked: 0..3, or nil when not given.
@@ -21,6 +22,17 @@ local function serves(info, listen)
   return url_host == host and tonumber(url_port) == port
 end
 
+-- What start, init and stop say: `doc` for -o json/yaml, `text` (lines)
+-- for a person unless -q. Nothing of a start is left as text when a script
+-- asked for a document.
+local function report(ctx, doc, text)
+  if ctx.globals.output ~= "text" then
+    ctx.out:emit(doc)
+  elseif not ctx.globals.quiet then
+    io.stdout:write(text)
+  end
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
@@ -39,10 +51,9 @@ local function start(ctx, opts)
         { hint = "stop it first ('prisn server stop') to serve on another address, "
           .. "or start a second server with another PRISN_HOME" })
     end
-    if not ctx.globals.quiet then
-      io.stdout:write(string.format("prisn server already running (pid %d) on %s\n",
-        math.tointeger(running.pid), running.address))
-    end
+    report(ctx, { running = true, started = false, pid = math.tointeger(running.pid), address = running.address,
+      home = home }, string.format("prisn server already running (pid %d) on %s\n",
+      math.tointeger(running.pid), running.address))
     return 0
   end
   local token = server.setup(home)
@@ -59,19 +70,21 @@ local function start(ctx, opts)
       min_isolation = min_isolation })
   end
   local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation })
+  local doc = { running = true, started = true, pid = math.tointeger(info.pid), address = info.address,
+    socket = info.socket, home = home, admin_token = token or output.null }
   if opts.init then
-    io.stdout:write("Cluster initialized. Admin token: ", token, "\n")
-    io.stdout:write(string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n",
-      require("luv").os_gethostname(), info.address))
+    local node = require("luv").os_gethostname()
+    doc.node = node
+    report(ctx, doc, "Cluster initialized. Admin token: " .. token .. "\n"
+      .. string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n", node, info.address))
     return 0
   end
-  if token and not ctx.globals.quiet then
-    io.stdout:write("Admin token: ", token, "\n(saved to ", home, "/admin.token; shown only once)\n")
+  local text = string.format("prisn server started (pid %d), listening on %s and unix:%s\n",
+    math.tointeger(info.pid), info.address, info.socket)
+  if token then
+    text = "Admin token: " .. token .. "\n(saved to " .. home .. "/admin.token; shown only once)\n" .. text
   end
-  if not ctx.globals.quiet then
-    io.stdout:write(string.format("prisn server started (pid %d), listening on %s and unix:%s\n",
-      math.tointeger(info.pid), info.address, info.socket))
-  end
+  report(ctx, doc, text)
   return 0
 end
 
@@ -80,10 +93,10 @@ local function stop(ctx)
   local home = require("prisn.home").path()
   local pid = server.stop(home, math.floor((ctx.flags.timeout or 30) * 1000))
   if not pid then
-    if not ctx.globals.quiet then io.stdout:write("no prisn server is running\n") end
+    report(ctx, { stopped = false, running = false }, "no prisn server is running\n")
     return 0
   end
-  if not ctx.globals.quiet then io.stdout:write(string.format("prisn server stopped (pid %d)\n", pid)) end
+  report(ctx, { stopped = true, running = false, pid = pid }, string.format("prisn server stopped (pid %d)\n", pid))
   return 0
 end
 
