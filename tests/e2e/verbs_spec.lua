@@ -134,6 +134,12 @@ describe("kubectl and pm2 habits", function()
     local tokens = json({ "get", "tokens", "-o", "json" })
     assert.is_true(#tokens >= 1)
     assert.equal(tokens[1].id, json({ "describe", "token/" .. tokens[1].id, "-o", "json" }).id)
+    -- logs too: KIND NAME is KIND/NAME; a word that is no kind is a usage error.
+    assert.equal(ok({ "logs", "deploy/web", "--tail", "5" }).stdout,
+      ok({ "logs", "deploy", "web", "--tail", "5" }).stdout)
+    r = prisn({ "logs", "secret", "db" })
+    assert.equal(2, r.code)
+    assert.matches("logs are kept for jobs and deployments", r.stderr)
   end)
 
   it("jobs: run --detach -o json is JSON; get, describe and delete take job ID and job/ID", function()

@@ -356,13 +356,15 @@ local function handler(ctx)
     if not since_ms then errors.usage("--since: " .. err, "e.g. --since 1h or --since 2026-11-26T18:46:00Z") end
   end
   if ctx.args.TARGET == nil then return namespace_logs(ctx) end
-  local kind, id = parse_target(ctx.args.TARGET)
+  -- `prisn logs deploy web`, as kubectl's KIND NAME: the same as deploy/web.
+  local target = ctx.args.NAME and (ctx.args.TARGET .. "/" .. ctx.args.NAME) or ctx.args.TARGET
+  local kind, id = parse_target(target)
   if kind == "either" then
     kind = deployment_exists(ctx, job_cli.namespace(ctx), id) and "deployment" or "job"
   end
   if kind == "deployment" then return deployment_logs(ctx, id) end
   if ctx.flags.instance ~= nil then
-    errors.usage(string.format("--instance is for deployment logs, and %s names a job", ctx.args.TARGET),
+    errors.usage(string.format("--instance is for deployment logs, and %s names a job", target),
       "'prisn logs deploy/NAME --instance N' names a deployment's instance")
   end
   if ctx.flags.follow then return follow(ctx, id) end
@@ -485,6 +487,7 @@ return {
           end
           return out
         end },
+      { name = "NAME", summary = "With TARGET a kind (deploy, job): the name or id, as kubectl takes it" },
     },
     flags = {
       { name = "stream", type = "string", values = { "all", "stdout", "stderr" }, default = "all",
@@ -507,6 +510,7 @@ return {
       { "prisn logs -f job/01kax", "Follow a detached job's output until it ends" },
       { "prisn logs api --since 1h", "What deployment api's instances printed in the last hour" },
       { "prisn logs deploy/api -f --tail 100", "The last 100 lines of api, then follow it" },
+      { "prisn logs deploy api --tail 20", "The same KIND NAME form kubectl takes" },
       { "prisn logs api --instance 2 --timestamps", "Only instance api-2, with times" },
       { "prisn logs --since 1h", "What every deployment, job and cron run of the namespace printed in the last hour" },
       { "prisn logs -f --tail 20 job/01kax", "The last 20 lines of a job, then follow it" },
