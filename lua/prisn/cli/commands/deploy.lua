@@ -224,12 +224,8 @@ local function from_flags(ctx)
   limits = limits or {}
   local isolation = require("prisn.exec.isolation")
   local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
-  if flags.port and (flags.port < 1 or flags.port > 65535) then
-    errors.usage(string.format("--port must be from 1 to 65535, got %d", flags.port), "e.g. --port 8080")
-  end
-  if flags.replicas and flags.replicas < 0 then
-    errors.usage("--replicas cannot be negative", "e.g. -r 3; 0 keeps the deployment without instances")
-  end
+  -- The rules of prisn.exec.workload, as the API and manifests apply them.
+  require("prisn.cli.workload").check_flags(flags, { "port", "replicas", "grace" })
   local env, env_remove = env_of(ctx, cwd)
   local client = client_module()
   local c = client.connect(ctx)
