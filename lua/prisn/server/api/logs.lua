@@ -115,7 +115,7 @@ return {
     if not opts then api.fail(400, "bad_request", err, hint) end
     if opts.instance then
       api.fail(400, "bad_request", "instance is for one deployment's logs",
-        "use GET /api/v1/namespaces/" .. req.params.ns .. "/deployments/NAME/logs?instance=N")
+        "name the deployment: prisn logs NAME --instance N -n " .. req.params.ns)
     end
     return 200, stream(req, opts)
   end },
