@@ -97,13 +97,9 @@ local function uptime(seconds)
   return units.format_duration(seconds)
 end
 
--- The columns shown: those marked wide only with -o wide.
+-- The columns to show: those marked wide only with -o wide.
 local function shown(ctx, columns)
-  local out = {}
-  for _, c in ipairs(columns) do
-    if ctx.globals.wide or not c.wide then out[#out + 1] = { key = c.key, header = c.header } end
-  end
-  return out
+  return output.visible_columns(columns, ctx.globals.wide)
 end
 
 local LIST_COLUMNS = {

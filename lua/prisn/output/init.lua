@@ -80,4 +80,15 @@ function M.writer(opts)
   }, Writer)
 end
 
+--- The table columns to show: every column of `columns` ({ key, header,
+-- wide }) except those marked `wide`, which only `-o wide` (`wide` true)
+-- adds.
+function M.visible_columns(columns, wide)
+  local out = {}
+  for _, c in ipairs(columns) do
+    if wide or not c.wide then out[#out + 1] = { key = c.key, header = c.header } end
+  end
+  return out
+end
+
 return M

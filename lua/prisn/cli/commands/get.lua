@@ -10,6 +10,7 @@
 local errors = require("prisn.error")
 local clock = require("prisn.clock")
 local job_cli = require("prisn.cli.jobs")
+local output = require("prisn.output")
 local kinds = require("prisn.cli.kinds")
 
 local WATCH_POLL_MS = 2000
@@ -23,13 +24,9 @@ local LIST_COLUMNS = {
   { key = "cwd", header = "CWD", wide = true },
 }
 
---- The columns to show: those marked wide only with -o wide.
+-- The columns to show: those marked wide only with -o wide.
 local function shown(ctx, columns)
-  local out = {}
-  for _, c in ipairs(columns) do
-    if ctx.globals.wide or not c.wide then out[#out + 1] = { key = c.key, header = c.header } end
-  end
-  return out
+  return output.visible_columns(columns, ctx.globals.wide)
 end
 
 -- "No jobs found in namespace 'x' with --state failed, --script backup.py."
@@ -48,7 +45,6 @@ end
 
 local function list_jobs(ctx)
   local jobs = require("prisn.store.jobs")
-  local output = require("prisn.output")
   local limit = ctx.flags.limit
   if limit < 0 then errors.usage("--limit must be 0 (no limit) or more, got " .. limit) end
   local ns = job_cli.namespace(ctx)
@@ -166,7 +162,6 @@ local CRON_COLUMNS = {
 }
 
 local function list_cron(ctx)
-  local output = require("prisn.output")
   local items, ns = fetch(ctx, "cron", ctx.args.NAME)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(ctx.args.NAME and items[1] or output.array(items))
@@ -200,7 +195,6 @@ local TOKEN_COLUMNS = {
 }
 
 local function list_tokens(ctx)
-  local output = require("prisn.output")
   local items = fetch(ctx, "token", ctx.args.ID)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(ctx.args.ID and items[1] or output.array(items))
@@ -223,7 +217,6 @@ local NODE_COLUMNS = {
 }
 
 local function list_nodes(ctx)
-  local output = require("prisn.output")
   local items = fetch(ctx, "node", ctx.args.NAME)
   if ctx.globals.output ~= "text" then
     ctx.out:emit(ctx.args.NAME and items[1] or output.array(items))
@@ -250,7 +243,7 @@ end
 local function watch(ctx, fn)
   local uv = require("luv")
   local async = require("prisn.async")
-  local output = require("prisn.output")
+
   local tty = ctx.globals.output == "text" and require("prisn.core.sys").isatty(1)
   local stopped = false
   ctx.watching = true
