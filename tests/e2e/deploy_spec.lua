@@ -69,13 +69,7 @@ with open(out, "w") as f:
                                  "\n".join(errors[:5])))
 ]]
 
-local function free_port()
-  local tcp = uv.new_tcp()
-  assert(tcp:bind("127.0.0.1", 0))
-  local port = tcp:getsockname().port
-  tcp:close()
-  return port
-end
+local free_port = h.free_port
 
 -- One HTTP GET with a new connection; returns the status and body, or nil.
 local function get(port, path)

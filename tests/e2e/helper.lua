@@ -162,6 +162,16 @@ function M.stat_fields(pid)
   return fields
 end
 
+--- A TCP port free on 127.0.0.1 just now (the kernel's pick), for a
+-- deployment's --port.
+function M.free_port()
+  local tcp = uv.new_tcp()
+  assert(tcp:bind("127.0.0.1", 0))
+  local port = tcp:getsockname().port
+  tcp:close()
+  return port
+end
+
 --- The prisn commands of a spec, run with the environment `get_env()`
 -- returns at the time of the call (a spec makes a fresh one before each
 -- test): prisn(args, opts) as M.prisn; ok(args, opts) asserts exit 0 (the

@@ -100,13 +100,7 @@ local function has_python_yaml()
   return r.code == 0
 end
 
-local function free_port()
-  local tcp = uv.new_tcp()
-  assert(tcp:bind("127.0.0.1", 0))
-  local port = tcp:getsockname().port
-  tcp:close()
-  return port
-end
+local free_port = h.free_port
 
 describe("-o json and -o yaml", function()
   local env, dir
