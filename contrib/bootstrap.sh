@@ -4,8 +4,9 @@
 #   contrib/bootstrap.sh build   # what building prisn needs
 #   contrib/bootstrap.sh test    # that, plus what the test suite needs
 #   contrib/bootstrap.sh fuzz    # that, plus clang and libFuzzer for tests/fuzz
-#   contrib/bootstrap.sh release # that (test), plus the arm64 cross toolchain, the
-#                                # arm64 -dev packages, qemu-user-static and gcovr
+#   contrib/bootstrap.sh coverage # test, plus gcovr (contrib/coverage.sh)
+#   contrib/bootstrap.sh release # test and coverage, plus the arm64 cross toolchain,
+#                                # the arm64 -dev packages and qemu-user-static
 #
 # Idempotent and quiet when everything is there. Needs root (or sudo) only
 # when it has something to install.
@@ -27,7 +28,8 @@ FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # beside the amd64 ones (multiarch); qemu-aarch64-static runs embedgen at build
 # time and the arm64 smoke test. libc6-dev-arm64-cross is only recommended by
 # the cross compiler, and recommends are not installed here.
-RELEASE_PACKAGES="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static gcovr file
+COVERAGE_PACKAGES="gcovr"
+RELEASE_PACKAGES="$COVERAGE_PACKAGES gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
   libc6-dev:arm64 liblua5.4-dev:arm64 lua-luv-dev:arm64 libuv1-dev:arm64 lua-cjson-dev:arm64
   libsqlite3-dev:arm64 libsodium-dev:arm64"
 # libhttp-parser-dev is not multiarch: installing the :arm64 one REMOVES the
@@ -53,8 +55,9 @@ case "${1:-build}" in
   build) ;;
   test) want="$want $TEST_PACKAGES" ;;
   fuzz) want="$want $TEST_PACKAGES $FUZZ_PACKAGES" ;;
+  coverage) want="$want $TEST_PACKAGES $COVERAGE_PACKAGES" ;;
   release) want="$want $TEST_PACKAGES $RELEASE_PACKAGES" ;;
-  *) echo "usage: $0 build|test|fuzz|release" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|fuzz|coverage|release" >&2; exit 2 ;;
 esac
 
 missing=""
