@@ -56,6 +56,7 @@ fi
 expect "version names $version and $target" "\"target\": \"$target\"" P version -o json
 grep -q "\"version\": \"$version\"" "$work/out" || fail "version is $version"
 
+# shellcheck disable=SC2016 # $1 is for the script
 printf 'echo "hello from bash $1"\n' >"$work/hello.sh"
 # shellcheck disable=SC2086
 expect "run a bash script${isolation:+ ($isolation)}" "hello from bash world" \
