@@ -7,8 +7,8 @@
 # In order, and it stops at the first failure:
 #   1. refuses a working tree with changes (a release is built from a commit)
 #      and a CHANGELOG.md with no "## VERSION" entry;
-#   2. installs what it needs (contrib/bootstrap.sh release) and runs the
-#      tests ($PRISN_RELEASE_TESTS, default contrib/test.sh: the whole suite);
+#   2. runs the tests ($PRISN_RELEASE_TESTS, default contrib/test.sh: the
+#      whole suite), then installs what the release needs (bootstrap.sh release);
 #   3. bumps the version in its one place, project() in CMakeLists.txt, and
 #      commits that ("Release VERSION") when it changed;
 #   4. builds each target static and dynamic (the dynamic one only to report
@@ -38,9 +38,9 @@ grep -Eq "^## \[?v?$escaped\]?([[:space:]]|$)" CHANGELOG.md ||
   die "CHANGELOG.md has no entry for $version" \
     "add a '## $version' section with the release notes (e.g. rename '## Unreleased'), commit it, and run again"
 
-contrib/bootstrap.sh release
 echo "Running the tests: ${PRISN_RELEASE_TESTS:-contrib/test.sh}" >&2
 sh -c "${PRISN_RELEASE_TESTS:-contrib/test.sh}" >&2 || die "the tests failed: no release" "fix them, commit, and run again"
+contrib/bootstrap.sh release
 
 current=$(sed -n 's/^project(prisn VERSION \([0-9.]*\) .*/\1/p' CMakeLists.txt)
 if [ "$current" != "$version" ]; then
