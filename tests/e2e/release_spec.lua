@@ -62,7 +62,8 @@ describe("contrib/release.sh", function()
     assert.equal(0, sh("echo x > " .. dir .. "/stray.txt").code)
     local r = release(dir, { "1.2.3" }, { PRISN_RELEASE_TESTS = "true" })
     assert.equal(1, r.code)
-    assert.matches("Error: the working tree has uncommitted changes\nHint: commit or stash them first", r.stderr, 1, true)
+    assert.matches("Error: the working tree has uncommitted changes\nHint: commit or stash them first",
+      r.stderr, 1, true)
     assert.equal(before, head_and_version(dir))
   end)
 
