@@ -12,7 +12,8 @@
 #   3. bumps the version in its one place, project() in CMakeLists.txt, and
 #      commits that ("Release VERSION") when it changed;
 #   4. builds each target static and dynamic (the dynamic one only to report
-#      its size: it must stay under 5 MB stripped), strips, smoke-tests each
+#      its size: it must stay under 5 MB stripped), reports what each library
+#      adds (from the link map), strips, smoke-tests each
 #      static binary (contrib/smoke.sh; arm64 under qemu-aarch64-static);
 #   5. stages each tarball with `cmake --install` plus what that does not
 #      install yet (completions, the systemd unit, README), and writes
@@ -56,7 +57,8 @@ mkdir -p "$dist"
 
 # build TARGET LINKAGE: configures and builds $out/TARGET-LINKAGE/prisn.
 build() {
-  flags="-DCMAKE_BUILD_TYPE=Release"
+  # The link map says what each library adds (contrib/link_sizes.lua).
+  flags="-DCMAKE_BUILD_TYPE=Release -DCMAKE_EXE_LINKER_FLAGS=-Wl,-Map=$out/$1-$2/prisn.map"
   [ "$2" = static ] && flags="$flags -DPRISN_STATIC=ON"
   [ "$1" = linux-arm64 ] && flags="$flags -DCMAKE_TOOLCHAIN_FILE=$src/cmake/aarch64-linux-gnu.cmake"
   # shellcheck disable=SC2086
@@ -101,6 +103,8 @@ for target in linux-amd64 linux-arm64; do
     "$(strip_for "$target")" -o "$out/$target-$linkage/prisn.stripped" "$out/$target-$linkage/prisn"
     bytes=$(size_of "$out/$target-$linkage/prisn.stripped")
     sizes="$sizes$(printf '%-12s %-8s %9d bytes stripped' "$target" "$linkage" "$bytes")
+"
+    sizes="$sizes$("$out/linux-amd64-static/prisn" lua contrib/link_sizes.lua "$out/$target-$linkage/prisn.map")
 "
     if [ "$linkage" = dynamic ] && [ "$bytes" -ge 5000000 ]; then
       die "the dynamic $target binary is $bytes bytes stripped, over the 5 MB budget"
