@@ -18,8 +18,8 @@ local function kept(section)
   return false
 end
 
-local LIBC = { "^lib[cm]%.a$", "^libm%-", "^lib[cm]_nonshared%.a$", "^libpthread%.a$", "^libdl%.a$",
-  "^librt%.a$", "^libgcc", "^crt" }
+local LIBC = { "^lib[cm]%.a$", "^S?crt", "^libm%-", "^lib[cm]_nonshared%.a$", "^libpthread%.a$", "^libdl%.a$",
+  "^librt%.a$", "^libgcc" }
 
 --- The name a file of the map is reported under.
 function M.owner(file)
