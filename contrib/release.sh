@@ -69,12 +69,17 @@ build() {
 strip_for() { if [ "$1" = linux-arm64 ]; then echo aarch64-linux-gnu-strip; else echo strip; fi; }
 size_of() { stat -c %s "$1"; }
 
-# Stages the tarball of TARGET from `cmake --install`, filling in what the
-# install rules do not provide yet.
+# Stages the tarball of TARGET from `cmake --install` (for /usr/local, where
+# docs/INSTALL.md puts it: the systemd unit names that path), filling in what
+# the install rules do not provide.
 stage() {
   target=$1 name="prisn-$version-$1"
   stage_dir="$out/stage/$name"
-  cmake --install "$out/$target-static" --prefix "$stage_dir" >/dev/null
+  cmake --build "$out/$target-static" -j"$(nproc)" --target prisn_install_files >>"$out/$target-static.log" 2>&1 ||
+    die "building what $target installs failed (log: $out/$target-static.log)"
+  DESTDIR="$out/stage/destdir-$target" cmake --install "$out/$target-static" --prefix /usr/local >/dev/null
+  mkdir -p "$out/stage/destdir-$target/usr/local"
+  mv "$out/stage/destdir-$target/usr/local" "$stage_dir"
   mkdir -p "$stage_dir/bin"
   cp "$dist/$name" "$stage_dir/bin/prisn"
   host="$out/linux-amd64-static/prisn" # completion scripts are text: the host binary writes them
