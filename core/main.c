@@ -15,6 +15,7 @@
 #include "sandbox.h"
 
 #include "boot.h"
+#include "coverage.h"
 
 /* PRISN_DEV=1 loads Lua from the tree this binary was built from;
  * PRISN_DEV=/path loads it from another tree. */
@@ -25,6 +26,17 @@ static const char *dev_tree_from_env(void) {
     if (strcmp(dev, "1") == 0)
         return PRISN_SOURCE_DIR;
     return dev;
+}
+
+/* PRISN_LUA_COVERAGE=DIR counts the lines of prisn's Lua this process runs
+ * (contrib/coverage.sh); a directory that cannot be made is only a warning. */
+static void coverage_from_env(lua_State *L) {
+    const char *dir = getenv("PRISN_LUA_COVERAGE");
+    if (dir == NULL || dir[0] == '\0')
+        return;
+    int rc = prisn_coverage_start(L, dir);
+    if (rc < 0)
+        fprintf(stderr, "prisn: PRISN_LUA_COVERAGE: cannot use %s: %s\n", dir, strerror(-rc));
 }
 
 /* Protected: require("prisn.main").run(argv_table) -> exit status. */
@@ -47,6 +59,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "Error: prisn could not start: out of memory\n");
         return 1;
     }
+    coverage_from_env(L);
     lua_pushcfunction(L, prisn_boot_traceback);
     lua_pushcfunction(L, run_main);
     lua_createtable(L, argc, 0); /* argv[0] is the binary, as in Lua's arg */

@@ -41,6 +41,12 @@
 #ifndef PRISN_BUILD_DATE
 #define PRISN_BUILD_DATE "unknown"
 #endif
+#ifndef PRISN_TARGET
+#define PRISN_TARGET "unknown"
+#endif
+#ifndef PRISN_LINKAGE
+#define PRISN_LINKAGE "unknown"
+#endif
 #ifndef PRISN_SOURCE_DIR
 #define PRISN_SOURCE_DIR ""
 #endif
@@ -427,7 +433,8 @@ static const luaL_Reg sys_functions[] = {
     {NULL, NULL},
 };
 
-/* Fields: version, commit, build_date, source_dir, lua_version,
+/* Fields: version, commit, build_date, target ("linux-arm64"), linkage
+ * ("static" or "dynamic"), source_dir, lua_version,
  * lua_path_default, lua_cpath_default (Lua's compiled-in search paths, which
  * prisn itself does not use). */
 int luaopen_prisn_core_sys(lua_State *L) {
@@ -438,6 +445,10 @@ int luaopen_prisn_core_sys(lua_State *L) {
     lua_setfield(L, -2, "commit");
     lua_pushliteral(L, PRISN_BUILD_DATE);
     lua_setfield(L, -2, "build_date");
+    lua_pushliteral(L, PRISN_TARGET);
+    lua_setfield(L, -2, "target");
+    lua_pushliteral(L, PRISN_LINKAGE);
+    lua_setfield(L, -2, "linkage");
     lua_pushliteral(L, PRISN_SOURCE_DIR);
     lua_setfield(L, -2, "source_dir");
     lua_pushliteral(L, LUA_RELEASE);

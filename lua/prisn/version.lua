@@ -14,6 +14,8 @@ function M.info()
     version = sys.version,
     commit = sys.commit,
     build_date = sys.build_date,
+    target = sys.target,
+    linkage = sys.linkage,
     lua = sys.lua_version,
     libuv = uv.version_string(),
     sqlite = store.version(),

@@ -86,6 +86,9 @@ describe("prisn CLI", function()
       assert.is_string(data[field], field)
     end
     assert.equal("Lua 5.4", data.lua:sub(1, 7))
+    -- The build's target as release files name it, and its linkage.
+    assert.matches("^linux%-%l[%l%d]+$", data.target)
+    assert.is_truthy(data.linkage == "dynamic" or data.linkage == "static", data.linkage)
     local yaml = h.prisn({ "version", "-o", "yaml" })
     assert.equal(0, yaml.code)
     assert.same(data, yaml_to_json(yaml.stdout))

@@ -121,6 +121,7 @@ local PAGES = {
   { page = "docs/HOOKS.md" },
   { page = "docs/RUNNERS.md", dot_prisn = true },
   { page = "docs/DEVELOPING.md" },
+  { page = "docs/INSTALL.md" },
   { page = "docs/SERVER.md", folders = { ["/backup/prisn"] = "root/backup", ["/usr/local/bin"] = "root/bin" } },
   { page = "docs/API.md", server = true, api = true, folders = { ["/srv/app"] = "app" },
     indented = "its per-endpoint curl examples name ids and files of another server and are not run yet; "

@@ -35,6 +35,8 @@ function M.env(extra)
     PATH = os.getenv("PATH") or "/usr/bin:/bin",
     HOME = os.getenv("HOME") or "/root",
     PRISN_HOME = M.tempdir("prisn-home") .. "/home",
+    -- contrib/coverage.sh: the binaries a test runs count their Lua lines too.
+    PRISN_LUA_COVERAGE = os.getenv("PRISN_LUA_COVERAGE"),
   }
   for k, v in pairs(extra or {}) do
     if v == false then env[k] = nil else env[k] = v end
