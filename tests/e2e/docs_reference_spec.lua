@@ -44,7 +44,6 @@ local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 -- A file given as { copy = PATH } is a copy of that file of the source
 -- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
-  ["docs/API.md"] = { ["app/hello.sh"] = 'echo "hello $1 (${GREETING:-hi})"\n' },
   ["docs/SERVER.md"] = {
     ["build/prisn"] = { link = "@bin" },
     ["prod.token"] = "prisn_06h1jkhet67y_J754yKlARj8EFb2DwDEmrLCJ3kBLtTfe2nkOZG4JlVs\n",
