@@ -5,8 +5,9 @@
 -- A page marks what a fenced block is by its info string:
 --
 --   ```console      "$ COMMAND" lines, each followed by the output it prints
---                   (stdout and stderr together). A line "..." stands for any
---                   number of lines, "..." inside a line for any text, and
+--                   (stdout and stderr together). A line "..." (indented or
+--                   not) stands for any number of lines, "..." inside a line
+--                   for any text, and
 --                   a run of blanks matches any run (aligned columns). A
 --                   command must print what is shown, and exit 0 unless a
 --                   line it shows starts with "Error:" (a failure that is
@@ -146,7 +147,7 @@ local function squeeze(s) return (s:gsub("%s+$", ""):gsub("%s+", " ")) end
 local function match_lines(expected, actual, j, i)
   j, i = j or 1, i or 1
   if j > #expected then return i > #actual end
-  if expected[j] == "..." then
+  if expected[j]:match("^%s*%.%.%.$") then
     for k = i, #actual + 1 do
       if match_lines(expected, actual, j + 1, k) then return true end
     end
