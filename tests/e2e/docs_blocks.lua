@@ -5,15 +5,19 @@
 -- A page marks what a fenced block is by its info string:
 --
 --   ```console      "$ COMMAND" lines, each followed by the output it prints
---                   (stdout and stderr together). A line "..." stands for any
---                   number of lines, "..." inside a line for any text, and
+--                   (stdout and stderr together). A line "..." (indented or
+--                   not) stands for any number of lines, "..." inside a line
+--                   for any text, and
 --                   a run of blanks matches any run (aligned columns). A
 --                   command must print what is shown, and exit 0 unless a
 --                   line it shows starts with "Error:" (a failure that is
 --                   the point; a job's own failure is shown with
 --                   `|| echo "exit $?"`). A command ending in "\" goes on
 --                   on the next line.
---   ```sh           a script run with `bash -e`; it must exit 0.
+--   ```sh           a script run with `bash -e`; it must exit 0. A variable it
+--                   assigns at the start of a line (`ID=$(curl ...)`) is kept
+--                   for every block after it: that is how a page hands an id
+--                   one command printed to the commands that name it.
 --   ```console skip: REASON   (or ```sh skip: REASON) not run; the spec prints
 --                   each such block with its reason, so none is skipped silently.
 --
@@ -26,9 +30,10 @@
 --
 -- The blocks of one page run in order, in one folder, with one environment
 -- (PATH starts with a folder holding `prisn`, the binary under test; a
--- temporary PRISN_HOME). Each command runs in a bash of its own, so a shell
--- variable or a `cd` lasts for one command (a page joins them with && when
--- it needs both). Ports a page shows for its services (8000, 8080, 8081) are
+-- temporary PRISN_HOME). Each command runs in a bash of its own, so a `cd`
+-- or a variable set in a console command lasts for that command (a page
+-- joins them with && when it needs both); only the variables of ```sh
+-- blocks, as above, outlive their block. Ports a page shows for its services (8000, 8080, 8081) are
 -- swapped for free ones in the commands and in the output, so parallel tests
 -- never collide; so are the system folders a page writes to (/backup/prisn,
 -- /usr/local/bin), for temporary ones (run_page's `swaps`).
@@ -142,7 +147,7 @@ local function squeeze(s) return (s:gsub("%s+$", ""):gsub("%s+", " ")) end
 local function match_lines(expected, actual, j, i)
   j, i = j or 1, i or 1
   if j > #expected then return i > #actual end
-  if expected[j] == "..." then
+  if expected[j]:match("^%s*%.%.%.$") then
     for k = i, #actual + 1 do
       if match_lines(expected, actual, j + 1, k) then return true end
     end
@@ -197,8 +202,22 @@ function M.env(extra)
   return env
 end
 
-local function shell(script, env, cwd)
-  return h.run("/bin/bash", { "-e", "-c", "exec 2>&1\n" .. script },
+-- The variables an sh block assigns at the start of a line: what it keeps.
+local function assigned(body)
+  local names = {}
+  for name in ("\n" .. body):gmatch("\n%s*([%a_][%w_]*)=") do names[#names + 1] = name end
+  return names
+end
+
+-- Runs `script` in bash. `vars` is the page's file of kept variables: read
+-- first; `keep` (names) are written to it after the script, as `declare -p`
+-- prints them (a name the script did not set is left out).
+local function shell(script, env, cwd, vars, keep)
+  local prelude = string.format("exec 2>&1\n[ ! -f '%s' ] || . '%s'\n", vars, vars)
+  if keep and #keep > 0 then
+    script = string.format("%s\n{ declare -p %s 2>/dev/null || true; } >> '%s'", script, table.concat(keep, " "), vars)
+  end
+  return h.run("/bin/bash", { "-e", "-c", prelude .. script },
     { env = env, cwd = cwd, timeout_ms = COMMAND_TIMEOUT_MS })
 end
 
@@ -210,12 +229,12 @@ local function shows_error(expected)
   return false
 end
 
-local function run_console(block, where, env, cwd, ports, problems)
+local function run_console(block, where, env, cwd, ports, problems, vars)
   for _, entry in ipairs(M.commands(block.body)) do
     local command = swap_ports(entry.command, ports)
     local expected = {}
     for i, line in ipairs(entry.expected) do expected[i] = swap_ports(line, ports) end
-    local r = shell(command, env, cwd)
+    local r = shell(command, env, cwd, vars)
     local bad
     if r.timed_out then
       bad = "timed out"
@@ -242,6 +261,7 @@ function M.run_page(path, name, env, cwd, swaps)
   local ports = {}
   for shown, real in pairs(swaps or {}) do ports[shown] = real end
   for _, shown in ipairs(M.PAGE_PORTS) do ports[shown] = M.free_port() end
+  local vars = h.tempdir("prisn-docs-vars") .. "/vars"
   for _, block in ipairs(M.parse(assert(h.read(path), "cannot read " .. path), name)) do
     local where = name .. ":" .. block.line
     if block.file then
@@ -251,12 +271,12 @@ function M.run_page(path, name, env, cwd, swaps)
     elseif block.skip then
       skipped[#skipped + 1] = where .. ": " .. block.skip
     elseif block.kind == "sh" then
-      local r = shell(swap_ports(block.body, ports), env, cwd)
+      local r = shell(swap_ports(block.body, ports), env, cwd, vars, assigned(block.body))
       if r.code ~= 0 then
         problems[#problems + 1] = string.format("%s: the sh block exits %s:\n%s", where, tostring(r.code), r.stdout)
       end
     else
-      run_console(block, where, env, cwd, ports, problems)
+      run_console(block, where, env, cwd, ports, problems, vars)
     end
   end
   for _, s in ipairs(skipped) do io.stdout:write("not run (", s, ")\n") end

@@ -4,7 +4,7 @@
 -- output a block shows is compared (tests/e2e/docs_blocks.lua says how).
 -- Blocks that cannot run here say why (`skip: REASON`) and are printed; a
 -- command in an indented code block would escape all this, so a page may
--- hold none (API.md's per-endpoint curl lines still do, and are listed).
+-- hold none.
 --
 -- A page's examples name scripts (`api.py`, `backup.py`) the reader has: the
 -- spec writes small ones into the page's folder first (FILES), rather than
@@ -44,7 +44,6 @@ local WORKER_PY = "import time\nwhile True:\n    time.sleep(1)\n"
 -- A file given as { copy = PATH } is a copy of that file of the source
 -- tree, { link = PATH } a symbolic link to it ("@bin": the binary under test).
 local FILES = {
-  ["docs/API.md"] = { ["app/hello.sh"] = 'echo "hello $1 (${GREETING:-hi})"\n' },
   ["docs/SERVER.md"] = {
     ["build/prisn"] = { link = "@bin" },
     ["prod.token"] = "prisn_06h1jkhet67y_J754yKlARj8EFb2DwDEmrLCJ3kBLtTfe2nkOZG4JlVs\n",
@@ -112,9 +111,9 @@ local FILES = {
 -- server. `dot_prisn`: the page writes to ~/.prisn, so HOME is a temporary
 -- folder and PRISN_HOME its .prisn. `folders`: system folders the page
 -- uses, and the temporary folder (in the page's) that stands for each.
--- `api`: TOKEN and API, which the page sets in its first block, are given
--- to every block (each runs in a shell of its own). `indented`: why the
--- page still holds indented code blocks.
+-- `server_port`: the page shows the server's default port (7433), which
+-- stands for the port the shared server got (API.md's first block sets
+-- `API=http://127.0.0.1:7433`, kept for the blocks after it).
 local PAGES = {
   { page = "README.md" },
   { page = "docs/RUN.md" },
@@ -123,9 +122,7 @@ local PAGES = {
   { page = "docs/DEVELOPING.md" },
   { page = "docs/INSTALL.md" },
   { page = "docs/SERVER.md", folders = { ["/backup/prisn"] = "root/backup", ["/usr/local/bin"] = "root/bin" } },
-  { page = "docs/API.md", server = true, api = true, folders = { ["/srv/app"] = "app" },
-    indented = "its per-endpoint curl examples name ids and files of another server and are not run yet; "
-      .. "docs_api_spec checks that every route has its section" },
+  { page = "docs/API.md", server = true, server_port = true, folders = { ["/srv/app"] = "app" } },
   { page = "docs/SECURITY.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
@@ -164,16 +161,10 @@ local function clear_server(env)
   end
 end
 
--- `env` with what API.md's first block sets, for every block of the page;
--- the port the page shows (7433) becomes the one the server got.
-local function api_env(env, swaps)
+-- The port the shared server got (its default, 7433, when that was free).
+local function server_port(env)
   local info = require("cjson").decode((assert(h.read(env.PRISN_HOME .. "/server.json"))))
-  local copy = {}
-  for k, v in pairs(env) do copy[k] = v end
-  copy.TOKEN = assert(h.read(env.PRISN_HOME .. "/admin.token")):gsub("%s+$", "")
-  copy.API = info.address
-  swaps["7433"] = assert(info.address:match(":(%d+)$"))
-  return copy
+  return assert(info.address:match(":(%d+)$"))
 end
 
 describe("the reference pages", function()
@@ -197,12 +188,8 @@ describe("the reference pages", function()
   it("hold no indented code block: every command is in a block the suite sees", function()
     local found = {}
     for _, entry in ipairs(PAGES) do
-      if entry.indented then
-        io.stdout:write("indented code blocks allowed in ", entry.page, ": ", entry.indented, "\n")
-      else
-        for _, n in ipairs(blocks.indented_blocks(h.read(h.source_dir .. "/" .. entry.page))) do
-          found[#found + 1] = entry.page .. ":" .. n
-        end
+      for _, n in ipairs(blocks.indented_blocks(h.read(h.source_dir .. "/" .. entry.page))) do
+        found[#found + 1] = entry.page .. ":" .. n
       end
     end
     assert.same({}, found)
@@ -250,7 +237,7 @@ describe("the reference pages", function()
         swaps[shown] = cwd .. "/" .. inside
         assert(h.run("/bin/mkdir", { "-p", swaps[shown] }, { env = { PATH = "/usr/bin:/bin" } }).code == 0)
       end
-      if entry.api then env = api_env(env, swaps) end
+      if entry.server_port then swaps["7433"] = server_port(env) end
       local problems = blocks.run_page(h.source_dir .. "/" .. entry.page, entry.page, env, cwd, swaps)
       if entry.server then clear_server(env) else h.stop_server(env) end
       assert.same({}, problems)

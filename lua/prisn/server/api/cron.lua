@@ -97,7 +97,8 @@ local function public(req, cron, detail)
   -- 'prisn get cron' (null before the first run, or once none is kept).
   p.last_run = runs_of(req.server.db, cron, 1)[1] or cjson.null
   if detail then
-    p.isolation = cron.spec.isolation or cjson.null
+    -- Stored as JSON, read back as a float: the level is a whole number.
+    p.isolation = math.tointeger(cron.spec.isolation) or cjson.null
     p.run_as = admission.public_run_as(cron.spec, cjson.null)
     local next_fires = {}
     if not cron.suspended then
