@@ -121,6 +121,8 @@ describe("cron jobs through the server", function()
     start_server()
     write(dir .. "/hello.sh", "echo hello from cron\n")
     ok({ "cron", dir .. "/hello.sh", "0 0 1 1 *", "--name", "yearly", "--isolation", "0" })
+    -- The level is a whole number in JSON (it was 0.0, read back from the stored spec).
+    assert.matches('"isolation": 0[,\n]', ok({ "describe", "cron", "yearly", "-o", "json" }).stdout)
     local id = ok({ "cron", "trigger", "yearly" }).stdout:match("^(%w+)\n$")
     assert.is_string(id)
     local out = ok({ "logs", "-f", "job/" .. id })
