@@ -376,7 +376,7 @@ function Instance:exited(d, inst, status)
   -- hold $PORT, which the restarted instance needs).
   if inst.pid then self.uv.kill(-inst.pid, "sigkill") end
   inst.proc, inst.pid = nil, nil
-  if inst.port and d.proxy then self:update_pool(d) end
+  if inst.port then self:update_pool(d) end
   local was_healthy = inst.healthy
   inst.healthy = false
   detach(inst)
