@@ -178,15 +178,56 @@ function M.upstreams(path, host, port)
   return forward.resolvers(fs.read_file(path or M.RESOLV_CONF), skip)
 end
 
---- Starts the DNS for `server` (its supervisor, log, metrics_registry).
+M.WORKLOAD_RESOLV_CONF = "workload-resolv.conf"
+
+--- The resolv.conf text for workloads of a DNS on `host` (port 53), from
+-- the host's resolv.conf text: prisn's DNS first (it answers prisn.local and
+-- forwards the rest), then the host's own nameservers (glibc reads three), a
+-- fallback while prisn's DNS is away; the host's search and options lines.
+function M.workload_resolv_conf(host, host_text)
+  local lines = { "# Written by prisn for its workloads: prisn's DNS first (prisn.local, and it forwards",
+    "# the rest), then the host's own resolvers.", "nameserver " .. host }
+  local count = 1
+  for _, u in ipairs(forward.resolvers(host_text, { [host] = true })) do
+    if count < 3 then
+      lines[#lines + 1] = "nameserver " .. u.host
+      count = count + 1
+    end
+  end
+  for line in (host_text or ""):gmatch("[^\n]+") do
+    if line:match("^%s*search%s") or line:match("^%s*domain%s") or line:match("^%s*options%s") then
+      lines[#lines + 1] = line
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Writes the workloads' resolv.conf into `home` when the DNS on host:port
+-- can be named in one (port 53: resolv.conf has no ports). Returns its path,
+-- or nil and why not.
+local function write_workload_resolv_conf(home, host, port, resolv_conf)
+  local path = home .. "/" .. M.WORKLOAD_RESOLV_CONF
+  if port ~= 53 then
+    uv.fs_unlink(path)
+    return nil, "the DNS is not on port 53, and resolv.conf cannot name a port"
+  end
+  local ok, err = fs.write_atomic(path, M.workload_resolv_conf(host, fs.read_file(resolv_conf or M.RESOLV_CONF)),
+    tonumber("644", 8))
+  if not ok then return nil, "cannot write " .. path .. ": " .. tostring(err) end
+  return path
+end
+
+--- Starts the DNS for `server` (its home, supervisor, log, metrics_registry).
 -- opts: address ("off", "HOST:PORT" or nil for the defaults), forward (true,
 -- false or nil: on for a loopback address), resolv_conf (a path). Returns
--- { responder, feeder, address, host, port, upstreams } or nil when off;
+-- { responder, feeder, address, host, port, upstreams, resolv_conf (the
+-- workloads' resolv.conf, or nil) } or nil when off;
 -- raises when an address asked for cannot be had; with the defaults, a
 -- failure is a warning and the server goes on without DNS.
 function M.start(server, opts)
   opts = opts or {}
   if opts.address == "off" then
+    uv.fs_unlink(server.home .. "/" .. M.WORKLOAD_RESOLV_CONF)
     server.log:info("DNS off (--dns off)")
     return nil
   end
@@ -215,8 +256,14 @@ function M.start(server, opts)
       server.log:info("DNS for %s on %s (udp, tcp); %s", M.ZONE, address,
         #names > 0 and ("names outside it forwarded to " .. table.concat(names, ", "))
         or "names outside it refused")
+      local resolv, why = write_workload_resolv_conf(server.home, host, port, opts.resolv_conf)
+      if resolv then
+        server.log:info("workloads at isolation 1 and 2 ask it first (their /etc/resolv.conf is %s)", resolv)
+      else
+        server.log:info("workloads keep the host's resolv.conf: %s", why)
+      end
       return { responder = responder, feeder = feeder, address = address, host = host, port = port,
-        upstreams = upstreams }
+        upstreams = upstreams, resolv_conf = resolv }
     end
     responder:close()
     if opts.address then
@@ -224,6 +271,7 @@ function M.start(server, opts)
     end
     failures[#failures + 1] = err
   end
+  uv.fs_unlink(server.home .. "/" .. M.WORKLOAD_RESOLV_CONF)
   server.log:warn("no DNS: %s (start with --dns HOST:PORT to choose an address)", table.concat(failures, "; "))
   return nil
 end

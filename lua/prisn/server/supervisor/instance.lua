@@ -270,8 +270,10 @@ function Instance:spawn(d, inst, launch, spec)
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
   }) or nil
   local cwd = spec.cwd
-  local iso = exec_job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level },
-    launch)
+  -- (resolv_conf: prisn's DNS first, prisn.server.dns)
+  local dns = self.server.dns
+  local iso = exec_job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level,
+    resolv_conf = dns and dns.resolv_conf }, launch)
   self:attach_output(d, inst)
   local env = self:instance_env(d, inst, launch, spec)
   local proc, err = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
