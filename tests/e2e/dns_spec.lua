@@ -3,7 +3,8 @@
 -- per-instance names (whose port answers HTTP), TCP, EDNS0, a deployment
 -- scaled to 0 (NODATA with the SOA) and back, deleted (NXDOMAIN), a name
 -- outside the zone (REFUSED with forwarding off), --dns off and bad --dns
--- values, the metrics.
+-- values, the metrics; Python's socket.getaddrinfo inside workloads at
+-- isolation 1 and 2 (root only: their resolv.conf needs the DNS on port 53).
 local h = require("e2e.helper")
 local cjson = require("cjson")
 local uv = require("luv")
@@ -49,6 +50,18 @@ local function http_get(port)
     { env = { PATH = "/usr/bin:/bin" } })
   return r.code == 0 and r.stdout or nil
 end
+
+-- A service resolving NAME with getaddrinfo once a second, printing what it got.
+local CLIENT = [[
+import socket, sys, time
+while True:
+    try:
+        addr = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        print("resolved", addr, flush=True)
+    except Exception as e:
+        print("failed", e, flush=True)
+    time.sleep(0.5)
+]]
 
 describe("e2e: DNS for prisn.local", function()
   local env, dns_port, app_port, dir
@@ -148,6 +161,33 @@ describe("e2e: DNS for prisn.local", function()
     assert.matches('prisn_dns_queries_total{type="SOA",rcode="NOERROR"} 2', r.stdout, 1, true)
     assert.matches("DNS for prisn.local on 127.0.0.1:" .. dns_port .. " (udp, tcp); names outside it refused",
       h.read(env.PRISN_HOME .. "/server.log"), 1, true)
+  end)
+
+  it("lets workloads at isolation 1 and 2 find names with getaddrinfo, with no setup on the host", function()
+    if uv.getuid() ~= 0 then
+      pending("needs root: a DNS a workload's resolv.conf can name is on port 53")
+      return
+    end
+    h.stop_server(env)
+    -- a loopback address of this test's own: other servers may hold 127.0.0.153:53
+    local host = string.format("127.53.%d.%d", math.random(1, 254), math.random(1, 254))
+    ok({ "server", "start", "-q", "--dns", host .. ":53" })
+    local resolv = h.read(env.PRISN_HOME .. "/workload-resolv.conf")
+    assert.matches("\nnameserver " .. host:gsub("%.", "%%.") .. "\n", resolv)
+    h.write(dir .. "/client.py", CLIENT)
+    ok({ "deploy", dir .. "/app.py", "--name", "api", "--port", tostring(app_port), "--isolation", "0" })
+    for _, level in ipairs({ "1", "2" }) do
+      local name = "client" .. level
+      ok({ "deploy", dir .. "/client.py", "--name", name, "--isolation", level, "--no-wait", "--",
+        "api.default.prisn.local" })
+      local logs
+      assert.is_true(h.wait_for(function()
+        logs = prisn({ "logs", "deploy/" .. name, "--tail", "5" }).stdout
+        return logs:find("resolved 127.0.0.1", 1, true) ~= nil
+      end, 20000), "level " .. level .. ": " .. tostring(logs))
+    end
+    -- and the host's own resolv.conf is untouched
+    assert.is_nil(h.read("/etc/resolv.conf"):find(host, 1, true))
   end)
 
   it("runs without DNS with --dns off, and says what is wrong with a bad or taken --dns", function()

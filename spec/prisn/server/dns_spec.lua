@@ -81,6 +81,19 @@ describe("prisn.server.dns", function()
     end)
   end)
 
+  describe("workload_resolv_conf", function()
+    it("names prisn's DNS first, then at most two of the host's, and keeps search and options", function()
+      local text = server_dns.workload_resolv_conf("127.0.0.153", "search corp.example\nnameserver 10.0.0.1\n"
+        .. "nameserver 127.0.0.153\nnameserver 10.0.0.2\nnameserver 10.0.0.3\noptions edns0 trust-ad\n")
+      local lines = {}
+      for line in text:gmatch("[^\n]+") do
+        if not line:match("^#") then lines[#lines + 1] = line end
+      end
+      assert.are.same({ "nameserver 127.0.0.153", "nameserver 10.0.0.1", "nameserver 10.0.0.2",
+        "search corp.example", "options edns0 trust-ad" }, lines)
+    end)
+  end)
+
   describe("parse_address and upstreams", function()
     it("reads HOST:PORT and [V6]:PORT, nothing else", function()
       assert.are.same({ "127.0.0.1", 53 }, { server_dns.parse_address("127.0.0.1:53") })
