@@ -212,3 +212,71 @@ describe("e2e: DNS for prisn.local", function()
     assert.matches("Hint: .*%-%-dns off", r.stderr)
   end)
 end)
+
+describe("e2e: prisn dns setup", function()
+  local env
+  local prisn, ok = h.cli(function() return env end)
+
+  before_each(function() env = h.env() end)
+  after_each(function()
+    h.stop_server(env)
+    h.cleanup()
+  end)
+
+  local function listing(dir)
+    local r = h.run("/usr/bin/find", { dir }, { env = { PATH = "/usr/bin:/bin" } })
+    return r.stdout
+  end
+
+  it("writes and removes a systemd-resolved drop-in for the running server's DNS, under --root", function()
+    local host_dropin = h.read("/etc/systemd/resolved.conf.d/prisn.conf")
+    local port = free_port()
+    ok({ "server", "start", "-q", "--dns", "127.0.0.1:" .. port })
+    local root = h.tempdir("prisn-dns-root")
+    assert(h.run("/bin/mkdir", { "-p", root .. "/run/systemd/resolve" }, { env = { PATH = "/usr/bin:/bin" } }))
+    local r = ok({ "dns", "setup", "--root", root })
+    local path = root .. "/etc/systemd/resolved.conf.d/prisn.conf"
+    assert.matches("Wrote " .. path, r.stdout, 1, true)
+    assert.matches("restart systemd-resolved to apply", r.stdout, 1, true)
+    local text = h.read(path)
+    assert.matches("\n%[Resolve%]\nDNS=127%.0%.0%.1:" .. port .. "\nDomains=~prisn%.local\n$", text)
+    local doc = cjson.decode(ok({ "dns", "setup", "--root", root, "--undo", "-o", "json" }).stdout)
+    assert.are.same({ resolved = true, changed = true, restarted = false, file = path }, doc)
+    assert.is_nil(h.read(path))
+    assert.matches("Nothing to undo", ok({ "dns", "setup", "--root", root, "--undo" }).stdout, 1, true)
+    -- a file prisn did not write stays
+    h.write(path, "[Resolve]\nDNS=192.0.2.1\n")
+    r = prisn({ "dns", "setup", "--root", root, "--undo" })
+    assert.are.equal(1, r.code)
+    assert.matches("Error: " .. path .. " was not written by prisn; left as it is", r.stderr, 1, true)
+    assert.are.equal("[Resolve]\nDNS=192.0.2.1\n", h.read(path))
+    assert.are.equal(host_dropin, h.read("/etc/systemd/resolved.conf.d/prisn.conf"), "the host's is untouched")
+  end)
+
+  it("without systemd-resolved changes nothing and prints what to add where", function()
+    local root = h.tempdir("prisn-dns-root")
+    local before = listing(root)
+    local r = ok({ "dns", "setup", "--root", root, "--address", "127.0.0.1:7453" })
+    assert.are.equal("systemd-resolved is not running here: nothing was changed.\n"
+      .. "resolv.conf cannot name a port other than 53. With dnsmasq, add to /etc/dnsmasq.d/prisn.conf:\n\n"
+      .. "  server=/prisn.local/127.0.0.1#7453\n\n"
+      .. "or start the server as root, whose DNS is then on 127.0.0.153:53 (resolv.conf can name that).\n", r.stdout)
+    r = ok({ "dns", "setup", "--root", root, "--address", "127.0.0.153:53" })
+    assert.matches("\n  nameserver 127.0.0.153\n$", r.stdout)
+    assert.matches("Remove the line 'nameserver 127.0.0.153' from /etc/resolv.conf.",
+      ok({ "dns", "setup", "--root", root, "--address", "127.0.0.153:53", "--undo" }).stdout, 1, true)
+    assert.are.equal(before, listing(root))
+  end)
+
+  it("says what is missing without a server or with a bad --address", function()
+    local r = prisn({ "dns", "setup", "--root", h.tempdir("prisn-dns-root") })
+    assert.are.equal(1, r.code)
+    assert.matches("Error: no prisn server is running, so its DNS address is not known\n"
+      .. "Hint: start the server ('prisn server start'), or name the address", r.stderr, 1, true)
+    r = prisn({ "dns", "setup", "--address", "web:53" })
+    assert.are.equal(2, r.code)
+    assert.matches("Error: --address expects HOST:PORT, got 'web:53'", r.stderr, 1, true)
+    r = prisn({ "dns", "setup", "--help" })
+    assert.matches("prisn dns setup --undo", r.stdout, 1, true)
+  end)
+end)
