@@ -95,6 +95,7 @@ local FILES = {
     ["worker.js"] = 'setInterval(() => console.log("working"), 1000);\n',
   },
   ["docs/HEALTH.md"] = { ["app.py"] = HTTP_SERVICE, ["worker.py"] = WORKER_PY },
+  ["docs/NETWORKING.md"] = { ["api.py"] = HTTP_SERVICE },
   ["docs/MANIFEST.md"] = {
     ["app.py"] = HTTP_SERVICE,
     ["worker/main.py"] = WORKER_PY,
@@ -126,6 +127,7 @@ local PAGES = {
     indented = "its per-endpoint curl examples name ids and files of another server and are not run yet; "
       .. "docs_api_spec checks that every route has its section" },
   { page = "docs/SECURITY.md" },
+  { page = "docs/NETWORKING.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
   { page = "docs/HEALTH.md", server = true },
