@@ -18,7 +18,7 @@ BUILD_PACKAGES="build-essential cmake pkg-config git
   liblua5.4-dev lua5.4 lua-luv-dev libuv1-dev lua-cjson-dev
   libsqlite3-dev libsodium-dev libhttp-parser-dev python3"
 # Tests drive real interpreters and parse prisn's output with real parsers.
-TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux curl prometheus tzdata man-db tcl sqlite3"
+TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux curl prometheus tzdata man-db tcl sqlite3 dnsutils"
 
 # The fuzz targets (CC=clang cmake -B build-fuzz -DPRISN_FUZZ=ON).
 FUZZ_PACKAGES="clang libclang-rt-14-dev"

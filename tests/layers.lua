@@ -25,6 +25,8 @@ M.PREFIXES = {
   ["prisn.suggest"] = "base", ["prisn.schema"] = "base", ["prisn.cron"] = "base",
   ["prisn.names"] = "base", ["prisn.guard"] = "base", ["prisn.sandbox"] = "base",
   ["prisn.json"] = "base",
+  -- the DNS wire format: pure, so a data-plane process can use it alone.
+  ["prisn.net.dns.wire"] = "base",
   -- store: the state and what is kept in it.
   ["prisn.store"] = "store", ["prisn.secrets"] = "store",
   -- exec: running workloads and what a run needs.

@@ -94,6 +94,7 @@ local FILES = {
     ["worker.js"] = 'setInterval(() => console.log("working"), 1000);\n',
   },
   ["docs/HEALTH.md"] = { ["app.py"] = HTTP_SERVICE, ["worker.py"] = WORKER_PY },
+  ["docs/NETWORKING.md"] = { ["api.py"] = HTTP_SERVICE },
   ["docs/MANIFEST.md"] = {
     ["app.py"] = HTTP_SERVICE,
     ["worker/main.py"] = WORKER_PY,
@@ -124,6 +125,7 @@ local PAGES = {
   { page = "docs/SERVER.md", folders = { ["/backup/prisn"] = "root/backup", ["/usr/local/bin"] = "root/bin" } },
   { page = "docs/API.md", server = true, server_port = true, folders = { ["/srv/app"] = "app" } },
   { page = "docs/SECURITY.md" },
+  { page = "docs/NETWORKING.md" },
   { page = "docs/CRON.md", server = true },
   { page = "docs/SERVICES.md", server = true },
   { page = "docs/HEALTH.md", server = true },

@@ -201,6 +201,7 @@ describe("-o json and -o yaml", function()
       { "secret delete", { "secret", "delete", "other", "--yes" }, once = true },
       { "secret rotate-key", { "secret", "rotate-key" }, once = true },
       { "server status", { "server", "status" }, varies = true },
+      { "dns setup", { "dns", "setup", "--root", h.tempdir("prisn-output-dns"), "--address", "127.0.0.1:7453" } },
       { "status", { "status" }, varies = true },
       { "token create", { "token", "create", "another" }, once = true },
       { "token list", { "token", "list" } },

@@ -25,6 +25,7 @@ M.FAMILIES = {
   "events",
   "secret",
   "server",
+  "dns",
   "token",
   "context",
   "version",

@@ -243,7 +243,9 @@ M._mask_mounts = mask_mounts
 --- Spawn options for `level`: merge them into a proc.spawn spec. ctx:
 -- home ($PRISN_HOME, hidden at level >= 1), keep (list of { path, writable }
 -- that must stay reachable: the script's folder, the environment, the cwd),
--- user ({ uid, gid } to switch to, needs root), uv (for specs).
+-- user ({ uid, gid } to switch to, needs root), resolv_conf (a file to show
+-- as /etc/resolv.conf at levels 1 and 2: the one of prisn's DNS; level 3 has
+-- a loopback of its own, where that DNS is not), uv (for specs).
 function M.spawn_options(level, ctx)
   ctx = ctx or {}
   local opts = {}
@@ -263,7 +265,8 @@ function M.spawn_options(level, ctx)
   if level >= 2 then
     local root, etc = rootfs.prepare(ctx.home, ctx.user, ctx.uv)
     local steps, put_old = rootfs.steps({ root = root, etc = etc, home = ctx.home, keep = ctx.keep,
-      workspace = ctx.workspace, disk = ctx.disk, stat = ctx.stat })
+      workspace = ctx.workspace, disk = ctx.disk, stat = ctx.stat,
+      resolv_conf = level == 2 and ctx.resolv_conf or nil })
     if not steps then errors.usage(put_old, "run it from a plainer working directory") end
     sandbox.mounts, sandbox.pivot_root, sandbox.put_old = steps, root, put_old
     return opts
@@ -284,6 +287,12 @@ function M.spawn_options(level, ctx)
     end
   end
   sandbox.mounts = mask_mounts(masks, keep)
+  -- (over the host's file, followed if it is a link; none there: nothing to cover)
+  local resolv = stat("/etc/resolv.conf")
+  if ctx.resolv_conf and level == 1 and resolv and resolv.type == "file" then
+    sandbox.mounts[#sandbox.mounts + 1] = { type = "bind", source = ctx.resolv_conf, target = "/etc/resolv.conf",
+      readonly = true }
+  end
   return opts
 end
 

@@ -162,6 +162,7 @@ function M.isolation_context(opts, launch)
   if interpreter_dir and interpreter_dir:match("/bin$") then interpreter_dir = interpreter_dir:match("^(.*)/bin$") end
   return {
     level = level, explicit = explicit, home = opts.home, user = opts.user, disk = opts.disk,
+    resolv_conf = opts.resolv_conf,
     workspace = { path = opts.cwd, fresh = opts.workspace_fresh },
     keep = {
       { path = opts.cwd, writable = true },

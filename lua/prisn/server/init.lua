@@ -33,6 +33,7 @@ local admission = require("prisn.server.admission")
 local homes = require("prisn.home")
 local checkpointer = require("prisn.store.checkpointer")
 local proc = require("prisn.core.proc")
+local server_dns = require("prisn.server.dns")
 
 local M = {}
 
@@ -198,7 +199,9 @@ end
 
 --- Runs the server in this process until it is stopped. opts: home, listen
 -- ("HOST:PORT" or "PORT"), foreground (log to stderr too), min_isolation
--- (see prisn.server.admission; default 1). Returns the exit status.
+-- (see prisn.server.admission; default 1), dns ("HOST:PORT", "off" or nil
+-- for the default; see prisn.server.dns), dns_forward (true, false or nil).
+-- Returns the exit status.
 function M.run(opts)
   local home = opts.home
   local log = server_log.open(home .. "/server.log", { stderr = opts.foreground })
@@ -290,8 +293,12 @@ function M.run(opts)
       { hint = "choose another address with --listen HOST:PORT" })
   end
 
+  -- DNS for prisn.local, fed by the supervisor (before recover adopts instances).
+  server.dns = server_dns.start(server, { address = opts.dns, forward = opts.dns_forward,
+    resolv_conf = os.getenv("PRISN_DNS_RESOLV_CONF") })
+
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
-    started_at = clock.iso_time(server.started_at * 1000) }
+    started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
@@ -320,6 +327,7 @@ function M.run(opts)
     server.stopping = true
     log:info("stopping (%s)", signame)
     for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
+    if server.dns then server.dns.responder:close() end
     -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
     -- queued ones stay queued for the next start. Then in-flight responses
     -- get a moment to finish and everything left is closed.
@@ -401,6 +409,10 @@ function M.start_background(home, opts)
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
   if opts.min_isolation then argv[#argv + 1] = "--min-isolation"; argv[#argv + 1] = tostring(opts.min_isolation) end
+  if opts.dns then argv[#argv + 1] = "--dns"; argv[#argv + 1] = opts.dns end
+  if opts.dns_forward ~= nil then
+    argv[#argv + 1] = "--dns-forward"; argv[#argv + 1] = opts.dns_forward and "on" or "off"
+  end
   local env = homes.child_env(home)
   local log_path = home .. "/server.log"
   local st = uv.fs_stat(log_path)

@@ -15,3 +15,35 @@ describe("prisn.exec.isolation.setup_failed", function()
     assert.is_false(isolation.setup_failed("EACCES", "chdir"))
   end)
 end)
+
+describe("prisn.exec.isolation.spawn_options resolv_conf", function()
+  local home
+  before_each(function() home = assert(require("luv").fs_mkdtemp("/tmp/prisn-iso-spec-XXXXXX")) end)
+  after_each(function() os.execute("rm -rf '" .. home .. "'") end)
+
+  local function file_stat(path)
+    if path == "/etc/resolv.conf" or path == "/dns/resolv.conf" then return { type = "file" } end
+    return require("luv").fs_stat(path)
+  end
+
+  local function binds_to(mounts, target)
+    for _, m in ipairs(mounts) do
+      if m.type == "bind" and m.target:sub(-#target) == target then return m end
+    end
+  end
+
+  it("shows the DNS's resolv.conf as /etc/resolv.conf at levels 1 and 2, not at 3 (a loopback of its own)", function()
+    local ctx = { home = home, resolv_conf = "/dns/resolv.conf", stat = file_stat, keep = {} }
+    local one = binds_to(isolation.spawn_options(1, ctx).sandbox.mounts, "/etc/resolv.conf")
+    assert.are.same({ type = "bind", source = "/dns/resolv.conf", target = "/etc/resolv.conf", readonly = true }, one)
+    local two = binds_to(isolation.spawn_options(2, ctx).sandbox.mounts, "/etc/resolv.conf")
+    assert.are.equal("/dns/resolv.conf", two.source)
+    assert.are.equal("/etc/resolv.conf", binds_to(isolation.spawn_options(3, ctx).sandbox.mounts,
+      "/etc/resolv.conf").source, "level 3: the host's")
+    local without = binds_to(isolation.spawn_options(2, { home = home, stat = file_stat, keep = {} }).sandbox.mounts,
+      "/etc/resolv.conf")
+    assert.are.equal("/etc/resolv.conf", without.source)
+    assert.is_nil(binds_to(isolation.spawn_options(1, { home = home, stat = file_stat, keep = {} }).sandbox.mounts,
+      "/etc/resolv.conf"))
+  end)
+end)

@@ -13,6 +13,18 @@ local function min_isolation_of(ctx)
   return n
 end
 
+-- --dns and --dns-forward, checked: the address (or "off", or nil for the
+-- default) and true, false or nil.
+local function dns_of(ctx)
+  local dns = ctx.flags.dns
+  if dns and dns ~= "off" and not require("prisn.server.dns").parse_address(dns) then
+    errors.usage("--dns expects HOST:PORT or off, got '" .. dns .. "'", "e.g. --dns 127.0.0.1:7453 or --dns off")
+  end
+  local forward = ctx.flags.dns_forward
+  if forward ~= nil then forward = forward == "on" end
+  return dns, forward
+end
+
 -- Whether the running server (its server.json `info`) serves the address
 -- of --listen `listen`: the same host and port.
 local function serves(info, listen)
@@ -36,6 +48,7 @@ end
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
+  local dns, dns_forward = dns_of(ctx)
   local home = require("prisn.home").ensure()
   local running = server.running(home)
   if running then
@@ -67,11 +80,12 @@ local function start(ctx, opts)
       io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
     return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized,
-      min_isolation = min_isolation })
+      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward })
   end
-  local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation })
+  local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation, dns = dns,
+    dns_forward = dns_forward })
   local doc = { running = true, started = true, pid = math.tointeger(info.pid), address = info.address,
-    socket = info.socket, home = home, admin_token = token or output.null }
+    socket = info.socket, dns = info.dns or output.null, home = home, admin_token = token or output.null }
   if opts.init then
     local node = require("luv").os_gethostname()
     doc.node = node
@@ -118,8 +132,8 @@ local function server_status(ctx)
   ctx.out:emit({
     running = true, pid = math.tointeger(info.pid), version = status.version, health = status.health,
     uptime = require("prisn.units").format_duration(status.uptime_seconds),
-    address = info.address, socket = info.socket, home = home,
-  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "home" } })
+    address = info.address, socket = info.socket, dns = info.dns or "off", home = home,
+  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "home" } })
   return 0
 end
 
@@ -170,6 +184,11 @@ end
 
 local listen_flag = { name = "listen", type = "string", placeholder = "ADDR",
   summary = "Also serve the API on HOST:PORT (default 127.0.0.1:7433, or the next free port)" }
+local dns_flag = { name = "dns", type = "string", placeholder = "ADDR",
+  summary = "Answer DNS for prisn.local on HOST:PORT (udp and tcp), or 'off' (default 127.0.0.153:53 "
+    .. "as root, else 127.0.0.1:7453)" }
+local dns_forward_flag = { name = "dns-forward", type = "string", values = { "on", "off" }, placeholder = "on|off",
+  summary = "Pass names outside prisn.local to the host's resolvers (default: on for a loopback --dns)" }
 local min_isolation_flag = { name = "min-isolation", type = "int", placeholder = "N",
   summary = "The lowest isolation level of a workload asked for by a token that is not a cluster-wide "
     .. "admin (default 1; such a workload that names no level gets it)" }
@@ -201,9 +220,13 @@ return {
             summary = "Set by 'prisn server start' for the background server: log to server.log only" },
           listen_flag,
           min_isolation_flag,
+          dns_flag,
+          dns_forward_flag,
         },
         examples = {
           { "prisn server start", "Start the server in the background" },
+          { "prisn server start --dns 127.0.0.1:5300", "Answer DNS on port 5300 ('dig @127.0.0.1 -p 5300 "
+            .. "web.default.prisn.local')" },
           { "prisn server start --min-isolation 2", "Other tokens' workloads get at least their own read-only root" },
           { "prisn server start --foreground --listen 0.0.0.0:7433", "Under systemd, reachable from the network" },
         },
@@ -243,7 +266,7 @@ return {
         description = "On a fresh machine: creates $PRISN_HOME, the state database, the master\n"
           .. "keys and the first admin token, starts the server in the background and\n"
           .. "prints the admin token once. Refuses to run twice.",
-        flags = { listen_flag, min_isolation_flag },
+        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag },
         examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
         handler = function(ctx) return start(ctx, { init = true }) end,
       },

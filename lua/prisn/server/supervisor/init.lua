@@ -73,7 +73,7 @@ local key, close_handle, sorted_instances = names.key, instance.close_handle, in
 function M.new(server, deps)
   deps = deps or {}
   return setmetatable({
-    server = server, deployments = {}, launches = {}, used_ports = {},
+    server = server, deployments = {}, launches = {}, used_ports = {}, on_pool_change = {},
     uv = deps.uv or uv,
     clock = deps.clock or clock,
     store = deps.store or { deployments = deployments, secrets = secrets },
@@ -143,8 +143,15 @@ end
 
 -- The port and its pool ------------------------------------------------------
 
+--- Calls each fn(d) of self.on_pool_change (the DNS records, prisn.server.dns)
+-- when the ready instances of d may have changed, or d was deleted.
+function Sup:pool_changed(d)
+  for _, fn in ipairs(self.on_pool_change) do fn(d) end
+end
+
 -- The load balancer's pool: the healthy instances that are not draining.
-function Sup.update_pool(_, d)
+function Sup:update_pool(d)
+  self:pool_changed(d)
   if not d.proxy then return end
   local backends = {}
   for _, inst in pairs(d.instances) do
@@ -309,6 +316,7 @@ function Sup:delete(ns, name, done)
   end
   d.row.replicas = 0
   d.deleted = true
+  self:pool_changed(d)
   for _, inst in pairs(d.instances) do
     pending = pending + 1
     self:remove_instance(d, inst, one_gone)

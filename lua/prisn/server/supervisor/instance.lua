@@ -270,8 +270,10 @@ function Instance:spawn(d, inst, launch, spec)
     warn = function(text) self.server.log:warn("%s: %s", instance_name(d, inst), text) end,
   }) or nil
   local cwd = spec.cwd
-  local iso = exec_job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level },
-    launch)
+  -- (resolv_conf: prisn's DNS first, prisn.server.dns)
+  local dns = self.server.dns
+  local iso = exec_job.isolation_context({ home = home, cwd = cwd, user = user, disk = spec.disk, isolation = level,
+    resolv_conf = dns and dns.resolv_conf }, launch)
   self:attach_output(d, inst)
   local env = self:instance_env(d, inst, launch, spec)
   local proc, err = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
@@ -376,7 +378,7 @@ function Instance:exited(d, inst, status)
   -- hold $PORT, which the restarted instance needs).
   if inst.pid then self.uv.kill(-inst.pid, "sigkill") end
   inst.proc, inst.pid = nil, nil
-  if inst.port and d.proxy then self:update_pool(d) end
+  if inst.port then self:update_pool(d) end
   local was_healthy = inst.healthy
   inst.healthy = false
   detach(inst)

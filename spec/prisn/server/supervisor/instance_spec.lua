@@ -142,3 +142,28 @@ describe("prisn.server.supervisor.instance", function()
     end)
   end)
 end)
+
+describe("prisn.server.supervisor on_pool_change", function()
+  it("hears when an instance turns ready, exits (no port needed) and when the deployment is deleted", function()
+    local w = fakes.world()
+    local seen = {}
+    w.sup.on_pool_change[#w.sup.on_pool_change + 1] = function(d)
+      local ready = 0
+      for _, i in pairs(d.instances) do
+        if i.healthy and i.pid and not i.removing then ready = ready + 1 end
+      end
+      seen[#seen + 1] = d.deleted and "deleted" or ready
+    end
+    w.store.add({ namespace = NS, name = NAME, revision = 1, replicas = 1 },
+      { [1] = { state = "active", spec = { script = "app.py" } } })
+    assert(w.sup:apply(NS, NAME))
+    local d = w.sup:get(NS, NAME)
+    w.sup:health_changed(d, d.instances[1], "healthy")
+    assert.are.equal(1, seen[#seen])
+    seen = {}
+    crash(w, d, d.instances[1])
+    assert.are.equal(0, seen[1], "the exit is heard before the restart")
+    w.sup:delete(NS, NAME, function() end)
+    assert.are.equal("deleted", seen[#seen])
+  end)
+end)
