@@ -186,6 +186,11 @@ describe("e2e: DNS for prisn.local", function()
         return logs:find("resolved 127.0.0.1", 1, true) ~= nil
       end, 20000), "level " .. level .. ": " .. tostring(logs))
     end
+    -- A server job at level 1 too: one lookup, then it ends.
+    h.write(dir .. "/lookup.py", "import socket\nprint('resolved', socket.getaddrinfo('api.default.prisn.local', 80, "
+      .. "socket.AF_INET)[0][4][0])\n")
+    local job = json({ "run", "--detach", "-o", "json", "--isolation", "1", dir .. "/lookup.py" })
+    assert.equal("resolved 127.0.0.1\n", ok({ "logs", "-f", "job/" .. job.id }).stdout)
     -- and the host's own resolv.conf is untouched
     assert.is_nil(h.read("/etc/resolv.conf"):find(host, 1, true))
   end)

@@ -28,6 +28,18 @@ M.DEFAULT = 1
 M.IMPLEMENTED = { [0] = true, [1] = true, [2] = true, [3] = true }
 M.DEFAULT_WORKLOAD_USER = { uid = 65534, gid = 65534 }
 M.HOME_MASK_OPTIONS = "mode=0755,size=65536"
+-- The resolv.conf workloads at levels 1 and 2 see, in $PRISN_HOME: written
+-- by a server whose DNS can be named in one (prisn.server.dns), removed by
+-- one whose DNS cannot; services and server jobs use it while it exists.
+M.WORKLOAD_RESOLV_CONF = "workload-resolv.conf"
+
+--- The workloads' resolv.conf of `home` (M.WORKLOAD_RESOLV_CONF), or nil
+-- when the server that runs them has none.
+function M.workload_resolv_conf(home)
+  local path = home .. "/" .. M.WORKLOAD_RESOLV_CONF
+  local st = luv.fs_stat(path)
+  return st and st.type == "file" and path or nil
+end
 
 local CAP_SYS_ADMIN = 21
 local noted = false -- the fallback note is said once per prisn process

@@ -18,6 +18,7 @@ local secrets = require("prisn.store.secrets")
 local keyring = require("prisn.secrets.keyring")
 local group = require("prisn.exec.group")
 local limits = require("prisn.exec.limits")
+local isolation = require("prisn.exec.isolation")
 local exec_job = require("prisn.exec.job")
 local job_lock = require("prisn.exec.job_lock")
 local job_record = require("prisn.exec.job_record")
@@ -68,6 +69,7 @@ local function run_spec(home, job, spec, rec, db)
       restricted = spec.restricted, bundle_dir = spec.bundle and spec.cwd or nil, build_as = user,
       limits = limits.from_spec(spec) or nil,
       isolation = spec.isolation, user = user, disk = spec.disk, workspace_fresh = path and spec.disk and true,
+      resolv_conf = isolation.workload_resolv_conf(home), -- prisn's DNS first, when the server has one
       forward_signals = true,
     }, rec)
     if path then workspace.remove(path) end

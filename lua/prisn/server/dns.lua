@@ -28,6 +28,7 @@ local uv = require("luv")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local dns = require("prisn.net.dns")
+local isolation = require("prisn.exec.isolation")
 local forward = require("prisn.net.dns.forward")
 
 local M = {}
@@ -178,7 +179,7 @@ function M.upstreams(path, host, port)
   return forward.resolvers(fs.read_file(path or M.RESOLV_CONF), skip)
 end
 
-M.WORKLOAD_RESOLV_CONF = "workload-resolv.conf"
+M.WORKLOAD_RESOLV_CONF = isolation.WORKLOAD_RESOLV_CONF
 
 --- The resolv.conf text for workloads of a DNS on `host` (port 53), from
 -- the host's resolv.conf text: prisn's DNS first (it answers prisn.local and
