@@ -199,6 +199,8 @@ function M.env(extra)
   local env = h.env(extra)
   env.PATH = bin .. ":" .. env.PATH
   env.NO_COLOR = "1"
+  -- A spec a page runs (DEVELOPING.md runs one) knows a sanitizer build.
+  env.PRISN_SANITIZE = os.getenv("PRISN_SANITIZE")
   return env
 end
 
