@@ -165,6 +165,16 @@ function M.revision(db, ns, name, number)
     ns, name, number)))
 end
 
+--- The current revision of every deployment of `ns`, by deployment name: one
+-- query for a whole list instead of one per deployment.
+function M.current_revisions(db, ns)
+  local rows = check(db:rows("SELECT r.* FROM deployments d JOIN revisions r ON r.namespace = d.namespace "
+    .. "AND r.name = d.name AND r.revision = d.revision WHERE d.namespace = ?", ns))
+  local by_name = {}
+  for _, row in ipairs(rows) do by_name[row.name] = revision_row(row) end
+  return by_name
+end
+
 --- Every revision of a deployment, oldest first.
 function M.revisions(db, ns, name)
   local rows = check(db:rows("SELECT * FROM revisions WHERE namespace = ? AND name = ? ORDER BY revision", ns, name))
@@ -226,6 +236,21 @@ function M.instances(db, ns, deployment)
   end
   for i, row in ipairs(rows) do rows[i] = instance_row(row) end
   return rows
+end
+
+--- The instances of every deployment of `ns`, as lists by deployment name
+-- (each by number); a deployment without instances is absent.
+function M.instances_by_deployment(db, ns)
+  local by_name = {}
+  for _, row in ipairs(M.instances(db, ns)) do
+    local list = by_name[row.deployment]
+    if not list then
+      list = {}
+      by_name[row.deployment] = list
+    end
+    list[#list + 1] = row
+  end
+  return by_name
 end
 
 return M
