@@ -40,10 +40,10 @@ end
 -- dozens of pages). A GET of a thousand deployments samples two processes
 -- each (tests/bench/deployments-report.md).
 local function sample(pid)
-  local stat = procfs.stat(pid)
-  if not stat then return nil end
+  local ticks, threads = procfs.ticks_and_threads(read_file("/proc/" .. pid .. "/stat"))
+  if not ticks then return nil end
   local pages = tonumber((read_file("/proc/" .. pid .. "/statm") or ""):match("^%d+ (%d+)"))
-  return procfs.cpu_ticks(stat), (pages or 0) * page_bytes(), tonumber(stat[20]) or 0
+  return ticks, (pages or 0) * page_bytes(), threads
 end
 
 local function children(pid, threads, out)

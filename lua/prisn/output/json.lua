@@ -80,8 +80,8 @@ end
 -- that may be a cycle; the careful path then encodes it or names the bad
 -- part. Keys are sorted by table.sort, which compares with strcoll: byte
 -- order only in the C locale, so another collation takes the careful path.
--- Measured (tests/bench/deployments-report.md): a 1,000-item deployment
--- list from 139 ms to about 12 ms.
+-- Measured (tests/bench/deployments-report.md): the 983 KB list of 1,000
+-- deployments in 24 ms instead of 80 (cjson, unsorted and flat: 4 ms).
 local BAIL = {}
 local PLAIN = '[%c"\\\128-\255]' -- a byte quote() would change or check
 local MAX_DEPTH = 100

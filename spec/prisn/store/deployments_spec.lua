@@ -45,6 +45,34 @@ describe("prisn.store.deployments", function()
     assert.same(deployments.revision(db, "default", "api", 2), current.api)
     assert.same(deployments.revision(db, "default", "web", 1), current.web)
     assert.same({}, deployments.current_revisions(db, "empty"))
+    -- Only some fields of each spec, made plain as revision() makes them.
+    local brief = deployments.current_revisions(db, "default", { "script", "args", "entry" })
+    assert.same({ script = "/srv/api-2.sh", args = { "x" } }, brief.api.spec)
+    assert.same({ script = "/srv/a.sh" }, brief.web.spec)
+    assert.equal("rolling_out", brief.api.state)
+  end)
+
+  it("leaves no read open after the lookups a GET makes (their statements are kept)", function()
+    make("default", "api")
+    instance("default", "api", 1, 1)
+    for _ = 1, 2 do
+      assert.equal("api", deployments.get(db, "default", "api").name)
+      assert.is_nil(deployments.get(db, "default", "nope"))
+      assert.equal(1, #deployments.instances(db, "default", "api"))
+      assert.equal(1, deployments.revision(db, "default", "api", 1).revision)
+      assert.is_nil(deployments.revision(db, "default", "api", 9))
+    end
+    -- Lookups that found a row last: a statement left stepping would hold
+    -- a read open and the checkpoint back.
+    deployments.get(db, "default", "api")
+    deployments.revision(db, "default", "api", 1)
+    local r = db:first("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert.equal(0, r.busy)
+    -- Another database (a later open) prepares its own.
+    local other = store.open(home)
+    assert.equal("api", deployments.get(other, "default", "api").name)
+    other:close()
+    assert.equal("api", deployments.get(db, "default", "api").name)
   end)
 
   it("instances_by_deployment groups the namespace's instances by deployment, by number", function()

@@ -185,6 +185,9 @@ end
 
 -- `known` (optional, for a list): { instances = rows, revision = row } read
 -- for many deployments at once (rows may be nil: none).
+-- The spec fields public() shows without `detail`.
+local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
+
 local function public(req, d, detail, known)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
@@ -493,7 +496,7 @@ end
 -- per deployment (tests/bench/deployments-report.md).
 local function list(req)
   local db, ns = req.server.db, req.params.ns
-  local rows, current = deployments.instances_by_deployment(db, ns), deployments.current_revisions(db, ns)
+  local rows, current = deployments.instances_by_deployment(db, ns), deployments.current_revisions(db, ns, LISTED_SPEC)
   local items = {}
   for i, d in ipairs(deployments.list(db, { namespace = ns })) do
     items[i] = public(req, d, false, { instances = rows[d.name], revision = current[d.name] })
@@ -507,7 +510,7 @@ local function instances(req)
   local filter = req.query.deployment
   -- The whole namespace in three queries; one deployment by its own.
   local rows = not filter and deployments.instances_by_deployment(db, ns)
-  local current = not filter and deployments.current_revisions(db, ns)
+  local current = not filter and deployments.current_revisions(db, ns, LISTED_SPEC)
   for _, d in ipairs(deployments.list(db, { namespace = ns })) do
     if not filter or filter == d.name then
       local known = rows and { instances = rows[d.name], revision = current[d.name] }
