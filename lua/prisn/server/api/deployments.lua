@@ -183,11 +183,11 @@ local function failed_instance(d, runtime)
   return { name = d.name .. "-" .. f.number, number = f.number, revision = f.revision }
 end
 
--- `known` (optional, for a list): { instances = rows, revision = row } read
--- for many deployments at once (rows may be nil: none).
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
 
+-- `known` (optional, for a list): { instances = rows, revision = row } read
+-- for many deployments at once (rows may be nil: none).
 local function public(req, d, detail, known)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
