@@ -139,4 +139,73 @@ function M.stop_children(grace)
   end
 end
 
+-- A keep-alive HTTP/1.1 client on a unix socket (prisn's API) ----------------
+
+local Conn = {}
+Conn.__index = Conn
+M.Conn = Conn
+
+-- The server may close an idle connection (answering 408 first): an answer
+-- nobody waits for marks the connection dead and the next send reconnects.
+function Conn:open()
+  local pipe = uv.new_pipe(false)
+  local done, err
+  pipe:connect(self.path, function(e) done, err = true, e end)
+  assert(M.run_until(function() return done end, 5) and not err, "cannot connect: " .. tostring(err))
+  self.pipe, self.buf, self.pending, self.dead = pipe, "", {}, false
+  pipe:read_start(function(e, data)
+    if self.pipe ~= pipe then return end
+    if e or not data then
+      self.dead = true
+      for _, cb in ipairs(self.pending) do cb(nil, e or "closed") end
+      self.pending = {}
+      return
+    end
+    local answers
+    answers, self.buf = M.http_responses(self.buf .. data)
+    for _, a in ipairs(answers) do
+      local cb = table.remove(self.pending, 1)
+      if not cb then
+        self.dead = true
+        self.unsolicited = (self.unsolicited or 0) + 1
+        return
+      end
+      cb(a.status, a.body)
+    end
+  end)
+end
+
+function M.connect(path, token)
+  local c = setmetatable({ path = path, token = token }, Conn)
+  c:open()
+  return c
+end
+
+function Conn:send(method, path, body, cb, ctype)
+  local req = { method .. " " .. path .. " HTTP/1.1", "Host: localhost", "Authorization: Bearer " .. self.token }
+  if body then
+    req[#req + 1] = "Content-Type: " .. (ctype or "application/json")
+    req[#req + 1] = "Content-Length: " .. #body
+  end
+  req[#req + 1] = ""
+  req[#req + 1] = body or ""
+  if self.dead then
+    if not self.pipe:is_closing() then self.pipe:close() end
+    self:open()
+  end
+  self.pending[#self.pending + 1] = cb
+  self.pipe:write(table.concat(req, "\r\n"))
+end
+
+function Conn:request(method, path, body, ctype)
+  local status, text, done
+  self:send(method, path, body, function(s, b) status, text, done = s, b, true end, ctype)
+  assert(M.run_until(function() return done end, 60), method .. " " .. path .. ": no answer")
+  return status, text
+end
+
+function Conn:close()
+  if not self.pipe:is_closing() then self.pipe:close() end
+end
+
 return M

@@ -18,20 +18,38 @@ local M = {}
 
 M.MAX_PROCESSES = 1024   -- a runaway tree is not walked forever
 
--- utime, stime, cutime, cstime (ticks) of one process, or nil when gone.
-local function cpu_ticks(pid)
-  local stat = procfs.stat(pid)
-  return stat and procfs.cpu_ticks(stat)
+-- The page size, for /proc/PID/statm (in pages): AT_PAGESZ (6) of
+-- /proc/self/auxv, read once; 4096 when that cannot be read.
+local page_size
+local function page_bytes()
+  if page_size then return page_size end
+  page_size = 4096
+  local auxv = read_file("/proc/self/auxv") or ""
+  for at = 1, #auxv - 15, 16 do
+    local kind, v = string.unpack("=I8I8", auxv, at)
+    if kind == 6 then page_size = v break end
+    if kind == 0 then break end
+  end
+  return page_size
 end
 
-local function rss_bytes(pid)
-  local status = read_file("/proc/" .. pid .. "/status")
-  local kb = status and status:match("\nVmRSS:%s*(%d+) kB")
-  return kb and tonumber(kb) * 1024 or 0
+-- CPU ticks (utime + stime + cutime + cstime), resident bytes and thread
+-- count of one process; nil when it is gone. Resident memory comes from
+-- statm, which the kernel makes far cheaper than status, and which sums
+-- the per-CPU counters as status does (the rss of stat may lag behind by
+-- dozens of pages). A GET of a thousand deployments samples two processes
+-- each (tests/bench/deployments-report.md).
+local function sample(pid)
+  local ticks, threads = procfs.ticks_and_threads(read_file("/proc/" .. pid .. "/stat"))
+  if not ticks then return nil end
+  local pages = tonumber((read_file("/proc/" .. pid .. "/statm") or ""):match("^%d+ (%d+)"))
+  return ticks, (pages or 0) * page_bytes(), threads
 end
 
-local function children(pid, out)
-  for _, task in ipairs(fs.list_dir("/proc/" .. pid .. "/task")) do
+local function children(pid, threads, out)
+  -- One thread (nearly every process): its own task's list; else every task's.
+  local tasks = threads == 1 and { { name = tostring(pid) } } or fs.list_dir("/proc/" .. pid .. "/task")
+  for _, task in ipairs(tasks) do
     local text = read_file("/proc/" .. pid .. "/task/" .. task.name .. "/children") or ""
     for child in text:gmatch("%d+") do out[#out + 1] = tonumber(child) end
   end
@@ -40,17 +58,21 @@ end
 --- { cpu_usage_us, memory_current } of `pid` and its descendants (the
 -- fields of a cgroup's stats), or nil when `pid` is gone.
 function M.usage(pid)
-  if not cpu_ticks(pid) then return nil end
-  local ticks, rss = 0, 0
-  local queue, seen, n = { pid }, {}, 0
+  pid = math.tointeger(pid) or pid -- luv's os_getpid gives a float
+  local ticks, rss, threads = sample(pid)
+  if not ticks then return nil end
+  local queue, seen, n = {}, { [pid] = true }, 1
+  children(pid, threads, queue)
   while #queue > 0 and n < M.MAX_PROCESSES do
     local p = table.remove(queue)
     if not seen[p] then
       seen[p] = true
       n = n + 1
-      ticks = ticks + (cpu_ticks(p) or 0)
-      rss = rss + rss_bytes(p)
-      children(p, queue)
+      local t, r, th = sample(p)
+      if t then
+        ticks, rss = ticks + t, rss + r
+        children(p, th, queue)
+      end
     end
   end
   return { cpu_usage_us = ticks * 1e6 // procfs.USER_HZ, memory_current = rss }

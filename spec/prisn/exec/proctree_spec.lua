@@ -27,4 +27,26 @@ describe("prisn.exec.proctree", function()
     p:close()
     assert.is_nil(proctree.usage(pid))
   end)
+
+  it("counts a lone process's memory as its VmRSS, and a parent's children", function()
+    local fs = require("prisn.fs")
+    local p = assert(proc.spawn({ file = "/bin/sleep", argv = { "sleep", "5" }, env = { "PATH=/usr/bin:/bin" },
+      stdin = "null", stdout = "null", stderr = "null" }))
+    local pid = p:pid()
+    require("luv").sleep(50)
+    local rss = tonumber(fs.read_file("/proc/" .. pid .. "/status"):match("VmRSS:%s*(%d+)")) * 1024
+    assert.equal(rss, proctree.usage(pid).memory_current)
+    p:kill("KILL")
+    p:wait()
+    p:close()
+    -- This process (however many threads it has): its children count too.
+    local child = assert(proc.spawn({ file = "/bin/sleep", argv = { "sleep", "5" }, env = { "PATH=/usr/bin:/bin" },
+      stdin = "null", stdout = "null", stderr = "null" }))
+    local self = require("luv").os_getpid()
+    local own = tonumber(fs.read_file("/proc/self/status"):match("VmRSS:%s*(%d+)")) * 1024
+    assert.is_true(proctree.usage(self).memory_current > own, "the child is counted")
+    child:kill("KILL")
+    child:wait()
+    child:close()
+  end)
 end)

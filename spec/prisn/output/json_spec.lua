@@ -105,6 +105,33 @@ describe("prisn.output.json", function()
     assert.equal(doc, python_json_roundtrip(doc) .. "\n")
   end)
 
+  it("writes API-sized documents as python's json module does", function()
+    -- Many alike objects: the shape of a list of deployments (the fast path),
+    -- with a few strings only the careful path may write.
+    if not have_python() then
+      pending(PYTHON .. " is missing: python round-trip not checked")
+      return
+    end
+    for _, odd in ipairs({ "plain", "tab\there \"q\" é" }) do
+      local items = {}
+      for i = 1, 200 do
+        items[i] = { name = "s" .. i, replicas = i, ready = i % 3, cpu_seconds = i / 7, port = output.null,
+          healthy = i % 2 == 0, instances = output.array({ { number = 1, state = "running", pid = 1000 + i,
+            last_exit = output.null, message = i == 150 and odd or "ok" } }),
+          env_keys = output.array(), labels = {}, ["Upper"] = 1, ["_x"] = 2, ["key with space"] = "v" }
+      end
+      local doc = json.encode({ items = items })
+      assert.equal(doc, python_json_roundtrip(doc) .. "\n")
+    end
+  end)
+
+  it("sorts keys in byte order whatever path writes them", function()
+    -- A key needing escapes (and é) sends the whole document the careful way.
+    assert.equal('{\n  "\\"": 4,\n  "B": 1,\n  "_": 2,\n  "a": 3,\n  "é": 5\n}\n',
+      json.encode({ a = 3, B = 1, _ = 2, ['"'] = 4, ["é"] = 5 }))
+    assert.equal('{\n  "B": 1,\n  "_": 2,\n  "a": 3\n}\n', json.encode({ a = 3, B = 1, _ = 2 }))
+  end)
+
   describe("errors", function()
     it("raises for values JSON cannot carry, naming the path", function()
       assert.has_error(function() json.encode({ f = print }) end, "output: value.f: cannot encode a function")

@@ -183,10 +183,15 @@ local function failed_instance(d, runtime)
   return { name = d.name .. "-" .. f.number, number = f.number, revision = f.revision }
 end
 
-local function public(req, d, detail)
+-- The spec fields public() shows without `detail`.
+local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
+
+-- `known` (optional, for a list): { instances = rows, revision = row } read
+-- for many deployments at once (rows may be nil: none).
+local function public(req, d, detail, known)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
-  local rows = deployments.instances(req.server.db, d.namespace, d.name)
+  local rows = known and (known.instances or {}) or deployments.instances(req.server.db, d.namespace, d.name)
   local ready, items, now = 0, {}, clock.now_ms()
   for i, inst in ipairs(rows) do
     local rt = runtime and runtime.instances[inst.number]
@@ -194,7 +199,8 @@ local function public(req, d, detail)
     if rt and rt.healthy and inst.revision == d.revision then ready = ready + 1 end
     items[i] = instance_public(d, inst, now, rt)
   end
-  local rev = deployments.revision(req.server.db, d.namespace, d.name, d.revision)
+  local rev
+  if known then rev = known.revision else rev = deployments.revision(req.server.db, d.namespace, d.name, d.revision) end
   local spec = rev and rev.spec or {}
   local p = {
     name = d.name, namespace = d.namespace, replicas = d.replicas, ready = ready, revision = d.revision,
@@ -486,31 +492,43 @@ local function restart(req)
   return 200, p
 end
 
+-- Every deployment of the namespace: three queries for the lot, not two
+-- per deployment (tests/bench/deployments-report.md).
+local function list(req)
+  local db, ns = req.server.db, req.params.ns
+  local rows, current = deployments.instances_by_deployment(db, ns), deployments.current_revisions(db, ns, LISTED_SPEC)
+  local items = {}
+  for i, d in ipairs(deployments.list(db, { namespace = ns })) do
+    items[i] = public(req, d, false, { instances = rows[d.name], revision = current[d.name] })
+  end
+  return 200, { items = api.array(items) }
+end
+
 local function instances(req)
-  local ns = req.params.ns
-  local list = {}
+  local ns, db = req.params.ns, req.server.db
+  local items = {}
   local filter = req.query.deployment
-  for _, d in ipairs(deployments.list(req.server.db, { namespace = ns })) do
+  -- The whole namespace in three queries; one deployment by its own.
+  local rows = not filter and deployments.instances_by_deployment(db, ns)
+  local current = not filter and deployments.current_revisions(db, ns, LISTED_SPEC)
+  for _, d in ipairs(deployments.list(db, { namespace = ns })) do
     if not filter or filter == d.name then
-      for _, inst in ipairs(public(req, d).instances) do
+      local known = rows and { instances = rows[d.name], revision = current[d.name] }
+      for _, inst in ipairs(public(req, d, false, known).instances) do
         inst.deployment = d.name
-        list[#list + 1] = inst
+        items[#items + 1] = inst
       end
     end
   end
-  if filter and not deployments.get(req.server.db, ns, filter) then
+  if filter and not deployments.get(db, ns, filter) then
     req.params.name = filter
     find(req)
   end
-  return 200, { items = api.array(list) }
+  return 200, { items = api.array(items) }
 end
 
 return {
-  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "view", handler = function(req)
-    local items = {}
-    for i, d in ipairs(deployments.list(req.server.db, { namespace = req.params.ns })) do items[i] = public(req, d) end
-    return 200, { items = api.array(items) }
-  end },
+  { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "view", handler = list },
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "edit", handler = deploy },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments/{name}", auth = "view", handler = function(req)
     return 200, public(req, find(req), true)
