@@ -136,6 +136,31 @@ describe("kubectl and pm2 habits", function()
     assert.matches("logs are kept for jobs and deployments", r.stderr)
   end)
 
+  it("get deploy -A and get cron -A list every namespace the token may see", function()
+    h.write(dir .. "/tick.sh", "echo tick\n")
+    ok({ "deploy", dir .. "/app.py", "--name", "shop", "-n", "team", "--port", tostring(free_port()) })
+    ok({ "cron", dir .. "/tick.sh", "0 0 1 1 *", "--name", "tick", "-n", "team" })
+    local names = {}
+    for _, d in ipairs(json({ "get", "deploy", "-A", "-o", "json" })) do
+      names[#names + 1] = d.namespace .. "/" .. d.name
+    end
+    assert.same({ "default/web", "team/shop" }, names)
+    assert.matches("^NAMESPACE%s+NAME%s+READY", ok({ "get", "deploy", "-A" }).stdout)
+    assert.matches("\nteam%s+tick%s+0 0 1 1 %*", ok({ "get", "cron", "-A" }).stdout)
+    local r = prisn({ "get", "deploy", "web", "-A" })
+    assert.equal(2, r.code)
+    assert.matches("takes no NAME", r.stderr)
+    -- A token of namespace team sees team's only: -A is no way into another namespace.
+    local token = json({ "token", "create", "team-view", "--role", "view", "--namespace", "team", "-o", "json" })
+    local api = json({ "server", "status", "-o", "json" }).address
+    for _, path in ipairs({ "/api/v1/deployments", "/api/v1/cronjobs" }) do
+      local out = h.run("/usr/bin/curl", { "-s", "-H", "Authorization: Bearer " .. token.token, api .. path })
+      for _, item in ipairs(cjson.decode(out.stdout).items) do assert.equal("team", item.namespace, path) end
+    end
+    ok({ "delete", "deploy", "shop", "-n", "team", "--yes" })
+    ok({ "delete", "cron", "tick", "-n", "team", "--yes" })
+  end)
+
   it("jobs: run --detach -o json is JSON; get, describe and delete take job ID and job/ID", function()
     h.write(dir .. "/hello.sh", "#!/bin/sh\necho hello\n", tonumber("755", 8))
     local job = json({ "run", "--detach", "-o", "json", "--isolation", "0", dir .. "/hello.sh" })

@@ -116,7 +116,13 @@ function M.list(ctx)
   local ns = client.namespace(ctx)
   local c = client.connect(ctx)
   local items
-  if ctx.args.NAME then
+  local all = ctx.flags.all_namespaces
+  if all and ctx.args.NAME then
+    errors.usage("-A lists every namespace; it takes no NAME", "prisn get deploy NAME -n NS shows one")
+  end
+  if all then
+    items = c:request("GET", "/api/v1/deployments").items or {}
+  elseif ctx.args.NAME then
     items = { (c:request("GET", path(ctx, strip_kind(ctx.args.NAME)))) }
     items[1].events, items[1].spec = nil, nil
   else
@@ -130,13 +136,15 @@ function M.list(ctx)
   for i, d in ipairs(items) do
     local auto = type(d.autoscale) == "table" and string.format("%d-%d @%d%%", d.autoscale.min, d.autoscale.max,
       d.autoscale.target_cpu) or "-"
-    rows[i] = { name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
+    rows[i] = { namespace = d.namespace, name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
       revision = d.revision, state = d.revision_state, port = type(d.port) == "number" and d.port or "-",
       script = d.script, age = age(d.created_at), strategy = d.strategy, health = d.health, restart = d.restart,
       autoscale = auto }
   end
-  ctx.out:emit(rows, { columns = shown(ctx, LIST_COLUMNS),
-    empty = string.format("No deployments found in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
+  local columns = shown(ctx, LIST_COLUMNS)
+  if all then table.insert(columns, 1, { key = "namespace", header = "NAMESPACE" }) end
+  ctx.out:emit(rows, { columns = columns, empty = all and "No deployments found in any namespace this token may see."
+    or string.format("No deployments found in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
       ns) })
   return 0
 end

@@ -161,8 +161,29 @@ local CRON_COLUMNS = {
   { key = "result", header = "LAST RESULT" }, { key = "last_job", header = "LAST JOB", wide = true },
 }
 
+-- -A (every namespace the token may see) goes with no NAME.
+local function all_namespaces(ctx, name)
+  if ctx.flags.all_namespaces and name then
+    errors.usage("-A lists every namespace; it takes no NAME", "prisn get cron NAME -n NS shows one")
+  end
+  return ctx.flags.all_namespaces
+end
+
+-- The columns with NAMESPACE first (-A).
+local function with_namespace(columns)
+  local out = { { key = "namespace", header = "NAMESPACE" } }
+  for _, c in ipairs(columns) do out[#out + 1] = c end
+  return out
+end
+
 local function list_cron(ctx)
-  local items, ns = fetch(ctx, "cron", ctx.args.NAME)
+  local items, ns
+  if all_namespaces(ctx, ctx.args.NAME) then
+    local client = require("prisn.client")
+    items = client.connect(ctx):request("GET", "/api/v1/cronjobs").items or {}
+  else
+    items, ns = fetch(ctx, "cron", ctx.args.NAME)
+  end
   if ctx.globals.output ~= "text" then
     ctx.out:emit(ctx.args.NAME and items[1] or output.array(items))
     return 0
@@ -170,13 +191,17 @@ local function list_cron(ctx)
   local rows = output.array({})
   for i, c in ipairs(items) do
     local run = type(c.last_run) == "table" and c.last_run or nil
-    rows[i] = { name = c.name, schedule = c.schedule, timezone = type(c.timezone) == "string" and c.timezone or "local",
+    rows[i] = { namespace = c.namespace, name = c.name, schedule = c.schedule,
+      timezone = type(c.timezone) == "string" and c.timezone or "local",
       script = c.script, concurrency = c.concurrency, suspended = c.suspended and "yes" or "no",
       next = c.next_fire, last = run and run.created_at or c.last_fire, result = run_result(run),
       last_job = run and run.id or "-" }
   end
-  ctx.out:emit(rows, { columns = shown(ctx, CRON_COLUMNS),
-    empty = string.format("No cron jobs found in namespace '%s'. Create one with 'prisn cron SCRIPT \"EXPR\"'.", ns) })
+  local columns = shown(ctx, CRON_COLUMNS)
+  ctx.out:emit(rows, { columns = ns and columns or with_namespace(columns),
+    empty = ns and string.format("No cron jobs found in namespace '%s'. "
+      .. "Create one with 'prisn cron SCRIPT \"EXPR\"'.", ns)
+      or "No cron jobs found in any namespace this token may see." })
   return 0
 end
 
@@ -372,7 +397,12 @@ return {
           .. "adds the last run's job id. With -o json or -o yaml: the API's cron job\n"
           .. "objects (last_run included).",
         args = name_arg("cron", "Only this cron job"),
+        flags = {
+          { name = "all-namespaces", short = "A", type = "bool",
+            summary = "List the cron jobs of every namespace the token may see (a NAMESPACE column first)" },
+        },
         examples = { { "prisn get cron", "The cron jobs of the default namespace" },
+          { "prisn get cron -A", "Those of every namespace" },
           { "prisn get cron backup -o wide", "One, with every column" },
           { "prisn get cronjobs -o json", "As JSON" } },
         handler = list_cron,
@@ -386,7 +416,12 @@ return {
           .. "autoscaling. With -o json or -o yaml: the API's deployment objects,\n"
           .. "instances included.",
         args = name_arg("deploy", "Only this deployment"),
+        flags = {
+          { name = "all-namespaces", short = "A", type = "bool",
+            summary = "List the deployments of every namespace the token may see (a NAMESPACE column first)" },
+        },
         examples = { { "prisn get deploy", "The deployments of the default namespace" },
+          { "prisn get deploy -A", "Those of every namespace" },
           { "prisn get deploy web", "Only web" },
           { "prisn get deployments -n shop -o json", "Those of namespace shop, as JSON" },
           { "prisn get deploy -w", "Watch them change (Ctrl-C ends)" } },

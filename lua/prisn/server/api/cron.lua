@@ -10,6 +10,7 @@ local human = require("prisn.cron.human")
 local tz = require("prisn.cron.tz")
 local admission = require("prisn.server.admission")
 local api = require("prisn.server.api")
+local auth = require("prisn.server.auth")
 local workload = require("prisn.server.api.workload")
 local redeploy = require("prisn.server.api.redeploy")
 local store = require("prisn.store")
@@ -204,6 +205,14 @@ return {
     local items = {}
     for i, cron in ipairs(cronjobs.list(req.server.db, { namespace = req.params.ns })) do
       items[i] = public(req, cron, false)
+    end
+    return 200, { items = api.array(items) }
+  end },
+  -- Every cron job the token may see, of every namespace (`prisn get cron -A`).
+  { method = "GET", pattern = "/api/v1/cronjobs", auth = "view", handler = function(req)
+    local items = {}
+    for _, cron in ipairs(cronjobs.list(req.server.db, { all_namespaces = true })) do
+      if auth.allows_namespace(req.token, cron.namespace) then items[#items + 1] = public(req, cron, false) end
     end
     return 200, { items = api.array(items) }
   end },

@@ -504,6 +504,25 @@ local function list(req)
   return 200, { items = api.array(items) }
 end
 
+-- Every deployment the token may see, of every namespace (`prisn get deploy
+-- -A`): each namespace read as its own list is, the others left out.
+local function list_all(req)
+  local db = req.server.db
+  local items, known = {}, {}
+  for _, d in ipairs(deployments.list(db, { all_namespaces = true })) do
+    if auth.allows_namespace(req.token, d.namespace) then
+      local ns = known[d.namespace]
+      if not ns then
+        ns = { rows = deployments.instances_by_deployment(db, d.namespace),
+          current = deployments.current_revisions(db, d.namespace, LISTED_SPEC) }
+        known[d.namespace] = ns
+      end
+      items[#items + 1] = public(req, d, false, { instances = ns.rows[d.name], revision = ns.current[d.name] })
+    end
+  end
+  return 200, { items = api.array(items) }
+end
+
 local function instances(req)
   local ns, db = req.params.ns, req.server.db
   local items = {}
@@ -529,6 +548,7 @@ end
 
 return {
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "view", handler = list },
+  { method = "GET", pattern = "/api/v1/deployments", auth = "view", handler = list_all },
   { method = "POST", pattern = "/api/v1/namespaces/{ns}/deployments", auth = "edit", handler = deploy },
   { method = "GET", pattern = "/api/v1/namespaces/{ns}/deployments/{name}", auth = "view", handler = function(req)
     return 200, public(req, find(req), true)
