@@ -124,12 +124,8 @@ end
 -- and settings, as for a deployment (prisn.server.api.redeploy). The
 -- schedule is the request's when it gives one.
 local function body_for(body, existing)
-  if body.env_remove ~= nil and body.merge ~= true then
-    api.fail(422, "invalid", "env_remove goes with \"merge\": true (a body without it is complete)")
-  end
-  if body.env_remove ~= nil and not redeploy.key_list(body.env_remove) then
-    api.fail(422, "invalid", "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}")
-  end
+  local problem, hint = redeploy.merge_fields_problem(body)
+  if problem then api.fail(422, "invalid", problem, hint) end
   if body.merge ~= true or not existing then return body end
   local base = redeploy.base_body(existing.spec, {})
   base.schedule, base.timezone = existing.expression, existing.timezone

@@ -241,12 +241,8 @@ end
 -- request laid over the existing deployment's template and settings
 -- (prisn.server.api.redeploy says why the merge is the server's).
 local function body_for(req, body, existing)
-  if body.env_remove ~= nil and body.merge ~= true then
-    api.fail(422, "invalid", "env_remove goes with \"merge\": true (a body without it is complete)")
-  end
-  if body.env_remove ~= nil and not redeploy.key_list(body.env_remove) then
-    api.fail(422, "invalid", "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}")
-  end
+  local problem, hint = redeploy.merge_fields_problem(body)
+  if problem then api.fail(422, "invalid", problem, hint) end
   if body.merge ~= true or not existing then return body end
   local current = deployments.revision(req.server.db, existing.namespace, existing.name, existing.revision)
   return redeploy.merge(redeploy.base_body(current and current.spec or {}, existing), body)

@@ -79,6 +79,18 @@ end
 -- the base's, null removes it; env is merged key by key and body.env_remove
 -- (a list of keys) takes keys away. A bundle replaces a server path and the
 -- other way round. Returns a new body; neither argument is changed.
+--- What is wrong with a request's merge fields, as message and hint, or
+-- nil: env_remove goes only with "merge": true, and lists variable names.
+function M.merge_fields_problem(body)
+  if body.env_remove ~= nil and body.merge ~= true then
+    return "env_remove goes with \"merge\": true (a body without it is complete)"
+  end
+  if body.env_remove ~= nil and not M.key_list(body.env_remove) then
+    return "env_remove must be a list of variable names", "e.g. {\"env_remove\": [\"DEBUG\"]}"
+  end
+  return nil
+end
+
 function M.merge(base, body)
   local merged = copy(base)
   for k, v in pairs(body) do
