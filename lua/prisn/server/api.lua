@@ -23,6 +23,7 @@
 -- api.fail): the server answers {"error": {"code", "message", "hint"}} with
 -- the error's http_status, or one derived from its code.
 local cjson = require("cjson")
+local async = require("prisn.async")
 local errors = require("prisn.error")
 local store = require("prisn.store")
 local units = require("prisn.units")
@@ -168,6 +169,43 @@ M.null = cjson.null
 -- returns. write returns false once the client has gone.
 function M.stream(producer)
   return { stream = producer }
+end
+
+-- How often a followed log stream looks for new lines.
+M.LOG_POLL_MS = 100
+
+--- A producer (for M.stream) of log lines as NDJSON, one object a line.
+-- o.poll(final) returns the lines since its last call (final: all that is
+-- left), o.first(lines) chooses the first batch (--tail), o.keep(line)
+-- whether a line is sent, o.encode(line) the object written. With
+-- o.follow it polls every LOG_POLL_MS until the client leaves, the server
+-- stops (a last {"end": true, "reason": "server_stopping"}) or o.tick(n),
+-- called on poll n, returns a reason of its own to end.
+function M.log_stream(server, o)
+  return M.stream(function(write)
+    local function send(lines)
+      for _, l in ipairs(lines) do
+        if o.keep(l) and not write(cjson.encode(o.encode(l)) .. "\n") then return false end
+      end
+      return true
+    end
+    local function finish(reason)
+      send(o.poll(true))
+      write(cjson.encode({ ["end"] = true, reason = reason }) .. "\n")
+    end
+    if not send(o.first(o.poll(not o.follow))) then return end
+    local polls = 0
+    while o.follow do
+      async.sleep(M.LOG_POLL_MS)
+      -- write("") sends nothing and says whether the client is still there.
+      if not write("") then return end
+      if server.stopping then return finish("server_stopping") end
+      polls = polls + 1
+      local reason = o.tick and o.tick(polls)
+      if reason then return finish(reason) end
+      if not send(o.poll()) then return end
+    end
+  end)
 end
 
 --- Marks a table as a JSON array (so an empty one is [] not {}).

@@ -12,13 +12,10 @@
 -- deployment is deleted or the server stops; the last line is then
 -- {"end":true,"reason":"deleted"|"server_stopping"}).
 local uv = require("luv")
-local cjson = require("cjson")
-local async = require("prisn.async")
 local deploy_logs = require("prisn.deploy_logs")
 local api = require("prisn.server.api")
 local deployments = require("prisn.store.deployments")
 
-local POLL_MS = 100
 -- Whether the deployment still exists is checked every this many polls.
 local CHECK_EVERY = 10
 
@@ -59,37 +56,16 @@ end
 local function stream_logs(req, opts)
   local server, ns, name = req.server, req.params.ns, req.params.name
   local follower = deploy_logs.follower(server.home, ns, name, { instance = opts.instance })
-  return api.stream(function(write)
-    local function send(lines)
-      for _, l in ipairs(lines) do
-        if not opts.since or l.time_ms >= opts.since then
-          local ok = write(cjson.encode({ instance = l.instance, stream = l.stream, time_ms = l.time_ms,
-            data = l.data }) .. "\n")
-          if not ok then return false end
-        end
-      end
-      return true
-    end
-    if not send(deploy_logs.select(follower:poll(not opts.follow), opts)) then return end
-    local polls = 0
-    while opts.follow do
-      async.sleep(POLL_MS)
-      -- write("") sends nothing and says whether the client is still there.
-      if not write("") then return end
-      if server.stopping then
-        send(follower:poll(true))
-        write(cjson.encode({ ["end"] = true, reason = "server_stopping" }) .. "\n")
-        return
-      end
-      polls = polls + 1
-      if polls % CHECK_EVERY == 0 and not deployments.get(server.db, ns, name) then
-        send(follower:poll(true))
-        write(cjson.encode({ ["end"] = true, reason = "deleted" }) .. "\n")
-        return
-      end
-      if not send(follower:poll()) then return end
-    end
-  end)
+  return api.log_stream(server, {
+    follow = opts.follow,
+    poll = function(final) return follower:poll(final) end,
+    first = function(lines) return deploy_logs.select(lines, opts) end,
+    keep = function(l) return not opts.since or l.time_ms >= opts.since end,
+    encode = function(l) return { instance = l.instance, stream = l.stream, time_ms = l.time_ms, data = l.data } end,
+    tick = function(polls)
+      if polls % CHECK_EVERY == 0 and not deployments.get(server.db, ns, name) then return "deleted" end
+    end,
+  })
 end
 
 return {

@@ -19,8 +19,6 @@
 -- The logs are the files of prisn.logs (jobs, local runs included: they
 -- share the server's $PRISN_HOME) and prisn.deploy_logs, read through
 -- deploy_logs' line readers so every source is cut into lines alike.
-local cjson = require("cjson")
-local async = require("prisn.async")
 local clock = require("prisn.clock")
 local logs = require("prisn.logs")
 local deploy_logs = require("prisn.deploy_logs")
@@ -28,7 +26,6 @@ local api = require("prisn.server.api")
 local deployments = require("prisn.store.deployments")
 local jobs = require("prisn.store.jobs")
 
-local POLL_MS = 100
 -- New deployments and jobs are looked for every this many polls.
 local REFRESH_EVERY = 10
 local DEFAULT_SINCE_MS = 3600 * 1000
@@ -79,34 +76,17 @@ local function stream(req, opts)
   local since = opts.since or (clock.now_ms() - DEFAULT_SINCE_MS)
   local counter = { n = 0 }
   local readers = add_readers(server, ns, since, {}, counter)
-  return api.stream(function(write)
-    local function send(lines)
-      for _, l in ipairs(lines) do
-        if l.time_ms >= since and (not opts.stream or l.stream == opts.stream) then
-          local ok = write(cjson.encode({ source = l.source, stream = l.stream, time_ms = l.time_ms,
-            data = l.data }) .. "\n")
-          if not ok then return false end
-        end
-      end
-      return true
-    end
-    if not send(deploy_logs.select(poll_all(readers, not opts.follow), { tail = opts.tail, stream = opts.stream }))
-    then return end
-    local polls = 0
-    while opts.follow do
-      async.sleep(POLL_MS)
-      -- write("") sends nothing and says whether the client is still there.
-      if not write("") then return end
-      if server.stopping then
-        send(poll_all(readers, true))
-        write(cjson.encode({ ["end"] = true, reason = "server_stopping" }) .. "\n")
-        return
-      end
-      polls = polls + 1
+  return api.log_stream(server, {
+    follow = opts.follow,
+    poll = function(final) return poll_all(readers, final) end,
+    first = function(lines) return deploy_logs.select(lines, { tail = opts.tail, stream = opts.stream }) end,
+    keep = function(l) return l.time_ms >= since and (not opts.stream or l.stream == opts.stream) end,
+    encode = function(l) return { source = l.source, stream = l.stream, time_ms = l.time_ms, data = l.data } end,
+    -- Workloads started since are followed too.
+    tick = function(polls)
       if polls % REFRESH_EVERY == 0 then add_readers(server, ns, since, readers, counter) end
-      if not send(poll_all(readers)) then return end
-    end
-  end)
+    end,
+  })
 end
 
 return {
