@@ -23,21 +23,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 ]]
 
--- A port free on 127.0.0.1 for both UDP and TCP.
-local function free_port()
-  for _ = 1, 20 do
-    local udp = uv.new_udp()
-    assert(udp:bind("127.0.0.1", 0))
-    local port = udp:getsockname().port
-    local tcp = uv.new_tcp()
-    local ok = tcp:bind("127.0.0.1", port) and tcp:listen(1, function() end)
-    udp:close()
-    tcp:close()
-    uv.run("nowait")
-    if ok then return port end
-  end
-  error("no free port")
-end
+local free_port = h.free_udp_tcp_port
 
 local function which(name)
   for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do

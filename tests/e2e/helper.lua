@@ -164,6 +164,23 @@ function M.stat_fields(pid)
   return fields
 end
 
+--- A port free on 127.0.0.1 for both UDP and TCP just now, for a DNS
+-- listener (--dns).
+function M.free_udp_tcp_port()
+  for _ = 1, 20 do
+    local udp = uv.new_udp()
+    assert(udp:bind("127.0.0.1", 0))
+    local port = udp:getsockname().port
+    local tcp = uv.new_tcp()
+    local bound = tcp:bind("127.0.0.1", port) and tcp:listen(1, function() end)
+    udp:close()
+    tcp:close()
+    uv.run("nowait")
+    if bound then return port end
+  end
+  error("no port free for both UDP and TCP")
+end
+
 --- A TCP port free on 127.0.0.1 just now (the kernel's pick), for a
 -- deployment's --port.
 function M.free_port()
