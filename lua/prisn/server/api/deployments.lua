@@ -488,24 +488,12 @@ local function restart(req)
   return 200, p
 end
 
--- Every deployment of the namespace: three queries for the lot, not two
--- per deployment (tests/bench/deployments-report.md).
-local function list(req)
-  local db, ns = req.server.db, req.params.ns
-  local rows, current = deployments.instances_by_deployment(db, ns), deployments.current_revisions(db, ns, LISTED_SPEC)
-  local items = {}
-  for i, d in ipairs(deployments.list(db, { namespace = ns })) do
-    items[i] = public(req, d, false, { instances = rows[d.name], revision = current[d.name] })
-  end
-  return 200, { items = api.array(items) }
-end
-
--- Every deployment the token may see, of every namespace (`prisn get deploy
--- -A`): each namespace read as its own list is, the others left out.
-local function list_all(req)
-  local db = req.server.db
-  local items, known = {}, {}
-  for _, d in ipairs(deployments.list(db, { all_namespaces = true })) do
+-- `{"items": [...]}` of deployments `list` (those the token may see):
+-- each namespace's instances and current revisions read in two queries for
+-- the lot, not two per deployment (tests/bench/deployments-report.md).
+local function public_list(req, list)
+  local db, known, items = req.server.db, {}, {}
+  for _, d in ipairs(list) do
     if auth.allows_namespace(req.token, d.namespace) then
       local ns = known[d.namespace]
       if not ns then
@@ -517,6 +505,16 @@ local function list_all(req)
     end
   end
   return 200, { items = api.array(items) }
+end
+
+-- Every deployment of the namespace.
+local function list(req)
+  return public_list(req, deployments.list(req.server.db, { namespace = req.params.ns }))
+end
+
+-- Every deployment the token may see, of every namespace (`prisn get deploy -A`).
+local function list_all(req)
+  return public_list(req, deployments.list(req.server.db, { all_namespaces = true }))
 end
 
 local function instances(req)
