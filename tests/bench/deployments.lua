@@ -11,6 +11,8 @@
 --   PRISN_BENCH_PERF=1                `perf record -g` each server during its
 --                                     first round's GET runs; top symbols printed
 --   PRISN_BENCH_KEEP=1                keep the temporary folder (homes, perf files)
+--   PRISN_DEV=/path/to/tree            passed on to the servers (main.c): their
+--                                     Lua from that tree, tried without a rebuild
 --   PRISN_BENCH_HOLD=SECONDS          once all servers run their N, print their
 --                                     pids and wait (to look at them by hand)
 --
@@ -54,6 +56,8 @@ local tick = common.ticker(1)
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-dep-XXXXXX"))
 uv.fs_chmod(tmp, tonumber("755", 8))
 local ENV = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" }
+-- PRISN_DEV passes on to the servers: a changed Lua file tried without a rebuild.
+if os.getenv("PRISN_DEV") then ENV[#ENV + 1] = "PRISN_DEV=" .. os.getenv("PRISN_DEV") end
 
 local function ms_since(t0) return (uv.hrtime() - t0) / 1e6 end
 
