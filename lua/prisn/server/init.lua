@@ -224,7 +224,8 @@ function M.run(opts)
   -- the next, and the heap's high-water mark, which malloc keeps as RSS, went
   -- up to twice the live data: 26-27 MB at 1,000 deployments against 19-20
   -- with a pause of 120 (tests/bench/deployments-report.md, issue 17).
-  collectgarbage("incremental", 120)
+  -- PRISN_GC_MODE=incremental keeps Lua's defaults whole.
+  if gc_mode == "generational" then collectgarbage("incremental", 120) end
   collectgarbage(gc_mode)
   local old_nofile, nofile = sys.raise_nofile()
   if not old_nofile then
