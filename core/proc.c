@@ -260,7 +260,7 @@ _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3]
  * steps above here. */
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
                                 volatile int32_t *progress,
-                                prisn_sandbox_report *sandbox_report) {
+                                prisn_sandbox_page *sandbox_page) {
     if (o->oom_score_adj) {
         /* Best effort: raising the score needs no privilege, and a kernel
          * without the file has no OOM scores to inherit either. */
@@ -293,7 +293,7 @@ static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int
         if (child_stdio(src) < 0)
             child_fail(report_fd, PRISN_STAGE_STDIO);
         child_at(progress, PRISN_STAGE_INIT);
-        prisn_sandbox_exec_init(o->sandbox, sandbox_report, report_fd);
+        prisn_sandbox_exec_init(o->sandbox, sandbox_page, report_fd);
         child_fail(report_fd, PRISN_STAGE_INIT);
     }
     prisn_proc_child_exec(o, src, report_fd, progress);
@@ -426,17 +426,18 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     *stage = PRISN_STAGE_SETUP;
     out->timed_out = false;
     int src[3], mine[3], report[2] = {-1, -1};
-    prisn_sandbox_report *sandbox_report = NULL;
+    prisn_sandbox_page *sandbox_page = NULL;
+    int status_fd = -1;
     /* Where the child records the step it is at (see child_at): the
      * sandbox's shared page, which its init and workload map too, or a
      * shared page of its own. */
     volatile int32_t *progress = NULL;
     int rc = parent_stdio(o, src, mine);
     if (rc == 0 && o->sandbox) {
-        if (!(sandbox_report = prisn_sandbox_report_new(o)))
+        if (!(sandbox_page = prisn_sandbox_page_new(o, &status_fd)))
             rc = -errno;
         else
-            progress = &sandbox_report->stage;
+            progress = &sandbox_page->stage;
     } else if (rc == 0) {
         void *page = mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE,
                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -458,7 +459,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     pid_t pid = create_child(o, &pidfd);
     if (pid == 0) {
         raw_close(report[0]);
-        child_run(o, src, report[1], progress, sandbox_report);
+        child_run(o, src, report[1], progress, sandbox_page);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
@@ -468,7 +469,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
 
     close_if_open(&report[1]);
     close_child_ends(src);
-    prisn_sandbox_report_spawned(sandbox_report);
+    prisn_sandbox_page_spawned(sandbox_page);
     child_report r;
     int timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : PRISN_PROC_START_TIMEOUT_MS;
     int got = wait_report(report[0], timeout_ms, &r);
@@ -492,20 +493,23 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
             close(pidfd);
         goto fail;
     }
+    /* The workload runs: its stage is no longer needed by anyone. */
     if (!o->sandbox)
         munmap((void *)progress, sizeof *progress);
+    prisn_sandbox_page_free(sandbox_page);
     out->pid = pid;
     out->pidfd = pidfd;
     for (int i = 0; i < 3; i++)
         out->stdio_fds[i] = mine[i];
-    out->sandbox_report = sandbox_report;
+    out->sandbox_status_fd = status_fd;
     *stage = PRISN_STAGE_NONE;
     return 0;
 
 fail:
     if (progress && !o->sandbox)
         munmap((void *)progress, sizeof *progress);
-    prisn_sandbox_report_free(sandbox_report);
+    prisn_sandbox_page_free(sandbox_page);
+    close_if_open(&status_fd);
     close_child_ends(src);
     for (int i = 0; i < 3; i++)
         close_if_open(&mine[i]);

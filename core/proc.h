@@ -29,7 +29,6 @@
 #include <sys/types.h>
 
 struct prisn_sandbox_opts;
-struct prisn_sandbox_report;
 
 typedef enum {
     PRISN_STDIO_INHERIT, /* keep prisn's descriptor */
@@ -94,10 +93,10 @@ typedef struct {
     pid_t pid;
     int pidfd;         /* -1 when the kernel has no pidfds */
     int stdio_fds[3];  /* parent's pipe ends for PIPE slots, else -1 */
-    /* With a sandbox: where its init leaves the workload's own exit status
-     * (prisn_sandbox_report_apply after the wait; prisn_sandbox_report_free
-     * when done). NULL otherwise. */
-    struct prisn_sandbox_report *sandbox_report;
+    /* With a sandbox: the read end of the pipe its init writes the
+     * workload's own exit status to (prisn_sandbox_status_apply after the
+     * wait; the caller closes it). -1 otherwise. */
+    int sandbox_status_fd;
     /* Set on failure too: the spawn failed because the child did not reach
      * exec within its start timeout (it was killed and reaped). */
     bool timed_out;

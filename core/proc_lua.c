@@ -36,7 +36,7 @@ typedef struct {
     int pidfd;
     int fds[3];
     bool reaped;
-    prisn_sandbox_report *sandbox_report; /* the init's page, or NULL */
+    int sandbox_status_fd; /* the sandbox init's status pipe, or -1 */
 } proc_handle;
 
 static const char *const stdio_names[] = {"stdin", "stdout", "stderr", NULL};
@@ -285,8 +285,10 @@ static proc_handle *check_proc(lua_State *L, int idx) {
 }
 
 static void proc_close_fds(proc_handle *p) {
-    prisn_sandbox_report_free(p->sandbox_report);
-    p->sandbox_report = NULL;
+    if (p->sandbox_status_fd >= 0) {
+        close(p->sandbox_status_fd);
+        p->sandbox_status_fd = -1;
+    }
     if (p->pidfd >= 0) {
         close(p->pidfd);
         p->pidfd = -1;
@@ -372,7 +374,7 @@ static int l_proc_spawn(lua_State *L) {
     p->pid = -1;
     p->pidfd = -1;
     p->reaped = true;
-    p->sandbox_report = NULL;
+    p->sandbox_status_fd = -1;
     for (int i = 0; i < 3; i++)
         p->fds[i] = -1;
     luaL_setmetatable(L, PROC_MT);
@@ -407,7 +409,7 @@ static int l_proc_spawn(lua_State *L) {
     p->pid = r.pid;
     p->pidfd = r.pidfd;
     p->reaped = false;
-    p->sandbox_report = r.sandbox_report;
+    p->sandbox_status_fd = r.sandbox_status_fd;
     for (int i = 0; i < 3; i++)
         p->fds[i] = r.stdio_fds[i];
     return 1;
@@ -462,7 +464,7 @@ static int l_proc_wait(lua_State *L) {
         return 1;
     }
     p->reaped = true;
-    prisn_sandbox_report_apply(p->sandbox_report, &st);
+    prisn_sandbox_status_apply(p->sandbox_status_fd, &st);
     lua_createtable(L, 0, 5);
     lua_pushboolean(L, st.exited);
     lua_setfield(L, -2, "exited");

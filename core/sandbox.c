@@ -12,9 +12,12 @@
  * server's memory (which cost 1.4-2.7 MB per service instance as every page
  * the server changed became the init's own). What the workload's last steps
  * need (argv, environment, cwd, identity, rlimits...) is packed by the
- * parent after the report page in the same memfd (prisn_proc_pack). The
- * init runs nothing but waitpid/sigwaitinfo/kill, keeps no descriptor open,
- * and names itself "prisn-init" so `ps` inside the sandbox says what it is.
+ * parent after the shared page in the same memfd (prisn_proc_pack). Once the
+ * workload is forked nobody keeps that memfd: the init unmaps it, the parent
+ * unmaps it once the workload has exec'd. The init runs nothing but
+ * waitpid/sigwaitinfo/kill, keeps no descriptor open but the status pipe's
+ * write end, and names itself "prisn-init" so `ps` inside the sandbox says
+ * what it is.
  * The exec costs a sandboxed start about half a millisecond (figures in
  * tests/bench/spawn-report.md).
  */
@@ -229,29 +232,30 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, volatile int32_t *sta
     return 0;
 }
 
-void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_report *report,
+void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_page *page,
                              int report_fd) {
     /* Own session for the init: the parent's group signals reach it only,
      * and it passes them on. */
     if (raw_setsid() < 0)
         return;
-    if (report->exe_fd < 0) {
+    if (page->exe_fd < 0) {
         errno = ENOENT;
         return;
     }
-    /* Nothing of prisn's but the page and the report pipe goes through the
+    /* Nothing of prisn's but the page and the two pipes goes through the
      * exec (stdio is the workload's, already in place). Without
      * close_range's CLOEXEC (Linux < 5.11) what is not close-on-exec
      * reaches the init, which closes everything once it has forked, and
      * the workload, which marks everything close-on-exec first. */
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (raw_fcntl(report->memfd, F_SETFD, 0) < 0 || raw_fcntl(report_fd, F_SETFD, 0) < 0)
+    if (raw_fcntl(page->memfd, F_SETFD, 0) < 0 || raw_fcntl(report_fd, F_SETFD, 0) < 0 ||
+        raw_fcntl(page->status_fd, F_SETFD, 0) < 0)
         return;
     char memfd_text[12], report_text[12];
     char *argv[] = {(char *)(o->init_name ? o->init_name : "prisn-init"), "__sandbox-init",
-                    raw_itoa(report->memfd, memfd_text), raw_itoa(report_fd, report_text), NULL};
+                    raw_itoa(page->memfd, memfd_text), raw_itoa(report_fd, report_text), NULL};
     char *envp[] = {NULL};
-    raw_execveat(report->exe_fd, argv, envp);
+    raw_execveat(page->exe_fd, argv, envp);
 }
 
 /* ---- the init ----------------------------------------------------------- */
@@ -282,9 +286,9 @@ static void init_signals(sigset_t *wanted) {
 }
 
 /* One signal taken: passes it on to the workload, or reaps; when the
- * workload has ended, reports its status and _exits (which kills everything
- * else in the namespace). */
-static void init_handle(int sig, pid_t workload, prisn_sandbox_report *report) {
+ * workload has ended, writes its status to the status pipe and _exits (which
+ * kills everything else in the namespace). */
+static void init_handle(int sig, pid_t workload, int status_fd) {
     if (sig != SIGCHLD) {
         /* The workload leads its own process group (it called setsid). */
         if (kill(-workload, sig) < 0)
@@ -296,20 +300,22 @@ static void init_handle(int sig, pid_t workload, prisn_sandbox_report *report) {
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (pid != workload)
             continue; /* an orphan: reaped, nothing more */
-        report->wstatus = status;
-        report->valid = 1;
+        /* 4 bytes into an empty pipe: written whole, never blocks. */
+        int32_t wstatus = status;
+        ssize_t unused = write(status_fd, &wstatus, sizeof wstatus);
+        (void)unused;
         _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
 }
 
-static _Noreturn void init_run(pid_t workload, prisn_sandbox_report *report) {
+static _Noreturn void init_run(pid_t workload, int status_fd) {
     sigset_t wanted;
     init_signals(&wanted);
     for (;;) {
         siginfo_t info;
         int sig = sigwaitinfo(&wanted, &info);
         if (sig >= 0)
-            init_handle(sig, workload, report);
+            init_handle(sig, workload, status_fd);
     }
 }
 
@@ -346,7 +352,10 @@ _Noreturn void prisn_sandbox_init_main(char **argv) {
     if (page == MAP_FAILED)
         init_fail(report_fd);
     close(memfd);
-    prisn_sandbox_report *report = page;
+    size_t page_size = (size_t)st.st_size;
+    int status_fd = ((prisn_sandbox_page *)page)->status_fd;
+    if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0)
+        init_fail(report_fd);
     prisn_spawn_opts spawn;
     void *lists;
     int rc = prisn_proc_unpack((char *)page + SANDBOX_PACK_OFFSET,
@@ -359,69 +368,102 @@ _Noreturn void prisn_sandbox_init_main(char **argv) {
     pid_t pid = raw_fork();
     if (pid == 0) {
         static const int stdio[3] = {0, 1, 2};
-        prisn_proc_child_exec(&spawn, stdio, report_fd, &report->stage);
+        prisn_proc_child_exec(&spawn, stdio, report_fd, &((prisn_sandbox_page *)page)->stage);
     }
     if (pid < 0)
         init_fail(report_fd);
-    /* The init keeps nothing open: the workload writes its own stdio and
-     * reports its own failures. */
+    /* The init keeps nothing but the status pipe: the workload writes its
+     * own stdio and reports its own failures, and has its own copy of the
+     * mapping until its exec. */
     free(lists);
-    close_fds(0, ~0U);
-    init_run(pid, report);
+    munmap(page, page_size);
+    if (status_fd > 0)
+        close_fds(0, (unsigned)status_fd - 1);
+    close_fds((unsigned)status_fd + 1, ~0U);
+    init_run(pid, status_fd);
 }
 
 /* ---- the parent --------------------------------------------------------- */
 
-prisn_sandbox_report *prisn_sandbox_report_new(const prisn_spawn_opts *spawn) {
-    int fd = (int)syscall(SYS_memfd_create, "prisn-init-report", MFD_CLOEXEC);
-    if (fd < 0)
+/* The status pipe: the read end stays here, non-blocking (read once the init
+ * is reaped, it holds 4 bytes or nothing). */
+static int status_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+prisn_sandbox_page *prisn_sandbox_page_new(const prisn_spawn_opts *spawn, int *status_fd) {
+    *status_fd = -1;
+    int fds[2];
+    if (status_pipe(fds) < 0)
         return NULL;
+    int fd = (int)syscall(SYS_memfd_create, "prisn-init-page", MFD_CLOEXEC);
     /* The page, then what the init needs to start the workload. */
     size_t size = SANDBOX_PACK_OFFSET + prisn_proc_pack(spawn, NULL, 0);
     char *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)size) == 0)
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int saved = errno;
-        close(fd);
+        if (fd >= 0)
+            close(fd);
+        close(fds[0]);
+        close(fds[1]);
         errno = saved;
         return NULL;
     }
     prisn_proc_pack(spawn, p + SANDBOX_PACK_OFFSET, size - SANDBOX_PACK_OFFSET);
-    /* Only the report itself stays mapped here: a running sandbox costs the
-     * spawning process one page. */
+    /* Only the first page stays mapped here until the workload has exec'd
+     * (the child's stage, for a start timeout). */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (size > page)
         munmap(p + page, size - page);
-    prisn_sandbox_report *r = (prisn_sandbox_report *)p;
+    prisn_sandbox_page *r = (prisn_sandbox_page *)p;
     memset(r, 0, sizeof *r);
     r->memfd = fd;
+    r->status_fd = fds[1];
     /* The init is this binary; opened here, as a later pivot_root may leave
      * it outside the sandbox's root. */
     r->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    *status_fd = fds[0];
     return r;
 }
 
-void prisn_sandbox_report_spawned(prisn_sandbox_report *r) {
+void prisn_sandbox_page_spawned(prisn_sandbox_page *r) {
     if (!r || r->parent_closed)
         return;
     close(r->memfd);
     if (r->exe_fd >= 0)
         close(r->exe_fd);
+    close(r->status_fd);
     r->parent_closed = 1;
 }
 
-void prisn_sandbox_report_free(prisn_sandbox_report *r) {
+void prisn_sandbox_page_free(prisn_sandbox_page *r) {
     if (!r)
         return;
-    prisn_sandbox_report_spawned(r);
+    prisn_sandbox_page_spawned(r);
     munmap(r, sizeof *r);
 }
 
-void prisn_sandbox_report_apply(const prisn_sandbox_report *r, prisn_exit_status *st) {
-    if (!r || !r->valid)
+void prisn_sandbox_status_apply(int status_fd, prisn_exit_status *st) {
+    if (status_fd < 0)
         return;
-    int status = r->wstatus;
+    int32_t status;
+    ssize_t got;
+    do {
+        got = read(status_fd, &status, sizeof status);
+    } while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof status)
+        return;
     memset(st, 0, sizeof *st);
     if (WIFEXITED(status)) {
         st->exited = true;

@@ -19,8 +19,9 @@
  * the usual termination signals to the workload's process group, reaps
  * every orphan, and exits with the workload's status. The kernel then kills
  * whatever is left in the namespace. pid 1 cannot kill itself with a signal,
- * so a workload killed by a signal is reported through a shared page
- * (prisn_sandbox_report) that the parent reads after reaping the init.
+ * so the workload's own wait status (a signal, a core dump, an exit code
+ * above 128 told apart from a signal) goes to the parent over a status pipe
+ * that the parent reads after reaping the init.
  *
  * Not done here: seccomp filters, capabilities beyond what the identity
  * switch drops, device cgroups.
@@ -64,22 +65,24 @@ typedef struct {
     char source_path[32];
 } prisn_sandbox_mount;
 
-/* Written by the init, read by the parent after reaping it. The page is a
- * memfd mapped shared, so the init can map it again after it has exec'd;
- * what the workload's last steps need follows at SANDBOX_PACK_OFFSET. */
-typedef struct prisn_sandbox_report {
-    volatile int32_t valid;   /* 1 once wstatus is the workload's */
-    volatile int32_t wstatus; /* waitpid status of the workload */
+/* Shared by the parent, the clone and the init until the workload's exec,
+ * then by nobody: a memfd mapped shared, so the init can map it again after
+ * it has exec'd; what the workload's last steps need follows at
+ * SANDBOX_PACK_OFFSET. The exit status does not come back through it: a page
+ * kept mapped per running instance was 4 kB of the server's RSS each (4 MB
+ * for 1,000), where the pipe costs a descriptor and no memory until written. */
+typedef struct prisn_sandbox_page {
     int32_t memfd;            /* the page's memfd (parent's descriptor number) */
     int32_t exe_fd;           /* prisn's own binary, for the init's exec; -1: none */
-    int32_t parent_closed;    /* the parent closed memfd and exe_fd (the init reads
-                                 the numbers, so they are never changed) */
+    int32_t status_fd;        /* write end of the status pipe (parent's number) */
+    int32_t parent_closed;    /* the parent closed its three descriptors (the
+                                 init reads the numbers, so they are never changed) */
     volatile int32_t stage;   /* the step the child, init or workload is at
                                  (a prisn_spawn_stage), for a start timeout */
-} prisn_sandbox_report;
+} prisn_sandbox_page;
 
 #define SANDBOX_PACK_OFFSET 64
-_Static_assert(sizeof(prisn_sandbox_report) <= SANDBOX_PACK_OFFSET, "the pack follows the page");
+_Static_assert(sizeof(prisn_sandbox_page) <= SANDBOX_PACK_OFFSET, "the pack follows the page");
 
 typedef struct prisn_sandbox_opts {
     bool new_user;         /* CLONE_NEWUSER with uid_map/gid_map (unprivileged) */
@@ -106,32 +109,37 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, volatile int32_t *sta
  * session, then execs prisn's binary as the namespace's init
  * (prisn_sandbox_init_main), which forks the workload. Returns only when
  * that failed, with errno set. */
-void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_report *report,
+void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_page *page,
                              int report_fd);
 
-/* In the parent once the child exists: closes its copies of the report's
+/* In the parent once the child exists: closes its copies of the page's
  * descriptors (the child has its own), so a running sandbox costs the
- * spawning process no descriptor. */
-void prisn_sandbox_report_spawned(prisn_sandbox_report *r);
+ * spawning process only the status pipe's read end. */
+void prisn_sandbox_page_spawned(prisn_sandbox_page *page);
 
 /* The body of `prisn __sandbox-init MEMFD REPORT_FD` (argv as main gets
  * it; argv[0] is the init's name), run from main() before anything else:
- * maps the report page, forks the workload (which runs
- * prisn_proc_child_exec with the packed options), then serves as the
- * namespace's init until the workload ends. Never returns. */
+ * maps the page, forks the workload (which runs prisn_proc_child_exec with
+ * the packed options), unmaps the page, then serves as the namespace's init
+ * until the workload ends and writes its status to the status pipe. Never
+ * returns. */
 _Noreturn void prisn_sandbox_init_main(char **argv);
 
 /* Brings the loopback interface of the current network namespace up.
  * Returns 0 or -1 with errno. */
 int prisn_sandbox_loopback_up(void);
 
-/* A shared page for the init's report, followed by the last steps of
- * `spawn` for the workload; NULL with errno on failure. */
-prisn_sandbox_report *prisn_sandbox_report_new(const prisn_spawn_opts *spawn);
-void prisn_sandbox_report_free(prisn_sandbox_report *r);
+/* The shared page, followed by the last steps of `spawn` for the workload,
+ * and the status pipe, whose read end (close-on-exec, non-blocking) is put
+ * in *status_fd for the parent to keep; NULL with errno on failure. */
+prisn_sandbox_page *prisn_sandbox_page_new(const prisn_spawn_opts *spawn, int *status_fd);
+/* Once the workload runs (or the spawn failed): the page is no longer
+ * needed by anyone; closes the parent's descriptors and unmaps it. */
+void prisn_sandbox_page_free(prisn_sandbox_page *page);
 
 /* After the init was reaped with *st: replaces *st with the workload's own
- * status when the init recorded one. */
-void prisn_sandbox_report_apply(const prisn_sandbox_report *r, prisn_exit_status *st);
+ * status when the init wrote one to the status pipe (an init killed from
+ * outside wrote none: *st stays the init's). Does not close status_fd. */
+void prisn_sandbox_status_apply(int status_fd, prisn_exit_status *st);
 
 #endif

@@ -11,6 +11,10 @@
 --   PRISN_BENCH_PERF=1                `perf record -g` each server during its
 --                                     first round's GET runs; top symbols printed
 --   PRISN_BENCH_KEEP=1                keep the temporary folder (homes, perf files)
+--   PRISN_DEV=/path/to/tree            passed on to the servers (main.c): their
+--                                     Lua from that tree, tried without a rebuild
+--   PRISN_BENCH_HOLD=SECONDS          once all servers run their N, print their
+--                                     pids and wait (to look at them by hand)
 --
 -- Each binary gets its own server in a temporary PRISN_HOME, and N
 -- deployments of sleep.sh (`exec sleep`, 1 replica, default isolation) made
@@ -52,6 +56,8 @@ local tick = common.ticker(1)
 local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-dep-XXXXXX"))
 uv.fs_chmod(tmp, tonumber("755", 8))
 local ENV = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" }
+-- PRISN_DEV passes on to the servers: a changed Lua file tried without a rebuild.
+if os.getenv("PRISN_DEV") then ENV[#ENV + 1] = "PRISN_DEV=" .. os.getenv("PRISN_DEV") end
 
 local function ms_since(t0) return (uv.hrtime() - t0) / 1e6 end
 
@@ -174,6 +180,8 @@ local function deploy_all(s)
   sleep_ms(3000)
   s.running = select(1, processes(s.pid, s.marker))
   s.rss_running_kb = status_kb(s.pid, "VmRSS")
+  s.rss_parts = { anon = status_kb(s.pid, "RssAnon"), file = status_kb(s.pid, "RssFile"),
+    shmem = status_kb(s.pid, "RssShmem") }
   local _, helpers, pss = processes(s.pid, s.marker)
   s.helpers, s.helper_pss_kb = helpers, pss
 end
@@ -312,6 +320,8 @@ local function report(servers)
       .. " helpers %d, Pss %.1f MB (%.0f kB each); list %d bytes", s.name, s.binary, s.setup_ms / 1000,
       s.post_errors, s.running, N, s.idle_kb / 1024, N, s.rss_running_kb / 1024, s.helpers, s.helper_pss_kb / 1024,
       s.helper_pss_kb / math.max(1, s.helpers), s.rounds[1] and s.rounds[1].list.bytes or 0)
+    put("  %s: RSS with %d running = anon %.1f + file %.1f + shmem %.1f MB", s.name, N, s.rss_parts.anon / 1024,
+      s.rss_parts.file / 1024, s.rss_parts.shmem / 1024)
   end
   for _, text in ipairs(perf_reports) do put("\n%s", text) end
   io.write(table.concat(out, "\n"), "\n")
@@ -325,6 +335,13 @@ local function main()
     io.stderr:write(string.format("%s: starting the server and %d deployments ...\n", spec.name, N))
     servers[i] = start_server(spec.name, spec.binary, i)
     deploy_all(servers[i])
+  end
+  local hold = tonumber(os.getenv("PRISN_BENCH_HOLD") or "")
+  if hold then
+    for _, s in ipairs(servers) do
+      io.stderr:write(string.format("%s: server pid %d, home %s\n", s.name, s.pid, s.home))
+    end
+    sleep_ms(hold * 1000)
   end
   for r = 1, ROUNDS do
     for k = 0, #servers - 1 do

@@ -127,7 +127,8 @@ describe("services through the server", function()
   end
 
   before_each(function()
-    env = h.env({ PRISN_STOP_GRACE_SECONDS = "3", PRISN_AUTOSCALE_INTERVAL_MS = "500" })
+    env = h.env({ PRISN_STOP_GRACE_SECONDS = "3", PRISN_AUTOSCALE_INTERVAL_MS = "500",
+      PRISN_USAGE_INTERVAL_MS = "300" })
     home = env.PRISN_HOME
     dir = h.tempdir("prisn-deploy")
     ok({ "server", "start", "-q" })
@@ -401,6 +402,38 @@ deployment {
     assert.equal(30, math.tointeger(d.autoscale.target_cpu))
     ok({ "scale", "burn", "0" }) -- a plain count turns autoscaling off
     assert.equal(cjson.null, json({ "describe", "deploy", "burn", "-o", "json" }).autoscale)
+  end)
+
+  it("shows each instance's CPU and memory from the server's samples, with their age", function()
+    -- Default isolation: the instance's pid is its prisn-init, the shell its child.
+    write(dir .. "/spin.sh", "while :; do :; done\n")
+    ok({ "deploy", dir .. "/spin.sh", "--name", "spin" })
+    local first = wait_for(function()
+      local i = instances("spin")[1]
+      return i and type(i.cpu_seconds) == "number" and i.cpu_seconds > 0.2 and i
+    end, 10000)
+    assert.truthy(first, "CPU time shown")
+    assert.is_true(first.memory_bytes > 0)
+    -- Sampled every 300 ms here: never older than the interval and a read.
+    assert.is_true(first.usage_age_ms >= 0 and first.usage_age_ms < 2000, tostring(first.usage_age_ms))
+    -- The sweep goes on: the next samples show the CPU spent meanwhile.
+    assert.truthy(wait_for(function()
+      return instances("spin")[1].cpu_seconds > first.cpu_seconds + 0.3
+    end, 10000), "the samples are refreshed")
+    local listed = json({ "get", "deploy", "-o", "json" })[1].instances[1]
+    assert.equal("number", type(listed.usage_age_ms))
+    -- The shell killed by a signal: its init passes the signal back (pid 1
+    -- of the namespace cannot die of one itself).
+    local init_pid = math.tointeger(first.pid)
+    local shell = tonumber(read("/proc/" .. init_pid .. "/task/" .. init_pid .. "/children"):match("%d+"))
+    uv.kill(shell, "sigterm")
+    local exited = wait_for(function()
+      local i = instances("spin")[1]
+      return type(i.last_exit) == "table" and i.last_exit
+    end, 10000)
+    assert.truthy(exited, "the exit is recorded")
+    assert.equal("TERM", exited.signal)
+    assert.equal(cjson.null, exited.code)
   end)
 
   it("follows logs across an instance restart", function()

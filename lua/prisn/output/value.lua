@@ -21,6 +21,8 @@ M.null = cjson.null
 -- Weak keys: marking a table must not keep it alive, and must not touch its
 -- metatable (error objects and other tables with metatables are values too).
 local arrays = setmetatable({}, { __mode = "k" })
+-- The set itself, for the C encoder (prisn.core.json) to look tables up in.
+M.marked_arrays = arrays
 
 --- Marks `t` as an array, so an empty one encodes as [] rather than {}.
 -- Returns `t`, so `{ items = output.array(items) }` reads naturally.

@@ -1,6 +1,7 @@
 local json = require("prisn.output.json")
 local output = require("prisn.output")
 local cjson = require("cjson")
+local value = require("prisn.output.value")
 
 local PYTHON = "/usr/bin/python3"
 
@@ -130,6 +131,67 @@ describe("prisn.output.json", function()
     assert.equal('{\n  "\\"": 4,\n  "B": 1,\n  "_": 2,\n  "a": 3,\n  "é": 5\n}\n',
       json.encode({ a = 3, B = 1, _ = 2, ['"'] = 4, ["é"] = 5 }))
     assert.equal('{\n  "B": 1,\n  "_": 2,\n  "a": 3\n}\n', json.encode({ a = 3, B = 1, _ = 2 }))
+  end)
+
+  describe("the C fast path (prisn.core.json)", function()
+    local core_json = require("prisn.core.json")
+    local function fast(v) return core_json.encode(v, output.null, value.marked_arrays) end
+
+    -- A random value of the kinds API handlers build, `depth` levels deep.
+    local WORDS = { "a", "B", "_x", "name", "key with space", "z9", "" }
+    local function random_value(depth)
+      local pick = math.random(depth > 0 and 9 or 6)
+      if pick == 1 then return math.random(-1e6, 1e6) end
+      if pick == 2 then
+        local scale = ({ 1, 1e-7, 1e-3, 1e5, 1e17, 1e300, 7 })[math.random(7)]
+        return (math.random() - 0.5) * scale
+      end
+      if pick == 3 then return WORDS[math.random(#WORDS)] .. math.random(100) end
+      if pick == 4 then return math.random(2) == 1 end
+      if pick == 5 then return output.null end
+      if pick == 6 then return ({ 0.0, -0.0, 2.0, 0.1, 1e16, 1e17, 123456789012345680.0, 1e-4, 1e-5,
+        math.maxinteger, math.mininteger, 5e-324 })[math.random(12)] end
+      if pick == 7 then
+        local list = {}
+        for i = 1, math.random(0, 4) do list[i] = random_value(depth - 1) end
+        return math.random(2) == 1 and output.array(list) or list
+      end
+      local obj = {}
+      for _ = 1, math.random(0, 5) do obj[WORDS[math.random(#WORDS)] .. math.random(3)] = random_value(depth - 1) end
+      return obj
+    end
+
+    it("writes the careful path's bytes for a thousand random documents", function()
+      math.randomseed(17)
+      for _ = 1, 1000 do
+        local v = random_value(4)
+        assert.equal(json.careful_encode(v), fast(v))
+      end
+    end)
+
+    it("gives up on what only the careful path may write or refuse", function()
+      for _, v in ipairs({
+        { s = "tab\there" }, { s = "é" }, { ['"'] = 1 }, { [1.5] = 1 }, { 1, nil, 3 }, { 1, x = 2 },
+        output.array({ x = 1 }), { n = 0 / 0 }, { n = math.huge }, { f = print },
+        setmetatable({}, { __index = function() return 1 end }),
+      }) do
+        assert.is_nil(fast(v))
+      end
+      local deep = {}
+      local at = deep
+      for _ = 1, 100 do at.x = {} at = at.x end
+      assert.is_nil(fast(deep))
+      assert.is_nil(fast(output.array({ deep })))
+    end)
+
+    it("writes scalars and empty containers at the top", function()
+      assert.equal("null\n", fast(nil))
+      assert.equal("null\n", fast(output.null))
+      assert.equal('"x"\n', fast("x"))
+      assert.equal("[]\n", fast(output.array()))
+      assert.equal("{}\n", fast({}))
+      assert.equal("-0.0\n", fast(-0.0))
+    end)
   end)
 
   describe("errors", function()

@@ -135,8 +135,10 @@ local function vetoed(req, event_table, files)
   end
 end
 
+-- Usage is the supervisor's last sample (prisn.server.supervisor.usage),
+-- with its age: read per request, it was most of a list's time.
 local function instance_public(d, inst, now, runtime)
-  local stats = runtime and supervisor.usage(runtime)
+  local stats = runtime and supervisor.sampled_usage(runtime, now)
   return {
     name = d.name .. "-" .. inst.number, number = inst.number, revision = inst.revision,
     state = inst.state, pid = inst.pid or cjson.null, port = inst.port or cjson.null,
@@ -151,6 +153,7 @@ local function instance_public(d, inst, now, runtime)
     } or cjson.null,
     cpu_seconds = stats and stats.cpu_usage_us and stats.cpu_usage_us / 1e6 or cjson.null,
     memory_bytes = stats and stats.memory_current or cjson.null,
+    usage_age_ms = stats and math.max(0, now - stats.at) or cjson.null,
   }
 end
 

@@ -17,6 +17,8 @@
 --   recover    after a server (re)start: adopt what still runs, restart
 --              the rest
 --   autoscale  replicas from CPU use (policies/autoscale.lua)
+--   usage      CPU time and memory of each instance, sampled on a timer
+--              for the API
 --   names      what things are called: deployment keys, instance and
 --              cgroup names
 --
@@ -42,6 +44,7 @@ local names = require("prisn.server.supervisor.names")
 local rollout = require("prisn.server.supervisor.rollout")
 local recover = require("prisn.server.supervisor.recover")
 local autoscale = require("prisn.server.supervisor.autoscale")
+local usage = require("prisn.server.supervisor.usage")
 
 local M = {}
 
@@ -52,11 +55,12 @@ M.NONE_HEALTHY_AFTER_MS = instance.NONE_HEALTHY_AFTER_MS
 M.ROLLOUT_TICK_MS = rollout.ROLLOUT_TICK_MS
 M.AUTOSCALE_INTERVAL_MS = autoscale.AUTOSCALE_INTERVAL_MS
 M.usage = autoscale.usage
+M.sampled_usage = usage.sampled
 
 local Sup = {}
 Sup.__index = Sup
 
-for _, part in ipairs({ instance, rollout, recover, autoscale }) do
+for _, part in ipairs({ instance, rollout, recover, autoscale, usage }) do
   for name, method in pairs(part.methods) do
     assert(Sup[name] == nil, "two parts of the supervisor define " .. name)
     Sup[name] = method
@@ -349,6 +353,7 @@ end
 function Sup:stop_all(grace, done)
   self.stopping_all = true
   if self.autoscale_timer then close_handle(self.autoscale_timer) end
+  self:stop_usage_sampler()
   local pending = 0
   local function one()
     pending = pending - 1

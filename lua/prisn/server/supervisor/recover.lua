@@ -91,6 +91,7 @@ function Recover:recover()
     self.server.log:info("recovery: %d instance(s) re-adopted, %d restarted", done.adopt, done.restart)
   end
   self:start_autoscaler()
+  self:start_usage_sampler()
 end
 
 -- At start, before any instance is started again: every cgroup of this
