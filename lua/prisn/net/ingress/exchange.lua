@@ -46,7 +46,8 @@ local LINGER_MS = 2000
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
 local REASONS = { [400] = "Bad Request", [404] = "Not Found", [408] = "Request Timeout",
   [413] = "Content Too Large", [431] = "Request Header Fields Too Large", [499] = "Client Closed Request",
-  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout" }
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [505] = "HTTP Version Not Supported" }
 
 local Conn = {}
 Conn.__index = Conn
@@ -470,6 +471,9 @@ local function start(conn, head)
   local host = head.headers["host"]
   ex.route = host and routes.match(ig.routes, host, head.path)
   if ig.families then ig.families.in_flight:labels(labels_host(ex)):inc() end
+  if head.http_version ~= "1.1" and head.http_version ~= "1.0" then
+    return answer(ex, 505, "HTTP/" .. head.http_version .. " is not supported")
+  end
   if not host then return answer(ex, 400, "the request has no Host header") end
   if not ex.route then return answer(ex, 404, "no route for " .. routes.normalize_host(host)) end
   ex.req_head = wire.request_head(head, { client = conn.client, proto = ig.scheme })
