@@ -20,7 +20,10 @@ local http = require("prisn.core.http")
 local M = {}
 
 M.MAX_IDLE = 32
-M.IDLE_MS = 30000
+-- Shorter than the keep-alive timeouts of common servers (gunicorn 2 s,
+-- Node 5 s), so the ingress closes an idle connection before the backend
+-- does and rarely sends a request into one the backend is closing.
+M.IDLE_MS = 1500
 
 -- Starts a connect of tcp to host:port; cb(err). A test hook, as in proxy.lua.
 function M.tcp_connect(tcp, host, port, cb)

@@ -257,6 +257,8 @@ local function client_body(ex, data)
   if ex.finished then return end
   if ex.link and ex.sent then
     ex.body_sent = true
+    -- a slow upload is not a slow backend
+    if not ex.tunnel then set_deadline(ex.conn, "backend", ex.conn.ig.limits.backend_timeout_ms) end
     return send_to_backend(ex, ex.tunnel and data or encode(ex, data))
   end
   ex.held[#ex.held + 1] = data
@@ -412,11 +414,10 @@ local function tunnel_from_backend(ex, err, data)
   local conn = ex.conn
   if err or not data then
     if not ex.resp_started then return backend_failed(ex, err or "closed before answering") end
-    ex.backend_eof = true
-    if err or ex.client_eof_seen then return finish(ex) end
-    return conn.stream:shutdown(function() conn.ig:protect(function()
-      if ex.client_eof_seen then finish(ex) end
-    end) end)
+    -- the backend is done: the client gets what is queued, then a close
+    if err or conn.closed then return finish(ex) end
+    if not conn.stream:shutdown(function() conn.ig:protect(function() finish(ex) end) end) then finish(ex) end
+    return
   end
   if not ex.resp_started then
     ex.resp_started, ex.resp_bytes, ex.tunneled = true, true, true
@@ -535,10 +536,10 @@ local function tunnel_from_client(conn, err, data)
   local ex = conn.ex
   if err then return abort(ex, 499) end
   if data then return client_body(ex, data) end
-  ex.client_eof_seen = true
+  -- the client is done: the backend gets a FIN and backend_timeout_ms to close
   conn.eof = true
   update_reading(conn)
-  if ex.backend_eof then return finish(ex) end
+  set_deadline(conn, "backend", conn.ig.limits.backend_timeout_ms)
   if ex.link then ex.link.tcp:shutdown() end
 end
 
