@@ -297,6 +297,69 @@ describe("prisn.net.ingress", function()
     slow.close()
   end)
 
+  it("loses no request when backends are replaced under load (rolling update)", function()
+    -- each client sends its next request as soon as the last is answered
+    local function load(port, n)
+      local l = { ok = 0, failed = 0, clients = {} }
+      for i = 1, n do
+        local c = h.client(port)
+        local sent = 0
+        l.clients[i] = c
+        local function next_request()
+          sent = sent + 1
+          c.send(get("a.test", "/" .. sent))
+        end
+        c.on_message = next_request
+        next_request()
+      end
+      function l.poll()
+        for _, c in ipairs(l.clients) do
+          while (c.seen or 0) < #c.messages do
+            c.seen = (c.seen or 0) + 1
+            if c.messages[c.seen].status == 200 then l.ok = l.ok + 1 else l.failed = l.failed + 1 end
+            if not l.stopped then c.on_message() end
+          end
+          if c.eof and not c.counted_eof then
+            c.counted_eof = true
+            l.failed = l.failed + 1
+          end
+        end
+      end
+      return l
+    end
+    local gen = { h.backend({ id = "a1" }), h.backend({ id = "a2" }) }
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, gen) })
+    local l = load(ig:port(), 8)
+    local function serve_for(ms)
+      local t0 = uv.hrtime()
+      h.run_until(function() l.poll() return uv.hrtime() - t0 > ms * 1e6 end, ms + 1000)
+    end
+    serve_for(100)
+    for round = 1, 3 do
+      -- the new instances join, the old ones leave the routes, drain, and stop
+      local new = { h.backend({ id = "r" .. round .. "a" }), h.backend({ id = "r" .. round .. "b" }) }
+      ig:set_routes({ route("a.test", nil, { gen[2], new[1] }) })
+      serve_for(50)
+      ig:set_routes({ route("a.test", nil, new) })
+      local old = gen
+      assert.is_truthy(h.run_until(function()
+        l.poll()
+        return ig:in_flight(old[1].id) == 0 and ig:in_flight(old[2].id) == 0
+      end))
+      for _, b in ipairs(old) do
+        for _, c in ipairs(b.conns) do if not c:is_closing() then c:close() end end
+      end
+      gen = new
+      serve_for(100)
+    end
+    l.stopped = true
+    h.run_until(function() l.poll() return false end, 200)
+    assert.are.equal(0, l.failed)
+    assert.is_true(l.ok > 100, "only " .. l.ok .. " requests")
+    for _, c in ipairs(l.clients) do c.close() end
+  end)
+
   it("bounds memory with a slow reader: a large download pauses the backend", function()
     local total = 48 * 1024 * 1024
     local sent = 0

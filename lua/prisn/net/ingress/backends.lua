@@ -69,6 +69,13 @@ local function on_idle_read(link)
   link:close()
 end
 
+local function link_read(link, err, data)
+  if link.closed then return end
+  local owner = link.owner
+  if owner then return owner:on_backend_read(err, data) end
+  on_idle_read(link)
+end
+
 --- Sets who gets the link's reads: owner:on_backend_read(err, data), or,
 -- with nil, the link is idle.
 function Link:set_owner(owner)
@@ -78,14 +85,7 @@ end
 local function new_link(ig, rec, tcp)
   local link = setmetatable({ ig = ig, rec = rec, tcp = tcp, reused = false,
     parser = http.new_parser("response", { stream_body = true }) }, Link)
-  link.on_read = function(err, data)
-    ig:protect(function()
-      if link.closed then return end
-      local owner = link.owner
-      if owner then return owner:on_backend_read(err, data) end
-      on_idle_read(link)
-    end)
-  end
+  link.on_read = function(err, data) ig:protect(link_read, nil, link, err, data) end
   ig.links[link] = true
   return link
 end

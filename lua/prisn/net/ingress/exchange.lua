@@ -586,7 +586,7 @@ function M.accept(ig, tcp)
     ig:report_bug(err)
     pcall(conn.close, conn)
   end
-  conn.on_read = function(err, data) ig:protect(function() on_client_read(conn, err, data) end, conn.on_bug) end
+  conn.on_read = function(err, data) ig:protect(on_client_read, conn.on_bug, conn, err, data) end
   set_deadline(conn, "header", limits.header_timeout_ms)
   update_reading(conn)
 end
