@@ -386,8 +386,9 @@ local function response_entry(ex, e)
       end
       return
     end
-    ex.status, ex.resp_started, ex.resp_keep = e.status, true, e.keep_alive
-    local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing
+    ex.status, ex.resp_started, ex.resp_keep, ex.raw = e.status, true, e.keep_alive, nil
+    -- after a declined upgrade the request parser cannot go on: close
+    local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing and not ex.upgrade
     ex.client_keep = keep
     local head, framing = wire.response_head(e, ex.method, { client_version = ex.head.http_version,
       keep_alive = keep, reason = http.status_text(e.status) })
@@ -409,40 +410,49 @@ local function response_entry(ex, e)
   end
 end
 
--- Upgrade: backend bytes go to the client as they are.
+-- Upgrade, after the 101: backend bytes go to the client as they are.
 local function tunnel_from_backend(ex, err, data)
   local conn = ex.conn
   if err or not data then
-    if not ex.resp_started then return backend_failed(ex, err or "closed before answering") end
     -- the backend is done: the client gets what is queued, then a close
     if err or conn.closed then return finish(ex) end
-    if not conn.stream:shutdown(function() conn.ig:protect(function() finish(ex) end) end) then finish(ex) end
+    if not conn.stream:shutdown(function() conn.ig:protect(finish, nil, ex) end) then finish(ex) end
     return
-  end
-  if not ex.resp_started then
-    ex.resp_started, ex.resp_bytes, ex.tunneled = true, true, true
-    ex.status = tonumber(data:match("^HTTP/%d%.%d (%d%d%d)")) or 502
-    set_deadline(conn, nil)
   end
   ex.bytes = ex.bytes + #data
   to_client(ex, data)
 end
 
+-- The backend switched protocols: its 101 head goes to the client as it
+-- came (Sec-WebSocket-Accept and all), and so does anything after it in the
+-- same read; from now on both sides are piped raw.
+local function switch_protocols(ex)
+  local raw = ex.raw
+  local head_end = select(2, raw:find("\r?\n\r?\n"))
+  ex.raw, ex.tunneled, ex.status, ex.resp_started = nil, true, 101, true
+  set_deadline(ex.conn, nil)
+  ex.conn:write(raw:sub(1, head_end))
+  if head_end < #raw then tunnel_from_backend(ex, nil, raw:sub(head_end + 1)) end
+end
+
 --- The link's reads while it serves ex (backends.lua calls it).
 function M.on_backend_read(ex, err, data)
   if ex.finished then return end
-  if ex.upgrade then return tunnel_from_backend(ex, err, data) end
+  if ex.tunneled then return tunnel_from_backend(ex, err, data) end
   local conn = ex.conn
   if err then return backend_failed(ex, err) end
   set_deadline(conn, "backend", conn.ig.limits.backend_timeout_ms)
   local entries, perr
   if data then
     if #data > 0 then ex.resp_bytes = true end
+    -- an upgrade's answer is kept raw until its head is known
+    if ex.upgrade and not ex.resp_started then ex.raw = (ex.raw or "") .. data end
     entries, perr = ex.link.parser:feed(data)
   else
     entries, perr = ex.link.parser:feed_eof()
   end
   for _, e in ipairs(entries or {}) do
+    if e.status == 101 and ex.upgrade and not ex.resp_started then return switch_protocols(ex) end
     response_entry(ex, e)
     if ex.finished then return end
   end
