@@ -76,6 +76,10 @@ describe("prisn.net.ingress", function()
     c.wait_messages(8)
     assert.are.same({ "b GET /p1", "b GET /p2", "b GET /p3" },
       { c.messages[6].body, c.messages[7].body, c.messages[8].body })
+    -- many pipelined requests answered by the ingress itself, in one packet
+    c.send(get("nope.test", "/"):rep(3000))
+    c.wait_messages(3008)
+    assert.are.equal(404, c.messages[3008].status)
     assert.are.equal(1, b.accepted)
     assert.are.equal(1, ig:stats().accepted)
     assert.are.equal(1, ig:stats().backends.b.idle)

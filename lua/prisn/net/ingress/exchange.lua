@@ -469,7 +469,7 @@ local function parse_error_status(code)
   return 400, "malformed request"
 end
 
-local function start(conn, head)
+local function start(conn, head, complete)
   local ig = conn.ig
   set_deadline(conn, nil)
   ig.requests = ig.requests + 1
@@ -479,13 +479,18 @@ local function start(conn, head)
     upgrade = wire.wants_upgrade(head),
     req_chunked = head.content_length == nil and head.headers["transfer-encoding"] ~= nil }, Exchange)
   conn.ex = ex
+  if complete then client_body_done(ex) end
   local host = head.headers["host"]
   ex.route = host and routes.match(ig.routes, host, head.path)
   if ig.families then ig.families.in_flight:labels(labels_host(ex)):inc() end
   if head.http_version ~= "1.1" and head.http_version ~= "1.0" then
+    ex.keep_alive = false
     return answer(ex, 505, "HTTP/" .. head.http_version .. " is not supported")
   end
-  if not host then return answer(ex, 400, "the request has no Host header") end
+  if not host then
+    ex.keep_alive = false
+    return answer(ex, 400, "the request has no Host header")
+  end
   if not ex.route then return answer(ex, 404, "no route for " .. routes.normalize_host(host)) end
   ex.req_head = wire.request_head(head, { client = conn.client, proto = ig.scheme })
   local expect = head.headers["expect"]
@@ -518,6 +523,10 @@ local function client_error(conn, e)
 end
 
 pump = function(conn)
+  -- a request answered at once (404, 400...) finishes inside the loop below,
+  -- and finish pumps: the loop goes on instead of nesting once per request
+  if conn.pumping then return end
+  conn.pumping = true
   local queue = conn.queue
   while not conn.closed and #queue > 0 do
     local e = queue[1]
@@ -525,7 +534,11 @@ pump = function(conn)
     if e.method then
       if ex then break end
       table.remove(queue, 1)
-      start(conn, e)
+      -- a request without body comes with its end: known before any answer,
+      -- so an answer made at once can keep the connection
+      local complete = queue[1] ~= nil and queue[1].done == true
+      if complete then table.remove(queue, 1) end
+      start(conn, e, complete)
     elseif e.error then
       if ex and ex.req_done then break end
       table.remove(queue, 1)
@@ -539,6 +552,7 @@ pump = function(conn)
       end
     end
   end
+  conn.pumping = false
   update_reading(conn)
 end
 
