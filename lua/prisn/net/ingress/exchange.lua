@@ -173,14 +173,15 @@ local function send_request(ex)
   local conn, link = ex.conn, ex.link
   if ex.method == "HEAD" then link.parser:skip_body() end
   ex.sent = true
-  if not link.tcp:write(ex.req_head) then return abort(ex, 502) end
-  local held = ex.held
-  ex.held, ex.held_bytes = {}, 0
-  for _, piece in ipairs(held) do
+  -- the head and what body came first, in one write
+  local list = { ex.req_head }
+  for _, piece in ipairs(ex.held) do
     ex.body_sent = true
-    link.tcp:write(ex.upgrade and piece or encode(ex, piece))
+    list[#list + 1] = ex.upgrade and piece or encode(ex, piece)
   end
-  if ex.req_done and ex.req_chunked then link.tcp:write(wire.chunk("")) end
+  ex.held, ex.held_bytes = {}, 0
+  if ex.req_done and ex.req_chunked then list[#list + 1] = wire.chunk("") end
+  if not link.tcp:write(#list == 1 and list[1] or list) then return abort(ex, 502) end
   conn:set_deadline("backend", conn.ig.limits.backend_timeout_ms)
   conn.paused = false
   throttle(ex, link.tcp, function() pause_client(ex) end, function() resume_client(ex) end)
@@ -302,6 +303,7 @@ local function to_client(ex, data)
   local conn = ex.conn
   if not conn:write(data) then return end
   local link = ex.link
+  if ex.finished or not link then return end
   throttle(ex, conn.stream, function()
     ex.link_paused = true
     link.tcp:read_stop()
@@ -311,13 +313,33 @@ local function to_client(ex, data)
   end)
 end
 
+-- What one backend read makes for the client is gathered and written at
+-- once (a head and a small body: one writev, not two writes).
+local function out(ex, data)
+  local list = ex.out
+  if list then
+    list[#list + 1] = data
+  else
+    ex.out = { data }
+  end
+end
+
+local function flush(ex)
+  local list = ex.out
+  if not list then return end
+  ex.out = nil
+  local conn = ex.conn
+  -- a plain socket takes the list as is; another stream (TLS) a string
+  to_client(ex, #list == 1 and list[1] or (conn.stream == conn.tcp and list or table.concat(list)))
+end
+
 local function response_entry(ex, e)
   local conn = ex.conn
   if e.status then
     if e.status < 200 then
       ex.interim = true
       if e.status ~= 100 and ex.head.http_version == "1.1" then
-        conn:write((wire.response_head(e, ex.method, { client_version = "1.1" })))
+        out(ex, (wire.response_head(e, ex.method, { client_version = "1.1" })))
       end
       return
     end
@@ -329,16 +351,17 @@ local function response_entry(ex, e)
       keep_alive = keep, reason = http.status_text(e.status) })
     ex.framing = framing
     if framing == "close" then ex.client_keep = false end
-    conn:write(head)
+    out(ex, head)
   elseif e.chunk then
     ex.bytes = ex.bytes + #e.chunk
-    to_client(ex, ex.framing == "chunked" and wire.chunk(e.chunk) or e.chunk)
+    out(ex, ex.framing == "chunked" and wire.chunk(e.chunk) or e.chunk)
   elseif e.done then
     if ex.interim then
       ex.interim = false
       return
     end
-    if ex.framing == "chunked" then conn:write(wire.chunk("")) end
+    if ex.framing == "chunked" then out(ex, wire.chunk("")) end
+    flush(ex)
     ex.resp_done = true
     if not ex.req_done then ex.client_keep = false end
     finish(ex)
@@ -391,6 +414,7 @@ function Exchange.on_backend_read(ex, err, data)
     response_entry(ex, e)
     if ex.finished then return end
   end
+  flush(ex)
   if perr then return backend_failed(ex, perr) end
   if not data then backend_failed(ex, "closed before answering") end
 end
