@@ -145,12 +145,15 @@ local function encode(ex, data)
   return data
 end
 
--- Backpressure: past HIGH_WATER queued on `dst`, `pause()` now and
--- `resume()` once the queue is out.
+-- Backpressure: past HIGH_WATER queued on `dst`, `pause(ex)` now and
+-- `resume(ex)` once the queue is out (an empty write completes after
+-- everything queued before it).
 local function throttle(ex, dst, pause, resume)
   if dst:get_write_queue_size() <= M.HIGH_WATER then return end
-  pause()
-  dst:write("", function() ex.conn.ig:protect(function() if not ex.finished then resume() end end) end)
+  pause(ex)
+  dst:write("", function()
+    ex.conn.ig:protect(function() if not ex.finished then resume(ex) end end)
+  end)
 end
 
 local function pause_client(ex)
@@ -163,10 +166,21 @@ local function resume_client(ex)
   ex.conn:update_reading()
 end
 
+local function pause_backend(ex)
+  ex.link_paused = true
+  ex.link.tcp:read_stop()
+end
+
+local function resume_backend(ex)
+  ex.link_paused = false
+  local link = ex.link
+  if link and not link.closed and not link.tcp:read_start(link.on_read) then abort(ex, 502) end
+end
+
 local function send_to_backend(ex, data)
   local tcp = ex.link.tcp
   if not tcp:write(data) then return abort(ex, 502) end
-  throttle(ex, tcp, function() pause_client(ex) end, function() resume_client(ex) end)
+  throttle(ex, tcp, pause_client, resume_client)
 end
 
 local function send_request(ex)
@@ -184,7 +198,7 @@ local function send_request(ex)
   if not link.tcp:write(#list == 1 and list[1] or list) then return abort(ex, 502) end
   conn:set_deadline("backend", conn.ig.limits.backend_timeout_ms)
   conn.paused = false
-  throttle(ex, link.tcp, function() pause_client(ex) end, function() resume_client(ex) end)
+  throttle(ex, link.tcp, pause_client, resume_client)
   conn:update_reading()
 end
 
@@ -302,15 +316,8 @@ end
 local function to_client(ex, data)
   local conn = ex.conn
   if not conn:write(data) then return end
-  local link = ex.link
-  if ex.finished or not link then return end
-  throttle(ex, conn.stream, function()
-    ex.link_paused = true
-    link.tcp:read_stop()
-  end, function()
-    ex.link_paused = false
-    if not link.closed and not link.tcp:read_start(link.on_read) then abort(ex, 502) end
-  end)
+  if ex.finished or not ex.link then return end
+  throttle(ex, conn.stream, pause_backend, resume_backend)
 end
 
 -- What one backend read makes for the client is gathered and written at
