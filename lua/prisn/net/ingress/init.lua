@@ -23,6 +23,9 @@
 -- header_timeout_ms), 413 (body over max_body_bytes), 431 (head over
 -- max_header_bytes). The exchange itself is exchange.lua.
 --
+-- opts.handle: a luv tcp already bound (the data plane hands sockets over);
+-- the ingress listens on it and owns it from then on (close closes it).
+--
 -- set_routes replaces the table; a backend no route names any more drains:
 -- no new request, its in-flight ones finish, then its idle connections are
 -- closed (ig:in_flight(id) counts down to 0).
