@@ -505,6 +505,41 @@ describe("prisn.net.ingress", function()
     c.close()
   end)
 
+  it("bounds memory with a slow backend: a large upload pauses the client", function()
+    local total = 32 * 1024 * 1024
+    local held, got = nil, 0 -- got: body bytes the backend read
+    local b = h.backend({ id = "slow", raw = function(conn, data)
+      -- read the head and whatever came with it, then stop reading
+      local head_end = select(2, data:find("\r\n\r\n", 1, true))
+      got = #data - head_end
+      held = conn
+      conn:read_stop()
+    end })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { b }) })
+    local c = h.client(ig:port())
+    assert.is_truthy(h.run_until(function() return c.connected end))
+    local head = "PUT /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: " .. total .. "\r\n\r\n"
+    c.send(head)
+    local piece = ("u"):rep(1024 * 1024)
+    for _ = 1, 32 do c.send(piece) end
+    assert.is_truthy(h.run_until(function() return held ~= nil end))
+    h.sleep(500)
+    -- the client still has most of its body queued: the ingress stopped reading it
+    assert.is_true(c.tcp:get_write_queue_size() > total / 2, "client queue " .. c.tcp:get_write_queue_size())
+    local queued = 0
+    for link in pairs(ig.links) do queued = queued + link.tcp:get_write_queue_size() end
+    assert.is_true(queued < 1024 * 1024, "queued towards the backend " .. queued)
+    held:read_start(function(err, data)
+      assert(not err, err)
+      if data then got = got + #data end
+      if got == total then held:write("HTTP/1.1 204 No Content\r\n\r\n") end
+    end)
+    assert.are.equal(204, c.wait_messages(1, 20000).status)
+    assert.are.equal(total, got)
+    c.close()
+  end)
+
   it("pipes an Upgrade both ways after the backend's 101", function()
     local backend_conn
     local b = h.backend({ id = "ws", handler = function(_, reply, conn)
