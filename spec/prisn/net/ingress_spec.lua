@@ -36,6 +36,10 @@ describe("prisn.net.ingress", function()
     assert.are.equal(404, m.status)
     assert.are.equal("no route for nope.test\n", m.body)
     assert.are.equal(400, h.request(port, "GET / HTTP/1.1\r\n\r\n").status)
+    -- an absolute-form target routes by its authority, which wins over Host
+    local m2 = h.request(port, "GET http://api.test/v1/abs?q=1 HTTP/1.1\r\nHost: web.test\r\n\r\n")
+    assert.are.equal("v1 GET /v1/abs?q=1", m2.body)
+    assert.are.equal("api.test", v1.requests[#v1.requests].headers["host"])
   end)
 
   it("sets X-Forwarded-For (appended), -Proto and -Host and drops hop-by-hop fields", function()
@@ -270,7 +274,8 @@ describe("prisn.net.ingress", function()
     ig:set_routes({ route("a.test", nil, { b }) })
     for junk, status in pairs({ ["BLAH\r\n\r\n"] = 400, ["GET / HTTP/1.1\r\nHost a.test\r\n\r\n"] = 400,
       ["\0\1\2\3\r\n\r\n"] = 400, ["GET / HTTP/9.9\r\nHost: a.test\r\n\r\n"] = 505,
-      ["POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: x\r\n\r\n"] = 400 }) do
+      ["POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: x\r\n\r\n"] = 400,
+      ["CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"] = 405 }) do
       local c = h.client(ig:port())
       c.send(junk)
       local m = c.wait_messages(1)

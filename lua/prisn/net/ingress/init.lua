@@ -23,7 +23,7 @@
 -- backend refused, or one failed before answering), 504 (no answer within
 -- backend_timeout_ms), 400 (malformed), 408 (no complete head within
 -- header_timeout_ms), 413 (body over max_body_bytes), 431 (head over
--- max_header_bytes), 505 (not HTTP/1.0 or 1.1). A client connection is
+-- max_header_bytes), 405 (CONNECT), 505 (not HTTP/1.0 or 1.1). A client connection is
 -- client.lua, one request through it exchange.lua, the bytes written
 -- wire.lua.
 --
