@@ -393,6 +393,7 @@ void prisn_http_reset(prisn_http_parser *p) {
     p->in_message = false;
     p->upgraded = false;
     p->skip_body = false;
+    p->leftover = 0;
     p->busy = false;
     p->error = PRISN_HTTP_OK;
     p->hpe = HPE_OK;
@@ -438,10 +439,13 @@ static int http_leave(prisn_http_parser *p, bool eof) {
 
 int prisn_http_feed(prisn_http_parser *p, const char *data, size_t len, prisn_http_sink sink,
                     void *ctx) {
+    p->leftover = 0;
     if (http_enter(p, sink, ctx) < 0)
         return -1;
-    if (len > 0 && p->upgraded)
+    if (len > 0 && p->upgraded) {
+        p->leftover = len;
         http_fail(p, PRISN_HTTP_E_UPGRADED);
+    }
     if (len == 0 || p->error != PRISN_HTTP_OK) {
         p->busy = false;
         return p->error == PRISN_HTTP_OK ? 0 : -1;
@@ -450,8 +454,10 @@ int prisn_http_feed(prisn_http_parser *p, const char *data, size_t len, prisn_ht
     /* What follows an upgrade belongs to a protocol this parser does not
      * speak. (hp.upgrade alone is set as soon as the head is complete,
      * while a body may still follow: only a completed message counts.) */
-    if (p->upgraded && n < len && HTTP_PARSER_ERRNO(&p->hp) == HPE_OK)
+    if (p->upgraded && n < len && HTTP_PARSER_ERRNO(&p->hp) == HPE_OK) {
+        p->leftover = len - n;
         http_fail(p, PRISN_HTTP_E_UPGRADED);
+    }
     return http_leave(p, false);
 }
 
@@ -464,6 +470,10 @@ int prisn_http_feed_eof(prisn_http_parser *p, prisn_http_sink sink, void *ctx) {
     }
     http_parser_execute(&p->hp, &http_settings, NULL, 0);
     return http_leave(p, true);
+}
+
+size_t prisn_http_leftover(const prisn_http_parser *p) {
+    return p->leftover;
 }
 
 void prisn_http_skip_body(prisn_http_parser *p) {

@@ -533,8 +533,26 @@ static void test_upgrade_and_sink_failure(void) {
         0);
     CHECK_INT(r.n, 1);
     CHECK(r.ev[0].upgrade);
+    CHECK_INT(prisn_http_leftover(&p), 0);
     CHECK_INT(feed_str(&p, "\x81\x05hello", &r), -1);
     CHECK_STR(prisn_http_error_code(&p), "upgraded");
+    CHECK_INT(prisn_http_leftover(&p), 7); /* the whole feed is the new protocol's */
+    prisn_http_free(&p);
+
+    /* the new protocol's first bytes in the same feed as the 101 */
+    recorder rl = {0};
+    prisn_http_init(&p, PRISN_HTTP_RESPONSE, NULL);
+    CHECK_INT(feed_str(&p,
+                       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                       "Upgrade: websocket\r\n\r\n\x81\x02hi",
+                       &rl),
+              -1);
+    CHECK_STR(prisn_http_error_code(&p), "upgraded");
+    CHECK_INT(rl.n, 1);
+    CHECK_STR(rl.ev[0].start, "101 Switching Protocols");
+    CHECK_INT(prisn_http_leftover(&p), 4);
+    prisn_http_reset(&p);
+    CHECK_INT(prisn_http_leftover(&p), 0);
     prisn_http_free(&p);
 
     /* an upgrade with a body: parsing goes on until the body is complete,

@@ -545,28 +545,33 @@ describe("prisn.net.ingress", function()
     c.close()
   end)
 
-  it("pipes an Upgrade both ways after the backend's 101", function()
-    local backend_conn
-    local b = h.backend({ id = "ws", handler = function(_, reply, conn)
+  it("pipes an Upgrade both ways after the backend's 101, early bytes on both sides included", function()
+    local backend_conn, request_head
+    local buf = ""
+    local b = h.backend({ id = "ws", raw = function(conn, data)
       backend_conn = conn
+      if request_head then return conn:write("echo:" .. data) end
+      buf = buf .. data
+      local e = buf:find("\r\n\r\n", 1, true)
+      if not e then return end
+      request_head = buf:sub(1, e + 3)
       -- the first bytes of the new protocol in the same packet as the 101
-      reply("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nwelcome;")
-      conn:read_stop()
-      conn:read_start(function(err, data)
-        if err or not data then return conn:close() end
-        conn:write("echo:" .. data)
-      end)
+      conn:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nwelcome;")
+      local rest = buf:sub(e + 4)
+      if #rest > 0 then conn:write("echo:" .. rest) end
     end })
     local ig = h.ingress()
     ig:set_routes({ route("a.test", nil, { b }) })
     local c = h.client(ig:port())
-    c.send("GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-    assert.is_truthy(h.run_until(function() return c.text():find("\r\n\r\n", 1, true) end))
+    -- and the client's first bytes in the same packet as its request
+    c.send("GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly;")
+    assert.is_truthy(h.run_until(function() return c.text():find("echo:early;", 1, true) end))
     assert.is_truthy(c.text():find("^HTTP/1.1 101 "))
-    assert.is_truthy(c.text():find("Connection: Upgrade\r\n\r\n", 1, true))
+    assert.is_truthy(c.text():find("Connection: Upgrade\r\n\r\nwelcome;echo:early;", 1, true), c.text())
     c.send("ping")
-    assert.is_truthy(h.run_until(function() return c.text():find("\r\n\r\nwelcome;echo:ping$") end))
-    assert.are.equal("echo", b.requests[1].headers["upgrade"])
+    assert.is_truthy(h.run_until(function() return c.text():find("echo:early;echo:ping$") end))
+    assert.is_truthy(request_head:find("\r\nupgrade: echo\r\n", 1, true))
+    assert.is_truthy(request_head:find("\r\nconnection: upgrade\r\n", 1, true))
     c.close()
     assert.is_truthy(h.run_until(function() return ig:in_flight("ws") == 0 and backend_conn:is_closing() end))
   end)

@@ -133,8 +133,8 @@ function Conn:pump()
       client_error(conn, e)
     else
       table.remove(queue, 1)
-      if ex and e.chunk then
-        exchange.body(ex, e.chunk)
+      if ex and (e.chunk or e.raw) then
+        exchange.body(ex, e.chunk or e.raw)
       elseif ex and e.done then
         exchange.body_done(ex)
       end
@@ -170,7 +170,13 @@ local function on_client_read(conn, err, data)
     if not conn.ex and #queue == 0 and not code then return conn:close() end
   end
   for _, e in ipairs(entries or {}) do queue[#queue + 1] = e end
-  if code then queue[#queue + 1] = { error = true, code = code, message = msg } end
+  if code == "upgraded" then
+    -- bytes after an upgrade request, in the same read: the new protocol's
+    local rest = conn.parser:leftover()
+    if data and rest > 0 then queue[#queue + 1] = { raw = data:sub(-rest) } end
+  elseif code then
+    queue[#queue + 1] = { error = true, code = code, message = msg }
+  end
   conn:pump()
   if conn.eof and not conn.ex and not conn.closed and #queue == 0 then conn:close_after_write() end
 end

@@ -20,9 +20,9 @@
 -- client as it came, with anything after it, and from then on both sides are
 -- piped raw until the backend closes (or the client does and the backend
 -- follows within backend_timeout_ms). Any other answer is an ordinary
--- response, after which the client connection is closed. Bytes a client
--- sends after its upgrade head in the same packet are lost (clients wait
--- for the 101).
+-- response, after which the client connection is closed. Bytes that come
+-- after an upgrade head in the same read, on either side, are the new
+-- protocol's and are passed on (parser:leftover()).
 --
 -- The client connection (client.lua) hands an exchange its head (start),
 -- body (body, body_done) and failures (answer, abort, backend_failed); the
@@ -128,7 +128,8 @@ end
 local function answer(ex, status, text)
   if ex.resp_started then return abort(ex, status) end
   local conn = ex.conn
-  local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing
+  -- after an upgrade request the request parser cannot go on: close
+  local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing and not ex.upgrade
   local data, n = wire.error_response(status, REASONS[status] or http.status_text(status) or "", text, keep)
   ex.status, ex.bytes, ex.resp_started, ex.resp_done, ex.client_keep = status, n, true, true, keep
   if ex.link then
@@ -393,7 +394,7 @@ end
 -- same read; from now on both sides are piped raw.
 local function switch_protocols(ex)
   local raw = ex.raw
-  local head_end = select(2, raw:find("\r?\n\r?\n"))
+  local head_end = #raw - ex.link.parser:leftover()
   ex.raw, ex.tunneled, ex.status, ex.resp_started = nil, true, 101, true
   ex.conn:set_deadline(nil)
   ex.conn:write(raw:sub(1, head_end))
