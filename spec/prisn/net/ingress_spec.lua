@@ -360,6 +360,21 @@ describe("prisn.net.ingress", function()
     assert.are.equal(1, posts) -- not sent twice
   end)
 
+  it("retries on the routes of the moment: a drained backend that drops a request sends it to its successor", function()
+    local held
+    local old = h.backend({ id = "old", handler = function(_, _, conn) held = conn end })
+    local new = h.backend({ id = "new" })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { old }) })
+    local c = h.client(ig:port())
+    c.send(get("a.test", "/moved"))
+    assert.is_truthy(h.run_until(function() return held ~= nil end))
+    ig:set_routes({ route("a.test", nil, { new }) })
+    held:close() -- the old instance stops without answering
+    assert.are.equal("new GET /moved", c.wait_messages(1).body)
+    c.close()
+  end)
+
   it("answers 504 when the backend does not answer within backend_timeout_ms", function()
     local mute = h.backend({ id = "mute", handler = function() end })
     local ig = h.ingress({ limits = { backend_timeout_ms = 200 } })

@@ -252,6 +252,8 @@ local function backend_failed(ex, why, connect)
   if not reused then ex.tried[rec.key] = true end
   let_go(ex, false)
   ex.sent = false
+  -- the routes may have changed since the request came: retry on today's
+  ex.route = routes.match(ig.routes, ex.head.headers["host"], ex.head.path) or ex.route
   dispatch(ex)
 end
 
