@@ -85,7 +85,6 @@ function Conn:close_after_write()
   if not ok then self:close() end
 end
 
-
 local function parse_error_status(code)
   if code == "body_too_large" then return 413, "request body too large" end
   if code == "header_too_large" or code == "too_many_headers" then return 431, "request header too large" end
