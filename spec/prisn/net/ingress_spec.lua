@@ -375,6 +375,31 @@ describe("prisn.net.ingress", function()
     c.close()
   end)
 
+  it("gives up a connect after connect_timeout_ms and tries the next backend", function()
+    local backends = require("prisn.net.ingress.backends")
+    local real = backends.tcp_connect
+    local b = h.backend({ id = "ok" })
+    local black_hole = { id = "hole", host = "127.0.0.1", port = h.dead_port() }
+    -- a backend whose connect never completes (a black-holed address)
+    backends.tcp_connect = function(tcp, host, port, cb)
+      if port == black_hole.port then return true end
+      return real(tcp, host, port, cb)
+    end
+    local events = {}
+    local ok, err = pcall(function()
+      local ig = h.ingress({ limits = { connect_timeout_ms = 150 },
+        on_event = function(kind, id, why) events[#events + 1] = kind .. ":" .. id .. ":" .. why end })
+      ig:set_routes({ route("a.test", nil, { black_hole, b }) })
+      local t0 = uv.hrtime()
+      assert.are.equal("ok GET /", h.request(ig:port(), get("a.test")).body)
+      assert.is_true((uv.hrtime() - t0) / 1e6 >= 100)
+      assert.are.same({ "connect_failed:hole:ETIMEDOUT: connect timed out" }, events)
+      assert.are.equal(0, ig:in_flight("hole"))
+    end)
+    backends.tcp_connect = real
+    assert(ok, err)
+  end)
+
   it("answers 504 when the backend does not answer within backend_timeout_ms", function()
     local mute = h.backend({ id = "mute", handler = function() end })
     local ig = h.ingress({ limits = { backend_timeout_ms = 200 } })

@@ -26,13 +26,34 @@ local answer, abort, backend_failed = exchange.answer, exchange.abort, exchange.
 local Conn = {}
 Conn.__index = Conn
 
---- Sets (or, kind nil, clears) the connection's deadline: kind in ms.
-function Conn:set_deadline(kind, ms)
-  if kind then
-    self.deadline, self.deadline_kind = uv.now() + ms, kind
-  else
-    self.deadline, self.deadline_kind = nil, nil
+--- Sets (or, kind nil, clears) the connection's deadline: `kind` at loop
+-- time `at` (ms). The connection is filed in the ingress's wheel under the
+-- sweep tick that passes `at` (ig.wheel[tick] = set of connections), so a
+-- sweep visits only what is due: 10,000 idle keep-alive connections cost
+-- nothing between their deadlines.
+function Conn:set_deadline_at(kind, at)
+  local ig = self.ig
+  local tick = kind and (at // ig.tick_ms + 1) or nil
+  local old = self.tick
+  if old ~= tick then
+    local wheel = ig.wheel
+    if old and wheel[old] then wheel[old][self] = nil end
+    if tick then
+      local bucket = wheel[tick]
+      if not bucket then
+        bucket = {}
+        wheel[tick] = bucket
+      end
+      bucket[self] = true
+    end
+    self.tick = tick
   end
+  self.deadline, self.deadline_kind = kind and at or nil, kind
+end
+
+--- Sets (or, kind nil, clears) the connection's deadline: `kind` in `ms`.
+function Conn:set_deadline(kind, ms)
+  self:set_deadline_at(kind, kind and uv.now() + ms)
 end
 
 -- Reads the client unless backpressure, a waiting request or a close stops it.
@@ -63,6 +84,7 @@ function Conn:close()
   self.closed = true
   local ex = self.ex
   if ex then abort(ex, 499) end
+  self:set_deadline(nil)
   local ig = self.ig
   ig.conns[self] = nil
   ig.active = ig.active - 1
@@ -211,7 +233,7 @@ end
 --- The sweep found conn's deadline passed.
 function M.expire(conn)
   local kind, ex = conn.deadline_kind, conn.ex
-  conn.deadline, conn.deadline_kind = nil, nil
+  conn:set_deadline(nil)
   if kind == "header" and not ex then
     local data = wire.error_response(408, exchange.REASONS[408], "no complete request head in time", false)
     conn:write(data)

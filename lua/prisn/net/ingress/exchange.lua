@@ -291,7 +291,7 @@ dispatch = function(ex)
     if #ex.route.backends > 0 then return answer(ex, 502, "no backend of " .. ex.route.key .. " answered") end
     ex.wait_until = ex.wait_until or (uv.now() + ig.limits.wait_for_backend_ms)
     ig.waiting[ex] = true
-    conn.deadline, conn.deadline_kind = ex.wait_until, "wait"
+    conn:set_deadline_at("wait", ex.wait_until)
     return
   end
   local rec = backends.record(ig, b)

@@ -184,13 +184,26 @@ end
 
 -- Deadlines ---------------------------------------------------------------------
 
+-- The connections filed under the ticks that have passed (see
+-- client.lua's set_deadline_at) are due; one that moved on since is not.
 local function sweep(self)
   local now = uv.now()
-  local due = {}
-  for conn in pairs(self.conns) do
-    if conn.deadline and now >= conn.deadline then due[#due + 1] = conn end
+  local last, wheel = now // self.tick_ms, self.wheel
+  for tick = self.swept + 1, last do
+    local bucket = wheel[tick]
+    if bucket then
+      wheel[tick] = nil
+      local due = {}
+      for conn in pairs(bucket) do due[#due + 1] = conn end
+      for _, conn in ipairs(due) do
+        if conn.tick == tick then
+          conn.tick = nil
+          client.expire(conn)
+        end
+      end
+    end
   end
-  for _, conn in ipairs(due) do client.expire(conn) end
+  self.swept = last
   backends.sweep(self, now)
 end
 
@@ -284,6 +297,7 @@ function M.listen(opts)
   local self = setmetatable({
     scheme = opts.scheme or "http", wrap = opts.wrap, on_access = opts.on_access, on_event = opts.on_event,
     log = opts.log, limits = limits, routes = {}, backends = {}, conns = {}, links = {}, waiting = {},
+    wheel = {}, tick_ms = M.SWEEP_MS, swept = uv.now() // M.SWEEP_MS,
     accepted = 0, active = 0, requests = 0, in_flight_n = 0, connect_failures = 0,
     open_handles = 2, close_callbacks = {},
   }, Ingress)
