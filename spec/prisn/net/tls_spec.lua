@@ -270,6 +270,22 @@ describe("prisn.net.tls", function()
       assert.equal("ETIMEDOUT", s.errors[1].code)
     end)
 
+    it("holds what arrives while reading is stopped, and hands it over on a later turn", function()
+      local s = echo_server(server_ctx)
+      local r = tls_client(s.port, client_ctx{ ca_pem = CA.cert, host = "localhost" })
+      assert.is_true(run_until(function() return r.ready end))
+      local cb = r.stream.read_cb
+      r.stream:read_stop()
+      r.stream:write("held")
+      local t0 = uv.hrtime()
+      run_until(function() return uv.hrtime() - t0 > 200e6 end, 300)
+      assert.equal("", r.got)
+      r.stream:read_start(cb)
+      assert.equal("", r.got) -- not inside read_start
+      assert.is_true(run_until(function() return r.got == "echo:held" end))
+      r.stream:close()
+    end)
+
     it("shuts down with close_notify: the peer reads the end of the stream", function()
       local s = echo_server(server_ctx)
       local r = tls_client(s.port, client_ctx{ ca_pem = CA.cert, host = "localhost" })
