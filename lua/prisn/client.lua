@@ -91,6 +91,12 @@ function Client:request(method, path, body, opts)
     end
     local data = decode(res.body)
     if res.status >= 200 and res.status < 300 then return data or res.body, res end
+    if res.status == 400 and tostring(res.body):match("^This port speaks HTTPS") then
+      local https = self.address:gsub("^http:", "https:")
+      errors.raise("tls_required", "the prisn server speaks HTTPS at " .. https .. ", not plain HTTP",
+        { hint = "add the context again with --server " .. https .. "#sha256=HEX ('prisn server status' on "
+          .. "the server shows the CA fingerprint)" })
+    end
     local e = type(data) == "table" and type(data.error) == "table" and data.error or nil
     local hint = e and e.hint ~= cjson.null and e.hint or nil
     errors.raise(e and e.code or "http_" .. res.status,

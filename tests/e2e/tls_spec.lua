@@ -135,6 +135,14 @@ describe("the API over HTTPS", function()
     assert.equal(0, via_ca.code, via_ca.stderr)
     assert.equal(0, on_client({ "status", "--context", "byca" }).code)
 
+    -- a context of the plain-HTTP days is told what changed
+    local http_address = info.address:gsub("^https:", "http:")
+    assert.equal(0, on_client({ "context", "add", "old", "--server", http_address, "--token", token }).code)
+    local old = on_client({ "status", "--context", "old" })
+    assert.equal(1, old.code)
+    assert.equal("Error: the prisn server speaks HTTPS at " .. info.address .. ", not plain HTTP\n",
+      old.stderr:match("^[^\n]*\n"))
+
     -- PRISN_SERVER: pinned by its #sha256=, refused with another
     local env_ok = on_client({ "status" }, { PRISN_SERVER = info.address .. "#sha256=" .. info.ca_fingerprint,
       PRISN_TOKEN = token })
