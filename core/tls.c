@@ -45,6 +45,8 @@ int prisn_tls_random(void *unused, unsigned char *out, size_t len) {
 /* ---- buffers ---------------------------------------------------------------- */
 
 int prisn_tls_buf_append(prisn_tls_buf *b, const uint8_t *data, size_t len) {
+    if (len == 0)
+        return 0; /* (and no arithmetic on a buffer not allocated yet) */
     if (b->off > 0 && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + len > b->cap) {
