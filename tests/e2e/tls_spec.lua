@@ -130,6 +130,10 @@ describe("the API over HTTPS", function()
     assert.equal(0, on_client({ "status", "--context", "prod" }).code)
     local saved = cjson.decode(h.read(client.PRISN_HOME .. "/contexts.json")).contexts.prod
     assert.same({ info.address, info.ca_fingerprint }, { saved.server, saved.fingerprint })
+    -- the address as an argument, as 'cluster init' prints it
+    local positional = on_client({ "context", "add", "pos", info.address .. "#sha256=" .. info.ca_fingerprint,
+      "--token", token })
+    assert.equal(0, positional.code, positional.stderr)
     local via_ca = on_client({ "context", "add", "byca", "--server", "https://localhost:" .. port, "--ca",
       home .. "/ca.crt", "--token", token })
     assert.equal(0, via_ca.code, via_ca.stderr)

@@ -101,6 +101,10 @@ end
 
 local function add(ctx)
   local flags = ctx.flags
+  if ctx.args.SERVER and flags.server then
+    errors.usage("the server is given twice (SERVER and --server)", "give it once")
+  end
+  flags.server = flags.server or ctx.args.SERVER
   if not flags.server then
     errors.usage("a context needs a server: --server https://HOST:PORT",
       "the address 'prisn server start' printed on the server, e.g. https://10.0.0.5:7433")
@@ -231,21 +235,23 @@ return {
         name = "add",
         summary = "Save a server, a token and a default namespace under a name",
         description = "Saves a context in $PRISN_HOME/contexts.json (mode 0600: it holds the\n"
-          .. "token). --server is the address the server listens on: https://HOST:PORT\n"
-          .. "(http:// for a server started with --insecure-http), or unix:/PATH for a\n"
-          .. "socket. An https context pins the server's CA by its SHA-256 fingerprint:\n"
-          .. "https://HOST:PORT#sha256=HEX, --fingerprint HEX or --ca FILE (the server's\n"
-          .. "ca.crt); without one, this machine's own $PRISN_HOME/ca.crt is pinned, and\n"
-          .. "with none the context is refused. The server is asked once: a certificate\n"
-          .. "that does not match is refused and nothing is saved.\n\n"
+          .. "token). SERVER (or --server) is the address the server listens on:\n"
+          .. "https://HOST:PORT (http:// for a server started with --insecure-http), or\n"
+          .. "unix:/PATH for a socket. An https context pins the server's CA by its\n"
+          .. "SHA-256 fingerprint: https://HOST:PORT#sha256=HEX, --fingerprint HEX or\n"
+          .. "--ca FILE (the server's ca.crt); without one, this machine's own\n"
+          .. "$PRISN_HOME/ca.crt is pinned, and with none the context is refused. The\n"
+          .. "server is asked once: a certificate that does not match is refused and\n"
+          .. "nothing is saved.\n\n"
           .. "The token comes from --token, from stdin with --token -, or from\n"
           .. "--token-file, so it need not appear in shell history. Adding a name that\n"
           .. "exists replaces it. 'local' (this machine's server) is built in and 'env'\n"
           .. "is reserved. Adding does not switch: see 'context use'.",
-        args = { { name = "NAME", summary = "A name for the context, e.g. prod", required = true } },
+        args = { { name = "NAME", summary = "A name for the context, e.g. prod", required = true },
+          { name = "SERVER", summary = "The server's address, as --server takes it" } },
         flags = {
           { name = "server", type = "string", placeholder = "URL",
-            summary = "The server's address: https://HOST:PORT[#sha256=HEX] or unix:/PATH (required)" },
+            summary = "The server's address: https://HOST:PORT[#sha256=HEX] or unix:/PATH (or as SERVER)" },
           { name = "fingerprint", type = "string", placeholder = "HEX",
             summary = "The SHA-256 fingerprint of the server's CA ('prisn server status' on the server)" },
           { name = "ca", type = "string", placeholder = "FILE", complete = "file",
@@ -262,6 +268,8 @@ return {
             .. "--namespace web", "A remote server, its CA pinned, its token read from a file, in namespace web" },
           { "prisn context add prod --server https://10.0.0.5:7433 --ca prod-ca.crt --token - < prod.token",
             "The CA from a copy of the server's ca.crt, the token from stdin" },
+          { "prisn context add prod https://10.0.0.5:7433#sha256=HEX --token-file ~/prod.token",
+            "The address as an argument, as 'prisn cluster init' prints it" },
         },
         handler = add,
       },
