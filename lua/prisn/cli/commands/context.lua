@@ -269,7 +269,7 @@ return {
           { "prisn context add prod --server https://10.0.0.5:7433 --ca prod-ca.crt --token - < prod.token",
             "The CA from a copy of the server's ca.crt, the token from stdin" },
           { "prisn context add prod https://10.0.0.5:7433#sha256=HEX --token-file ~/prod.token",
-            "The address as an argument, as 'prisn cluster init' prints it" },
+            "The address (with its pin) as an argument instead of --server" },
         },
         handler = add,
       },
