@@ -3,10 +3,11 @@
 -- prisn.core.tls is a pure transform (ciphertext in, plaintext out); this
 -- module puts it on a luv TCP handle and hands back a stream with the luv
 -- stream interface the HTTP server, the ingress and the client already use
--- (read_start, read_stop, write, shutdown, close, is_closing,
--- get_write_queue_size, getpeername), plus server_name() (the SNI the client
--- sent), protocol() ("TLSv1.2") and peer_fingerprint(). So a listener goes
--- TLS by wrapping each accepted handle and nothing above it changes.
+-- (read_start, read_stop, write, try_write, shutdown, close, is_closing,
+-- get_write_queue_size, getpeername, getsockname, nodelay, keepalive), plus
+-- server_name() (the SNI the client sent), protocol() ("TLSv1.2") and
+-- peer_fingerprint(). So a listener goes TLS by wrapping each accepted
+-- handle and nothing above it changes.
 --
 --   local ctx = tls.server_context{ default = pair, sni = function(name) return pairs[name] end }
 --   server:listen(128, function() local c = uv.new_tcp(); server:accept(c)
@@ -262,6 +263,18 @@ function Stream:write(data, cb)
   end
   self:_flush(cb)
   return true
+end
+
+--- luv's try_write: the bytes taken (all of them, once the handshake is
+-- done: the record goes to the socket's queue), or nil, "EAGAIN: ...".
+function Stream:try_write(data)
+  if not self.ready or self.session_closed then
+    return nil, "EAGAIN: the TLS handshake is not done", "EAGAIN"
+  end
+  if type(data) == "table" then data = table.concat(data) end
+  local ok, err, code = self:write(data)
+  if not ok then return nil, err, code end
+  return #data
 end
 
 --- Sends close_notify, then shuts the TCP write side; cb(err).
