@@ -188,6 +188,9 @@ describe("the API over HTTPS", function()
       assert.equal(0, again.code, again.stderr)
       local after = info_of(other)
       assert.equal(before.ca_fingerprint, after.ca_fingerprint)
+      -- the address server.json gives works with curl as it is
+      local wide = curl({ "-s", "--cacert", other.PRISN_HOME .. "/ca.crt", after.address .. "/health" })
+      assert.equal(0, wide.code, wide.stderr)
       assert.matches("TLS: made a new server certificate %(it does not name", h.read(other.PRISN_HOME .. "/server.log"))
       -- 127.0.0.2 reaches the wildcard listener but is no name of the certificate
       local otoken = h.read(other.PRISN_HOME .. "/admin.token"):gsub("%s+$", "")

@@ -43,8 +43,8 @@ local function is_wildcard(host)
 end
 
 --- The names the server certificate must hold for a server listening on
--- `host`: loopback names, the host name, and host itself (or, for a
--- wildcard, the machine's interface addresses). At most M.MAX_NAMES.
+-- `host`: loopback names, the host name, and host itself (for a wildcard,
+-- also the machine's interface addresses). At most M.MAX_NAMES.
 function M.names(host)
   local list, seen = {}, {}
   local function add(name)
@@ -59,6 +59,8 @@ function M.names(host)
   if host and not is_wildcard(host) then
     add(host)
   elseif host then
+    -- server.json then says https://0.0.0.0:PORT: that address works locally too
+    add(host == "" and "0.0.0.0" or host)
     for _, addrs in pairs(uv.interface_addresses() or {}) do
       for _, a in ipairs(addrs) do
         if not a.internal and not a.ip:lower():match("^fe80:") then add(a.ip) end
