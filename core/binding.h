@@ -46,5 +46,6 @@ int luaopen_prisn_core_cgroup(lua_State *L);     /* cgroup_lua.c */
 int luaopen_prisn_core_sandbox(lua_State *L);    /* sandbox_lua.c */
 int luaopen_prisn_core_http(lua_State *L);       /* http_lua.c */
 int luaopen_prisn_core_json(lua_State *L);       /* json_lua.c */
+int luaopen_prisn_core_tls(lua_State *L);        /* tls_lua.c */
 
 #endif

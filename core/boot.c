@@ -27,6 +27,7 @@ static const luaL_Reg core_modules[] = {
     {"prisn.core.sandbox", luaopen_prisn_core_sandbox},
     {"prisn.core.http", luaopen_prisn_core_http},
     {"prisn.core.json", luaopen_prisn_core_json},
+    {"prisn.core.tls", luaopen_prisn_core_tls},
     {NULL, NULL},
 };
 
