@@ -105,10 +105,26 @@ end
 local LIST_COLUMNS = {
   { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
   { key = "revision", header = "REVISION" }, { key = "state", header = "ROLLOUT" },
-  { key = "port", header = "PORT" }, { key = "script", header = "SCRIPT" }, { key = "age", header = "AGE" },
+  { key = "port", header = "PORT" }, { key = "route", header = "HOST" }, { key = "script", header = "SCRIPT" },
+  { key = "age", header = "AGE" }, { key = "url", header = "URL", wide = true },
+  { key = "tls", header = "TLS", wide = true },
   { key = "strategy", header = "STRATEGY", wide = true }, { key = "health", header = "HEALTH", wide = true },
   { key = "restart", header = "RESTART", wide = true }, { key = "autoscale", header = "AUTOSCALE", wide = true },
 }
+
+--- A deployment's ingress route as shown: "api.example.com/v1", or "-".
+function M.route_text(d)
+  if type(d.hostname) ~= "string" then return "-" end
+  return d.hostname .. ((type(d.path) == "string" and d.path ~= "/") and d.path or "")
+end
+
+--- Where a deployment's TLS certificate comes from (the API's tls object):
+-- "self-signed", "file", "secret NAME", or "-".
+function M.tls_text(tls)
+  if type(tls) ~= "table" then return "-" end
+  if tls.source == "secret" then return "secret " .. tostring(tls.secret) end
+  return tostring(tls.source or "-")
+end
 
 --- `prisn get deploy [NAME]`: the deployments of the namespace, or one.
 function M.list(ctx)
@@ -139,7 +155,8 @@ function M.list(ctx)
     rows[i] = { namespace = d.namespace, name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
       revision = d.revision, state = d.revision_state, port = type(d.port) == "number" and d.port or "-",
       script = d.script, age = age(d.created_at), strategy = d.strategy, health = d.health, restart = d.restart,
-      autoscale = auto }
+      autoscale = auto, route = M.route_text(d), url = type(d.url) == "string" and d.url or "-",
+      tls = M.tls_text(d.tls) }
   end
   local columns = shown(ctx, LIST_COLUMNS)
   if all then table.insert(columns, 1, { key = "namespace", header = "NAMESPACE" }) end
@@ -237,8 +254,10 @@ function M.describe(ctx)
   res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
   res.run_as = M.run_as_text(spec.run_as)
   res.memory = type(spec.memory) == "number" and units.format_size(spec.memory) or spec.memory
+  if type(res.tls) == "table" then res.tls = M.tls_text(res.tls) end
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
-    "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
+    "revision_state", "revision_message", "port", "host", "hostname", "path", "url", "tls", "strategy", "health",
+    "restart", "autoscale", "runner",
     "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "run_as", "created_at", "updated_at" } })
   io.stdout:write("\nInstances:\n")
   if #instances == 0 then

@@ -45,10 +45,24 @@ local function report(ctx, doc, text)
   end
 end
 
+-- --ingress and --ingress-tls, checked (usage errors before a start).
+local function ingress_of(ctx)
+  for _, flag in ipairs({ "ingress", "ingress_tls" }) do
+    local v = ctx.flags[flag]
+    if v and not require("prisn.server.ingress").parse_address(v) then
+      local name = "--" .. flag:gsub("_", "-")
+      errors.usage(string.format("%s expects [HOST:]PORT, got '%s'", name, v),
+        "e.g. " .. name .. (flag == "ingress" and " :80" or " :443") .. " or " .. name .. " 127.0.0.1:8080")
+    end
+  end
+  return { ingress = ctx.flags.ingress, ingress_tls = ctx.flags.ingress_tls }
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
   local dns, dns_forward = dns_of(ctx)
+  local ingress = ingress_of(ctx)
   local home = require("prisn.home").ensure()
   local running = server.running(home)
   if running then
@@ -80,10 +94,11 @@ local function start(ctx, opts)
       io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
     return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized,
-      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward })
+      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward, ingress = ingress.ingress,
+      ingress_tls = ingress.ingress_tls })
   end
   local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation, dns = dns,
-    dns_forward = dns_forward })
+    dns_forward = dns_forward, ingress = ingress.ingress, ingress_tls = ingress.ingress_tls })
   local doc = { running = true, started = true, pid = math.tointeger(info.pid), address = info.address,
     socket = info.socket, dns = info.dns or output.null, home = home, admin_token = token or output.null }
   if opts.init then
@@ -189,6 +204,13 @@ local dns_flag = { name = "dns", type = "string", placeholder = "ADDR",
     .. "as root, else 127.0.0.1:7453)" }
 local dns_forward_flag = { name = "dns-forward", type = "string", values = { "on", "off" }, placeholder = "on|off",
   summary = "Pass names outside prisn.local to the host's resolvers (default: on for a loopback --dns)" }
+-- Off by default: an ingress on :80/:443 needs root, and a listener open to
+-- the network should be asked for. A server run as root (systemd) is where
+-- `--ingress :80 --ingress-tls :443` belongs.
+local ingress_flag = { name = "ingress", type = "string", placeholder = "[HOST:]PORT",
+  summary = "Route HTTP by host name (prisn deploy --host) on [HOST:]PORT; a port alone: every interface (off)" }
+local ingress_tls_flag = { name = "ingress-tls", type = "string", placeholder = "[HOST:]PORT",
+  summary = "The same over TLS, with a certificate per host name (SNI) (off)" }
 local min_isolation_flag = { name = "min-isolation", type = "int", placeholder = "N",
   summary = "The lowest isolation level of a workload asked for by a token that is not a cluster-wide "
     .. "admin (default 1; such a workload that names no level gets it)" }
@@ -222,11 +244,15 @@ return {
           min_isolation_flag,
           dns_flag,
           dns_forward_flag,
+          ingress_flag,
+          ingress_tls_flag,
         },
         examples = {
           { "prisn server start", "Start the server in the background" },
           { "prisn server start --dns 127.0.0.1:5300", "Answer DNS on port 5300 ('dig @127.0.0.1 -p 5300 "
             .. "web.default.prisn.local')" },
+          { "prisn server start --ingress :80 --ingress-tls :443", "As root: serve deployments by host name "
+            .. "(prisn deploy app.py --host api.example.com)" },
           { "prisn server start --min-isolation 2", "Other tokens' workloads get at least their own read-only root" },
           { "prisn server start --foreground --listen 0.0.0.0:7433", "Under systemd, reachable from the network" },
         },
@@ -266,7 +292,7 @@ return {
         description = "On a fresh machine: creates $PRISN_HOME, the state database, the master\n"
           .. "keys and the first admin token, starts the server in the background and\n"
           .. "prints the admin token once. Refuses to run twice.",
-        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag },
+        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag, ingress_flag, ingress_tls_flag },
         examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
         handler = function(ctx) return start(ctx, { init = true }) end,
       },

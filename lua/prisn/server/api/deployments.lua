@@ -56,7 +56,8 @@ local function template_from_body(req, body)
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
   local port = workload.value(body, "port")
-  if health == nil then health = port and "tcp" or "none" end
+  -- A port or an ingress route has clients: it serves once it accepts.
+  if health == nil then health = (port or null(body.hostname) ~= nil) and "tcp" or "none" end
   local normalized, herr = health_checks.normalize(health)
   if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
     "http:/PATH (an HTTP GET answering 2xx or 3xx), tcp (a connect) or none") end
@@ -85,8 +86,32 @@ local function template_from_body(req, body)
   if host ~= nil and (type(host) ~= "string" or not host:match("^[%x%.:]+$")) then
     api.fail(422, "invalid", "host must be an IP address like 0.0.0.0 or 127.0.0.1")
   end
-  return spec, { port = port, host = host, strategy = strategy,
-    replicas = workload.value(body, "replicas") }
+  local hostname, path = workload.value(body, "hostname"), workload.value(body, "path")
+  if path and not hostname then
+    api.fail(422, "invalid", "path goes with hostname: the ingress routes by host name first",
+      "add \"hostname\": \"api.example.com\", or drop path")
+  end
+  return spec, { port = port, host = host, strategy = strategy, hostname = hostname,
+    path = hostname and (path or "/") or nil, replicas = workload.value(body, "replicas") }
+end
+
+-- The ingress route of a deploy: a host name belongs to one namespace, and
+-- (hostname, path) to one deployment. Raises the 409, naming only the
+-- caller's own deployments. Checked again by the database when the row is
+-- written (prisn.store.deployments), which settles a race between two
+-- requests for one name.
+local function check_route(req, ns, name, fields)
+  if not fields.hostname then return end
+  for _, row in ipairs(deployments.by_hostname(req.server.db, fields.hostname)) do
+    if row.namespace ~= ns then
+      api.fail(409, "conflict", string.format("host %s is used by another namespace", fields.hostname),
+        "choose another --host")
+    end
+    if row.name ~= name and row.path == fields.path then
+      api.fail(409, "conflict", string.format("host %s path %s is already used by deployment %s", fields.hostname,
+        fields.path, row.name), "choose another --path, or change that deployment")
+    end
+  end
 end
 
 -- Whether `port` can be listened on (nothing else holds it).
@@ -183,6 +208,11 @@ local function failed_instance(d, runtime)
   return { name = d.name .. "-" .. f.number, number = f.number, revision = f.revision }
 end
 
+-- Where the ingress serves deployment `d` (prisn.server.ingress), or nil.
+local function ingress_url(server, d)
+  return server.ingress and d.hostname and server.ingress:url(d.hostname, d.path) or nil
+end
+
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
 
@@ -211,6 +241,8 @@ local function public(req, d, detail, known)
     health = spec.health and (spec.health.kind == "http" and ("http:" .. tostring(spec.health.path))
       or spec.health.kind) or cjson.null,
     restart = spec.restart or "always",
+    hostname = d.hostname or cjson.null, path = d.hostname and d.path or cjson.null,
+    url = ingress_url(req.server, d) or cjson.null,
     created_at = iso(d.created_at), updated_at = iso(d.updated_at),
     instances = api.array(items),
   }
@@ -269,7 +301,8 @@ local function deploy(req)
   existing = existing or deployments.get(db, ns, name)
   local port = fields.port
   if port == nil and body.port == nil and existing then port = existing.port end
-  admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
+  admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, hostname = fields.hostname,
+    path = fields.path, object = "deploy/" .. name })
   -- A script nobody can run is refused now, not after the deploy (and only
   -- once admitted: the answer says what a path on the server holds).
   workload.check_server_script(spec)
@@ -279,10 +312,11 @@ local function deploy(req)
   local current = existing and deployments.revision(db, ns, name, existing.revision)
   local changed = not current or redeploy.canonical(current.spec) ~= redeploy.canonical(spec)
   check_port(req, ns, name, fields)
+  check_route(req, ns, name, fields)
   local changes = {}
   if existing then
     local after = { replicas = fields.replicas or existing.replicas, strategy = fields.strategy,
-      port = existing.port, host = existing.host }
+      port = existing.port, host = existing.host, hostname = fields.hostname, path = fields.path }
     if body.port ~= nil then after.port, after.host = fields.port, fields.host end
     changes = redeploy.changes(current and current.spec or {}, spec, existing, after)
   end
@@ -293,13 +327,16 @@ local function deploy(req)
   local status = 200
   if not existing then
     deployments.create(db, { namespace = ns, name = name, replicas = fields.replicas or 1, port = fields.port,
-      host = fields.host, strategy = fields.strategy, spec = spec, actor = req.actor })
+      host = fields.host, hostname = fields.hostname, path = fields.path, strategy = fields.strategy, spec = spec,
+      actor = req.actor })
     event(req, ns, name, "deployment.created", string.format("revision 1, %d replica(s)%s", fields.replicas or 1,
       fields.port and (", port " .. fields.port) or ""))
     status = 201
   else
     if changed then deployments.add_revision(db, ns, name, spec, req.actor) end
-    local update = { strategy = fields.strategy }
+    -- The body is complete for the route (a merge starts from the current
+    -- one): no hostname takes the deployment off the ingress.
+    local update = { strategy = fields.strategy, hostname = fields.hostname or false, path = fields.path or false }
     if fields.replicas then update.replicas = fields.replicas end
     if body.port ~= nil then update.port = fields.port or false; update.host = fields.host or false end
     deployments.update(db, ns, name, update)
@@ -344,7 +381,8 @@ end
 local function admit_template(req, action, d, spec)
   local copy = {}
   for k, v in pairs(spec or {}) do copy[k] = v end
-  return admission.admit(req, action, copy, { port = d.port, host = d.host, object = "deploy/" .. d.name })
+  return admission.admit(req, action, copy, { port = d.port, host = d.host, hostname = d.hostname, path = d.path,
+    object = "deploy/" .. d.name })
 end
 
 local function current_spec(req, d)
