@@ -22,6 +22,7 @@
 -- channel turns a problem into its own error (M.message).
 local units = require("prisn.units")
 local envfile = require("prisn.envfile")
+local secrets = require("prisn.secrets")
 
 local M = {}
 
@@ -120,6 +121,21 @@ M.FIELDS = {
     hint = function(spell) return "a prefix of the request paths it serves: " .. spell("path", "/v1") end,
     flag = { name = "path", placeholder = "PREFIX",
       summary = "With --host: serve only requests under this path prefix (/v1 matches /v1 and /v1/x)" } },
+  -- The certificate the ingress's TLS listener shows for hostname: files on
+  -- the server (an admin's: a namespaced token must not name server paths),
+  -- or a secret of the deployment's namespace with keys TLS_CERT and TLS_KEY.
+  -- None: a self-signed certificate.
+  { name = "tls_cert", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "serverpath",
+    flag = { name = "tls-cert", placeholder = "FILE",
+      summary = "With --host: the PEM certificate (chain) file on the server for TLS (admin only)" } },
+  { name = "tls_key", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "serverpath",
+    flag = { name = "tls-key", placeholder = "FILE",
+      summary = "With --tls-cert: its PEM private key file on the server" } },
+  { name = "tls_secret", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "secretname",
+    rule = "must be a secret name (lower-case letters, digits and dashes)",
+    hint = function(spell) return "a secret with keys TLS_CERT and TLS_KEY: " .. spell("tls_secret", "api-tls") end,
+    flag = { name = "tls-secret", placeholder = "NAME",
+      summary = "With --host: the secret (keys TLS_CERT, TLS_KEY) holding the certificate and key for TLS" } },
   -- A cron job's own fields (prisn cron takes their flags).
   { name = "concurrency", kinds = { cron = true }, manifest = CRON, type = "string",
     values = { "allow", "forbid", "replace" },
@@ -141,7 +157,8 @@ end
 
 -- The CLI flag type of each field type (parse.lua turns the text into it).
 local FLAG_TYPE = { size = "size", duration = "duration", number = "number", integer = "int", boolean = "bool",
-  string = "string", strings = "string", env = "string", hostname = "string", urlpath = "string" }
+  string = "string", strings = "string", env = "string", hostname = "string", urlpath = "string",
+  serverpath = "string", secretname = "string" }
 
 --- The field declared as `name` (its API and manifest name); raises for an
 -- unknown name, a mistake in prisn.
@@ -221,6 +238,8 @@ function M.rule(f)
     return "must be true or false"
   elseif t == "strings" then
     return "must be a list of strings"
+  elseif t == "serverpath" then
+    return "must be an absolute path on the server"
   elseif t == "env" then
     return "must be an object of variable names and string values"
   end
@@ -261,6 +280,10 @@ local READ = {
   boolean = function(_, v) if type(v) == "boolean" then return v end end,
   string = function(_, v) if type(v) == "string" then return v end end,
   hostname = function(_, v) return M.hostname(v) end,
+  secretname = function(_, v) if secrets.valid_name(v) then return v end end,
+  serverpath = function(_, v)
+    if type(v) == "string" and v:sub(1, 1) == "/" and #v <= 4096 and not v:find("%z") then return v end
+  end,
   urlpath = function(_, v) return M.url_path(v) end,
 }
 

@@ -153,16 +153,18 @@ end
 
 --- Creates a deployment with its first revision. fields: namespace, name,
 -- replicas, port, host, hostname and path (the ingress route; path "/" when
--- absent), strategy, spec (the revision's), actor. Returns the deployment.
+-- absent), tls_cert, tls_key, tls_secret, strategy, spec (the revision's), actor. Returns the deployment.
 -- Raises "exists" when the name is taken, "conflict" when the port or the
 -- route is.
 function M.create(db, fields)
   local now = clock.now_ms()
   store.transaction(db, function()
     local ok, message, code = db:run("INSERT INTO deployments (namespace, name, revision, replicas, port, host, "
-      .. "hostname, path, strategy, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+      .. "hostname, path, tls_cert, tls_key, tls_secret, strategy, created_at, updated_at) "
+      .. "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       fields.namespace, fields.name, fields.replicas, fields.port, fields.host, fields.hostname,
-      fields.hostname and (fields.path or "/") or nil, fields.strategy or "round-robin", now, now)
+      fields.hostname and (fields.path or "/") or nil, fields.tls_cert, fields.tls_key, fields.tls_secret,
+      fields.strategy or "round-robin", now, now)
     if not ok then
       if code == "SQLITE_CONSTRAINT" then
         raise_route_conflict(db, fields.namespace, fields, message)
@@ -199,7 +201,7 @@ function M.add_revision(db, ns, name, spec, actor)
 end
 
 --- Changes columns of a deployment: replicas, port, host, hostname, path,
--- strategy, autoscale (a table, or false to clear), revision. Raises
+-- tls_cert, tls_key, tls_secret, strategy, autoscale (a table, or false to clear), revision. Raises
 -- "conflict" (409) when the port or the ingress route is taken.
 function M.update(db, ns, name, fields)
   -- values may hold NULLs (false clears a column): count, never use #.
@@ -209,7 +211,8 @@ function M.update(db, ns, name, fields)
     n = n + 1
     values[n] = value
   end
-  for _, column in ipairs({ "replicas", "port", "host", "hostname", "path", "strategy", "revision" }) do
+  for _, column in ipairs({ "replicas", "port", "host", "hostname", "path", "tls_cert", "tls_key", "tls_secret",
+    "strategy", "revision" }) do
     if fields[column] ~= nil then set(column, fields[column] ~= false and fields[column] or nil) end
   end
   if fields.autoscale ~= nil then set("autoscale", fields.autoscale and cjson.encode(fields.autoscale) or nil) end

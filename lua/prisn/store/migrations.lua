@@ -125,7 +125,7 @@ CREATE TABLE instances (
 ]]
 
 -- 9: a deployment's ingress route: the host name clients send and a path
--- prefix. A (hostname, path) pair routes to one deployment (the index), and
+-- prefix, and where its TLS certificate comes from. A (hostname, path) pair routes to one deployment (the index), and
 -- a host name belongs to one namespace (the triggers): the namespace that
 -- has it decides its paths, and no other can take requests meant for it.
 -- Checked in the statement that writes the row, so two requests racing for
@@ -133,6 +133,10 @@ CREATE TABLE instances (
 local INGRESS = [[
 ALTER TABLE deployments ADD COLUMN hostname TEXT;  -- lower case; NULL: not on the ingress
 ALTER TABLE deployments ADD COLUMN path TEXT;      -- prefix, "/" at least, set with hostname
+ALTER TABLE deployments ADD COLUMN tls_cert TEXT;  -- PEM files on the server for hostname's TLS, or
+ALTER TABLE deployments ADD COLUMN tls_key TEXT;
+ALTER TABLE deployments ADD COLUMN tls_secret TEXT;  -- a secret of the namespace (TLS_CERT, TLS_KEY); none:
+                                                   -- a self-signed certificate
 CREATE UNIQUE INDEX deployments_route ON deployments (hostname, path) WHERE hostname IS NOT NULL;
 CREATE TRIGGER deployments_hostname_insert BEFORE INSERT ON deployments
 WHEN NEW.hostname IS NOT NULL AND EXISTS (SELECT 1 FROM deployments

@@ -153,7 +153,7 @@ describe("prisn.exec.workload", function()
     assert.same({ "allow", "forbid", "replace" }, workload.flag("concurrency").values)
     assert.equal("int", workload.flag("isolation").type)
     assert.same({ "env", "memory", "cpu", "pids", "isolation", "disk", "secrets", "port", "replicas", "restart",
-      "hooks", "hostname", "path" }, workload.names("deployment", true))
+      "hooks", "hostname", "path", "tls_cert", "tls_key", "tls_secret" }, workload.names("deployment", true))
     assert.same({ "env", "timeout", "memory", "cpu", "pids", "isolation", "disk", "secrets", "concurrency",
       "catch_up", "keep_succeeded", "keep_failed" }, workload.names("cron", true))
     assert.same({ "env", "timeout", "grace", "memory", "cpu", "pids", "isolation", "disk", "runner", "no_deps",

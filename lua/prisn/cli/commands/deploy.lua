@@ -228,12 +228,20 @@ local function route_of(flags)
   end
   if hostname == "" then return bind, require("cjson").null end
   if flags.path == "" and hostname then errors.usage("--path '' removes the path; it goes without --host") end
-  for _, name in ipairs({ "hostname", "path" }) do
+  for _, name in ipairs({ "hostname", "path", "tls_cert", "tls_key", "tls_secret" }) do
     local field = require("prisn.exec.workload").field(name)
-    local key = field.flag.name
+    local key = field.flag.name:gsub("%-", "_")
     if flags[key] ~= nil and flags[key] ~= "" then require("prisn.cli.workload").check_flags(flags, { name }) end
   end
   return bind, hostname
+end
+
+-- A flag of the ingress route as sent: '' is null (remove it), and so is
+-- one not given when --host '' takes the route away.
+local function route_field(value, hostname)
+  local null = require("cjson").null
+  if value == "" or (value == nil and hostname == null) then return null end
+  return value
 end
 
 local function from_flags(ctx)
@@ -266,8 +274,9 @@ local function from_flags(ctx)
     runner = flags.runner, no_deps = flags.no_deps or nil, memory = limits.memory, cpu = limits.cpu,
     pids = limits.pids, isolation = level, disk = flags.disk, grace = flags.grace,
     port = flags.port, host = bind, replicas = flags.replicas, health = health_of(flags, flags.port ~= nil),
-    hostname = hostname, path = flags.path == "" and require("cjson").null or flags.path
-      or (hostname == require("cjson").null and require("cjson").null or nil),
+    hostname = hostname, path = route_field(flags.path, hostname), tls_secret = route_field(flags.tls_secret, hostname),
+    tls_cert = route_field(flags.tls_cert and absolute(flags.tls_cert, cwd), hostname),
+    tls_key = route_field(flags.tls_key and absolute(flags.tls_key, cwd), hostname),
     restart = flags.restart, strategy = flags.strategy,
   }, dir)
 end
@@ -299,7 +308,7 @@ local function from_manifest(ctx)
       name = e.name, entry = script:sub(#dir + 2), env = e.env and next(e.env) and e.env or nil,
       secrets = #e.secrets > 0 and e.secrets or nil, memory = e.memory, cpu = e.cpu, pids = e.pids,
       isolation = e.isolation, disk = e.disk, port = e.port, replicas = e.replicas, hostname = e.hostname,
-      path = e.path,
+      path = e.path, tls_cert = e.tls_cert, tls_key = e.tls_key, tls_secret = e.tls_secret,
       health = e.health, restart = e.restart,
     }, dir)
     if not ok then
@@ -404,6 +413,9 @@ M.commands = {
       { name = "bind", type = "string", placeholder = "ADDR", summary = "Address the port listens on (0.0.0.0)" },
       require("prisn.cli.workload").flag("host"),
       require("prisn.cli.workload").flag("path"),
+      require("prisn.cli.workload").flag("tls-cert"),
+      require("prisn.cli.workload").flag("tls-key"),
+      require("prisn.cli.workload").flag("tls-secret"),
       require("prisn.cli.workload").flag("replicas"),
       { name = "health", type = "string", placeholder = "CHECK",
         summary = "http:/PATH, tcp or none (default: tcp with --port, else none)" },

@@ -19,6 +19,7 @@ local redeploy = require("prisn.server.api.redeploy")
 local auth = require("prisn.server.auth")
 local supervisor = require("prisn.server.supervisor")
 local cronjobs = require("prisn.store.cronjobs")
+local stored_secrets = require("prisn.store.secrets")
 local deployments = require("prisn.store.deployments")
 local events = require("prisn.store.events")
 local clock = require("prisn.clock")
@@ -46,6 +47,45 @@ local function event(req, ns, name, action, message)
   if req.server.events then
     req.server.events:record({ namespace = ns, actor = req.actor, action = action, object = "deploy/" .. name,
       message = message })
+  end
+end
+
+-- Where the certificate of hostname's TLS comes from: { cert, key } files
+-- on the server, { secret } of the namespace, or {} (self-signed).
+local function tls_of(body, hostname)
+  local cert, key = workload.value(body, "tls_cert"), workload.value(body, "tls_key")
+  local secret = workload.value(body, "tls_secret")
+  if (cert or key or secret) and not hostname then
+    api.fail(422, "invalid", (cert and "tls_cert" or key and "tls_key" or "tls_secret")
+      .. " goes with hostname: the certificate is the host name's", "add \"hostname\": \"api.example.com\"")
+  end
+  if (cert == nil) ~= (key == nil) then
+    api.fail(422, "invalid", "tls_cert and tls_key go together", "give both files, or neither")
+  end
+  if secret and cert then
+    api.fail(422, "invalid", "give tls_secret or tls_cert and tls_key, not both")
+  end
+  return { cert = cert, key = key, secret = secret }
+end
+
+-- The TLS sources of an admitted deploy, checked: the secret holds
+-- TLS_CERT and TLS_KEY; the files (an admin's) can be read.
+local function check_tls(req, ns, fields)
+  if fields.tls_secret then
+    local info = stored_secrets.describe(req.server.db, ns, fields.tls_secret)
+    local keys = {}
+    for _, k in ipairs(info and info.keys or {}) do keys[k] = true end
+    if not (keys.TLS_CERT and keys.TLS_KEY) then
+      api.fail(422, "invalid", string.format(info and "secret '%s' has no TLS_CERT and TLS_KEY keys"
+        or "secret '%s' not found in namespace '%s'", fields.tls_secret, ns),
+        string.format("prisn secret set %s --from-file TLS_CERT=cert.pem --from-file TLS_KEY=key.pem -n %s",
+          fields.tls_secret, ns))
+    end
+  end
+  for _, file in ipairs({ fields.tls_cert, fields.tls_key }) do
+    local fd = uv.fs_open(file, "r", 0)
+    if not fd then api.fail(422, "invalid", "cannot read " .. file .. " on the server") end
+    uv.fs_close(fd)
   end
 end
 
@@ -91,8 +131,10 @@ local function template_from_body(req, body)
     api.fail(422, "invalid", "path goes with hostname: the ingress routes by host name first",
       "add \"hostname\": \"api.example.com\", or drop path")
   end
+  local tls = tls_of(body, hostname)
   return spec, { port = port, host = host, strategy = strategy, hostname = hostname,
-    path = hostname and (path or "/") or nil, replicas = workload.value(body, "replicas") }
+    path = hostname and (path or "/") or nil, tls_cert = tls.cert, tls_key = tls.key, tls_secret = tls.secret,
+    replicas = workload.value(body, "replicas") }
 end
 
 -- The ingress route of a deploy: a host name belongs to one namespace, and
@@ -213,6 +255,19 @@ local function ingress_url(server, d)
   return server.ingress and d.hostname and server.ingress:url(d.hostname, d.path) or nil
 end
 
+-- Where the certificate of d's host name comes from, as the API shows it:
+-- { source = "file" | "secret" | "self-signed", cert, key, secret, and
+-- what the ingress loaded: subject, not_after, fingerprint, error }, or
+-- null without a host name.
+local function tls_public(server, d)
+  if not d.hostname then return cjson.null end
+  local t = { source = d.tls_secret and "secret" or d.tls_cert and "file" or "self-signed",
+    secret = d.tls_secret or cjson.null, cert = d.tls_cert or cjson.null, key = d.tls_key or cjson.null }
+  local loaded = server.ingress and server.ingress.certificate_info and server.ingress:certificate_info(d.hostname)
+  for k, v in pairs(loaded or {}) do t[k] = v end
+  return t
+end
+
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
 
@@ -242,7 +297,7 @@ local function public(req, d, detail, known)
       or spec.health.kind) or cjson.null,
     restart = spec.restart or "always",
     hostname = d.hostname or cjson.null, path = d.hostname and d.path or cjson.null,
-    url = ingress_url(req.server, d) or cjson.null,
+    url = ingress_url(req.server, d) or cjson.null, tls = tls_public(req.server, d),
     created_at = iso(d.created_at), updated_at = iso(d.updated_at),
     instances = api.array(items),
   }
@@ -302,7 +357,8 @@ local function deploy(req)
   local port = fields.port
   if port == nil and body.port == nil and existing then port = existing.port end
   admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, hostname = fields.hostname,
-    path = fields.path, object = "deploy/" .. name })
+    path = fields.path, tls_cert = fields.tls_cert, tls_key = fields.tls_key, object = "deploy/" .. name })
+  check_tls(req, ns, fields)
   -- A script nobody can run is refused now, not after the deploy (and only
   -- once admitted: the answer says what a path on the server holds).
   workload.check_server_script(spec)
@@ -316,7 +372,8 @@ local function deploy(req)
   local changes = {}
   if existing then
     local after = { replicas = fields.replicas or existing.replicas, strategy = fields.strategy,
-      port = existing.port, host = existing.host, hostname = fields.hostname, path = fields.path }
+      port = existing.port, host = existing.host, hostname = fields.hostname, path = fields.path,
+      tls_cert = fields.tls_cert, tls_key = fields.tls_key, tls_secret = fields.tls_secret }
     if body.port ~= nil then after.port, after.host = fields.port, fields.host end
     changes = redeploy.changes(current and current.spec or {}, spec, existing, after)
   end
@@ -327,7 +384,8 @@ local function deploy(req)
   local status = 200
   if not existing then
     deployments.create(db, { namespace = ns, name = name, replicas = fields.replicas or 1, port = fields.port,
-      host = fields.host, hostname = fields.hostname, path = fields.path, strategy = fields.strategy, spec = spec,
+      host = fields.host, hostname = fields.hostname, path = fields.path, tls_cert = fields.tls_cert,
+      tls_key = fields.tls_key, tls_secret = fields.tls_secret, strategy = fields.strategy, spec = spec,
       actor = req.actor })
     event(req, ns, name, "deployment.created", string.format("revision 1, %d replica(s)%s", fields.replicas or 1,
       fields.port and (", port " .. fields.port) or ""))
@@ -336,7 +394,8 @@ local function deploy(req)
     if changed then deployments.add_revision(db, ns, name, spec, req.actor) end
     -- The body is complete for the route (a merge starts from the current
     -- one): no hostname takes the deployment off the ingress.
-    local update = { strategy = fields.strategy, hostname = fields.hostname or false, path = fields.path or false }
+    local update = { strategy = fields.strategy, hostname = fields.hostname or false, path = fields.path or false,
+      tls_cert = fields.tls_cert or false, tls_key = fields.tls_key or false, tls_secret = fields.tls_secret or false }
     if fields.replicas then update.replicas = fields.replicas end
     if body.port ~= nil then update.port = fields.port or false; update.host = fields.host or false end
     deployments.update(db, ns, name, update)

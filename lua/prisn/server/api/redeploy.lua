@@ -36,7 +36,8 @@ local ORDER = { "script", "args", "env", "secrets", "runner", "no_deps", "memory
   "disk", "run_as", "timeout", "grace", "health", "restart", "progress_deadline", "hooks" }
 
 -- A deployment's settings (outside its template) that changes() compares.
-M.DEPLOYMENT_SETTINGS = { "replicas", "port", "host", "hostname", "path", "strategy" }
+M.DEPLOYMENT_SETTINGS = { "replicas", "port", "host", "hostname", "path", "tls_cert", "tls_key", "tls_secret",
+  "strategy" }
 
 local function copy(t)
   local c = {}
@@ -64,6 +65,7 @@ function M.base_body(spec, d)
     isolation = spec.isolation, disk = spec.disk, health = spec.health, restart = spec.restart,
     progress_deadline = spec.progress_deadline, hooks = hooks,
     port = d.port, host = d.host, strategy = d.strategy, hostname = d.hostname, path = d.hostname and d.path or nil,
+    tls_cert = d.tls_cert, tls_key = d.tls_key, tls_secret = d.tls_secret,
   }
 end
 
@@ -101,6 +103,9 @@ function M.merge(base, body)
   end
   if body.bundle ~= nil and body.bundle ~= cjson.null then merged.script = nil end
   if body.script ~= nil and body.script ~= cjson.null then merged.bundle, merged.entry = nil, nil end
+  -- A certificate's files replace a secret, and the other way round.
+  if body.tls_cert ~= nil and body.tls_cert ~= cjson.null then merged.tls_secret = nil end
+  if body.tls_secret ~= nil and body.tls_secret ~= cjson.null then merged.tls_cert, merged.tls_key = nil, nil end
   local env = copy(base.env)
   if type(body.env) == "table" then
     for k, v in pairs(body.env) do env[k] = v end
