@@ -15,8 +15,11 @@
  * http-parser does not report the whitespace and line ends it skips; its own
  * 80 KiB cap on the raw head bounds those.
  *
- * Not done here: HEAD/CONNECT response bodies (http-parser cannot know what
- * was asked), obs-fold joining, content codings, trailers (parsed, counted
+ * A response has no body when it is 1xx, 204 or 304, or when the caller said
+ * it answers HEAD (prisn_http_skip_body): on_headers_complete returns 1,
+ * http-parser's "no body follows".
+ *
+ * Not done here: CONNECT response bodies, obs-fold joining, content codings, trailers (parsed, counted
  * against max_header_bytes, and dropped).
  */
 #include "http.h"
@@ -251,15 +254,24 @@ static int http_on_header_value(http_parser *hp, const char *at, size_t len) {
     return http_append(p, at, len, false);
 }
 
+/* Whether the response being parsed can have no body (see http.h). */
+static bool http_bodyless(const prisn_http_parser *p) {
+    if (p->kind != PRISN_HTTP_RESPONSE)
+        return false;
+    unsigned status = p->hp.status_code;
+    return p->skip_body || status / 100 == 1 || status == 204 || status == 304;
+}
+
 static int http_on_headers_complete(http_parser *hp) {
     prisn_http_parser *p = PARSER(hp);
+    int no_body = http_bodyless(p) ? 1 : 0;
     if (http_count_start_line(p) < 0 || http_count(p, 2) < 0) /* the empty line */
         return -1;
     http_finish_value(p);
     p->in_trailers = true;
     p->last = PRISN_HTTP_IN_NONE;
     bool has_length = (hp->flags & F_CONTENTLENGTH) != 0;
-    if (has_length && hp->content_length > p->limits.max_body_bytes)
+    if (has_length && !no_body && hp->content_length > p->limits.max_body_bytes)
         return http_fail(p, PRISN_HTTP_E_BODY_TOO_LARGE);
     if (!p->limits.stream_body) {
         size_t want = has_length && hp->content_length < HTTP_BODY_PRERESERVE
@@ -268,14 +280,14 @@ static int http_on_headers_complete(http_parser *hp) {
         if (has_length && want > 0 &&
             !http_reserve((void **)&p->body, &p->body_cap, want, 1, p->limits.max_body_bytes))
             return http_fail(p, PRISN_HTTP_E_NOMEM);
-        return 0;
+        return no_body;
     }
     prisn_http_message m;
     if (http_build(p, &m, false) < 0)
         return -1;
     m.content_length = has_length ? hp->content_length : 0;
     prisn_http_event ev = {PRISN_HTTP_EV_HEAD, &m, NULL, 0};
-    return http_emit(p, &ev);
+    return http_emit(p, &ev) < 0 ? -1 : no_body;
 }
 
 /* A chunk larger than what is left of the body limit fails before any of
@@ -323,6 +335,8 @@ static int http_on_message_complete(http_parser *hp) {
             rc = http_emit(p, &ev);
         }
     }
+    if (p->kind == PRISN_HTTP_RESPONSE && hp->status_code >= 200)
+        p->skip_body = false;
     /* http-parser stops right after a message that switches protocols. */
     if (hp->upgrade)
         p->upgraded = true;
@@ -378,6 +392,7 @@ void prisn_http_reset(prisn_http_parser *p) {
     http_begin(p);
     p->in_message = false;
     p->upgraded = false;
+    p->skip_body = false;
     p->busy = false;
     p->error = PRISN_HTTP_OK;
     p->hpe = HPE_OK;
@@ -449,6 +464,10 @@ int prisn_http_feed_eof(prisn_http_parser *p, prisn_http_sink sink, void *ctx) {
     }
     http_parser_execute(&p->hp, &http_settings, NULL, 0);
     return http_leave(p, true);
+}
+
+void prisn_http_skip_body(prisn_http_parser *p) {
+    p->skip_body = true;
 }
 
 prisn_http_pending_part prisn_http_pending(const prisn_http_parser *p) {

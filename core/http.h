@@ -139,7 +139,8 @@ typedef struct {
     bool start_counted; /* the start line's fixed bytes are in head_bytes */
     bool in_trailers;
     bool upgraded;
-    bool busy; /* inside prisn_http_feed */
+    bool skip_body; /* responses: the next final one answers HEAD */
+    bool busy;      /* inside prisn_http_feed */
 
     prisn_http_sink sink;
     void *sink_ctx;
@@ -159,6 +160,12 @@ void prisn_http_free(prisn_http_parser *p);
 
 /* Forgets any partial message and any error; keeps kind and limits. */
 void prisn_http_reset(prisn_http_parser *p);
+
+/* Responses: the next final (non-1xx) response has no body whatever its
+ * head says, since it answers a HEAD request (RFC 9112 6.3); 1xx, 204 and
+ * 304 responses never have one. Cleared when that response completes and by
+ * a reset. http-parser cannot know what was asked: the caller says. */
+void prisn_http_skip_body(prisn_http_parser *p);
 
 /* Parses len bytes (len 0 is a no-op; EOF is prisn_http_feed_eof), calling
  * sink for every event they complete. Returns 0, or -1 when the parser has

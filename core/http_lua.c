@@ -53,6 +53,9 @@
  * parser:pending() -> "none" | "head" | "body": where the bytes fed so far
  *   leave the stream: between messages, inside a head, or past a head.
  *
+ * parser:skip_body()  response parsers: the next final response has no
+ *   body whatever its head says (it answers HEAD). 1xx, 204 and 304
+ *   responses never have one.
  * parser:reset()  forgets any partial message and error.
  * parser:close()  frees the buffers; idempotent; __gc and __close call it.
  * http.status_text(404) -> "Not Found" | nil
@@ -268,6 +271,13 @@ static int l_http_pending(lua_State *L) {
     return 1;
 }
 
+/* parser:skip_body() -> nothing. The next final response is bodiless (it
+ * answers HEAD); see http.h. Raises when closed. */
+static int l_http_skip_body(lua_State *L) {
+    prisn_http_skip_body(check_parser(L, 1));
+    return 0;
+}
+
 /* parser:reset() -> nothing. Ready for a new stream; limits stay. */
 static int l_http_reset(lua_State *L) {
     prisn_http_reset(check_parser(L, 1));
@@ -314,6 +324,7 @@ static const luaL_Reg http_methods[] = {
     {"feed", l_http_feed},
     {"feed_eof", l_http_feed_eof},
     {"pending", l_http_pending},
+    {"skip_body", l_http_skip_body},
     {"reset", l_http_reset},
     {"close", l_http_close},
     {NULL, NULL},

@@ -393,6 +393,42 @@ static void test_responses(void) {
     prisn_http_free(&p);
 }
 
+/* A response to HEAD declares the GET's length but carries no body; 304 and
+ * 1xx never carry one; the flag outlives a 1xx and ends with the final
+ * response, in both modes. */
+static void test_skip_body(void) {
+    for (int streaming = 0; streaming < 2; streaming++) {
+        prisn_http_parser p;
+        recorder r = {0};
+        prisn_http_limits l;
+        prisn_http_default_limits(&l);
+        l.stream_body = streaming;
+        prisn_http_init(&p, PRISN_HTTP_RESPONSE, &l);
+        prisn_http_skip_body(&p);
+        CHECK_INT(feed_str(&p,
+                           "HTTP/1.1 103 Early Hints\r\n\r\n"
+                           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                           "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
+                           "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+                           &r),
+                  0);
+        int per = streaming ? 2 : 1; /* head + done, or one message */
+        CHECK_INT(r.n, 4 * per + (streaming ? 1 : 0));
+        CHECK_STR(r.ev[0].start, "103 Early Hints");
+        CHECK_STR(r.ev[per].start, "200 OK");
+        CHECK_INT(r.ev[per].content_length, streaming ? 5 : 0); /* buffered: the body's length */
+        CHECK_INT(r.ev[per].body_len, 0);
+        CHECK_STR(r.ev[2 * per].start, "304 Not Modified");
+        CHECK_STR(r.ev[3 * per].start, "200 OK");
+        if (streaming)
+            CHECK_BODY(r.ev[3 * per + 1], "hi");
+        else
+            CHECK_BODY(r.ev[3 * per], "hi");
+        CHECK_INT(prisn_http_pending(&p), PRISN_HTTP_PENDING_NONE);
+        prisn_http_free(&p);
+    }
+}
+
 static void test_close_delimited_response_and_truncation(void) {
     prisn_http_parser p;
     recorder r = {0};
@@ -720,6 +756,7 @@ int main(void) {
         {"malformed requests, dead after an error", test_malformed_and_dead_after_error},
         {"messages before an error stand", test_messages_before_an_error_stand},
         {"responses", test_responses},
+        {"skip_body: HEAD, 304 and 1xx responses", test_skip_body},
         {"close-delimited response and truncation", test_close_delimited_response_and_truncation},
         {"streaming", test_streaming},
         {"upgrade and sink failure", test_upgrade_and_sink_failure},
