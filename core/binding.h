@@ -45,5 +45,6 @@ int luaopen_prisn_core_proc(lua_State *L);       /* proc_lua.c */
 int luaopen_prisn_core_cgroup(lua_State *L);     /* cgroup_lua.c */
 int luaopen_prisn_core_sandbox(lua_State *L);    /* sandbox_lua.c */
 int luaopen_prisn_core_http(lua_State *L);       /* http_lua.c */
+int luaopen_prisn_core_tls(lua_State *L);        /* tls_lua.c */
 
 #endif

@@ -26,6 +26,7 @@ static const luaL_Reg core_modules[] = {
     {"prisn.core.cgroup", luaopen_prisn_core_cgroup},
     {"prisn.core.sandbox", luaopen_prisn_core_sandbox},
     {"prisn.core.http", luaopen_prisn_core_http},
+    {"prisn.core.tls", luaopen_prisn_core_tls},
     {NULL, NULL},
 };
 
