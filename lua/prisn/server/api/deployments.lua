@@ -258,9 +258,10 @@ end
 -- Where the certificate of d's host name comes from, as the API shows it:
 -- { source = "file" | "secret" | "self-signed", cert, key, secret, and
 -- what the ingress loaded: subject, not_after, fingerprint, error }, or
--- null without a host name.
+-- null without a host name (or with neither a TLS listener nor a source).
 local function tls_public(server, d)
-  if not d.hostname then return cjson.null end
+  local https = server.ingress and server.ingress.listeners.https
+  if not d.hostname or not (https or d.tls_secret or d.tls_cert) then return cjson.null end
   local t = { source = d.tls_secret and "secret" or d.tls_cert and "file" or "self-signed",
     secret = d.tls_secret or cjson.null, cert = d.tls_cert or cjson.null, key = d.tls_key or cjson.null }
   local loaded = server.ingress and server.ingress.certificate_info and server.ingress:certificate_info(d.hostname)
