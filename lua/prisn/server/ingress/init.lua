@@ -8,7 +8,8 @@
 -- turns the supervisor's deployments into its route table, keeps that table
 -- current (Sup.on_pool_change, as prisn.server.dns does for its records),
 -- counts a draining instance's requests in flight for the supervisor (it
--- stops an instance once they are done) and writes the access log.
+-- stops an instance once they are done) and writes the access log. The TLS
+-- listener's certificates, one per host name, are certs.lua's.
 --
 -- Access log: one line per request in the server's log (server.log),
 --   ingress GET api.example.com/v1/users 200 512B 3ms 10.0.0.7 default/api api-2
@@ -21,6 +22,8 @@
 -- data-plane process could be handed the same table.
 local errors = require("prisn.error")
 local net_ingress = require("prisn.net.ingress")
+local tls = require("prisn.net.tls")
+local certs_mod = require("prisn.server.ingress.certs")
 
 local M = {}
 
@@ -116,12 +119,33 @@ end
 function Ingress:refresh()
   local routes = M.routes(self.supervisor.deployments)
   for _, l in pairs(self.listeners) do l.ig:set_routes(routes) end
+  if self.certs then self.certs:set_sources(certs_mod.sources(self.supervisor.deployments)) end
+end
+
+--- What the TLS listener serves for `hostname` (prisn.server.ingress.certs
+-- info), or nil without one.
+function Ingress:certificate_info(hostname)
+  return self.certs and self.certs:info(hostname) or nil
 end
 
 --- Closes the listeners; in-flight requests are cut (the server is stopping).
 function Ingress:close()
   for _, l in pairs(self.listeners) do l.ig:close(function() end) end
   self.listeners = {}
+  if self.certs then self.certs:close() end
+end
+
+-- The TLS wrapper of the https listener: SNI picks the host name's
+-- certificate (prisn.server.ingress.certs). A failed handshake (a scanner,
+-- a client that does not trust a self-signed certificate) is counted, not
+-- logged: the log would be theirs to fill.
+local function tls_wrapper(self, server)
+  self.certs = certs_mod.new(server, { poll_ms = math.tointeger(tonumber(os.getenv("PRISN_INGRESS_CERT_POLL_MS")
+    or "")) })
+  local ctx = tls.server_context({ default = self.certs:default_pair(),
+    sni = function(name) return self.certs:pair(name) end })
+  self.handshake_failures = 0
+  return tls.wrapper(ctx, { on_error = function() self.handshake_failures = self.handshake_failures + 1 end })
 end
 
 --- The addresses the listeners serve, by scheme ({ http = "0.0.0.0:80" }).
@@ -158,8 +182,8 @@ local function listen(self, server, scheme, address, flag, wrap)
 end
 
 --- Starts the ingress of `server` (log, supervisor, metrics_registry).
--- opts: http ("[HOST:]PORT" or nil: off), https (the same; needs
--- opts.wrap, the TLS wrapper). Returns the ingress, or nil when both are off;
+-- opts: http ("[HOST:]PORT" or nil: off), https (the same, TLS with a
+-- certificate per host name). Returns the ingress, or nil when both are off;
 -- raises when an address cannot be had (a listener asked for by name must
 -- not silently be missing).
 function M.start(server, opts)
@@ -168,7 +192,7 @@ function M.start(server, opts)
   local self = setmetatable({ listeners = {}, supervisor = server.supervisor }, Ingress)
   local ok, err = pcall(function()
     if opts.http then listen(self, server, "http", opts.http, "--ingress") end
-    if opts.https then listen(self, server, "https", opts.https, "--ingress-tls", opts.wrap) end
+    if opts.https then listen(self, server, "https", opts.https, "--ingress-tls", tls_wrapper(self, server)) end
   end)
   if not ok then
     self:close()
