@@ -85,9 +85,11 @@ function M.parse_address(text)
   return host, port
 end
 
---- One access log line of entry `e` (prisn.net.ingress's on_access).
+--- One access log line of entry `e` (prisn.net.ingress's on_access); the
+-- host as routed, without the port.
 function M.access_line(e)
-  return string.format("ingress %s %s%s %s %dB %dms %s %s %s", tostring(e.method or "-"), tostring(e.host or "-"),
+  local host = tostring(e.host or "-"):gsub(":%d+$", "")
+  return string.format("ingress %s %s%s %s %dB %dms %s %s %s", tostring(e.method or "-"), host,
     tostring(e.path or ""), tostring(e.status or "-"), math.tointeger(e.bytes or 0) or 0,
     math.floor((e.duration_ms or 0) + 0.5), tostring(e.client or "-"), tostring(e.route_key or "-"),
     tostring(e.backend or "-"))
