@@ -158,7 +158,13 @@ function M.list(ctx)
       autoscale = auto, route = M.route_text(d), url = type(d.url) == "string" and d.url or "-",
       tls = M.tls_text(d.tls) }
   end
-  local columns = shown(ctx, LIST_COLUMNS)
+  -- HOST (the ingress route) only when a deployment has one, or with -o wide.
+  local routed = ctx.globals.wide
+  for _, d in ipairs(items) do routed = routed or type(d.hostname) == "string" end
+  local columns = {}
+  for _, c in ipairs(shown(ctx, LIST_COLUMNS)) do
+    if routed or c.key ~= "route" then columns[#columns + 1] = c end
+  end
   if all then table.insert(columns, 1, { key = "namespace", header = "NAMESPACE" }) end
   ctx.out:emit(rows, { columns = columns, empty = all and "No deployments found in any namespace this token may see."
     or string.format("No deployments found in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
