@@ -20,7 +20,10 @@ local http = require("prisn.core.http")
 local M = {}
 
 M.MAX_IDLE = 32
-M.IDLE_MS = 30000
+-- Shorter than the keep-alive timeouts of common servers (gunicorn 2 s,
+-- Node 5 s), so the ingress closes an idle connection before the backend
+-- does and rarely sends a request into one the backend is closing.
+M.IDLE_MS = 1500
 
 -- Starts a connect of tcp to host:port; cb(err). A test hook, as in proxy.lua.
 function M.tcp_connect(tcp, host, port, cb)
@@ -66,6 +69,13 @@ local function on_idle_read(link)
   link:close()
 end
 
+local function link_read(link, err, data)
+  if link.closed then return end
+  local owner = link.owner
+  if owner then return owner:on_backend_read(err, data) end
+  on_idle_read(link)
+end
+
 --- Sets who gets the link's reads: owner:on_backend_read(err, data), or,
 -- with nil, the link is idle.
 function Link:set_owner(owner)
@@ -75,14 +85,7 @@ end
 local function new_link(ig, rec, tcp)
   local link = setmetatable({ ig = ig, rec = rec, tcp = tcp, reused = false,
     parser = http.new_parser("response", { stream_body = true }) }, Link)
-  link.on_read = function(err, data)
-    ig:protect(function()
-      if link.closed then return end
-      local owner = link.owner
-      if owner then return owner:on_backend_read(err, data) end
-      on_idle_read(link)
-    end)
-  end
+  link.on_read = function(err, data) ig:protect(link_read, nil, link, err, data) end
   ig.links[link] = true
   return link
 end

@@ -46,7 +46,8 @@ local LINGER_MS = 2000
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
 local REASONS = { [400] = "Bad Request", [404] = "Not Found", [408] = "Request Timeout",
   [413] = "Content Too Large", [431] = "Request Header Fields Too Large", [499] = "Client Closed Request",
-  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout" }
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [505] = "HTTP Version Not Supported" }
 
 local Conn = {}
 Conn.__index = Conn
@@ -256,6 +257,8 @@ local function client_body(ex, data)
   if ex.finished then return end
   if ex.link and ex.sent then
     ex.body_sent = true
+    -- a slow upload is not a slow backend
+    if not ex.tunnel then set_deadline(ex.conn, "backend", ex.conn.ig.limits.backend_timeout_ms) end
     return send_to_backend(ex, ex.tunnel and data or encode(ex, data))
   end
   ex.held[#ex.held + 1] = data
@@ -383,8 +386,9 @@ local function response_entry(ex, e)
       end
       return
     end
-    ex.status, ex.resp_started, ex.resp_keep = e.status, true, e.keep_alive
-    local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing
+    ex.status, ex.resp_started, ex.resp_keep, ex.raw = e.status, true, e.keep_alive, nil
+    -- after a declined upgrade the request parser cannot go on: close
+    local keep = ex.keep_alive and ex.req_done and not conn.eof and not conn.ig.closing and not ex.upgrade
     ex.client_keep = keep
     local head, framing = wire.response_head(e, ex.method, { client_version = ex.head.http_version,
       keep_alive = keep, reason = http.status_text(e.status) })
@@ -406,41 +410,49 @@ local function response_entry(ex, e)
   end
 end
 
--- Upgrade: backend bytes go to the client as they are.
+-- Upgrade, after the 101: backend bytes go to the client as they are.
 local function tunnel_from_backend(ex, err, data)
   local conn = ex.conn
   if err or not data then
-    if not ex.resp_started then return backend_failed(ex, err or "closed before answering") end
-    ex.backend_eof = true
-    if err or ex.client_eof_seen then return finish(ex) end
-    return conn.stream:shutdown(function() conn.ig:protect(function()
-      if ex.client_eof_seen then finish(ex) end
-    end) end)
-  end
-  if not ex.resp_started then
-    ex.resp_started, ex.resp_bytes, ex.tunneled = true, true, true
-    ex.status = tonumber(data:match("^HTTP/%d%.%d (%d%d%d)")) or 502
-    set_deadline(conn, nil)
+    -- the backend is done: the client gets what is queued, then a close
+    if err or conn.closed then return finish(ex) end
+    if not conn.stream:shutdown(function() conn.ig:protect(finish, nil, ex) end) then finish(ex) end
+    return
   end
   ex.bytes = ex.bytes + #data
   to_client(ex, data)
 end
 
+-- The backend switched protocols: its 101 head goes to the client as it
+-- came (Sec-WebSocket-Accept and all), and so does anything after it in the
+-- same read; from now on both sides are piped raw.
+local function switch_protocols(ex)
+  local raw = ex.raw
+  local head_end = select(2, raw:find("\r?\n\r?\n"))
+  ex.raw, ex.tunneled, ex.status, ex.resp_started = nil, true, 101, true
+  set_deadline(ex.conn, nil)
+  ex.conn:write(raw:sub(1, head_end))
+  if head_end < #raw then tunnel_from_backend(ex, nil, raw:sub(head_end + 1)) end
+end
+
 --- The link's reads while it serves ex (backends.lua calls it).
 function M.on_backend_read(ex, err, data)
   if ex.finished then return end
-  if ex.upgrade then return tunnel_from_backend(ex, err, data) end
+  if ex.tunneled then return tunnel_from_backend(ex, err, data) end
   local conn = ex.conn
   if err then return backend_failed(ex, err) end
   set_deadline(conn, "backend", conn.ig.limits.backend_timeout_ms)
   local entries, perr
   if data then
     if #data > 0 then ex.resp_bytes = true end
+    -- an upgrade's answer is kept raw until its head is known
+    if ex.upgrade and not ex.resp_started then ex.raw = (ex.raw or "") .. data end
     entries, perr = ex.link.parser:feed(data)
   else
     entries, perr = ex.link.parser:feed_eof()
   end
   for _, e in ipairs(entries or {}) do
+    if e.status == 101 and ex.upgrade and not ex.resp_started then return switch_protocols(ex) end
     response_entry(ex, e)
     if ex.finished then return end
   end
@@ -470,6 +482,9 @@ local function start(conn, head)
   local host = head.headers["host"]
   ex.route = host and routes.match(ig.routes, host, head.path)
   if ig.families then ig.families.in_flight:labels(labels_host(ex)):inc() end
+  if head.http_version ~= "1.1" and head.http_version ~= "1.0" then
+    return answer(ex, 505, "HTTP/" .. head.http_version .. " is not supported")
+  end
   if not host then return answer(ex, 400, "the request has no Host header") end
   if not ex.route then return answer(ex, 404, "no route for " .. routes.normalize_host(host)) end
   ex.req_head = wire.request_head(head, { client = conn.client, proto = ig.scheme })
@@ -531,10 +546,10 @@ local function tunnel_from_client(conn, err, data)
   local ex = conn.ex
   if err then return abort(ex, 499) end
   if data then return client_body(ex, data) end
-  ex.client_eof_seen = true
+  -- the client is done: the backend gets a FIN and backend_timeout_ms to close
   conn.eof = true
   update_reading(conn)
-  if ex.backend_eof then return finish(ex) end
+  set_deadline(conn, "backend", conn.ig.limits.backend_timeout_ms)
   if ex.link then ex.link.tcp:shutdown() end
 end
 
@@ -581,7 +596,7 @@ function M.accept(ig, tcp)
     ig:report_bug(err)
     pcall(conn.close, conn)
   end
-  conn.on_read = function(err, data) ig:protect(function() on_client_read(conn, err, data) end, conn.on_bug) end
+  conn.on_read = function(err, data) ig:protect(on_client_read, conn.on_bug, conn, err, data) end
   set_deadline(conn, "header", limits.header_timeout_ms)
   update_reading(conn)
 end

@@ -102,9 +102,11 @@ function Ingress:report_bug(err)
   if self.log then self.log:error("ingress: %s", err) end
 end
 
---- Runs fn() from a luv callback: a bug is reported, the loop goes on.
-function Ingress:protect(fn, on_bug)
-  errors.call("ingress", fn, on_bug or self.on_bug)
+--- Runs fn(...) from a luv callback: a bug is reported (on_bug, default
+-- the ingress's), the loop goes on. Arguments, not a closure: this runs for
+-- every read.
+function Ingress:protect(fn, on_bug, ...)
+  errors.call("ingress", fn, on_bug or self.on_bug, ...)
 end
 
 function Ingress:count_handle()
@@ -285,7 +287,7 @@ function M.listen(opts)
   end
   if ok then
     ok, err, code = server:listen(opts.backlog or 511, function(aerr)
-      self:protect(function() on_accept(self, aerr) end)
+      self:protect(on_accept, nil, self, aerr)
     end)
   end
   if not ok then
@@ -295,7 +297,7 @@ function M.listen(opts)
   self.server = server
   self.bound_port = server:getsockname().port
   self.timer = uv.new_timer()
-  self.timer:start(M.SWEEP_MS, M.SWEEP_MS, function() self:protect(function() sweep(self) end) end)
+  self.timer:start(M.SWEEP_MS, M.SWEEP_MS, function() self:protect(sweep, nil, self) end)
   self.timer:unref()
   return self
 end

@@ -99,10 +99,24 @@ local function prefix_matches(prefix, path)
   return after == "" or after == "/"
 end
 
+-- Host headers seen, normalized: a client sends the same few again and
+-- again. Bounded: emptied when it grows past MEMO_MAX (a client making up
+-- names cannot grow it).
+local memo, memo_n, MEMO_MAX = {}, 0, 1024
+
+local function normalized(host)
+  local n = memo[host]
+  if n then return n end
+  n = M.normalize_host(host)
+  if memo_n >= MEMO_MAX then memo, memo_n = {}, 0 end
+  memo[host], memo_n = n, memo_n + 1
+  return n
+end
+
 --- The route of `routes` (from build) for a request to Host `host` and path
 -- `path`, or nil.
 function M.match(routes, host, path)
-  local rs = routes[M.normalize_host(host)]
+  local rs = routes[type(host) == "string" and normalized(host) or ""]
   if not rs then return nil end
   path = path or "/"
   for _, r in ipairs(rs) do

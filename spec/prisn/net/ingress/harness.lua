@@ -11,8 +11,13 @@
 local uv = require("luv")
 local http = require("prisn.core.http")
 local ingress = require("prisn.net.ingress")
+local sys = require("prisn.core.sys")
 
 local M = {}
+
+-- A write to a client that has gone raises SIGPIPE; the server ignores it
+-- (server/init.lua), and so must this process.
+sys.ignore_sigpipe()
 
 local handles, ingresses, procs, baseline
 
