@@ -99,14 +99,22 @@ static int fail(prisn_tls_session *s, const char *code, const char *fmt, const c
 
 static const char *alert_name(unsigned char alert) {
     switch (alert) {
-    case MBEDTLS_SSL_ALERT_MSG_BAD_CERT: return "bad certificate";
-    case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA: return "unknown CA";
-    case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED: return "certificate expired";
-    case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE: return "handshake failure";
-    case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION: return "protocol version";
-    case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME: return "unrecognized name";
-    case MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR: return "decode error";
-    default: return "fatal alert";
+    case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+        return "bad certificate";
+    case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+        return "unknown CA";
+    case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+        return "certificate expired";
+    case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE:
+        return "handshake failure";
+    case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION:
+        return "protocol version";
+    case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME:
+        return "unrecognized name";
+    case MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR:
+        return "decode error";
+    default:
+        return "fatal alert";
     }
 }
 
@@ -128,8 +136,10 @@ static int fail_mbedtls(prisn_tls_session *s, int ret) {
     case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
     case MBEDTLS_ERR_SSL_PRIVATE_KEY_REQUIRED:
         return fail(s, "ENOCERT", "no certificate for server name '%s'", s->server_name);
-    case MBEDTLS_ERR_SSL_ALLOC_FAILED: return fail(s, "ENOMEM", "%s", "out of memory");
-    default: break;
+    case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+        return fail(s, "ENOMEM", "%s", "out of memory");
+    default:
+        break;
     }
     char buf[160];
     mbedtls_strerror(ret, buf, sizeof buf);
@@ -166,8 +176,8 @@ static bool host_matches(const mbedtls_x509_crt *leaf, const char *host) {
     for (const mbedtls_x509_sequence *c = &leaf->subject_alt_names; c; c = c->next) {
         if (c->buf.p == NULL)
             continue;
-        if (iplen > 0 && c->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) &&
-            c->buf.len == iplen && memcmp(c->buf.p, ip, iplen) == 0)
+        if (iplen > 0 && c->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && c->buf.len == iplen &&
+            memcmp(c->buf.p, ip, iplen) == 0)
             return true;
         if (iplen == 0 && c->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2) &&
             dns_matches(c->buf.p, c->buf.len, host))
@@ -259,12 +269,13 @@ int prisn_tls_config_init(prisn_tls_config *c, bool is_server) {
     mbedtls_ssl_config_init(&c->conf);
     mbedtls_x509_crt_init(&c->ca);
     c->is_server = is_server;
-    int ret = mbedtls_ssl_config_defaults(
-        &c->conf, is_server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-        MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+    int ret = mbedtls_ssl_config_defaults(&c->conf,
+                                          is_server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                          MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     if (ret != 0)
         return ret;
-    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_rng(&c->conf, prisn_tls_random, NULL);
     if (is_server)
         mbedtls_ssl_conf_sni(&c->conf, on_sni, NULL);
@@ -372,11 +383,10 @@ int prisn_tls_handshake(prisn_tls_session *s) {
     if (ret != 0)
         return fail_mbedtls(s, ret);
     if (!s->cfg->is_server && verify_peer(s) != PRISN_TLS_DONE) {
-        unsigned char alert = strcmp(s->err_code, "ECERTEXPIRED") == 0
-                                  ? MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED
-                              : strcmp(s->err_code, "EUNKNOWNCA") == 0
-                                  ? MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA
-                                  : MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+        unsigned char alert =
+            strcmp(s->err_code, "ECERTEXPIRED") == 0 ? MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED
+            : strcmp(s->err_code, "EUNKNOWNCA") == 0 ? MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA
+                                                     : MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
         mbedtls_ssl_send_alert_message(&s->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
         return PRISN_TLS_ERROR;
     }
@@ -469,8 +479,8 @@ static int write_sans(const prisn_tls_cert_spec *spec, unsigned char *buf, size_
         MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf, tag));
     }
     MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, (size_t)len));
-    MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(
-                                  &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    MBEDTLS_ASN1_CHK_ADD(
+        len, mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
     *start = p;
     return len;
 }
@@ -484,7 +494,8 @@ static int set_names_and_dates(mbedtls_x509write_cert *w, const prisn_tls_cert_s
     }
     char subject[80], issuer_name[256], nb[16], na[16];
     snprintf(subject, sizeof subject, "CN=%s", cn);
-    if (issuer != NULL && mbedtls_x509_dn_gets(issuer_name, sizeof issuer_name, &issuer->subject) < 0)
+    if (issuer != NULL &&
+        mbedtls_x509_dn_gets(issuer_name, sizeof issuer_name, &issuer->subject) < 0)
         return MBEDTLS_ERR_X509_BAD_INPUT_DATA;
     int ret = format_time(spec->not_before, nb);
     if (ret == 0)
@@ -518,9 +529,9 @@ static int set_extensions(mbedtls_x509write_cert *w, const prisn_tls_cert_spec *
         if (len < 0)
             ret = len;
         else
-            ret = mbedtls_x509write_crt_set_extension(w, MBEDTLS_OID_SUBJECT_ALT_NAME,
-                                                      MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME),
-                                                      0, start, (size_t)len);
+            ret = mbedtls_x509write_crt_set_extension(
+                w, MBEDTLS_OID_SUBJECT_ALT_NAME, MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
+                start, (size_t)len);
     }
     return ret != 0 ? parse_error(ret, "certificate extensions", err, errlen) : 0;
 }

@@ -110,9 +110,9 @@ static lua_Integer opt_integer(lua_State *L, int idx, const char *field) {
 
 /* tls.create_cert(spec) -> pem | nil, msg, code */
 static int l_tls_create_cert(lua_State *L) {
-    static const char *const keys[] = {"key",       "common_name", "sans",        "not_before",
-                                       "not_after", "ca",          "issuer_cert", "issuer_key",
-                                       NULL};
+    static const char *const keys[] = {"key",         "common_name", "sans",
+                                       "not_before",  "not_after",   "ca",
+                                       "issuer_cert", "issuer_key",  NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     prisn_binding_check_keys(L, 1, "create_cert", "option", keys);
     prisn_tls_cert_spec spec = {0};
@@ -266,7 +266,8 @@ static int l_tls_client_config(lua_State *L) {
     if (!lua_isnil(L, -1)) {
         size_t len, bin_len = 0;
         const char *hex = luaL_checklstring(L, -1, &len);
-        if (sodium_hex2bin(h->config.pin, sizeof h->config.pin, hex, len, ":", &bin_len, NULL) != 0 ||
+        if (sodium_hex2bin(h->config.pin, sizeof h->config.pin, hex, len, ":", &bin_len, NULL) !=
+                0 ||
             bin_len != PRISN_TLS_FINGERPRINT_BYTES)
             return luaL_error(L, "client_config: fingerprint must be 64 hex digits (SHA-256)");
         h->config.has_pin = true;
@@ -315,7 +316,7 @@ static int session_sni(prisn_tls_session *s, const char *name) {
     lua_State *L = h->L;
     if (L == NULL || !lua_checkstack(L, 4))
         return -1;
-    lua_getiuservalue(L, 1, 1);                /* the config */
+    lua_getiuservalue(L, 1, 1); /* the config */
     bool has_default = lua_getiuservalue(L, -1, 1) != LUA_TNIL;
     lua_pop(L, 1);
     if (lua_getiuservalue(L, -1, 2) != LUA_TFUNCTION) {
@@ -401,7 +402,8 @@ static int l_session_read(lua_State *L) {
         prisn_tls_buf_free(&plain);
         return fail_session(L, &h->s);
     }
-    lua_pushlstring(L, plain.len ? (const char *)plain.data + plain.off : "", plain.len - plain.off);
+    lua_pushlstring(L, plain.len ? (const char *)plain.data + plain.off : "",
+                    plain.len - plain.off);
     prisn_tls_buf_free(&plain);
     lua_pushboolean(L, r == PRISN_TLS_CLOSED);
     return 2;
@@ -510,8 +512,8 @@ static const luaL_Reg tls_functions[] = {
     {NULL, NULL},
 };
 
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
-                          lua_CFunction gc, lua_CFunction tostring) {
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                          lua_CFunction tostring) {
     luaL_newmetatable(L, name);
     if (methods != NULL) {
         lua_newtable(L);

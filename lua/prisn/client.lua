@@ -22,6 +22,20 @@ local json = require("prisn.output.json")
 
 local M = {}
 
+-- What to do about a server the TLS check refused, by code.
+M.TLS_HINTS = {
+  EPINMISMATCH = "the server's CA is not the one this context pins: if it was made again, take the new "
+    .. "fingerprint from 'prisn server status' on the server and add the context again; otherwise someone "
+    .. "may be in the middle",
+  EUNKNOWNCA = "the server's certificate is not signed by the CA given; check --ca or the fingerprint",
+  EHOSTMISMATCH = "the server's certificate does not name this address: connect by a name it holds "
+    .. "(see $PRISN_HOME/tls/server.crt), or restart the server with that --listen address",
+  ECERTEXPIRED = "the server's certificate has expired: restarting the server renews it (within 30 days "
+    .. "of its end)",
+  ECERTFUTURE = "the certificate is not valid yet: check the clocks of both machines",
+  ENOTTLS = "the server does not speak HTTPS there: was it started with --insecure-http? Then use http://",
+}
+
 local Client = {}
 Client.__index = Client
 
@@ -56,7 +70,11 @@ function Client:request(method, path, body, opts)
       headers["Content-Type"] = "application/json"
     end
     local res, err, code = httpc.request(self.address, method, path, {
-      headers = headers, body = payload, on_chunk = opts.on_chunk, timeout_ms = opts.timeout_ms })
+      headers = headers, body = payload, on_chunk = opts.on_chunk, timeout_ms = opts.timeout_ms, tls = self.tls })
+    if not res and M.TLS_HINTS[code] then
+      errors.raise("tls_" .. code:lower():gsub("^e", ""), string.format("cannot trust the prisn server at %s: %s",
+        self.address, tostring(err):gsub("^E%u+: ", "")), { hint = M.TLS_HINTS[code] })
+    end
     if not res then
       if self.is_local and (code == "ENOENT" or code == "ECONNREFUSED") then
         errors.raise("no_server", "no prisn server is running (" .. self.address .. ")",
@@ -146,7 +164,7 @@ function M.connect(ctx)
         .. "or use a remote server with 'prisn context add' and 'prisn context use'" })
   end
   return setmetatable({ address = target.address, token = target.token, is_local = target.is_local,
-    context = target.name, namespace = target.namespace }, Client)
+    context = target.name, namespace = target.namespace, tls = target.tls }, Client)
 end
 
 return M

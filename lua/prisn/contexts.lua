@@ -6,8 +6,14 @@
 -- always rewritten whole through a temporary file (prisn.fs.write_atomic):
 --
 --   { "current": "prod" | null,
---     "contexts": { "prod": { "server": "http://10.0.0.5:7433",
---                             "token": "prisn_...", "namespace": "web" } } }
+--     "contexts": { "prod": { "server": "https://10.0.0.5:7433",
+--                             "token": "prisn_...", "namespace": "web",
+--                             "fingerprint": "<sha256 of the server's CA>" } } }
+--
+-- An https context always has a fingerprint: the one given (`#sha256=HEX`
+-- after the address, --fingerprint or --ca), else that of this machine's own
+-- CA ($PRISN_HOME/ca.crt) — never one learnt from the network (no trust on
+-- first use). The connection then proves the server holds that CA's chain.
 --
 -- The context "local" is built in and never stored: the server on this
 -- machine, reached on $PRISN_HOME/prisn.sock with $PRISN_HOME/admin.token.
@@ -20,6 +26,8 @@ local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local cjson = require("cjson")
 local json = require("prisn.output.json")
+local tls = require("prisn.net.tls")
+local server_tls = require("prisn.server.tls")
 
 local M = {}
 
@@ -50,25 +58,58 @@ function M.check_name(name)
   return name
 end
 
---- Checks a server address: "http://host:port" (or "http://host", port 80)
--- or "unix:/path". Returns it without a trailing '/', or raises.
+--- Checks a server address: "https://host:port" (optionally followed by
+-- "#sha256=HEX", the CA fingerprint to pin), "http://host:port" (a server
+-- started with --insecure-http; without a port 443 and 80) or "unix:/path".
+-- Returns it without a trailing '/' or the fragment, and the fingerprint
+-- (normalized) when there was one; raises otherwise.
 function M.check_server(server)
-  local hint = "use http://HOST:PORT (the address 'prisn server start' printed) or unix:/PATH/prisn.sock"
+  local hint = "use https://HOST:PORT (the address 'prisn server start' printed) or unix:/PATH/prisn.sock"
   if type(server) ~= "string" or server == "" then invalid("the server address is empty", hint) end
   local shown = server:sub(1, 120)
-  if server:match("^https://") then
-    invalid(string.format("'%s': prisn's API speaks plain HTTP", shown),
-      "use http://HOST:PORT, and put a TLS tunnel or proxy in front for remote access")
-  end
   if server:match("^unix:/[^%c]*$") and #server > 6 then return server end
-  local host, port = server:match("^http://(%[[%x:.]+%]):(%d+)/?$")
-  if not host then host, port = server:match("^http://([%w.-]+):(%d+)/?$") end
-  if not host then host = server:match("^http://([%w.-]+)/?$"); port = host and "80" end
+  local base, fragment = server:match("^(https://[^#]*)#(.*)$")
+  local fingerprint
+  if base then
+    fingerprint = tls.normalize_fingerprint(fragment:match("^sha256[=:](.*)$") or fragment)
+    if not fingerprint then
+      invalid(string.format("'%s': the part after '#' is not a SHA-256 fingerprint", shown),
+        "write https://HOST:PORT#sha256=HEX, HEX the 64 hex digits 'prisn server status' shows on the server")
+    end
+    server = base
+  end
+  local scheme = server:match("^(https?)://")
+  local host, port = server:match("^https?://(%[[%x:.]+%]):(%d+)/?$")
+  if not host then host, port = server:match("^https?://([%w.-]+):(%d+)/?$") end
+  if not host then
+    host = server:match("^https?://([%w.-]+)/?$")
+    port = host and (scheme == "https" and "443" or "80")
+  end
   local n = tonumber(port)
   if not host or not n or n < 1 or n > 65535 then
     invalid(string.format("'%s' is not a server address", shown), hint)
   end
-  return (server:gsub("/$", ""))
+  return (server:gsub("/$", "")), fingerprint
+end
+
+--- The fingerprint an https context pins: `given` (normalized; raises when
+-- it is not one), else this machine's CA ($PRISN_HOME/ca.crt). Raises when
+-- there is neither: prisn never trusts what the network shows it first.
+function M.pin_for(home, server, given)
+  if given then
+    local fp = tls.normalize_fingerprint(given)
+    if not fp then
+      invalid(string.format("'%s' is not a SHA-256 fingerprint", tostring(given):sub(1, 80)),
+        "64 hex digits (colons allowed), as 'prisn server status' shows after sha256:")
+    end
+    return fp, "given"
+  end
+  local fp = server_tls.local_fingerprint(home)
+  if fp then return fp, "local" end
+  errors.raise("no_pin", string.format("%s speaks HTTPS and no CA fingerprint is given to check it with", server),
+    { hint = "on the server, 'prisn server status' (or 'prisn cluster init') prints the CA fingerprint: "
+      .. "add it as " .. server .. "#sha256=HEX, or --fingerprint HEX, or --ca FILE with its ca.crt",
+      status = 2 })
 end
 
 --- Checks a token's shape (never echoing it); returns it or raises.
@@ -126,7 +167,8 @@ function M.load(home)
     end
     if name ~= M.LOCAL then
       data.contexts[name] = { server = c.server, token = c.token,
-        namespace = type(c.namespace) == "string" and c.namespace or nil }
+        namespace = type(c.namespace) == "string" and c.namespace or nil,
+        fingerprint = type(c.fingerprint) == "string" and c.fingerprint or nil }
     end
   end
   return data
@@ -174,17 +216,23 @@ local function reserved(name, verb)
   end
 end
 
---- Adds (or replaces) a context. fields: server, token, namespace (default
--- "default"). Returns the stored entry and whether one was replaced.
+--- Adds (or replaces) a context. fields: server (may end in #sha256=HEX),
+-- token, namespace (default "default"), fingerprint (for https; see
+-- pin_for). Returns the stored entry and whether one was replaced.
 function M.add(home, name, fields)
   M.check_name(name)
   reserved(name, "overwritten")
   fields = fields or {}
+  local server, in_address = M.check_server(fields.server)
+  if in_address and fields.fingerprint and tls.normalize_fingerprint(fields.fingerprint) ~= in_address then
+    invalid("the address's #sha256= and --fingerprint differ", "give the fingerprint once")
+  end
   local entry = {
-    server = M.check_server(fields.server),
+    server = server,
     token = M.check_token(fields.token),
     namespace = M.check_namespace(fields.namespace or "default"),
   }
+  if server:match("^https://") then entry.fingerprint = M.pin_for(home, server, in_address or fields.fingerprint) end
   local data = M.load(home)
   local replaced = data.contexts[name] ~= nil
   data.contexts[name] = entry
@@ -257,7 +305,8 @@ local function named(home, data, name, where)
   if name == M.LOCAL then return local_entry(home) end
   local c = data.contexts[name]
   if not c then unknown(data, name, where) end
-  return { name = name, address = c.server, token = c.token, namespace = c.namespace }
+  return { name = name, address = c.server, token = c.token, namespace = c.namespace,
+    tls = c.fingerprint and { fingerprint = c.fingerprint } or nil }
 end
 
 --- The context a command uses: { name, address, token, namespace, is_local,
@@ -285,11 +334,20 @@ function M.resolve(home, opts)
         { hint = "export PRISN_TOKEN=prisn_... (a token from 'prisn token create'), "
           .. "or save both with 'prisn context add'" })
     end
-    local ok, checked = pcall(M.check_server, server)
+    local ok, checked, fingerprint = pcall(M.check_server, server)
     if not ok then
       errors.raise("invalid", "PRISN_SERVER: " .. checked.message, { hint = checked.hint })
     end
-    resolved, source = { name = M.ENV, address = checked, token = token }, "PRISN_SERVER"
+    local trust
+    if checked:match("^https://") then
+      local pinned, pin = pcall(M.pin_for, home, checked, fingerprint)
+      if not pinned then
+        errors.raise("no_pin", "PRISN_SERVER: " .. pin.message, { hint = "end PRISN_SERVER with #sha256=HEX; "
+          .. tostring(pin.hint) })
+      end
+      trust = { fingerprint = pin }
+    end
+    resolved, source = { name = M.ENV, address = checked, token = token, tls = trust }, "PRISN_SERVER"
   elseif data.current then
     resolved, source = named(home, data, data.current,
       "it is the current context in " .. M.FILE .. " ('prisn context use local' resets it)"), "current"

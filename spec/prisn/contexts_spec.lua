@@ -133,12 +133,34 @@ describe("prisn.contexts", function()
     it("checks server addresses", function()
       assert.equal("'10.0.0.5:7433' is not a server address", message(with("server", "10.0.0.5:7433")))
       assert.equal("'http://h:99999' is not a server address", message(with("server", "http://h:99999")))
-      assert.equal("'https://h:1': prisn's API speaks plain HTTP", message(with("server", "https://h:1")))
+      assert.equal("https://h:1 speaks HTTPS and no CA fingerprint is given to check it with",
+        message(with("server", "https://h:1")))
+      assert.equal("'https://h:1#sha256=abc': the part after '#' is not a SHA-256 fingerprint",
+        message(with("server", "https://h:1#sha256=abc")))
       assert.equal("the server address is empty", message(with("server", "")))
       assert.equal("the server address is empty", message({ token = TOKEN_A }))
       assert.equal("http://h:1", contexts.add(home, "a", with("server", "http://h:1/")).server)
       assert.equal("http://[::1]:7433", contexts.add(home, "a", with("server", "http://[::1]:7433")).server)
       assert.equal("unix:/run/prisn.sock", contexts.add(home, "a", with("server", "unix:/run/prisn.sock")).server)
+    end)
+
+    it("pins an https server's CA: given in the address, as a flag, or this machine's own", function()
+      local fp = string.rep("ab", 32)
+      local e = contexts.add(home, "a", with("server", "https://10.0.0.5:7433#sha256=" .. fp:upper()))
+      assert.same({ "https://10.0.0.5:7433", fp }, { e.server, e.fingerprint })
+      local f = contexts.add(home, "b", { server = "https://h:7433", token = TOKEN_A, fingerprint = fp })
+      assert.equal(fp, f.fingerprint)
+      assert.same({ fingerprint = fp }, contexts.resolve(home, { context = "b", env = env({}) }).tls)
+      assert.equal("'xyz' is not a SHA-256 fingerprint",
+        message({ server = "https://h:7433", token = TOKEN_A, fingerprint = "xyz" }))
+      -- this machine's CA, when there is one
+      local ca = require("prisn.net.tls").new_ca()
+      write(home .. "/ca.crt", ca.cert)
+      local own = require("prisn.net.tls").cert_info(ca.cert).fingerprint
+      assert.equal(own, contexts.add(home, "c", with("server", "https://h:1")).fingerprint)
+      local r = contexts.resolve(home, { env = env({ PRISN_SERVER = "https://h:1", PRISN_TOKEN = TOKEN_A }) })
+      assert.same({ fingerprint = own }, r.tls)
+      assert.is_nil(contexts.add(home, "d", ok).fingerprint) -- plain http pins nothing
     end)
 
     it("checks tokens without ever echoing them", function()

@@ -162,8 +162,8 @@ function M.list(ctx)
   local routed = ctx.globals.wide
   for _, d in ipairs(items) do routed = routed or type(d.hostname) == "string" end
   local columns = {}
-  for _, c in ipairs(shown(ctx, LIST_COLUMNS)) do
-    if routed or c.key ~= "route" then columns[#columns + 1] = c end
+  for _, col in ipairs(shown(ctx, LIST_COLUMNS)) do
+    if routed or col.key ~= "route" then columns[#columns + 1] = col end
   end
   if all then table.insert(columns, 1, { key = "namespace", header = "NAMESPACE" }) end
   ctx.out:emit(rows, { columns = columns, empty = all and "No deployments found in any namespace this token may see."

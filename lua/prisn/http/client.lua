@@ -1,5 +1,7 @@
 -- prisn.http.client: a small HTTP/1.1 client on luv, for the CLI talking to
--- the server: unix socket ("unix:/path") or TCP ("http://host:port").
+-- the server: unix socket ("unix:/path"), TCP ("http://host:port") or TLS
+-- ("https://host:port", verified against opts.tls: a pinned CA fingerprint
+-- or a CA PEM, and the host name; see prisn.net.tls).
 --
 -- One request per connection (the CLI makes few), JSON in and out, and a
 -- streaming mode for chunked responses such as log following. Must run
@@ -7,25 +9,53 @@
 local uv = require("luv")
 local http = require("prisn.core.http")
 local async = require("prisn.async")
+local tls = require("prisn.net.tls")
 
 local M = {}
 
 M.TIMEOUT_MS = 30000
 
 --- Splits an address into { kind = "unix", path } or { kind = "tcp", host,
--- port }; nil, message for anything else.
+-- port, tls, fingerprint }; nil, message for anything else. An https
+-- address may end in "#sha256=HEX", the pinned fingerprint.
 function M.parse_address(address)
   local path = address:match("^unix:(.+)$")
   if path then return { kind = "unix", path = path } end
-  local host, port = address:match("^http://%[?([^%]/]+)%]?:(%d+)/?$")
+  local scheme, rest = address:match("^(https?)://(.*)$")
+  local fingerprint
+  local base, fragment = (rest or ""):match("^([^#]*)#(.*)$")
+  if base then
+    rest, fingerprint = base, fragment:match("^sha256[=:](.+)$") or fragment
+  end
+  local host, port = (rest or ""):match("^%[?([^%]/]+)%]?:(%d+)/?$")
   if not host then
-    host = address:match("^http://([^:/]+)/?$")
-    port = host and 80
+    host = (rest or ""):match("^([^:/]+)/?$")
+    port = host and (scheme == "https" and 443 or 80)
   end
   if not host then
-    return nil, "'" .. address .. "' is not a server address (unix:/path or http://host:port)"
+    return nil, "'" .. address .. "' is not a server address (unix:/path, https://host:port or http://host:port)"
   end
-  return { kind = "tcp", host = host, port = tonumber(port) }
+  return { kind = "tcp", host = host, port = tonumber(port), tls = scheme == "https", fingerprint = fingerprint }
+end
+
+-- Runs the TLS handshake on a connected TCP handle: the stream, or nil,
+-- message, code (ECERTEXPIRED, EUNKNOWNCA, EPINMISMATCH, EHOSTMISMATCH, ...).
+local function secure(tcp, target, trust)
+  local ctx, cerr, ccode = tls.client_context{ fingerprint = trust.fingerprint, ca_pem = trust.ca_pem,
+    host = target.host }
+  if not ctx then
+    tcp:close()
+    return nil, cerr, ccode
+  end
+  local stream, failure
+  local ok = async.wait(function(done)
+    stream = tls.wrap(tcp, ctx, {
+      on_ready = function() done(true) end,
+      on_error = function(message, code) failure = { message, code } done(false) end })
+  end)
+  if ok then return stream end
+  if not stream:is_closing() then stream:close() end
+  return nil, failure[1], failure[2]
 end
 
 local function connect(target)
@@ -66,7 +96,9 @@ end
 --- Sends a request and returns { status, headers, body } or nil, message,
 -- code ("ECONNREFUSED", "ENOENT" for a missing socket, "ETIMEDOUT", ...).
 -- opts: headers, body (string), timeout_ms, on_chunk (streams the body:
--- called with each chunk; the result's body is then "").
+-- called with each chunk; the result's body is then ""), tls ({ fingerprint,
+-- ca_pem }: what an https server must prove; TLS failures come back with
+-- their codes, see prisn.net.tls).
 function M.request(address, method, path, opts)
   opts = opts or {}
   local target, perr = M.parse_address(address)
@@ -75,6 +107,13 @@ function M.request(address, method, path, opts)
   if not stream then
     local code = tostring(cerr):match("^(E%u+)") or "ECONNREFUSED"
     return nil, tostring(cerr), code
+  end
+  if target.tls then
+    local trust = opts.tls or {}
+    local secured, serr, scode = secure(stream, target, { fingerprint = trust.fingerprint or target.fingerprint,
+      ca_pem = trust.ca_pem })
+    if not secured then return nil, serr, scode end
+    stream = secured
   end
   local parser = http.new_parser("response", { max_body_bytes = 256 * 1024 * 1024,
     stream_body = opts.on_chunk ~= nil })

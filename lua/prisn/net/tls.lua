@@ -128,6 +128,10 @@ function Stream:_set_tcp_reading(on)
 end
 
 function Stream:_flush(cb)
+  if self.session_closed then
+    if cb then cb("EPIPE: the TLS connection is closed") end
+    return
+  end
   local out = self.session:take_output()
   if #out > 0 and not self.tcp:is_closing() then
     self.tcp:write(out, cb)
@@ -156,14 +160,17 @@ end
 function Stream:_handshake_failed(message, code, first)
   self:_stop_timer()
   self.failed = true
-  if self.opts.on_error then self.opts.on_error(message, code, self) end
   if self.ctx.server and first and looks_like_http(first) and not self.tcp:is_closing() then
     self.tcp:write(PLAIN_HTTP_ANSWER)
     self.tcp:shutdown()
   else
     self:_flush() -- the alert, when the session made one
   end
+  local reader = self.reading and self.read_cb
+  if self.opts.on_error then self.opts.on_error(message, code, self) end
   self:close()
+  -- The reader learns it too, so whoever owns the connection lets it go.
+  if reader then reader(message, nil) end
 end
 
 function Stream:_handshake_step(data)
@@ -251,16 +258,17 @@ function Stream:shutdown(cb)
   end
   if not self.ready then
     self.shutdown_cb = cb or function() end
-    return
+    return true
   end
   self.shutdown_cb = nil
   self.session:close_notify()
   self:_flush()
-  self.tcp:shutdown(cb)
+  return self.tcp:shutdown(cb)
 end
 
 function Stream:close(cb)
   self:_stop_timer()
+  self.reading, self.pending = false, {} -- nothing reaches the reader after a close
   if not self.session_closed then
     self.session_closed = true
     self.session:close()

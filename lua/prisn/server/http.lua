@@ -33,6 +33,7 @@ local api = require("prisn.server.api")
 local auth = require("prisn.server.auth")
 local json = require("prisn.output.json")
 local tokens = require("prisn.store.tokens")
+local tls = require("prisn.net.tls")
 
 local M = {}
 
@@ -415,11 +416,19 @@ local function accept(server, listener)
     -- Refused at once: what fits in the socket's buffer now (all of it, on
     -- a new connection) is sent, and the descriptor is let go, so a flood
     -- of refusals holds nothing.
+    -- (A TLS listener closes without a word: an answer would cost a handshake.)
     local body = json.encode(api.error_body(errors.new(code, message, { hint = "retry in a moment" })))
-    stream:try_write(response_head(status, { ["Content-Type"] = "application/json",
-      ["Content-Length"] = tostring(#body), ["Retry-After"] = "1" }, false) .. body)
+    if not listener.tls then stream:try_write(response_head(status, { ["Content-Type"] = "application/json",
+      ["Content-Length"] = tostring(#body), ["Retry-After"] = "1" }, false) .. body) end
     conn:close()
     return
+  end
+  if listener.tls then
+    -- HTTPS: the connection's stream decrypts; a failed or stalled handshake
+    -- closes it (counted and logged by the context's on_error).
+    stream = tls.wrap(stream, listener.tls, { on_error = listener.tls.on_error,
+      handshake_timeout_ms = math.min(server.limits.header_timeout_ms, server.limits.request_timeout_ms) })
+    conn.stream = stream
   end
   conn.parser = http.new_parser("request", {
     max_header_bytes = server.limits.max_header_bytes,

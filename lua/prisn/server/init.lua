@@ -35,6 +35,8 @@ local checkpointer = require("prisn.store.checkpointer")
 local proc = require("prisn.core.proc")
 local server_dns = require("prisn.server.dns")
 local server_ingress = require("prisn.server.ingress")
+local server_tls = require("prisn.server.tls")
+local tls = require("prisn.net.tls")
 
 local M = {}
 
@@ -129,6 +131,37 @@ function M.limits(nofile, log)
   return limits
 end
 
+--- The TCP listener's TLS: { context, ca_fingerprint, ca_file } from the
+-- certificates of prisn.server.tls (made or renewed as needed and logged),
+-- or nil with insecure_http, which is warned about in the log and on stderr.
+function M.api_tls(server, home, host, insecure_http)
+  if insecure_http then
+    local warning = "the TCP API speaks plain HTTP (--insecure-http): tokens and secrets cross the network "
+      .. "unencrypted; use it only behind a TLS proxy or on a trusted network"
+    server.log:warn("%s", warning)
+    io.stderr:write("Warning: ", warning, "\n")
+    return nil
+  end
+  local material = server_tls.ensure(home, server_tls.names(host))
+  if material.created then
+    server.log:info("TLS: made a new %s certificate (%s); CA fingerprint sha256:%s",
+      material.created == "ca" and "CA and server" or "server", material.why or "first start",
+      material.ca_fingerprint)
+  end
+  server.tls_failures = 0
+  local context = tls.server_context{ default = material.pair }
+  context.on_error = function(message, code, stream)
+    server.tls_failures = server.tls_failures + 1
+    local now = uv.now()
+    if server.tls_warned_at and now - server.tls_warned_at < 10000 then return end
+    server.tls_warned_at = now
+    local peer = stream and not stream:is_closing() and stream:getpeername()
+    server.log:info("TLS handshake%s failed: %s (%s; %d so far)", peer and (" from " .. peer.ip) or "",
+      tostring(message), tostring(code), server.tls_failures)
+  end
+  return { context = context, ca_fingerprint = material.ca_fingerprint, ca_file = material.ca_file }
+end
+
 local function build_router()
   local router = server_router.new()
   for _, area in ipairs(M.API_MODULES) do
@@ -202,6 +235,7 @@ end
 -- ("HOST:PORT" or "PORT"), foreground (log to stderr too), min_isolation
 -- (see prisn.server.admission; default 1), dns ("HOST:PORT", "off" or nil
 -- for the default; see prisn.server.dns), dns_forward (true, false or nil),
+-- insecure_http (plain HTTP on TCP instead of HTTPS; warned about).
 -- ingress and ingress_tls ("[HOST:]PORT" or nil: off; prisn.server.ingress).
 -- Returns the exit status.
 function M.run(opts)
@@ -271,10 +305,13 @@ function M.run(opts)
     errors.raise(scode or "EADDRINUSE", "cannot listen on " .. socket_path .. ": " .. tostring(serr),
       { hint = "check that " .. home .. " is writable and that no other process serves it" })
   end
+  -- TCP speaks HTTPS with the certificates of prisn.server.tls, unless
+  -- --insecure-http; the unix socket stays plain (its mode is its guard).
+  local api_tls = M.api_tls(server, home, host, opts.insecure_http)
   -- TCP: the port asked for, or (by default) the first free one from it on.
   local url, last_err
   for p = port, port + (opts.listen and 0 or M.PORT_ATTEMPTS - 1) do
-    local listener = { kind = "tcp", host = host, port = p }
+    local listener = { kind = "tcp", host = host, port = p, tls = api_tls and api_tls.context }
     local tcp, berr = http.bind(listener)
     local bound = tcp ~= nil
     if bound then
@@ -282,7 +319,8 @@ function M.run(opts)
       bound, berr = http.serve(server, listener)
     end
     if bound then
-      url = string.format("http://%s:%d", host:find(":") and ("[" .. host .. "]") or host, p)
+      url = string.format("%s://%s:%d", api_tls and "https" or "http", host:find(":") and ("[" .. host .. "]") or host,
+        p)
       listener.address = url
       server.listeners[#server.listeners + 1] = listener
       break
@@ -303,6 +341,7 @@ function M.run(opts)
 
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
     started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil,
+    ca_fingerprint = api_tls and api_tls.ca_fingerprint or nil, ca_file = api_tls and api_tls.ca_file or nil,
     ingress = server.ingress and server.ingress:addresses() or nil }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
@@ -421,6 +460,7 @@ function M.start_background(home, opts)
   if opts.dns_forward ~= nil then
     argv[#argv + 1] = "--dns-forward"; argv[#argv + 1] = opts.dns_forward and "on" or "off"
   end
+  if opts.insecure_http then argv[#argv + 1] = "--insecure-http" end
   local env = homes.child_env(home)
   local log_path = home .. "/server.log"
   local st = uv.fs_stat(log_path)

@@ -64,17 +64,62 @@ local function read_token(flags)
   return flags.token
 end
 
+-- The fingerprint --ca FILE stands for: that of the CA certificate in it.
+local function ca_fingerprint(flags)
+  if not flags.ca then return flags.fingerprint end
+  if flags.fingerprint then errors.usage("--ca and --fingerprint are both given", "pin the CA one way") end
+  local text = require("prisn.fs").read_file(flags.ca)
+  if not text then
+    errors.raise("ENOENT", "cannot read the CA file " .. flags.ca, { hint = "check --ca" })
+  end
+  local info = require("prisn.net.tls").cert_info(text)
+  if not info then
+    errors.raise("invalid", flags.ca .. " holds no PEM certificate",
+      { hint = "--ca takes the server's $PRISN_HOME/ca.crt", status = 2 })
+  end
+  return info.fingerprint
+end
+
+-- Connects once to an https server and checks it proves the pinned CA: a
+-- refusal raises (nothing is saved); a server that cannot be reached is
+-- only noted, so a context can be prepared before its server runs.
+local function check_pin(ctx, server, fingerprint)
+  local res, err, code = require("prisn.async").main(function()
+    return require("prisn.http.client").request(server, "GET", "/health",
+      { tls = { fingerprint = fingerprint }, timeout_ms = 5000 })
+  end)
+  local hints = require("prisn.client").TLS_HINTS
+  if not res and hints[code] then
+    errors.raise("tls_" .. code:lower():gsub("^e", ""), string.format("%s: %s", server,
+      tostring(err):gsub("^E%u+: ", "")), { hint = hints[code] })
+  end
+  if not res and not ctx.globals.quiet then
+    io.stderr:write(string.format("Note: could not reach %s to check its certificate (%s); saved anyway.\n",
+      server, tostring(err)))
+  end
+end
+
 local function add(ctx)
   local flags = ctx.flags
   if not flags.server then
-    errors.usage("a context needs a server: --server http://HOST:PORT",
-      "the address 'prisn server start' printed on the server, e.g. http://10.0.0.5:7433")
+    errors.usage("a context needs a server: --server https://HOST:PORT",
+      "the address 'prisn server start' printed on the server, e.g. https://10.0.0.5:7433")
   end
   local c = contexts()
+  local home = require("prisn.home").ensure()
   -- Checked before the token is read, so a typo does not cost a paste.
   c.check_name(ctx.args.NAME)
-  local entry, replaced = c.add(require("prisn.home").ensure(), ctx.args.NAME, {
-    server = flags.server, token = read_token(flags), namespace = flags.namespace })
+  local server, in_address = c.check_server(flags.server)
+  local fingerprint = ca_fingerprint(flags)
+  if server:match("^https://") then
+    if in_address and fingerprint and in_address ~= require("prisn.net.tls").normalize_fingerprint(fingerprint) then
+      errors.usage("the address's #sha256= and the fingerprint given differ", "give the fingerprint once")
+    end
+    fingerprint = c.pin_for(home, server, in_address or fingerprint)
+    check_pin(ctx, server, fingerprint)
+  end
+  local entry, replaced = c.add(home, ctx.args.NAME, {
+    server = server, token = read_token(flags), namespace = flags.namespace, fingerprint = fingerprint })
   local view = shown(ctx.args.NAME, entry.server, entry.namespace, entry.token)
   if ctx.globals.output ~= "text" then
     view.replaced = replaced
@@ -186,15 +231,25 @@ return {
         name = "add",
         summary = "Save a server, a token and a default namespace under a name",
         description = "Saves a context in $PRISN_HOME/contexts.json (mode 0600: it holds the\n"
-          .. "token). --server is the address the server listens on: http://HOST:PORT,\n"
-          .. "or unix:/PATH for a socket. The token comes from --token, from stdin with\n"
-          .. "--token -, or from --token-file, so it need not appear in shell history.\n"
-          .. "Adding a name that exists replaces it. 'local' (this machine's server) is\n"
-          .. "built in and 'env' is reserved. Adding does not switch: see 'context use'.",
+          .. "token). --server is the address the server listens on: https://HOST:PORT\n"
+          .. "(http:// for a server started with --insecure-http), or unix:/PATH for a\n"
+          .. "socket. An https context pins the server's CA by its SHA-256 fingerprint:\n"
+          .. "https://HOST:PORT#sha256=HEX, --fingerprint HEX or --ca FILE (the server's\n"
+          .. "ca.crt); without one, this machine's own $PRISN_HOME/ca.crt is pinned, and\n"
+          .. "with none the context is refused. The server is asked once: a certificate\n"
+          .. "that does not match is refused and nothing is saved.\n\n"
+          .. "The token comes from --token, from stdin with --token -, or from\n"
+          .. "--token-file, so it need not appear in shell history. Adding a name that\n"
+          .. "exists replaces it. 'local' (this machine's server) is built in and 'env'\n"
+          .. "is reserved. Adding does not switch: see 'context use'.",
         args = { { name = "NAME", summary = "A name for the context, e.g. prod", required = true } },
         flags = {
           { name = "server", type = "string", placeholder = "URL",
-            summary = "The server's address: http://HOST:PORT or unix:/PATH (required)" },
+            summary = "The server's address: https://HOST:PORT[#sha256=HEX] or unix:/PATH (required)" },
+          { name = "fingerprint", type = "string", placeholder = "HEX",
+            summary = "The SHA-256 fingerprint of the server's CA ('prisn server status' on the server)" },
+          { name = "ca", type = "string", placeholder = "FILE", complete = "file",
+            summary = "Pin the CA certificate in FILE (the server's $PRISN_HOME/ca.crt)" },
           { name = "token", type = "string", placeholder = "TOKEN",
             summary = "The API token; '-' reads it from stdin" },
           { name = "token-file", type = "string", placeholder = "FILE", complete = "file",
@@ -203,10 +258,10 @@ return {
             summary = "The namespace commands act in with this context (default: default)" },
         },
         examples = {
-          { "prisn context add prod --server http://10.0.0.5:7433 --token-file ~/prod.token --namespace web",
-            "A remote server, its token read from a file, working in namespace web" },
-          { "prisn context add prod --server http://10.0.0.5:7433 --token - < prod.token",
-            "The token from stdin, never on the command line" },
+          { "prisn context add prod --server https://10.0.0.5:7433#sha256=HEX --token-file ~/prod.token "
+            .. "--namespace web", "A remote server, its CA pinned, its token read from a file, in namespace web" },
+          { "prisn context add prod --server https://10.0.0.5:7433 --ca prod-ca.crt --token - < prod.token",
+            "The CA from a copy of the server's ca.crt, the token from stdin" },
         },
         handler = add,
       },

@@ -94,18 +94,30 @@ local function start(ctx, opts)
       io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
     return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized,
-      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward, ingress = ingress.ingress,
-      ingress_tls = ingress.ingress_tls })
+      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http,
+      ingress = ingress.ingress, ingress_tls = ingress.ingress_tls })
   end
   local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation, dns = dns,
-    dns_forward = dns_forward, ingress = ingress.ingress, ingress_tls = ingress.ingress_tls })
+    dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http, ingress = ingress.ingress,
+    ingress_tls = ingress.ingress_tls })
+  if ctx.flags.insecure_http then
+    io.stderr:write("Warning: the TCP API speaks plain HTTP (--insecure-http): tokens and secrets cross the "
+      .. "network unencrypted\n")
+  end
   local doc = { running = true, started = true, pid = math.tointeger(info.pid), address = info.address,
-    socket = info.socket, dns = info.dns or output.null, home = home, admin_token = token or output.null }
+    socket = info.socket, dns = info.dns or output.null, home = home, admin_token = token or output.null,
+    ca_fingerprint = info.ca_fingerprint or output.null, ca_file = info.ca_file or output.null }
   if opts.init then
     local node = require("luv").os_gethostname()
     doc.node = node
-    report(ctx, doc, "Cluster initialized. Admin token: " .. token .. "\n"
-      .. string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n", node, info.address))
+    local text = "Cluster initialized. Admin token: " .. token .. "\n"
+      .. string.format("Cluster is ready to accept deployments (single node: %s, API %s).\n", node, info.address)
+    if info.ca_fingerprint then
+      text = text .. "CA fingerprint: sha256:" .. info.ca_fingerprint .. " (the CA is " .. info.ca_file .. ")\n"
+        .. "From another machine: prisn context add NAME --server " .. info.address .. "#sha256="
+        .. info.ca_fingerprint .. " --token-file FILE\n"
+    end
+    report(ctx, doc, text)
     return 0
   end
   local text = string.format("prisn server started (pid %d), listening on %s and unix:%s\n",
@@ -148,7 +160,10 @@ local function server_status(ctx)
     running = true, pid = math.tointeger(info.pid), version = status.version, health = status.health,
     uptime = require("prisn.units").format_duration(status.uptime_seconds),
     address = info.address, socket = info.socket, dns = info.dns or "off", home = home,
-  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "home" } })
+    ca_fingerprint = info.ca_fingerprint and ("sha256:" .. info.ca_fingerprint) or "none (plain HTTP)",
+    ca_file = info.ca_file or output.null,
+  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "ca_fingerprint",
+    "ca_file", "home" } })
   return 0
 end
 
@@ -211,6 +226,9 @@ local ingress_flag = { name = "ingress", type = "string", placeholder = "[HOST:]
   summary = "Route HTTP by host name (prisn deploy --host) on [HOST:]PORT; a port alone: every interface (off)" }
 local ingress_tls_flag = { name = "ingress-tls", type = "string", placeholder = "[HOST:]PORT",
   summary = "The same over TLS, with a certificate per host name (SNI) (off)" }
+local insecure_http_flag = { name = "insecure-http", type = "bool",
+  summary = "Serve plain HTTP on TCP instead of HTTPS (warned about; only behind a TLS proxy or on a "
+    .. "trusted network)" }
 local min_isolation_flag = { name = "min-isolation", type = "int", placeholder = "N",
   summary = "The lowest isolation level of a workload asked for by a token that is not a cluster-wide "
     .. "admin (default 1; such a workload that names no level gets it)" }
@@ -230,6 +248,13 @@ return {
           .. "saved 0600 as $PRISN_HOME/admin.token for the local CLI. No config file.\n"
           .. "--foreground keeps it attached (for systemd and containers) and logs to\n"
           .. "stderr as well as $PRISN_HOME/server.log.\n\n"
+          .. "TCP speaks HTTPS: the first start makes a CA and a server certificate in\n"
+          .. "$PRISN_HOME/tls/ (docs/SERVER.md) and copies the CA to $PRISN_HOME/ca.crt,\n"
+          .. "which clients trust ('curl --cacert') or pin ('prisn server status' shows\n"
+          .. "its SHA-256 fingerprint). The unix socket stays plain HTTP.\n\n"
+          .. "--ingress [HOST:]PORT (and --ingress-tls) routes HTTP by host name to the\n"
+          .. "deployments that have one ('prisn deploy --host', docs/NETWORKING.md); both\n"
+          .. "are off by default (ports 80 and 443 need root).\n\n"
           .. "When a server already runs for $PRISN_HOME it says so and exits 0;\n"
           .. "with a --listen address that server does not serve it exits 1. A\n"
           .. "server that fails at start shows its Error: and Hint: lines.\n\n"
@@ -246,9 +271,12 @@ return {
           dns_forward_flag,
           ingress_flag,
           ingress_tls_flag,
+          insecure_http_flag,
         },
         examples = {
           { "prisn server start", "Start the server in the background" },
+          { "prisn server start --insecure-http --listen 127.0.0.1:8080",
+            "Plain HTTP on TCP, e.g. behind a TLS-terminating proxy (warned about)" },
           { "prisn server start --dns 127.0.0.1:5300", "Answer DNS on port 5300 ('dig @127.0.0.1 -p 5300 "
             .. "web.default.prisn.local')" },
           { "prisn server start --ingress :80 --ingress-tls :443", "As root: serve deployments by host name "
@@ -274,8 +302,9 @@ return {
       {
         name = "status",
         summary = "Say whether the server runs, and where",
-        description = "Shows the server's pid, version, uptime and addresses. Exits 0 when it\n"
-          .. "runs and answers, 3 when no server is running.",
+        description = "Shows the server's pid, version, uptime, addresses and the SHA-256\n"
+          .. "fingerprint of its CA (what remote clients pin). Exits 0 when it runs\n"
+          .. "and answers, 3 when no server is running.",
         examples = { { "prisn server status", "Is the server up?" },
           { "prisn server status -o json", "As JSON, for scripts" } },
         handler = server_status,
@@ -291,8 +320,10 @@ return {
         summary = "Initialize this machine as a cluster and start its server",
         description = "On a fresh machine: creates $PRISN_HOME, the state database, the master\n"
           .. "keys and the first admin token, starts the server in the background and\n"
-          .. "prints the admin token once. Refuses to run twice.",
-        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag, ingress_flag, ingress_tls_flag },
+          .. "prints the admin token once, with the fingerprint of the API's CA and the\n"
+          .. "'prisn context add' line for other machines. Refuses to run twice.",
+        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag, insecure_http_flag, ingress_flag,
+          ingress_tls_flag },
         examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
         handler = function(ctx) return start(ctx, { init = true }) end,
       },
