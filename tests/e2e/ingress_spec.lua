@@ -411,6 +411,18 @@ describe("e2e: the ingress", function()
       .. "--ingress 127.0.0.1:8080\n", r.stderr)
   end)
 
+  it("takes the route from a manifest", function()
+    local manifest = h.write(dir .. "/prisn.lua", 'deployment { name = "man", script = "app.py", isolation = 0, '
+      .. 'hostname = "Man.example.com", path = "/m/" }\n')
+    ok({ "deploy", "-f", manifest })
+    local status, body = get("man.example.com", "/m/x")
+    assert.equal(200, status)
+    assert.matches("^v1 man%-1 /m/x ", body)
+    local d = json({ "get", "deploy", "man", "-o", "json" })
+    assert.same({ "man.example.com", "/m" }, { d.hostname, d.path })
+    ok({ "delete", "deploy", "man", "--yes" })
+  end)
+
   it("takes a deployment off the ingress with --host ''", function()
     deploy("off", "--host", "off.example.com", "--path", "/p")
     assert.equal(200, (get("off.example.com", "/p")))
