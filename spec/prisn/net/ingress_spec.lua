@@ -62,6 +62,49 @@ describe("prisn.net.ingress", function()
     assert.are.equal("2", m.headers["x-public"])
   end)
 
+  it("serves through a wrap stream (as TLS does) and closes it", function()
+    local seen
+    local b = h.backend({ id = "b", handler = function(req, reply)
+      seen = req
+      reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    end })
+    -- a stream with the luv methods the ingress uses, counting what passes
+    local wrapped = {}
+    local function wrap(tcp)
+      local w = { tcp = tcp, read = 0, written = 0, closed = false }
+      function w.read_start(_, cb)
+        return tcp:read_start(function(err, data)
+          if data then w.read = w.read + #data end
+          cb(err, data)
+        end)
+      end
+      function w.read_stop() return tcp:read_stop() end
+      function w.write(_, data, cb)
+        w.written = w.written + #data
+        return tcp:write(data, cb)
+      end
+      function w.shutdown(_, cb) return tcp:shutdown(cb) end
+      function w.close(_, cb)
+        w.closed = true
+        return tcp:close(cb)
+      end
+      function w.is_closing() return tcp:is_closing() end
+      function w.get_write_queue_size() return tcp:get_write_queue_size() end
+      function w.getpeername() return tcp:getpeername() end
+      wrapped[#wrapped + 1] = w
+      return w
+    end
+    local ig = h.ingress({ wrap = wrap, scheme = "https" })
+    ig:set_routes({ route("a.test", nil, { b }) })
+    local m, c = h.request(ig:port(), get("a.test", "/", "Connection: close\r\n"))
+    assert.are.equal("ok", m.body)
+    assert.are.equal("https", seen.headers["x-forwarded-proto"])
+    assert.are.equal(1, #wrapped)
+    assert.are.equal(#get("a.test", "/", "Connection: close\r\n"), wrapped[1].read)
+    assert.are.equal(#c.text(), wrapped[1].written)
+    assert.is_truthy(h.run_until(function() return wrapped[1].closed end))
+  end)
+
   it("keeps both sides alive: many requests on one client connection reuse one backend connection", function()
     local b = h.backend({ id = "b" })
     local ig = h.ingress()
@@ -76,6 +119,10 @@ describe("prisn.net.ingress", function()
     c.wait_messages(8)
     assert.are.same({ "b GET /p1", "b GET /p2", "b GET /p3" },
       { c.messages[6].body, c.messages[7].body, c.messages[8].body })
+    -- many pipelined requests answered by the ingress itself, in one packet
+    c.send(get("nope.test", "/"):rep(3000))
+    c.wait_messages(3008)
+    assert.are.equal(404, c.messages[3008].status)
     assert.are.equal(1, b.accepted)
     assert.are.equal(1, ig:stats().accepted)
     assert.are.equal(1, ig:stats().backends.b.idle)

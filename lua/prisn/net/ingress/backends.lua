@@ -30,6 +30,8 @@ function M.tcp_connect(tcp, host, port, cb)
   return tcp:connect(host, port, cb)
 end
 
+local function NOOP() end
+
 local Link = {}
 Link.__index = Link
 M.Link = Link
@@ -100,7 +102,7 @@ function M.acquire(ig, rec, cb)
       link.reused = true
       link.parser:reset()
       cb(link)
-      return function() end
+      return NOOP
     end
   end
   local tcp = uv.new_tcp()

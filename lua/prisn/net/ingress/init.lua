@@ -40,6 +40,7 @@ local errors = require("prisn.error")
 local routes_mod = require("prisn.net.ingress.routes")
 local backends = require("prisn.net.ingress.backends")
 local exchange = require("prisn.net.ingress.exchange")
+local client = require("prisn.net.ingress.client")
 
 local M = {}
 
@@ -175,7 +176,7 @@ local function sweep(self)
   for conn in pairs(self.conns) do
     if conn.deadline and now >= conn.deadline then due[#due + 1] = conn end
   end
-  for _, conn in ipairs(due) do exchange.expire(conn) end
+  for _, conn in ipairs(due) do client.expire(conn) end
   backends.sweep(self, now)
 end
 
@@ -191,7 +192,7 @@ local function on_accept(self, err)
   self:count_handle()
   if not self.server:accept(tcp) then return self:close_handle(tcp) end
   tcp:nodelay(true)
-  exchange.accept(self, tcp)
+  client.accept(self, tcp)
 end
 
 --- Stops listening, closes every connection, then calls callback() once

@@ -24,13 +24,14 @@ local HOP_BY_HOP = {
   ["x-forwarded-host"] = true, ["expect"] = true,
 }
 
+local NONE = setmetatable({}, { __newindex = function() error("wire: NONE is read-only", 2) end })
+
 -- The fields a Connection header names, as a set.
 local function connection_tokens(headers)
-  local set = {}
   local v = headers["connection"]
-  if v then
-    for token in v:gmatch("[^,%s]+") do set[token:lower()] = true end
-  end
+  if not v then return NONE end
+  local set = {}
+  for token in v:gmatch("[^,%s]+") do set[token:lower()] = true end
   return set
 end
 M.connection_tokens = connection_tokens
