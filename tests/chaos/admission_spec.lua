@@ -31,6 +31,7 @@ describe("admission", function()
       args[#args + 1] = "-H"; args[#args + 1] = "Content-Type: application/json"
       args[#args + 1] = "--data-binary"; args[#args + 1] = type(body) == "table" and cjson.encode(body) or body
     end
+    args[#args + 1] = "--cacert"; args[#args + 1] = home .. "/ca.crt"
     args[#args + 1] = address .. path
     local r = curl(args)
     local text, status = r.stdout:match("^(.*)\n(%d+)$")
@@ -61,7 +62,7 @@ describe("admission", function()
   local function upload(d, tok)
     local blob, hash = require("prisn.bundle").pack(d)
     h.write(d .. ".bundle", blob)
-    local up = curl({ "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
+    local up = curl({ "-s", "--cacert", home .. "/ca.crt", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
       "-H", "Authorization: Bearer " .. tok.token, "--data-binary", "@" .. d .. ".bundle",
       address .. "/api/v1/bundles/" .. hash })
     assert.matches("^20[01]$", up.stdout)

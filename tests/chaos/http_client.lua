@@ -1,6 +1,7 @@
 -- Raw HTTP for the chaos specs: many exchanges at once on one luv loop, over
--- TCP (from a chosen source address) or the unix socket, with the bytes
--- exactly as given (malformed ones too), timed, and a server's RSS.
+-- TCP (from a chosen source address; TLS when the target has a ca_pem, as
+-- the API's TCP port has) or the unix socket, with the bytes exactly as given
+-- (malformed ones too), timed, and a server's RSS.
 --
 --   local wire = require("chaos.http_client")
 --   local r = wire.request({ host = "127.0.0.1", port = 7433 }, wire.format("GET", "/health"))
@@ -13,6 +14,7 @@
 local uv = require("luv")
 local cjson = require("cjson")
 local http = require("prisn.core.http")
+local tls = require("prisn.net.tls")
 
 local M = {}
 
@@ -62,7 +64,18 @@ local function parse(raw, head_only)
 end
 
 -- Makes the stream for `target` and connects it; calls on_connect(err).
-local function connect(target, on_connect)
+-- With target.ca_pem the TCP stream is wrapped in TLS once connected:
+-- on_stream(wrapped) says so at once, on_connect comes after the handshake.
+local function connect(target, on_connect, on_stream)
+  if target.ca_pem then
+    local plain = { host = target.host, port = target.port, bind = target.bind }
+    return connect(plain, function(err, tcp)
+      if err then return on_connect(err) end
+      local ctx = assert(tls.client_context{ ca_pem = target.ca_pem, host = target.host or "127.0.0.1" })
+      on_stream(tls.wrap(tcp, ctx, { on_ready = function() on_connect(nil) end,
+        on_error = function(msg) on_connect(msg) end }))
+    end)
+  end
   if target.path then
     local pipe = uv.new_pipe(false)
     pipe:connect(target.path, on_connect)
@@ -76,7 +89,7 @@ local function connect(target, on_connect)
       return nil, err
     end
   end
-  local ok, err = tcp:connect(target.host or "127.0.0.1", target.port, on_connect)
+  local ok, err = tcp:connect(target.host or "127.0.0.1", target.port, function(cerr) on_connect(cerr, tcp) end)
   if not ok then
     tcp:close()
     return nil, err
@@ -145,7 +158,7 @@ function M.start(target, bytes, opts, done)
       end
     end
     send_next()
-  end)
+  end, function(wrapped) stream = wrapped end)
   if not stream then
     result.error = err
     -- Not from inside the caller's own call: a callback comes later.
@@ -193,15 +206,20 @@ function M.upload(target, token, dir)
 end
 
 --- Starts a server (`prisn server start`) with a fresh PRISN_HOME and the
--- variables of `extra_env`, through the e2e helper `h`. Returns { env, home,
--- pid, tcp (a target), unix (a target), admin (the admin token) }.
-function M.start_server(h, extra_env)
+-- variables of `extra_env` and the flags `args` (e.g. { "--insecure-http" }),
+-- through the e2e helper `h`. Returns { env, home,
+-- pid, tcp (a target, over TLS), unix (a target), admin (the admin token),
+-- ca_pem (the server's CA) }.
+function M.start_server(h, extra_env, args)
   local env = h.env(extra_env)
-  local r = h.prisn({ "server", "start" }, { env = env })
+  local argv = { "server", "start" }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local r = h.prisn(argv, { env = env })
   assert(r.code == 0, "the server did not start: " .. r.stderr)
   local info = cjson.decode(assert(h.read(env.PRISN_HOME .. "/server.json")))
   local s = { env = env, home = env.PRISN_HOME, pid = math.tointeger(info.pid), socket = info.socket }
-  s.tcp = { host = "127.0.0.1", port = tonumber(info.address:match(":(%d+)$")) }
+  s.ca_pem = info.address:match("^https:") and h.read(s.home .. "/ca.crt") or nil
+  s.tcp = { host = "127.0.0.1", port = tonumber(info.address:match(":(%d+)$")), ca_pem = s.ca_pem }
   s.unix = { path = info.socket }
   s.admin = (h.read(s.home .. "/admin.token"):gsub("%s+$", ""))
   return s

@@ -7,7 +7,9 @@ local cjson = require("cjson")
 local uv = require("luv")
 
 describe("prisn context", function()
-  local server_env, server_home, client_env, client_home, address, edit_token
+  -- address: the server's https://127.0.0.1:PORT; pinned: with its CA's
+  -- fingerprint, as a client on another machine (client_home) names it.
+  local server_env, server_home, client_env, client_home, address, pinned, edit_token
 
   local function on_server(args, opts)
     opts = opts or {}
@@ -32,7 +34,7 @@ describe("prisn context", function()
   end
 
   local function add_remote()
-    ok(on_client({ "context", "add", "remote", "--server", address, "--token", edit_token,
+    ok(on_client({ "context", "add", "remote", "--server", pinned, "--token", edit_token,
       "--namespace", "ns-a" }))
   end
 
@@ -40,7 +42,8 @@ describe("prisn context", function()
     server_env = h.env()
     server_home = server_env.PRISN_HOME
     ok(on_server({ "server", "start" }))
-    address = cjson.decode((assert(read(server_home .. "/server.json")))).address
+    local info = cjson.decode((assert(read(server_home .. "/server.json"))))
+    address, pinned = info.address, info.address .. "#sha256=" .. info.ca_fingerprint
     edit_token = ok(on_server({ "token", "create", "t", "--role", "edit", "--namespace", "ns-a", "-q" }))
       .stdout:gsub("%s+$", "")
     assert.matches("^prisn_", edit_token)
@@ -64,7 +67,7 @@ describe("prisn context", function()
     assert.equal(1, none.code)
     assert.equal("Error: no prisn server has been set up in " .. client_home .. "\n", none.stderr:match("^[^\n]*\n"))
 
-    local added = ok(on_client({ "context", "add", "remote", "--server", address, "--token", edit_token,
+    local added = ok(on_client({ "context", "add", "remote", "--server", pinned, "--token", edit_token,
       "--namespace", "ns-a" }))
     assert.equal("Context 'remote' added (" .. address .. ", namespace ns-a).\n"
       .. "Switch to it with 'prisn context use remote', or pass --context remote.\n", added.stdout)
@@ -119,25 +122,25 @@ describe("prisn context", function()
   end)
 
   it("reads the token from stdin or a file, keeping it off the command line", function()
-    ok(on_client({ "context", "add", "piped", "--server", address, "--token", "-" }, nil,
+    ok(on_client({ "context", "add", "piped", "--server", pinned, "--token", "-" }, nil,
       { stdin = edit_token .. "\n" }))
     local file = h.tempdir("prisn-token") .. "/t"
     local f = assert(io.open(file, "w"))
     f:write(edit_token, "\n")
     f:close()
-    ok(on_client({ "context", "add", "filed", "--server", address, "--token-file", file }))
+    ok(on_client({ "context", "add", "filed", "--server", pinned, "--token-file", file }))
     for _, name in ipairs({ "piped", "filed" }) do
       local status = ok(on_client({ "status", "-o", "json", "--context", name }))
       assert.equal("ok", cjson.decode(status.stdout).health)
     end
-    local missing = on_client({ "context", "add", "x", "--server", address })
+    local missing = on_client({ "context", "add", "x", "--server", pinned })
     assert.equal(2, missing.code)
     assert.matches("^Error: a context needs a token: ", missing.stderr)
   end)
 
   it("uses PRISN_SERVER and PRISN_TOKEN, below --context and PRISN_CONTEXT", function()
     local admin = read(server_home .. "/admin.token"):gsub("%s+$", "")
-    local env = { PRISN_SERVER = address, PRISN_TOKEN = admin }
+    local env = { PRISN_SERVER = pinned, PRISN_TOKEN = admin }
     -- The admin token may list tokens, where the remote context's edit token may not.
     ok(on_client({ "token", "list" }, env))
     assert.equal("env\n", ok(on_client({ "context", "current" }, env)).stdout)
@@ -145,12 +148,12 @@ describe("prisn context", function()
     local via_flag = on_client({ "token", "list", "--context", "remote" }, env)
     assert.equal(1, via_flag.code)
     assert.matches("^Error: a edit token cannot do this", via_flag.stderr)
-    local via_env = on_client({ "token", "list" }, { PRISN_SERVER = address, PRISN_TOKEN = admin,
+    local via_env = on_client({ "token", "list" }, { PRISN_SERVER = pinned, PRISN_TOKEN = admin,
       PRISN_CONTEXT = "remote" })
     assert.equal(1, via_env.code)
     assert.matches("^Error: a edit token cannot do this", via_env.stderr)
 
-    local no_token = on_client({ "status" }, { PRISN_SERVER = address })
+    local no_token = on_client({ "status" }, { PRISN_SERVER = pinned })
     assert.equal(1, no_token.code)
     assert.equal("Error: PRISN_SERVER is set but PRISN_TOKEN is not\n", no_token.stderr:match("^[^\n]*\n"))
     assert.matches("\nHint: ", no_token.stderr)

@@ -141,7 +141,8 @@ describe("e2e: DNS for prisn.local", function()
     local info = cjson.decode(h.read(env.PRISN_HOME .. "/server.json"))
     assert.are.equal("127.0.0.1:" .. dns_port, info.dns)
     local token = h.read(env.PRISN_HOME .. "/admin.token"):gsub("%s+$", "")
-    local r = h.run("/usr/bin/curl", { "-s", "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
+    local r = h.run("/usr/bin/curl", { "-s", "--cacert", env.PRISN_HOME .. "/ca.crt",
+      "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
       { env = { PATH = "/usr/bin:/bin" } })
     assert.matches('prisn_dns_queries_total{type="A",rcode="REFUSED"} 2', r.stdout, 1, true)
     assert.matches('prisn_dns_queries_total{type="SOA",rcode="NOERROR"} 2', r.stdout, 1, true)

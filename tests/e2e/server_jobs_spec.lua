@@ -134,7 +134,8 @@ describe("jobs through the server", function()
     assert.matches("^Error: the job queue is full", third.stderr)
     local info = cjson.decode(read(home .. "/server.json"))
     local token = read(home .. "/admin.token"):gsub("%s+$", "")
-    local raw = h.run("/usr/bin/curl", { "-s", "-i", "-X", "POST", "-H", "Authorization: Bearer " .. token,
+    local raw = h.run("/usr/bin/curl", { "-s", "-i", "--cacert", home .. "/ca.crt", "-X", "POST",
+      "-H", "Authorization: Bearer " .. token,
       "-H", "Content-Type: application/json", "--data-binary",
       cjson.encode({ script = dir .. "/short.sh" }), info.address .. "/api/v1/namespaces/default/jobs" },
       { env = { PATH = "/usr/bin:/bin" } })
@@ -269,7 +270,8 @@ describe("jobs through the server", function()
     local token = read(home .. "/admin.token"):gsub("%s+$", "")
     local r
     local function scrape()
-      r = h.run("/usr/bin/curl", { "-sf", "-H", "Authorization: Bearer " .. token, info.address .. "/metrics" },
+      r = h.run("/usr/bin/curl", { "-sf", "--cacert", home .. "/ca.crt", "-H", "Authorization: Bearer " .. token,
+        info.address .. "/metrics" },
         { env = { PATH = "/usr/bin:/bin" } })
       assert.equal(0, r.code, r.stderr)
       return r.stdout
@@ -299,7 +301,8 @@ describe("jobs through the server", function()
     local info = cjson.decode(read(home .. "/server.json"))
     local token = read(home .. "/admin.token"):gsub("%s+$", "")
     write(dir .. "/remote.py", "import sys\nprint('on the server')\nsys.exit(7)\n")
-    local client_env = h.env({ PRISN_SERVER = info.address, PRISN_TOKEN = token })
+    -- another home: the server's CA is pinned by its fingerprint
+    local client_env = h.env({ PRISN_SERVER = info.address .. "#sha256=" .. info.ca_fingerprint, PRISN_TOKEN = token })
     local r = h.prisn({ "run", dir .. "/remote.py" }, { env = client_env })
     assert.equal(7, r.code, r.stderr)
     assert.equal("on the server\n", r.stdout)

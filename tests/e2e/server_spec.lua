@@ -4,23 +4,34 @@ local h = require("e2e.helper")
 local read = h.read
 local cjson = require("cjson")
 local uv = require("luv")
+local tls = require("prisn.net.tls")
 
 local function mode_of(path)
   return uv.fs_stat(path).mode & tonumber("777", 8)
 end
 
--- A raw HTTP exchange over TCP: sends `text` (a string, or a list of
--- {text, delay_ms} pieces), reads until the server closes or `wait_ms`.
-local function raw(port, pieces, wait_ms)
-  local tcp = uv.new_tcp()
+-- A raw HTTP exchange: sends `text` (a string, or a list of {text,
+-- delay_ms} pieces), reads until the server closes or `wait_ms`. Over TLS
+-- to the TCP port (trusting `ca_file`, the server's ca.crt), or over the
+-- unix socket when `port` is a path.
+local function raw(port, pieces, wait_ms, ca_file)
+  local tcp = type(port) == "string" and uv.new_pipe(false) or uv.new_tcp()
   local out, closed, connected = {}, false, false
-  tcp:connect("127.0.0.1", port, function(err)
+  local function reader(_, data)
+    if data then out[#out + 1] = data else closed = true end
+  end
+  local function on_connect(err)
     assert(not err, err)
-    connected = true
-    tcp:read_start(function(_, data)
-      if data then out[#out + 1] = data else closed = true end
-    end)
-  end)
+    if type(port) == "string" then
+      connected = true
+      return tcp:read_start(reader)
+    end
+    local ctx = assert(tls.client_context{ ca_pem = read(ca_file), host = "127.0.0.1" })
+    tcp = tls.wrap(tcp, ctx, { on_ready = function() connected = true end,
+      on_error = function(msg) closed = true error(msg) end })
+    tcp:read_start(reader)
+  end
+  if type(port) == "string" then tcp:connect(port, on_connect) else tcp:connect("127.0.0.1", port, on_connect) end
   local deadline = uv.now() + (wait_ms or 5000)
   while not connected and uv.now() < deadline do uv.run("once"); uv.update_time() end
   if type(pieces) == "string" then pieces = { { pieces, 0 } } end
@@ -60,6 +71,10 @@ describe("prisn server", function()
     return tonumber(started.address:match(":(%d+)$"))
   end
 
+  local function raw_tls(pieces, wait_ms)
+    return raw(port(), pieces, wait_ms, home .. "/ca.crt")
+  end
+
   local function api(method, path, token, body)
     local args = { "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method }
     if token then args[#args + 1] = "-H"; args[#args + 1] = "Authorization: Bearer " .. token end
@@ -67,6 +82,7 @@ describe("prisn server", function()
       args[#args + 1] = "-H"; args[#args + 1] = "Content-Type: application/json"
       args[#args + 1] = "--data-binary"; args[#args + 1] = body
     end
+    args[#args + 1] = "--cacert"; args[#args + 1] = home .. "/ca.crt"
     args[#args + 1] = started.address .. path
     local r = curl(args)
     local text, status = r.stdout:match("^(.*)\n(%d+)$")
@@ -91,7 +107,7 @@ describe("prisn server", function()
   it("starts, reports its status and stops, leaving nothing behind", function()
     local info, r = start()
     assert.matches("^Admin token: prisn_[%w_-]+\n", r.stdout)
-    assert.matches("prisn server started %(pid %d+%), listening on http://127%.0%.0%.1:%d+", r.stdout)
+    assert.matches("prisn server started %(pid %d+%), listening on https://127%.0%.0%.1:%d+", r.stdout)
     assert.same(tonumber(info.pid), math.tointeger(info.pid))
     assert.equal(tonumber("700", 8), mode_of(home))
     assert.equal(tonumber("600", 8), mode_of(home .. "/admin.token"))
@@ -140,10 +156,14 @@ describe("prisn server", function()
   it("initializes a cluster with exactly the promised message, once", function()
     local r = prisn({ "cluster", "init" })
     assert.equal(0, r.code, r.stderr)
-    local first, second = r.stdout:match("^([^\n]*)\n([^\n]*)\n$")
+    local first, second, third, fourth = r.stdout:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n$")
     assert.matches("^Cluster initialized%. Admin token: prisn_[%w_-]+$", first)
     assert.matches("^Cluster is ready to accept deployments", second)
     started = cjson.decode((assert(read(home .. "/server.json"))))
+    -- the CA fingerprint with the token, and the line other machines run
+    assert.equal("CA fingerprint: sha256:" .. started.ca_fingerprint .. " (the CA is " .. home .. "/ca.crt)", third)
+    assert.equal("From another machine: prisn context add NAME --server " .. started.address .. "#sha256="
+      .. started.ca_fingerprint .. " --token-file FILE", fourth)
     assert.equal(first:match("(prisn_%S+)$"), admin_token())
     local again = prisn({ "cluster", "init" })
     assert.equal(1, again.code)
@@ -211,33 +231,35 @@ describe("prisn server", function()
 
   it("survives malformed requests, huge bodies, slow and surplus clients", function()
     start({ PRISN_HTTP_REQUEST_TIMEOUT_MS = "300", PRISN_HTTP_MAX_CONNECTIONS = "3" })
-    local reply, closed = raw(port(), "BLAH / HTTP/1.1\r\n\r\n")
+    local reply, closed = raw_tls("BLAH / HTTP/1.1\r\n\r\n")
     assert.matches("^HTTP/1%.1 400 ", reply)
     assert.is_true(closed)
 
     local huge = "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: " .. 30 * 1024 * 1024 .. "\r\n\r\n"
-    reply, closed = raw(port(), huge)
+    reply, closed = raw_tls(huge)
     assert.matches("^HTTP/1%.1 413 ", reply)
     assert.is_true(closed)
 
-    reply, closed = raw(port(), { { "GET /health HTTP/1.1\r\nHo", 800 } })
+    reply, closed = raw_tls({ { "GET /health HTTP/1.1\r\nHo", 800 } })
     assert.matches("^HTTP/1%.1 408 ", reply)
     assert.is_true(closed)
 
     -- Trickling a byte at a time does not buy more time.
     local trickle = {}
     for c in ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"):gmatch(".") do trickle[#trickle + 1] = { c, 40 } end
-    reply = raw(port(), trickle)
+    reply = raw_tls(trickle)
     assert.matches("^HTTP/1%.1 408 ", reply)
 
-    -- Three idle connections fill the server; a fourth is told to come back.
+    -- Three idle connections fill a listener; a fourth is told to come back
+    -- (on the unix socket: a TLS listener closes a surplus connection
+    -- without a word, see tests/e2e/tls_spec.lua).
     local holders = {}
     for i = 1, 3 do
-      holders[i] = uv.new_tcp()
-      holders[i]:connect("127.0.0.1", port(), function() end)
+      holders[i] = uv.new_pipe(false)
+      holders[i]:connect(home .. "/prisn.sock", function() end)
     end
     for _ = 1, 20 do uv.run("nowait"); uv.sleep(10) end
-    reply = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = raw(home .. "/prisn.sock", "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert.matches("^HTTP/1%.1 503 ", reply)
     assert.matches("Retry%-After: 1", reply)
     for _, t in ipairs(holders) do t:close() end
@@ -249,11 +271,11 @@ describe("prisn server", function()
 
   it("answers an Upgrade request and closes, and answers good requests before a bad one", function()
     start()
-    local reply, closed = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    local reply, closed = raw_tls("GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
       .. "Upgrade: h2c\r\n\r\n")
     assert.matches("^HTTP/1%.1 200 ", reply)
     assert.is_true(closed)
-    reply, closed = raw(port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\nBLAH\r\n\r\n")
+    reply, closed = raw_tls("GET /health HTTP/1.1\r\nHost: x\r\n\r\nBLAH\r\n\r\n")
     local codes = {}
     for code in reply:gmatch("HTTP/1%.1 (%d+) ") do codes[#codes + 1] = code end
     assert.same({ "200", "400" }, codes)
@@ -263,7 +285,7 @@ describe("prisn server", function()
   it("serves pipelined keep-alive requests in order", function()
     start()
     local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-    local reply = raw(port(), req .. req .. "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local reply = raw_tls(req .. req .. "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     local codes = {}
     for code in reply:gmatch("HTTP/1%.1 (%d+) ") do codes[#codes + 1] = code end
     assert.same({ "200", "200", "404" }, codes)
@@ -272,7 +294,7 @@ describe("prisn server", function()
   it("answers a thousand pipelined requests on one connection without tripping over itself", function()
     start()
     local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-    local reply = raw(port(), req:rep(999) .. "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local reply = raw_tls(req:rep(999) .. "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     local n = 0
     for _ in reply:gmatch("HTTP/1%.1 200 ") do n = n + 1 end
     assert.equal(1000, n)

@@ -207,11 +207,11 @@ describe("status, logs and start failures", function()
     ok({ "server", "start", "-q", "--listen", "127.0.0.1:" .. free })
     local again = prisn({ "server", "start", "--listen", "127.0.0.1:" .. free })
     assert.equal(0, again.code, again.stderr)
-    assert.matches("^prisn server already running %(pid %d+%) on http://127.0.0.1:" .. free .. "\n$", again.stdout)
+    assert.matches("^prisn server already running %(pid %d+%) on https://127.0.0.1:" .. free .. "\n$", again.stdout)
     assert.equal(0, prisn({ "server", "start" }).code)
     local other = prisn({ "server", "start", "--listen", "127.0.0.1:" .. port })
     assert.equal(1, other.code)
-    assert.matches("^Error: a prisn server already runs for .* on http://127.0.0.1:" .. free .. ", not on 127.0.0.1:"
+    assert.matches("^Error: a prisn server already runs for .* on https://127.0.0.1:" .. free .. ", not on 127.0.0.1:"
       .. port .. "\nHint: stop it first", other.stderr)
   end)
 

@@ -154,7 +154,8 @@ describe("kubectl and pm2 habits", function()
     local token = json({ "token", "create", "team-view", "--role", "view", "--namespace", "team", "-o", "json" })
     local api = json({ "server", "status", "-o", "json" }).address
     for _, path in ipairs({ "/api/v1/deployments", "/api/v1/cronjobs" }) do
-      local out = h.run("/usr/bin/curl", { "-s", "-H", "Authorization: Bearer " .. token.token, api .. path })
+      local out = h.run("/usr/bin/curl", { "-s", "--cacert", env.PRISN_HOME .. "/ca.crt",
+        "-H", "Authorization: Bearer " .. token.token, api .. path })
       for _, item in ipairs(cjson.decode(out.stdout).items) do assert.equal("team", item.namespace, path) end
     end
     ok({ "delete", "deploy", "shop", "-n", "team", "--yes" })
@@ -228,7 +229,7 @@ describe("kubectl and pm2 habits", function()
     local function as(token)
       local e = {}
       for k, v in pairs(env) do e[k] = v end
-      e.PRISN_SERVER, e.PRISN_TOKEN = "http://" .. address, token
+      e.PRISN_SERVER, e.PRISN_TOKEN = "https://" .. address, token
       return e
     end
     local before = json({ "get", "deploy", "web", "-o", "json" }).revision

@@ -145,6 +145,11 @@ function Stream:_stop_timer()
   self.timer = nil
 end
 
+function Stream:_stop_drain()
+  if self.drain_timer and not self.drain_timer:is_closing() then self.drain_timer:close() end
+  self.drain_timer = nil
+end
+
 function Stream:_deliver(err, data)
   self.pending[#self.pending + 1] = { err, data }
   self:_drain()
@@ -214,10 +219,19 @@ function Stream:_on_tcp(err, data)
 end
 
 --- luv's read_start: cb(err, data), data nil at the end of the stream.
+-- Data that arrived while reading was stopped comes on the next loop turn,
+-- never inside this call (as with luv).
 function Stream:read_start(cb)
   self.read_cb, self.reading = cb, true
   self:_set_tcp_reading(true)
-  self:_drain()
+  if #self.pending > 0 and not self.drain_timer then
+    self.drain_timer = uv.new_timer()
+    self.drain_timer:start(0, 0, function()
+      self.drain_timer:close()
+      self.drain_timer = nil
+      self:_drain()
+    end)
+  end
   return true
 end
 
@@ -268,6 +282,7 @@ end
 
 function Stream:close(cb)
   self:_stop_timer()
+  self:_stop_drain()
   self.reading, self.pending = false, {} -- nothing reaches the reader after a close
   if not self.session_closed then
     self.session_closed = true

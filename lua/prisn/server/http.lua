@@ -22,9 +22,12 @@
 --   a malformed request: 400, closed
 --
 -- A refused connection costs one small write and a close: no parser, no
--- timer. A handler that raises gets its error rendered ({"error": {...}});
--- a bug is logged with its traceback and answered 500. Nothing a client
--- sends can stop the loop.
+-- timer (on a TLS listener, just the close). A TLS listener (listener.tls, a
+-- prisn.net.tls server context) wraps each accepted handle; everything below
+-- reads and writes plaintext through the same stream interface. A handler
+-- that raises gets its error rendered ({"error": {...}}); a bug is logged
+-- with its traceback and answered 500. Nothing a client sends can stop the
+-- loop.
 local uv = require("luv")
 local http = require("prisn.core.http")
 local async = require("prisn.async")

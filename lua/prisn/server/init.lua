@@ -2,9 +2,10 @@
 --
 -- One process, one libuv loop. `setup` makes a fresh PRISN_HOME usable
 -- (state.db, token.key, the first admin token); `run` serves the API on the
--- unix socket $PRISN_HOME/prisn.sock (always) and on TCP (127.0.0.1 at the
--- default port or the next free one, or --listen), writes server.json, and
--- runs until SIGTERM/SIGINT, when it stops gracefully: no new connections,
+-- unix socket $PRISN_HOME/prisn.sock (always, plain HTTP) and on TCP over
+-- HTTPS (127.0.0.1 at the default port or the next free one, or --listen;
+-- certificates by prisn.server.tls; --insecure-http for plain), writes
+-- server.json, and runs until SIGTERM/SIGINT, when it stops gracefully: no new connections,
 -- running requests finished, state closed, server.json and the socket
 -- removed. Only one server runs per PRISN_HOME (an flock on server.lock).
 local uv = require("luv")
