@@ -373,39 +373,18 @@ describe("e2e: the ingress", function()
     assert.same({ 403, "a certificate file on the server needs an admin token" }, { status, res.error.message })
   end)
 
-  it("refuses bad host names and paths the same way from flags, the API and a manifest", function()
-    local cases = {
-      { "--host", "api.example.com:80", "hostname", "must be a DNS host name like api.example.com (letters, digits, "
-        .. "dashes; no port, at most 253), got \"api.example.com:80\"" },
-      { "--path", "/a/../b", "path", "must be a URL path starting with / (no .. segment, no spaces, at most 256 "
-        .. "characters), got \"/a/../b\"" },
-    }
+  it("refuses a path without a host name and a bad --ingress (the rest: e2e/workload_fields)", function()
     local admin = (h.read(home .. "/admin.token"):gsub("%s+$", ""))
-    for _, c in ipairs(cases) do
-      local flag, value, field, rule = table.unpack(c)
-      local args = { "deploy", dir .. "/app.py", flag, value }
-      if flag == "--path" then args[#args + 1] = "--host"; args[#args + 1] = "ok.example.com" end
-      local r = prisn(args)
-      assert.equal(2, r.code, r.stderr)
-      assert.equal("Error: " .. flag .. " " .. rule .. "\n", r.stderr:match("^[^\n]*\n"))
-      local status, res = api("POST", "/api/v1/namespaces/default/deployments", admin,
-        { name = "bad", script = dir .. "/app.py", hostname = field == "path" and "ok.example.com" or value,
-          path = field == "path" and value or nil })
-      assert.same({ 422, field .. " " .. rule }, { status, res.error and res.error.message })
-      local manifest = h.write(dir .. "/prisn.lua", string.format(
-        'deployment { name = "bad", script = "app.py", hostname = "ok.example.com", %s = %q }\n', field, value))
-      r = prisn({ "deploy", "-f", manifest })
-      assert.equal(1, r.code)
-      assert.matches("deployments%[1%]%." .. field .. ": " .. rule:gsub("%p", "%%%0"), r.stderr)
-    end
     local status, res = api("POST", "/api/v1/namespaces/default/deployments", admin,
       { name = "bad", script = dir .. "/app.py", path = "/v1" })
     assert.same({ 422, "path goes with hostname: the ingress routes by host name first" },
       { status, res.error.message })
-    -- nothing was stored
+    local r = prisn({ "deploy", dir .. "/app.py", "--name", "bad", "--host", "ok.example.com", "--tls-cert",
+      "/etc/hostname" })
+    assert.same({ 1, "Error: tls_cert and tls_key go together\nHint: give both files, or neither\n" },
+      { r.code, r.stderr })
     assert.same({}, json({ "get", "deploy", "-o", "json" }))
-    -- --ingress is [HOST:]PORT
-    local r = prisn({ "server", "start", "--ingress", "example.com:80" }, { env = h.env() })
+    r = prisn({ "server", "start", "--ingress", "example.com:80" }, { env = h.env() })
     assert.equal(2, r.code)
     assert.equal("Error: --ingress expects [HOST:]PORT, got 'example.com:80'\nHint: e.g. --ingress :80 or "
       .. "--ingress 127.0.0.1:8080\n", r.stderr)
