@@ -196,6 +196,8 @@ describe("e2e: the ingress", function()
     assert.same({ "api.example.com", "/v1", string.format("https://api.example.com:%d/v1", https_port) },
       { d.hostname, d.path, d.url })
     assert.matches("Hostname:%s+api%.example%.com\n", ok({ "describe", "deploy", "api" }).stdout)
+    assert.matches(string.format("Ingress:%%s+http 127%%.0%%.0%%.1:%d, https 127%%.0%%.0%%.1:%d\n", http_port,
+      https_port), ok({ "server", "status" }).stdout)
     -- One access line a request in the server's log, and metrics per host.
     assert.is_true(h.wait_for(function()
       return (h.read(home .. "/server.log") or ""):find("ingress GET unknown.example.com/ 404 ", 1, true) ~= nil

@@ -141,6 +141,17 @@ local function stop(ctx)
   return 0
 end
 
+-- The ingress listeners of server.json as shown: "http 0.0.0.0:80, https
+-- 0.0.0.0:443", or "off".
+local function ingress_text(addresses)
+  if type(addresses) ~= "table" then return "off" end
+  local parts = {}
+  for _, scheme in ipairs({ "http", "https" }) do
+    if addresses[scheme] then parts[#parts + 1] = scheme .. " " .. addresses[scheme] end
+  end
+  return #parts > 0 and table.concat(parts, ", ") or "off"
+end
+
 local function server_status(ctx)
   local server = require("prisn.server")
   local home = require("prisn.home").path()
@@ -161,9 +172,9 @@ local function server_status(ctx)
     uptime = require("prisn.units").format_duration(status.uptime_seconds),
     address = info.address, socket = info.socket, dns = info.dns or "off", home = home,
     ca_fingerprint = info.ca_fingerprint and ("sha256:" .. info.ca_fingerprint) or "none (plain HTTP)",
-    ca_file = info.ca_file or output.null,
-  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "ca_fingerprint",
-    "ca_file", "home" } })
+    ca_file = info.ca_file or output.null, ingress = ingress_text(info.ingress),
+  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "ingress",
+    "ca_fingerprint", "ca_file", "home" } })
   return 0
 end
 
