@@ -13,13 +13,15 @@ local uv = require("luv")
 -- Answers every GET with its instance, path and the forwarded headers; a
 -- WebSocket upgrade on /ws with a raw echo of text frames (RFC 6455).
 local APP = [[
-import base64, hashlib, http.server, os, socket, struct
+import base64, hashlib, http.server, os, socket, struct, time
 VERSION = os.environ.get("VERSION", "v1")
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self.websocket()
+        if self.path == "/slow":
+            time.sleep(2)
         body = ("%s %s %s %s xff=%s proto=%s fhost=%s\n" % (VERSION, os.environ["PRISN_INSTANCE"], self.path,
             self.headers.get("Host"), self.headers.get("X-Forwarded-For"), self.headers.get("X-Forwarded-Proto"),
             self.headers.get("X-Forwarded-Host"))).encode()
@@ -263,6 +265,23 @@ describe("e2e: the ingress", function()
     ok({ "delete", "deploy", "roll", "--yes" })
   end)
 
+  it("lets a draining instance finish its request in flight before it is stopped", function()
+    deploy("slow", "--host", "slow.example.com", "-e", "VERSION=v1")
+    local out, exited = {}, false
+    local pipe = uv.new_pipe(false)
+    local handle
+    handle = uv.spawn("/usr/bin/curl", { args = { "-s", "--max-time", "20", "-w", "\n%{http_code}", "--resolve",
+      "slow.example.com:" .. http_port .. ":127.0.0.1", "http://slow.example.com:" .. http_port .. "/slow" },
+      stdio = { nil, pipe, nil } }, function() handle:close(); exited = true end)
+    pipe:read_start(function(_, data) if data then out[#out + 1] = data else pipe:close() end end)
+    h.sleep(300)
+    -- The new revision replaces slow-1 while its request is in flight.
+    deploy("slow", "-e", "VERSION=v2")
+    assert.is_true(h.wait_for(function() return exited and pipe:is_closing() end, 20000))
+    assert.matches("^v1 slow%-1 /slow .*\n200$", table.concat(out))
+    ok({ "delete", "deploy", "slow", "--yes" })
+  end)
+
   it("serves HTTPS with SNI: self-signed, from files (reloaded when they change) and from a secret", function()
     deploy("tls", "--host", "tls.example.com")
     -- self-signed, kept in PRISN_HOME and marked so
@@ -385,7 +404,7 @@ describe("e2e: the ingress", function()
       "/etc/hostname" })
     assert.same({ 1, "Error: tls_cert and tls_key go together\nHint: give both files, or neither\n" },
       { r.code, r.stderr })
-    assert.same({}, json({ "get", "deploy", "-o", "json" }))
+    assert.equal(1, prisn({ "get", "deploy", "bad" }).code, "nothing was stored")
     r = prisn({ "server", "start", "--ingress", "example.com:80" }, { env = h.env() })
     assert.equal(2, r.code)
     assert.equal("Error: --ingress expects [HOST:]PORT, got 'example.com:80'\nHint: e.g. --ingress :80 or "
