@@ -19,8 +19,8 @@
  * it answers HEAD (prisn_http_skip_body): on_headers_complete returns 1,
  * http-parser's "no body follows".
  *
- * Not done here: CONNECT response bodies, obs-fold joining, content codings, trailers (parsed, counted
- * against max_header_bytes, and dropped).
+ * Not done here: CONNECT response bodies, obs-fold joining, content codings, trailers (parsed,
+ * counted against max_header_bytes, and dropped).
  */
 #include "http.h"
 

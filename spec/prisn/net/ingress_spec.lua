@@ -36,6 +36,10 @@ describe("prisn.net.ingress", function()
     assert.are.equal(404, m.status)
     assert.are.equal("no route for nope.test\n", m.body)
     assert.are.equal(400, h.request(port, "GET / HTTP/1.1\r\n\r\n").status)
+    -- an absolute-form target routes by its authority, which wins over Host
+    local m2 = h.request(port, "GET http://api.test/v1/abs?q=1 HTTP/1.1\r\nHost: web.test\r\n\r\n")
+    assert.are.equal("v1 GET /v1/abs?q=1", m2.body)
+    assert.are.equal("api.test", v1.requests[#v1.requests].headers["host"])
   end)
 
   it("sets X-Forwarded-For (appended), -Proto and -Host and drops hop-by-hop fields", function()
@@ -132,6 +136,64 @@ describe("prisn.net.ingress", function()
     c.close()
   end)
 
+  it("speaks HTTP/1.0 to a 1.0 client and rewrites a close-delimited answer as chunked for a 1.1 one", function()
+    local b = h.backend({ id = "b", handler = function(req, reply, conn)
+      -- an HTTP/1.0 backend: no length, the close ends the body
+      reply("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close " .. req.path)
+      conn:shutdown(function() conn:close() end)
+    end })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { b }) })
+    local c = h.client(ig:port())
+    c.send(get("a.test", "/one"))
+    local m = c.wait_messages(1)
+    assert.are.equal("until the close /one", m.body)
+    assert.are.equal("chunked", m.headers["transfer-encoding"])
+    -- the client connection stays open for the next request
+    c.send(get("a.test", "/two"))
+    assert.are.equal("until the close /two", c.wait_messages(2).body)
+    c.close()
+    local old = h.client(ig:port())
+    old.send("GET /three HTTP/1.0\r\nHost: a.test\r\n\r\n")
+    assert.is_true(old.wait_eof())
+    assert.is_truthy(old.text():find("^HTTP/1.1 200 OK\r\n"))
+    assert.is_truthy(old.text():find("connection: close\r\n\r\nuntil the close /three$"))
+    old.close()
+  end)
+
+  it("drops a kept-alive connection the backend closed, and idle ones after IDLE_MS", function()
+    local backends = require("prisn.net.ingress.backends")
+    local saved = backends.IDLE_MS
+    local closing = h.backend({ id = "b", handler = function(req, reply, conn)
+      reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+      if req.path == "/bye" then conn:shutdown(function() conn:close() end) end
+    end })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { closing }) })
+    assert.are.equal(200, h.request(ig:port(), get("a.test", "/bye")).status)
+    assert.is_truthy(h.run_until(function() return ig:stats().backends.b.idle == 0 end))
+    assert.are.equal(200, h.request(ig:port(), get("a.test", "/x")).status)
+    assert.are.equal(2, closing.accepted)
+    assert.are.equal(0, ig:stats().connect_failures)
+    assert.are.equal(1, ig:stats().backends.b.idle)
+    local last = closing.conns[2]
+    backends.IDLE_MS = 100
+    local ok, err = pcall(function()
+      assert.is_truthy(h.run_until(function() return ig:stats().backends.b.idle == 0 and last:is_closing() end))
+    end)
+    backends.IDLE_MS = saved
+    assert(ok, err)
+  end)
+
+  it("answers 502 to a response it cannot parse", function()
+    local b = h.backend({ id = "b", handler = function(_, reply) reply("SMTP ready\r\n\r\n") end })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { b }) })
+    local m = h.request(ig:port(), "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\n\r\nx")
+    assert.are.equal(502, m.status)
+    assert.is_truthy(m.body:find("^backend b failed: "))
+  end)
+
   it("answers HEAD without a body and goes on on the same connection", function()
     local b = h.backend({ id = "b", handler = function(req, reply)
       if req.method == "HEAD" then
@@ -212,7 +274,8 @@ describe("prisn.net.ingress", function()
     ig:set_routes({ route("a.test", nil, { b }) })
     for junk, status in pairs({ ["BLAH\r\n\r\n"] = 400, ["GET / HTTP/1.1\r\nHost a.test\r\n\r\n"] = 400,
       ["\0\1\2\3\r\n\r\n"] = 400, ["GET / HTTP/9.9\r\nHost: a.test\r\n\r\n"] = 505,
-      ["POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: x\r\n\r\n"] = 400 }) do
+      ["POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: x\r\n\r\n"] = 400,
+      ["CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"] = 405 }) do
       local c = h.client(ig:port())
       c.send(junk)
       local m = c.wait_messages(1)
@@ -447,6 +510,41 @@ describe("prisn.net.ingress", function()
     c.close()
   end)
 
+  it("bounds memory with a slow backend: a large upload pauses the client", function()
+    local total = 32 * 1024 * 1024
+    local held, got = nil, 0 -- got: body bytes the backend read
+    local b = h.backend({ id = "slow", raw = function(conn, data)
+      -- read the head and whatever came with it, then stop reading
+      local head_end = select(2, data:find("\r\n\r\n", 1, true))
+      got = #data - head_end
+      held = conn
+      conn:read_stop()
+    end })
+    local ig = h.ingress()
+    ig:set_routes({ route("a.test", nil, { b }) })
+    local c = h.client(ig:port())
+    assert.is_truthy(h.run_until(function() return c.connected end))
+    local head = "PUT /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: " .. total .. "\r\n\r\n"
+    c.send(head)
+    local piece = ("u"):rep(1024 * 1024)
+    for _ = 1, 32 do c.send(piece) end
+    assert.is_truthy(h.run_until(function() return held ~= nil end))
+    h.sleep(500)
+    -- the client still has most of its body queued: the ingress stopped reading it
+    assert.is_true(c.tcp:get_write_queue_size() > total / 2, "client queue " .. c.tcp:get_write_queue_size())
+    local queued = 0
+    for link in pairs(ig.links) do queued = queued + link.tcp:get_write_queue_size() end
+    assert.is_true(queued < 1024 * 1024, "queued towards the backend " .. queued)
+    held:read_start(function(err, data)
+      assert(not err, err)
+      if data then got = got + #data end
+      if got == total then held:write("HTTP/1.1 204 No Content\r\n\r\n") end
+    end)
+    assert.are.equal(204, c.wait_messages(1, 20000).status)
+    assert.are.equal(total, got)
+    c.close()
+  end)
+
   it("pipes an Upgrade both ways after the backend's 101", function()
     local backend_conn
     local b = h.backend({ id = "ws", handler = function(_, reply, conn)
@@ -525,6 +623,20 @@ describe("prisn.net.ingress", function()
     assert.is_truthy(h.run_until(function() return closed end))
     assert.is_true(c.wait_eof())
     c.close()
+  end)
+
+  it("listens on a socket it is handed, and closes it", function()
+    local tcp = uv.new_tcp()
+    assert(tcp:bind("127.0.0.1", 0))
+    local b = h.backend({ id = "b" })
+    local ig = h.ingress({ handle = tcp })
+    assert.are.equal(tcp:getsockname().port, ig:port())
+    ig:set_routes({ route("a.test", nil, { b }) })
+    assert.are.equal("b GET /", h.request(ig:port(), get("a.test")).body)
+    local closed = false
+    ig:close(function() closed = true end)
+    assert.is_truthy(h.run_until(function() return closed end))
+    assert.is_true(tcp:is_closing())
   end)
 
   it("rejects bad options", function()

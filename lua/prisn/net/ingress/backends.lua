@@ -20,6 +20,9 @@ local http = require("prisn.core.http")
 local M = {}
 
 M.MAX_IDLE = 32
+-- A backend's response head may be larger than a client's request head
+-- (cookies, CSP): the ingress trusts its backends more than its clients.
+M.MAX_RESPONSE_HEAD = 64 * 1024
 -- Shorter than the keep-alive timeouts of common servers (gunicorn 2 s,
 -- Node 5 s), so the ingress closes an idle connection before the backend
 -- does and rarely sends a request into one the backend is closing.
@@ -86,7 +89,7 @@ end
 
 local function new_link(ig, rec, tcp)
   local link = setmetatable({ ig = ig, rec = rec, tcp = tcp, reused = false,
-    parser = http.new_parser("response", { stream_body = true }) }, Link)
+    parser = http.new_parser("response", { stream_body = true, max_header_bytes = M.MAX_RESPONSE_HEAD }) }, Link)
   link.on_read = function(err, data) ig:protect(link_read, nil, link, err, data) end
   ig.links[link] = true
   return link

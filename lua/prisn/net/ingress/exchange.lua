@@ -40,7 +40,7 @@ local M = {}
 M.HIGH_WATER = 64 * 1024
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
-M.REASONS = { [400] = "Bad Request", [404] = "Not Found", [408] = "Request Timeout",
+M.REASONS = { [400] = "Bad Request", [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
   [413] = "Content Too Large", [431] = "Request Header Fields Too Large", [499] = "Client Closed Request",
   [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
   [505] = "HTTP Version Not Supported" }
@@ -439,6 +439,7 @@ function M.start(conn, head, complete)
     req_chunked = head.content_length == nil and head.headers["transfer-encoding"] ~= nil }, Exchange)
   conn.ex = ex
   if complete then client_body_done(ex) end
+  wire.origin_form(head)
   local host = head.headers["host"]
   ex.route = host and routes.match(ig.routes, host, head.path)
   if ig.families then ig.families.in_flight:labels(labels_host(ex)):inc() end
@@ -449,6 +450,11 @@ function M.start(conn, head, complete)
   if not host then
     ex.keep_alive = false
     return answer(ex, 400, "the request has no Host header")
+  end
+  if head.method == "CONNECT" then
+    -- a forward proxy's tunnel: not what a reverse proxy offers
+    ex.keep_alive = false
+    return answer(ex, 405, "CONNECT is not supported")
   end
   if not ex.route then return answer(ex, 404, "no route for " .. routes.normalize_host(host)) end
   ex.req_head = wire.request_head(head, { client = conn.client, proto = ig.scheme })

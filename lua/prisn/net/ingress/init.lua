@@ -9,7 +9,9 @@
 --   ig:set_routes({ { host = "api.example.com", path = "/v1", key = "default/api",
 --     backends = { { id = "api-1", host = "127.0.0.1", port = 40001 } } } })
 --   ig:in_flight("api-1")  -- requests in flight to that backend
---   ig:stats()             -- { accepted, active, requests, in_flight, connect_failures, backends = {...} }
+--   ig:port()              -- the port listened on (port 0: the one chosen)
+--   ig:stats()             -- { accepted, active, requests, in_flight, connect_failures,
+--                          --   backends = { [id] = { in_flight, idle, connections, draining } } }
 --   ig:close(cb)
 --
 -- Every client connection is parsed request by request (prisn.core.http,
@@ -21,7 +23,19 @@
 -- backend refused, or one failed before answering), 504 (no answer within
 -- backend_timeout_ms), 400 (malformed), 408 (no complete head within
 -- header_timeout_ms), 413 (body over max_body_bytes), 431 (head over
--- max_header_bytes). The exchange itself is exchange.lua.
+-- max_header_bytes), 405 (CONNECT), 505 (not HTTP/1.0 or 1.1). A client connection is
+-- client.lua, one request through it exchange.lua, the bytes written
+-- wire.lua.
+--
+-- wrap(tcp) is called for each accepted socket and returns the stream to
+-- use instead (TLS): it needs read_start, read_stop, write(string[, cb]),
+-- shutdown(cb), close, is_closing and get_write_queue_size, as a luv stream
+-- has. It may raise or return nil: that connection is closed (on_event
+-- "error"). The client's address is read from tcp. The process must ignore
+-- SIGPIPE (the server does): a write to a client that has gone raises it.
+--
+-- opts.handle: a luv tcp already bound (the data plane hands sockets over);
+-- the ingress listens on it and owns it from then on (close closes it).
 --
 -- set_routes replaces the table; a backend no route names any more drains:
 -- no new request, its in-flight ones finish, then its idle connections are

@@ -55,6 +55,17 @@ local function copy_end_to_end(headers, out, except)
   end
 end
 
+--- A request in absolute form ("GET http://h:1/p?q HTTP/1.1") made origin
+-- form: its authority becomes the Host (RFC 9112 3.2.2: it wins over the
+-- Host header) and the target its path and query, as a backend expects.
+-- Changes `head` in place; other heads are left alone.
+function M.origin_form(head)
+  local authority = head.url:match("^%a[%w+.-]*://([^/?#]*)")
+  if not authority then return end
+  head.headers["host"] = authority:gsub("^.*@", "")
+  head.url = head.path .. (head.query and ("?" .. head.query) or "")
+end
+
 --- Whether a request head asks to switch protocols (Upgrade with
 -- "Connection: upgrade").
 function M.wants_upgrade(head)

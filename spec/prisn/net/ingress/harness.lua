@@ -77,7 +77,7 @@ end
 --- An ingress on 127.0.0.1, any port; closed by M.after.
 function M.ingress(opts)
   opts = opts or {}
-  opts.host, opts.port = "127.0.0.1", 0
+  if not opts.handle then opts.host, opts.port = "127.0.0.1", 0 end
   local ig = assert(ingress.listen(opts))
   ingresses[#ingresses + 1] = ig
   return ig

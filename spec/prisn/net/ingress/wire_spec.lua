@@ -21,6 +21,18 @@ describe("prisn.net.ingress.wire", function()
       out)
   end)
 
+  it("turns an absolute-form target into origin form, its authority the Host", function()
+    local head = request({ url = "http://user@B.test:8080/x/y?z=1", path = "/x/y", query = "z=1",
+      headers = { host = "a.test" } })
+    wire.origin_form(head)
+    assert.are.equal("/x/y?z=1", head.url)
+    assert.are.equal("B.test:8080", head.headers.host)
+    local plain = request()
+    wire.origin_form(plain)
+    assert.are.equal("/a?b=1", plain.url)
+    assert.are.equal("api.test", plain.headers.host)
+  end)
+
   it("keeps a body's length, or sends it chunked", function()
     local fixed = wire.request_head(request({ method = "POST", content_length = 5 }), { client = "c", proto = "http" })
     assert.is_truthy(fixed:find("content-length: 5\r\n", 1, true))
