@@ -178,7 +178,9 @@ describe("e2e: the ingress", function()
   end)
 
   it("routes by host name and longest path prefix, 404 for an unknown host, with forwarded headers", function()
-    deploy("api", "--host", "API.example.com", "--path", "/v1/", "-r", "2")
+    local out = deploy("api", "--host", "API.example.com", "--path", "/v1/", "-r", "2").stdout
+    assert.equal(string.format("deployment api: revision 1 serving, 2/2 ready at https://api.example.com:%d/v1\n",
+      https_port), out)
     deploy("site", "--host", "api.example.com")
     local status, body = get("api.example.com", "/v1/users")
     assert.equal(200, status)
@@ -289,7 +291,8 @@ describe("e2e: the ingress", function()
     assert.is_nil(status == 200 or nil, "an untrusted self-signed certificate must fail without --cacert")
     local d = json({ "get", "deploy", "tls", "-o", "json" })
     assert.same({ "self-signed", true, "CN=tls.example.com" }, { d.tls.source, d.tls.self_signed, d.tls.subject })
-    assert.matches("Tls:%s+self%-signed\n", ok({ "describe", "deploy", "tls" }).stdout)
+    assert.matches("Tls:%s+self%-signed, CN=tls%.example%.com until %d+%-%d+%-%d+T[%d:]+Z\n",
+      ok({ "describe", "deploy", "tls" }).stdout)
     local self_signed = home .. "/tls/ingress/tls.example.com.crt"
     local body
     status, body = get("tls.example.com", "/", { https = true, cacert = self_signed })
@@ -315,7 +318,7 @@ describe("e2e: the ingress", function()
     assert.is_true(h.wait_for(function()
       return (get("tls.example.com", "/", { https = true, cacert = dir .. "/c2.pem" })) == 200
     end, 5000), "the changed files were not served")
-    assert.matches("Tls:%s+file\n", ok({ "describe", "deploy", "tls" }).stdout)
+    assert.matches("Tls:%s+file, CN=tls%-file%-2 until ", ok({ "describe", "deploy", "tls" }).stdout)
     -- a secret of the namespace
     ok({ "secret", "set", "tls-cert", "--from-file", "TLS_CERT=" .. dir .. "/c1.pem", "--from-file",
       "TLS_KEY=" .. dir .. "/k1.pem" })

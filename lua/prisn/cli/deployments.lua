@@ -126,6 +126,19 @@ function M.tls_text(tls)
   return tostring(tls.source or "-")
 end
 
+--- The TLS line of `prisn describe deploy`: the source, what is served
+-- (until when) and what went wrong: "secret api-tls, CN=api.example.com
+-- until 2027-03-01T00:00:00Z".
+function M.tls_detail(tls)
+  local text = M.tls_text(tls)
+  if type(tls.subject) == "string" then
+    text = text .. ", " .. tls.subject .. (type(tls.not_after) == "string" and (" until " .. tls.not_after) or "")
+  end
+  if type(tls.error) == "string" then text = text .. "; cannot load it (" .. tls.error .. "): serving self-signed" end
+  if type(tls.warning) == "string" then text = text .. "; " .. tls.warning end
+  return text
+end
+
 --- `prisn get deploy [NAME]`: the deployments of the namespace, or one.
 function M.list(ctx)
   local client = client_module()
@@ -260,7 +273,7 @@ function M.describe(ctx)
   res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
   res.run_as = M.run_as_text(spec.run_as)
   res.memory = type(spec.memory) == "number" and units.format_size(spec.memory) or spec.memory
-  if type(res.tls) == "table" then res.tls = M.tls_text(res.tls) end
+  if type(res.tls) == "table" then res.tls = M.tls_detail(res.tls) end
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
     "revision_state", "revision_message", "port", "host", "hostname", "path", "url", "tls", "strategy", "health",
     "restart", "autoscale", "runner",

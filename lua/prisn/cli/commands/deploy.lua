@@ -139,6 +139,7 @@ local function report(ctx, c, ns, res)
     ctx.out:emit(d)
   elseif text then
     local where = type(d.port) == "number" and (" on port " .. math.tointeger(d.port)) or ""
+    if type(d.url) == "string" then where = where .. " at " .. d.url end
     if outcome == "active" then
       io.stdout:write(string.format("deployment %s: revision %d serving, %d/%d ready%s\n", name, revision, d.ready,
         d.replicas, where))
