@@ -259,12 +259,14 @@ end
 -- { source = "file" | "secret" | "self-signed", cert, key, secret, and
 -- what the ingress loaded: subject, not_after, fingerprint, error }, or
 -- null without a host name (or with neither a TLS listener nor a source).
-local function tls_public(server, d)
+local function tls_public(server, d, detail)
   local https = server.ingress and server.ingress.listeners.https
   if not d.hostname or not (https or d.tls_secret or d.tls_cert) then return cjson.null end
   local t = { source = d.tls_secret and "secret" or d.tls_cert and "file" or "self-signed",
     secret = d.tls_secret or cjson.null, cert = d.tls_cert or cjson.null, key = d.tls_key or cjson.null }
-  local loaded = server.ingress and server.ingress.certificate_info and server.ingress:certificate_info(d.hostname)
+  -- A list shows what is loaded; one deployment's view loads it (a list of
+  -- a thousand must not make a thousand self-signed certificates).
+  local loaded = server.ingress and server.ingress:certificate_info(d.hostname, detail)
   for k, v in pairs(loaded or {}) do t[k] = v end
   return t
 end
@@ -298,7 +300,7 @@ local function public(req, d, detail, known)
       or spec.health.kind) or cjson.null,
     restart = spec.restart or "always",
     hostname = d.hostname or cjson.null, path = d.hostname and d.path or cjson.null,
-    url = ingress_url(req.server, d) or cjson.null, tls = tls_public(req.server, d),
+    url = ingress_url(req.server, d) or cjson.null, tls = tls_public(req.server, d, detail),
     created_at = iso(d.created_at), updated_at = iso(d.updated_at),
     instances = api.array(items),
   }

@@ -169,12 +169,12 @@ end
 
 --- What `prisn describe deploy` shows of `hostname`'s certificate: {
 -- subject, not_after, fingerprint, self_signed, error, warning }, or nil
--- before a client asked for it.
-function Certs:info(hostname)
+-- before a client asked for it (with `load`: loaded now, so describe shows
+-- what will be served).
+function Certs:info(hostname, load)
   local entry = self.entries[hostname]
   if not entry then
-    -- Not asked for yet: load it now, so describe shows what will be served.
-    if not self:pair(hostname) then return nil end
+    if not load or not self:pair(hostname) then return nil end
     entry = self.entries[hostname]
   end
   local info = entry.info or {}

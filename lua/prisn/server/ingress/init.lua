@@ -125,9 +125,10 @@ function Ingress:refresh()
 end
 
 --- What the TLS listener serves for `hostname` (prisn.server.ingress.certs
--- info), or nil without one.
-function Ingress:certificate_info(hostname)
-  return self.certs and self.certs:info(hostname) or nil
+-- info), or nil without one; with `load`, loaded now when no client has
+-- asked for it yet.
+function Ingress:certificate_info(hostname, load)
+  return self.certs and self.certs:info(hostname, load) or nil
 end
 
 --- Closes the listeners; in-flight requests are cut (the server is stopping).
