@@ -328,6 +328,12 @@ describe("e2e: the ingress", function()
     end, 5000))
     d = json({ "get", "deploy", "tls", "-o", "json" })
     assert.same({ "secret", "tls-cert", "CN=tls-file-1" }, { d.tls.source, d.tls.secret, d.tls.subject })
+    -- the secret changed: served within the poll
+    ok({ "secret", "set", "tls-cert", "--from-file", "TLS_CERT=" .. dir .. "/c2.pem", "--from-file",
+      "TLS_KEY=" .. dir .. "/k2.pem" })
+    assert.is_true(h.wait_for(function()
+      return (get("tls.example.com", "/", { https = true, cacert = dir .. "/c2.pem" })) == 200
+    end, 5000), "the changed secret was not served")
     ok({ "delete", "deploy", "tls", "--yes" })
   end)
 
