@@ -28,7 +28,9 @@
 --                     no_deps = bool,              -- no dependency install
 --                     env_keys = { "NAME", … },
 --                     hooks = { "hooks.lua", … } | nil,
---                     port = 8080 | nil, host = "0.0.0.0" | nil },
+--                     port = 8080 | nil, host = "0.0.0.0" | nil,
+--                     hostname = "api.example.com" | nil, path = "/v1" | nil,  -- the ingress route
+--                     tls_cert = "/etc/…", tls_key = "/etc/…" | nil },  -- files on the server
 --       server    = { uid = 0, min_isolation = 1 },
 --     }
 --   allowed  true, or false with
@@ -43,7 +45,8 @@
 -- minimum isolation, never as root or as prisn's own user, from an uploaded
 -- bundle rather than a path on the server, without environment variables
 -- that steer the dynamic loader or prisn itself, without deploy hooks from
--- the bundle (they run in the server's process tree), and not on a
+-- the bundle (they run in the server's process tree), naming no certificate
+-- file on the server (--tls-cert: a secret holds it instead), and not on a
 -- privileged port. docs/SECURITY.md lists each field and who may set it.
 local M = {}
 
@@ -90,6 +93,10 @@ function M.admit(request)
       return false, string.format("the environment variable %s needs an admin token", name),
         "LD_*, PRISN_*, GCONV_PATH, MALLOC_TRACE, LOCPATH and NLSPATH steer the loader or prisn: " .. ADMIN_HINT
     end
+  end
+  if spec.tls_cert or spec.tls_key then
+    return false, "a certificate file on the server needs an admin token",
+      "put the certificate and key in a secret of the namespace (keys TLS_CERT, TLS_KEY) and give --tls-secret NAME"
   end
   if spec.hooks and #spec.hooks > 0 then
     return false, "deploy hooks from the bundle need an admin token",

@@ -127,6 +127,8 @@ describe("admission", function()
     { "hooks from the bundle", { hooks = { "hooks.lua" } }, "deploy hooks from the bundle need an admin token",
       only = "deployments" },
     { "port 80", { port = 80 }, "port 80 (below 1024) needs an admin token", only = "deployments" },
+    { "a certificate file on the server", { hostname = "files.example.com", tls_cert = "/etc/hostname",
+      tls_key = "/etc/hostname" }, "a certificate file on the server needs an admin token", only = "deployments" },
   }
 
   local function body_for(kind, fields)

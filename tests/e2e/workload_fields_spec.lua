@@ -92,6 +92,41 @@ describe("a workload field's bad value", function()
     end
   end)
 
+  -- A deployment's ingress route (prisn deploy --host NAME --path /P; the
+  -- API's and manifests' hostname and path).
+  it("refuses a bad host name or path the same way from the flags, the API and a manifest", function()
+    local cases = {
+      { "--host", "api.example.com:80", "hostname", "must be a DNS host name like api.example.com (letters, digits, "
+        .. "dashes; no port, at most 253), got \"api.example.com:80\"",
+        { "the name clients put in Host:, e.g. --host api.example.com",
+          'the name clients put in Host:, e.g. "hostname": "api.example.com"' } },
+      { "--path", "/a/../b", "path", "must be a URL path starting with / (no .. segment, no spaces, at most 256 "
+        .. "characters), got \"/a/../b\"",
+        { "a prefix of the request paths it serves: --path /v1",
+          'a prefix of the request paths it serves: "path": "/v1"' } },
+    }
+    for _, c in ipairs(cases) do
+      local flag, value, field, rule, hints = table.unpack(c)
+      local r = prisn({ "deploy", script, "--host", field == "path" and "ok.example.com" or value, "--path",
+        field == "path" and value or "/" })
+      assert.equal(2, r.code, r.stderr)
+      assert.equal("Error: " .. flag .. " " .. rule .. "\nHint: " .. hints[1] .. "\n", r.stderr)
+      local status, message, hint = post(NS .. "/deployments", cjson.encode({ script = script, name = "web",
+        hostname = field == "path" and "ok.example.com" or value, path = field == "path" and value or nil }))
+      assert.same({ 422, field .. " " .. rule, hints[2] }, { status, message, hint })
+      local manifest = h.write(dir .. "/prisn.lua", string.format(
+        '\ndeployment { name = "web", script = "ok.sh", hostname = "ok.example.com", %s = %q }\n', field, value))
+      r = prisn({ "deploy", "-f", manifest })
+      assert.equal(1, r.code, r.stderr)
+      assert.equal("Error: " .. manifest .. ":2: deployments[1]." .. field .. ": " .. rule
+        .. "\nHint: the schema is in docs/MANIFEST.md\n", r.stderr)
+    end
+    local status, message = post(NS .. "/deployments", cjson.encode({ script = script, name = "web", path = "/v1" }))
+    assert.same({ 422, "path goes with hostname: the ingress routes by host name first" }, { status, message })
+    local list_status, list = wire.api(s.tcp, "GET", NS .. "/deployments", s.admin)
+    assert.same({ 200, {} }, { list_status, list.items })
+  end)
+
   it("ties disk to the isolation level the same way everywhere", function()
     local r = prisn({ "run", "--disk", "10M", "--isolation", "1", script })
     assert.equal(2, r.code)

@@ -105,10 +105,39 @@ end
 local LIST_COLUMNS = {
   { key = "name", header = "NAME" }, { key = "ready", header = "READY" },
   { key = "revision", header = "REVISION" }, { key = "state", header = "ROLLOUT" },
-  { key = "port", header = "PORT" }, { key = "script", header = "SCRIPT" }, { key = "age", header = "AGE" },
+  { key = "port", header = "PORT" }, { key = "route", header = "HOST" }, { key = "script", header = "SCRIPT" },
+  { key = "age", header = "AGE" }, { key = "url", header = "URL", wide = true },
+  { key = "tls", header = "TLS", wide = true },
   { key = "strategy", header = "STRATEGY", wide = true }, { key = "health", header = "HEALTH", wide = true },
   { key = "restart", header = "RESTART", wide = true }, { key = "autoscale", header = "AUTOSCALE", wide = true },
 }
+
+--- A deployment's ingress route as shown: "api.example.com/v1", or "-".
+function M.route_text(d)
+  if type(d.hostname) ~= "string" then return "-" end
+  return d.hostname .. ((type(d.path) == "string" and d.path ~= "/") and d.path or "")
+end
+
+--- Where a deployment's TLS certificate comes from (the API's tls object):
+-- "self-signed", "file", "secret NAME", or "-".
+function M.tls_text(tls)
+  if type(tls) ~= "table" then return "-" end
+  if tls.source == "secret" then return "secret " .. tostring(tls.secret) end
+  return tostring(tls.source or "-")
+end
+
+--- The TLS line of `prisn describe deploy`: the source, what is served
+-- (until when) and what went wrong: "secret api-tls, CN=api.example.com
+-- until 2027-03-01T00:00:00Z".
+function M.tls_detail(tls)
+  local text = M.tls_text(tls)
+  if type(tls.subject) == "string" then
+    text = text .. ", " .. tls.subject .. (type(tls.not_after) == "string" and (" until " .. tls.not_after) or "")
+  end
+  if type(tls.error) == "string" then text = text .. "; cannot load it (" .. tls.error .. "): serving self-signed" end
+  if type(tls.warning) == "string" then text = text .. "; " .. tls.warning end
+  return text
+end
 
 --- `prisn get deploy [NAME]`: the deployments of the namespace, or one.
 function M.list(ctx)
@@ -139,9 +168,16 @@ function M.list(ctx)
     rows[i] = { namespace = d.namespace, name = d.name, ready = string.format("%d/%d", d.ready, d.replicas),
       revision = d.revision, state = d.revision_state, port = type(d.port) == "number" and d.port or "-",
       script = d.script, age = age(d.created_at), strategy = d.strategy, health = d.health, restart = d.restart,
-      autoscale = auto }
+      autoscale = auto, route = M.route_text(d), url = type(d.url) == "string" and d.url or "-",
+      tls = M.tls_text(d.tls) }
   end
-  local columns = shown(ctx, LIST_COLUMNS)
+  -- HOST (the ingress route) only when a deployment has one, or with -o wide.
+  local routed = ctx.globals.wide
+  for _, d in ipairs(items) do routed = routed or type(d.hostname) == "string" end
+  local columns = {}
+  for _, col in ipairs(shown(ctx, LIST_COLUMNS)) do
+    if routed or col.key ~= "route" then columns[#columns + 1] = col end
+  end
   if all then table.insert(columns, 1, { key = "namespace", header = "NAMESPACE" }) end
   ctx.out:emit(rows, { columns = columns, empty = all and "No deployments found in any namespace this token may see."
     or string.format("No deployments found in namespace '%s'. Create one with 'prisn deploy SCRIPT --port 8080'.",
@@ -237,8 +273,10 @@ function M.describe(ctx)
   res.runner, res.cpu, res.pids, res.isolation = spec.runner, spec.cpu, spec.pids, spec.isolation
   res.run_as = M.run_as_text(spec.run_as)
   res.memory = type(spec.memory) == "number" and units.format_size(spec.memory) or spec.memory
+  if type(res.tls) == "table" then res.tls = M.tls_detail(res.tls) end
   ctx.out:emit(res, { fields = { "name", "namespace", "script", "bundle", "replicas", "ready", "revision",
-    "revision_state", "revision_message", "port", "host", "strategy", "health", "restart", "autoscale", "runner",
+    "revision_state", "revision_message", "port", "host", "hostname", "path", "url", "tls", "strategy", "health",
+    "restart", "autoscale", "runner",
     "args", "env_keys", "secrets", "memory", "cpu", "pids", "isolation", "run_as", "created_at", "updated_at" } })
   io.stdout:write("\nInstances:\n")
   if #instances == 0 then

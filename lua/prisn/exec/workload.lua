@@ -22,6 +22,7 @@
 -- channel turns a problem into its own error (M.message).
 local units = require("prisn.units")
 local envfile = require("prisn.envfile")
+local secrets = require("prisn.secrets")
 
 local M = {}
 
@@ -107,6 +108,34 @@ M.FIELDS = {
     flag = { name = "restart", placeholder = "POLICY",
       summary = "When an exited instance is started again (always)" } },
   { name = "hooks", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "strings", item = "a file" },
+  -- The ingress route (docs/NETWORKING.md): "hostname" and "path", not "host",
+  -- which a deployment body already has for the address its port binds.
+  -- hostname is what a URL calls the name without a port (WHATWG URL).
+  { name = "hostname", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "hostname",
+    rule = "must be a DNS host name like api.example.com (letters, digits, dashes; no port, at most 253)",
+    hint = function(spell) return "the name clients put in Host:, e.g. " .. spell("hostname", "api.example.com") end,
+    flag = { name = "host", placeholder = "NAME",
+      summary = "Serve on the ingress for this host name (Host: header); '' removes it" } },
+  { name = "path", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "urlpath",
+    rule = "must be a URL path starting with / (no .. segment, no spaces, at most 256 characters)",
+    hint = function(spell) return "a prefix of the request paths it serves: " .. spell("path", "/v1") end,
+    flag = { name = "path", placeholder = "PREFIX",
+      summary = "With --host: serve only requests under this path prefix (/v1 matches /v1 and /v1/x)" } },
+  -- The certificate the ingress's TLS listener shows for hostname: files on
+  -- the server (an admin's: a namespaced token must not name server paths),
+  -- or a secret of the deployment's namespace with keys TLS_CERT and TLS_KEY.
+  -- None: a self-signed certificate.
+  { name = "tls_cert", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "serverpath",
+    flag = { name = "tls-cert", placeholder = "FILE",
+      summary = "With --host: the PEM certificate (chain) file on the server for TLS (admin only)" } },
+  { name = "tls_key", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "serverpath",
+    flag = { name = "tls-key", placeholder = "FILE",
+      summary = "With --tls-cert: its PEM private key file on the server" } },
+  { name = "tls_secret", kinds = { deployment = true }, manifest = DEPLOYMENT, type = "secretname",
+    rule = "must be a secret name (lower-case letters, digits and dashes)",
+    hint = function(spell) return "a secret with keys TLS_CERT and TLS_KEY: " .. spell("tls_secret", "api-tls") end,
+    flag = { name = "tls-secret", placeholder = "NAME",
+      summary = "With --host: the secret (keys TLS_CERT, TLS_KEY) holding the certificate and key for TLS" } },
   -- A cron job's own fields (prisn cron takes their flags).
   { name = "concurrency", kinds = { cron = true }, manifest = CRON, type = "string",
     values = { "allow", "forbid", "replace" },
@@ -128,7 +157,8 @@ end
 
 -- The CLI flag type of each field type (parse.lua turns the text into it).
 local FLAG_TYPE = { size = "size", duration = "duration", number = "number", integer = "int", boolean = "bool",
-  string = "string", strings = "string", env = "string" }
+  string = "string", strings = "string", env = "string", hostname = "string", urlpath = "string",
+  serverpath = "string", secretname = "string" }
 
 --- The field declared as `name` (its API and manifest name); raises for an
 -- unknown name, a mistake in prisn.
@@ -208,6 +238,8 @@ function M.rule(f)
     return "must be true or false"
   elseif t == "strings" then
     return "must be a list of strings"
+  elseif t == "serverpath" then
+    return "must be an absolute path on the server"
   elseif t == "env" then
     return "must be an object of variable names and string values"
   end
@@ -247,7 +279,49 @@ local READ = {
   end,
   boolean = function(_, v) if type(v) == "boolean" then return v end end,
   string = function(_, v) if type(v) == "string" then return v end end,
+  hostname = function(_, v) return M.hostname(v) end,
+  secretname = function(_, v) if secrets.valid_name(v) then return v end end,
+  serverpath = function(_, v)
+    if type(v) == "string" and v:sub(1, 1) == "/" and #v <= 4096 and not v:find("%z") then return v end
+  end,
+  urlpath = function(_, v) return M.url_path(v) end,
 }
+
+M.MAX_HOSTNAME = 253
+M.MAX_PATH = 256
+
+--- `v` as an ingress host name: lower-cased, without a final dot; nil when
+-- it is not one. Labels of letters, digits and dashes (not at either end),
+-- 1 to 63 long; the last has a letter, so an IP address is never a name.
+function M.hostname(v)
+  if type(v) ~= "string" then return nil end
+  local name = v:lower():gsub("%.$", "")
+  if name == "" or #name > M.MAX_HOSTNAME then return nil end
+  local last
+  for label in (name .. "."):gmatch("([^.]*)%.") do
+    if #label < 1 or #label > 63 or not label:match("^[a-z0-9]$") and not label:match("^[a-z0-9][a-z0-9%-]*[a-z0-9]$")
+    then
+      return nil
+    end
+    last = label
+  end
+  if not last or not last:find("%a") then return nil end
+  return name
+end
+
+--- `v` as an ingress path prefix: "/" or "/a/b" without a final slash; nil
+-- when it is not a path (RFC 3986 path characters only: no spaces, query or
+-- fragment) or has a "." or ".." segment or an empty one ("//").
+function M.url_path(v)
+  if type(v) ~= "string" or v:sub(1, 1) ~= "/" or #v > M.MAX_PATH then return nil end
+  if v:find("[^%w%-%._~!$&'()*+,;=:@%%/]") then return nil end
+  local path = #v > 1 and v:gsub("/$", "") or v
+  if path == "/" then return path end
+  for segment in path:sub(2):gmatch("[^/]*") do
+    if segment == "" or segment == "." or segment == ".." then return nil end
+  end
+  return path
+end
 
 -- A list of strings: the list, or nil and the index of a bad item (0: not
 -- a list at all).

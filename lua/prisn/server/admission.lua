@@ -71,7 +71,9 @@ local function request_of(server, caller, action, namespace, spec, fields)
     action = action, namespace = namespace, caller = caller,
     spec = { isolation = spec.isolation, run_as = spec.run_as, script = spec.bundle == nil and spec.script or nil,
       bundle = spec.bundle, runner = spec.runner, env_keys = env_keys, hooks = spec.hooks, no_deps = spec.no_deps,
-      port = fields and fields.port or nil, host = fields and fields.host or nil },
+      port = fields and fields.port or nil, host = fields and fields.host or nil,
+      hostname = fields and fields.hostname or nil, path = fields and fields.hostname and fields.path or nil,
+      tls_cert = fields and fields.tls_cert or nil, tls_key = fields and fields.tls_key or nil },
     server = { uid = uv.getuid(), min_isolation = server.min_isolation or M.DEFAULT_MIN_ISOLATION },
   }
 end
@@ -118,7 +120,9 @@ function M.public_run_as(spec, null)
 end
 
 --- For a route handler: resolves `spec` and admits it as a request of
--- req's token, or raises the 403. fields: port, host (deployments), object
+-- req's token, or raises the 403. fields: port, host, hostname, path,
+-- tls_cert and tls_key (deployments: the port's address, the ingress route
+-- and its certificate files on the server), object
 -- (the event's object, "deploy/api"). Returns the spec, marked restricted
 -- (spec.restricted = the namespace) when the caller is not a cluster-wide
 -- admin: prisn then reads its dependency metadata only inside its bundle

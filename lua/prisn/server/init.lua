@@ -35,6 +35,7 @@ local homes = require("prisn.home")
 local checkpointer = require("prisn.store.checkpointer")
 local proc = require("prisn.core.proc")
 local server_dns = require("prisn.server.dns")
+local server_ingress = require("prisn.server.ingress")
 local server_tls = require("prisn.server.tls")
 local tls = require("prisn.net.tls")
 
@@ -236,6 +237,7 @@ end
 -- (see prisn.server.admission; default 1), dns ("HOST:PORT", "off" or nil
 -- for the default; see prisn.server.dns), dns_forward (true, false or nil),
 -- insecure_http (plain HTTP on TCP instead of HTTPS; warned about).
+-- ingress and ingress_tls ("[HOST:]PORT" or nil: off; prisn.server.ingress).
 -- Returns the exit status.
 function M.run(opts)
   local home = opts.home
@@ -343,10 +345,13 @@ function M.run(opts)
   -- DNS for prisn.local, fed by the supervisor (before recover adopts instances).
   server.dns = server_dns.start(server, { address = opts.dns, forward = opts.dns_forward,
     resolv_conf = os.getenv("PRISN_DNS_RESOLV_CONF") })
+  -- The ingress (--ingress, --ingress-tls), fed by the supervisor like the DNS.
+  server.ingress = server_ingress.start(server, { http = opts.ingress, https = opts.ingress_tls })
 
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
     started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil,
-    ca_fingerprint = api_tls and api_tls.ca_fingerprint or nil, ca_file = api_tls and api_tls.ca_file or nil }
+    ca_fingerprint = api_tls and api_tls.ca_fingerprint or nil, ca_file = api_tls and api_tls.ca_file or nil,
+    ingress = server.ingress and server.ingress:addresses() or nil }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
@@ -376,6 +381,7 @@ function M.run(opts)
     log:info("stopping (%s)", signame)
     for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
     if server.dns then server.dns.responder:close() end
+    if server.ingress then server.ingress:close() end
     -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
     -- queued ones stay queued for the next start. Then in-flight responses
     -- get a moment to finish and everything left is closed.
@@ -458,6 +464,8 @@ function M.start_background(home, opts)
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
   if opts.min_isolation then argv[#argv + 1] = "--min-isolation"; argv[#argv + 1] = tostring(opts.min_isolation) end
   if opts.dns then argv[#argv + 1] = "--dns"; argv[#argv + 1] = opts.dns end
+  if opts.ingress then argv[#argv + 1] = "--ingress"; argv[#argv + 1] = opts.ingress end
+  if opts.ingress_tls then argv[#argv + 1] = "--ingress-tls"; argv[#argv + 1] = opts.ingress_tls end
   if opts.dns_forward ~= nil then
     argv[#argv + 1] = "--dns-forward"; argv[#argv + 1] = opts.dns_forward and "on" or "off"
   end

@@ -121,18 +121,53 @@ function M.by_port(db, port)
   return deployment_row(check(db:first("SELECT * FROM deployments WHERE port = ?", port)))
 end
 
+--- The deployments routed from ingress host name `hostname` (any
+-- namespace), by path.
+function M.by_hostname(db, hostname)
+  local rows = check(db:rows("SELECT * FROM deployments WHERE hostname = ? ORDER BY path", hostname))
+  for i, row in ipairs(rows) do rows[i] = deployment_row(row) end
+  return rows
+end
+
+-- The conflict a write of `fields` ran into (SQLITE_CONSTRAINT `message`):
+-- raises it as a prisn.error (409), naming only what the writer's own
+-- namespace holds; returns when it is not an ingress conflict.
+local function raise_route_conflict(db, ns, fields, message)
+  if not fields.hostname then return end
+  if tostring(message):find("hostname of another namespace", 1, true) then
+    errors.raise("conflict", string.format("host %s is used by another namespace", fields.hostname),
+      { http_status = 409, hint = "choose another --host" })
+  end
+  if tostring(message):find("deployments.hostname", 1, true) then
+    local path = fields.path or "/"
+    for _, row in ipairs(M.by_hostname(db, fields.hostname)) do
+      if row.namespace == ns and row.path == path then
+        errors.raise("conflict", string.format("host %s path %s is already used by deployment %s", fields.hostname,
+          path, row.name), { http_status = 409, hint = "choose another --path, or change that deployment" })
+      end
+    end
+    errors.raise("conflict", string.format("host %s path %s is already used", fields.hostname, path),
+      { http_status = 409 })
+  end
+end
+
 --- Creates a deployment with its first revision. fields: namespace, name,
--- replicas, port, host, strategy, spec (the revision's), actor. Returns the
--- deployment. Raises "exists" when the name is taken, "conflict" when the
--- port is.
+-- replicas, port, host, hostname and path (the ingress route; path "/" when
+-- absent), tls_cert, tls_key, tls_secret, strategy, spec (the revision's), actor. Returns the deployment.
+-- Raises "exists" when the name is taken, "conflict" when the port or the
+-- route is.
 function M.create(db, fields)
   local now = clock.now_ms()
   store.transaction(db, function()
     local ok, message, code = db:run("INSERT INTO deployments (namespace, name, revision, replicas, port, host, "
-      .. "strategy, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)", fields.namespace, fields.name,
-      fields.replicas, fields.port, fields.host, fields.strategy or "round-robin", now, now)
+      .. "hostname, path, tls_cert, tls_key, tls_secret, strategy, created_at, updated_at) "
+      .. "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      fields.namespace, fields.name, fields.replicas, fields.port, fields.host, fields.hostname,
+      fields.hostname and (fields.path or "/") or nil, fields.tls_cert, fields.tls_key, fields.tls_secret,
+      fields.strategy or "round-robin", now, now)
     if not ok then
       if code == "SQLITE_CONSTRAINT" then
+        raise_route_conflict(db, fields.namespace, fields, message)
         if fields.port and M.by_port(db, fields.port) then
           errors.raise("conflict", string.format("port %d is already used by another deployment", fields.port),
             { http_status = 409 })
@@ -165,8 +200,9 @@ function M.add_revision(db, ns, name, spec, actor)
   return number
 end
 
---- Changes columns of a deployment: replicas, port, host, strategy,
--- autoscale (a table, or false to clear), revision.
+--- Changes columns of a deployment: replicas, port, host, hostname, path,
+-- tls_cert, tls_key, tls_secret, strategy, autoscale (a table, or false to clear), revision. Raises
+-- "conflict" (409) when the port or the ingress route is taken.
 function M.update(db, ns, name, fields)
   -- values may hold NULLs (false clears a column): count, never use #.
   local sets, values, n = {}, {}, 0
@@ -175,7 +211,8 @@ function M.update(db, ns, name, fields)
     n = n + 1
     values[n] = value
   end
-  for _, column in ipairs({ "replicas", "port", "host", "strategy", "revision" }) do
+  for _, column in ipairs({ "replicas", "port", "host", "hostname", "path", "tls_cert", "tls_key", "tls_secret",
+    "strategy", "revision" }) do
     if fields[column] ~= nil then set(column, fields[column] ~= false and fields[column] or nil) end
   end
   if fields.autoscale ~= nil then set("autoscale", fields.autoscale and cjson.encode(fields.autoscale) or nil) end
@@ -186,6 +223,7 @@ function M.update(db, ns, name, fields)
     .. " WHERE namespace = ? AND name = ?", table.unpack(values, 1, n))
   if not ok then
     if code == "SQLITE_CONSTRAINT" then
+      raise_route_conflict(db, ns, fields, message)
       errors.raise("conflict", string.format("port %s is already used by another deployment", tostring(fields.port)),
         { http_status = 409 })
     end

@@ -124,6 +124,30 @@ CREATE TABLE instances (
 );
 ]]
 
+-- 9: a deployment's ingress route: the host name clients send and a path
+-- prefix, and where its TLS certificate comes from. A (hostname, path) pair routes to one deployment (the index), and
+-- a host name belongs to one namespace (the triggers): the namespace that
+-- has it decides its paths, and no other can take requests meant for it.
+-- Checked in the statement that writes the row, so two requests racing for
+-- one name cannot both have it.
+local INGRESS = [[
+ALTER TABLE deployments ADD COLUMN hostname TEXT;  -- lower case; NULL: not on the ingress
+ALTER TABLE deployments ADD COLUMN path TEXT;      -- prefix, "/" at least, set with hostname
+ALTER TABLE deployments ADD COLUMN tls_cert TEXT;  -- PEM files on the server for hostname's TLS, or
+ALTER TABLE deployments ADD COLUMN tls_key TEXT;
+ALTER TABLE deployments ADD COLUMN tls_secret TEXT;  -- a secret of the namespace (TLS_CERT, TLS_KEY); none:
+                                                   -- a self-signed certificate
+CREATE UNIQUE INDEX deployments_route ON deployments (hostname, path) WHERE hostname IS NOT NULL;
+CREATE TRIGGER deployments_hostname_insert BEFORE INSERT ON deployments
+WHEN NEW.hostname IS NOT NULL AND EXISTS (SELECT 1 FROM deployments
+  WHERE hostname = NEW.hostname AND namespace <> NEW.namespace)
+BEGIN SELECT RAISE(ABORT, 'hostname of another namespace'); END;
+CREATE TRIGGER deployments_hostname_update BEFORE UPDATE OF hostname ON deployments
+WHEN NEW.hostname IS NOT NULL AND EXISTS (SELECT 1 FROM deployments
+  WHERE hostname = NEW.hostname AND namespace <> NEW.namespace)
+BEGIN SELECT RAISE(ABORT, 'hostname of another namespace'); END;
+]]
+
 local M = {
   -- 1: jobs. One row per run of a script: `prisn run`, later the queue and
   -- cron. `id` is a prisn.ids id, so ORDER BY id is creation order. A link to
@@ -197,9 +221,11 @@ ALTER TABLE job_specs ADD COLUMN runner_pid INTEGER;
   -- 8: deployments, their revisions and instances (prisn.store.deployments
   -- owns the SQL).
   DEPLOYMENTS,
+  -- 9: a deployment's ingress route (prisn.store.deployments).
+  INGRESS,
 }
 
 -- By name as well, for specs that build a database of one resource.
-M.events, M.secrets, M.cronjobs, M.deployments = EVENTS, SECRETS, CRONJOBS, DEPLOYMENTS
+M.events, M.secrets, M.cronjobs, M.deployments, M.ingress = EVENTS, SECRETS, CRONJOBS, DEPLOYMENTS, INGRESS
 
 return M

@@ -112,6 +112,38 @@ describe("prisn.exec.workload", function()
     assert.equal("needs isolation level 2 or 3, got isolation 1", (workload.message(problem, "manifest")))
   end)
 
+  it("reads an ingress host name: lower case, DNS labels, never an address or a port", function()
+    assert.equal("api.example.com", workload.normalize("hostname", "API.Example.com."))
+    assert.equal("localhost", workload.normalize("hostname", "localhost"))
+    assert.equal("a-1.b2.example", workload.normalize("hostname", "a-1.b2.example"))
+    for _, bad in ipairs({ "", ".", "a..b", "-a.com", "a-.com", "1.2.3.4", "api.example.com:80", "a b.com", "*.x.com",
+      "a_b.com", string.rep("a", 64) .. ".com", string.rep("abcdefghi.", 26) .. "com", 42 }) do
+      local v, problem = workload.normalize("hostname", bad)
+      assert.is_nil(v, tostring(bad))
+      assert.truthy(problem, tostring(bad))
+    end
+    local _, problem = workload.normalize("hostname", "api.example.com:80")
+    assert.same({ "--host must be a DNS host name like api.example.com (letters, digits, dashes; no port, at most "
+      .. "253), got \"api.example.com:80\"", "the name clients put in Host:, e.g. --host api.example.com" },
+      { workload.message(problem, "flag") })
+    assert.same({ "hostname must be a DNS host name like api.example.com (letters, digits, dashes; no port, at most "
+      .. "253), got \"api.example.com:80\"", 'the name clients put in Host:, e.g. "hostname": "api.example.com"' },
+      { workload.message(problem, "api") })
+  end)
+
+  it("reads an ingress path prefix: from /, without a final slash, no dot segments", function()
+    assert.equal("/", workload.normalize("path", "/"))
+    assert.equal("/v1", workload.normalize("path", "/v1/"))
+    assert.equal("/a/b-c/%20~", workload.normalize("path", "/a/b-c/%20~"))
+    for _, bad in ipairs({ "", "v1", "/a/../b", "/..", "/a/./b", "/a//b", "/a b", "/a?x=1", "/a#f",
+      "/" .. string.rep("a", 256), true }) do
+      assert.is_nil(workload.normalize("path", bad), tostring(bad))
+    end
+    local _, problem = workload.normalize("path", "/a/../b")
+    assert.equal("--path must be a URL path starting with / (no .. segment, no spaces, at most 256 characters), "
+      .. "got \"/a/../b\"", (workload.message(problem, "flag")))
+  end)
+
   it("declares the flags of prisn run and the fields each kind takes", function()
     assert.same({ "env", "env-file", "cwd", "timeout", "grace", "memory", "cpu", "pids", "isolation", "disk", "user",
       "runner", "no-deps", "exec", "detach", "secret" }, workload.flag_names())
@@ -121,7 +153,7 @@ describe("prisn.exec.workload", function()
     assert.same({ "allow", "forbid", "replace" }, workload.flag("concurrency").values)
     assert.equal("int", workload.flag("isolation").type)
     assert.same({ "env", "memory", "cpu", "pids", "isolation", "disk", "secrets", "port", "replicas", "restart",
-      "hooks" }, workload.names("deployment", true))
+      "hooks", "hostname", "path", "tls_cert", "tls_key", "tls_secret" }, workload.names("deployment", true))
     assert.same({ "env", "timeout", "memory", "cpu", "pids", "isolation", "disk", "secrets", "concurrency",
       "catch_up", "keep_succeeded", "keep_failed" }, workload.names("cron", true))
     assert.same({ "env", "timeout", "grace", "memory", "cpu", "pids", "isolation", "disk", "runner", "no_deps",

@@ -28,6 +28,49 @@ describe("prisn.store.deployments", function()
       pid = 100 + number, started_at = 1, state = "running", restarts = 0, last_exit = { code = 1 } })
   end
 
+  -- The 409 a write of a route raises: its message, or nil when it went in.
+  local function route_error(fn)
+    local ok, err = pcall(fn)
+    if ok then return nil end
+    assert.equal(409, err.http_status, tostring(err.message))
+    return err.message
+  end
+
+  it("keeps an ingress host name in one namespace and a (host name, path) on one deployment", function()
+    deployments.create(db, { namespace = "a", name = "api", replicas = 1, hostname = "api.example.com",
+      spec = { script = "/srv/a.sh" } })
+    assert.equal("/", deployments.get(db, "a", "api").path)
+    assert.equal("host api.example.com path / is already used by deployment api", route_error(function()
+      deployments.create(db, { namespace = "a", name = "web", replicas = 1, hostname = "api.example.com",
+        spec = { script = "/srv/a.sh" } })
+    end))
+    -- Another path of the same host, in the same namespace: fine.
+    assert.is_nil(route_error(function()
+      deployments.create(db, { namespace = "a", name = "v2", replicas = 1, hostname = "api.example.com", path = "/v2",
+        spec = { script = "/srv/a.sh" } })
+    end))
+    -- Another namespace: neither a new path nor a change to the name; a's
+    -- deployments are not named to b.
+    assert.equal("host api.example.com is used by another namespace", route_error(function()
+      deployments.create(db, { namespace = "b", name = "api", replicas = 1, hostname = "api.example.com",
+        path = "/b", spec = { script = "/srv/a.sh" } })
+    end))
+    assert.is_nil(deployments.get(db, "b", "api"))
+    make("b", "web")
+    assert.equal("host api.example.com is used by another namespace", route_error(function()
+      deployments.update(db, "b", "web", { hostname = "api.example.com", path = "/other" })
+    end))
+    assert.is_nil(deployments.get(db, "b", "web").hostname)
+    -- Once a gives the name up, b may have it.
+    deployments.update(db, "a", "api", { hostname = false, path = false })
+    deployments.delete(db, "a", "v2")
+    assert.is_nil(route_error(function()
+      deployments.update(db, "b", "web", { hostname = "api.example.com", path = "/" })
+    end))
+    local rows = deployments.by_hostname(db, "api.example.com")
+    assert.same({ { "b", "web", "/" } }, { { rows[1].namespace, rows[1].name, rows[1].path } })
+  end)
+
   it("current_revisions gives each deployment's current revision, as revision() does", function()
     make("default", "api", { script = "/srv/api-1.sh" })
     make("default", "web")

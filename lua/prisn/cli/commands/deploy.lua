@@ -139,6 +139,7 @@ local function report(ctx, c, ns, res)
     ctx.out:emit(d)
   elseif text then
     local where = type(d.port) == "number" and (" on port " .. math.tointeger(d.port)) or ""
+    if type(d.url) == "string" then where = where .. " at " .. d.url end
     if outcome == "active" then
       io.stdout:write(string.format("deployment %s: revision %d serving, %d/%d ready%s\n", name, revision, d.ready,
         d.replicas, where))
@@ -209,6 +210,41 @@ local function deploy_one(ctx, c, ns, body, dir)
   return report(ctx, c, ns, res)
 end
 
+-- Whether --host was given an IP address: the port's address, as --host
+-- meant before the ingress took the name (--bind now).
+local function is_address(text)
+  return text:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or (text:find(":", 1, true) and text:match("^[%x:.]+$")) ~= nil
+end
+
+-- The port's address and the ingress host name the flags ask for (--host ''
+-- is JSON null: remove it). --host ADDR still means --bind ADDR, with a
+-- warning, so that scripts written before the ingress keep working.
+local function route_of(flags)
+  local bind, hostname = flags.bind, flags.host
+  if hostname and is_address(hostname) then
+    io.stderr:write("Warning: --host " .. hostname .. " is an address: the port listens on it; that is --bind "
+      .. "now (--host names the ingress host)\n")
+    if bind then errors.usage("give the port's address once: --bind " .. bind .. " or --host " .. hostname) end
+    return hostname, nil
+  end
+  if hostname == "" then return bind, require("cjson").null end
+  if flags.path == "" and hostname then errors.usage("--path '' removes the path; it goes without --host") end
+  for _, name in ipairs({ "hostname", "path", "tls_cert", "tls_key", "tls_secret" }) do
+    local field = require("prisn.exec.workload").field(name)
+    local key = field.flag.name:gsub("%-", "_")
+    if flags[key] ~= nil and flags[key] ~= "" then require("prisn.cli.workload").check_flags(flags, { name }) end
+  end
+  return bind, hostname
+end
+
+-- A flag of the ingress route as sent: '' is null (remove it), and so is
+-- one not given when --host '' takes the route away.
+local function route_field(value, hostname)
+  local null = require("cjson").null
+  if value == "" or (value == nil and hostname == null) then return null end
+  return value
+end
+
 local function from_flags(ctx)
   local uv = require("luv")
   local flags = ctx.flags
@@ -225,6 +261,7 @@ local function from_flags(ctx)
   local isolation = require("prisn.exec.isolation")
   local level = isolation.check_disk(isolation.check(flags.isolation), flags.disk)
   -- The rules of prisn.exec.workload, as the API and manifests apply them.
+  local bind, hostname = route_of(flags)
   require("prisn.cli.workload").check_flags(flags, { "port", "replicas", "grace" })
   local env, env_remove = env_of(ctx, cwd)
   local client = client_module()
@@ -237,7 +274,10 @@ local function from_flags(ctx)
     env = next(env) and env or nil, secrets = #flags.secret > 0 and flags.secret or nil,
     runner = flags.runner, no_deps = flags.no_deps or nil, memory = limits.memory, cpu = limits.cpu,
     pids = limits.pids, isolation = level, disk = flags.disk, grace = flags.grace,
-    port = flags.port, host = flags.host, replicas = flags.replicas, health = health_of(flags, flags.port ~= nil),
+    port = flags.port, host = bind, replicas = flags.replicas, health = health_of(flags, flags.port ~= nil),
+    hostname = hostname, path = route_field(flags.path, hostname), tls_secret = route_field(flags.tls_secret, hostname),
+    tls_cert = route_field(flags.tls_cert and absolute(flags.tls_cert, cwd), hostname),
+    tls_key = route_field(flags.tls_key and absolute(flags.tls_key, cwd), hostname),
     restart = flags.restart, strategy = flags.strategy,
   }, dir)
 end
@@ -268,7 +308,8 @@ local function from_manifest(ctx)
       hooks = hooks,
       name = e.name, entry = script:sub(#dir + 2), env = e.env and next(e.env) and e.env or nil,
       secrets = #e.secrets > 0 and e.secrets or nil, memory = e.memory, cpu = e.cpu, pids = e.pids,
-      isolation = e.isolation, disk = e.disk, port = e.port, replicas = e.replicas,
+      isolation = e.isolation, disk = e.disk, port = e.port, replicas = e.replicas, hostname = e.hostname,
+      path = e.path, tls_cert = e.tls_cert, tls_key = e.tls_key, tls_secret = e.tls_secret,
       health = e.health, restart = e.restart,
     }, dir)
     if not ok then
@@ -351,6 +392,12 @@ M.commands = {
       .. "port, health, ...); --dry-run prints only that. On a terminal a progress line\n"
       .. "shows the rollout (n/N ready, elapsed, the current step); not with -q.\n"
       .. "\n"
+      .. "On the server's ingress (prisn server start --ingress :80), --host NAME\n"
+      .. "[--path /PREFIX] routes HTTP requests for that host name (and path prefix) to\n"
+      .. "the ready instances, with or without --port; a host name belongs to one\n"
+      .. "namespace. --host '' takes the deployment off the ingress. (--host ADDR with\n"
+      .. "an IP address is the old spelling of --bind ADDR.)\n"
+      .. "\n"
       .. "Health (--health): http:/PATH (GET answering 2xx/3xx), tcp (a connect to\n"
       .. "$PORT), none (up for a second counts as healthy). Default: tcp with --port,\n"
       .. "none without. Manifests (-f): docs/MANIFEST.md; hooks: docs/HOOKS.md.",
@@ -364,7 +411,12 @@ M.commands = {
       { name = "name", type = "string", placeholder = "NAME",
         summary = "The deployment's name (default: from the file)" },
       require("prisn.cli.workload").flag("port"),
-      { name = "host", type = "string", placeholder = "ADDR", summary = "Address the port listens on (0.0.0.0)" },
+      { name = "bind", type = "string", placeholder = "ADDR", summary = "Address the port listens on (0.0.0.0)" },
+      require("prisn.cli.workload").flag("host"),
+      require("prisn.cli.workload").flag("path"),
+      require("prisn.cli.workload").flag("tls-cert"),
+      require("prisn.cli.workload").flag("tls-key"),
+      require("prisn.cli.workload").flag("tls-secret"),
       require("prisn.cli.workload").flag("replicas"),
       { name = "health", type = "string", placeholder = "CHECK",
         summary = "http:/PATH, tcp or none (default: tcp with --port, else none)" },
@@ -399,6 +451,8 @@ M.commands = {
       { "prisn deploy app.py --name web -e COLOR=blue -e DEBUG-", "Redeploy web: set COLOR, remove DEBUG, keep "
         .. "the rest" },
       { "prisn deploy app.py --name web --memory 512M --dry-run", "Show what would change, change nothing" },
+      { "prisn deploy api.py --host api.example.com --path /v1", "Serve http://api.example.com/v1 on the server's "
+        .. "ingress (prisn server start --ingress :80)" },
     },
     handler = handler,
   },

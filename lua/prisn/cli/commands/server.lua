@@ -45,10 +45,24 @@ local function report(ctx, doc, text)
   end
 end
 
+-- --ingress and --ingress-tls, checked (usage errors before a start).
+local function ingress_of(ctx)
+  for _, flag in ipairs({ "ingress", "ingress_tls" }) do
+    local v = ctx.flags[flag]
+    if v and not require("prisn.server.ingress").parse_address(v) then
+      local name = "--" .. flag:gsub("_", "-")
+      errors.usage(string.format("%s expects [HOST:]PORT, got '%s'", name, v),
+        "e.g. " .. name .. (flag == "ingress" and " :80" or " :443") .. " or " .. name .. " 127.0.0.1:8080")
+    end
+  end
+  return { ingress = ctx.flags.ingress, ingress_tls = ctx.flags.ingress_tls }
+end
+
 local function start(ctx, opts)
   local server = require("prisn.server")
   local min_isolation = min_isolation_of(ctx)
   local dns, dns_forward = dns_of(ctx)
+  local ingress = ingress_of(ctx)
   local home = require("prisn.home").ensure()
   local running = server.running(home)
   if running then
@@ -80,10 +94,12 @@ local function start(ctx, opts)
       io.stderr:write("The first admin token was saved to ", home, "/admin.token (mode 0600).\n")
     end
     return server.run({ home = home, listen = ctx.flags.listen, foreground = not ctx.flags.daemonized,
-      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http })
+      min_isolation = min_isolation, dns = dns, dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http,
+      ingress = ingress.ingress, ingress_tls = ingress.ingress_tls })
   end
   local info = server.start_background(home, { listen = ctx.flags.listen, min_isolation = min_isolation, dns = dns,
-    dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http })
+    dns_forward = dns_forward, insecure_http = ctx.flags.insecure_http, ingress = ingress.ingress,
+    ingress_tls = ingress.ingress_tls })
   if ctx.flags.insecure_http then
     io.stderr:write("Warning: the TCP API speaks plain HTTP (--insecure-http): tokens and secrets cross the "
       .. "network unencrypted\n")
@@ -125,6 +141,17 @@ local function stop(ctx)
   return 0
 end
 
+-- The ingress listeners of server.json as shown: "http 0.0.0.0:80, https
+-- 0.0.0.0:443", or "off".
+local function ingress_text(addresses)
+  if type(addresses) ~= "table" then return "off" end
+  local parts = {}
+  for _, scheme in ipairs({ "http", "https" }) do
+    if addresses[scheme] then parts[#parts + 1] = scheme .. " " .. addresses[scheme] end
+  end
+  return #parts > 0 and table.concat(parts, ", ") or "off"
+end
+
 local function server_status(ctx)
   local server = require("prisn.server")
   local home = require("prisn.home").path()
@@ -145,9 +172,9 @@ local function server_status(ctx)
     uptime = require("prisn.units").format_duration(status.uptime_seconds),
     address = info.address, socket = info.socket, dns = info.dns or "off", home = home,
     ca_fingerprint = info.ca_fingerprint and ("sha256:" .. info.ca_fingerprint) or "none (plain HTTP)",
-    ca_file = info.ca_file or output.null,
-  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "ca_fingerprint",
-    "ca_file", "home" } })
+    ca_file = info.ca_file or output.null, ingress = ingress_text(info.ingress),
+  }, { fields = { "running", "health", "pid", "version", "uptime", "address", "socket", "dns", "ingress",
+    "ca_fingerprint", "ca_file", "home" } })
   return 0
 end
 
@@ -203,6 +230,13 @@ local dns_flag = { name = "dns", type = "string", placeholder = "ADDR",
     .. "as root, else 127.0.0.1:7453)" }
 local dns_forward_flag = { name = "dns-forward", type = "string", values = { "on", "off" }, placeholder = "on|off",
   summary = "Pass names outside prisn.local to the host's resolvers (default: on for a loopback --dns)" }
+-- Off by default: an ingress on :80/:443 needs root, and a listener open to
+-- the network should be asked for. A server run as root (systemd) is where
+-- `--ingress :80 --ingress-tls :443` belongs.
+local ingress_flag = { name = "ingress", type = "string", placeholder = "[HOST:]PORT",
+  summary = "Route HTTP by host name (prisn deploy --host) on [HOST:]PORT; a port alone: every interface (off)" }
+local ingress_tls_flag = { name = "ingress-tls", type = "string", placeholder = "[HOST:]PORT",
+  summary = "The same over TLS, with a certificate per host name (SNI) (off)" }
 local insecure_http_flag = { name = "insecure-http", type = "bool",
   summary = "Serve plain HTTP on TCP instead of HTTPS (warned about; only behind a TLS proxy or on a "
     .. "trusted network)" }
@@ -229,6 +263,9 @@ return {
           .. "$PRISN_HOME/tls/ (docs/SERVER.md) and copies the CA to $PRISN_HOME/ca.crt,\n"
           .. "which clients trust ('curl --cacert') or pin ('prisn server status' shows\n"
           .. "its SHA-256 fingerprint). The unix socket stays plain HTTP.\n\n"
+          .. "--ingress [HOST:]PORT (and --ingress-tls) routes HTTP by host name to the\n"
+          .. "deployments that have one ('prisn deploy --host', docs/NETWORKING.md); both\n"
+          .. "are off by default (ports 80 and 443 need root).\n\n"
           .. "When a server already runs for $PRISN_HOME it says so and exits 0;\n"
           .. "with a --listen address that server does not serve it exits 1. A\n"
           .. "server that fails at start shows its Error: and Hint: lines.\n\n"
@@ -243,6 +280,8 @@ return {
           min_isolation_flag,
           dns_flag,
           dns_forward_flag,
+          ingress_flag,
+          ingress_tls_flag,
           insecure_http_flag,
         },
         examples = {
@@ -251,6 +290,8 @@ return {
             "Plain HTTP on TCP, e.g. behind a TLS-terminating proxy (warned about)" },
           { "prisn server start --dns 127.0.0.1:5300", "Answer DNS on port 5300 ('dig @127.0.0.1 -p 5300 "
             .. "web.default.prisn.local')" },
+          { "prisn server start --ingress :80 --ingress-tls :443", "As root: serve deployments by host name "
+            .. "(prisn deploy app.py --host api.example.com)" },
           { "prisn server start --min-isolation 2", "Other tokens' workloads get at least their own read-only root" },
           { "prisn server start --foreground --listen 0.0.0.0:7433", "Under systemd, reachable from the network" },
         },
@@ -292,7 +333,8 @@ return {
           .. "keys and the first admin token, starts the server in the background and\n"
           .. "prints the admin token once, with the fingerprint of the API's CA and the\n"
           .. "'prisn context add' line for other machines. Refuses to run twice.",
-        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag, insecure_http_flag },
+        flags = { listen_flag, min_isolation_flag, dns_flag, dns_forward_flag, insecure_http_flag, ingress_flag,
+          ingress_tls_flag },
         examples = { { "prisn cluster init", "Make this machine a (single-node) cluster" } },
         handler = function(ctx) return start(ctx, { init = true }) end,
       },

@@ -19,6 +19,7 @@ local redeploy = require("prisn.server.api.redeploy")
 local auth = require("prisn.server.auth")
 local supervisor = require("prisn.server.supervisor")
 local cronjobs = require("prisn.store.cronjobs")
+local stored_secrets = require("prisn.store.secrets")
 local deployments = require("prisn.store.deployments")
 local events = require("prisn.store.events")
 local clock = require("prisn.clock")
@@ -49,6 +50,45 @@ local function event(req, ns, name, action, message)
   end
 end
 
+-- Where the certificate of hostname's TLS comes from: { cert, key } files
+-- on the server, { secret } of the namespace, or {} (self-signed).
+local function tls_of(body, hostname)
+  local cert, key = workload.value(body, "tls_cert"), workload.value(body, "tls_key")
+  local secret = workload.value(body, "tls_secret")
+  if (cert or key or secret) and not hostname then
+    api.fail(422, "invalid", (cert and "tls_cert" or key and "tls_key" or "tls_secret")
+      .. " goes with hostname: the certificate is the host name's", "add \"hostname\": \"api.example.com\"")
+  end
+  if (cert == nil) ~= (key == nil) then
+    api.fail(422, "invalid", "tls_cert and tls_key go together", "give both files, or neither")
+  end
+  if secret and cert then
+    api.fail(422, "invalid", "give tls_secret or tls_cert and tls_key, not both")
+  end
+  return { cert = cert, key = key, secret = secret }
+end
+
+-- The TLS sources of an admitted deploy, checked: the secret holds
+-- TLS_CERT and TLS_KEY; the files (an admin's) can be read.
+local function check_tls(req, ns, fields)
+  if fields.tls_secret then
+    local info = stored_secrets.describe(req.server.db, ns, fields.tls_secret)
+    local keys = {}
+    for _, k in ipairs(info and info.keys or {}) do keys[k] = true end
+    if not (keys.TLS_CERT and keys.TLS_KEY) then
+      api.fail(422, "invalid", string.format(info and "secret '%s' has no TLS_CERT and TLS_KEY keys"
+        or "secret '%s' not found in namespace '%s'", fields.tls_secret, ns),
+        string.format("prisn secret set %s --from-file TLS_CERT=cert.pem --from-file TLS_KEY=key.pem -n %s",
+          fields.tls_secret, ns))
+    end
+  end
+  for _, file in ipairs({ fields.tls_cert, fields.tls_key }) do
+    local fd = uv.fs_open(file, "r", 0)
+    if not fd then api.fail(422, "invalid", "cannot read " .. file .. " on the server") end
+    uv.fs_close(fd)
+  end
+end
+
 -- The instance template (revision spec) and the deployment fields of a body.
 local function template_from_body(req, body)
   local spec = workload.spec_from_body(req, body)
@@ -56,7 +96,8 @@ local function template_from_body(req, body)
   if null(body.bundle) ~= nil then spec.bundle, spec.entry = tostring(body.bundle):lower(), body.entry end
   local health = null(body.health)
   local port = workload.value(body, "port")
-  if health == nil then health = port and "tcp" or "none" end
+  -- A port or an ingress route has clients: it serves once it accepts.
+  if health == nil then health = (port or null(body.hostname) ~= nil) and "tcp" or "none" end
   local normalized, herr = health_checks.normalize(health)
   if not normalized then api.fail(422, "invalid", "health: " .. tostring(herr),
     "http:/PATH (an HTTP GET answering 2xx or 3xx), tcp (a connect) or none") end
@@ -85,8 +126,34 @@ local function template_from_body(req, body)
   if host ~= nil and (type(host) ~= "string" or not host:match("^[%x%.:]+$")) then
     api.fail(422, "invalid", "host must be an IP address like 0.0.0.0 or 127.0.0.1")
   end
-  return spec, { port = port, host = host, strategy = strategy,
+  local hostname, path = workload.value(body, "hostname"), workload.value(body, "path")
+  if path and not hostname then
+    api.fail(422, "invalid", "path goes with hostname: the ingress routes by host name first",
+      "add \"hostname\": \"api.example.com\", or drop path")
+  end
+  local tls = tls_of(body, hostname)
+  return spec, { port = port, host = host, strategy = strategy, hostname = hostname,
+    path = hostname and (path or "/") or nil, tls_cert = tls.cert, tls_key = tls.key, tls_secret = tls.secret,
     replicas = workload.value(body, "replicas") }
+end
+
+-- The ingress route of a deploy: a host name belongs to one namespace, and
+-- (hostname, path) to one deployment. Raises the 409, naming only the
+-- caller's own deployments. Checked again by the database when the row is
+-- written (prisn.store.deployments), which settles a race between two
+-- requests for one name.
+local function check_route(req, ns, name, fields)
+  if not fields.hostname then return end
+  for _, row in ipairs(deployments.by_hostname(req.server.db, fields.hostname)) do
+    if row.namespace ~= ns then
+      api.fail(409, "conflict", string.format("host %s is used by another namespace", fields.hostname),
+        "choose another --host")
+    end
+    if row.name ~= name and row.path == fields.path then
+      api.fail(409, "conflict", string.format("host %s path %s is already used by deployment %s", fields.hostname,
+        fields.path, row.name), "choose another --path, or change that deployment")
+    end
+  end
 end
 
 -- Whether `port` can be listened on (nothing else holds it).
@@ -186,6 +253,27 @@ local function failed_instance(d, runtime)
   return { name = d.name .. "-" .. f.number, number = f.number, revision = f.revision }
 end
 
+-- Where the ingress serves deployment `d` (prisn.server.ingress), or nil.
+local function ingress_url(server, d)
+  return server.ingress and d.hostname and server.ingress:url(d.hostname, d.path) or nil
+end
+
+-- Where the certificate of d's host name comes from, as the API shows it:
+-- { source = "file" | "secret" | "self-signed", cert, key, secret, and
+-- what the ingress loaded: subject, not_after, fingerprint, error }, or
+-- null without a host name (or with neither a TLS listener nor a source).
+local function tls_public(server, d, detail)
+  local https = server.ingress and server.ingress.listeners.https
+  if not d.hostname or not (https or d.tls_secret or d.tls_cert) then return cjson.null end
+  local t = { source = d.tls_secret and "secret" or d.tls_cert and "file" or "self-signed",
+    secret = d.tls_secret or cjson.null, cert = d.tls_cert or cjson.null, key = d.tls_key or cjson.null }
+  -- A list shows what is loaded; one deployment's view loads it (a list of
+  -- a thousand must not make a thousand self-signed certificates).
+  local loaded = server.ingress and server.ingress:certificate_info(d.hostname, detail)
+  for k, v in pairs(loaded or {}) do t[k] = v end
+  return t
+end
+
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
 
@@ -214,6 +302,8 @@ local function public(req, d, detail, known)
     health = spec.health and (spec.health.kind == "http" and ("http:" .. tostring(spec.health.path))
       or spec.health.kind) or cjson.null,
     restart = spec.restart or "always",
+    hostname = d.hostname or cjson.null, path = d.hostname and d.path or cjson.null,
+    url = ingress_url(req.server, d) or cjson.null, tls = tls_public(req.server, d, detail),
     created_at = iso(d.created_at), updated_at = iso(d.updated_at),
     instances = api.array(items),
   }
@@ -272,7 +362,9 @@ local function deploy(req)
   existing = existing or deployments.get(db, ns, name)
   local port = fields.port
   if port == nil and body.port == nil and existing then port = existing.port end
-  admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, object = "deploy/" .. name })
+  admission.admit(req, "deployment.apply", spec, { port = port, host = fields.host, hostname = fields.hostname,
+    path = fields.path, tls_cert = fields.tls_cert, tls_key = fields.tls_key, object = "deploy/" .. name })
+  check_tls(req, ns, fields)
   -- A script nobody can run is refused now, not after the deploy (and only
   -- once admitted: the answer says what a path on the server holds).
   workload.check_server_script(spec)
@@ -282,10 +374,12 @@ local function deploy(req)
   local current = existing and deployments.revision(db, ns, name, existing.revision)
   local changed = not current or redeploy.canonical(current.spec) ~= redeploy.canonical(spec)
   check_port(req, ns, name, fields)
+  check_route(req, ns, name, fields)
   local changes = {}
   if existing then
     local after = { replicas = fields.replicas or existing.replicas, strategy = fields.strategy,
-      port = existing.port, host = existing.host }
+      port = existing.port, host = existing.host, hostname = fields.hostname, path = fields.path,
+      tls_cert = fields.tls_cert, tls_key = fields.tls_key, tls_secret = fields.tls_secret }
     if body.port ~= nil then after.port, after.host = fields.port, fields.host end
     changes = redeploy.changes(current and current.spec or {}, spec, existing, after)
   end
@@ -296,13 +390,18 @@ local function deploy(req)
   local status = 200
   if not existing then
     deployments.create(db, { namespace = ns, name = name, replicas = fields.replicas or 1, port = fields.port,
-      host = fields.host, strategy = fields.strategy, spec = spec, actor = req.actor })
+      host = fields.host, hostname = fields.hostname, path = fields.path, tls_cert = fields.tls_cert,
+      tls_key = fields.tls_key, tls_secret = fields.tls_secret, strategy = fields.strategy, spec = spec,
+      actor = req.actor })
     event(req, ns, name, "deployment.created", string.format("revision 1, %d replica(s)%s", fields.replicas or 1,
       fields.port and (", port " .. fields.port) or ""))
     status = 201
   else
     if changed then deployments.add_revision(db, ns, name, spec, req.actor) end
-    local update = { strategy = fields.strategy }
+    -- The body is complete for the route (a merge starts from the current
+    -- one): no hostname takes the deployment off the ingress.
+    local update = { strategy = fields.strategy, hostname = fields.hostname or false, path = fields.path or false,
+      tls_cert = fields.tls_cert or false, tls_key = fields.tls_key or false, tls_secret = fields.tls_secret or false }
     if fields.replicas then update.replicas = fields.replicas end
     if body.port ~= nil then update.port = fields.port or false; update.host = fields.host or false end
     deployments.update(db, ns, name, update)
@@ -347,7 +446,8 @@ end
 local function admit_template(req, action, d, spec)
   local copy = {}
   for k, v in pairs(spec or {}) do copy[k] = v end
-  return admission.admit(req, action, copy, { port = d.port, host = d.host, object = "deploy/" .. d.name })
+  return admission.admit(req, action, copy, { port = d.port, host = d.host, hostname = d.hostname, path = d.path,
+    object = "deploy/" .. d.name })
 end
 
 local function current_spec(req, d)

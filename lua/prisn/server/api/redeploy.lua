@@ -36,7 +36,8 @@ local ORDER = { "script", "args", "env", "secrets", "runner", "no_deps", "memory
   "disk", "run_as", "timeout", "grace", "health", "restart", "progress_deadline", "hooks" }
 
 -- A deployment's settings (outside its template) that changes() compares.
-M.DEPLOYMENT_SETTINGS = { "replicas", "port", "host", "strategy" }
+M.DEPLOYMENT_SETTINGS = { "replicas", "port", "host", "hostname", "path", "tls_cert", "tls_key", "tls_secret",
+  "strategy" }
 
 local function copy(t)
   local c = {}
@@ -45,7 +46,8 @@ local function copy(t)
 end
 
 --- The request body that would make template `spec` with deployment row
--- `d`'s settings (port, host, strategy): the base a merge starts from.
+-- `d`'s settings (port, host, ingress hostname and path, strategy): the
+-- base a merge starts from.
 -- Replicas are left out: a redeploy keeps them (and an autoscaler's count).
 function M.base_body(spec, d)
   local hooks
@@ -62,7 +64,8 @@ function M.base_body(spec, d)
     no_deps = spec.no_deps or nil, memory = spec.memory, cpu = spec.cpu, pids = spec.pids,
     isolation = spec.isolation, disk = spec.disk, health = spec.health, restart = spec.restart,
     progress_deadline = spec.progress_deadline, hooks = hooks,
-    port = d.port, host = d.host, strategy = d.strategy,
+    port = d.port, host = d.host, strategy = d.strategy, hostname = d.hostname, path = d.hostname and d.path or nil,
+    tls_cert = d.tls_cert, tls_key = d.tls_key, tls_secret = d.tls_secret,
   }
 end
 
@@ -100,6 +103,9 @@ function M.merge(base, body)
   end
   if body.bundle ~= nil and body.bundle ~= cjson.null then merged.script = nil end
   if body.script ~= nil and body.script ~= cjson.null then merged.bundle, merged.entry = nil, nil end
+  -- A certificate's files replace a secret, and the other way round.
+  if body.tls_cert ~= nil and body.tls_cert ~= cjson.null then merged.tls_secret = nil end
+  if body.tls_secret ~= nil and body.tls_secret ~= cjson.null then merged.tls_cert, merged.tls_key = nil, nil end
   local env = copy(base.env)
   if type(body.env) == "table" then
     for k, v in pairs(body.env) do env[k] = v end
@@ -165,7 +171,7 @@ end
 
 --- What changes from template `old` with settings `old_settings` to `new`
 -- with `new_settings` (the fields named in `setting_names`, default
--- DEPLOYMENT_SETTINGS: replicas, port, host, strategy): a list of
+-- DEPLOYMENT_SETTINGS: replicas, port, host, hostname, path, strategy): a list of
 -- { field, from, to } (from/to null when unset; the script as "ENTRY
 -- (bundle DIGEST)"), env as { field = "env", added, removed, changed } with
 -- keys only. Empty when nothing changes.

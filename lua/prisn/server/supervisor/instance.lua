@@ -503,6 +503,7 @@ function Instance:remove_instance(d, inst, done)
   local t = self.uv.new_timer()
   t:start(0, M.DRAIN_POLL_MS, self:guard("drain", function()
     local open = d.proxy and d.proxy:connections(instance_name(d, inst)) or 0
+    for _, count in ipairs(self.drain_counts or {}) do open = open + count(d, inst) end -- the ingress's
     if open == 0 or waited >= grace * 1000 or not inst.pid then
       close_handle(t)
       if inst.pid then self:kill_process(inst, grace) end

@@ -29,6 +29,26 @@ describe("prisn.server.api.redeploy", function()
     assert.is_nil(redeploy.merge(base, { env_remove = { "COLOR", "LEVEL" } }).env)
   end)
 
+  it("keeps the ingress route and its certificate source; files replace a secret and back; null removes", function()
+    local routed = { port = nil, strategy = "round-robin", hostname = "api.example.com", path = "/v1",
+      tls_secret = "api-tls" }
+    local base = redeploy.base_body(spec, routed)
+    assert.same({ "api.example.com", "/v1", "api-tls" }, { base.hostname, base.path, base.tls_secret })
+    local kept = redeploy.merge(base, { env = { X = "1" } })
+    assert.same({ "api.example.com", "/v1", "api-tls" }, { kept.hostname, kept.path, kept.tls_secret })
+    local files = redeploy.merge(base, { tls_cert = "/etc/c.pem", tls_key = "/etc/k.pem" })
+    assert.same({ "/etc/c.pem", "/etc/k.pem", nil }, { files.tls_cert, files.tls_key, files.tls_secret })
+    local back = redeploy.merge(redeploy.base_body(spec, { hostname = "api.example.com", path = "/",
+      tls_cert = "/etc/c.pem", tls_key = "/etc/k.pem" }), { tls_secret = "new" })
+    assert.same({ nil, nil, "new" }, { back.tls_cert, back.tls_key, back.tls_secret })
+    local off = redeploy.merge(base, { hostname = cjson.null, path = cjson.null, tls_secret = cjson.null })
+    assert.same({ nil, nil, nil }, { off.hostname, off.path, off.tls_secret })
+    local changes = redeploy.changes(spec, spec, routed, { hostname = "api.example.com", path = "/v2",
+      strategy = "round-robin" })
+    assert.same({ { field = "path", from = "/v1", to = "/v2" }, { field = "tls_secret", from = "api-tls",
+      to = cjson.null } }, changes)
+  end)
+
   it("knows a list of keys", function()
     assert.is_true(redeploy.key_list({ "A", "B" }))
     assert.is_true(redeploy.key_list({}))
