@@ -34,6 +34,8 @@ M.PREFIXES = {
   ["prisn.net"] = "exec", ["prisn.logs"] = "exec", ["prisn.deploy_logs"] = "exec",
   ["prisn.policies"] = "exec", ["prisn.manifest"] = "exec", ["prisn.metrics"] = "exec",
   ["prisn.http"] = "exec",
+  -- the log pump: run by the data plane, or by the server when there is none.
+  ["prisn.dataplane.logs"] = "exec",
   -- server: the control plane.
   ["prisn.server"] = "server",
   -- cli: the command line, its API client and contexts; main starts either.
