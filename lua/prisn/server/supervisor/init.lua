@@ -365,7 +365,7 @@ function Sup:stop_all(grace, done)
         local previous = inst.on_stopped -- a removal in progress finishes too
         inst.on_stopped = function()
           if previous then previous() end
-          if inst.log then inst.log:close(); inst.log = nil end
+          self:release_output(d, inst)
           one()
         end
         self:kill_process(inst, math.min(grace, d.specs[inst.revision].grace or M.DEFAULT_GRACE))
