@@ -52,7 +52,8 @@ function M.new(server, opts)
   local in_process = opts.in_process
   if in_process == nil then in_process = os.getenv("PRISN_DATAPLANE") == "in-process" end
   return setmetatable({ server = server, log = server.log, exe = opts.exe or uv.exepath(),
-    in_process = in_process, ports = {}, dns_listen = nil, records = {}, record_signatures = {}, connections = {}, on_failed = {}, waiting = {} }, Client)
+    in_process = in_process, ports = {}, dns_listen = nil, records = {}, record_signatures = {}, connections = {} },
+    Client)
 end
 
 -- Transport --------------------------------------------------------------------
