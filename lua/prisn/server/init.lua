@@ -34,6 +34,7 @@ local homes = require("prisn.home")
 local checkpointer = require("prisn.store.checkpointer")
 local proc = require("prisn.core.proc")
 local server_dns = require("prisn.server.dns")
+local server_dataplane = require("prisn.server.dataplane")
 
 local M = {}
 
@@ -293,6 +294,13 @@ function M.run(opts)
       { hint = "choose another address with --listen HOST:PORT" })
   end
 
+  -- The data plane (prisn.dataplane: ports and DNS, a process that outlives
+  -- this one): connect to it, or start it.
+  server.dataplane = server_dataplane.new(server)
+  if not server.dataplane:start_and_wait() then
+    log:warn("the data plane did not answer within %d ms: ports and DNS follow when it does (see %s/%s)",
+      server_dataplane.START_TIMEOUT_MS, home, "dataplane.log")
+  end
   -- DNS for prisn.local, fed by the supervisor (before recover adopts instances).
   server.dns = server_dns.start(server, { address = opts.dns, forward = opts.dns_forward,
     resolv_conf = os.getenv("PRISN_DNS_RESOLV_CONF") })
@@ -314,6 +322,7 @@ function M.run(opts)
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   server.queue:recover()
   server.supervisor:recover()
+  server.dataplane:sync()
   server.cron:start()
   -- The audit trail is bounded: prune it once a minute.
   local prune_timer = uv.new_timer()
@@ -327,12 +336,11 @@ function M.run(opts)
     server.stopping = true
     log:info("stopping (%s)", signame)
     for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
-    if server.dns then server.dns.responder:close() end
     -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
     -- queued ones stay queued for the next start. Then in-flight responses
     -- get a moment to finish and everything left is closed.
     local grace = tonumber(os.getenv("PRISN_STOP_GRACE_SECONDS") or "") or 10
-    local waiting = 2 -- the job queue and the services
+    local waiting = 3 -- the job queue, the services and the data plane
     local function one_done()
       waiting = waiting - 1
       if waiting > 0 then return end
@@ -348,6 +356,8 @@ function M.run(opts)
         uv.walk(function(h) if not h:is_closing() then h:close() end end)
       end)
     end
+    -- The data plane stops first: its ports close, as the in-server proxies did.
+    server.dataplane:stop(one_done)
     server.queue:stop_all(grace, one_done)
     server.supervisor:stop_all(grace, one_done)
     -- Hooks still running are stopped; their callbacks come (as failures).

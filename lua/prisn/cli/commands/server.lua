@@ -246,6 +246,18 @@ return {
         handler = stop,
       },
       {
+        name = "dataplane",
+        hidden = true,
+        summary = "Run the data plane (the server starts it; docs/SERVER.md)",
+        flags = {
+          { name = "handover", type = "string", placeholder = "FILE", hidden = true,
+            summary = "Take over the listening sockets of the data plane being replaced" },
+        },
+        handler = function(ctx)
+          return require("prisn.dataplane").run({ home = require("prisn.home").path(), handover = ctx.flags.handover })
+        end,
+      },
+      {
         name = "status",
         summary = "Say whether the server runs, and where",
         description = "Shows the server's pid, version, uptime and addresses. Exits 0 when it\n"
