@@ -23,6 +23,7 @@ M.TICK_MS = 100
 M.SERVICES = {
   { kind = "ports", module = "prisn.dataplane.ports" },
   { kind = "dns", module = "prisn.dataplane.dns" },
+  { kind = "logs", module = "prisn.dataplane.logs" },
 }
 
 local Host = {}

@@ -1,6 +1,7 @@
 -- prisn.dataplane.logs: the log pump — reads the output pipes of service
 -- instances into their log files, for as long as it is attached, whatever
--- the server is doing.
+-- the server is doing — and the data plane's service (kind "logs") that
+-- runs one.
 --
 -- An instance writes stdout and stderr into two named pipes
 -- (prisn.exec.instance.fifo_paths). A pipe holds 64 KiB: if nobody reads, a
@@ -29,6 +30,19 @@
 --
 -- It does not know deployments, the store, or the server: keys are opaque
 -- ("ns/name/number" by convention), paths are given.
+--
+-- The service's ops (fields of the request; replies in brackets):
+--   attach   key, fifos = { stdout, stderr }, path, max_bytes  [] or an error
+--   detach   key                                               []
+--   sync     attachments = { [key] = { fifos, path, max_bytes } }: the full
+--            list (prisn.server.log_host sends it on every (re)connect)
+--            [ failed = { [key] = message } ]
+-- At an upgrade the old process lets go of every pipe (reading what is left)
+-- when its snapshot is taken, before the new one starts and attaches them
+-- again: in between the pipes hold what is written (64 KiB, a few ms of an
+-- upgrade). At a stop it lets go of its write ends and reads each pipe
+-- until its instance has closed it too (the server stops the instances
+-- after the data plane), at most STOP_DRAIN_MS.
 local uv = require("luv")
 local logs = require("prisn.logs")
 
@@ -40,6 +54,12 @@ M.STREAMS = { "stdout", "stderr" }
 M.REOPEN_MS = 1000
 -- How much a detach reads at most from a pipe still being written to.
 local DRAIN_MAX_BYTES = 4 * 1024 * 1024
+-- At a stop: how long the pipes are read for the last words of instances
+-- being stopped (their grace, and some).
+M.STOP_DRAIN_MS = 15000
+-- At an upgrade: when the new process has not taken over after this long,
+-- the old one attaches again (the upgrade failed).
+M.HANDOVER_TIMEOUT_MS = 15000
 
 local Pump = {}
 Pump.__index = Pump
@@ -191,8 +211,8 @@ function Pump:sync(list)
   end
   local failed = {}
   for key, spec in pairs(list) do
-    local ok, err = self:attach(key, spec)
-    if not ok then failed[key] = err end
+    local done, ok, err = pcall(self.attach, self, key, spec)
+    if not done then failed[key] = tostring(ok) elseif not ok then failed[key] = err end
   end
   return failed
 end
@@ -210,13 +230,146 @@ function Pump:close()
   for _, key in ipairs(self:keys()) do self:detach(key) end
 end
 
+--- Lets go of every attachment's write ends and reads each pipe until its
+-- writers are gone too (EOF) or `ms` pass; then closes it. done() after.
+function Pump:linger(ms, done)
+  local list = {}
+  for _, key in ipairs(self:keys()) do list[#list + 1] = self.attached[key] end
+  self.attached = {}
+  local open, timer = 0, nil
+  local function close_stream(a, s)
+    if s.pipe:is_closing() then return end
+    s.pipe:read_stop()
+    s.pipe:close()
+    a.open = a.open - 1
+    if a.open == 0 and a.writer then a.writer:close(); a.writer = nil end
+    open = open - 1
+    if open == 0 then
+      if timer and not timer:is_closing() then timer:close() end
+      if done then done() end
+    end
+  end
+  for _, a in ipairs(list) do
+    a.open = 0
+    for _, stream in ipairs(M.STREAMS) do
+      local s = a.streams[stream]
+      self.uv.fs_close(s.wfd)
+      if not s.pipe:is_closing() then
+        a.open, open = a.open + 1, open + 1
+        s.pipe:read_stop()
+        s.pipe:read_start(function(_, data)
+          if data then return keep(self, a, stream, data) end
+          close_stream(a, s)
+        end)
+      end
+    end
+  end
+  if open == 0 then
+    if done then done() end
+    return
+  end
+  timer = self.uv.new_timer()
+  timer:start(ms, 0, function()
+    for _, a in ipairs(list) do
+      for _, stream in ipairs(M.STREAMS) do close_stream(a, a.streams[stream]) end
+    end
+  end)
+end
+
 --- A pump. opts: on_error(key, message) (called once per attachment and
 -- trouble: a log that cannot be written, a pipe that broke), uv (luv, or a
 -- fake), clock (ms since the epoch, for the records; prisn.clock's by default).
-function M.new(opts)
+function M.pump(opts)
   opts = opts or {}
   return setmetatable({ attached = {}, uv = opts.uv or uv, clock = opts.clock,
     on_error = opts.on_error or function() end }, Pump)
+end
+
+-- The data plane's service --------------------------------------------------------
+
+local Service = {}
+Service.__index = Service
+
+--- The service for data-plane `host` (its log).
+function M.new(host)
+  local self = setmetatable({ host = host }, Service)
+  self.pump = M.pump({ on_error = function(key, text)
+    if host.log then host.log:error("logs %s: %s", key, text) end
+  end })
+  return self
+end
+
+local function attachment(msg)
+  local fifos = type(msg.fifos) == "table" and msg.fifos or {}
+  return { fifos = { stdout = fifos.stdout, stderr = fifos.stderr }, path = msg.path,
+    max_bytes = math.tointeger(msg.max_bytes) }
+end
+
+function Service:op_attach(msg)
+  if type(msg.key) ~= "string" or msg.key == "" then return nil, "attach: key must be a string", "invalid" end
+  local done, ok, err, code = pcall(self.pump.attach, self.pump, msg.key, attachment(msg))
+  if not done then return nil, tostring(ok), "invalid" end
+  if not ok then return nil, err, code end
+  return {}
+end
+
+function Service:op_detach(msg)
+  if type(msg.key) ~= "string" then return nil, "detach: key must be a string", "invalid" end
+  self.pump:detach(msg.key)
+  return {}
+end
+
+function Service:op_sync(msg)
+  local list = {}
+  for key, spec in pairs(type(msg.attachments) == "table" and msg.attachments or {}) do
+    if type(key) == "string" and type(spec) == "table" then list[key] = attachment(spec) end
+  end
+  return { failed = self.pump:sync(list) }
+end
+
+--- An upgrade: every pipe let go of (what was read is written), and the
+-- list handed to the new process, which attaches them again (adopt). When
+-- it never takes over (the upgrade failed) this one attaches them again.
+function Service:snapshot()
+  local list = {}
+  for key, a in pairs(self.pump.attached) do
+    list[key] = { fifos = a.fifos, path = a.path, max_bytes = a.max_bytes }
+  end
+  self.pump:close()
+  self.handed_over = false
+  local timer = uv.new_timer()
+  timer:start(M.HANDOVER_TIMEOUT_MS, 0, function()
+    timer:close()
+    if self.handed_over or self.closed then return end
+    if self.host.log then self.host.log:warn("logs: the upgrade did not take over; reading the pipes again") end
+    self.pump:sync(list)
+  end)
+  timer:unref()
+  self.handover_timer = timer
+  return { attachments = list }
+end
+
+function Service:adopt(snapshot)
+  local failed = self.pump:sync(snapshot.attachments or {})
+  for key, message in pairs(failed) do
+    if self.host.log then self.host.log:error("logs %s: %s", key, message) end
+  end
+end
+
+--- The new process reads the pipes now (it attached them before it said
+-- it was ready).
+function Service:stop_accepting(done)
+  self.handed_over = true
+  done()
+end
+
+--- A stop: the instances are stopped after this, so their last words are
+-- read until they close their pipes (see the header); done() at once, the
+-- reading goes on in the background.
+function Service:close(done)
+  self.closed = true
+  self.pump:linger(M.STOP_DRAIN_MS)
+  if done then done() end
 end
 
 return M

@@ -52,7 +52,8 @@ function M.new(server, opts)
   local in_process = opts.in_process
   if in_process == nil then in_process = os.getenv("PRISN_DATAPLANE") == "in-process" end
   return setmetatable({ server = server, log = server.log, exe = opts.exe or uv.exepath(),
-    in_process = in_process, ports = {}, dns_listen = nil, records = {}, record_signatures = {}, connections = {} },
+    in_process = in_process, ports = {}, dns_listen = nil, records = {}, record_signatures = {}, connections = {},
+    state_senders = {} },
     Client)
 end
 
@@ -94,6 +95,8 @@ function Client:send_state()
       zone = self.dns_listen.zone, forward = self.dns_listen.forward })
   end
   self:request({ kind = "dns", op = "sync", records = self.records })
+  -- Services other parts of the server feed (prisn.server.log_host) send theirs.
+  for _, send in ipairs(self.state_senders) do send() end
 end
 
 function Client:port_failed(name, message, code)

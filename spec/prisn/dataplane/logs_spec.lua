@@ -50,7 +50,7 @@ describe("prisn.dataplane.logs", function()
   end
 
   local function new_pump(opts)
-    local p = pump_mod.new(opts)
+    local p = pump_mod.pump(opts)
     pumps[#pumps + 1] = p
     return p
   end

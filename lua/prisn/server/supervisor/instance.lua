@@ -13,9 +13,9 @@
 --
 -- Output. An instance writes into two named pipes (prisn.exec.instance);
 -- what reads them into its log is the "log host": the data plane's log pump
--- when the server has one (server.log_host: the pump lives in a process
--- that outlives the server, so output keeps flowing while it is away), else
--- a pump in this process (prisn.dataplane.logs). An instance is attached
+-- when the server has one (prisn.server.log_host: the pump lives in a
+-- process that outlives the server, so output keeps flowing while it is
+-- away), else a pump in this process (prisn.dataplane.logs). An instance is attached
 -- when its process starts or is adopted and stays attached across its
 -- restarts (the pump holds the pipes open); it is detached when forgotten
 -- or stopped with the server.
@@ -27,6 +27,7 @@ local async = require("prisn.async")
 local errors = require("prisn.error")
 local deploy_logs = require("prisn.deploy_logs")
 local log_pump = require("prisn.dataplane.logs")
+local log_host = require("prisn.server.log_host")
 local envcache = require("prisn.exec.envcache")
 local instance_exec = require("prisn.exec.instance")
 local exec_job = require("prisn.exec.job")
@@ -184,17 +185,20 @@ function Instance:instance_env(d, inst, launch, spec)
   return env
 end
 
---- The log host: the data plane's (server.log_host) or, without one, a
--- pump in this process, made on first use. Either has attach(key, spec)
--- and detach(key) (prisn.dataplane.logs).
+--- The log host, made on first use: the data plane's
+-- (prisn.server.log_host) when the server has one, else a pump in this
+-- process (specs, tools). Either has attach(key, spec) and detach(key).
 function Instance:log_host()
-  if self.server.log_host then return self.server.log_host end
-  if not self.local_log_host then
-    self.local_log_host = log_pump.new({ on_error = function(output_key, text)
-      self.server.log:error("%s: %s", output_key, text)
-    end })
+  if not self.output_host then
+    if self.server.dataplane then
+      self.output_host = log_host.new(self.server.dataplane, self.server.log)
+    else
+      self.output_host = log_pump.pump({ on_error = function(output_key, text)
+        self.server.log:error("%s: %s", output_key, text)
+      end })
+    end
   end
-  return self.local_log_host
+  return self.output_host
 end
 
 --- The key of an instance's output at the log host: "ns/name/number".

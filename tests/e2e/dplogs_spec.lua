@@ -1,0 +1,135 @@
+-- Instance output while the server is away (issue #19): an instance prints
+-- a numbered line with its own timestamp every millisecond while the server
+-- is killed with -9, kept down 5 s and started again. Afterwards every
+-- number is in `prisn logs` exactly once, in order; the instance never
+-- stalled on a full pipe (no gap above 50 ms between its own timestamps);
+-- and a `prisn logs -f` (of the deployment, and of the namespace) started
+-- before the kill went on after the restart with every line once.
+local h = require("e2e.helper")
+local cjson = require("cjson")
+local uv = require("luv")
+
+local OUTAGE_MS = 5000
+local MAX_GAP_MS = 50
+-- The instance prints for this long, then says "done" and idles.
+local PRINT_SECONDS = 9
+
+local CHATTY = string.format([[
+import sys, time
+start = time.time()
+n = 0
+while time.time() - start < %d:
+    n += 1
+    sys.stdout.write("%%d %%.6f\n" %% (n, time.time()))
+    sys.stdout.flush()
+    time.sleep(0.001)
+sys.stdout.write("done %%d\n" %% n)
+sys.stdout.flush()
+time.sleep(3600)
+]], PRINT_SECONDS)
+
+-- Checks the numbered lines of `text` (each "N T", possibly prefixed):
+-- 1..last each once, in order, and the largest gap between consecutive
+-- timestamps. Returns last, the gap in ms, and the number the "done" line
+-- says was printed (nil when absent).
+local function check_numbers(text, what)
+  local expect, last_t, max_gap, done = 1, nil, 0, nil
+  for line in text:gmatch("[^\n]+") do
+    local n, t = line:match("(%d+) (%d+%.%d+)$")
+    if n then
+      n, t = tonumber(n), tonumber(t)
+      assert(n == expect, string.format("%s: expected line %d, got %d", what, expect, n))
+      expect = n + 1
+      if last_t then max_gap = math.max(max_gap, (t - last_t) * 1000) end
+      last_t = t
+    else
+      done = tonumber(line:match("done (%d+)$")) or done
+    end
+  end
+  return expect - 1, max_gap, done
+end
+
+describe("instance output while the server is away", function()
+  local env, ok
+  local followers = {}
+
+  before_each(function()
+    env = h.env({ PRISN_STOP_GRACE_SECONDS = "2" })
+    ok = select(2, h.cli(function() return env end))
+  end)
+
+  after_each(function()
+    for _, f in ipairs(followers) do
+      if not f.handle:is_closing() then f.handle:kill("sigkill") end
+    end
+    h.wait_for(function()
+      for _, f in ipairs(followers) do if f.open > 0 then return false end end
+      return true
+    end, 5000)
+    followers = {}
+    h.stop_server(env)
+    h.cleanup()
+  end)
+
+  -- Starts `prisn logs ARGS...` in the background, collecting its output.
+  local function follow_logs(args)
+    local f = { out = {}, err = {}, open = 3 }
+    local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+    local envl = {}
+    for k, v in pairs(env) do envl[#envl + 1] = k .. "=" .. v end
+    f.handle = assert(uv.spawn(h.bin, { args = args, env = envl,
+      stdio = { nil, stdout, stderr } }, function(code)
+      f.code = code
+      f.handle:close()
+      f.open = f.open - 1
+    end))
+    for pipe, chunks in pairs({ [stdout] = f.out, [stderr] = f.err }) do
+      pipe:read_start(function(_, data)
+        if data then chunks[#chunks + 1] = data else pipe:close(); f.open = f.open - 1 end
+      end)
+    end
+    followers[#followers + 1] = f
+    return f
+  end
+
+  it("keeps every line, in order, without stalling the instance, and logs -f goes on", function()
+    local home = env.PRISN_HOME
+    local dir = h.tempdir("prisn-dplogs")
+    local script = h.write(dir .. "/chatty.py", CHATTY)
+    ok({ "server", "start", "-q" })
+    ok({ "deploy", script, "--name", "web", "--isolation", "0" })
+    local deployment_f = follow_logs({ "logs", "web", "-f" })
+    local namespace_f = follow_logs({ "logs", "-f" })
+    assert.is_true(h.wait_for(function() return deployment_f.out[1] ~= nil and namespace_f.out[1] ~= nil end, 10000),
+      "logs -f printed nothing")
+    h.sleep(500)
+
+    local server_pid = math.tointeger(cjson.decode(h.read(home .. "/server.json")).pid)
+    local instance_pid = h.recorded_pids(home)[1]
+    assert.truthy(instance_pid)
+    uv.kill(server_pid, "sigkill")
+    assert.is_true(h.wait_for(function() return not h.alive(server_pid) end, 5000))
+    h.sleep(OUTAGE_MS)
+    assert.is_true(h.alive(instance_pid), "the instance died with the server")
+    ok({ "server", "start", "-q" })
+
+    -- Until the instance says it is done, and logs -f has printed that too.
+    local text
+    assert.is_true(h.wait_for(function()
+      text = ok({ "logs", "web" }).stdout
+      return text:find("done %d+\n") ~= nil
+    end, (PRINT_SECONDS + 20) * 1000), "the instance never finished")
+    local last, gap, done = check_numbers(text, "prisn logs")
+    assert.equal(done, last)
+    assert.is_true(last > PRINT_SECONDS * 300, "only " .. last .. " lines in " .. PRINT_SECONDS .. " s")
+    io.stderr:write(string.format("  [e2e/dplogs] %d lines, largest gap %.1f ms\n", last, gap))
+    assert.is_true(gap < MAX_GAP_MS, string.format("the instance stalled %.0f ms", gap))
+
+    for what, f in pairs({ ["prisn logs web -f"] = deployment_f, ["prisn logs -f"] = namespace_f }) do
+      assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+\n") ~= nil end, 10000),
+        what .. " did not go on after the restart: " .. table.concat(f.err))
+      assert.equal(last, (check_numbers(table.concat(f.out), what)))
+      assert.matches("lost the server", table.concat(f.err))
+    end
+  end)
+end)
