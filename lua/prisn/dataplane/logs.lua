@@ -320,7 +320,7 @@ function Service:op_detach(msg)
 end
 
 function Service:op_sync(msg)
-  local list = {}
+  local list = {} -- (JSON numbers arrive as floats: attachment() makes them integers)
   for key, spec in pairs(type(msg.attachments) == "table" and msg.attachments or {}) do
     if type(key) == "string" and type(spec) == "table" then list[key] = attachment(spec) end
   end
@@ -339,7 +339,7 @@ function Service:snapshot()
   self.handed_over = false
   local timer = uv.new_timer()
   timer:start(M.HANDOVER_TIMEOUT_MS, 0, function()
-    timer:close()
+    self:stop_handover_timer()
     if self.handed_over or self.closed then return end
     if self.host.log then self.host.log:warn("logs: the upgrade did not take over; reading the pipes again") end
     self.pump:sync(list)
@@ -350,7 +350,11 @@ function Service:snapshot()
 end
 
 function Service:adopt(snapshot)
-  local failed = self.pump:sync(snapshot.attachments or {})
+  local list = {}
+  for key, spec in pairs(type(snapshot.attachments) == "table" and snapshot.attachments or {}) do
+    list[key] = attachment(spec)
+  end
+  local failed = self.pump:sync(list)
   for key, message in pairs(failed) do
     if self.host.log then self.host.log:error("logs %s: %s", key, message) end
   end
@@ -360,7 +364,14 @@ end
 -- it was ready).
 function Service:stop_accepting(done)
   self.handed_over = true
+  self:stop_handover_timer()
   done()
+end
+
+function Service:stop_handover_timer()
+  local t = self.handover_timer
+  if t and not t:is_closing() then t:close() end
+  self.handover_timer = nil
 end
 
 --- A stop: the instances are stopped after this, so their last words are
@@ -368,6 +379,7 @@ end
 -- reading goes on in the background.
 function Service:close(done)
   self.closed = true
+  self:stop_handover_timer()
   self.pump:linger(M.STOP_DRAIN_MS)
   if done then done() end
 end

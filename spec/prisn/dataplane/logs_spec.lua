@@ -2,8 +2,10 @@
 -- in this process — order per stream, an instance's restart on the same
 -- pipes, draining on detach, a hand-over between two pumps with nothing lost
 -- or doubled, rotation, the full-list sync, and a log that cannot be written
--- never blocking the instance.
+-- never blocking the instance; and the data plane's service: its ops, an
+-- upgrade's hand-over (and a failed one), the last words read at a stop.
 local uv = require("luv")
+local cjson = require("cjson")
 local sys = require("prisn.core.sys")
 local logs = require("prisn.logs")
 local pump_mod = require("prisn.dataplane.logs")
@@ -198,6 +200,105 @@ describe("prisn.dataplane.logs", function()
     local open = 0
     uv.walk(function(h) if not h:is_closing() then open = open + 1 end end)
     assert.equal(0, open)
+  end)
+
+  describe("as the data plane's service", function()
+    local said
+    local function service()
+      said = {}
+      local svc = pump_mod.new({ log = { error = function(_, fmt, ...) said[#said + 1] = fmt:format(...) end,
+        warn = function(_, fmt, ...) said[#said + 1] = fmt:format(...) end } })
+      pumps[#pumps + 1] = svc.pump
+      return svc
+    end
+    local function attach_msg()
+      return { kind = "logs", op = "attach", key = "default/web/1", fifos = fifos, path = path, max_bytes = 65536.0 }
+    end
+
+    it("attaches, detaches and syncs by request, answering bad ones with an error", function()
+      local svc = service()
+      assert.same({}, svc:op_attach(attach_msg()))
+      local w = open_writer("stdout")
+      assert(uv.fs_write(w, "hello\n", -1))
+      assert.is_true(run_until(function() return read_log(path) == "hello\n" end))
+      assert.equal(65536, svc.pump.attached["default/web/1"].writer.max_bytes)
+      local ok, err, code = svc:op_attach({ key = "default/web/2", fifos = {}, path = path })
+      assert.is_nil(ok)
+      assert.matches("needs { fifos", err)
+      assert.equal("invalid", code)
+      assert.same({}, svc:op_detach({ key = "default/web/1" }))
+      assert.same({}, svc.pump:keys())
+      local reply = svc:op_sync({ attachments = { ["default/web/1"] = { fifos = fifos, path = path },
+        ["default/web/9"] = { fifos = { stdout = dir .. "/no.out", stderr = dir .. "/no.err" }, path = path } } })
+      assert.same({ "default/web/1" }, svc.pump:keys())
+      assert.matches("cannot read", reply.failed["default/web/9"])
+    end)
+
+    it("hands over at an upgrade: the old one lets go before the new one reads, nothing lost or doubled", function()
+      local old, new = service(), service()
+      assert(old:op_attach(attach_msg()))
+      local w = open_writer("stdout")
+      local expected, n = {}, 0
+      local function write_some(count)
+        for _ = 1, count do
+          n = n + 1
+          expected[#expected + 1] = string.format("line %05d\n", n)
+          assert(uv.fs_write(w, expected[#expected], -1))
+        end
+      end
+      write_some(200)
+      run_until(function() return #(read_log(path)) > 0 end)
+      write_some(200)
+      local snapshot = cjson.decode(cjson.encode(old:snapshot())) -- as the handover file carries it
+      assert.same({}, old.pump:keys())
+      write_some(200)
+      new:adopt(snapshot)
+      local stopped = false
+      old:stop_accepting(function() stopped = true end)
+      assert.is_true(stopped)
+      write_some(200)
+      local want = table.concat(expected)
+      assert.is_true(run_until(function() return read_log(path) == want end))
+    end)
+
+    it("attaches again when an upgrade never takes over", function()
+      local saved = pump_mod.HANDOVER_TIMEOUT_MS
+      pump_mod.HANDOVER_TIMEOUT_MS = 20
+      local svc = service()
+      local ok, err = pcall(function()
+        assert(svc:op_attach(attach_msg()))
+        svc:snapshot()
+        assert.same({}, svc.pump:keys())
+        assert.is_true(run_until(function() return #svc.pump:keys() == 1 end, 2000))
+      end)
+      pump_mod.HANDOVER_TIMEOUT_MS = saved
+      assert(ok, err)
+      assert.matches("did not take over", said[1])
+    end)
+
+    it("at a stop, reads an instance's last words until it closes its pipes", function()
+      local svc = service()
+      assert(svc:op_attach(attach_msg()))
+      local out, errw = open_writer("stdout"), open_writer("stderr")
+      local closed = false
+      svc:close(function() closed = true end)
+      assert.is_true(closed) -- at once: the data plane goes on stopping
+      assert(uv.fs_write(out, "stopping\n", -1))
+      assert(uv.fs_write(errw, "bye\n", -1))
+      close_writer(out)
+      close_writer(errw)
+      -- Both pipes end once the instance closed them: nothing left open.
+      local pipes_open
+      assert.is_true(run_until(function()
+        local o, e = read_log(path)
+        pipes_open = 0
+        uv.walk(function(h) if h:get_type() == "pipe" and not h:is_closing() then pipes_open = pipes_open + 1 end end)
+        return o == "stopping\n" and e == "bye\n" and pipes_open == 0
+      end))
+      local open = 0
+      uv.walk(function(h) if not h:is_closing() then open = open + 1 end end)
+      assert.equal(0, open)
+    end)
   end)
 
   it("keeps reading a log it cannot write, so the instance never blocks, and says so once", function()
