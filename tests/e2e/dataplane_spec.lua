@@ -189,6 +189,20 @@ describe("e2e: the data plane outlives the server", function()
       end, 10000), "the port answers again")
       assert.are_not.equal(first, dataplane_pids(env.PRISN_HOME)[1])
       assert.matches("data plane connection lost", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
+      -- The upgrade route: a cluster-wide admin's only.
+      local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
+      local function upgrade_as(token)
+        local r = h.run("/usr/bin/curl", { "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+          "-H", "Authorization: Bearer " .. token, "-d", cjson.encode({ binary = h.bin }),
+          address .. "/api/v1/server/upgrade" }, { env = { PATH = "/usr/bin:/bin" } })
+        return r.stdout
+      end
+      local function token(...)
+        return (ok({ "token", "create", ... }).stdout:gsub("%s+$", ""))
+      end
+      assert.are.equal("403", upgrade_as(token("viewer", "--role", "view", "--namespace", "*", "-q")))
+      assert.are.equal("403", upgrade_as(token("team-admin", "--role", "admin", "--namespace", "team", "-q")))
+      assert.are.equal("403", upgrade_as(token("editor", "--role", "edit", "--namespace", "default", "-q")))
       -- Usage errors of the upgrade.
       local r = prisn({ "server", "upgrade", "--binary", dir .. "/nope" })
       assert.are.equal(2, r.code)
