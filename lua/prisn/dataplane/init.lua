@@ -34,6 +34,10 @@ M.LOG_FILE = "dataplane.log"
 M.HANDOVER_FILE = "dataplane.handover.json"
 M.READY_TIMEOUT_MS = 10000
 M.LOCK_POLL_MS = 10
+-- How often it checks that its socket is still there: a data plane whose
+-- home was removed (a test's temporary one) stops rather than holding ports
+-- for nobody.
+M.ORPHAN_CHECK_MS = 1000
 
 -- The log: lines on stderr, which is dataplane.log (the spawner opened it).
 local function new_log()
@@ -119,6 +123,7 @@ end
 
 function Plane:finish()
   if self.tick_timer and not self.tick_timer:is_closing() then self.tick_timer:close() end
+  if self.orphan_timer and not self.orphan_timer:is_closing() then self.orphan_timer:close() end
   for _, s in ipairs(self.signals) do if not s:is_closing() then s:close() end end
 end
 
@@ -270,6 +275,12 @@ function M.run(opts)
   self.tick_timer:start(host_mod.TICK_MS, host_mod.TICK_MS, function()
     local ok, events = pcall(self.host.tick, self.host)
     if ok then self:broadcast(events) else log:error("tick: %s", tostring(events)) end
+  end)
+  self.orphan_timer = uv.new_timer()
+  self.orphan_timer:start(M.ORPHAN_CHECK_MS, M.ORPHAN_CHECK_MS, function()
+    if self.control and not uv.fs_stat(home .. "/" .. M.SOCKET_FILE) then
+      self:stop(home .. "/" .. M.SOCKET_FILE .. " was removed")
+    end
   end)
   for _, name in ipairs({ "sigterm", "sigint" }) do
     local s = uv.new_signal()

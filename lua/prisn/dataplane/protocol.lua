@@ -54,7 +54,7 @@ function M.decoder(max_line)
         from = nl + 1
         if line ~= "" then
           local ok, msg = pcall(decode_json, line)
-          if not ok or type(msg) ~= "table" then
+          if not ok or type(msg) ~= "table" or not line:find("^%s*{") then
             return nil, "not a JSON object: " .. line:sub(1, 80)
           end
           out[#out + 1] = msg

@@ -245,7 +245,7 @@ function M.start(server, opts)
       for _, d in pairs(sup.deployments) do M.send_records(dp, d, host) end
       local names = {}
       for _, u in ipairs(upstreams) do names[#names + 1] = u.host end
-      server.log:info("DNS for %s on %s (udp, tcp; in the data plane); %s", M.ZONE, address,
+      server.log:info("DNS for %s on %s (udp, tcp); %s", M.ZONE, address,
         #names > 0 and ("names outside it forwarded to " .. table.concat(names, ", "))
         or "names outside it refused")
       local resolv, why = write_workload_resolv_conf(server.home, host, port, opts.resolv_conf)

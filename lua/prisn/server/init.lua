@@ -47,7 +47,7 @@ M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
 M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs", "logs",
-  "deployments" }
+  "deployments", "upgrade" }
 
 --- Makes `home` ready for a server: state database, token key, and the
 -- first admin token when there is none. Returns the new admin token string
@@ -305,8 +305,11 @@ function M.run(opts)
   server.dns = server_dns.start(server, { address = opts.dns, forward = opts.dns_forward,
     resolv_conf = os.getenv("PRISN_DNS_RESOLV_CONF") })
 
+  -- options: what `prisn server upgrade` starts the next binary with.
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
-    started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil }
+    started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil,
+    options = { listen = opts.listen, dns = opts.dns, dns_forward = opts.dns_forward,
+      min_isolation = opts.min_isolation } }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
@@ -328,6 +331,24 @@ function M.run(opts)
   local prune_timer = uv.new_timer()
   prune_timer:start(60000, 60000, function() server.events:prune() end)
   prune_timer:unref()
+
+  -- An upgrade (prisn.server.api.upgrade): the data plane was handed over;
+  -- this process goes without stopping instances or the data plane, as a
+  -- kill -9 would, but with its records written and its files removed.
+  server.exit_for_upgrade = function()
+    log:info("exiting for an upgrade: the instances and the data plane go on")
+    server.dataplane:detach()
+    for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
+    server.state_writer:drain()
+    server.state_writer:close()
+    uv.fs_unlink(home .. "/" .. M.INFO_FILE)
+    uv.fs_unlink(socket_path)
+    store.set_observer(nil)
+    server.db:close()
+    log:close()
+    sys.unlock(lock)
+    os.exit(0, false)
+  end
 
   local stopped = false
   local function stop(signame)
@@ -412,9 +433,11 @@ M.start_failure = start_failure
 --- Starts the server in the background: a new `prisn server start
 -- --foreground` in its own session, output to server.log. Waits until it
 -- answers (up to `wait_ms`) and returns its server.json, or raises with
--- what the server said at its end (its Error: and Hint: lines).
+-- what the server said at its end (its Error: and Hint: lines). opts:
+-- listen, min_isolation, dns, dns_forward, wait_ms, exe (the binary; default
+-- this one).
 function M.start_background(home, opts)
-  local exe = uv.exepath()
+  local exe = opts.exe or uv.exepath()
   -- --daemonized: log to server.log only (stderr goes there too, for crashes).
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end
