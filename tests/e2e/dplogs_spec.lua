@@ -92,7 +92,10 @@ describe("instance output while the server is away", function()
     return f
   end
 
-  it("keeps every line, in order, without stalling the instance, and logs -f goes on", function()
+  -- Deploys the chatty instance with `prisn logs -f` of it and of the
+  -- namespace following, calls disrupt(home) once it prints, then checks
+  -- every line of `prisn logs` and of both followers, and the largest gap.
+  local function survives(what, disrupt)
     local home = env.PRISN_HOME
     local dir = h.tempdir("prisn-dplogs")
     local script = h.write(dir .. "/chatty.py", CHATTY)
@@ -103,15 +106,10 @@ describe("instance output while the server is away", function()
     assert.is_true(h.wait_for(function() return deployment_f.out[1] ~= nil and namespace_f.out[1] ~= nil end, 10000),
       "logs -f printed nothing")
     h.sleep(500)
-
-    local server_pid = math.tointeger(cjson.decode(h.read(home .. "/server.json")).pid)
     local instance_pid = h.recorded_pids(home)[1]
     assert.truthy(instance_pid)
-    uv.kill(server_pid, "sigkill")
-    assert.is_true(h.wait_for(function() return not h.alive(server_pid) end, 5000))
-    h.sleep(OUTAGE_MS)
+    disrupt(home, dir)
     assert.is_true(h.alive(instance_pid), "the instance died with the server")
-    ok({ "server", "start", "-q" })
 
     -- Until the instance says it is done, and logs -f has printed that too.
     local text
@@ -122,14 +120,32 @@ describe("instance output while the server is away", function()
     local last, gap, done = check_numbers(text, "prisn logs")
     assert.equal(done, last)
     assert.is_true(last > PRINT_SECONDS * 300, "only " .. last .. " lines in " .. PRINT_SECONDS .. " s")
-    io.stderr:write(string.format("  [e2e/dplogs] %d lines, largest gap %.1f ms\n", last, gap))
+    io.stderr:write(string.format("  [e2e/dplogs] %s: %d lines, largest gap %.1f ms\n", what, last, gap))
     assert.is_true(gap < MAX_GAP_MS, string.format("the instance stalled %.0f ms", gap))
 
-    for what, f in pairs({ ["prisn logs web -f"] = deployment_f, ["prisn logs -f"] = namespace_f }) do
+    for cmd, f in pairs({ ["prisn logs web -f"] = deployment_f, ["prisn logs -f"] = namespace_f }) do
       assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+\n") ~= nil end, 10000),
-        what .. " did not go on after the restart: " .. table.concat(f.err))
-      assert.equal(last, (check_numbers(table.concat(f.out), what)))
+        cmd .. " did not go on after the restart: " .. table.concat(f.err))
+      assert.equal(last, (check_numbers(table.concat(f.out), cmd)))
       assert.matches("lost the server", table.concat(f.err))
     end
+  end
+
+  it("keeps every line through a 5 s kill -9 outage, the instance never stalls, and logs -f goes on", function()
+    survives("kill -9, 5 s down", function(home)
+      local server_pid = math.tointeger(cjson.decode(h.read(home .. "/server.json")).pid)
+      uv.kill(server_pid, "sigkill")
+      assert.is_true(h.wait_for(function() return not h.alive(server_pid) end, 5000))
+      h.sleep(OUTAGE_MS)
+      ok({ "server", "start", "-q" })
+    end)
+  end)
+
+  it("keeps every line across 'prisn server upgrade --binary COPY', and logs -f goes on", function()
+    survives("upgrade", function(_, dir)
+      local copy = dir .. "/prisn-copy"
+      h.run("/bin/cp", { h.bin, copy }, { env = { PATH = "/usr/bin:/bin" } })
+      ok({ "server", "upgrade", "--binary", copy })
+    end)
   end)
 end)
