@@ -1,8 +1,11 @@
 -- Instance output while the server is away (issue #19): an instance prints
 -- a numbered line with its own timestamp every millisecond while the server
--- is killed with -9, kept down 5 s and started again. Afterwards every
--- number is in `prisn logs` exactly once, in order; the instance never
--- stalled on a full pipe (no gap above 50 ms between its own timestamps);
+-- is killed with -9, kept down 5 s and started again, and across `prisn
+-- server upgrade`. Afterwards every number is in `prisn logs` exactly once,
+-- in order; the instance never stalled on a full pipe (no write of it took
+-- 50 ms; no gap between its own timestamps above 500 ms: the issue's 50 ms
+-- holds on an idle machine, see the printed figure, but a loaded one
+-- delays a process that long without any pipe);
 -- and a `prisn logs -f` (of the deployment, and of the namespace) started
 -- before the kill went on after the restart with every line once.
 local h = require("e2e.helper")
@@ -10,43 +13,54 @@ local cjson = require("cjson")
 local uv = require("luv")
 
 local OUTAGE_MS = 5000
-local MAX_GAP_MS = 50
+-- No write of the instance may take longer (a full pipe would block it for
+-- seconds); and no gap between two of its lines, which also counts the
+-- time the machine did not run it (under load, tens of ms) may be longer
+-- than MAX_GAP_MS.
+local MAX_WRITE_MS = 50
+local MAX_GAP_MS = 500
 -- The instance prints for this long, then says "done" and idles.
 local PRINT_SECONDS = 9
 
+-- Each line: its number and the time it was written; the last one: how
+-- many, and the longest a write took (ms): a full pipe blocks the write.
 local CHATTY = string.format([[
 import sys, time
 start = time.time()
-n = 0
+n, longest = 0, 0.0
 while time.time() - start < %d:
     n += 1
-    sys.stdout.write("%%d %%.6f\n" %% (n, time.time()))
+    t = time.time()
+    sys.stdout.write("%%d %%.6f\n" %% (n, t))
     sys.stdout.flush()
+    longest = max(longest, time.time() - t)
     time.sleep(0.001)
-sys.stdout.write("done %%d\n" %% n)
+sys.stdout.write("done %%d %%.1f\n" %% (n, longest * 1000))
 sys.stdout.flush()
 time.sleep(3600)
 ]], PRINT_SECONDS)
 
 -- Checks the numbered lines of `text` (each "N T", possibly prefixed):
 -- 1..last each once, in order, and the largest gap between consecutive
--- timestamps. Returns last, the gap in ms, and the number the "done" line
--- says was printed (nil when absent).
+-- timestamps. Returns last, the gap in ms, the number the "done" line
+-- says was printed (nil when absent), the line after the gap, and the
+-- longest write (ms) the "done" line reports.
 local function check_numbers(text, what)
-  local expect, last_t, max_gap, done = 1, nil, 0, nil
+  local expect, last_t, max_gap, done, gap_at, longest = 1, nil, 0, nil, nil, nil
   for line in text:gmatch("[^\n]+") do
+    local d, w = line:match("done (%d+) (%d+%.%d+)$")
     local n, t = line:match("(%d+) (%d+%.%d+)$")
-    if n then
+    if d then
+      done, longest = tonumber(d), tonumber(w)
+    elseif n then
       n, t = tonumber(n), tonumber(t)
       assert(n == expect, string.format("%s: expected line %d, got %d", what, expect, n))
       expect = n + 1
-      if last_t then max_gap = math.max(max_gap, (t - last_t) * 1000) end
+      if last_t and (t - last_t) * 1000 > max_gap then max_gap, gap_at = (t - last_t) * 1000, n end
       last_t = t
-    else
-      done = tonumber(line:match("done (%d+)$")) or done
     end
   end
-  return expect - 1, max_gap, done
+  return expect - 1, max_gap, done, gap_at, longest
 end
 
 describe("instance output while the server is away", function()
@@ -115,16 +129,18 @@ describe("instance output while the server is away", function()
     local text
     assert.is_true(h.wait_for(function()
       text = ok({ "logs", "web" }).stdout
-      return text:find("done %d+\n") ~= nil
+      return text:find("done %d+ [%d.]+\n") ~= nil
     end, (PRINT_SECONDS + 20) * 1000), "the instance never finished")
-    local last, gap, done = check_numbers(text, "prisn logs")
+    local last, gap, done, gap_at, longest = check_numbers(text, "prisn logs")
     assert.equal(done, last)
     assert.is_true(last > PRINT_SECONDS * 300, "only " .. last .. " lines in " .. PRINT_SECONDS .. " s")
-    io.stderr:write(string.format("  [e2e/dplogs] %s: %d lines, largest gap %.1f ms\n", what, last, gap))
+    io.stderr:write(string.format("  [e2e/dplogs] %s: %d lines, longest write %.1f ms, largest gap %.1f ms "
+      .. "(before line %d)\n", what, last, longest, gap, gap_at or 0))
+    assert.is_true(longest < MAX_WRITE_MS, string.format("a write of the instance blocked %.0f ms", longest))
     assert.is_true(gap < MAX_GAP_MS, string.format("the instance stalled %.0f ms", gap))
 
     for cmd, f in pairs({ ["prisn logs web -f"] = deployment_f, ["prisn logs -f"] = namespace_f }) do
-      assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+\n") ~= nil end, 10000),
+      assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+ [%d.]+\n") ~= nil end, 10000),
         cmd .. " did not go on after the restart: " .. table.concat(f.err))
       assert.equal(last, (check_numbers(table.concat(f.out), cmd)))
       assert.matches("lost the server", table.concat(f.err))
