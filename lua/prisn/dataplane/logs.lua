@@ -40,7 +40,8 @@
 -- At an upgrade the old process lets go of every pipe (reading what is left)
 -- when its snapshot is taken, before the new one starts and attaches them
 -- again: in between the pipes hold what is written (64 KiB, a few ms of an
--- upgrade). At a stop it lets go of its write ends and reads each pipe
+-- upgrade), and requests only change the list it takes back if the new
+-- process never takes over (HANDOVER_TIMEOUT_MS). At a stop it lets go of its write ends and reads each pipe
 -- until its instance has closed it too (the server stops the instances
 -- after the data plane), at most STOP_DRAIN_MS.
 local uv = require("luv")
@@ -305,8 +306,16 @@ local function attachment(msg)
     max_bytes = math.tointeger(msg.max_bytes) }
 end
 
+-- While an upgrade hands over (snapshot taken, the new process not serving
+-- yet) this process reads nothing: requests change the list it would take
+-- back if the upgrade failed (the new server sends the new process its own).
+
 function Service:op_attach(msg)
   if type(msg.key) ~= "string" or msg.key == "" then return nil, "attach: key must be a string", "invalid" end
+  if self.handing_over then
+    self.handing_over[msg.key] = attachment(msg)
+    return {}
+  end
   local done, ok, err, code = pcall(self.pump.attach, self.pump, msg.key, attachment(msg))
   if not done then return nil, tostring(ok), "invalid" end
   if not ok then return nil, err, code end
@@ -315,6 +324,10 @@ end
 
 function Service:op_detach(msg)
   if type(msg.key) ~= "string" then return nil, "detach: key must be a string", "invalid" end
+  if self.handing_over then
+    self.handing_over[msg.key] = nil
+    return {}
+  end
   self.pump:detach(msg.key)
   return {}
 end
@@ -324,29 +337,44 @@ function Service:op_sync(msg)
   for key, spec in pairs(type(msg.attachments) == "table" and msg.attachments or {}) do
     if type(key) == "string" and type(spec) == "table" then list[key] = attachment(spec) end
   end
+  if self.handing_over then
+    self.handing_over = list
+    return { failed = {} }
+  end
   return { failed = self.pump:sync(list) }
+end
+
+function Service:stop_handover_timer()
+  local t = self.handover_timer
+  if t and not t:is_closing() then t:close() end
+  self.handover_timer = nil
 end
 
 --- An upgrade: every pipe let go of (what was read is written), and the
 -- list handed to the new process, which attaches them again (adopt). When
 -- it never takes over (the upgrade failed) this one attaches them again.
 function Service:snapshot()
-  local list = {}
+  local list = self.handing_over or {} -- a second attempt: the first one's list
   for key, a in pairs(self.pump.attached) do
     list[key] = { fifos = a.fifos, path = a.path, max_bytes = a.max_bytes }
   end
   self.pump:close()
-  self.handed_over = false
+  self.handing_over = list
+  self:stop_handover_timer()
   local timer = uv.new_timer()
   timer:start(M.HANDOVER_TIMEOUT_MS, 0, function()
     self:stop_handover_timer()
-    if self.handed_over or self.closed then return end
+    local taken_back = self.handing_over
+    if not taken_back or self.closed then return end
+    self.handing_over = nil
     if self.host.log then self.host.log:warn("logs: the upgrade did not take over; reading the pipes again") end
-    self.pump:sync(list)
+    self.pump:sync(taken_back)
   end)
   timer:unref()
   self.handover_timer = timer
-  return { attachments = list }
+  local copy = {}
+  for key, spec in pairs(list) do copy[key] = spec end
+  return { attachments = copy }
 end
 
 function Service:adopt(snapshot)
@@ -361,17 +389,12 @@ function Service:adopt(snapshot)
 end
 
 --- The new process reads the pipes now (it attached them before it said
--- it was ready).
+-- it was ready): this one never reads them again.
 function Service:stop_accepting(done)
+  self.handing_over = nil
   self.handed_over = true
   self:stop_handover_timer()
   done()
-end
-
-function Service:stop_handover_timer()
-  local t = self.handover_timer
-  if t and not t:is_closing() then t:close() end
-  self.handover_timer = nil
 end
 
 --- A stop: the instances are stopped after this, so their last words are

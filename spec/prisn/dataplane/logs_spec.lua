@@ -252,6 +252,9 @@ describe("prisn.dataplane.logs", function()
       local snapshot = cjson.decode(cjson.encode(old:snapshot())) -- as the handover file carries it
       assert.same({}, old.pump:keys())
       write_some(200)
+      -- Requests meanwhile go to the list it would take back, not to a pump.
+      assert.same({}, old:op_attach({ key = "default/web/7", fifos = fifos, path = dir .. "/7.log" }))
+      assert.same({}, old.pump:keys())
       new:adopt(snapshot)
       local stopped = false
       old:stop_accepting(function() stopped = true end)
@@ -269,7 +272,16 @@ describe("prisn.dataplane.logs", function()
         assert(svc:op_attach(attach_msg()))
         svc:snapshot()
         assert.same({}, svc.pump:keys())
+        -- A second attempt hands over the same list.
+        assert.same({ "default/web/1" }, (function()
+          local keys = {}
+          for k in pairs(svc:snapshot().attachments) do keys[#keys + 1] = k end
+          return keys
+        end)())
+        svc:op_detach({ key = "default/web/1" })
+        svc:op_attach({ key = "default/web/2", fifos = fifos, path = path })
         assert.is_true(run_until(function() return #svc.pump:keys() == 1 end, 2000))
+        assert.same({ "default/web/2" }, svc.pump:keys())
       end)
       pump_mod.HANDOVER_TIMEOUT_MS = saved
       assert(ok, err)
