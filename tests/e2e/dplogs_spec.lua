@@ -7,7 +7,8 @@
 -- holds on an idle machine, see the printed figure, but a loaded one
 -- delays a process that long without any pipe);
 -- and a `prisn logs -f` (of the deployment, and of the namespace) started
--- before the kill went on after the restart with every line once.
+-- before the kill went on after the restart with every line once. What an
+-- instance prints while `prisn server stop` stops it is kept too.
 local h = require("e2e.helper")
 local cjson = require("cjson")
 local uv = require("luv")
@@ -155,6 +156,28 @@ describe("instance output while the server is away", function()
       h.sleep(OUTAGE_MS)
       ok({ "server", "start", "-q" })
     end)
+  end)
+
+  it("keeps what an instance prints while 'prisn server stop' stops it", function()
+    local dir = h.tempdir("prisn-dplogs")
+    local script = h.write(dir .. "/polite.py", table.concat({
+      "import signal, sys, time",
+      "def bye(*_):",
+      "    for i in range(3): print('bye', i, flush=True)",
+      "    sys.exit(0)",
+      "signal.signal(signal.SIGTERM, bye)",
+      "print('up', flush=True)",
+      "time.sleep(3600)",
+    }, "\n") .. "\n")
+    ok({ "server", "start", "-q" })
+    ok({ "deploy", script, "--name", "web", "--isolation", "0" })
+    assert.is_true(h.wait_for(function() return ok({ "logs", "web" }).stdout:find("up") ~= nil end, 10000))
+    ok({ "server", "stop" })
+    local text = {}
+    for _, l in ipairs(require("prisn.deploy_logs").read(env.PRISN_HOME, "default", "web")) do
+      text[#text + 1] = l.data
+    end
+    assert.equal("up\nbye 0\nbye 1\nbye 2\n", table.concat(text))
   end)
 
   it("keeps every line across 'prisn server upgrade --binary COPY', and logs -f goes on", function()
