@@ -72,6 +72,8 @@ local function load(port)
     local n = #self.latencies
     self.p99 = n > 0 and self.latencies[math.max(1, math.ceil(n * 0.99))] or 0
     self.p50 = n > 0 and self.latencies[math.max(1, math.ceil(n * 0.5))] or 0
+    self.slow = 0
+    for _, ms in ipairs(self.latencies) do if ms > 500 then self.slow = self.slow + 1 end end
   end
   return self
 end
@@ -147,8 +149,8 @@ describe("e2e: the data plane outlives the server", function()
     end
     h.sleep(1000)
     l.stop()
-    print(string.format("\n  data plane, %d kill -9 cycles: %d requests, %d failed, p50 %.1f ms, p99 %.1f ms",
-      CYCLES, l.sent, #l.failed, l.p50, l.p99))
+    print(string.format("\n  data plane, %d kill -9 cycles: %d requests, %d failed, p50 %.1f ms, p99 %.1f ms, "
+      .. "%d above 500 ms", CYCLES, l.sent, #l.failed, l.p50, l.p99, l.slow))
     assert.are.same({}, l.failed)
     assert.is_true(l.ok >= CYCLES * 4 * RATE * 0.5, "the load ran: " .. l.ok)
     assert.are.same(planes, dataplane_pids(env.PRISN_HOME), "the same data plane all along")
