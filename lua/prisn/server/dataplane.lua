@@ -8,6 +8,7 @@
 --   port:set_backends(list); port:connections(id); port:close()
 --   dp:set_dns(listen) ; dp:set_dns_records(key, records)
 --   dp:metrics(cb) ; dp:upgrade(binary, cb) ; dp:stop(cb)
+--   dp:request(msg, cb) ; dp:add_service(kind, state_fn, on_event)   -- more kinds
 --
 -- The server keeps the full desired state (every port with its pool, the
 -- DNS address and records) and sends each change as it happens. Whenever the
@@ -53,8 +54,7 @@ function M.new(server, opts)
   if in_process == nil then in_process = os.getenv("PRISN_DATAPLANE") == "in-process" end
   return setmetatable({ server = server, log = server.log, exe = opts.exe or uv.exepath(),
     in_process = in_process, ports = {}, dns_listen = nil, records = {}, record_signatures = {}, connections = {},
-    state_senders = {} },
-    Client)
+    providers = {}, event_handlers = {} }, Client)
 end
 
 -- Transport --------------------------------------------------------------------
@@ -76,6 +76,17 @@ end
 
 function Client:on_event(msg)
   if msg.kind == "ports" and msg.event == "connections" then self.connections = msg.ports or {} end
+  local handler = self.event_handlers[msg.kind]
+  if handler then handler(msg) end
+end
+
+--- For another service of the data plane (an ingress, log pumps): fn()
+-- returns the requests that carry its whole state (a list), sent after the
+-- ports and the DNS at every sync; on_event(msg) gets the events of `kind`.
+-- Changes in between go through request.
+function Client:add_service(kind, fn, on_event)
+  self.providers[#self.providers + 1] = fn
+  self.event_handlers[kind] = on_event
 end
 
 -- The full state, as sync requests.
@@ -95,8 +106,9 @@ function Client:send_state()
       zone = self.dns_listen.zone, forward = self.dns_listen.forward })
   end
   self:request({ kind = "dns", op = "sync", records = self.records })
-  -- Services other parts of the server feed (prisn.server.log_host) send theirs.
-  for _, send in ipairs(self.state_senders) do send() end
+  for _, provider in ipairs(self.providers) do
+    for _, msg in ipairs(provider()) do self:request(msg) end
+  end
 end
 
 function Client:port_failed(name, message, code)

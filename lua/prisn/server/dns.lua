@@ -79,7 +79,7 @@ end
 --- Whether an instance serves: what the supervisor puts in the proxy's pool
 -- (prisn.server.supervisor.serving).
 local function ready(inst)
-  return (inst.healthy or inst.recovering) and inst.pid and not inst.removing
+  return (inst.healthy or (inst.recovering and inst.adopted)) and inst.pid and not inst.removing
 end
 
 --- The records of deployment `d` (the supervisor's: ns, name, row.port,

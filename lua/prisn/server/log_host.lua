@@ -51,10 +51,16 @@ function LogHost:send_state()
 end
 
 --- The log host of `dataplane` (prisn.server.dataplane's client), which it
--- joins to be sent the list on each connect. log: the server's log.
+-- joins as a service to be sent the list on each connect. log: the
+-- server's log.
 function M.new(dataplane, log)
   local self = setmetatable({ dataplane = dataplane, log = log, wanted = {} }, LogHost)
-  dataplane.state_senders[#dataplane.state_senders + 1] = function() self:send_state() end
+  -- The sync is sent here, with a callback that logs what failed; the
+  -- client's list of requests to send stays empty.
+  dataplane:add_service("logs", function()
+    self:send_state()
+    return {}
+  end)
   return self
 end
 

@@ -6,14 +6,20 @@ local log_host = require("prisn.server.log_host")
 -- A stand-in for prisn.server.dataplane's client: records requests and
 -- answers each with `answer(msg)` (reply, err).
 local function fake_dataplane(answer)
-  local dp = { sent = {}, state_senders = {} }
+  local dp = { sent = {}, providers = {} }
   function dp:request(msg, cb)
     self.sent[#self.sent + 1] = msg
     if cb then cb(answer(msg)) end
   end
+  function dp:add_service(kind, fn)
+    self.providers[#self.providers + 1] = { kind = kind, fn = fn }
+  end
   --- What prisn.server.dataplane does on a connect.
   function dp:connect()
-    for _, send in ipairs(self.state_senders) do send() end
+    for _, p in ipairs(self.providers) do
+      assert.equal("logs", p.kind)
+      for _, msg in ipairs(p.fn()) do self:request(msg) end
+    end
   end
   return dp
 end

@@ -290,7 +290,7 @@ return {
           .. "instances, and the new binary's server starts with the same options and\n"
           .. "re-adopts them. Needs the cluster-wide admin token (the local CLI has it).\n"
           .. "For a server started with 'prisn server start' (not under systemd:\n"
-          .. "docs/SERVER.md, \"Upgrades\").",
+          .. "docs/SERVER.md, \"Upgrading\").",
         flags = {
           { name = "binary", type = "string", placeholder = "PATH", summary = "The new prisn binary" },
           { name = "timeout", type = "duration", default = "30s", placeholder = "DURATION",

@@ -153,9 +153,10 @@ end
 
 --- Whether instance inst serves: healthy, running, not draining; or re-adopted
 -- at a server start after it served, until its first health result (the data
--- plane kept it in the pool while the server was away: it stays).
+-- plane kept it in the pool while the server was away: it stays). One
+-- restarted at that start waits for its health check like any other.
 function M.serving(inst)
-  return (inst.healthy or inst.recovering) and inst.pid ~= nil and not inst.removing
+  return (inst.healthy or (inst.recovering and inst.adopted)) == true and inst.pid ~= nil and not inst.removing
 end
 
 -- The load balancer's pool: the instances serving.
