@@ -117,10 +117,14 @@ end
 -- recovery (an instance that died meanwhile started again) and until the
 -- last re-adopted instance's first health result (events).
 local function resume_figures(env)
-  local log = h.read(env.PRISN_HOME .. "/server.log")
-  local serving
-  for t in log:gmatch("(%S+) INFO prisn %S+ serving on") do serving = t end
-  local recovered = log:match(".*\n(%S+) INFO recovery: %d+ instance")
+  local serving, recovered
+  -- `server start` returns once server.json is written; recovery follows.
+  assert(h.wait_for(function()
+    local log = h.read(env.PRISN_HOME .. "/server.log")
+    for t in log:gmatch("(%S+) INFO prisn %S+ serving on") do serving = t end
+    recovered = log:match(".*\n(%S+) INFO recovery: %d+ instance")
+    return recovered ~= nil and ms_of(recovered) >= ms_of(serving)
+  end, 10000), "the recovery after the restart")
   local healthy
   assert(h.wait_for(function()
     local r = h.prisn({ "events", "-o", "json" }, { env = env })
@@ -246,6 +250,17 @@ describe("e2e: the data plane outlives the server", function()
       end, 10000), "the port answers again")
       assert.are_not.equal(first, dataplane_pids(env.PRISN_HOME)[1])
       assert.matches("data plane connection lost", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
+      -- A taken port is refused to the deploy, as before (the CLI's check; the
+      -- server's, from the data plane, is in spec/prisn/server/dataplane_spec).
+      local holder, taken = uv.new_tcp(), h.free_udp_tcp_port()
+      assert(holder:bind("127.0.0.1", taken))
+      assert(holder:listen(1, function() end))
+      local refused = prisn({ "deploy", dir .. "/app.py", "--name", "other", "--port", tostring(taken), "--host",
+        "127.0.0.1", "--isolation", "0" })
+      holder:close()
+      assert.are.equal(1, refused.code)
+      assert.are.equal("Error: cannot listen on port " .. taken .. ": EADDRINUSE: address already in use\n"
+        .. "Hint: choose another --port (something else on this machine holds it)\n", refused.stderr)
       -- The upgrade route: a cluster-wide admin's only.
       local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
       local function upgrade_as(token)

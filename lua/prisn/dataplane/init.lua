@@ -243,6 +243,9 @@ end
 function M.run(opts)
   local home = opts.home
   local log = new_log()
+  -- As in the server (prisn.server.run): long-lived handles, short-lived
+  -- chunks; PRISN_GC_MODE=incremental for the other collector.
+  collectgarbage(os.getenv("PRISN_GC_MODE") == "incremental" and "incremental" or "generational")
   local self = setmetatable({ home = home, log = log, clients = {}, signals = {} }, Plane)
   local registry = metrics.registry()
   self.host = host_mod.new({ log = log, metrics = registry, version = sys.version, pid = uv.os_getpid() })

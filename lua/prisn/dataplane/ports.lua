@@ -23,6 +23,9 @@ local proxy = require("prisn.net.proxy")
 local M = {}
 
 M.CONNECTIONS_MS = 100
+-- At an upgrade the old process finishes its open connections for at most
+-- this long (a keep-alive client may never hang up), then closes them.
+M.DRAIN_MAX_MS = 30000
 
 --- What to do to go from `current` (name -> { host, port }) to `desired` (a
 -- list of PORT): { open = { PORT }, keep = { PORT }, reopen = { PORT },
@@ -203,7 +206,7 @@ end
 function Ports:listeners()
   local out = {}
   for name, entry in pairs(self.ports) do
-    local fd = entry.proxy.server and entry.proxy.server:fileno()
+    local fd = entry.proxy:fileno()
     if fd then out[#out + 1] = { name = name, fd = fd } end
   end
   return out
@@ -219,19 +222,19 @@ function Ports:adopt(snapshot, fds)
 end
 
 --- Stops accepting (an upgrade: the new process accepts now), keeps the
--- open connections; done() once they have all finished.
+-- open connections; done() once they have all finished, or DRAIN_MAX_MS.
 function Ports:stop_accepting(done)
   local pending = 0
-  for _, entry in pairs(self.ports) do
-    local p = entry.proxy
-    if p.server and not p.server:is_closing() then p.server:close(p.on_handle_closed) end
-    p.draining = true
-  end
+  for _, entry in pairs(self.ports) do entry.proxy:stop_accepting() end
   local t = uv.new_timer()
+  local deadline = uv.now() + M.DRAIN_MAX_MS
   t:start(0, 50, function()
     pending = 0
     for _, entry in pairs(self.ports) do pending = pending + entry.proxy.active end
-    if pending == 0 then
+    if pending == 0 or uv.now() >= deadline then
+      if pending > 0 and self.host.log then
+        self.host.log:warn("upgrade: closing %d connection(s) still open after %d ms", pending, M.DRAIN_MAX_MS)
+      end
       t:close()
       done()
     end

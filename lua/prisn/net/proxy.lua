@@ -433,6 +433,18 @@ function Proxy:set_strategy(strategy)
   self.least = strategy == "least-connections"
 end
 
+--- Stops accepting new clients: the listening socket closes in this process
+-- (one it was handed to goes on accepting on it); open connections go on.
+function Proxy:stop_accepting()
+  close_handle(self, self.server)
+end
+
+--- The listening socket's descriptor (to hand it to another process), or nil.
+function Proxy:fileno()
+  if self.server:is_closing() then return nil end
+  return self.server:fileno()
+end
+
 --- The port the proxy listens on (useful with port 0).
 function Proxy:port()
   return self.bound_port
