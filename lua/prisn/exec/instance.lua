@@ -130,8 +130,9 @@ end
 -- isolation (the context of prisn.exec.job.isolation_context, or nil),
 -- fifos (from fifo_paths) }. Returns the process (prisn.exec.process) with
 -- proc.level (the isolation level it got), or nil, message, code, stage.
--- The caller attaches the pipes to a log pump before calling, so the child's
--- output is never written to a pipe nobody reads.
+-- The caller has the pipes attached to a log pump first (a request to the
+-- data plane that may still be in flight: what the child writes meanwhile
+-- waits in the pipe, which its own descriptor keeps open).
 function M.start(o)
   local out_fd, oerr = uv.fs_open(o.fifos.stdout, "r+", 0)
   if not out_fd then return nil, "cannot open " .. o.fifos.stdout .. ": " .. tostring(oerr), "EIO", "setup" end
