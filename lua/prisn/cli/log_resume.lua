@@ -11,7 +11,8 @@
 -- were shown. The new stream asks for the lines since the earliest of those
 -- times (since=, inclusive) and each line is then shown only when it is
 -- past its source's mark; the lines of a millisecond already shown are
--- skipped by count.
+-- skipped by count. A source not shown yet is shown from the earliest line
+-- shown on (older lines of it were left out by --tail, not missed).
 --
 -- Pure: no I/O, so a spec drives it with records.
 local M = {}
@@ -30,6 +31,8 @@ function Resume:fresh(rec)
   if not t then return true end
   local k = key_of(rec)
   local m = self.marks[k]
+  if not m and self.resumed and self.floor and t < self.floor then return false end
+  if not self.floor or t < self.floor then self.floor = t end
   if m then
     if t < m.time_ms then return false end
     if t == m.time_ms and m.skip > 0 then
@@ -48,6 +51,7 @@ end
 --- Arms the marks for a new stream and returns the time (ms) it must start
 -- at, or nil when no line was shown yet (start as the first one did).
 function Resume:resume()
+  self.resumed = true
   local since
   for _, m in pairs(self.marks) do
     m.skip = m.count

@@ -51,6 +51,14 @@ describe("prisn.cli.log_resume", function()
       line("web-1", "stdout", 7, "c") }))
   end)
 
+  it("does not show, after a resume, the lines --tail left out of the first batch", function()
+    local r = log_resume.new()
+    -- The first batch was the last 2 lines: web-2's older ones left out.
+    assert.same({ "1a", "1b" }, shown(r, { line("web-1", "stdout", 200, "1a"), line("web-1", "stdout", 300, "1b") }))
+    assert.equal(300, r:resume())
+    assert.same({ "2new" }, shown(r, { line("web-2", "stdout", 150, "2old"), line("web-2", "stdout", 310, "2new") }))
+  end)
+
   it("keys a namespace's lines by source", function()
     local r = log_resume.new()
     assert.is_true(r:fresh({ source = "job/01kax", stream = "stdout", time_ms = 3, data = "x" }))
