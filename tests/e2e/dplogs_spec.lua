@@ -2,8 +2,8 @@
 -- a numbered line with its own timestamp every millisecond while the server
 -- is killed with -9, kept down 5 s and started again, and across `prisn
 -- server upgrade`. Afterwards every number is in `prisn logs` exactly once,
--- in order; the instance never stalled on a full pipe (no write of it took
--- 50 ms; no gap between its own timestamps above 500 ms: the issue's 50 ms
+-- in order; the instance never stalled on a full pipe (none of its writes
+-- slept; no gap between its own timestamps above 500 ms: the issue's 50 ms
 -- holds on an idle machine, see the printed figure, but a loaded one
 -- delays a process that long without any pipe);
 -- and a `prisn logs -f` (of the deployment, and of the namespace) started
@@ -14,29 +14,35 @@ local cjson = require("cjson")
 local uv = require("luv")
 
 local OUTAGE_MS = 5000
--- No write of the instance may take longer (a full pipe would block it for
--- seconds); and no gap between two of its lines, which also counts the
--- time the machine did not run it (under load, tens of ms) may be longer
--- than MAX_GAP_MS.
-local MAX_WRITE_MS = 50
+-- No write of the instance may block (sleep on a full pipe), and no gap
+-- between two of its lines, which also counts the time a loaded machine
+-- did not run it (tens of ms in the full suite on 2 cores: the same before
+-- any outage), may be longer than MAX_GAP_MS. A full pipe stalled it for
+-- about 2 s of a 5 s outage before the data plane read the pipes.
 local MAX_GAP_MS = 500
 -- The instance prints for this long, then says "done" and idles.
 local PRINT_SECONDS = 9
 
 -- Each line: its number and the time it was written; the last one: how
--- many, and the longest a write took (ms): a full pipe blocks the write.
+-- many, the longest a write took (ms), and how many writes blocked: a
+-- write into a full pipe puts the process to sleep, which counts a
+-- voluntary context switch (a machine too busy to run it preempts it
+-- instead, which does not).
 local CHATTY = string.format([[
-import sys, time
+import resource, sys, time
 start = time.time()
-n, longest = 0, 0.0
+n, longest, blocked = 0, 0.0, 0
 while time.time() - start < %d:
     n += 1
     t = time.time()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     sys.stdout.write("%%d %%.6f\n" %% (n, t))
     sys.stdout.flush()
+    if resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw != before:
+        blocked += 1
     longest = max(longest, time.time() - t)
     time.sleep(0.001)
-sys.stdout.write("done %%d %%.1f\n" %% (n, longest * 1000))
+sys.stdout.write("done %%d %%.1f %%d\n" %% (n, longest * 1000, blocked))
 sys.stdout.flush()
 time.sleep(3600)
 ]], PRINT_SECONDS)
@@ -45,14 +51,14 @@ time.sleep(3600)
 -- 1..last each once, in order, and the largest gap between consecutive
 -- timestamps. Returns last, the gap in ms, the number the "done" line
 -- says was printed (nil when absent), the line after the gap, and the
--- longest write (ms) the "done" line reports.
+-- longest write (ms) and the writes that blocked the "done" line reports.
 local function check_numbers(text, what)
-  local expect, last_t, max_gap, done, gap_at, longest = 1, nil, 0, nil, nil, nil
+  local expect, last_t, max_gap, done, gap_at, longest, blocked = 1, nil, 0, nil, nil, nil, nil
   for line in text:gmatch("[^\n]+") do
-    local d, w = line:match("done (%d+) (%d+%.%d+)$")
+    local d, w, b = line:match("done (%d+) (%d+%.%d+) (%d+)$")
     local n, t = line:match("(%d+) (%d+%.%d+)$")
     if d then
-      done, longest = tonumber(d), tonumber(w)
+      done, longest, blocked = tonumber(d), tonumber(w), tonumber(b)
     elseif n then
       n, t = tonumber(n), tonumber(t)
       assert(n == expect, string.format("%s: expected line %d, got %d", what, expect, n))
@@ -61,7 +67,7 @@ local function check_numbers(text, what)
       last_t = t
     end
   end
-  return expect - 1, max_gap, done, gap_at, longest
+  return expect - 1, max_gap, done, gap_at, longest, blocked
 end
 
 describe("instance output while the server is away", function()
@@ -130,18 +136,19 @@ describe("instance output while the server is away", function()
     local text
     assert.is_true(h.wait_for(function()
       text = ok({ "logs", "web" }).stdout
-      return text:find("done %d+ [%d.]+\n") ~= nil
+      return text:find("done %d+ [%d.]+ %d+\n") ~= nil
     end, (PRINT_SECONDS + 20) * 1000), "the instance never finished")
-    local last, gap, done, gap_at, longest = check_numbers(text, "prisn logs")
+    local last, gap, done, gap_at, longest, blocked = check_numbers(text, "prisn logs")
     assert.equal(done, last)
     assert.is_true(last > PRINT_SECONDS * 300, "only " .. last .. " lines in " .. PRINT_SECONDS .. " s")
-    io.stderr:write(string.format("  [e2e/dplogs] %s: %d lines, longest write %.1f ms, largest gap %.1f ms "
-      .. "(before line %d)\n", what, last, longest, gap, gap_at or 0))
-    assert.is_true(longest < MAX_WRITE_MS, string.format("a write of the instance blocked %.0f ms", longest))
+    io.stderr:write(string.format("  [e2e/dplogs] %s: %d lines, %d writes blocked, longest write %.1f ms, "
+      .. "largest gap %.1f ms (before line %d)\n", what, last, blocked, longest, gap, gap_at or 0))
+    assert.equal(0, blocked, "writes of the instance blocked on a full pipe")
     assert.is_true(gap < MAX_GAP_MS, string.format("the instance stalled %.0f ms", gap))
 
     for cmd, f in pairs({ ["prisn logs web -f"] = deployment_f, ["prisn logs -f"] = namespace_f }) do
-      assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+ [%d.]+\n") ~= nil end, 10000),
+      assert.is_true(h.wait_for(function() return table.concat(f.out):find("done %d+ [%d.]+ %d+\n")
+        ~= nil end, 10000),
         cmd .. " did not go on after the restart: " .. table.concat(f.err))
       assert.equal(last, (check_numbers(table.concat(f.out), cmd)))
       assert.matches("lost the server", table.concat(f.err))
