@@ -9,20 +9,10 @@ local cjson = require("cjson")
 local sys = require("prisn.core.sys")
 local logs = require("prisn.logs")
 local pump_mod = require("prisn.dataplane.logs")
-local remove_tree = require("support").remove_tree
+local support = require("support")
+local remove_tree, run_until = support.remove_tree, support.run_until
 
 local O_RDWR, O_NONBLOCK = 2, 2048
-
--- Drives the loop until cond() holds or ms pass; returns cond().
-local function run_until(cond, ms)
-  local tick = uv.new_timer()
-  tick:start(5, 5, function() end)
-  local deadline = uv.hrtime() + (ms or 3000) * 1e6
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  tick:close()
-  uv.run("nowait")
-  return cond()
-end
 
 -- The stdout and stderr text of the log at `path` (with its .1).
 local function read_log(path)
