@@ -41,9 +41,10 @@
 -- when its snapshot is taken, before the new one starts and attaches them
 -- again: in between the pipes hold what is written (64 KiB, a few ms of an
 -- upgrade), and requests only change the list it takes back if the new
--- process never takes over (HANDOVER_TIMEOUT_MS). At a stop it lets go of its write ends and reads each pipe
--- until its instance has closed it too (the server stops the instances
--- after the data plane), at most STOP_DRAIN_MS.
+-- process never takes over (HANDOVER_TIMEOUT_MS). At a stop it lets go of
+-- its write ends and reads each pipe until its instance has closed it too
+-- (the server stops the instances after the data plane), at most
+-- STOP_DRAIN_MS.
 local uv = require("luv")
 local logs = require("prisn.logs")
 
