@@ -36,8 +36,6 @@ M.PREFIXES = {
   -- the data-plane process (ports, DNS): below the server, which feeds it.
   ["prisn.dataplane"] = "exec",
   ["prisn.http"] = "exec",
-  -- the log pump: run by the data plane, or by the server when there is none.
-  ["prisn.dataplane.logs"] = "exec",
   -- server: the control plane.
   ["prisn.server"] = "server",
   -- cli: the command line, its API client and contexts; main starts either.
