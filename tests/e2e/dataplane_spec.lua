@@ -275,6 +275,15 @@ describe("e2e: the data plane outlives the server", function()
       assert.are.equal("403", upgrade_as(token("viewer", "--role", "view", "--namespace", "*", "-q")))
       assert.are.equal("403", upgrade_as(token("team-admin", "--role", "admin", "--namespace", "team", "-q")))
       assert.are.equal("403", upgrade_as(token("editor", "--role", "edit", "--namespace", "default", "-q")))
+      -- A binary that cannot take over: the data plane and the server go on.
+      local before = server_pid(env)
+      local failed = prisn({ "server", "upgrade", "--binary", "/bin/true" })
+      assert.are.equal(1, failed.code)
+      assert.matches("^Error: the data plane could not be handed over: the new data plane exited before it was "
+        .. "ready\nHint: see %$PRISN_HOME/dataplane.log\n$", failed.stderr)
+      assert.are.equal(before, server_pid(env))
+      assert.are.equal("instance web-", (h.run("/usr/bin/curl", { "-s", "--max-time", "2",
+        "http://127.0.0.1:" .. app_port .. "/" }, { env = { PATH = "/usr/bin:/bin" } }).stdout:sub(1, 13)))
       -- Usage errors of the upgrade.
       local r = prisn({ "server", "upgrade", "--binary", dir .. "/nope" })
       assert.are.equal(2, r.code)

@@ -172,7 +172,10 @@ function Plane:spawn_successor(binary, callback)
     done = true
     timer:close()
     out:close()
-    if not result then uv.kill(pid, "sigkill") end
+    if not result then
+      uv.kill(pid, "sigkill")
+      uv.fs_unlink(path)
+    end
     callback(result, message)
   end
   timer:start(M.READY_TIMEOUT_MS, 0, function() finish(nil, "the new data plane did not get ready in time") end)

@@ -48,6 +48,7 @@ M.DEFAULT_TTL = 5
 M.NEGATIVE_TTL = 2
 M.MAX_UDP_SIZE = 1232 -- the DNS flag day 2020 figure: no IP fragmentation
 M.CLASSIC_UDP_SIZE = 512
+M.FREE_PORT_ATTEMPTS = 20
 M.DEFAULTS = {
   rate = { per_second = 50, burst = 100, sources = 4096 },
   max_connections = 64,
@@ -330,17 +331,26 @@ end
 -- sockets of a data plane being replaced, adopted instead of bound. Returns the port, or nil, message, code.
 function Responder:listen(host, port, fds)
   fds = fds or {}
-  local udp, err, code = self:serve_udp(host, port, fds.udp)
-  if not udp then return nil, string.format("cannot listen on %s:%d/udp: %s", host, port, tostring(err)), code end
-  port = udp:getsockname().port
-  local tcp
-  tcp, err, code = self:serve_tcp(host, port, fds.tcp)
-  if not tcp then
-    self:close()
-    return nil, string.format("cannot listen on %s:%d/tcp: %s", host, port, tostring(err)), code
+  -- Port 0: the TCP twin of a free UDP port may be taken (by a client's
+  -- local port on a busy host): another UDP port is tried.
+  local attempts = (port == 0 and not fds.udp) and M.FREE_PORT_ATTEMPTS or 1
+  for attempt = 1, attempts do
+    local udp, err, code = self:serve_udp(host, port, fds.udp)
+    if not udp then return nil, string.format("cannot listen on %s:%d/udp: %s", host, port, tostring(err)), code end
+    local bound = udp:getsockname().port
+    local tcp
+    tcp, err, code = self:serve_tcp(host, bound, fds.tcp)
+    if tcp then
+      self.host, self.port = host, bound
+      return bound
+    end
+    if attempt == attempts or code ~= "EADDRINUSE" then
+      self:close()
+      return nil, string.format("cannot listen on %s:%d/tcp: %s", host, bound, tostring(err)), code
+    end
+    table.remove(self.handles)
+    close_handle(udp)
   end
-  self.host, self.port = host, port
-  return port
 end
 
 --- Stops answering: the listeners close, forwarded queries are dropped.
