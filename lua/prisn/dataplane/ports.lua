@@ -9,7 +9,8 @@
 --            the others are (re)opened. [ failed = { [name] = { code,
 --            message } }, bound = { [name] = port } ]
 --   set      port = PORT: opens or updates one port. [ bound ] or an error
---   backends name, backends: replaces one port's pool.
+--   backends name, backends: replaces one port's pool. [ connections = {
+--            [backend id] = open } as of the new pool ]
 --   close    name.
 --   stats    [ ports = { [name] = proxy stats } ]
 -- PORT = { name ("ns/deployment"), host, port, strategy, backends = [ { id,
@@ -154,7 +155,11 @@ function Ports:op_backends(msg)
   for _, b in ipairs(msg.backends or {}) do b.port = math.tointeger(b.port) or b.port end
   entry.backends = msg.backends or {}
   entry.proxy:set_backends(entry.backends)
-  return {}
+  -- The counts as of the new pool: a backend that left it gets no new
+  -- connection, so its count only goes down from here (the drain's start).
+  local counts = {}
+  for id, st in pairs(entry.proxy:stats().per_backend) do counts[id] = st.active end
+  return { connections = counts }
 end
 
 function Ports:op_close(msg)

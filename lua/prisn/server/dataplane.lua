@@ -261,13 +261,22 @@ function Port:set_backends(backends)
   if signature == self.signature then return end
   self.signature = signature
   self.spec.backends = backends
-  self.client:request({ kind = "ports", op = "backends", name = self.spec.name, backends = backends })
+  self.unacked = (self.unacked or 0) + 1
+  self.client:request({ kind = "ports", op = "backends", name = self.spec.name, backends = backends },
+    function(reply)
+      self.unacked = self.unacked - 1
+      if reply and reply.connections then self.client.connections[self.spec.name] = reply.connections end
+    end)
 end
 
---- Open connections to backend `id` through this port (as last reported).
+--- Open connections to backend `id` through this port: as of the last pool
+-- the data plane took, or later events. While a new pool is on its way the
+-- count is not known and 1 is answered: a drain waits for the data plane to
+-- have stopped sending the backend new connections.
 function Port:connections(id)
+  if (self.unacked or 0) > 0 then return 1 end
   local per = self.client.connections[self.spec.name]
-  return per and per[id] or 0
+  return per and math.tointeger(per[id]) or 0
 end
 
 function Port:close(callback)

@@ -86,7 +86,10 @@ describe("prisn.dataplane.ports", function()
     assert.are.equal(1, #binds)
     svc:op_set({ port = port("a/web", 8090) })
     assert.are.same({ "a/web@0.0.0.0:8080", "a/web@0.0.0.0:8090" }, binds)
-    assert.are.same({}, svc:op_backends({ name = "a/web", backends = { { id = "y", host = "127.0.0.1", port = 2 } } }))
+    svc.ports["a/web"].proxy.active_by.x = 1
+    assert.are.same({ connections = { x = 1 } },
+      svc:op_backends({ name = "a/web", backends = { { id = "y", host = "127.0.0.1", port = 2 } } }),
+      "the counts as of the new pool: x drains from 1")
     assert.are.equal("y", svc.ports["a/web"].proxy.backends[1].id)
     assert.are.same({ nil, "no port a/nope", "ENOENT" }, { svc:op_backends({ name = "a/nope", backends = {} }) })
     svc:op_close({ name = "a/web" })

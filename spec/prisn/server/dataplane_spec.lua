@@ -13,6 +13,10 @@ local function new_client()
   -- A connected fake: answers each request from `replies[kind .. " " .. op]`.
   c.conn = { request = function(_, msg, cb)
     sent[#sent + 1] = msg
+    if replies.hold then
+      replies.held = function(reply) cb(reply) end
+      return
+    end
     local reply = replies[msg.kind .. " " .. msg.op] or {}
     if cb then cb(reply.error == nil and reply or nil, reply.error) end
   end }
@@ -77,6 +81,17 @@ describe("prisn.server.dataplane", function()
     assert.are.equal(0, port:connections("web-1"))
     c:on_event({ kind = "ports", event = "connections", ports = { ["a/web"] = { ["web-1"] = 3 } } })
     assert.are.equal(3, port:connections("web-1"))
+  end)
+
+  it("answers 1 for a backend's connections while a new pool is on its way, then the count it took", function()
+    local c, _, replies = new_client()
+    local port = c:open_port({ name = "a/web", host = "0.0.0.0", port = 8080 })
+    replies.hold = true
+    port:set_backends({ { id = "web-2", host = "127.0.0.1", port = 2 } })
+    assert.are.equal(1, port:connections("web-1"), "unknown yet: a drain must wait")
+    replies.held({ ok = true, connections = { ["web-1"] = 0.0, ["web-2"] = 1.0 } })
+    assert.are.equal(0, port:connections("web-1"))
+    assert.are.equal(1, port:connections("web-2"))
   end)
 
   it("in process, opens real ports in this process and reports a taken one at once", function()
