@@ -17,4 +17,17 @@ function M.remove_tree(path)
   assert(require("prisn.fs").rm_rf(path))
 end
 
+--- Drives the luv loop until cond() holds or `ms` (default 3000) pass;
+-- returns cond(). A 5 ms ticker keeps the loop turning meanwhile.
+function M.run_until(cond, ms)
+  local uv = require("luv")
+  local tick = uv.new_timer()
+  tick:start(5, 5, function() end)
+  local deadline = uv.hrtime() + (ms or 3000) * 1e6
+  while not cond() and uv.hrtime() < deadline do uv.run("once") end
+  tick:close()
+  uv.run("nowait")
+  return cond()
+end
+
 return M

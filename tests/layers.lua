@@ -33,6 +33,8 @@ M.PREFIXES = {
   ["prisn.exec"] = "exec", ["prisn.bundle"] = "exec", ["prisn.hooks"] = "exec",
   ["prisn.net"] = "exec", ["prisn.logs"] = "exec", ["prisn.deploy_logs"] = "exec",
   ["prisn.policies"] = "exec", ["prisn.manifest"] = "exec", ["prisn.metrics"] = "exec",
+  -- the data-plane process (ports, DNS): below the server, which feeds it.
+  ["prisn.dataplane"] = "exec",
   ["prisn.http"] = "exec",
   -- server: the control plane.
   ["prisn.server"] = "server",

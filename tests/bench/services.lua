@@ -29,9 +29,11 @@
 --    process, then the time until a new python process of that service
 --    exists (the same /proc scan). Different services, because prisn and pm2
 --    delay the second consecutive restart of the same one.
--- 3. daemon RSS (VmRSS) 2 s after all are running, workloads excluded; the
---    per-service helper processes (descendants of the daemon that are not
---    the workload: prisn-init with isolation 1) are summed apart, as Pss.
+-- 3. daemon RSS (VmRSS) 2 s after all are running, workloads excluded; for
+--    prisn the server's plus its data plane's (`prisn server dataplane`, the
+--    process holding the ports; also shown apart). The per-service helper
+--    processes (descendants of the daemon that are not the workload:
+--    prisn-init with isolation 1) are summed apart, as Pss.
 --
 -- prisn variants: "prisn api" (POST .../deployments on the unix socket, one
 -- at a time on one keep-alive connection, bundle uploaded once before the
@@ -154,6 +156,13 @@ local function process_table()
   end
   dir:closedir()
   return t
+end
+
+-- The data plane among `pids` (descendants of a prisn server), or nil.
+local function dataplane_in(pids)
+  for _, pid in ipairs(pids) do
+    if (read("/proc/" .. pid .. "/cmdline") or ""):find("server\0dataplane", 1, true) then return pid end
+  end
 end
 
 local function descendants(root)
@@ -569,12 +578,18 @@ local function one_round(tool, round)
   sleep_ms(2000)
   r.rss_kb = rss_kb(tool.pid)
   r.fds = fd_count(tool.pid)
+  -- prisn's ports live in its data plane: its RSS is the daemon's too
+  local plane = dataplane_in(descendants(tool.pid))
+  if plane then
+    r.dataplane_kb = rss_kb(plane) or 0
+    r.rss_kb = (r.rss_kb or 0) + r.dataplane_kb
+  end
   -- helpers: descendants of the daemon that are not workloads
   local workloads = {}
   for _, pid in pairs(tool.scanner:scan()) do workloads[pid] = true end
   r.helpers, r.helper_pss_kb = 0, 0
   for _, pid in ipairs(descendants(tool.pid)) do
-    if not workloads[pid] then
+    if not workloads[pid] and pid ~= plane then
       local cmd = read("/proc/" .. pid .. "/cmdline") or ""
       if not cmd:find(APP_MARKER, 1, true) then
         r.helpers = r.helpers + 1
@@ -634,13 +649,18 @@ local function scale_part(n)
     r.running = count(found or scanner:scan())
     sleep_ms(3000)
     r.rss_kb, r.fds = rss_kb(s.pid), fd_count(s.pid)
+    local plane = dataplane_in(descendants(s.pid))
+    if plane then
+      r.dataplane_kb = rss_kb(plane) or 0
+      r.rss_kb = (r.rss_kb or 0) + r.dataplane_kb
+    end
     local limit = (read("/proc/" .. s.pid .. "/limits") or ""):match("Max open files%s+(%d+)")
     r.nofile = tonumber(limit)
     local helpers, helper_pss = 0, 0
     local workloads = {}
     for _, pid in pairs(scanner:scan()) do workloads[pid] = true end
     for _, pid in ipairs(descendants(s.pid)) do
-      if not workloads[pid] then helpers = helpers + 1; helper_pss = helper_pss + pss_kb(pid) end
+      if not workloads[pid] and pid ~= plane then helpers = helpers + 1; helper_pss = helper_pss + pss_kb(pid) end
     end
     r.helpers, r.helper_pss_kb = helpers, helper_pss
     -- kill -9 of 10 deployments' processes
@@ -792,6 +812,7 @@ local function report(tools, results, scale, skipped)
     put("  server RSS %.1f MB (idle before %.1f MB; after the GET runs %.1f MB); open fds %s (RLIMIT_NOFILE %s);"
       .. " budget 50 MB: %s", (r.rss_kb or 0) / 1024, (r.idle_kb or 0) / 1024, (r.rss_after_kb or 0) / 1024,
       tostring(r.fds), tostring(r.nofile), (r.rss_kb or 1e9) < 50 * 1024 and "met" or "MISSED")
+    put("  of which the data plane (ports): %.1f MB", (r.dataplane_kb or 0) / 1024)
     put("  helper processes (not workloads): %s, Pss total %.1f MB", tostring(r.helpers), (r.helper_pss_kb or 0) / 1024)
     if r.kills then
       put("  kill -9 of %d: replaced after median %.1f ms (max %.1f); running after: %s of %d", #r.kills,

@@ -216,6 +216,7 @@ describe("-o json and -o yaml", function()
       { "delete cron", { "delete", "cron", "nightly", "--yes" }, once = true },
       { "delete secret", { "delete", "secret", "db", "--yes" }, once = true },
       { "delete deploy", { "delete", "deploy", "web", "--yes" }, once = true },
+      { "server upgrade", { "server", "upgrade" }, once = true }, -- to the same binary
       { "server stop", { "server", "stop" }, once = true },
     }
     local covered = {}

@@ -15,9 +15,9 @@
 -- Output. An instance writes stdout and stderr into two named pipes under
 -- $PRISN_HOME/run/<ns>/, opened read-write for the child: its own
 -- descriptor keeps a reader on the pipe, so a write never fails with EPIPE
--- while no server reads (after a `kill -9` of the server, until the next one
--- opens the pipes again and drains them). A pipe holds 64 KiB; a service
--- that writes more than that while no server runs waits until one does.
+-- while nobody reads. A log pump (prisn.dataplane.logs) reads them into the
+-- instance's log; it runs in the data plane, which outlives the server, so
+-- a pipe's 64 KiB never fills while the server is away.
 local uv = require("luv")
 local cjson = require("cjson")
 local errors = require("prisn.error")
@@ -31,7 +31,6 @@ local exec_isolation = require("prisn.exec.isolation")
 local M = {}
 
 M.PREPARE_TIMEOUT_MS = 30 * 60 * 1000 -- a cold environment may install a lot
-local O_NONBLOCK = 2048 -- Linux; luv takes open(2) flags as an integer
 local DIR_MODE = tonumber("700", 8)
 
 -- The body of `prisn __prepare`: reads { home, script, args, runner, env,
@@ -122,21 +121,6 @@ function M.remove_fifos(paths)
   for _, path in pairs(paths or {}) do uv.fs_unlink(path) end
 end
 
---- Opens the reading end of an instance's output pipe as a luv pipe, or
--- nil, message.
-function M.open_reader(path)
-  local fd, err = uv.fs_open(path, O_NONBLOCK, 0) -- O_RDONLY | O_NONBLOCK: never waits for a writer
-  if not fd then return nil, err end
-  local pipe = uv.new_pipe(false)
-  local ok, perr = pipe:open(fd)
-  if not ok then
-    pipe:close()
-    uv.fs_close(fd)
-    return nil, perr
-  end
-  return pipe
-end
-
 local function env_list(env)
   return group.env_list(env)
 end
@@ -146,8 +130,9 @@ end
 -- isolation (the context of prisn.exec.job.isolation_context, or nil),
 -- fifos (from fifo_paths) }. Returns the process (prisn.exec.process) with
 -- proc.level (the isolation level it got), or nil, message, code, stage.
--- The caller opens the readers (open_reader) before calling, so the child's
--- output is never written to a pipe nobody reads.
+-- The caller has the pipes attached to a log pump first (a request to the
+-- data plane that may still be in flight: what the child writes meanwhile
+-- waits in the pipe, which its own descriptor keeps open).
 function M.start(o)
   local out_fd, oerr = uv.fs_open(o.fifos.stdout, "r+", 0)
   if not out_fd then return nil, "cannot open " .. o.fifos.stdout .. ": " .. tostring(oerr), "EIO", "setup" end

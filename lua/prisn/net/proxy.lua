@@ -426,6 +426,25 @@ function Proxy:stats()
     connect_failures = self.connect_failures, per_backend = per_backend }
 end
 
+--- Changes how new clients are given a backend ("round-robin" or
+-- "least-connections"); open connections are left alone. Raises on another.
+function Proxy:set_strategy(strategy)
+  if not STRATEGIES[strategy] then error("proxy: unknown strategy " .. tostring(strategy), 2) end
+  self.least = strategy == "least-connections"
+end
+
+--- Stops accepting new clients: the listening socket closes in this process
+-- (one it was handed to goes on accepting on it); open connections go on.
+function Proxy:stop_accepting()
+  close_handle(self, self.server)
+end
+
+--- The listening socket's descriptor (to hand it to another process), or nil.
+function Proxy:fileno()
+  if self.server:is_closing() then return nil end
+  return self.server:fileno()
+end
+
 --- The port the proxy listens on (useful with port 0).
 function Proxy:port()
   return self.bound_port
@@ -470,7 +489,8 @@ end
 -- and opts.port (0: any free port). opts: strategy ("round-robin" or
 -- "least-connections"), name (for logs and the metric label), metrics (a
 -- prisn.metrics registry), on_event, log (a prisn.server.log), wait_for_backend_ms,
--- connect_timeout_ms, backlog. Returns the proxy, or nil, message, code
+-- connect_timeout_ms, backlog, fd (adopt this listening socket instead of
+-- binding one). Returns the proxy, or nil, message, code
 -- ("EADDRINUSE", "EACCES", ...). Raises on bad options.
 function M.listen(opts)
   if type(opts) ~= "table" then error("proxy.listen expects a table of options", 2) end
@@ -515,7 +535,14 @@ function M.listen(opts)
 
   local server = uv.new_tcp()
   self.server = server
-  local ok, err, code = server:bind(host, opts.port)
+  -- opts.fd: a socket already bound and listening, handed over by the
+  -- process that had it (a data-plane upgrade): adopted, never re-bound.
+  local ok, err, code
+  if opts.fd then
+    ok, err, code = server:open(opts.fd)
+  else
+    ok, err, code = server:bind(host, opts.port)
+  end
   if ok then
     ok, err, code = server:listen(opts.backlog or M.DEFAULTS.backlog, function(aerr)
       protect("proxy", on_accept, self.on_bug, self, aerr)

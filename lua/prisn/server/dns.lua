@@ -1,5 +1,7 @@
--- prisn.server.dns: the records of prisn.local, fed from the supervisor, and
--- the responder (prisn.net.dns) that answers them.
+-- prisn.server.dns: the records of prisn.local, built from the supervisor's
+-- deployments and sent to the responder (prisn.net.dns), which runs in the
+-- data plane (prisn.dataplane.dns) so that names resolve while the server
+-- is away.
 --
 -- Names (the zone is prisn.local; NAME a deployment, NS its namespace):
 --   NAME.NS.prisn.local          A (AAAA) -> the address the deployment's port
@@ -22,14 +24,15 @@
 -- address; on "::", both 127.0.0.1 and ::1.
 --
 -- The records are a table built whenever the supervisor says a deployment's
--- pool may have changed (Sup.on_pool_change), so the responder's lookup is a
--- table read; a data-plane process could be fed the same table.
+-- pool may have changed (Sup.on_pool_change) and sent to the data plane when
+-- they changed; its lookup is a table read (prisn.dataplane.zone).
 local uv = require("luv")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
 local dns = require("prisn.net.dns")
 local isolation = require("prisn.exec.isolation")
 local forward = require("prisn.net.dns.forward")
+local zones = require("prisn.dataplane.zone")
 
 local M = {}
 
@@ -73,9 +76,10 @@ function M.service_addresses(host, dns_host)
   return out
 end
 
---- Whether an instance serves: what the supervisor puts in the proxy's pool.
+--- Whether an instance serves: what the supervisor puts in the proxy's pool
+-- (prisn.server.supervisor.serving).
 local function ready(inst)
-  return inst.healthy and inst.pid and not inst.removing
+  return (inst.healthy or (inst.recovering and inst.adopted)) and inst.pid and not inst.removing
 end
 
 --- The records of deployment `d` (the supervisor's: ns, name, row.port,
@@ -112,43 +116,21 @@ end
 local Feeder = {}
 Feeder.__index = Feeder
 
---- An empty set of records for `zone`; dns_host as in records.
-function M.feeder(zone, dns_host)
-  return setmetatable({ zone = zone, dns_host = dns_host, names = {}, parents = {}, by_deployment = {} }, Feeder)
-end
-
--- Counts (delta +1 or -1) the names between `name` and the zone, which exist
--- while a name below them does (empty non-terminals: NODATA, not NXDOMAIN).
-function Feeder:count_parents(name, delta)
-  local parent = name:match("^[^.]+%.(.+)$")
-  while parent and parent ~= self.zone and #parent > #self.zone do
-    local n = (self.parents[parent] or 0) + delta
-    self.parents[parent] = n > 0 and n or nil
-    parent = parent:match("^[^.]+%.(.+)$")
-  end
+--- An empty set of records for `zone` (a prisn.dataplane.zone); dns_host as
+-- in records. What the data plane holds, for specs and tools in one process.
+function M.feeder(zone_name, dns_host)
+  return setmetatable({ zone = zones.new(zone_name), zone_name = zone_name, dns_host = dns_host }, Feeder)
 end
 
 --- Puts in the records of deployment `d` as it is now (none once deleted).
 function Feeder:update(d)
-  local key = d.ns .. "/" .. d.name
-  for name in pairs(self.by_deployment[key] or {}) do
-    self.names[name] = nil
-    self:count_parents(name, -1)
-  end
-  self.by_deployment[key] = nil
-  if d.deleted then return end
-  local records = M.records(d, self.zone, self.dns_host)
-  for name, list in pairs(records) do
-    self.names[name] = list
-    self:count_parents(name, 1)
-  end
-  self.by_deployment[key] = records
+  self.zone:set(d.ns .. "/" .. d.name, not d.deleted and M.records(d, self.zone_name, self.dns_host) or nil)
 end
 
 --- The records of `name` (lower case), {} for a name that only has names
 -- below it, nil for none: the responder's lookup.
 function Feeder:lookup(name)
-  return self.names[name] or (self.parents[name] and {}) or nil
+  return self.zone:lookup(name)
 end
 
 -- Starting it in the server --------------------------------------------------
@@ -218,7 +200,14 @@ local function write_workload_resolv_conf(home, host, port, resolv_conf)
   return path
 end
 
---- Starts the DNS for `server` (its home, supervisor, log, metrics_registry).
+--- Sends the records of deployment `d` (none once deleted) to the data
+-- plane `dp` (prisn.server.dataplane); dns_host as in records.
+function M.send_records(dp, d, dns_host)
+  dp:set_dns_records(d.ns .. "/" .. d.name, not d.deleted and M.records(d, M.ZONE, dns_host) or nil)
+end
+
+--- Starts the DNS for `server` (its home, supervisor, log, dataplane: the
+-- responder runs in the data plane, which outlives the server).
 -- opts: address ("off", "HOST:PORT" or nil for the defaults), forward (true,
 -- false or nil: on for a loopback address), resolv_conf (a path). Returns
 -- { responder, feeder, address, host, port, upstreams, resolv_conf (the
@@ -230,6 +219,7 @@ function M.start(server, opts)
   if opts.address == "off" then
     uv.fs_unlink(server.home .. "/" .. M.WORKLOAD_RESOLV_CONF)
     server.log:info("DNS off (--dns off)")
+    server.dataplane:set_dns(nil) -- one an earlier server had started stops
     return nil
   end
   local candidates = opts.address and { opts.address } or M.default_addresses(uv.getuid())
@@ -242,16 +232,17 @@ function M.start(server, opts)
     local forwarding = opts.forward
     if forwarding == nil then forwarding = is_loopback(host) end
     local upstreams = forwarding and M.upstreams(opts.resolv_conf, host, port) or {}
-    local feeder = M.feeder(M.ZONE, host)
-    local responder = dns.new({ zone = M.ZONE, lookup = function(name) return feeder:lookup(name) end,
-      forward = upstreams, metrics = server.metrics_registry, log = server.log })
-    local bound, err, code = responder:listen(host, port)
+    local dp = server.dataplane
+    local bound, err = dp:call_at_start({ kind = "dns", op = "listen", host = host, port = port, zone = M.ZONE,
+      forward = upstreams })
     if bound then
+      dp.dns_listen = { host = host, port = port, zone = M.ZONE, forward = upstreams }
       local sup = server.supervisor
       sup.on_pool_change[#sup.on_pool_change + 1] = function(d)
-        errors.call("dns records", feeder.update, function(e) server.log:error("dns: %s", tostring(e)) end, feeder, d)
+        errors.call("dns records", M.send_records, function(e) server.log:error("dns: %s", tostring(e)) end,
+          dp, d, host)
       end
-      for _, d in pairs(sup.deployments) do feeder:update(d) end
+      for _, d in pairs(sup.deployments) do M.send_records(dp, d, host) end
       local names = {}
       for _, u in ipairs(upstreams) do names[#names + 1] = u.host end
       server.log:info("DNS for %s on %s (udp, tcp); %s", M.ZONE, address,
@@ -263,10 +254,10 @@ function M.start(server, opts)
       else
         server.log:info("workloads keep the host's resolv.conf: %s", why)
       end
-      return { responder = responder, feeder = feeder, address = address, host = host, port = port,
-        upstreams = upstreams, resolv_conf = resolv }
+      return { address = address, host = host, port = port, upstreams = upstreams, resolv_conf = resolv }
     end
-    responder:close()
+    local code = err.code
+    err = err.message
     if opts.address then
       errors.raise(code or "EADDRINUSE", err, { hint = "choose another address with --dns HOST:PORT, or --dns off" })
     end
@@ -274,6 +265,7 @@ function M.start(server, opts)
   end
   uv.fs_unlink(server.home .. "/" .. M.WORKLOAD_RESOLV_CONF)
   server.log:warn("no DNS: %s (start with --dns HOST:PORT to choose an address)", table.concat(failures, "; "))
+  server.dataplane:set_dns(nil)
   return nil
 end
 

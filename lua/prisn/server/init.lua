@@ -38,6 +38,7 @@ local server_dns = require("prisn.server.dns")
 local server_ingress = require("prisn.server.ingress")
 local server_tls = require("prisn.server.tls")
 local tls = require("prisn.net.tls")
+local server_dataplane = require("prisn.server.dataplane")
 
 local M = {}
 
@@ -50,7 +51,7 @@ M.LOCK_FILE = "server.lock"
 
 -- The API areas whose routes the server serves, in lua/prisn/server/api/.
 M.API_MODULES = { "system", "metrics", "tokens", "jobs", "bundles", "events", "secrets", "cron", "deploy_logs", "logs",
-  "deployments" }
+  "deployments", "upgrade" }
 
 --- Makes `home` ready for a server: state database, token key, and the
 -- first admin token when there is none. Returns the new admin token string
@@ -342,16 +343,27 @@ function M.run(opts)
       { hint = "choose another address with --listen HOST:PORT" })
   end
 
+  -- The data plane (prisn.dataplane: ports and DNS, a process that outlives
+  -- this one): connect to it, or start it.
+  server.dataplane = server_dataplane.new(server)
+  if not server.dataplane:start_and_wait() then
+    log:warn("the data plane did not answer within %d ms: ports and DNS follow when it does (see %s/%s)",
+      server_dataplane.START_TIMEOUT_MS, home, "dataplane.log")
+  end
   -- DNS for prisn.local, fed by the supervisor (before recover adopts instances).
   server.dns = server_dns.start(server, { address = opts.dns, forward = opts.dns_forward,
     resolv_conf = os.getenv("PRISN_DNS_RESOLV_CONF") })
   -- The ingress (--ingress, --ingress-tls), fed by the supervisor like the DNS.
   server.ingress = server_ingress.start(server, { http = opts.ingress, https = opts.ingress_tls })
 
+  -- options: what `prisn server upgrade` starts the next binary with.
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
     started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil,
     ca_fingerprint = api_tls and api_tls.ca_fingerprint or nil, ca_file = api_tls and api_tls.ca_file or nil,
-    ingress = server.ingress and server.ingress:addresses() or nil }
+    ingress = server.ingress and server.ingress:addresses() or nil,
+    options = { listen = opts.listen, dns = opts.dns, dns_forward = opts.dns_forward,
+      min_isolation = opts.min_isolation, ingress = opts.ingress, ingress_tls = opts.ingress_tls,
+      insecure_http = opts.insecure_http } }
   local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
     tonumber("600", 8))
   if not written then
@@ -367,11 +379,30 @@ function M.run(opts)
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   server.queue:recover()
   server.supervisor:recover()
+  server.dataplane:sync()
   server.cron:start()
   -- The audit trail is bounded: prune it once a minute.
   local prune_timer = uv.new_timer()
   prune_timer:start(60000, 60000, function() server.events:prune() end)
   prune_timer:unref()
+
+  -- An upgrade (prisn.server.api.upgrade): the data plane was handed over;
+  -- this process goes without stopping instances or the data plane, as a
+  -- kill -9 would, but with its records written and its files removed.
+  server.exit_for_upgrade = function()
+    log:info("exiting for an upgrade: the instances and the data plane go on")
+    server.dataplane:detach()
+    for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
+    server.state_writer:drain()
+    server.state_writer:close()
+    uv.fs_unlink(home .. "/" .. M.INFO_FILE)
+    uv.fs_unlink(socket_path)
+    store.set_observer(nil)
+    server.db:close()
+    log:close()
+    sys.unlock(lock)
+    os.exit(0, false)
+  end
 
   local stopped = false
   local function stop(signame)
@@ -380,13 +411,12 @@ function M.run(opts)
     server.stopping = true
     log:info("stopping (%s)", signame)
     for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
-    if server.dns then server.dns.responder:close() end
     if server.ingress then server.ingress:close() end
     -- Running jobs are stopped cleanly (SIGTERM, SIGKILL after the grace);
     -- queued ones stay queued for the next start. Then in-flight responses
     -- get a moment to finish and everything left is closed.
     local grace = tonumber(os.getenv("PRISN_STOP_GRACE_SECONDS") or "") or 10
-    local waiting = 2 -- the job queue and the services
+    local waiting = 3 -- the job queue, the services and the data plane
     local function one_done()
       waiting = waiting - 1
       if waiting > 0 then return end
@@ -402,6 +432,8 @@ function M.run(opts)
         uv.walk(function(h) if not h:is_closing() then h:close() end end)
       end)
     end
+    -- The data plane stops first: its ports close, as the in-server proxies did.
+    server.dataplane:stop(one_done)
     server.queue:stop_all(grace, one_done)
     server.supervisor:stop_all(grace, one_done)
     -- Hooks still running are stopped; their callbacks come (as failures).
@@ -456,9 +488,11 @@ M.start_failure = start_failure
 --- Starts the server in the background: a new `prisn server start
 -- --foreground` in its own session, output to server.log. Waits until it
 -- answers (up to `wait_ms`) and returns its server.json, or raises with
--- what the server said at its end (its Error: and Hint: lines).
+-- what the server said at its end (its Error: and Hint: lines). opts:
+-- listen, min_isolation, dns, dns_forward, wait_ms, exe (the binary; default
+-- this one).
 function M.start_background(home, opts)
-  local exe = uv.exepath()
+  local exe = opts.exe or uv.exepath()
   -- --daemonized: log to server.log only (stderr goes there too, for crashes).
   local argv = { exe, "server", "start", "--foreground", "--daemonized" }
   if opts.listen then argv[#argv + 1] = "--listen"; argv[#argv + 1] = opts.listen end

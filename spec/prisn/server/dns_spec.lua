@@ -77,7 +77,7 @@ describe("prisn.server.dns", function()
       other.deleted = true
       f:update(other)
       assert.is_nil(f:lookup("default.prisn.local"))
-      assert.are.same({}, f.parents)
+      assert.are.same({}, f.zone.parents)
     end)
   end)
 

@@ -21,6 +21,12 @@
 -- Followed output with -o json is one JSON object a line, the same for
 -- every kind: {time, source, stream, line} (line without its newline).
 --
+-- -f of a deployment or a namespace outlives the server: when the stream
+-- breaks without its end record (the server was killed, or is restarting)
+-- it says so on stderr, tries again every RECONNECT_MS, and goes on where
+-- it left off (prisn.cli.log_resume); instances kept running and their
+-- output was kept meanwhile (docs/SERVER.md).
+--
 -- Which one a bare TARGET names is decided by its form: a job id (or a
 -- prefix of one) is at most 12 characters of Crockford base32 (no i, l, o,
 -- u); a deployment name is lower-case letters, digits and dashes. A word
@@ -34,6 +40,9 @@ local job_cli = require("prisn.cli.jobs")
 
 local FORMS_HINT = "use 'prisn logs job/ID' or 'prisn logs deploy/NAME' (or just the id or name); "
   .. "'prisn get jobs' lists the ids"
+
+-- How often a followed stream whose server went away tries again.
+local RECONNECT_MS = 250
 
 local JOB_KINDS = { job = true, jobs = true }
 local DEPLOY_KINDS = { deploy = true, deployment = true, deployments = true }
@@ -158,12 +167,17 @@ local function stream_ndjson(ctx, path, follow, on_record)
   end
 end
 
--- The query string of the reading flags (since, tail, follow, instance).
-local function query_of(flags)
+-- The query string of the reading flags (since, tail, follow, instance);
+-- `resume_ms`: since then instead of --since and --tail (a stream resumed).
+local function query_of(flags, resume_ms)
   local query = {}
   if flags.follow then query[#query + 1] = "follow=1" end
-  if flags.since then query[#query + 1] = "since=" .. escape(flags.since) end
-  if flags.tail then query[#query + 1] = "tail=" .. flags.tail end
+  if resume_ms then
+    query[#query + 1] = "since=" .. escape(clock.iso_time(resume_ms))
+  else
+    if flags.since then query[#query + 1] = "since=" .. escape(flags.since) end
+    if flags.tail then query[#query + 1] = "tail=" .. flags.tail end
+  end
   if flags.instance then query[#query + 1] = "instance=" .. flags.instance end
   -- The server takes the tail of the stream asked for, not of both.
   if flags.stream and flags.stream ~= "all" then query[#query + 1] = "stream=" .. flags.stream end
@@ -177,6 +191,68 @@ local function write_line(prefix, stream, time_ms, data, timestamps)
   data = tostring(data)
   f:write(prefix, timestamps and (clock.iso_time(time_ms) .. " ") or "", data, data:sub(-1) == "\n" and "" or "\n")
   f:flush()
+end
+
+-- Whether error `err` of a followed stream says the server is gone (for
+-- now): not an answer of the server (nobody listens, the connection broke
+-- mid-stream) or a 503 (not ready yet).
+local function server_gone(err)
+  if not errors.is(err) then return false end
+  if err.http_status then return err.http_status == 503 end
+  return true
+end
+
+-- Whether `err` says no server listens at all (as opposed to one that went
+-- away mid-stream).
+local function unreachable(err)
+  return errors.is(err) and not err.http_status
+    and (err.code == "no_server" or err.code == "ECONNREFUSED" or err.code == "ENOENT")
+end
+
+-- Waits `ms` (inside a task or not).
+local function pause(ms)
+  local async = require("prisn.async")
+  local co, main = coroutine.running()
+  if co and not main then return async.sleep(ms) end
+  async.main(async.sleep, ms)
+end
+
+-- Streams the log lines of `base` (a path without its query) to
+-- on_record(rec); with -f, across the server going away and coming back
+-- (see the header). `flags`: the reading flags (default ctx.flags). Returns
+-- the end record, if one came.
+local function stream_lines(ctx, base, on_record, flags)
+  flags = flags or ctx.flags
+  if not flags.follow then
+    local final
+    stream_ndjson(ctx, base .. query_of(flags), false, function(rec)
+      if rec["end"] then final = rec else on_record(rec) end
+    end)
+    return final
+  end
+  local resume = require("prisn.cli.log_resume").new()
+  local path, lost, ever = base .. query_of(flags), false, false
+  while true do
+    local final, connected = nil, false
+    local ok, err = pcall(stream_ndjson, ctx, path, true, function(rec)
+      if not connected and lost and not ctx.globals.quiet then
+        io.stderr:write("prisn: the server is back; following again\n")
+      end
+      connected, lost = true, false
+      if rec["end"] then final = rec elseif resume:fresh(rec) then on_record(rec) end
+    end)
+    if final then return final end
+    -- A server that was never there is an error, as without -f.
+    if not ok and (not server_gone(err) or (not ever and unreachable(err))) then error(err, 0) end
+    ever = true
+    if not lost and not ctx.globals.quiet then
+      io.stderr:write("prisn: lost the server; following again when it is back (Ctrl-C stops)\n")
+    end
+    lost = true
+    pause(RECONNECT_MS)
+    local since = resume:resume()
+    path = base .. (since and query_of(flags, since) or query_of(flags))
+  end
 end
 
 -- Says how a followed stream ended (from its last record), when it did not
@@ -202,13 +278,11 @@ local function deployment_logs(ctx, name)
   end
   local client = require("prisn.client")
   local ns = client.namespace(ctx)
-  local path = string.format("/api/v1/namespaces/%s/deployments/%s/logs", ns, name) .. query_of(flags)
+  local base = string.format("/api/v1/namespaces/%s/deployments/%s/logs", ns, name)
 
   local text = globals.output == "text"
   local collected = require("prisn.output").array({})
-  local final
-  stream_ndjson(ctx, path, flags.follow, function(rec)
-    if rec["end"] then final = rec return end
+  local final = stream_lines(ctx, base, function(rec)
     if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
     if text then
       write_line("[" .. tostring(rec.instance) .. "] ", rec.stream, rec.time_ms, rec.data, flags.timestamps)
@@ -236,18 +310,16 @@ local function namespace_logs(ctx)
   local client = require("prisn.client")
   local ns = client.namespace(ctx)
   local since = flags.since or "1h"
-  local query = query_of(flags)
-  if not flags.since then query = (query == "" and "?" or (query .. "&")) .. "since=1h" end
+  local reading = setmetatable({ since = since }, { __index = flags })
   local text = globals.output == "text"
-  local collected, width, final = require("prisn.output").array({}), 0, nil
+  local collected, width = require("prisn.output").array({}), 0
   local function print_line(rec)
     local source = tostring(rec.source)
     width = math.max(width, #source)
     write_line(source .. string.rep(" ", width - #source) .. " | ", rec.stream, rec.time_ms, rec.data,
       flags.timestamps)
   end
-  stream_ndjson(ctx, string.format("/api/v1/namespaces/%s/logs", ns) .. query, flags.follow, function(rec)
-    if rec["end"] then final = rec return end
+  local final = stream_lines(ctx, string.format("/api/v1/namespaces/%s/logs", ns), function(rec)
     if flags.stream ~= "all" and rec.stream ~= flags.stream then return end
     if text and flags.follow then
       print_line(rec)
@@ -256,7 +328,7 @@ local function namespace_logs(ctx)
     else
       collected[#collected + 1] = text and rec or line_object(tostring(rec.source), rec.stream, rec.time_ms, rec.data)
     end
-  end)
+  end, reading)
   if not text and not flags.follow then
     ctx.out:emit({ namespace = ns, since = since, lines = collected })
   elseif text and not flags.follow then
@@ -449,7 +521,9 @@ return {
       .. "They come from the server (which must be running). --since, --tail and\n"
       .. "--instance choose lines; -f keeps following, across restarts, scale-ups\n"
       .. "and rolling updates, until the deployment is deleted or you press\n"
-      .. "Ctrl-C. A deployment keeps 50M of logs in all (PRISN_DEPLOY_LOG_MAX_BYTES\n"
+      .. "Ctrl-C; when the server goes away (killed, restarting, upgraded) it\n"
+      .. "waits for it and goes on where it left off, no line twice. A\n"
+      .. "deployment keeps 50M of logs in all (PRISN_DEPLOY_LOG_MAX_BYTES\n"
       .. "on the server). With -o json the result is {namespace, deployment,\n"
       .. "lines: [{instance, stream, time, data}]}.\n"
       .. "\n"

@@ -152,6 +152,41 @@ local function ingress_text(addresses)
   return #parts > 0 and table.concat(parts, ", ") or "off"
 end
 
+-- `prisn server upgrade`: the server hands the data plane over to the new
+-- binary and exits (prisn.server.api.upgrade); then the new binary's server
+-- is started here with the options the old one had (its server.json).
+local function upgrade(ctx)
+  local uv = require("luv")
+  local server = require("prisn.server")
+  local home = require("prisn.home").path()
+  local info = server.running(home)
+  if not info then
+    errors.raise("not_running", "no prisn server is running for " .. home, { hint = "'prisn server start' starts one" })
+  end
+  local binary = ctx.flags.binary or uv.exepath()
+  binary = uv.fs_realpath(binary) or binary
+  if not uv.fs_access(binary, "X") then
+    errors.usage("--binary " .. binary .. " is not an executable file", "e.g. --binary /usr/local/bin/prisn")
+  end
+  local c = require("prisn.client").connect({ globals = { context = "local" } })
+  local answer = c:request("POST", "/api/v1/server/upgrade", { binary = binary })
+  local old_pid = math.tointeger(info.pid)
+  local deadline = uv.hrtime() + math.floor((ctx.flags.timeout or 30) * 1e9)
+  while server.running(home) and uv.hrtime() < deadline do uv.sleep(10) end
+  if server.running(home) then
+    errors.raise("timeout", "the old server (pid " .. old_pid .. ") did not exit",
+      { hint = "see " .. home .. "/server.log" })
+  end
+  local o = info.options or {}
+  local new = server.start_background(home, { exe = binary, listen = o.listen, dns = o.dns,
+    dns_forward = o.dns_forward, min_isolation = o.min_isolation and math.tointeger(o.min_isolation) })
+  report(ctx, { upgraded = true, binary = binary, pid = math.tointeger(new.pid), old_pid = old_pid,
+    dataplane_pid = math.tointeger(answer.dataplane_pid), address = new.address },
+    string.format("prisn server upgraded to %s: server pid %d (was %d), data plane pid %d; instances kept\n",
+      binary, math.tointeger(new.pid), old_pid, math.tointeger(answer.dataplane_pid)))
+  return 0
+end
+
 local function server_status(ctx)
   local server = require("prisn.server")
   local home = require("prisn.home").path()
@@ -309,6 +344,37 @@ return {
         },
         examples = { { "prisn server stop", "Stop the local server" } },
         handler = stop,
+      },
+      {
+        name = "upgrade",
+        summary = "Replace the server with another binary, keeping every port open",
+        description = "Replaces the running server with --binary (default: this prisn) without\n"
+          .. "a refused connection on any service port or the DNS: the data plane hands\n"
+          .. "its listening sockets to a data plane of the new binary, which accepts\n"
+          .. "before the old one stops; then the server exits without stopping its\n"
+          .. "instances, and the new binary's server starts with the same options and\n"
+          .. "re-adopts them. Needs the cluster-wide admin token (the local CLI has it).\n"
+          .. "For a server started with 'prisn server start' (not under systemd:\n"
+          .. "docs/SERVER.md, \"Upgrading\").",
+        flags = {
+          { name = "binary", type = "string", placeholder = "PATH", summary = "The new prisn binary" },
+          { name = "timeout", type = "duration", default = "30s", placeholder = "DURATION",
+            summary = "How long to wait for the old server to exit" },
+        },
+        examples = { { "prisn server upgrade --binary /usr/local/bin/prisn.new", "Run the new build, ports kept" } },
+        handler = upgrade,
+      },
+      {
+        name = "dataplane",
+        hidden = true,
+        summary = "Run the data plane (the server starts it; docs/SERVER.md)",
+        flags = {
+          { name = "handover", type = "string", placeholder = "FILE", hidden = true,
+            summary = "Take over the listening sockets of the data plane being replaced" },
+        },
+        handler = function(ctx)
+          return require("prisn.dataplane").run({ home = require("prisn.home").path(), handover = ctx.flags.handover })
+        end,
       },
       {
         name = "status",

@@ -48,6 +48,7 @@ M.DEFAULT_TTL = 5
 M.NEGATIVE_TTL = 2
 M.MAX_UDP_SIZE = 1232 -- the DNS flag day 2020 figure: no IP fragmentation
 M.CLASSIC_UDP_SIZE = 512
+M.FREE_PORT_ATTEMPTS = 20
 M.DEFAULTS = {
   rate = { per_second = 50, burst = 100, sources = 4096 },
   max_connections = 64,
@@ -246,9 +247,15 @@ local function close_handle(h)
   if h and not h:is_closing() then h:close() end
 end
 
-function Responder:serve_udp(host, port)
+-- fd: a bound socket handed over by the process that had it (an upgrade).
+local function bind_or_open(handle, host, port, fd)
+  if fd then return handle:open(fd) end
+  return handle:bind(host, port)
+end
+
+function Responder:serve_udp(host, port, fd)
   local udp = uv.new_udp()
-  local ok, err, code = udp:bind(host, port)
+  local ok, err, code = bind_or_open(udp, host, port, fd)
   if not ok then
     udp:close()
     return nil, err, code
@@ -300,9 +307,9 @@ function Responder:tcp_client(client)
   end)
 end
 
-function Responder:serve_tcp(host, port)
+function Responder:serve_tcp(host, port, fd)
   local tcp = uv.new_tcp()
-  local ok, err, code = tcp:bind(host, port)
+  local ok, err, code = bind_or_open(tcp, host, port, fd)
   if ok then
     ok, err, code = tcp:listen(64, function(aerr)
       if aerr then return end
@@ -320,19 +327,30 @@ function Responder:serve_tcp(host, port)
 end
 
 --- Answers on `host`:`port` over UDP and TCP (port 0: a free port, the same
--- for both when it can be had). Returns the port, or nil, message, code.
-function Responder:listen(host, port)
-  local udp, err, code = self:serve_udp(host, port)
-  if not udp then return nil, string.format("cannot listen on %s:%d/udp: %s", host, port, tostring(err)), code end
-  port = udp:getsockname().port
-  local tcp
-  tcp, err, code = self:serve_tcp(host, port)
-  if not tcp then
-    self:close()
-    return nil, string.format("cannot listen on %s:%d/tcp: %s", host, port, tostring(err)), code
+-- for both when it can be had). fds (optional): { udp = FD, tcp = FD }, the
+-- sockets of a data plane being replaced, adopted instead of bound. Returns the port, or nil, message, code.
+function Responder:listen(host, port, fds)
+  fds = fds or {}
+  -- Port 0: the TCP twin of a free UDP port may be taken (by a client's
+  -- local port on a busy host): another UDP port is tried.
+  local attempts = (port == 0 and not fds.udp) and M.FREE_PORT_ATTEMPTS or 1
+  for attempt = 1, attempts do
+    local udp, err, code = self:serve_udp(host, port, fds.udp)
+    if not udp then return nil, string.format("cannot listen on %s:%d/udp: %s", host, port, tostring(err)), code end
+    local bound = udp:getsockname().port
+    local tcp
+    tcp, err, code = self:serve_tcp(host, bound, fds.tcp)
+    if tcp then
+      self.host, self.port = host, bound
+      return bound
+    end
+    if attempt == attempts or code ~= "EADDRINUSE" then
+      self:close()
+      return nil, string.format("cannot listen on %s:%d/tcp: %s", host, bound, tostring(err)), code
+    end
+    table.remove(self.handles)
+    close_handle(udp)
   end
-  self.host, self.port = host, port
-  return port
 end
 
 --- Stops answering: the listeners close, forwarded queries are dropped.

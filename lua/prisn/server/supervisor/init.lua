@@ -22,7 +22,9 @@
 --   names      what things are called: deployment keys, instance and
 --              cgroup names
 --
--- Removing an instance drains it: out of the pool (prisn.net.proxy), open
+-- A deployment's port is opened in the data plane (prisn.server.dataplane:
+-- a process of its own that outlives the server), d.proxy its handle there.
+-- Removing an instance drains it: out of the pool, open
 -- connections get up to the grace to finish, then SIGTERM to its group,
 -- SIGKILL after the grace. Everything the supervisor knows is also in
 -- state.db (prisn.store.deployments), so a restarted server re-adopts
@@ -38,7 +40,7 @@ local policies = require("prisn.policies")
 local deployments = require("prisn.store.deployments")
 local secrets = require("prisn.store.secrets")
 local limits = require("prisn.exec.limits")
-local proxy = require("prisn.net.proxy")
+local dataplane = require("prisn.server.dataplane")
 local instance = require("prisn.server.supervisor.instance")
 local names = require("prisn.server.supervisor.names")
 local rollout = require("prisn.server.supervisor.rollout")
@@ -153,19 +155,38 @@ function Sup:pool_changed(d)
   for _, fn in ipairs(self.on_pool_change) do fn(d) end
 end
 
--- The load balancer's pool: the healthy instances that are not draining.
+--- Whether instance inst serves: healthy, running, not draining; or re-adopted
+-- at a server start after it served, until its first health result (the data
+-- plane kept it in the pool while the server was away: it stays). One
+-- restarted at that start waits for its health check like any other.
+function M.serving(inst)
+  return (inst.healthy or (inst.recovering and inst.adopted)) == true and inst.pid ~= nil and not inst.removing
+end
+
+-- The load balancer's pool: the instances serving.
 function Sup:update_pool(d)
   self:pool_changed(d)
   if not d.proxy then return end
   local backends = {}
   for _, inst in pairs(d.instances) do
-    if inst.healthy and inst.pid and not inst.removing then
+    if M.serving(inst) then
       backends[#backends + 1] = { id = names.name(d, inst), host = "127.0.0.1", port = inst.port,
         number = inst.number }
     end
   end
   table.sort(backends, function(a, b) return a.number < b.number end)
   d.proxy:set_backends(backends)
+end
+
+-- The server's data plane (started by the server; in process when a spec
+-- gives the supervisor a server without one).
+function Sup:dataplane()
+  local server = self.server
+  if not server.dataplane then
+    server.dataplane = dataplane.new(server, { in_process = true })
+    server.dataplane:start()
+  end
+  return server.dataplane
 end
 
 -- Opens (or moves, or closes) the deployment's public port. Returns true or
@@ -177,15 +198,15 @@ function Sup:open_port(d)
     d.proxy = nil
   end
   if not d.row.port then return true end
-  local listener, err, code = proxy.listen({
+  local listener, err, code = self:dataplane():open_port({
     host = d.row.host or "0.0.0.0", port = d.row.port, strategy = d.row.strategy, name = key(d.ns, d.name),
-    metrics = self.server.metrics_registry,
-    on_event = function(kind, detail)
-      if kind == "connect_failed" then
-        self.server.log:warn("%s: connection to %s failed: %s", key(d.ns, d.name), tostring(detail), "retried")
-      end
-    end,
-  })
+  }, function(message)
+    -- Learnt later (a data plane restarted, a sync after the server's start).
+    if d.proxy == nil or d.deleted then return end
+    d.proxy = nil
+    self:event(d, "deployment.port_failed", key(d.ns, d.name), "cannot listen on the deployment's port: "
+      .. tostring(message))
+  end)
   if not listener then return nil, err, code end
   d.proxy, d.proxy_port = listener, d.row.port
   self:update_pool(d)
@@ -370,7 +391,7 @@ function Sup:stop_all(grace, done)
         local previous = inst.on_stopped -- a removal in progress finishes too
         inst.on_stopped = function()
           if previous then previous() end
-          if inst.log then inst.log:close(); inst.log = nil end
+          self:release_output(d, inst)
           one()
         end
         self:kill_process(inst, math.min(grace, d.specs[inst.revision].grace or M.DEFAULT_GRACE))

@@ -11,13 +11,23 @@
 -- fakes. The restart policy (policies/restart.lua) decides; this module
 -- arms the timers and starts the processes it asks for.
 --
+-- Output. An instance writes into two named pipes (prisn.exec.instance);
+-- what reads them into its log is the "log host": the data plane's log pump
+-- when the server has one (prisn.server.log_host: the pump lives in a
+-- process that outlives the server, so output keeps flowing while it is
+-- away), else a pump in this process (prisn.dataplane.logs). An instance is attached
+-- when its process starts or is adopted and stays attached across its
+-- restarts (the pump holds the pipes open); it is detached when forgotten
+-- or stopped with the server.
+--
 -- It also holds the small helpers the other parts share (sorted instances,
 -- closing a handle, describing an exit).
 local cjson = require("cjson")
 local async = require("prisn.async")
 local errors = require("prisn.error")
 local deploy_logs = require("prisn.deploy_logs")
-local logs = require("prisn.logs")
+local log_pump = require("prisn.dataplane.logs")
+local log_host = require("prisn.server.log_host")
 local envcache = require("prisn.exec.envcache")
 local instance_exec = require("prisn.exec.instance")
 local exec_job = require("prisn.exec.job")
@@ -61,14 +71,11 @@ end
 
 local key, instance_name = names.key, names.name
 
--- Stops reading an instance's output and its health checks.
+-- Stops watching an instance: its health checks and its exit. (Its output
+-- stays attached: see the header.)
 local function detach(inst)
   if inst.checker then inst.checker:stop(); inst.checker = nil end
   if inst.none_timer then close_handle(inst.none_timer); inst.none_timer = nil end
-  for _, pipe in ipairs(inst.readers or {}) do
-    if not pipe:is_closing() then pipe:read_stop(); pipe:close() end
-  end
-  inst.readers = nil
   if inst.stop_watch then inst.stop_watch(); inst.stop_watch = nil end
 end
 
@@ -178,32 +185,49 @@ function Instance:instance_env(d, inst, launch, spec)
   return env
 end
 
--- Opens the instance's log and starts reading its output pipes into it.
-function Instance:attach_output(d, inst)
-  if not inst.log then
-    local path = deploy_logs.instance_path(self.server.home, d.ns, d.name, inst.number)
-    local writer, err = logs.writer(path, { max_bytes = deploy_logs.max_bytes_per_instance(d.replicas) })
-    if not writer then
-      self.server.log:error("%s: cannot keep its output: %s", instance_name(d, inst), tostring(err))
-    end
-    inst.log = writer
-  end
-  inst.readers = {}
-  for _, stream in ipairs({ "stdout", "stderr" }) do
-    local pipe, err = instance_exec.open_reader(inst.fifos[stream])
-    if pipe then
-      inst.readers[#inst.readers + 1] = pipe
-      pipe:read_start(function(rerr, data)
-        if data and not rerr then
-          if inst.log then inst.log:write(stream, data) end
-        elseif not pipe:is_closing() then
-          pipe:read_stop(); pipe:close()
-        end
-      end)
+--- The log host, made on first use: the data plane's
+-- (prisn.server.log_host) when the server has one, else a pump in this
+-- process (specs, tools). Either has attach(key, spec) and detach(key).
+function Instance:log_host()
+  if not self.output_host then
+    if self.server.dataplane then
+      self.output_host = log_host.new(self.server.dataplane, self.server.log)
     else
-      self.server.log:error("%s: cannot read its %s: %s", instance_name(d, inst), stream, tostring(err))
+      self.output_host = log_pump.pump({ on_error = function(output_key, text)
+        self.server.log:error("%s: %s", output_key, text)
+      end })
     end
   end
+  return self.output_host
+end
+
+--- The key of an instance's output at the log host: "ns/name/number".
+function M.output_key(d, inst)
+  return key(d.ns, d.name) .. "/" .. inst.number
+end
+
+--- What the log host needs to pump an instance's output into its log.
+function Instance:output_spec(d, inst)
+  return { fifos = inst.fifos, path = deploy_logs.instance_path(self.server.home, d.ns, d.name, inst.number),
+    max_bytes = deploy_logs.max_bytes_per_instance(d.replicas) }
+end
+
+-- Has the log host read the instance's output pipes into its log; again
+-- on each start, which updates the bound (the replicas may have changed).
+function Instance:attach_output(d, inst)
+  local ok, err = self:log_host():attach(M.output_key(d, inst), self:output_spec(d, inst))
+  inst.output_attached = true
+  if not ok then
+    self.server.log:error("%s: cannot keep its output: %s", instance_name(d, inst), tostring(err))
+  end
+end
+
+--- Has the log host read what is left of the instance's output and let go
+-- of its pipes (the instance is forgotten, or stopped with the server).
+function Instance:release_output(d, inst)
+  if not inst.output_attached then return end
+  inst.output_attached = nil
+  self:log_host():detach(M.output_key(d, inst))
 end
 
 function Instance:start_health(d, inst)
@@ -456,7 +480,7 @@ end
 function Instance:forget(d, inst)
   if inst.kill_timer then close_handle(inst.kill_timer); inst.kill_timer = nil end
   detach(inst)
-  if inst.log then inst.log:close(); inst.log = nil end
+  self:release_output(d, inst)
   if inst.limiter then release_limiter(inst.limiter); inst.limiter = nil end
   instance_exec.remove_fifos(inst.fifos)
   if inst.port then self.used_ports[inst.port] = nil end

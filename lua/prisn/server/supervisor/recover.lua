@@ -55,6 +55,7 @@ function Recover:recover_instance(d, irow)
   local pid = self:recorded_pid(irow)
   local action = M.decide(pid ~= nil, d.specs[inst.revision] ~= nil)
   if action == "adopt" then
+    inst.adopted = true -- serving still: it stays in the pool (supervisor.serving)
     self:adopt(d, inst, pid, irow.started_at)
   elseif action == "restart" then
     inst.pid = nil

@@ -1,7 +1,8 @@
 -- One instance's exits and health (prisn.server.supervisor.instance) with a
 -- fake loop, clock and store and the built-in restart policy: the first
 -- crash restarts at once, the next ones after a growing delay, "never" stops
--- it, an exit prisn asked for is never restarted, and serving resets it.
+-- it, an exit prisn asked for is never restarted, and serving resets it; its
+-- output stays attached to the log host until it is forgotten.
 local fakes = require("prisn.server.supervisor.fakes")
 local names = require("prisn.server.supervisor.names")
 
@@ -118,6 +119,41 @@ describe("prisn.server.supervisor.instance", function()
       assert.equal(2000, inst.kill_timer.timeout)
       w.uv.fire(inst.kill_timer)
       assert.same({ pid = -inst.pid, signal = "sigkill" }, w.uv.killed[2])
+    end)
+  end)
+
+  describe("output", function()
+    it("is attached to the log host at a start, stays attached across a crash, and let go of when forgotten",
+      function()
+      local w, d, inst = running()
+      local calls = {}
+      w.sup.output_host = {
+        attach = function(_, key, spec)
+          calls[#calls + 1] = { "attach", key, spec.path, spec.fifos.stdout }
+          return true
+        end,
+        detach = function(_, key) calls[#calls + 1] = { "detach", key } end,
+      }
+      inst.fifos = { stdout = "/run/default/web-1.out", stderr = "/run/default/web-1.err" }
+      w.sup:attach_output(d, inst)
+      assert.same({ { "attach", "default/web/1", fakes.HOME .. "/logs/default/deploy/web/1.log",
+        "/run/default/web-1.out" } }, calls)
+      crash(w, d, inst)
+      assert.equal(1, #calls) -- the pump holds the pipes: nothing to redo
+      w.sup:remove_instance(d, inst)
+      w.uv.fire_due(0)
+      w.sup:exited(d, inst, { signal = "SIGTERM" })
+      assert.same({ "detach", "default/web/1" }, calls[2])
+      assert.equal(2, #calls)
+    end)
+
+    it("says so when the log host cannot take it", function()
+      local w, d, inst = running()
+      w.sup.output_host = { attach = function() return nil, "cannot read /run/x.out: ENOENT" end }
+      inst.fifos = { stdout = "/run/x.out", stderr = "/run/x.err" }
+      w.sup:attach_output(d, inst)
+      assert.same({ level = "error", text = "web-1: cannot keep its output: cannot read /run/x.out: ENOENT" },
+        w.log.lines[#w.log.lines])
     end)
   end)
 
