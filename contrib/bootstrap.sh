@@ -16,7 +16,7 @@ set -eu
 # Python example.
 BUILD_PACKAGES="build-essential cmake pkg-config git
   liblua5.4-dev lua5.4 lua-luv-dev libuv1-dev lua-cjson-dev
-  libsqlite3-dev libsodium-dev libhttp-parser-dev libmbedtls-dev python3"
+  libsqlite3-dev libsodium-dev libhttp-parser-dev libmbedtls-dev liblz4-dev python3"
 # Tests drive real interpreters and parse prisn's output with real parsers.
 TEST_PACKAGES="lua-busted lua-check python3 python3-yaml python3-venv nodejs bash bash-completion zsh fish util-linux curl prometheus tzdata man-db tcl sqlite3 dnsutils openssl"
 
@@ -32,7 +32,7 @@ FUZZ_PACKAGES="clang libclang-rt-14-dev"
 COVERAGE_PACKAGES="gcovr"
 RELEASE_PACKAGES="$COVERAGE_PACKAGES gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
   libc6-dev:arm64 liblua5.4-dev:arm64 lua-luv-dev:arm64 libuv1-dev:arm64 lua-cjson-dev:arm64
-  libsqlite3-dev:arm64 libsodium-dev:arm64 libmbedtls-dev:arm64"
+  libsqlite3-dev:arm64 libsodium-dev:arm64 libmbedtls-dev:arm64 liblz4-dev:arm64"
 # libhttp-parser-dev is not multiarch: installing the :arm64 one REMOVES the
 # amd64 one. Its arm64 archive is unpacked here instead, where
 # cmake/aarch64-linux-gnu.cmake looks for it.

@@ -10,6 +10,7 @@
 #include "embed.h"
 
 #include <lauxlib.h>
+#include <lz4.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,28 @@ static int load_from_tree(lua_State *L, const char *dev_tree, const char *path) 
     return rc;
 }
 
+/* Loads module m's embedded bytecode as chunk "@path". The bytecode is
+ * stored LZ4-compressed (embedgen): decompressed into a buffer that lives only
+ * for the load. */
+static int load_embedded(lua_State *L, const prisn_embedded_module *m) {
+    char chunk[512];
+    snprintf(chunk, sizeof chunk, "@%s", m->path);
+    char *code = malloc(m->raw_len);
+    if (!code) {
+        lua_pushfstring(L, "out of memory loading %s", m->path);
+        return LUA_ERRMEM;
+    }
+    int got = LZ4_decompress_safe((const char *)m->code, code, (int)m->len, (int)m->raw_len);
+    if (got < 0 || (size_t)got != m->raw_len) {
+        free(code);
+        lua_pushfstring(L, "embedded module %s is damaged", m->path);
+        return LUA_ERRSYNTAX;
+    }
+    int rc = luaL_loadbufferx(L, code, m->raw_len, chunk, "b");
+    free(code);
+    return rc;
+}
+
 /* package.preload loader: upvalue 1 is the module index, upvalue 2 the dev
  * tree or nil. Returns what the module returns, as require expects. */
 static int embed_loader(lua_State *L) {
@@ -48,11 +71,8 @@ static int embed_loader(lua_State *L) {
     int rc = LUA_ERRFILE;
     if (dev_tree)
         rc = load_from_tree(L, dev_tree, m->path);
-    if (rc == LUA_ERRFILE) {
-        char chunk[512];
-        snprintf(chunk, sizeof chunk, "@%s", m->path);
-        rc = luaL_loadbufferx(L, (const char *)m->code, m->len, chunk, "b");
-    }
+    if (rc == LUA_ERRFILE)
+        rc = load_embedded(L, m);
     if (rc != LUA_OK)
         return lua_error(L);
     lua_pushstring(L, m->name);

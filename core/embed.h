@@ -14,8 +14,9 @@
 typedef struct {
     const char *name;          /* module name, "prisn.cli.parse" */
     const char *path;          /* repository path, "lua/prisn/cli/parse.lua" */
-    const unsigned char *code; /* bytecode with debug info */
-    size_t len;
+    const unsigned char *code; /* bytecode with debug info, LZ4-compressed */
+    size_t len;                /* compressed bytes */
+    size_t raw_len;            /* the bytecode's bytes */
 } prisn_embedded_module;
 
 extern const prisn_embedded_module prisn_embedded_modules[];
