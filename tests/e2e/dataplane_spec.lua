@@ -255,7 +255,7 @@ describe("e2e: the data plane outlives the server", function()
       local holder, taken = uv.new_tcp(), h.free_udp_tcp_port()
       assert(holder:bind("127.0.0.1", taken))
       assert(holder:listen(1, function() end))
-      local refused = prisn({ "deploy", dir .. "/app.py", "--name", "other", "--port", tostring(taken), "--host",
+      local refused = prisn({ "deploy", dir .. "/app.py", "--name", "other", "--port", tostring(taken), "--bind",
         "127.0.0.1", "--isolation", "0" })
       holder:close()
       assert.are.equal(1, refused.code)
@@ -264,7 +264,8 @@ describe("e2e: the data plane outlives the server", function()
       -- The upgrade route: a cluster-wide admin's only.
       local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
       local function upgrade_as(token)
-        local r = h.run("/usr/bin/curl", { "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+        local r = h.run("/usr/bin/curl", { "-s", "--cacert", env.PRISN_HOME .. "/ca.crt", "-o", "/dev/null",
+          "-w", "%{http_code}", "-X", "POST",
           "-H", "Authorization: Bearer " .. token, "-d", cjson.encode({ binary = h.bin }),
           address .. "/api/v1/server/upgrade" }, { env = { PATH = "/usr/bin:/bin" } })
         return r.stdout
