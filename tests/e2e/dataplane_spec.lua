@@ -247,7 +247,7 @@ describe("e2e: the data plane outlives the server", function()
         local r = h.run("/usr/bin/curl", { "-s", "--max-time", "2", "http://127.0.0.1:" .. app_port .. "/" },
           { env = { PATH = "/usr/bin:/bin" } })
         return r.code == 0 and r.stdout:match("^instance web%-%d") ~= nil
-      end, 10000), "the port answers again")
+      end, 20000), "the port answers again")
       assert.are_not.equal(first, dataplane_pids(env.PRISN_HOME)[1])
       assert.matches("data plane connection lost", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
       -- A taken port is refused to the deploy, as before (the CLI's check; the

@@ -41,6 +41,9 @@ local M = {}
 M.CONNECT_RETRY_MS = 20
 M.START_TIMEOUT_MS = 5000
 M.RECONNECT_GRACE_MS = 300
+-- A started data plane that has not answered after this long is started again
+-- (the first failed, or is stuck; a second one finding the lock taken exits).
+M.RESPAWN_MS = 5000
 
 local Client = {}
 Client.__index = Client
@@ -184,7 +187,7 @@ end
 function Client:connect_loop(grace_ms)
   if self.connecting or self.stopping then return end
   self.connecting = true
-  local started, spawned = uv.now(), false
+  local started, spawned_at = uv.now(), nil
   local timer = uv.new_timer()
   local function attempt()
     self:try_connect(function(ok)
@@ -193,8 +196,11 @@ function Client:connect_loop(grace_ms)
         timer:close()
         return
       end
-      if not spawned and uv.now() - started >= grace_ms then
-        spawned = true
+      -- A data plane that was started but never answered (it failed at its
+      -- start, or was killed too) is started again after RESPAWN_MS.
+      local now = uv.now()
+      if (not spawned_at and now - started >= grace_ms) or (spawned_at and now - spawned_at >= M.RESPAWN_MS) then
+        spawned_at = now
         self:spawn()
       end
       timer:start(M.CONNECT_RETRY_MS, 0, attempt)
