@@ -39,12 +39,13 @@ M.DRAIN_POLL_MS = 50
 -- Access entries kept for the next tick at most (a flood is cut, counted).
 M.MAX_PENDING_ACCESS = 10000
 
---- One access log line of entry `e` (prisn.net.ingress's on_access); the
--- host as routed, without the port.
+--- One access log line of entry `e` (prisn.net.ingress's on_access, or
+-- the same come over the control socket: numbers as floats); the host as
+-- routed, without the port.
 function M.access_line(e)
   local host = tostring(e.host or "-"):gsub(":%d+$", "")
   return string.format("ingress %s %s%s %s %dB %dms %s %s %s", tostring(e.method or "-"), host,
-    tostring(e.path or ""), tostring(e.status or "-"), math.tointeger(e.bytes or 0) or 0,
+    tostring(e.path or ""), tostring(math.tointeger(e.status) or e.status or "-"), math.tointeger(e.bytes or 0) or 0,
     math.floor((e.duration_ms or 0) + 0.5), tostring(e.client or "-"), tostring(e.route_key or "-"),
     tostring(e.backend or "-"))
 end

@@ -247,10 +247,13 @@ local function listen_now(self, server)
   for scheme, f in pairs(reply.failed or {}) do
     local l = self.listeners[scheme]
     errors.raise(f.code or "EADDRINUSE", string.format("cannot listen on %s for %s: %s", l.address, l.flag,
-      tostring(f.message)), { hint = "choose another address with " .. l.flag .. " [HOST:]PORT (below 1024 needs root)" })
+      tostring(f.message)), { hint = "choose another address with " .. l.flag
+      .. " [HOST:]PORT (below 1024 needs root)" })
   end
   self:take_listen_reply(reply)
-  for _, l in pairs(self.listeners) do server.log:info("ingress (%s) on %s (in the data plane)", l.scheme, l.address) end
+  for _, l in pairs(self.listeners) do
+    server.log:info("ingress (%s) on %s (in the data plane)", l.scheme, l.address)
+  end
 end
 
 --- Starts the ingress of `server` (log, supervisor, dataplane,
