@@ -86,12 +86,12 @@ local Service = {}
 Service.__index = Service
 
 --- The service for data-plane `host` (log, metrics, connected()). deps.listen
--- replaces prisn.net.ingress.listen, deps.load_pair tls.load_pair (specs).
+-- replaces prisn.net.ingress.listen, deps.tls prisn.net.tls (specs).
 function M.new(host, deps)
   deps = deps or {}
   return setmetatable({ host = host, open_listeners = {}, routes = {}, pems = {}, pairs = {}, access_log = true,
     pending = {}, dropped = 0, last_in_flight = "", listen = deps.listen or net_ingress.listen,
-    load_pair = deps.load_pair or tls.load_pair }, Service)
+    tls = deps.tls or tls }, Service)
 end
 
 -- Certificates ------------------------------------------------------------------
@@ -99,7 +99,7 @@ end
 -- A pair from `pem` ({ cert, key }), reusing the one of the same texts.
 function Service:pair_of(pem, old_pem, old_pair)
   if old_pem and old_pair and old_pem.cert == pem.cert and old_pem.key == pem.key then return old_pair end
-  local pair, err = self.load_pair(pem.cert, pem.key)
+  local pair, err = self.tls.load_pair(pem.cert, pem.key)
   if not pair and self.host.log then self.host.log:error("ingress: a certificate does not load: %s", tostring(err)) end
   return pair
 end
@@ -130,10 +130,10 @@ end
 -- new listener). A failed handshake (a scanner) is counted, not logged.
 function Service:tls_wrap()
   if not self.default_pair then return nil, "no default certificate was sent", "invalid" end
-  local ctx = tls.server_context({ default = self.default_pair,
+  local ctx = self.tls.server_context({ default = self.default_pair,
     sni = function(name) return type(name) == "string" and self.pairs[name:lower()] or nil end })
   self.handshake_failures = self.handshake_failures or 0
-  return tls.wrapper(ctx, { on_error = function() self.handshake_failures = self.handshake_failures + 1 end })
+  return self.tls.wrapper(ctx, { on_error = function() self.handshake_failures = self.handshake_failures + 1 end })
 end
 
 -- Listeners -----------------------------------------------------------------------
