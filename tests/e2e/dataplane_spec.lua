@@ -155,7 +155,7 @@ local function kill9(pid)
 end
 
 describe("e2e: the data plane outlives the server", function()
-  local env, dir, app_port, dns_port, ingress_port, tls_port
+  local env, dir, app_port, dns_port, ingress_port, tls_port, with_ingress
   local prisn, ok = h.cli(function() return env end)
 
   local function dig(name)
@@ -165,8 +165,13 @@ describe("e2e: the data plane outlives the server", function()
   end
 
   local function start()
-    ok({ "server", "start", "-q", "--dns", "127.0.0.1:" .. dns_port, "--dns-forward", "off",
-      "--ingress", "127.0.0.1:" .. ingress_port, "--ingress-tls", "127.0.0.1:" .. tls_port })
+    local args = { "server", "start", "-q", "--dns", "127.0.0.1:" .. dns_port, "--dns-forward", "off" }
+    if with_ingress then
+      for _, a in ipairs({ "--ingress", "127.0.0.1:" .. ingress_port, "--ingress-tls", "127.0.0.1:" .. tls_port }) do
+        args[#args + 1] = a
+      end
+    end
+    ok(args)
   end
 
   before_each(function()
@@ -182,6 +187,7 @@ describe("e2e: the data plane outlives the server", function()
   after_each(function()
     for _, l in ipairs(loads) do l.stop() end
     loads = {}
+    with_ingress = false
     if https_loop then
       h.write(dir .. "/stop-https", "")
       h.wait_for(function() return not h.alive(https_loop) end, 10000)
@@ -234,6 +240,10 @@ describe("e2e: the data plane outlives the server", function()
 
   it("keeps the ingress answering (HTTP, HTTPS with SNI) while the server is killed with -9 and restarted, "
     .. "and across an upgrade", function()
+    -- A server with the ingress listeners takes over from the one without.
+    kill9(server_pid(env))
+    with_ingress = true
+    start()
     ok({ "deploy", dir .. "/app.py", "--name", "site", "--host", "web.example.com", "-r", "2", "--isolation", "0" })
     local crt = env.PRISN_HOME .. "/tls/ingress/web.example.com.crt"
     assert.is_true(h.wait_for(function() return h.read(crt) ~= nil end, 5000), "the self-signed certificate")
