@@ -333,7 +333,7 @@ describe("e2e: the data plane outlives the server", function()
       local holder, taken = uv.new_tcp(), h.free_udp_tcp_port()
       assert(holder:bind("127.0.0.1", taken))
       assert(holder:listen(1, function() end))
-      local refused = prisn({ "deploy", dir .. "/app.py", "--name", "other", "--port", tostring(taken), "--host",
+      local refused = prisn({ "deploy", dir .. "/app.py", "--name", "other", "--port", tostring(taken), "--bind",
         "127.0.0.1", "--isolation", "0" })
       holder:close()
       assert.are.equal(1, refused.code)
