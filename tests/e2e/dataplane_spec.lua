@@ -340,9 +340,12 @@ describe("e2e: the data plane outlives the server", function()
       assert.are.equal("Error: cannot listen on port " .. taken .. ": EADDRINUSE: address already in use\n"
         .. "Hint: choose another --port (something else on this machine holds it)\n", refused.stderr)
       -- The upgrade route: a cluster-wide admin's only.
-      local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
+      local info = cjson.decode(h.read(env.PRISN_HOME .. "/server.json"))
+      local address = info.address
       local function upgrade_as(token)
+        -- The API is HTTPS: trust the server's CA.
         local r = h.run("/usr/bin/curl", { "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+          "--cacert", info.ca_file,
           "-H", "Authorization: Bearer " .. token, "-d", cjson.encode({ binary = h.bin }),
           address .. "/api/v1/server/upgrade" }, { env = { PATH = "/usr/bin:/bin" } })
         return r.stdout

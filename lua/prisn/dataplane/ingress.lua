@@ -249,6 +249,12 @@ function Service:tick()
   if #self.pending > 0 then
     local entries = self.pending
     self.pending = {}
+    local connected = self.host.connected
+    if connected and not connected() then
+      -- The server went between the request and this tick: its lines stay here.
+      for _, e in ipairs(entries) do self.host.log:info("%s", M.access_line(e)) end
+      return nil
+    end
     local ev = { event = "access", entries = entries }
     if self.dropped > 0 then
       ev.dropped, self.dropped = self.dropped, 0

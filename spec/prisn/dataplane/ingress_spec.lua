@@ -112,6 +112,13 @@ describe("prisn.dataplane.ingress", function()
     connected = false
     svc:on_access(e)
     assert.are.same({ "ingress GET api.example.com/x 200 5B 1ms 127.0.0.1 default/api default/api-1" }, lines)
+    -- Entries kept for a server that went before the tick are written here.
+    connected = true
+    svc:on_access(e)
+    connected = false
+    assert.is_nil(svc:tick())
+    assert.are.equal(2, #lines)
+    lines[2] = nil
     svc.access_log = false
     svc:on_access(e)
     assert.are.equal(1, #lines)

@@ -252,7 +252,8 @@ local function listen_now(self, server)
   end
   self:take_listen_reply(reply)
   for _, l in pairs(self.listeners) do
-    server.log:info("ingress (%s) on %s (in the data plane)", l.scheme, l.address)
+    server.log:info("ingress (%s) on %s (%s)", l.scheme, l.address,
+      server.dataplane.in_process and "in process" or "in the data plane")
   end
 end
 
