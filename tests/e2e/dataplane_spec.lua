@@ -5,6 +5,9 @@
 -- upgrade` to a copy of the binary: no request fails. The DNS answers while
 -- the server is down; a data plane killed while the server runs is started
 -- again and serves the ports; `server stop` closes the ports and ends it.
+-- The ingress (HTTP, and HTTPS with the host name's certificate picked by
+-- SNI) keeps answering through two kill -9 cycles and an upgrade too, its
+-- access lines going to dataplane.log while no server is there.
 local h = require("e2e.helper")
 local uv = require("luv")
 local cjson = require("cjson")
@@ -31,7 +34,7 @@ S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 -- A load of RATE requests a second on 127.0.0.1:port, each on a connection
 -- of its own, driven by the loop the helper runs while it waits.
 local loads = {} -- every load started, stopped after each test
-local function load(port)
+local function load(port, host)
   local self = { sent = 0, ok = 0, failed = {}, latencies = {}, open = 0 }
   loads[#loads + 1] = self
   local function one()
@@ -61,7 +64,7 @@ local function load(port)
     timer:start(5000, 0, function() finish("timeout") end)
     tcp:connect("127.0.0.1", port, function(cerr)
       if cerr then return finish("connect: " .. cerr) end
-      tcp:write("GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+      tcp:write("GET / HTTP/1.0\r\nHost: " .. (host or "x") .. "\r\n\r\n")
       tcp:read_start(function(rerr, chunk)
         if rerr then return finish("read: " .. rerr) end
         if chunk then
@@ -141,13 +144,18 @@ local function resume_figures(env)
     healthy_ms = math.floor(ms_of(healthy) - ms_of(serving)) }
 end
 
+-- The pid of the HTTPS client loop of the ingress test (a shell running
+-- curl with --cacert: a request answered with another host name's
+-- certificate fails), stopped by a file, then by its pid.
+local https_loop
+
 local function kill9(pid)
   uv.kill(pid, "sigkill")
   assert.is_true(h.wait_for(function() return not h.alive(pid) end, 5000))
 end
 
 describe("e2e: the data plane outlives the server", function()
-  local env, dir, app_port, dns_port
+  local env, dir, app_port, dns_port, ingress_port, tls_port, with_ingress
   local prisn, ok = h.cli(function() return env end)
 
   local function dig(name)
@@ -157,13 +165,20 @@ describe("e2e: the data plane outlives the server", function()
   end
 
   local function start()
-    ok({ "server", "start", "-q", "--dns", "127.0.0.1:" .. dns_port, "--dns-forward", "off" })
+    local args = { "server", "start", "-q", "--dns", "127.0.0.1:" .. dns_port, "--dns-forward", "off" }
+    if with_ingress then
+      for _, a in ipairs({ "--ingress", "127.0.0.1:" .. ingress_port, "--ingress-tls", "127.0.0.1:" .. tls_port }) do
+        args[#args + 1] = a
+      end
+    end
+    ok(args)
   end
 
   before_each(function()
     env = h.env()
     dir = h.tempdir("prisn-dataplane")
     app_port, dns_port = h.free_udp_tcp_port(), h.free_udp_tcp_port()
+    ingress_port, tls_port = h.free_port(), h.free_port()
     h.write(dir .. "/app.py", APP)
     start()
     ok({ "deploy", dir .. "/app.py", "--name", "web", "--port", tostring(app_port), "-r", "3", "--isolation", "0" })
@@ -172,6 +187,13 @@ describe("e2e: the data plane outlives the server", function()
   after_each(function()
     for _, l in ipairs(loads) do l.stop() end
     loads = {}
+    with_ingress = false
+    if https_loop then
+      h.write(dir .. "/stop-https", "")
+      h.wait_for(function() return not h.alive(https_loop) end, 10000)
+      if h.alive(https_loop) then uv.kill(https_loop, "sigkill") end
+      https_loop = nil
+    end
     -- A server left down by a failure is started again, so that its stop
     -- ends the instances and the data plane.
     if not h.read(env.PRISN_HOME .. "/server.json") then prisn({ "server", "start", "-q" }) end
@@ -214,6 +236,62 @@ describe("e2e: the data plane outlives the server", function()
     assert.matches("recovery: 2 instance(s) re-adopted, 1 restarted", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
     assert.are.same(planes, dataplane_pids(env.PRISN_HOME), "the same data plane all along")
     assert.matches("kept their listeners", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
+  end)
+
+  it("keeps the ingress answering (HTTP, HTTPS with SNI) while the server is killed with -9 and restarted, "
+    .. "and across an upgrade", function()
+    -- A server with the ingress listeners takes over from the one without.
+    kill9(server_pid(env))
+    with_ingress = true
+    start()
+    ok({ "deploy", dir .. "/app.py", "--name", "site", "--host", "web.example.com", "-r", "2", "--isolation", "0" })
+    local crt = env.PRISN_HOME .. "/tls/ingress/web.example.com.crt"
+    assert.is_true(h.wait_for(function() return h.read(crt) ~= nil end, 5000), "the self-signed certificate")
+    local url = "https://web.example.com:" .. tls_port .. "/"
+    local curl = "curl -s -o /dev/null --max-time 5 --cacert '" .. crt .. "' --resolve web.example.com:" .. tls_port
+      .. ":127.0.0.1 -w '%{http_code}\\n' " .. url
+    assert.are.equal("200\n", h.run("/bin/sh", { "-c", curl }, { env = { PATH = "/usr/bin:/bin" } }).stdout)
+    local out = dir .. "/https.out"
+    local handle
+    handle, https_loop = uv.spawn("/bin/sh", { args = { "-c", "while [ ! -e '" .. dir .. "/stop-https' ]; do "
+      .. curl .. " >> '" .. out .. "'; done" }, env = { "PATH=/usr/bin:/bin" } }, function() handle:close() end)
+    assert(handle, https_loop)
+    local l = load(ingress_port, "web.example.com")
+    for _ = 1, 2 do
+      h.sleep(1000)
+      kill9(server_pid(env))
+      h.sleep(2000)
+      start()
+    end
+    h.sleep(1000)
+    local copy = dir .. "/prisn-copy"
+    h.run("/bin/cp", { h.bin, copy }, { env = { PATH = "/usr/bin:/bin" } })
+    ok({ "server", "upgrade", "--binary", copy })
+    h.sleep(1500)
+    l.stop()
+    h.write(dir .. "/stop-https", "")
+    assert.is_true(h.wait_for(function() return not h.alive(https_loop) end, 10000))
+    https_loop = nil
+    local codes, bad = {}, 0
+    for code in (h.read(out) or ""):gmatch("(%d+)\n") do
+      codes[code] = (codes[code] or 0) + 1
+      if code ~= "200" then bad = bad + 1 end
+    end
+    print(string.format("\n  ingress, 2 kill -9 cycles and an upgrade: http %d requests, %d failed, p99 %.1f ms; "
+      .. "https %d requests, %d failed", l.sent, #l.failed, l.p99, (codes["200"] or 0) + bad, bad))
+    assert.are.same({}, l.failed)
+    assert.is_true(l.ok >= 2 * 3 * RATE * 0.5, "the http load ran: " .. l.ok)
+    assert.are.equal(0, bad, "https answers other than 200: " .. cjson.encode(codes))
+    assert.is_true((codes["200"] or 0) >= 20, "the https load ran: " .. tostring(codes["200"]))
+    -- The listeners were kept, not reopened; the access lines went to
+    -- dataplane.log while the server was away and to server.log otherwise.
+    local dplog = h.read(env.PRISN_HOME .. "/dataplane.log")
+    assert.matches("ingress GET web%.example%.com/ 200 %d+B %d+ms 127%.0%.0%.1 default/site default/site%-%d", dplog)
+    assert.matches("ingress GET web%.example%.com/ 200 ", h.read(env.PRISN_HOME .. "/server.log"))
+    local admin = (h.read(env.PRISN_HOME .. "/admin.token"):gsub("%s+$", ""))
+    local metrics = h.run("/usr/bin/curl", { "-s", "--unix-socket", env.PRISN_HOME .. "/prisn.sock", "-H",
+      "Authorization: Bearer " .. admin, "http://prisn/metrics" }, { env = { PATH = "/usr/bin:/bin" } }).stdout
+    assert.matches('prisn_ingress_requests_total{host="web.example.com",class="2xx"} ', metrics, 1, true)
   end)
 
   it("serves every request across 'prisn server upgrade --binary COPY'", function()
@@ -262,10 +340,12 @@ describe("e2e: the data plane outlives the server", function()
       assert.are.equal("Error: cannot listen on port " .. taken .. ": EADDRINUSE: address already in use\n"
         .. "Hint: choose another --port (something else on this machine holds it)\n", refused.stderr)
       -- The upgrade route: a cluster-wide admin's only.
-      local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
+      local info = cjson.decode(h.read(env.PRISN_HOME .. "/server.json"))
+      local address = info.address
       local function upgrade_as(token)
-        local r = h.run("/usr/bin/curl", { "-s", "--cacert", env.PRISN_HOME .. "/ca.crt", "-o", "/dev/null",
-          "-w", "%{http_code}", "-X", "POST",
+        -- The API is HTTPS: trust the server's CA.
+        local r = h.run("/usr/bin/curl", { "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+          "--cacert", info.ca_file,
           "-H", "Authorization: Bearer " .. token, "-d", cjson.encode({ binary = h.bin }),
           address .. "/api/v1/server/upgrade" }, { env = { PATH = "/usr/bin:/bin" } })
         return r.stdout

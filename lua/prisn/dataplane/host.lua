@@ -24,6 +24,7 @@ M.SERVICES = {
   { kind = "ports", module = "prisn.dataplane.ports" },
   { kind = "dns", module = "prisn.dataplane.dns" },
   { kind = "logs", module = "prisn.dataplane.logs" },
+  { kind = "ingress", module = "prisn.dataplane.ingress" },
 }
 
 local Host = {}

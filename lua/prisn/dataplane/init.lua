@@ -252,6 +252,8 @@ function M.run(opts)
   local self = setmetatable({ home = home, log = log, clients = {}, signals = {} }, Plane)
   local registry = metrics.registry()
   self.host = host_mod.new({ log = log, metrics = registry, version = sys.version, pid = uv.os_getpid() })
+  -- Whether a server is there to take the services' events (the ingress's access lines).
+  self.host.connected = function() return next(self.clients) ~= nil end
   if opts.handover then
     local snapshot, fds = read_handover(opts.handover)
     if not snapshot then

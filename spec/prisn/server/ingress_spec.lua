@@ -1,6 +1,6 @@
 -- prisn.server.ingress: the route table built from the supervisor's
--- deployments, the listener addresses, the access log line and the URL a
--- deployment is served at.
+-- deployments, the listener addresses, the access log line, the URL a
+-- deployment is served at, and what it sends the data plane (a fake one).
 local ingress = require("prisn.server.ingress")
 
 describe("prisn.server.ingress", function()
@@ -55,5 +55,71 @@ describe("prisn.server.ingress", function()
     assert.equal("http://api.example.com:8080/", ig:url("api.example.com", "/"))
     ig.listeners.https = { scheme = "https", port = 443 }
     assert.equal("https://api.example.com/v1", ig:url("api.example.com", "/v1"))
+  end)
+
+  describe("with a data plane", function()
+    -- A fake prisn.server.dataplane client: requests kept, answered by hand.
+    local function fake_dp()
+      local dp = { sent = {}, synced = false }
+      function dp:add_service(kind, state_fn, on_event)
+        self.kind, self.state_fn, self.on_event = kind, state_fn, on_event
+      end
+      function dp:request(msg, cb) self.sent[#self.sent + 1] = { msg = msg, cb = cb } end
+      function dp:call_at_start(msg)
+        self.sent[#self.sent + 1] = { msg = msg }
+        return { bound = { http = 8080 }, failed = {} }
+      end
+      return dp
+    end
+
+    local function server_with(dp, deployments)
+      local lines = {}
+      return { dataplane = dp, supervisor = { deployments = deployments, on_pool_change = {} },
+        log = { info = function(_, fmt, ...) lines[#lines + 1] = string.format(fmt, ...) end,
+          error = function(_, fmt, ...) lines[#lines + 1] = "ERROR " .. string.format(fmt, ...) end,
+          warn = function() end } }, lines
+    end
+
+    it("asks for the listeners at start, sends routes only once synced and only when they changed", function()
+      local dp = fake_dp()
+      local deployments = { ["default/api"] = { ns = "default", name = "api", row = { hostname = "api.example.com" },
+        instances = { [1] = inst(1, 4001) } } }
+      local server = server_with(dp, deployments)
+      local ig = ingress.start(server, { http = "127.0.0.1:8080" })
+      assert.same({ kind = "ingress", op = "listen", listeners = { http = { host = "127.0.0.1", port = 8080 } } },
+        dp.sent[1].msg)
+      assert.equal(1, #dp.sent, "no routes before the server's first sync: its deployments are not whole yet")
+      dp.synced = true
+      dp.state_fn()
+      local sync = dp.sent[2]
+      assert.same({ "sync", 1 }, { sync.msg.op, #sync.msg.routes })
+      assert.equal(1, ig:in_flight("default/api-1"), "unknown while the sync is on its way")
+      sync.cb({ in_flight = { ["default/api-1"] = 2 }, bound = { http = 8080 } })
+      assert.equal(2, ig:in_flight("default/api-1"))
+      ig:refresh()
+      assert.equal(2, #dp.sent, "unchanged routes are not sent again")
+      deployments["default/api"].instances[1].removing = true
+      server.supervisor.on_pool_change[1]()
+      assert.same({ "routes", {} }, { dp.sent[3].msg.op, dp.sent[3].msg.routes[1].backends })
+      dp.sent[3].cb({ in_flight = { ["default/api-1"] = 0 } })
+      dp.on_event({ event = "in_flight", backends = { ["default/api-1"] = 0 } })
+      assert.equal(0, ig:in_flight("default/api-1"))
+      assert.equal(0, server.supervisor.drain_counts[1](deployments["default/api"], { number = 1 }))
+    end)
+
+    it("writes the access entries it is sent to the server's log", function()
+      local dp = fake_dp()
+      local server, lines = server_with(dp, {})
+      ingress.start(server, { http = "8080" })
+      dp.on_event({ event = "access", entries = { { method = "GET", host = "a.example.com", path = "/", status = 404.0,
+        bytes = 30.0, duration_ms = 0, client = "127.0.0.1" } } })
+      assert.equal("ingress GET a.example.com/ 404 30B 0ms 127.0.0.1 - -", lines[#lines])
+    end)
+
+    it("without listeners, has the data plane close any it still has", function()
+      local dp = fake_dp()
+      assert.is_nil(ingress.start(server_with(dp, {}), {}))
+      assert.same({ { kind = "ingress", op = "sync", listeners = {}, routes = {} } }, dp.state_fn())
+    end)
   end)
 end)

@@ -179,7 +179,8 @@ local function upgrade(ctx)
   end
   local o = info.options or {}
   local new = server.start_background(home, { exe = binary, listen = o.listen, dns = o.dns,
-    dns_forward = o.dns_forward, min_isolation = o.min_isolation and math.tointeger(o.min_isolation) })
+    dns_forward = o.dns_forward, min_isolation = o.min_isolation and math.tointeger(o.min_isolation),
+    ingress = o.ingress, ingress_tls = o.ingress_tls })
   report(ctx, { upgraded = true, binary = binary, pid = math.tointeger(new.pid), old_pid = old_pid,
     dataplane_pid = math.tointeger(answer.dataplane_pid), address = new.address },
     string.format("prisn server upgraded to %s: server pid %d (was %d), data plane pid %d; instances kept\n",

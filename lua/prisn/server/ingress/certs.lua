@@ -14,8 +14,8 @@
 -- a self-signed certificate for "prisn-ingress" (the request then gets 404).
 --
 -- The sources are set from the supervisor's deployments whenever the routes
--- are (set_sources). A certificate is loaded when a client first asks for
--- the name (or describe does) and kept; check() (a timer,
+-- are (set_sources). Every name's certificate is loaded then (load_all) and
+-- its PEM texts sent to the data plane, which serves TLS (#19); check() (a timer,
 -- every POLL_MS) reloads a file whose mtime, size or inode changed and a
 -- secret whose updated_at did, so a renewed certificate is served without
 -- a restart. A source that cannot be loaded (a missing file, a key that
@@ -144,7 +144,8 @@ function Certs:load(hostname, source)
     pem = self:self_signed(hostname)
     pair = pem and tls.load_pair(pem.cert, pem.key)
   end
-  entry.pair = pair
+  entry.pair, entry.pem = pair, pair and pem or nil
+  self.version = self.version + 1
   entry.info = pem and tls.cert_info(pem.cert) or nil
   if entry.info and source.kind ~= "self-signed" and not tls.covers(entry.info, hostname) then
     entry.warning = "the certificate does not name " .. hostname
@@ -182,8 +183,10 @@ function Certs:info(hostname, load)
     fingerprint = info.fingerprint, self_signed = info.self_signed, error = entry.error, warning = entry.warning }
 end
 
---- Reloads every certificate whose source changed (or went away).
+--- Reloads every certificate whose source changed (or went away); then
+-- on_change() when one did (the server sends the data plane the new PEMs).
 function Certs:check()
+  local before = self.version
   for name, entry in pairs(self.entries) do
     local source = entry.source
     if stamp_of(self, source) ~= entry.stamp then
@@ -191,15 +194,39 @@ function Certs:check()
       self.log:info("ingress: certificate of %s reloaded (%s)", name, source.kind)
     end
   end
+  if self.version ~= before and self.on_change then self.on_change() end
+end
+
+--- Loads every host name's certificate not loaded yet: the data plane
+-- serves TLS from PEMs it was sent, so none can wait for a first client.
+function Certs:load_all()
+  for name, source in pairs(self.sources) do
+    if not self.entries[name] then self.entries[name] = self:load(name, source) end
+  end
+end
+
+--- The PEM texts the data plane serves: name -> { cert, key }.
+function Certs:pems()
+  local out = {}
+  for name, entry in pairs(self.entries) do
+    if entry.pem then out[name] = { cert = entry.pem.cert, key = entry.pem.key } end
+  end
+  return out
 end
 
 --- The default pair (names no route has).
 function Certs:default_pair()
   if not self.default then
-    local pem = assert(self:self_signed(M.DEFAULT_NAME))
+    local pem = self:default_pem()
     self.default = assert(tls.load_pair(pem.cert, pem.key))
   end
   return self.default
+end
+
+--- The default pair's PEM texts { cert, key }.
+function Certs:default_pem()
+  if not self.default_texts then self.default_texts = assert(self:self_signed(M.DEFAULT_NAME)) end
+  return { cert = self.default_texts.cert, key = self.default_texts.key }
 end
 
 function Certs:close()
@@ -211,7 +238,7 @@ end
 function M.new(server, opts)
   opts = opts or {}
   local self = setmetatable({ home = server.home, db = server.db, keyring = server.keyring, log = server.log,
-    entries = {}, sources = {} }, Certs)
+    entries = {}, sources = {}, version = 0 }, Certs)
   local poll = opts.poll_ms or M.POLL_MS
   self.timer = uv.new_timer()
   self.timer:start(poll, poll, function()
