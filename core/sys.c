@@ -486,7 +486,26 @@ static int l_sys_exec(lua_State *L) {
     return prisn_binding_fail_errno(L, -rc, lua_pushfstring(L, "exec %s", path));
 }
 
+/* sys.reap(pid) -> true (it had ended: reaped now) | false (it runs)
+ *   | nil, msg, code (ECHILD: not a child of this process)
+ * waitpid(pid, WNOHANG) for one named child: after sys.exec the children
+ * of the program replaced are still this process's, and the new one has no
+ * handle that would wait for them. Never waitpid(-1): that steals luv's. */
+static int l_sys_reap(lua_State *L) {
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, pid > 0, 1, "must be a process id");
+    int status;
+    pid_t rc;
+    while ((rc = waitpid((pid_t)pid, &status, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (rc < 0)
+        return prisn_binding_fail_errno(L, errno, "waitpid");
+    lua_pushboolean(L, rc == (pid_t)pid);
+    return 1;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"reap", l_sys_reap},
     {"exec", l_sys_exec},
     {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},

@@ -46,7 +46,8 @@ static void exec_a_shell(void) {
     pthread_sigmask(SIG_BLOCK, &term, NULL);
     char script[256];
     snprintf(script, sizeof script,
-             "test ! -e /proc/self/fd/%d || exit 1; grep -q '^SigBlk:[[:space:]]*0*$' /proc/self/status || "
+             "test ! -e /proc/self/fd/%d || exit 1; grep -q '^SigBlk:[[:space:]]*0*$' "
+             "/proc/self/status || "
              "exit 2; test \"$$\" = %d || exit 3; exit 7",
              fd, (int)getpid());
     char *argv[] = {"sh", "-c", script, NULL};
@@ -54,7 +55,9 @@ static void exec_a_shell(void) {
     _exit(98);
 }
 
-static void test_exec_replaces_the_program_in_place(void) { CHECK_INT(in_child(exec_a_shell), 7); }
+static void test_exec_replaces_the_program_in_place(void) {
+    CHECK_INT(in_child(exec_a_shell), 7);
+}
 
 static void test_failed_exec_returns_the_errno_and_restores_the_mask(void) {
     sigset_t usr1, now;
@@ -118,7 +121,9 @@ static void test_binding_returns_the_failure_triple(void) {
     luaL_openlibs(L);
     luaL_requiref(L, "sys", luaopen_prisn_core_sys, 1);
     lua_pop(L, 1);
-    CHECK_INT(luaL_dostring(L, "return sys.exec('/nonexistent/prisn', { 'prisn', 'server', 'start' })"), LUA_OK);
+    CHECK_INT(
+        luaL_dostring(L, "return sys.exec('/nonexistent/prisn', { 'prisn', 'server', 'start' })"),
+        LUA_OK);
     CHECK(lua_isnil(L, -3));
     CHECK_STR(lua_tostring(L, -2), "ENOENT: exec /nonexistent/prisn: No such file or directory");
     CHECK_STR(lua_tostring(L, -1), "ENOENT");
@@ -130,6 +135,44 @@ static void test_binding_returns_the_failure_triple(void) {
     lua_close(L);
 }
 
+/* sys.reap: false while a child runs, true once it has ended, ECHILD for a
+ * process that is not a child (any more). */
+static void test_reap_waits_for_one_named_child(void) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_requiref(L, "sys", luaopen_prisn_core_sys, 1);
+    lua_pop(L, 1);
+    int fds[2];
+    CHECK_INT(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c;
+        close(fds[1]);
+        (void)!read(fds[0], &c, 1); /* until the parent closes its end */
+        _exit(0);
+    }
+    close(fds[0]);
+    char code[160];
+    snprintf(code, sizeof code, "return sys.reap(%d)", (int)pid);
+    CHECK_INT(luaL_dostring(L, code), LUA_OK);
+    CHECK(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+    lua_settop(L, 0);
+    close(fds[1]);
+    bool reaped = false;
+    for (int i = 0; i < 500 && !reaped; i++) {
+        CHECK_INT(luaL_dostring(L, code), LUA_OK);
+        reaped = lua_toboolean(L, -1);
+        lua_settop(L, 0);
+        if (!reaped)
+            usleep(2000);
+    }
+    CHECK(reaped);
+    CHECK_INT(luaL_dostring(L, code), LUA_OK);
+    CHECK(lua_isnil(L, -3));
+    CHECK_STR(lua_tostring(L, -1), "ECHILD");
+    lua_close(L);
+}
+
 int main(void) {
     static const check_case cases[] = {
         {"exec replaces the program in place", test_exec_replaces_the_program_in_place},
@@ -138,6 +181,7 @@ int main(void) {
         {"exec marks descriptors close-on-exec and unblocks signals first",
          test_exec_marks_descriptors_and_unblocks_before_the_call},
         {"the binding returns nil, message, code", test_binding_returns_the_failure_triple},
+        {"reap waits for one named child, without blocking", test_reap_waits_for_one_named_child},
         {NULL, NULL},
     };
     return check_main(cases);
