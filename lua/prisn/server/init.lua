@@ -389,7 +389,7 @@ function M.run(opts)
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
   if upgraded then
     server.events:record({ action = "server.upgraded", message = "in place from prisn " .. upgraded.from
-      .. " to " .. server.version .. " (pid " .. info.pid .. ")" })
+      .. " to " .. server.version .. " (pid " .. math.tointeger(info.pid) .. ")" })
   end
   server.queue:recover()
   server.supervisor:recover()
@@ -406,8 +406,8 @@ function M.run(opts)
   server.replace_for_upgrade = function(binary, token)
     server_upgrade.replace(server, binary, token, function(message, code)
       info.upgrade = { token = token, error = message, code = code, binary = binary }
-      local ok, err = write_info()
-      if not ok then log:error("cannot write %s: %s", M.INFO_FILE, tostring(err)) end
+      local ok, write_err = write_info()
+      if not ok then log:error("cannot write %s: %s", M.INFO_FILE, tostring(write_err)) end
       server.events:record({ action = "server.upgrade_failed", message = "to " .. binary .. ": " .. message })
     end)
   end
