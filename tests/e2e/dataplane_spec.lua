@@ -408,6 +408,24 @@ describe("e2e: server upgrade in place", function()
     assert.are.equal(0, foreground.code)
   end)
 
+  it("lets a running job finish across the upgrade, and reaps what the replaced program started", function()
+    ok({ "server", "start", "-q" })
+    local pid = server_pid(env)
+    h.write(dir .. "/slow.sh", "#!/bin/sh\nsleep 2\necho done\n", tonumber("755", 8))
+    local job = json({ "run", "--detach", "-o", "json", "--isolation", "0", dir .. "/slow.sh" })
+    local function state()
+      for _, j in ipairs(h.jobs(env)) do if j.id == job.id then return j.state end end
+    end
+    assert.is_true(h.wait_for(function() return state() == "running" end, 10000), "the job runs")
+    ok({ "server", "upgrade" })
+    assert.are.equal(pid, server_pid(env))
+    assert.is_true(h.wait_for(function() return state() == "succeeded" end, 15000), "the job succeeded: "
+      .. tostring(state()))
+    assert.is_true(h.wait_for(function() return #zombie_children(pid) == 0 end, 5000), "no zombie left")
+    assert.matches("upgrade: %d+ process%(es%) of the replaced program are reaped as they end",
+      h.read(env.PRISN_HOME .. "/server.log"))
+  end)
+
   it("leaves the old server serving when the binary is no program, or its exec fails", function()
     ok({ "server", "start", "-q" })
     local pid = server_pid(env)
