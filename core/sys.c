@@ -11,28 +11,28 @@
  */
 #include "sys.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
-#include <signal.h>
-#include <poll.h>
-#include <dirent.h>
-#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
