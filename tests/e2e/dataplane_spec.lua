@@ -408,6 +408,23 @@ describe("e2e: server upgrade in place", function()
     assert.are.equal(0, foreground.code)
   end)
 
+  it("says what a new binary that execs but fails at start said, and a start brings the server back", function()
+    ok({ "server", "start", "-q" })
+    local pid = server_pid(env)
+    -- A data plane like any other; a server that refuses to start.
+    local script = h.write(dir .. "/prisn-refuses", "#!/bin/sh\nif [ \"$2\" = start ]; then\n"
+      .. "  echo 'Error: this build refuses the database' >&2; echo 'Hint: go back to the old build' >&2; exit 1\n"
+      .. "fi\nexec " .. h.bin .. " \"$@\"\n", tonumber("755", 8))
+    local r = prisn({ "server", "upgrade", "--binary", script })
+    assert.are.equal(1, r.code, r.stdout)
+    assert.are.equal("Error: the new binary's server exited at start: this build refuses the database\n"
+      .. "Hint: go back to the old build; the old binary is not running either: start the server again "
+      .. "('prisn server start'); its log is " .. env.PRISN_HOME .. "/server.log\n", r.stderr)
+    assert.is_false(h.alive(pid))
+    ok({ "server", "start", "-q" })
+    assert.are.equal(0, prisn({ "server", "status" }).code)
+  end)
+
   it("lets a running job finish across the upgrade, and reaps what the replaced program started", function()
     ok({ "server", "start", "-q" })
     local pid = server_pid(env)
