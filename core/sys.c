@@ -4,28 +4,35 @@
  * Mechanism only: probing whether a namespace can be created says nothing
  * about whether prisn should use it; `prisn doctor` and the sandbox decide.
  * Probes run in a forked child so the caller's own namespaces never change.
+ *
+ * sys.exec is the one way the server replaces itself (`prisn server
+ * upgrade`): execv in place, so its pid (systemd's main PID, a terminal's
+ * foreground job) stays; what to run and when is prisn.server's business.
  */
 #include "sys.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <poll.h>
 #include <sys/file.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -82,6 +89,50 @@ int prisn_sys_probe_namespace(prisn_sys_ns kind) {
     if (!WIFEXITED(status))
         return -ECHILD;
     return -WEXITSTATUS(status);
+}
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+prisn_sys_syscalls prisn_sys_sys = {.execv = execv};
+
+/* Marks every descriptor from `first` on close-on-exec: close_range (Linux
+ * 5.11+), else one by one from /proc/self/fd. 0 or a negative errno. */
+static int cloexec_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+#endif
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return -errno;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd < first || fd == dirfd(dir))
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(dir);
+    return 0;
+}
+
+int prisn_sys_exec(const char *path, char *const argv[]) {
+    int rc = cloexec_from(3);
+    if (rc < 0)
+        return rc;
+    /* The mask survives exec: a new server with SIGTERM blocked (libuv
+     * blocks signals around some of its work) would never stop. */
+    sigset_t none, old;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, &old);
+    prisn_sys_sys.execv(path, argv);
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -err;
 }
 
 const char *prisn_sys_errno_name(int err) {
@@ -412,7 +463,50 @@ static int l_sys_raise_nofile(lua_State *L) {
     return 2;
 }
 
+/* sys.exec(path, argv) -> only on failure: nil, msg, code
+ * Replaces this process's program with `path` (prisn_sys_exec: same pid,
+ * same environment, descriptors from 3 on closed). argv is a sequence of
+ * strings, argv[1] the new program's argv[0]; raises when it is not. */
+static int l_sys_exec(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    luaL_argcheck(L, n >= 1 && n < 4096, 2, "must hold 1 to 4095 strings");
+    /* Userdata, so a raise below frees it with the state. */
+    char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_geti(L, 2, i) != LUA_TSTRING)
+            return luaL_argerror(L, 2, lua_pushfstring(L, "item %d is not a string", (int)i));
+        argv[i - 1] = (char *)lua_tostring(L, -1); /* kept alive by the table */
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    int rc = prisn_sys_exec(path, argv);
+    return prisn_binding_fail_errno(L, -rc, lua_pushfstring(L, "exec %s", path));
+}
+
+/* sys.reap(pid) -> true (it had ended: reaped now) | false (it runs)
+ *   | nil, msg, code (ECHILD: not a child of this process)
+ * waitpid(pid, WNOHANG) for one named child: after sys.exec the children
+ * of the program replaced are still this process's, and the new one has no
+ * handle that would wait for them. Never waitpid(-1): that steals luv's. */
+static int l_sys_reap(lua_State *L) {
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, pid > 0, 1, "must be a process id");
+    int status;
+    pid_t rc;
+    while ((rc = waitpid((pid_t)pid, &status, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (rc < 0)
+        return prisn_binding_fail_errno(L, errno, "waitpid");
+    lua_pushboolean(L, rc == (pid_t)pid);
+    return 1;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"reap", l_sys_reap},
+    {"exec", l_sys_exec},
     {"raise_nofile", l_sys_raise_nofile},
     {"fork", l_sys_fork},
     {"set_name", l_sys_set_name},

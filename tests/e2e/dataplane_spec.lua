@@ -2,9 +2,13 @@
 -- client sends 200 requests a second to a 3-replica python deployment
 -- while the server is killed with -9, kept down 3 s and started again, five
 -- times (PRISN_DATAPLANE_CYCLES to change it), and across `prisn server
--- upgrade` to a copy of the binary: no request fails. The DNS answers while
--- the server is down; a data plane killed while the server runs is started
--- again and serves the ports; `server stop` closes the ports and ends it.
+-- upgrade` to a copy of the binary: no request fails, and the server is
+-- replaced in its own process (same pid, same command line). The DNS
+-- answers while the server is down; a data plane killed while the server
+-- runs is started again and serves the ports; `server stop` closes the
+-- ports and ends it. Upgrades in place: a --foreground server stays the
+-- same process with the flags it was started with; a binary that fails the
+-- exec, or is no program at all, leaves the old server serving.
 -- The ingress (HTTP, and HTTPS with the host name's certificate picked by
 -- SNI) keeps answering through two kill -9 cycles and an upgrade too, its
 -- access lines going to dataplane.log while no server is there.
@@ -111,6 +115,18 @@ local function server_pid(env)
   return math.tointeger(cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).pid)
 end
 
+-- The children of process `pid` that are zombies (nobody reaped them).
+local function zombie_children(pid)
+  local out = {}
+  for _, entry in ipairs(require("prisn.fs").list_dir("/proc/" .. pid .. "/task") or {}) do
+    for child in (h.read("/proc/" .. pid .. "/task/" .. entry.name .. "/children") or ""):gmatch("%d+") do
+      local fields = h.stat_fields(tonumber(child))
+      if fields and fields[1] == "Z" then out[#out + 1] = tonumber(child) end
+    end
+  end
+  return out
+end
+
 local function ms_of(iso)
   local hh, mm, ss = iso:match("T(%d+):(%d+):([%d.]+)Z")
   return ((tonumber(hh) * 60 + tonumber(mm)) * 60 + tonumber(ss)) * 1000
@@ -156,7 +172,7 @@ end
 
 describe("e2e: the data plane outlives the server", function()
   local env, dir, app_port, dns_port, ingress_port, tls_port, with_ingress
-  local prisn, ok = h.cli(function() return env end)
+  local prisn, ok, json = h.cli(function() return env end)
 
   local function dig(name)
     local r = h.run("/usr/bin/dig", { "@127.0.0.1", "-p", tostring(dns_port), "+time=2", "+tries=1", "+short", name },
@@ -264,7 +280,7 @@ describe("e2e: the data plane outlives the server", function()
       start()
     end
     h.sleep(1000)
-    local copy = dir .. "/prisn-copy"
+    local copy = dir .. "/prisn-copy-ingress"
     h.run("/bin/cp", { h.bin, copy }, { env = { PATH = "/usr/bin:/bin" } })
     ok({ "server", "upgrade", "--binary", copy })
     h.sleep(1500)
@@ -294,27 +310,36 @@ describe("e2e: the data plane outlives the server", function()
     assert.matches('prisn_ingress_requests_total{host="web.example.com",class="2xx"} ', metrics, 1, true)
   end)
 
-  it("serves every request across 'prisn server upgrade --binary COPY'", function()
+  it("serves every request across 'prisn server upgrade --binary COPY', replaced in the same process", function()
     local copy = dir .. "/prisn-copy"
     h.run("/bin/cp", { h.bin, copy }, { env = { PATH = "/usr/bin:/bin" } })
     local old_server, old_planes = server_pid(env), dataplane_pids(env.PRISN_HOME)
+    local cmdline = h.read("/proc/" .. old_server .. "/cmdline")
     local l = load(app_port)
     h.sleep(1000)
     local out = ok({ "server", "upgrade", "--binary", copy }).stdout
-    assert.matches("prisn server upgraded to " .. copy, out, 1, true)
+    assert.matches("^prisn server upgraded to " .. copy:gsub("%p", "%%%0") .. " in place: prisn %S+ %-> %S+, pid "
+      .. old_server .. " kept; data plane pid %d+; instances kept\n$", out)
     h.sleep(1500)
     l.stop()
     print(string.format("\n  data plane, upgrade: %d requests, %d failed, p99 %.1f ms", l.sent, #l.failed, l.p99))
     assert.are.same({}, l.failed)
-    local new_server = server_pid(env)
-    assert.are_not.equal(old_server, new_server)
-    assert.are.equal(copy, uv.fs_readlink("/proc/" .. new_server .. "/exe"))
+    assert.are.equal(old_server, server_pid(env), "the same server process")
+    assert.are.equal(copy, uv.fs_readlink("/proc/" .. old_server .. "/exe"))
+    assert.are.equal(cmdline, h.read("/proc/" .. old_server .. "/cmdline"))
+    assert.is_true(h.wait_for(function() return #zombie_children(old_server) == 0 end, 5000),
+      "the replaced program's children are reaped")
     local planes = dataplane_pids(env.PRISN_HOME)
     assert.are.equal(1, #planes)
     assert.are_not.equal(old_planes[1], planes[1])
     assert.are.equal(copy, uv.fs_readlink("/proc/" .. planes[1] .. "/exe"))
     assert.are.equal("127.0.0.1", dig("web.default.prisn.local"))
     assert.matches("recovery: 3 instance(s) re-adopted, 0 restarted", h.read(env.PRISN_HOME .. "/server.log"), 1, true)
+    -- And again, back to the build, as JSON.
+    local doc = json({ "server", "upgrade", "-o", "json" })
+    assert.are.equal(old_server, doc.pid)
+    assert.are.equal(uv.fs_realpath(h.bin), uv.fs_readlink("/proc/" .. old_server .. "/exe"))
+    assert.are.equal(doc.old_version, doc.version)
   end)
 
   it("is started again when it dies while the server runs; 'server stop' closes the ports and ends it",
@@ -376,4 +401,153 @@ describe("e2e: the data plane outlives the server", function()
       assert.are.equal(7, curl.code, "connection refused")
       assert.are.same({}, dataplane_pids(env.PRISN_HOME))
     end)
+end)
+
+describe("e2e: server upgrade in place", function()
+  local env, dir, foreground
+  local prisn, ok, json = h.cli(function() return env end)
+
+  -- `prisn server start ARGS...` as a child of this spec (as systemd or a
+  -- terminal runs it): { pid, code (once it exited) }.
+  local function start_foreground(args)
+    local list = {}
+    for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+    local self = {}
+    local handle
+    handle, self.pid = uv.spawn(h.bin, { args = args, env = list, cwd = dir }, function(code)
+      self.code = code
+      handle:close()
+    end)
+    assert(handle, self.pid)
+    assert.is_true(h.wait_for(function()
+      local info = h.read(env.PRISN_HOME .. "/server.json")
+      return info ~= nil and cjson.decode(info).pid == self.pid
+    end, 10000), "the foreground server serves")
+    return self
+  end
+
+  local function answers_on_tcp()
+    local address = cjson.decode(h.read(env.PRISN_HOME .. "/server.json")).address
+    return h.run("/usr/bin/curl", { "-sk", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}",
+      address .. "/health" }, { env = { PATH = "/usr/bin:/bin" } }).stdout
+  end
+
+  before_each(function()
+    env = h.env()
+    dir = h.tempdir("prisn-upgrade")
+    foreground = nil
+  end)
+
+  after_each(function()
+    h.stop_server(env)
+    if foreground and not foreground.code then
+      uv.kill(foreground.pid, "sigkill")
+      h.wait_for(function() return foreground.code ~= nil end, 5000)
+    end
+    for _, pid in ipairs(dataplane_pids(env.PRISN_HOME)) do uv.kill(pid, "sigkill") end
+    h.cleanup()
+  end)
+
+  it("replaces a --foreground server in its own process, with the flags it was started with", function()
+    local dns_port, ingress_port = h.free_udp_tcp_port(), h.free_port()
+    foreground = start_foreground({ "server", "start", "--foreground", "--min-isolation", "2",
+      "--dns", "127.0.0.1:" .. dns_port, "--dns-forward", "off", "--ingress", "127.0.0.1:" .. ingress_port })
+    local pid = foreground.pid
+    local cmdline = h.read("/proc/" .. pid .. "/cmdline")
+    local before = cjson.decode(h.read(env.PRISN_HOME .. "/server.json"))
+    local copy = dir .. "/prisn-copy"
+    h.run("/bin/cp", { h.bin, copy }, { env = { PATH = "/usr/bin:/bin" } })
+    local doc = json({ "server", "upgrade", "--binary", copy, "-o", "json" })
+    assert.are.equal(pid, doc.pid)
+    assert.are.equal(copy, doc.binary)
+    assert.is_nil(foreground.code, "the process the terminal started is still there")
+    assert.are.equal(copy, uv.fs_readlink("/proc/" .. pid .. "/exe"))
+    assert.are.equal(cmdline, h.read("/proc/" .. pid .. "/cmdline"))
+    local after = cjson.decode(h.read(env.PRISN_HOME .. "/server.json"))
+    assert.are.same(before.options, after.options)
+    assert.are.equal(2, after.options.min_isolation)
+    assert.are.equal("127.0.0.1:" .. dns_port, after.dns)
+    assert.are.same(before.ingress, after.ingress)
+    assert.are.same({ token = after.upgrade.token, from = before.version }, after.upgrade)
+    -- Each listener of those flags answers again, from the new program.
+    assert.are.equal("200", answers_on_tcp())
+    local dig = h.run("/usr/bin/dig", { "@127.0.0.1", "-p", tostring(dns_port), "+time=2", "+tries=1",
+      "nothing.default.prisn.local" }, { env = { PATH = "/usr/bin:/bin" } })
+    assert.matches("status: NXDOMAIN", dig.stdout, 1, true)
+    local ingress = h.run("/usr/bin/curl", { "-s", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}",
+      "-H", "Host: nobody.example", "http://127.0.0.1:" .. ingress_port .. "/" }, { env = { PATH = "/usr/bin:/bin" } })
+    assert.are.equal("404", ingress.stdout)
+    local events = json({ "events", "-A", "--action", "server.", "-o", "json" })
+    local upgraded
+    for _, e in ipairs(events) do if e.action == "server.upgraded" then upgraded = e.message end end
+    assert.are.equal("in place from prisn " .. before.version .. " to " .. after.version .. " (pid " .. pid .. ")",
+      upgraded)
+    -- It stops as it always did: the process the terminal waits for exits 0.
+    ok({ "server", "stop" })
+    assert.is_true(h.wait_for(function() return foreground.code ~= nil end, 10000))
+    assert.are.equal(0, foreground.code)
+  end)
+
+  it("says what a new binary that execs but fails at start said, and a start brings the server back", function()
+    ok({ "server", "start", "-q" })
+    local pid = server_pid(env)
+    -- A data plane like any other; a server that refuses to start.
+    local script = h.write(dir .. "/prisn-refuses", "#!/bin/sh\nif [ \"$2\" = start ]; then\n"
+      .. "  echo 'Error: this build refuses the database' >&2; echo 'Hint: go back to the old build' >&2; exit 1\n"
+      .. "fi\nexec " .. h.bin .. " \"$@\"\n", tonumber("755", 8))
+    local r = prisn({ "server", "upgrade", "--binary", script })
+    assert.are.equal(1, r.code, r.stdout)
+    assert.are.equal("Error: the new binary's server exited at start: this build refuses the database\n"
+      .. "Hint: go back to the old build; the old binary is not running either: start the server again "
+      .. "('prisn server start'); its log is " .. env.PRISN_HOME .. "/server.log\n", r.stderr)
+    assert.is_false(h.alive(pid))
+    ok({ "server", "start", "-q" })
+    assert.are.equal(0, prisn({ "server", "status" }).code)
+  end)
+
+  it("lets a running job finish across the upgrade, and reaps what the replaced program started", function()
+    ok({ "server", "start", "-q" })
+    local pid = server_pid(env)
+    h.write(dir .. "/slow.sh", "#!/bin/sh\nsleep 2\necho done\n", tonumber("755", 8))
+    local job = json({ "run", "--detach", "-o", "json", "--isolation", "0", dir .. "/slow.sh" })
+    local function state()
+      for _, j in ipairs(h.jobs(env)) do if j.id == job.id then return j.state end end
+    end
+    assert.is_true(h.wait_for(function() return state() == "running" end, 10000), "the job runs")
+    ok({ "server", "upgrade" })
+    assert.are.equal(pid, server_pid(env))
+    assert.is_true(h.wait_for(function() return state() == "succeeded" end, 15000), "the job succeeded: "
+      .. tostring(state()))
+    assert.is_true(h.wait_for(function() return #zombie_children(pid) == 0 end, 5000), "no zombie left")
+    assert.matches("upgrade: %d+ process%(es%) of the replaced program are reaped as they end",
+      h.read(env.PRISN_HOME .. "/server.log"))
+  end)
+
+  it("leaves the old server serving when the binary is no program, or its exec fails", function()
+    ok({ "server", "start", "-q" })
+    local pid = server_pid(env)
+    -- Not a program: refused before anything is handed over.
+    local text = h.write(dir .. "/not-a-program", "echo hello\n", tonumber("755", 8))
+    local r = prisn({ "server", "upgrade", "--binary", text })
+    assert.are.equal(1, r.code)
+    assert.are.equal("Error: binary " .. text .. " is not a program (neither an ELF binary nor a #! script)\n"
+      .. "Hint: give the path of a prisn build\n", r.stderr)
+    -- A script that serves as the new data plane, then cannot be executed
+    -- any more: the server's own exec fails after the hand-over.
+    local script = h.write(dir .. "/prisn-once", "#!/bin/sh\nchmod a-x \"$0\"\nexec " .. h.bin .. " \"$@\"\n",
+      tonumber("755", 8))
+    r = prisn({ "server", "upgrade", "--binary", script })
+    assert.are.equal(1, r.code, r.stdout)
+    assert.are.equal("Error: the server could not run " .. script .. ": EACCES: exec " .. script
+      .. ": Permission denied\nHint: it serves on with its old binary (pid " .. pid .. "); see " .. env.PRISN_HOME
+      .. "/server.log\n", r.stderr)
+    assert.are.equal(pid, server_pid(env))
+    assert.are.equal(uv.fs_realpath(h.bin), uv.fs_readlink("/proc/" .. pid .. "/exe"))
+    assert.are.equal("200", answers_on_tcp(), "the API listens again")
+    assert.are.equal(0, prisn({ "server", "status" }).code)
+    assert.matches("ERROR upgrade: EACCES: exec " .. script:gsub("%p", "%%%0") .. ": Permission denied; serving on",
+      h.read(env.PRISN_HOME .. "/server.log"))
+    -- The next upgrade goes through.
+    assert.are.equal(pid, json({ "server", "upgrade", "-o", "json" }).pid)
+  end)
 end)

@@ -39,6 +39,7 @@ local server_ingress = require("prisn.server.ingress")
 local server_tls = require("prisn.server.tls")
 local tls = require("prisn.net.tls")
 local server_dataplane = require("prisn.server.dataplane")
+local server_upgrade = require("prisn.server.upgrade")
 
 local M = {}
 
@@ -250,6 +251,10 @@ function M.run(opts)
       .. (info and info.pid and (" (pid " .. math.tointeger(info.pid) .. ")") or ""),
       { hint = "'prisn server status' shows it; 'prisn server stop' stops it" })
   end
+  -- This program replaced another in place (prisn.server.upgrade): that
+  -- one's children are ours now, to reap before we start any of our own.
+  local upgraded = server_upgrade.take_marker()
+  server_upgrade.reap_inherited(log)
   M.setup(home)
   -- Generational GC: the server's heap is mostly long-lived (deployments,
   -- instances, handles) and a request's garbage dies young; with 1,000
@@ -356,27 +361,36 @@ function M.run(opts)
   -- The ingress (--ingress, --ingress-tls), fed by the supervisor like the DNS.
   server.ingress = server_ingress.start(server, { http = opts.ingress, https = opts.ingress_tls })
 
-  -- options: what `prisn server upgrade` starts the next binary with.
+  -- options: what it was started with; upgrade: the token of the upgrade
+  -- that made this program (what `prisn server upgrade` waits for).
   local info = { pid = uv.os_getpid(), address = url, socket = socket_path, version = server.version,
     started_at = clock.iso_time(server.started_at * 1000), dns = server.dns and server.dns.address or nil,
     ca_fingerprint = api_tls and api_tls.ca_fingerprint or nil, ca_file = api_tls and api_tls.ca_file or nil,
     ingress = server.ingress and server.ingress:addresses() or nil,
     options = { listen = opts.listen, dns = opts.dns, dns_forward = opts.dns_forward,
       min_isolation = opts.min_isolation, ingress = opts.ingress, ingress_tls = opts.ingress_tls,
-      insecure_http = opts.insecure_http } }
-  local written, werr, wcode = fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n",
-    tonumber("600", 8))
+      insecure_http = opts.insecure_http },
+    upgrade = upgraded and { token = upgraded.token, from = upgraded.from } or nil }
+  local function write_info()
+    return fs.write_atomic(home .. "/" .. M.INFO_FILE, cjson.encode(info) .. "\n", tonumber("600", 8))
+  end
+  local written, werr, wcode = write_info()
   if not written then
     errors.raise(wcode or "EIO", "cannot write " .. home .. "/" .. M.INFO_FILE .. ": " .. tostring(werr),
       { hint = homes.write_hint(wcode) })
   end
-  log:info("prisn %s serving on %s and %s (pid %d)", server.version, url, socket_path, info.pid)
+  log:info("prisn %s serving on %s and %s (pid %d)%s", server.version, url, socket_path, info.pid,
+    upgraded and (", upgraded in place from prisn " .. upgraded.from) or "")
 
   server.checkpointer = checkpointer.start(server.db, store.path(home), {
     log = log,
     metrics = { duration = server.metrics.state_checkpoint_duration,
       failures = server.metrics.state_checkpoint_failures } })
   server.events:record({ action = "server.started", message = "prisn " .. server.version .. " on " .. url })
+  if upgraded then
+    server.events:record({ action = "server.upgraded", message = "in place from prisn " .. upgraded.from
+      .. " to " .. server.version .. " (pid " .. math.tointeger(info.pid) .. ")" })
+  end
   server.queue:recover()
   server.supervisor:recover()
   server.dataplane:sync()
@@ -386,22 +400,16 @@ function M.run(opts)
   prune_timer:start(60000, 60000, function() server.events:prune() end)
   prune_timer:unref()
 
-  -- An upgrade (prisn.server.api.upgrade): the data plane was handed over;
-  -- this process goes without stopping instances or the data plane, as a
-  -- kill -9 would, but with its records written and its files removed.
-  server.exit_for_upgrade = function()
-    log:info("exiting for an upgrade: the instances and the data plane go on")
-    server.dataplane:detach()
-    for _, l in ipairs(server.listeners) do if not l.handle:is_closing() then l.handle:close() end end
-    server.state_writer:drain()
-    server.state_writer:close()
-    uv.fs_unlink(home .. "/" .. M.INFO_FILE)
-    uv.fs_unlink(socket_path)
-    store.set_observer(nil)
-    server.db:close()
-    log:close()
-    sys.unlock(lock)
-    os.exit(0, false)
+  -- An upgrade (prisn.server.api.upgrade), once the data plane is handed
+  -- over: this process execs `binary` (prisn.server.upgrade). When that
+  -- fails it serves on, and server.json says why under the upgrade's token.
+  server.replace_for_upgrade = function(binary, token)
+    server_upgrade.replace(server, binary, token, function(message, code)
+      info.upgrade = { token = token, error = message, code = code, binary = binary }
+      local ok, write_err = write_info()
+      if not ok then log:error("cannot write %s: %s", M.INFO_FILE, tostring(write_err)) end
+      server.events:record({ action = "server.upgrade_failed", message = "to " .. binary .. ": " .. message })
+    end)
   end
 
   local stopped = false

@@ -152,9 +152,40 @@ local function ingress_text(addresses)
   return #parts > 0 and table.concat(parts, ", ") or "off"
 end
 
+-- Waits until the server of `home` says (server.json) how the upgrade
+-- `token` went: returns its server.json once a program that took the token
+-- holds the lock in process `pid`. Raises when the exec failed (the old
+-- program serves on), when the process ended (what the new program said at
+-- its end: server.log from byte `log_from`), or at the deadline.
+local function await_upgrade(home, token, pid, log_from, deadline)
+  local uv = require("luv")
+  local server = require("prisn.server")
+  local log_path = home .. "/server.log"
+  while true do
+    local info = server.info(home)
+    local done = info and type(info.upgrade) == "table" and info.upgrade.token == token and info.upgrade
+    if done and done.error then
+      errors.raise("upgrade_failed", "the server could not run " .. tostring(done.binary) .. ": " .. done.error,
+        { hint = "it serves on with its old binary (pid " .. pid .. "); see " .. log_path })
+    end
+    if done and math.tointeger(info.pid) == pid and server.running(home) then return info end
+    if not require("prisn.procfs").alive(pid) then
+      local message, hint = server.start_failure(log_path, log_from)
+      errors.raise("server_failed", "the new binary's server exited at start: " .. message,
+        { hint = (hint and hint .. "; " or "") .. "the old binary is not running either: start the server "
+          .. "again ('prisn server start'); its log is " .. log_path })
+    end
+    if uv.hrtime() > deadline then
+      errors.raise("timeout", "the server (pid " .. pid .. ") did not answer after the upgrade",
+        { hint = "see " .. log_path })
+    end
+    uv.sleep(10)
+  end
+end
+
 -- `prisn server upgrade`: the server hands the data plane over to the new
--- binary and exits (prisn.server.api.upgrade); then the new binary's server
--- is started here with the options the old one had (its server.json).
+-- binary and execs it in its own process (prisn.server.api.upgrade); this
+-- waits until the new program serves and says what changed.
 local function upgrade(ctx)
   local uv = require("luv")
   local server = require("prisn.server")
@@ -168,23 +199,19 @@ local function upgrade(ctx)
   if not uv.fs_access(binary, "X") then
     errors.usage("--binary " .. binary .. " is not an executable file", "e.g. --binary /usr/local/bin/prisn")
   end
+  local st = uv.fs_stat(home .. "/server.log")
+  local log_from = st and st.size or 0
+  local deadline = uv.hrtime() + math.floor((ctx.flags.timeout or 30) * 1e9)
   local c = require("prisn.client").connect({ globals = { context = "local" } })
   local answer = c:request("POST", "/api/v1/server/upgrade", { binary = binary })
-  local old_pid = math.tointeger(info.pid)
-  local deadline = uv.hrtime() + math.floor((ctx.flags.timeout or 30) * 1e9)
-  while server.running(home) and uv.hrtime() < deadline do uv.sleep(10) end
-  if server.running(home) then
-    errors.raise("timeout", "the old server (pid " .. old_pid .. ") did not exit",
-      { hint = "see " .. home .. "/server.log" })
-  end
-  local o = info.options or {}
-  local new = server.start_background(home, { exe = binary, listen = o.listen, dns = o.dns,
-    dns_forward = o.dns_forward, min_isolation = o.min_isolation and math.tointeger(o.min_isolation),
-    ingress = o.ingress, ingress_tls = o.ingress_tls })
-  report(ctx, { upgraded = true, binary = binary, pid = math.tointeger(new.pid), old_pid = old_pid,
+  local pid = math.tointeger(answer.server_pid) or math.tointeger(info.pid)
+  local new = await_upgrade(home, answer.token, pid, log_from, deadline)
+  local old_version, version = answer.version or info.version, new.version
+  report(ctx, { upgraded = true, binary = binary, pid = pid, old_version = old_version, version = version,
     dataplane_pid = math.tointeger(answer.dataplane_pid), address = new.address },
-    string.format("prisn server upgraded to %s: server pid %d (was %d), data plane pid %d; instances kept\n",
-      binary, math.tointeger(new.pid), old_pid, math.tointeger(answer.dataplane_pid)))
+    string.format("prisn server upgraded to %s in place: prisn %s -> %s, pid %d kept; data plane pid %d; "
+      .. "instances kept\n", binary, tostring(old_version), tostring(version), pid,
+      math.tointeger(answer.dataplane_pid)))
   return 0
 end
 
@@ -348,21 +375,27 @@ return {
       },
       {
         name = "upgrade",
-        summary = "Replace the server with another binary, keeping every port open",
+        summary = "Replace the server with another binary in place, keeping every port open",
         description = "Replaces the running server with --binary (default: this prisn) without\n"
           .. "a refused connection on any service port or the DNS: the data plane hands\n"
           .. "its listening sockets to a data plane of the new binary, which accepts\n"
-          .. "before the old one stops; then the server exits without stopping its\n"
-          .. "instances, and the new binary's server starts with the same options and\n"
-          .. "re-adopts them. Needs the cluster-wide admin token (the local CLI has it).\n"
-          .. "For a server started with 'prisn server start' (not under systemd:\n"
-          .. "docs/SERVER.md, \"Upgrading\").",
+          .. "before the old one stops; then the server stops taking API connections,\n"
+          .. "lets those in flight finish (up to 1 s) and execs the new binary in its\n"
+          .. "own process: the same pid, command line and options, so a --foreground\n"
+          .. "server, a background one and one under systemd ('systemctl reload\n"
+          .. "prisn' runs this) all go on. It re-adopts the instances and takes over\n"
+          .. "the data plane. Waits until the new binary serves and shows the old and\n"
+          .. "new versions. A binary that cannot take over (the data plane's, or the\n"
+          .. "exec, fails) leaves the old server serving: exit 1 with the reason.\n"
+          .. "Needs the cluster-wide admin token (the local CLI has it).",
         flags = {
           { name = "binary", type = "string", placeholder = "PATH", summary = "The new prisn binary" },
           { name = "timeout", type = "duration", default = "30s", placeholder = "DURATION",
-            summary = "How long to wait for the old server to exit" },
+            summary = "How long to wait for the new binary to serve" },
         },
-        examples = { { "prisn server upgrade --binary /usr/local/bin/prisn.new", "Run the new build, ports kept" } },
+        examples = { { "prisn server upgrade --binary /usr/local/bin/prisn.new", "Run the new build, ports kept" },
+          { "prisn server upgrade", "After installing a new build over this prisn: run it, ports kept" },
+          { "prisn server upgrade -o json", "Old and new versions as JSON" } },
         handler = upgrade,
       },
       {
