@@ -109,20 +109,23 @@ local function dispatch(argv)
   }
   ctx.out = output.writer({ format = parsed.globals.output, color = ctx.color })
   local status = cmd.handler(ctx)
-  return math.tointeger(status) or 0
+  return math.tointeger(status) or 0, ctx.fast_exit
 end
 
 --- Runs prisn with `argv` (argv[0] is the program). Returns the exit status;
 -- never raises for anything a user can cause.
 function M.run(argv)
   local traceback
-  local ok, result = xpcall(dispatch, function(err)
+  local ok, result, fast_exit = xpcall(dispatch, function(err)
     if not errors.is(err) then traceback = debug.traceback(nil, 2) end
     return err
   end, argv)
   -- Nothing of luv's may outlive the Lua state (prisn.async.drain).
   if package.loaded.luv then require("prisn.async").drain() end
   io.stdout:flush()
+  -- A handler that closed everything it opened sets ctx.fast_exit: the
+  -- binary then exits without tearing the Lua state down (core/main.c).
+  if ok and fast_exit then debug.getregistry()["prisn.fast_exit"] = true end
   if ok then return result end
   return report_error(result, traceback)
 end
