@@ -8,6 +8,7 @@
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,26 @@ static void coverage_from_env(lua_State *L) {
     int rc = prisn_coverage_start(L, dir);
     if (rc < 0)
         fprintf(stderr, "prisn: PRISN_LUA_COVERAGE: cannot use %s: %s\n", dir, strerror(-rc));
+}
+
+/* Whether to leave the Lua state to the exit: prisn.main asks for it when
+ * the command closed what it opened (a local `prisn run`), and tearing the
+ * state down would only free memory the exit frees anyway — 0.7 ms of such
+ * a run (tests/bench/run-report.md). The C streams are flushed by exit().
+ * Lua coverage and sanitizer builds always close: the one counts lines up
+ * to the end, the other reports what the state leaks. */
+static bool fast_exit(lua_State *L) {
+#if defined(__SANITIZE_ADDRESS__)
+    (void)L;
+    return false;
+#else
+    const char *cov = getenv("PRISN_LUA_COVERAGE");
+    if (cov != NULL && cov[0] != '\0')
+        return false;
+    bool fast = lua_getfield(L, LUA_REGISTRYINDEX, "prisn.fast_exit") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return fast;
+#endif
 }
 
 /* Protected: require("prisn.main").run(argv_table) -> exit status. */
@@ -82,6 +103,7 @@ int main(int argc, char **argv) {
         }
         status = 1;
     }
-    lua_close(L);
+    if (!fast_exit(L))
+        lua_close(L);
     return status;
 }

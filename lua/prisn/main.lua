@@ -41,13 +41,42 @@ local function report_error(err, traceback)
   return 1
 end
 
+-- A tree of one family: the root's flags and the commands of the family
+-- named `word`, when `word` names one (nil otherwise). Loading every
+-- family's declarations is most of the cost of starting prisn (2 of the
+-- 2.8 ms of `prisn version`, tests/bench/run-report.md), and a command line
+-- that starts with its family's name needs only that family.
+local function family_root(cli, word)
+  for _, family in ipairs(cli.FAMILIES) do
+    if family == word then
+      return { name = "prisn", flags = cli.GLOBAL_FLAGS, subcommands = require("prisn.cli.commands." .. family) }
+    end
+  end
+  return nil
+end
+
+-- Parses argv against the smallest tree that gives the same answer: the
+-- family's alone when the first word names it and the line is a plain
+-- command; the whole tree for help, --version, and any mistake (so errors
+-- and their suggestions are the full tree's).
+local function parse_argv(cli, parse, words)
+  local small = family_root(cli, words[1])
+  if small then
+    local ok, parsed = pcall(parse.parse, small, words)
+    if ok and parsed.command ~= small and not parsed.globals.help and not parsed.globals.version then
+      return parsed, small
+    end
+  end
+  local root = cli.root()
+  return parse.parse(root, words), root
+end
+
 local function dispatch(argv)
   local cli = require("prisn.cli")
   local parse = require("prisn.cli.parse")
-  local root = cli.root()
   local words = {}
   for i = 1, #argv do words[i] = argv[i] end
-  local parsed = parse.parse(root, words)
+  local parsed, root = parse_argv(cli, parse, words)
   cli.normalize_globals(parsed.globals)
   if parsed.globals.version and not parsed.globals.help then
     -- `prisn --version`, `prisn -v`: what `prisn version` prints.
@@ -80,20 +109,23 @@ local function dispatch(argv)
   }
   ctx.out = output.writer({ format = parsed.globals.output, color = ctx.color })
   local status = cmd.handler(ctx)
-  return math.tointeger(status) or 0
+  return math.tointeger(status) or 0, ctx.fast_exit
 end
 
 --- Runs prisn with `argv` (argv[0] is the program). Returns the exit status;
 -- never raises for anything a user can cause.
 function M.run(argv)
   local traceback
-  local ok, result = xpcall(dispatch, function(err)
+  local ok, result, fast_exit = xpcall(dispatch, function(err)
     if not errors.is(err) then traceback = debug.traceback(nil, 2) end
     return err
   end, argv)
   -- Nothing of luv's may outlive the Lua state (prisn.async.drain).
   if package.loaded.luv then require("prisn.async").drain() end
   io.stdout:flush()
+  -- A handler that closed everything it opened sets ctx.fast_exit: the
+  -- binary then exits without tearing the Lua state down (core/main.c).
+  if ok and fast_exit then debug.getregistry()["prisn.fast_exit"] = true end
   if ok then return result end
   return report_error(result, traceback)
 end

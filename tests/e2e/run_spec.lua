@@ -257,4 +257,43 @@ describe("prisn run", function()
     local one = h.prisn({ "get", "job", jobs[1].id, "-o", "json" }, { env = env })
     assert.equal(jobs[1].id, cjson.decode(one.stdout).id)
   end)
+
+  it("parses a run's command line as the whole command tree does: help, --version, mistakes", function()
+    -- prisn.main parses `run ...` against the run family's declarations
+    -- alone, and falls back to the whole tree for these.
+    local help = h.prisn({ "run", "--help" }, { env = env })
+    assert.equal(0, help.code, help.stderr)
+    assert.matches("^prisn run %- ", help.stdout)
+    local version = h.prisn({ "run", "--version" }, { env = env })
+    assert.equal(0, version.code, version.stderr)
+    assert.matches("Version:", version.stdout)
+    local bad = h.prisn({ "run", "--bogus", dir .. "/x.sh" }, { env = env })
+    assert.equal(2, bad.code)
+    assert.matches("^Error: unknown flag %-%-bogus for 'prisn run'\nHint: ", bad.stderr)
+  end)
+
+  it("leaves a run's output, record and events complete when it exits without tearing down Lua", function()
+    -- 1.1 MB through a pipe: prisn exits without closing its Lua state once
+    -- the run is over (core/main.c), and a bash job's creation is written
+    -- with its start (prisn.exec.job_record).
+    write(dir .. "/big.sh", "for i in $(seq 1 50000); do echo \"line $i of the output\"; done\n"
+      .. "echo 'to stderr' >&2\nexit 7\n")
+    local r = h.prisn({ "run", dir .. "/big.sh" }, { env = env })
+    assert.equal(7, r.code, r.stderr)
+    local _, lines = r.stdout:gsub("\n", "")
+    assert.equal(50000, lines)
+    assert.equal("line 50000 of the output\n", r.stdout:sub(-25))
+    assert.equal("to stderr\n", r.stderr)
+    local job = h.jobs(env)[1]
+    assert.same({ "failed", "exited", 7, "bash" }, { job.state, job.reason, job.exit_code, job.runner })
+    local store = require("prisn.store")
+    local db = store.open(env.PRISN_HOME, { create = false })
+    local row = require("prisn.store.jobs").get_by_id(db, job.id)
+    local list = require("prisn.store.events").list(db, { object = "job/" .. job.id, order = "asc" })
+    db:close()
+    assert.is_true(row.created_at <= row.started_at and row.started_at <= row.finished_at)
+    local actions = {}
+    for i, ev in ipairs(list) do actions[i] = ev.action end
+    assert.same({ "job.created", "job.started", "job.finished" }, actions)
+  end)
 end)

@@ -190,6 +190,9 @@ function M.handler(ctx)
   end
   local home_dir = home.ensure()
   group.protect_self()
+  -- run_here closes what it opens (state.db, the log, the workload's
+  -- handles and cgroup): nothing is left for the Lua state's teardown.
+  ctx.fast_exit = true
   return async.main(M.run_here, {
     home = home_dir,
     namespace = ctx.globals.namespace or "default",
