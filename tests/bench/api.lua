@@ -352,6 +352,7 @@ end
 
 local store = require("prisn.store")
 local jobs = require("prisn.store.jobs")
+local clock = require("prisn.clock")
 
 -- The records of the jobs with these ids, read from state.db beside the
 -- running server (WAL: readers do not block it). Returns id -> row, and how
@@ -379,7 +380,7 @@ local function seed()
   local middle
   store.transaction(db, function()
     for i = 1, SEED_JOBS do
-      local t = jobs.now_ms()
+      local t = clock.now_ms()
       local job = jobs.create(db, { script = tmp .. "/noop.sh", runner = "bash", state = "running", detached = true,
         pid = 4242, started_at = t, cwd = tmp, args = { "a", "b" },
         log_path = home .. "/logs/default/jobs/x.log" })
