@@ -111,8 +111,9 @@ local function remember(cache, key, lines, report_file, tmp_dir)
   local ok, report = pcall(cjson.decode, text or "")
   if not ok then return "not cached: no report from pip" end
   local site = site_packages(tmp_dir)
-  local wheels, why = site and wheelcache.fill(cache.root, report, site)
-  if not wheels then return "not cached: " .. tostring(why or "no site-packages") end
+  if not site then return "not cached: no site-packages" end
+  local wheels, why = wheelcache.fill(cache.root, report, site)
+  if not wheels then return "not cached: " .. tostring(why) end
   local saved, serr = resolution.save(cache.root, key, lines, wheels, os.time())
   return saved and "cached" or ("not cached: " .. tostring(serr))
 end
