@@ -9,7 +9,10 @@
 -- - the key holds everything pip's choice depends on that prisn can see:
 --   the interpreter (executable and version, hence the platform tags), the
 --   requirement lines and pip options, the PIP_* variables that steer the
---   resolver, and the text of pip's configuration files;
+--   resolver, the text of pip's configuration files, and the state (names,
+--   sizes, modification times) of every local path pip reads packages or
+--   constraints from (--find-links folders, PIP_FIND_LINKS, -c files, a
+--   requirement naming a local wheel): a wheel rebuilt there is a new key;
 -- - an entry whose requirements are not all exact pins (name==version), or
 --   that pulled in dependencies nobody pinned, expires after TTL_S: the
 --   age at which pip itself stops trusting an index page from its HTTP cache
@@ -17,6 +20,7 @@
 --   is picked up as pip would pick it up.
 -- Anything else (no entry, an expired one, a damaged file) is "unknown", and
 -- the caller runs pip.
+local uv = require("luv")
 local cjson = require("cjson")
 local crypto = require("prisn.core.crypto")
 local fs = require("prisn.fs")
@@ -53,12 +57,54 @@ local function env_table(list)
   return env
 end
 
+-- Options and variables whose value is a local path pip reads from.
+local PATH_OPTIONS = { ["-f"] = true, ["--find-links"] = true, ["-c"] = true, ["--constraint"] = true,
+  ["-e"] = true, ["--editable"] = true }
+local PATH_VARIABLES = { "PIP_FIND_LINKS", "PIP_CONSTRAINT" }
+
+-- The local paths `lines` and `env` make pip read.
+local function local_paths(lines, env)
+  local paths = {}
+  local function add(value)
+    value = value:gsub("^file://", "")
+    if value:match("^[/.~]") then paths[#paths + 1] = value end
+  end
+  for _, line in ipairs(lines) do
+    local flag, value = line:match("^(%-%-?[%w-]+)[=%s]%s*(.-)%s*$")
+    if flag and PATH_OPTIONS[flag] then
+      add(value)
+    elseif not flag then
+      for word in line:gmatch("[^%s;@]+") do add(word) end
+    end
+  end
+  for _, name in ipairs(PATH_VARIABLES) do
+    for value in (env[name] or ""):gmatch("%S+") do add(value) end
+  end
+  return paths
+end
+
+-- What a path holds, as far as pip's choice goes: a file's size and
+-- modification time, a folder's entries with theirs.
+local function path_state(path)
+  local st = uv.fs_stat(path)
+  if not st then return path .. ":missing" end
+  local function one(name, s) return string.format("%s:%d:%d.%d", name, s.size, s.mtime.sec, s.mtime.nsec) end
+  if st.type ~= "directory" then return one(path, st) end
+  local parts = { one(path, st) }
+  for _, entry in ipairs(fs.list_dir(path)) do
+    local es = uv.fs_stat(path .. "/" .. entry.name)
+    if es then parts[#parts + 1] = one(entry.name, es) end
+  end
+  return table.concat(parts, "\n")
+end
+
 --- The key of a requirement set: 32 hex digits over `interpreter` ({
 -- executable, version }), `lines` (requirement and option lines as given to
--- pip), `env` (the installer's "K=V" list) and `read` (reads a file, nil when
--- absent; default prisn.fs.read_file).
-function M.key(interpreter, lines, env_list, read)
-  read = read or fs.read_file
+-- pip), `env` (the installer's "K=V" list), `read` (reads a file, nil when
+-- absent; default prisn.fs.read_file) and `state` (what a local path holds;
+-- default: sizes and modification times).
+function M.key(interpreter, lines, env_list, read, state)
+  read, state = read or fs.read_file, state or path_state
   local env = env_table(env_list)
   local parts = { "python", interpreter.executable or "", interpreter.version or "" }
   for _, line in ipairs(lines) do parts[#parts + 1] = "line:" .. line end
@@ -72,6 +118,7 @@ function M.key(interpreter, lines, env_list, read)
     local text = read(path)
     if text then parts[#parts + 1] = "config:" .. path .. "\0" .. text end
   end
+  for _, path in ipairs(local_paths(lines, env)) do parts[#parts + 1] = "path:" .. state(path) end
   return crypto.to_hex(crypto.hash(table.concat(parts, "\0"))):sub(1, 32)
 end
 

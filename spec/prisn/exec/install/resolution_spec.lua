@@ -37,6 +37,21 @@ describe("prisn.exec.install.resolution", function()
     end)
   end)
 
+  it("changes when a local folder or file pip reads from changes: a wheel rebuilt there is pip's new answer", function()
+    local dir = assert(uv.fs_mkdtemp("/tmp/prisn-spec-XXXXXX"))
+    local function keys()
+      return { resolution.key(py, { "acme" }, { "PIP_FIND_LINKS=" .. dir }, no_files),
+        resolution.key(py, { "--find-links " .. dir, "acme" }, {}, no_files),
+        resolution.key(py, { "acme @ file://" .. dir .. "/acme-1.0-py3-none-any.whl" }, {}, no_files) }
+    end
+    local before = keys()
+    assert.same(before, keys())
+    assert(require("prisn.fs").write_atomic(dir .. "/acme-1.0-py3-none-any.whl", "a newer build"))
+    local after = keys()
+    remove_tree(dir)
+    for i = 1, 3 do assert.are_not.equal(before[i], after[i], "case " .. i) end
+  end)
+
   it("knows a set of exact pins that installed nothing else", function()
     assert.is_true(resolution.pinned({ "acme==1.0" }, WHEELS))
     assert.is_false(resolution.pinned({ "acme" }, WHEELS))
