@@ -115,6 +115,10 @@ describe("prisn run: cold environments from the wheel cache", function()
     assert.equal(3, st.nlink)
     assert.equal(tonumber("444", 8), st.mode & tonumber("777", 8))
     assert.equal("prisn\n", read(site .. "/acme_widgets-1.0.dist-info/INSTALLER"))
+    -- The venv (copied from a template) names its own folder, as venv would.
+    assert.matches('VIRTUAL_ENV="' .. second.path .. '"', read(second.path .. "/bin/activate"), 1, true)
+    assert.matches("(" .. second.marker.key .. ") ", read(second.path .. "/bin/activate"), 1, true)
+    assert.matches("venv --without-pip " .. second.path .. "\n", read(second.path .. "/pyvenv.cfg"), 1, true)
 
     -- pip sees the distribution, and uninstalls it from this environment
     -- only (RECORD is right; the links go, the other copies stay).

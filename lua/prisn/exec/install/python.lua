@@ -11,14 +11,15 @@
 -- Faster still, with no pip at all: when pip has installed the same
 -- requirement set before (prisn.exec.install.resolution) and every wheel it
 -- picked is in prisn's cache of unpacked wheels
--- (prisn.exec.install.wheelcache), the files are linked into the new venv.
+-- (prisn.exec.install.wheelcache), the files are linked into a venv copied
+-- from a template (prisn.exec.install.venv).
 -- Only for builds run as prisn's own user (spec.cache); a restricted
 -- workload's build always runs pip, confined, as its own user.
-local uv = require("luv")
 local cjson = require("cjson")
 local async = require("prisn.async")
 local fs = require("prisn.fs")
 local resolution = require("prisn.exec.install.resolution")
+local venv = require("prisn.exec.install.venv")
 local wheelcache = require("prisn.exec.install.wheelcache")
 
 local M = {}
@@ -45,28 +46,6 @@ local function error_lines(text)
   return lines
 end
 
--- venv writes its own path into bin/ scripts (activate, entry points) and
--- pyvenv.cfg; the environment is built under a temporary name and renamed,
--- so point those at the final location before the rename.
-local function relocate(tmp_dir, final_dir)
-  -- Regular files in real folders only: a restricted build (another user)
-  -- may have left symlinks here, and this runs as prisn's user.
-  local files = { tmp_dir .. "/pyvenv.cfg" }
-  local bin = uv.fs_lstat(tmp_dir .. "/bin")
-  for _, entry in ipairs(bin and bin.type == "directory" and fs.list_dir(tmp_dir .. "/bin") or {}) do
-    if entry.type == "file" then files[#files + 1] = tmp_dir .. "/bin/" .. entry.name end
-  end
-  for _, path in ipairs(files) do
-    local st = uv.fs_lstat(path)
-    local text = st and st.type == "file" and fs.read_file(path)
-    if text and text:find(tmp_dir, 1, true) then
-      local fixed = text:gsub(tmp_dir:gsub("%p", "%%%0"), (final_dir:gsub("%%", "%%%%")))
-      local f = io.open(path, "wb")
-      if f then f:write(fixed); f:close() end
-    end
-  end
-end
-
 -- The venv's site-packages folder (lib/pythonX.Y/site-packages).
 local function site_packages(dir)
   for _, entry in ipairs(fs.list_dir(dir .. "/lib")) do
@@ -76,10 +55,17 @@ local function site_packages(dir)
   end
 end
 
+-- Empties the folder being built, for pip to start again in.
+local function clear(dir)
+  for _, entry in ipairs(fs.list_dir(dir)) do fs.rm_rf(dir .. "/" .. entry.name) end
+end
+
 -- Makes the environment from the wheel cache when pip's answer for `key`
--- is known and every wheel of it is cached intact. Returns true, or nil,
--- why (then pip builds it).
-local function from_cache(cache, key, tmp_dir, final_dir)
+-- is known and every wheel of it is cached intact: the venv from the
+-- interpreter's template (prisn.exec.install.venv), the files linked.
+-- Returns true, or nil, why (then pip builds it, in an empty `tmp_dir`).
+local function from_cache(spec, key, tmp_dir, final_dir)
+  local cache = spec.cache
   local wheels = resolution.load(cache.root, key, os.time())
   if not wheels then return nil, "requirements not resolved before" end
   local manifests = {}
@@ -91,14 +77,14 @@ local function from_cache(cache, key, tmp_dir, final_dir)
     end
     manifests[#manifests + 1] = m
   end
-  local site = site_packages(tmp_dir)
-  if not site then return nil, "no site-packages in the new venv" end
-  local ok, err = wheelcache.link(manifests, site, tmp_dir .. "/bin", final_dir .. "/bin/python")
-  if not ok then
-    -- pip must find a clean venv, not half of the set it would skip.
-    fs.rm_rf(site)
-    fs.mkdir_p(site, tonumber("755", 8))
-    return nil, "linking failed: " .. tostring(err)
+  local template, terr = venv.template(cache.root, cache.interpreter, spec.capture or async.capture, spec.env)
+  if not template then return nil, "no venv template: " .. tostring(terr) end
+  local ok, err = venv.from_template(template, tmp_dir, final_dir)
+  local site = ok and site_packages(tmp_dir)
+  if site then ok, err = wheelcache.link(manifests, site, tmp_dir .. "/bin", final_dir .. "/bin/python") end
+  if not ok or not site then
+    clear(tmp_dir)
+    return nil, "linking failed: " .. tostring(err or "no site-packages")
   end
   return true
 end
@@ -131,11 +117,6 @@ end
 -- failure).
 function M.build(spec, tmp_dir, final_dir)
   local capture = spec.capture or async.capture
-  local r, err, code = capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir }, { env = spec.env })
-  if not r then return nil, err, code end
-  if r.code ~= 0 then
-    return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
-  end
   -- pip gets a requirements file, not arguments: options come as one line
   -- each ("--find-links /srv/wheels") and requirements may carry their own
   -- (--hash=...), which pip accepts only in a file.
@@ -147,11 +128,13 @@ function M.build(spec, tmp_dir, final_dir)
   local why_not
   if key then
     local linked
-    linked, why_not = from_cache(cache, key, tmp_dir, final_dir)
-    if linked then
-      relocate(tmp_dir, final_dir)
-      return true, { installer = "prisn", wheel_cache = "linked" }
-    end
+    linked, why_not = from_cache(spec, key, tmp_dir, final_dir)
+    if linked then return true, { installer = "prisn", wheel_cache = "linked" } end
+  end
+  local r, err, code = capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir }, { env = spec.env })
+  if not r then return nil, err, code end
+  if r.code ~= 0 then
+    return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
   end
   local req_file = tmp_dir .. "/" .. M.REQUIREMENTS
   local ok, werr, wcode = fs.write_atomic(req_file, table.concat(lines, "\n") .. "\n", tonumber("644", 8))
@@ -179,7 +162,7 @@ function M.build(spec, tmp_dir, final_dir)
     return nil, "pip install failed (exit " .. tostring(r.code) .. ")", "EINSTALL", details
   end
   local cached = key and remember(cache, key, lines, report_file, tmp_dir) or "off"
-  relocate(tmp_dir, final_dir)
+  venv.relocate(tmp_dir, tmp_dir, final_dir)
   return true, { installer = "pip", wheel_cache = cached, not_linked = why_not }
 end
 
