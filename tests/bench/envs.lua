@@ -6,10 +6,14 @@
 -- A script needing one local pure-Python wheel (offline: PIP_NO_INDEX and
 -- PIP_FIND_LINKS, a wheel written here), in a temporary PRISN_HOME removed
 -- at the end. Each round, interleaved:
--- - cold with pip: the environment and the wheel cache removed, then the
---   first `prisn run dep.py` (venv + pip install + filling the cache);
+-- - cold with pip: the environment and the remembered resolutions removed,
+--   then the first `prisn run dep.py` (venv + pip install + filling the
+--   cache);
 -- - cold from the cache: only the environment removed (`prisn env prune`),
---   then the first `prisn run dep.py` (venv + links, no pip).
+--   then the first `prisn run dep.py` (the venv copied from the
+--   interpreter's template + links, no pip);
+-- - the same with the interpreter's venv template removed too (made again
+--   by `python -m venv`: the first cold environment of a new interpreter).
 -- Then the parts of the pip build, each timed alone with the interpreter
 -- prisn uses: `python -m venv --without-pip`, pip's start (`pip --version`),
 -- `pip install --dry-run` (start + resolver) and `pip install` into a
@@ -72,7 +76,12 @@ local script = tmp .. "/dep.py"
 write(script, "# /// script\n# dependencies = [\"benchdep\"]\n# ///\nimport benchdep\nprint(benchdep.VALUE)\n")
 
 local function cold_with_pip()
-  sh("rm -rf " .. home .. "/envs " .. home .. "/wheels")
+  sh("rm -rf " .. home .. "/envs " .. home .. "/wheels/shared/resolutions")
+  return time_once(PRISN, { "run", script })
+end
+
+local function cold_new_template()
+  sh("rm -rf " .. home .. "/envs " .. home .. "/wheels/shared/venvs")
   return time_once(PRISN, { "run", script })
 end
 
@@ -82,13 +91,14 @@ local function cold_from_cache()
 end
 
 cold_with_pip() -- warm prisn's interpreter cache and the page cache
-local with_pip, from_cache = {}, {}
+local with_pip, from_cache, new_template = {}, {}, {}
 for i = 1, ROUNDS do
   if i % 2 == 0 then
     with_pip[#with_pip + 1] = cold_with_pip()
     from_cache[#from_cache + 1] = cold_from_cache()
+    new_template[#new_template + 1] = cold_new_template()
   else
-    cold_with_pip() -- the cache is filled by a pip build, then used
+    new_template[#new_template + 1] = cold_new_template()
     from_cache[#from_cache + 1] = cold_from_cache()
     with_pip[#with_pip + 1] = cold_with_pip()
   end
@@ -115,6 +125,8 @@ io.write(string.format("cold environment benchmark: medians of %d interleaved ro
 io.write(string.format("%-44s %8.1f ms\n", "prisn run dep.py, cold, with pip", a))
 io.write(string.format("%-44s %8.1f ms   x%.2f of pip, %+.1f ms over the floor   budget 150 ms\n",
   "prisn run dep.py, cold, from the wheel cache", b, b / a, b - median(floor)))
+io.write(string.format("%-44s %8.1f ms   x%.2f of pip\n", "  the same, venv template made first",
+  median(new_template), median(new_template) / a))
 io.write(string.format("%-44s %8.1f ms\n", "floor: the venv's python runs dep.py", median(floor)))
 io.write("parts of the pip build, each alone:\n")
 io.write(string.format("  %-42s %8.1f ms\n", "python -m venv --without-pip", median(parts.venv)))
