@@ -302,6 +302,18 @@ end }
     assert.not_equal(admin_job.env_key, select(2, api("GET", "/api/v1/namespaces/a/jobs?limit=10", admin))
       .items[2].env_key)
     assert.equal(0, uv.fs_stat(home .. "/envs/python3/" .. admin_job.env_key .. "/pyvenv.cfg").uid)
+    -- The admin's build filled prisn's wheel cache; a restricted build of
+    -- the same requirements neither links from it nor fills it.
+    assert.equal("cached", cjson.decode(h.read(home .. "/envs/python3/" .. admin_job.env_key .. "/env.json"))
+      .wheel_cache)
+    assert.equal(0, h.run("/bin/rm", { "-rf", env_dir }).code)
+    status, job = api("POST", "/api/v1/namespaces/a/jobs", edit_a, { bundle = hash, entry = "uses.py" })
+    assert.equal(201, status, cjson.encode(job))
+    job = ended(job.id)
+    assert.equal("succeeded", job.state, cjson.encode(job))
+    local marker = cjson.decode(h.read(env_dir .. "/env.json"))
+    assert.same({ "pip", "off" }, { marker.installer, marker.wheel_cache })
+    assert.equal(65534, uv.fs_stat(env_dir .. "/pyvenv.cfg").uid)
     -- A wheel folder the workload names, behind a directory its user cannot
     -- enter (0700 here), stays out of its build's reach.
     local hidden = h.tempdir("prisn-admission-hidden")

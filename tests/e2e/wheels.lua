@@ -5,7 +5,8 @@
 --   local dir = require("e2e.wheels").build({ { dist = "acme-widgets",
 --     version = "1.0", package = "widgets", value = "widgets 1.0" } })
 --
--- `package/__init__.py` sets VALUE.
+-- `package/__init__.py` sets VALUE and defines main(), which prints it; a
+-- wheel with `script = "name"` declares that console script for main().
 local h = require("e2e.helper")
 local cjson = require("cjson")
 local uv = require("luv")
@@ -13,7 +14,8 @@ local uv = require("luv")
 local M = {}
 
 -- Writes wheels: argv[1] is the output folder, argv[2] a JSON list of
--- { dist, version, package, value }; `package/__init__.py` sets VALUE.
+-- { dist, version, package, value, script }; `package/__init__.py` sets
+-- VALUE and main() prints it (the console script `script`, when given).
 local WHEEL_BUILDER = [[
 import base64, hashlib, json, sys, zipfile
 out, specs = sys.argv[1], json.loads(sys.argv[2])
@@ -24,10 +26,12 @@ for s in specs:
     stem = "%s-%s" % (s["dist"].replace("-", "_"), s["version"])
     info = stem + ".dist-info"
     files = {
-        s["package"] + "/__init__.py": "VALUE = %r\n" % s["value"],
+        s["package"] + "/__init__.py": "VALUE = %r\ndef main():\n    print(VALUE)\n" % s["value"],
         info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (s["dist"], s["version"]),
         info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: prisn-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
+    if s.get("script"):
+        files[info + "/entry_points.txt"] = "[console_scripts]\n%s = %s:main\n" % (s["script"], s["package"])
     lines = ["%s,%s" % (name, record(text.encode())) for name, text in files.items()]
     files[info + "/RECORD"] = "\n".join(lines + [info + "/RECORD,,"]) + "\n"
     with zipfile.ZipFile("%s/%s-py3-none-any.whl" % (out, stem), "w") as z:

@@ -42,6 +42,12 @@ function M.root(home)
   return home .. "/envs"
 end
 
+--- prisn's cache of unpacked wheels (prisn.exec.install.wheelcache) and
+-- the resolutions that use it; `prisn env prune` leaves it alone.
+function M.wheels_root(home)
+  return home .. "/wheels/shared"
+end
+
 function M.path(home, runner, key)
   return string.format("%s/%s/%s", M.root(home), runner, key)
 end
@@ -158,6 +164,9 @@ function M.ensure(spec)
     if spec.builder then env, capture, build_home = M.hand_over(spec.home, tmp, spec.builder, spec.env) end
     local built, berr, bcode, details = installer.build({
       interpreter = spec.interpreter.executable,
+      -- The wheel cache is prisn's own: a build run as another user
+      -- (spec.builder) neither reads nor fills it (docs/DEPENDENCIES.md).
+      cache = not spec.builder and { root = M.wheels_root(spec.home), interpreter = spec.interpreter } or nil,
       dependencies = spec.dependencies,
       options = spec.options,
       env = env,
@@ -182,6 +191,10 @@ function M.ensure(spec)
       source = spec.source,
       created_at = os.time(),
       build_ms = (uv.hrtime() - started) // 1000000,
+      -- on success the installer's second value says how it built
+      installer = type(berr) == "table" and berr.installer or nil,
+      wheel_cache = type(berr) == "table" and berr.wheel_cache or nil,
+      not_linked = type(berr) == "table" and berr.not_linked or nil,
     }
     local marked, werr, wcode = fs.write_atomic(tmp .. "/" .. M.MARKER, cjson.encode(marker), tonumber("644", 8))
     if not marked then

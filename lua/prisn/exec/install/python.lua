@@ -7,15 +7,28 @@
 -- every venv (~4 s). pip reads the user's configuration as usual
 -- (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX, pip.conf): prisn passes the
 -- environment through untouched.
-local uv = require("luv")
+--
+-- Faster still, with no pip at all: when pip has installed the same
+-- requirement set before (prisn.exec.install.resolution) and every wheel it
+-- picked is in prisn's cache of unpacked wheels
+-- (prisn.exec.install.wheelcache), the files are linked into a venv copied
+-- from a template (prisn.exec.install.venv).
+-- Only for builds run as prisn's own user (spec.cache); a restricted
+-- workload's build always runs pip, confined, as its own user.
+local cjson = require("cjson")
 local async = require("prisn.async")
 local fs = require("prisn.fs")
+local resolution = require("prisn.exec.install.resolution")
+local venv = require("prisn.exec.install.venv")
+local wheelcache = require("prisn.exec.install.wheelcache")
 
 local M = {}
 
 -- What pip is asked to install, written into the environment being built
 -- and removed once pip is done.
 M.REQUIREMENTS = "prisn-requirements.txt"
+-- pip's --report of the install, read to fill the wheel cache, then removed.
+M.REPORT = "prisn-pip-report.json"
 
 -- The lines of pip's output worth showing when it fails.
 local function error_lines(text)
@@ -33,26 +46,62 @@ local function error_lines(text)
   return lines
 end
 
--- venv writes its own path into bin/ scripts (activate, entry points) and
--- pyvenv.cfg; the environment is built under a temporary name and renamed,
--- so point those at the final location before the rename.
-local function relocate(tmp_dir, final_dir)
-  -- Regular files in real folders only: a restricted build (another user)
-  -- may have left symlinks here, and this runs as prisn's user.
-  local files = { tmp_dir .. "/pyvenv.cfg" }
-  local bin = uv.fs_lstat(tmp_dir .. "/bin")
-  for _, entry in ipairs(bin and bin.type == "directory" and fs.list_dir(tmp_dir .. "/bin") or {}) do
-    if entry.type == "file" then files[#files + 1] = tmp_dir .. "/bin/" .. entry.name end
-  end
-  for _, path in ipairs(files) do
-    local st = uv.fs_lstat(path)
-    local text = st and st.type == "file" and fs.read_file(path)
-    if text and text:find(tmp_dir, 1, true) then
-      local fixed = text:gsub(tmp_dir:gsub("%p", "%%%0"), (final_dir:gsub("%%", "%%%%")))
-      local f = io.open(path, "wb")
-      if f then f:write(fixed); f:close() end
+-- The venv's site-packages folder (lib/pythonX.Y/site-packages).
+local function site_packages(dir)
+  for _, entry in ipairs(fs.list_dir(dir .. "/lib")) do
+    if entry.type == "directory" and entry.name:match("^python%d") then
+      return dir .. "/lib/" .. entry.name .. "/site-packages"
     end
   end
+end
+
+-- Empties the folder being built, for pip to start again in.
+local function clear(dir)
+  for _, entry in ipairs(fs.list_dir(dir)) do fs.rm_rf(dir .. "/" .. entry.name) end
+end
+
+-- Makes the environment from the wheel cache when pip's answer for `key`
+-- is known and every wheel of it is cached intact: the venv from the
+-- interpreter's template (prisn.exec.install.venv), the files linked.
+-- Returns true, or nil, why (then pip builds it, in an empty `tmp_dir`).
+local function from_cache(spec, key, tmp_dir, final_dir)
+  local cache = spec.cache
+  local wheels = resolution.load(cache.root, key, os.time())
+  if not wheels then return nil, "requirements not resolved before" end
+  local manifests = {}
+  for _, w in ipairs(wheels) do
+    local m, why = wheelcache.verify(cache.root, w.id)
+    if not m then
+      fs.rm_rf(cache.root .. "/" .. w.id) -- damaged: pip fills it again
+      return nil, w.id .. ": " .. tostring(why)
+    end
+    manifests[#manifests + 1] = m
+  end
+  local template, terr = venv.template(cache.root, cache.interpreter, spec.capture or async.capture, spec.env)
+  if not template then return nil, "no venv template: " .. tostring(terr) end
+  local ok, err = venv.from_template(template, tmp_dir, final_dir)
+  local site = ok and site_packages(tmp_dir)
+  if site then ok, err = wheelcache.link(manifests, site, tmp_dir .. "/bin", final_dir .. "/bin/python") end
+  if not ok or not site then
+    clear(tmp_dir)
+    return nil, "linking failed: " .. tostring(err or "no site-packages")
+  end
+  return true
+end
+
+-- After pip: the wheels it installed go into the cache and its answer for
+-- `key` is remembered. Returns what happened, for the environment's marker.
+local function remember(cache, key, lines, report_file, tmp_dir)
+  local text = fs.read_file(report_file)
+  os.remove(report_file)
+  local ok, report = pcall(cjson.decode, text or "")
+  if not ok then return "not cached: no report from pip" end
+  local site = site_packages(tmp_dir)
+  if not site then return "not cached: no site-packages" end
+  local wheels, why = wheelcache.fill(cache.root, report, site)
+  if not wheels then return "not cached: " .. tostring(why) end
+  local saved, serr = resolution.save(cache.root, key, lines, wheels, os.time())
+  return saved and "cached" or ("not cached: " .. tostring(serr))
 end
 
 --- Builds the environment in `tmp_dir` (which will be renamed to
@@ -61,30 +110,47 @@ end
 -- of "K=V" for pip), on_output (optional: sees pip's output as it comes, for
 -- a progress display), capture (optional: how to run a program, with
 -- prisn.async.capture's contract; prisn.exec.install.confined's for a
--- restricted workload) }. Returns true or nil, message, code, details (the
--- lines of pip's output that explain the failure).
+-- restricted workload), cache (optional: { root, interpreter = { executable,
+-- version } }, the wheel cache to build from and fill) }. Returns true,
+-- info ({ installer = "pip"|"prisn", wheel_cache = what happened }) or nil,
+-- message, code, details (the lines of pip's output that explain the
+-- failure).
 function M.build(spec, tmp_dir, final_dir)
   local capture = spec.capture or async.capture
-  local r, err, code = capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir }, { env = spec.env })
-  if not r then return nil, err, code end
-  if r.code ~= 0 then
-    return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
-  end
   -- pip gets a requirements file, not arguments: options come as one line
   -- each ("--find-links /srv/wheels") and requirements may carry their own
   -- (--hash=...), which pip accepts only in a file.
   local lines = {}
   for _, opt in ipairs(spec.options or {}) do lines[#lines + 1] = opt end
   for _, dep in ipairs(spec.dependencies) do lines[#lines + 1] = dep end
+  local cache = spec.cache
+  local key = cache and resolution.key(cache.interpreter, lines, spec.env)
+  local why_not
+  if key then
+    local linked
+    linked, why_not = from_cache(spec, key, tmp_dir, final_dir)
+    if linked then return true, { installer = "prisn", wheel_cache = "linked" } end
+  end
+  local r, err, code = capture(spec.interpreter, { "-m", "venv", "--without-pip", tmp_dir }, { env = spec.env })
+  if not r then return nil, err, code end
+  if r.code ~= 0 then
+    return nil, "python -m venv failed", "EVENV", error_lines(r.stderr .. r.stdout)
+  end
   local req_file = tmp_dir .. "/" .. M.REQUIREMENTS
   local ok, werr, wcode = fs.write_atomic(req_file, table.concat(lines, "\n") .. "\n", tonumber("644", 8))
   if not ok then return nil, werr, wcode end
-  r, err, code = capture(spec.interpreter, { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
-    "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-r", req_file },
-    { env = spec.env, on_output = spec.on_output })
+  local args = { "-m", "pip", "--python", tmp_dir .. "/bin/python", "install",
+    "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-r", req_file }
+  local report_file = tmp_dir .. "/" .. M.REPORT
+  if key then
+    args[#args + 1] = "--report"
+    args[#args + 1] = report_file
+  end
+  r, err, code = capture(spec.interpreter, args, { env = spec.env, on_output = spec.on_output })
   os.remove(req_file)
   if not r then return nil, err, code end
   if r.code ~= 0 then
+    os.remove(report_file)
     local details = error_lines(r.stderr .. "\n" .. r.stdout)
     if (r.stderr .. r.stdout):match("No module named pip") then
       return nil, spec.interpreter .. " has no pip", "ENOPIP", details
@@ -95,8 +161,9 @@ function M.build(spec, tmp_dir, final_dir)
     end
     return nil, "pip install failed (exit " .. tostring(r.code) .. ")", "EINSTALL", details
   end
-  relocate(tmp_dir, final_dir)
-  return true
+  local cached = key and remember(cache, key, lines, report_file, tmp_dir) or "off"
+  venv.relocate(tmp_dir, tmp_dir, final_dir)
+  return true, { installer = "pip", wheel_cache = cached, not_linked = why_not }
 end
 
 --- How a script runs inside the built environment: the venv's python, and
