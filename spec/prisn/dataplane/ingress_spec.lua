@@ -3,6 +3,7 @@
 -- counts, access entries or dataplane.log lines) and its upgrade snapshot,
 -- with a fake prisn.net.ingress.
 local ingress = require("prisn.dataplane.ingress")
+local support = require("support")
 
 -- A fake prisn.net.ingress.listen: records binds; `taken` ports fail.
 local function fake_listen(binds, taken)
@@ -139,5 +140,38 @@ describe("prisn.dataplane.ingress", function()
     assert.are.same({ "http@127.0.0.1:8080" }, binds)
     assert.are.same(ROUTES, next_one.open_listeners.http.ig.routes)
     assert.is_false(next_one.access_log)
+  end)
+
+  it("at a hand-over closes idle keep-alive connections only: one in its handshake or first head, or with a "
+    .. "request in flight, is served first", function()
+    local svc = new({})
+    svc:op_sync({ listeners = { http = { host = "127.0.0.1", port = 8080 } }, routes = ROUTES })
+    local ig = svc.open_listeners.http.ig
+    function ig:close_handle() self.handle_closed = true end
+    local closed = {}
+    local function conn(name, fields)
+      function fields:close_after_write()
+        closed[#closed + 1] = name
+        ig.conns[self] = nil
+        ig.active = ig.active - 1
+      end
+      fields.queue = {}
+      ig.conns[fields], ig.active = true, ig.active + 1
+      return fields
+    end
+    conn("idle", { deadline_kind = "idle" })
+    local first = conn("first head", { deadline_kind = "header" })
+    local busy = conn("in flight", { ex = {}, deadline_kind = "backend" })
+    local done = false
+    svc:stop_accepting(function() done = true end)
+    assert.is_true(support.run_until(function() return #closed == 1 end, 2000))
+    assert.is_true(ig.handle_closed)
+    assert.are.same({ "idle" }, closed)
+    -- Their answers written, both wait for the next request: now idle.
+    first.deadline_kind = "idle"
+    busy.ex, busy.deadline_kind = nil, "idle"
+    assert.is_true(support.run_until(function() return done end, 2000))
+    table.sort(closed)
+    assert.are.same({ "first head", "idle", "in flight" }, closed)
   end)
 end)
