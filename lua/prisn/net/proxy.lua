@@ -35,6 +35,7 @@
 -- IP addresses).
 local uv = require("luv")
 local errors = require("prisn.error")
+local address = require("prisn.net.address")
 
 local M = {}
 
@@ -357,16 +358,6 @@ end
 
 -- The proxy -------------------------------------------------------------------
 
-local function is_ip(host)
-  if host:find(":", 1, true) then return host:match("^[%x:.]+$") ~= nil end
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, x in ipairs({ a, b, c, d }) do
-    if tonumber(x) > 255 then return false end
-  end
-  return true
-end
-
 local function check_port(port, allow_zero)
   return math.type(port) == "integer" and port >= (allow_zero and 0 or 1) and port <= 65535
 end
@@ -382,7 +373,7 @@ function Proxy:set_backends(backends)
       error(string.format("proxy: backend %d: id must be a non-empty string", i), 2)
     end
     local host = b.host == "localhost" and "127.0.0.1" or b.host
-    if type(host) ~= "string" or not is_ip(host) then
+    if type(host) ~= "string" or not address.is_ip(host) then
       error(string.format("proxy: backend %s: host must be an IP address, got %s", b.id, tostring(b.host)), 2)
     end
     if not check_port(b.port) then
@@ -475,16 +466,6 @@ function Proxy:finish_close()
   for _, cb in ipairs(callbacks) do protect("proxy", cb, self.on_bug) end
 end
 
-local function listen_error(host, port, err, code)
-  if code == "EADDRINUSE" then return string.format("port %d is already in use", port) end
-  if code == "EACCES" then
-    return string.format("permission denied to listen on port %d (ports below 1024 need root"
-      .. " or CAP_NET_BIND_SERVICE)", port)
-  end
-  if code == "EADDRNOTAVAIL" then return string.format("address %s is not available on this host", host) end
-  return string.format("cannot listen on %s port %d: %s", host, port, tostring(err))
-end
-
 --- Starts a proxy listening on opts.host (an IP address, default "0.0.0.0")
 -- and opts.port (0: any free port). opts: strategy ("round-robin" or
 -- "least-connections"), name (for logs and the metric label), metrics (a
@@ -495,7 +476,7 @@ end
 function M.listen(opts)
   if type(opts) ~= "table" then error("proxy.listen expects a table of options", 2) end
   local host = opts.host or "0.0.0.0"
-  if type(host) ~= "string" or not is_ip(host) then
+  if type(host) ~= "string" or not address.is_ip(host) then
     error("proxy.listen: host must be an IP address, got " .. tostring(host), 2)
   end
   if not check_port(opts.port, true) then
@@ -550,7 +531,7 @@ function M.listen(opts)
   end
   if not ok then
     server:close()
-    return nil, listen_error(host, opts.port, err, code), code
+    return nil, address.listen_error(host, opts.port, err, code), code
   end
   self.bound_port = server:getsockname().port
 

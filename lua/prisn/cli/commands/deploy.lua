@@ -210,18 +210,14 @@ local function deploy_one(ctx, c, ns, body, dir)
   return report(ctx, c, ns, res)
 end
 
--- Whether --host was given an IP address: the port's address, as --host
--- meant before the ingress took the name (--bind now).
-local function is_address(text)
-  return text:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or (text:find(":", 1, true) and text:match("^[%x:.]+$")) ~= nil
-end
-
 -- The port's address and the ingress host name the flags ask for (--host ''
 -- is JSON null: remove it). --host ADDR still means --bind ADDR, with a
 -- warning, so that scripts written before the ingress keep working.
 local function route_of(flags)
   local bind, hostname = flags.bind, flags.host
-  if hostname and is_address(hostname) then
+  -- An IP address given to --host is the port's address, as --host meant
+  -- before the ingress took the name (--bind now).
+  if hostname and require("prisn.net.address").is_ip(hostname) then
     io.stderr:write("Warning: --host " .. hostname .. " is an address: the port listens on it; that is --bind "
       .. "now (--host names the ingress host)\n")
     if bind then errors.usage("give the port's address once: --bind " .. bind .. " or --host " .. hostname) end

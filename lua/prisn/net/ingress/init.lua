@@ -51,6 +51,7 @@
 -- paths, health checks (the caller keeps only ready backends in routes).
 local uv = require("luv")
 local errors = require("prisn.error")
+local address = require("prisn.net.address")
 local routes_mod = require("prisn.net.ingress.routes")
 local backends = require("prisn.net.ingress.backends")
 local exchange = require("prisn.net.ingress.exchange")
@@ -248,21 +249,11 @@ function Ingress:finish_close()
   for _, cb in ipairs(callbacks) do self:protect(cb) end
 end
 
-local function listen_error(host, port, err, code)
-  if code == "EADDRINUSE" then return string.format("port %d is already in use", port) end
-  if code == "EACCES" then
-    return string.format("permission denied to listen on port %d (ports below 1024 need root"
-      .. " or CAP_NET_BIND_SERVICE)", port)
-  end
-  if code == "EADDRNOTAVAIL" then return string.format("address %s is not available on this host", host) end
-  return string.format("cannot listen on %s port %d: %s", host, port, tostring(err))
-end
-
 local function check_opts(opts)
   if type(opts) ~= "table" then error("ingress.listen expects a table of options", 3) end
   if opts.handle == nil then
     local host = opts.host or "0.0.0.0"
-    if type(host) ~= "string" or not routes_mod.is_ip(host) then
+    if type(host) ~= "string" or not address.is_ip(host) then
       error("ingress.listen: host must be an IP address, got " .. tostring(host), 3)
     end
     if math.type(opts.port) ~= "integer" or opts.port < 0 or opts.port > 65535 then
@@ -321,7 +312,7 @@ function M.listen(opts)
   end
   if not ok then
     if not opts.handle then server:close() end
-    return nil, listen_error(opts.host or "0.0.0.0", opts.port or 0, err, code), code
+    return nil, address.listen_error(opts.host or "0.0.0.0", opts.port or 0, err, code), code
   end
   self.server = server
   self.bound_port = server:getsockname().port

@@ -13,18 +13,11 @@
 -- raises.
 --
 -- Not here: wildcard hosts, regular expressions, rewriting the path.
+local address = require("prisn.net.address")
+
 local M = {}
 
-local function is_ip(host)
-  if host:find(":", 1, true) then return host:match("^[%x:.]+$") ~= nil end
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, x in ipairs({ a, b, c, d }) do
-    if tonumber(x) > 255 then return false end
-  end
-  return true
-end
-M.is_ip = is_ip
+local is_ip = address.is_ip
 
 --- A Host header's name as routes compare it: lower-case, no port, no
 -- trailing dot ("API.Example.com.:8080" gives "api.example.com"); IPv6
