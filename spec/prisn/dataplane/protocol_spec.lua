@@ -1,13 +1,10 @@
 -- prisn.dataplane.protocol: the NDJSON framing, requests and their replies
 -- over a real socket pair, and what ends a connection.
 local uv = require("luv")
+local support = require("support")
 local protocol = require("prisn.dataplane.protocol")
 
--- Runs the loop until cond() or 2 s.
-local function run_until(cond)
-  local deadline = uv.now() + 2000
-  while not cond() and uv.now() < deadline do uv.run("once") end
-end
+local run_until = support.run_until
 
 -- Two connected protocol connections over a unix socket.
 local function pair(handlers_a, handlers_b)

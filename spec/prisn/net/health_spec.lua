@@ -1,21 +1,10 @@
 local uv = require("luv")
+local support = require("support")
 local health = require("prisn.net.health")
 
 -- Drives the loop until cond() is true or max_ms passed; a ticking timer keeps
 -- uv.run("once") from sleeping past the deadline. Returns cond().
-local function run_until(cond, max_ms)
-  local tick = uv.new_timer()
-  tick:start(5, 5, function() end)
-  uv.update_time()
-  local deadline = uv.now() + max_ms
-  while not cond() and uv.now() < deadline do
-    uv.run("once")
-    uv.update_time()
-  end
-  tick:close()
-  uv.run("nowait")
-  return cond()
-end
+local run_until = support.run_until
 
 local function run_for(ms)
   run_until(function() return false end, ms)

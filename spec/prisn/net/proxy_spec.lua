@@ -3,6 +3,7 @@
 -- waits for happens (or fails after a few seconds) and closes every handle it
 -- opened; after_each asserts that nothing is left open.
 local uv = require("luv")
+local support = require("support")
 local proxy = require("prisn.net.proxy")
 local metrics = require("prisn.metrics")
 
@@ -13,16 +14,7 @@ local function track(h)
   return h
 end
 
--- Drives the loop until cond() holds or ms pass; returns cond().
-local function run_until(cond, ms)
-  local tick = uv.new_timer()
-  tick:start(5, 5, function() end)
-  local deadline = uv.hrtime() + (ms or 3000) * 1e6
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  tick:close()
-  uv.run("nowait")
-  return cond()
-end
+local run_until = support.run_until
 
 local function sleep(ms)
   local t0 = uv.hrtime()

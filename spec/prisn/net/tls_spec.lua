@@ -3,6 +3,7 @@
 -- drives the loop until what it waits for happens and closes every handle it
 -- opened; after_each asserts nothing is left open.
 local uv = require("luv")
+local support = require("support")
 local tls = require("prisn.net.tls")
 
 local handles
@@ -12,15 +13,8 @@ local function track(h)
   return h
 end
 
-local function run_until(cond, ms)
-  local tick = uv.new_timer()
-  tick:start(5, 5, function() end)
-  local deadline = uv.hrtime() + (ms or 5000) * 1e6
-  while not cond() and uv.hrtime() < deadline do uv.run("once") end
-  tick:close()
-  uv.run("nowait")
-  return cond()
-end
+-- Handshakes under ASan are slow: 5 s by default.
+local function run_until(cond, ms) return support.run_until(cond, ms or 5000) end
 
 -- One CA and a leaf for the names the tests connect to, made once.
 local CA = assert(tls.new_ca())

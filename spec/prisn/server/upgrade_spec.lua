@@ -4,6 +4,7 @@
 -- that a failed exec leaves a server that listens again and says why. The
 -- real exec is tests/e2e/dataplane_spec.lua's.
 local uv = require("luv")
+local support = require("support")
 local http = require("prisn.server.http")
 local router = require("prisn.server.router")
 local upgrade = require("prisn.server.upgrade")
@@ -46,11 +47,7 @@ local function accepts(port)
   return result
 end
 
-local function run_until(pred, ms)
-  local deadline = uv.now() + (ms or 3000)
-  while not pred() and uv.now() < deadline do uv.run("once") end
-  return pred()
-end
+local run_until = support.run_until
 
 describe("prisn.server.upgrade", function()
   it("reads the command line as the kernel keeps it, empty arguments included", function()

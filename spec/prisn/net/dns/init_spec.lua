@@ -1,4 +1,5 @@
 local uv = require("luv")
+local support = require("support")
 local dns = require("prisn.net.dns")
 local forward = require("prisn.net.dns.forward")
 local metrics = require("prisn.metrics")
@@ -6,20 +7,7 @@ local metrics = require("prisn.metrics")
 local wire = dns.wire
 local T, R = wire.TYPE, wire.RCODE
 
--- Drives the loop until cond() is true or max_ms passed.
-local function run_until(cond, max_ms)
-  local tick = uv.new_timer()
-  tick:start(5, 5, function() end)
-  uv.update_time()
-  local deadline = uv.now() + max_ms
-  while not cond() and uv.now() < deadline do
-    uv.run("once")
-    uv.update_time()
-  end
-  tick:close()
-  uv.run("nowait")
-  return cond()
-end
+local run_until = support.run_until
 
 local ZONE = {
   ["default.prisn.local"] = {},
