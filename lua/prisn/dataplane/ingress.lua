@@ -30,12 +30,10 @@
 local uv = require("luv")
 local net_ingress = require("prisn.net.ingress")
 local tls = require("prisn.net.tls")
+local drain = require("prisn.dataplane.drain")
 
 local M = {}
 
--- At an upgrade the old process finishes its requests for at most this long.
-M.DRAIN_MAX_MS = 30000
-M.DRAIN_POLL_MS = 50
 -- Access entries kept for the next tick at most (a flood is cut, counted).
 M.MAX_PENDING_ACCESS = 10000
 
@@ -312,16 +310,14 @@ end
 
 --- Stops accepting (the new process accepts now); requests in flight
 -- finish, idle keep-alive connections are closed as they become idle;
--- done() once none is open, or after DRAIN_MAX_MS.
+-- done() once none is open, or after drain.MAX_MS.
 function Service:stop_accepting(done)
   local list = {}
   for _, l in pairs(self.open_listeners) do
     list[#list + 1] = l.ig
     l.ig:close_handle(l.ig.server)
   end
-  local deadline = uv.now() + M.DRAIN_MAX_MS
-  local t = uv.new_timer()
-  t:start(0, M.DRAIN_POLL_MS, function()
+  drain.wait(function()
     local open = 0
     for _, ig in ipairs(list) do
       for conn in pairs(ig.conns) do
@@ -329,29 +325,19 @@ function Service:stop_accepting(done)
       end
       open = open + ig.active
     end
-    if open == 0 or uv.now() >= deadline then
-      if open > 0 and self.host.log then
-        self.host.log:warn("upgrade: ingress: closing %d connection(s) still open after %d ms", open,
-          M.DRAIN_MAX_MS)
-      end
-      t:close()
-      done()
+    return open
+  end, function(left)
+    if left > 0 and self.host.log then
+      self.host.log:warn("upgrade: ingress: closing %d connection(s) still open after %d ms", left, drain.MAX_MS)
     end
+    done()
   end)
 end
 
 function Service:close(done)
-  local pending = 1
-  local function one()
-    pending = pending - 1
-    if pending == 0 and done then done() end
-  end
-  for scheme, l in pairs(self.open_listeners) do
-    pending = pending + 1
-    self.open_listeners[scheme] = nil
-    l.ig:close(one)
-  end
-  one()
+  local listeners = self.open_listeners
+  self.open_listeners = {}
+  drain.close_all(listeners, function(l, one) l.ig:close(one) end, done)
 end
 
 return M

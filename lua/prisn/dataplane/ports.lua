@@ -18,15 +18,12 @@
 -- Event "connections" { ports = { [name] = { [backend id] = open } } }, sent
 -- when it changed (at most every CONNECTIONS_MS): the supervisor drains an
 -- instance until its count is 0.
-local uv = require("luv")
 local proxy = require("prisn.net.proxy")
+local drain = require("prisn.dataplane.drain")
 
 local M = {}
 
 M.CONNECTIONS_MS = 100
--- At an upgrade the old process finishes its open connections for at most
--- this long (a keep-alive client may never hang up), then closes them.
-M.DRAIN_MAX_MS = 30000
 
 --- What to do to go from `current` (name -> { host, port }) to `desired` (a
 -- list of PORT): { open = { PORT }, keep = { PORT }, reopen = { PORT },
@@ -227,38 +224,26 @@ function Ports:adopt(snapshot, fds)
 end
 
 --- Stops accepting (an upgrade: the new process accepts now), keeps the
--- open connections; done() once they have all finished, or DRAIN_MAX_MS.
+-- open connections; done() once they have all finished, or drain.MAX_MS.
 function Ports:stop_accepting(done)
-  local pending = 0
   for _, entry in pairs(self.ports) do entry.proxy:stop_accepting() end
-  local t = uv.new_timer()
-  local deadline = uv.now() + M.DRAIN_MAX_MS
-  t:start(0, 50, function()
-    pending = 0
-    for _, entry in pairs(self.ports) do pending = pending + entry.proxy.active end
-    if pending == 0 or uv.now() >= deadline then
-      if pending > 0 and self.host.log then
-        self.host.log:warn("upgrade: closing %d connection(s) still open after %d ms", pending, M.DRAIN_MAX_MS)
-      end
-      t:close()
-      done()
+  drain.wait(function()
+    local open = 0
+    for _, entry in pairs(self.ports) do open = open + entry.proxy.active end
+    return open
+  end, function(left)
+    if left > 0 and self.host.log then
+      self.host.log:warn("upgrade: closing %d connection(s) still open after %d ms", left, drain.MAX_MS)
     end
+    done()
   end)
 end
 
 --- Closes every port; done() after.
 function Ports:close(done)
-  local pending = 1
-  local function one()
-    pending = pending - 1
-    if pending == 0 and done then done() end
-  end
-  for name, entry in pairs(self.ports) do
-    pending = pending + 1
-    self.ports[name] = nil
-    entry.proxy:close(one)
-  end
-  one()
+  local ports = self.ports
+  self.ports = {}
+  drain.close_all(ports, function(entry, one) entry.proxy:close(one) end, done)
 end
 
 return M
