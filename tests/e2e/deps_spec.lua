@@ -336,6 +336,40 @@ describe("prisn run: dependencies", function()
     assert.equal(key, list[2].env_key)
   end)
 
+  it("has a run on record while it waits for its environment, and writes the rest with its start", function()
+    local env = pip_env(wheels({ WIDGETS }))
+    local dir = h.tempdir()
+    write(dir .. "/tool.py", "# /// script\n# dependencies = [\"acme-widgets\"]\n# ///\n"
+      .. "import widgets\nprint(widgets.VALUE)\n")
+    assert.equal(0, run(env, dir .. "/tool.py").code)
+    local key = only_env(env).key
+    assert.equal(0, h.prisn({ "env", "prune", "--older-than", "0", "-q" }, { env = env }).code)
+    -- Another prisn holds the environment's lock: the run waits for it.
+    local lock = assert(require("prisn.core.sys").lock(env.PRISN_HOME .. "/envs/python3/" .. key .. ".lock"))
+    local result = {}
+    local handle
+    handle = uv.spawn(h.bin, { args = { "run", "-q", dir .. "/tool.py" }, env = (function()
+      local list = {}
+      for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+      return list
+    end)(), stdio = { nil, nil, nil } }, function(code)
+      result.code = code
+      handle:close()
+    end)
+    local waiting
+    local seen = h.wait_for(function()
+      local list = h.jobs(env)
+      waiting = list[1]
+      return #list == 2 and waiting.state == "pending"
+    end)
+    require("prisn.core.sys").unlock(lock)
+    assert.is_true(seen, "the waiting run is not listed as pending")
+    assert.is_true(h.wait_for(function() return result.code ~= nil end))
+    assert.equal(0, result.code)
+    local job = json_of(env, { "get", "job", waiting.id, "-o", "json" })
+    assert.same({ "succeeded", "pep723", key }, { job.state, job.deps_source, job.env_key })
+  end)
+
   it("leaves no environment behind when an install fails, and says why", function()
     local env = pip_env(wheels({ WIDGETS }))
     local dir = h.tempdir()

@@ -189,7 +189,14 @@ function M.resolve(opts, runner, launch, rec, fail)
         builder = restricted_builder(opts, identity, npm)
       end
       local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
-      local progress = M.progress_printer(opts.show_progress, where)
+      local show = M.progress_printer(opts.show_progress, where)
+      local function progress(event, info)
+        -- A build, or the wait for another prisn's, takes seconds: the job
+        -- is on record first (a CLI run's creation waits for its start
+        -- otherwise, see prisn.exec.job_record).
+        if (event == "waiting" or event == "building") and rec.flush then rec.flush() end
+        show(event, info)
+      end
       local ok, env_dir, env_key = pcall(envcache.ensure, {
         builder = builder,
         cached_only = opts.restricted and not builder,

@@ -25,9 +25,10 @@ local M = {}
 
 --- Works out what to launch. Returns a launch table: { runner, file, argv,
 -- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors.
--- `rec` records the job: rec.create(runner) as soon as the runner is known
--- (so a long environment build already shows in `prisn get jobs`),
--- rec.update(fields) as facts arrive, rec.fail_to_start(message).
+-- `rec` records the job: rec.create(runner) as soon as the runner is known,
+-- rec.flush() (when the recorder has it) before a long environment build, so
+-- the job shows in `prisn get jobs` meanwhile, rec.update(fields) as facts
+-- arrive, rec.fail_to_start(message).
 function M.prepare(opts, rec)
   local registry = runners.load({ home = opts.home })
   local runner, how_or_err, code, hint = runners.detect(registry, opts.script, { runner = opts.runner })

@@ -7,6 +7,8 @@
 -- A recorder is a table of functions:
 --   create(runner)        the job's record, made once the runner is known
 --   update(fields)        deps_source, env_key: facts prepare learns
+--   flush()               CLI recorders only: writes a record still waiting
+--                         for the start (before a slow environment build)
 --   start(pid)            the workload started
 --   finish(result)        its outcome ({ state, reason, exit_code, … })
 --   fail_to_start(msg)    it never started
@@ -26,7 +28,8 @@ local events = require("prisn.store.events")
 
 local M = {}
 
--- Who runs a job from the CLI, for its events: "user:<login>".
+-- Who runs a job from the CLI, for its events: "user:<login>". Looked up
+-- when the first event is written (after the workload started, see rec.create).
 local function local_actor()
   local pw = uv.os_get_passwd()
   return "user:" .. (pw and pw.username or tostring(uv.getuid and uv.getuid() or "?"))
@@ -48,9 +51,10 @@ end
 function M.new(opts)
   local db = store.open(opts.home)
   local rec = { db = db }
-  local actor = local_actor()
+  local actor
   local function event(action, message, job)
     job = job or rec.job
+    actor = actor or local_actor()
     events.record(db, { namespace = job.namespace, actor = actor, action = action, object = "job/" .. job.id,
       message = message })
   end
@@ -86,17 +90,23 @@ function M.new(opts)
       created_at = clock.now_ms(),
     }
     rec.job = { id = id, namespace = opts.namespace, script = pending.script, runner = runner.name, state = "pending" }
-    -- A runner without a dependency manager starts within a millisecond:
-    -- its creation is written with its start, one commit instead of two
-    -- (tests/bench/run-report.md). One that may build an environment first
-    -- shows in `prisn get jobs` at once.
-    if (runner.deps or "none") ~= "none" then with_pending(function() end) end
+    -- A job that starts within milliseconds (no dependencies, or their
+    -- environment already built) has its creation, and what prepare learnt,
+    -- written with its start: one commit instead of up to four
+    -- (tests/bench/run-report.md). A slow start (an environment to build,
+    -- or another prisn's build to wait for) calls rec.flush first, so the
+    -- job shows in `prisn get jobs` while it waits.
     return rec.job
   end
-  -- Only the columns prepare learns along the way.
+  function rec.flush()
+    if pending then with_pending(function() end) end
+  end
+  -- Only the columns prepare learns along the way; a record not written
+  -- yet takes them with its creation.
   function rec.update(fields)
     if pending then
-      with_pending(function() jobs.record_prepared(db, rec.job.id, fields) end)
+      pending.deps_source = type(fields.deps_source) == "string" and fields.deps_source or pending.deps_source
+      pending.env_key = type(fields.env_key) == "string" and fields.env_key or pending.env_key
     else
       jobs.record_prepared(db, rec.job.id, fields)
     end
