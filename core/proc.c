@@ -256,11 +256,12 @@ _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3]
 }
 
 /* The copy made by clone: cgroup placement, then either the sandbox (whose
- * init execs prisn and runs the steps above in a fork of itself) or the
- * steps above here. */
+ * init execs prisn, or runs in this copy when prisn_sandbox_init_in_place_now
+ * allowed it, and runs the steps above in a fork of itself) or the steps
+ * above here. */
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
                                 volatile int32_t *progress,
-                                prisn_sandbox_page *sandbox_page) {
+                                prisn_sandbox_page *sandbox_page, bool init_in_place) {
     if (o->oom_score_adj) {
         /* Best effort: raising the score needs no privilege, and a kernel
          * without the file has no OOM scores to inherit either. */
@@ -293,7 +294,10 @@ static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int
         if (child_stdio(src) < 0)
             child_fail(report_fd, PRISN_STAGE_STDIO);
         child_at(progress, PRISN_STAGE_INIT);
-        prisn_sandbox_exec_init(o->sandbox, sandbox_page, report_fd);
+        if (init_in_place)
+            prisn_sandbox_init_here(o->sandbox, o, sandbox_page, report_fd);
+        else
+            prisn_sandbox_exec_init(o->sandbox, sandbox_page, report_fd);
         child_fail(report_fd, PRISN_STAGE_INIT);
     }
     prisn_proc_child_exec(o, src, report_fd, progress);
@@ -452,6 +456,8 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
         goto fail;
     *progress = PRISN_STAGE_SETUP;
 
+    /* Decided here, single-threaded or not, before the clone copies us. */
+    bool init_in_place = o->sandbox && prisn_sandbox_init_in_place_now();
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -459,7 +465,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     pid_t pid = create_child(o, &pidfd);
     if (pid == 0) {
         raw_close(report[0]);
-        child_run(o, src, report[1], progress, sandbox_page);
+        child_run(o, src, report[1], progress, sandbox_page, init_in_place);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
