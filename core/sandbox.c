@@ -320,7 +320,7 @@ static void close_fds(unsigned first, unsigned last);
  * (no lock can be held by a thread that is not here), so the init's code is
  * the exec'd one's. */
 void prisn_sandbox_init_here(const prisn_sandbox_opts *o, const prisn_spawn_opts *spawn,
-                             prisn_sandbox_page *page, int report_fd) {
+                             prisn_sandbox_page *page, int report_fd, int gate_fd) {
     if (raw_setsid() < 0)
         return;
     /* The copy holds the spawning process's memory (its tokens, say): the
@@ -339,7 +339,7 @@ void prisn_sandbox_init_here(const prisn_sandbox_opts *o, const prisn_spawn_opts
     if (pid == 0) {
         /* Its stdio is in place already; the report pipe closes at its exec. */
         static const int stdio[3] = {0, 1, 2};
-        prisn_proc_child_exec(spawn, stdio, report_fd, &page->stage);
+        prisn_proc_child_exec(spawn, stdio, report_fd, &page->stage, gate_fd);
     }
     if (pid < 0)
         return;
@@ -461,7 +461,7 @@ _Noreturn void prisn_sandbox_init_main(char **argv) {
     pid_t pid = raw_fork();
     if (pid == 0) {
         static const int stdio[3] = {0, 1, 2};
-        prisn_proc_child_exec(&spawn, stdio, report_fd, &((prisn_sandbox_page *)page)->stage);
+        prisn_proc_child_exec(&spawn, stdio, report_fd, &((prisn_sandbox_page *)page)->stage, -1);
     }
     if (pid < 0)
         init_fail(report_fd);

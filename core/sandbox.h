@@ -136,12 +136,13 @@ bool prisn_sandbox_init_in_place_now(void);
 /* In the child after setup, instead of prisn_sandbox_exec_init when
  * prisn_sandbox_init_in_place_now said so: its own session, not dumpable
  * (the workload may not read the copy's memory through /proc/1/mem), names
- * itself, forks the workload (prisn_proc_child_exec with `spawn` itself),
+ * itself, forks the workload (prisn_proc_child_exec with `spawn` itself and
+ * the gate, see prisn_spawn_opts.gate),
  * closes everything but the status pipe and serves as the namespace's init
  * as prisn_sandbox_init_main does. Returns only when that failed, with errno
  * set. */
 void prisn_sandbox_init_here(const prisn_sandbox_opts *o, const prisn_spawn_opts *spawn,
-                             prisn_sandbox_page *page, int report_fd);
+                             prisn_sandbox_page *page, int report_fd, int gate_fd);
 
 /* In the parent once the child exists: closes its copies of the page's
  * descriptors (the child has its own), so a running sandbox costs the

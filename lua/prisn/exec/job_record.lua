@@ -13,6 +13,9 @@
 --   finish(result)        its outcome ({ state, reason, exit_code, … })
 --   fail_to_start(msg)    it never started
 --   open_log()            the job's log writer (nil when it cannot be kept)
+--   open()                CLI recorders only: opens state.db now (else the
+--                         first write does; prisn.exec.job opens it while
+--                         the workload is set up)
 --   begin()               server jobs only: the start record, see M.begin_log
 --   close()
 -- with fields job (the record), log_path, log, and finished once it ended.
@@ -42,15 +45,24 @@ function M.finished_message(job)
     job.exit_code and (", exit " .. job.exit_code) or "")
 end
 
---- A recorder for a job run from the CLI: opens state.db (in opts.home) and
--- records a new job in opts.namespace once the runner is known (opts:
+--- A recorder for a job run from the CLI: opens state.db (in opts.home) when
+-- it is first needed and records a new job in opts.namespace once the runner
+-- is known (opts:
 -- script, args, env_keys, cwd as for prisn.exec.job.prepare). Each step is
 -- recorded with its event (job.created, job.started, job.finished, as the
 -- server's jobs have), in one transaction: `prisn events` shows local runs.
 -- Events name the script, never arguments or values (they may be secret).
 function M.new(opts)
-  local db = store.open(opts.home)
-  local rec = { db = db }
+  local rec = {}
+  local db
+  -- Raises the store's error (a database from a newer prisn, no space...).
+  function rec.open()
+    if not db then
+      db = store.open(opts.home)
+      rec.db = db
+    end
+    return db
+  end
   local actor
   local function event(action, message, job)
     job = job or rec.job
@@ -70,7 +82,7 @@ function M.new(opts)
   end
   -- Runs fn in a transaction that first writes a pending create.
   local function with_pending(fn)
-    store.transaction(db, function()
+    store.transaction(rec.open(), function()
       write_pending()
       return fn()
     end)
@@ -139,7 +151,7 @@ function M.new(opts)
     -- still written, as it would have been before the start.
     if pending then pcall(with_pending, function() end) end
     if rec.log then rec.log:close() end
-    db:close()
+    if db then db:close() end
   end
   return rec
 end

@@ -119,6 +119,26 @@ describe("prisn.exec.job_record", function()
     assert.same({ "job.created" }, actions)
   end)
 
+  it("opens state.db only when a CLI run first needs it, or when asked to", function()
+    local rec = job_record.new({ home = home, namespace = "default", script = "/x/a.sh", args = {},
+      env_keys = {}, cwd = "/x" })
+    local job = rec.create({ name = "bash" })
+    assert.is_nil(uv.fs_stat(home .. "/state.db"))
+    assert.equal(rec.open(), rec.open()) -- once
+    assert.is_not_nil(uv.fs_stat(home .. "/state.db"))
+    assert.is_nil((written(job.id)))
+    rec.start(1)
+    rec.close()
+    assert.equal("running", (written(job.id)).state)
+    -- A store that cannot be opened is raised by open (and by the first write).
+    local bad = job_record.new({ home = home .. "/missing/deeper", namespace = "default", script = "/x/a.sh",
+      args = {}, env_keys = {}, cwd = "/x" })
+    bad.create({ name = "bash" })
+    assert.has_error(function() bad.open() end)
+    assert.has_error(function() bad.start(1) end)
+    bad.close()
+  end)
+
   it("records the start it is given with the end of a job still queued", function()
     local db = store.open(home)
     local row = jobs.create(db, { namespace = "default", script = "/x/a.sh", runner = "bash", state = "queued",
