@@ -370,6 +370,32 @@ describe("prisn run: dependencies", function()
     assert.same({ "succeeded", "pep723", key }, { job.state, job.deps_source, job.env_key })
   end)
 
+  it("detects a script's needs again once it or its folder changed (the detection is cached)", function()
+    local env = pip_env(wheels({ WIDGETS }))
+    local dir = h.tempdir()
+    write(dir .. "/tool.py", "print('plain')\n")
+    h.sleep(2100) -- a script changed within 2 s is not cached (prisn.exec.deps.cache)
+    for _ = 1, 2 do -- detected and kept, then from the cache
+      local r = run(env, dir .. "/tool.py")
+      assert.same({ 0, "plain\n" }, { r.code, r.stdout })
+      assert.equal("none", last_job(env).deps_source)
+    end
+    assert.equal(1, #entries(env.PRISN_HOME .. "/cache/deps"))
+    -- A manifest beside it, which the detection looked for.
+    write(dir .. "/requirements.txt", "acme-widgets\n")
+    write(dir .. "/tool.py", "import widgets\nprint(widgets.VALUE)\n")
+    local r = run(env, dir .. "/tool.py")
+    assert.same({ 0, "widgets 1.0\n" }, { r.code, r.stdout }, r.stderr)
+    assert_recorded(env, "requirements.txt")
+    -- Gone again, and the script says what it needs itself.
+    assert(uv.fs_unlink(dir .. "/requirements.txt"))
+    write(dir .. "/tool.py", "# /// script\n# dependencies = [\"acme-widgets\"]\n# ///\n"
+      .. "import widgets\nprint('pep', widgets.VALUE)\n")
+    r = run(env, dir .. "/tool.py")
+    assert.same({ 0, "pep widgets 1.0\n" }, { r.code, r.stdout }, r.stderr)
+    assert_recorded(env, "pep723")
+  end)
+
   it("leaves no environment behind when an install fails, and says why", function()
     local env = pip_env(wheels({ WIDGETS }))
     local dir = h.tempdir()
