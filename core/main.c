@@ -75,6 +75,7 @@ int main(int argc, char **argv) {
     /* A sandbox's init (see sandbox.c): before anything else, no Lua. */
     if (argc == 4 && strcmp(argv[1], "__sandbox-init") == 0)
         prisn_sandbox_init_main(argv);
+    prisn_sandbox_set_cmdline(argc, argv);
     lua_State *L = prisn_boot_new_state(dev_tree_from_env());
     if (L == NULL) {
         fprintf(stderr, "Error: prisn could not start: out of memory\n");

@@ -209,8 +209,25 @@ static int child_stdio(const int src[3]) {
     return 0;
 }
 
+/* Waits for the parent's go on the gate (one byte); anything else (end of
+ * file: the parent gave up or died) ends the child. */
+static void child_gate(int gate_fd, int report_fd) {
+    if (gate_fd < 0)
+        return;
+    char go;
+    long n;
+    do {
+        n = syscall(SYS_read, gate_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        errno = ECANCELED;
+        child_fail(report_fd, PRISN_STAGE_SETUP);
+    }
+    raw_close(gate_fd);
+}
+
 _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3], int report_fd,
-                                     volatile int32_t *progress) {
+                                     volatile int32_t *progress, int gate_fd) {
     child_at(progress, PRISN_STAGE_SESSION);
     if (o->new_session) {
         if (raw_setsid() < 0)
@@ -241,6 +258,7 @@ _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3]
     child_at(progress, PRISN_STAGE_FDS);
     if (child_cloexec_all() < 0)
         child_fail(report_fd, PRISN_STAGE_FDS);
+    child_gate(gate_fd, report_fd);
 
     /* Handlers are reset by exec itself; ignored signals are not. The
      * kernel's numbering: 1..64, whatever glibc reserves for itself. */
@@ -256,11 +274,13 @@ _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3]
 }
 
 /* The copy made by clone: cgroup placement, then either the sandbox (whose
- * init execs prisn and runs the steps above in a fork of itself) or the
- * steps above here. */
+ * init execs prisn, or runs in this copy when prisn_sandbox_init_in_place_now
+ * allowed it, and runs the steps above in a fork of itself) or the steps
+ * above here. */
 static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int report_fd,
                                 volatile int32_t *progress,
-                                prisn_sandbox_page *sandbox_page) {
+                                prisn_sandbox_page *sandbox_page, bool init_in_place,
+                                int gate_fd) {
     if (o->oom_score_adj) {
         /* Best effort: raising the score needs no privilege, and a kernel
          * without the file has no OOM scores to inherit either. */
@@ -293,10 +313,16 @@ static _Noreturn void child_run(const prisn_spawn_opts *o, const int src[3], int
         if (child_stdio(src) < 0)
             child_fail(report_fd, PRISN_STAGE_STDIO);
         child_at(progress, PRISN_STAGE_INIT);
-        prisn_sandbox_exec_init(o->sandbox, sandbox_page, report_fd);
+        if (init_in_place) {
+            prisn_sandbox_init_here(o->sandbox, o, sandbox_page, report_fd, gate_fd);
+        } else {
+            /* The exec'd init cannot carry the gate: it is waited for here. */
+            child_gate(gate_fd, report_fd);
+            prisn_sandbox_exec_init(o->sandbox, sandbox_page, report_fd);
+        }
         child_fail(report_fd, PRISN_STAGE_INIT);
     }
-    prisn_proc_child_exec(o, src, report_fd, progress);
+    prisn_proc_child_exec(o, src, report_fd, progress, gate_fd);
 }
 
 /* ---- the parent --------------------------------------------------------- */
@@ -425,7 +451,7 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
                      prisn_spawn_stage *stage) {
     *stage = PRISN_STAGE_SETUP;
     out->timed_out = false;
-    int src[3], mine[3], report[2] = {-1, -1};
+    int src[3], mine[3], report[2] = {-1, -1}, gate[2] = {-1, -1};
     prisn_sandbox_page *sandbox_page = NULL;
     int status_fd = -1;
     /* Where the child records the step it is at (see child_at): the
@@ -448,10 +474,14 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     }
     if (rc == 0 && pipe2(report, O_CLOEXEC) < 0)
         rc = -errno;
+    if (rc == 0 && o->gate && pipe2(gate, O_CLOEXEC) < 0)
+        rc = -errno;
     if (rc < 0)
         goto fail;
     *progress = PRISN_STAGE_SETUP;
 
+    /* Decided here, single-threaded or not, before the clone copies us. */
+    bool init_in_place = o->sandbox && prisn_sandbox_init_in_place_now();
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -459,7 +489,11 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     pid_t pid = create_child(o, &pidfd);
     if (pid == 0) {
         raw_close(report[0]);
-        child_run(o, src, report[1], progress, sandbox_page);
+        /* Only the parent may hold the gate's write end: its death (or
+         * giving up) must reach the child as end of file. */
+        if (gate[1] >= 0)
+            raw_close(gate[1]);
+        child_run(o, src, report[1], progress, sandbox_page, init_in_place, gate[0]);
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
@@ -470,6 +504,25 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
     close_if_open(&report[1]);
     close_child_ends(src);
     prisn_sandbox_page_spawned(sandbox_page);
+    if (o->gate) {
+        /* The child sets up meanwhile. Its read end stays open here until
+         * the byte is written: a child already dead cannot make the write
+         * fail (its report says why it died). */
+        int gated = o->gate(o->gate_arg);
+        if (gated == 0 && write(gate[1], "g", 1) != 1)
+            gated = -errno;
+        close_if_open(&gate[0]);
+        close_if_open(&gate[1]);
+        if (gated < 0) {
+            prisn_proc_kill(pid, pidfd, SIGKILL, false);
+            reap(pid);
+            if (pidfd >= 0)
+                close(pidfd);
+            *stage = PRISN_STAGE_SETUP;
+            rc = gated;
+            goto fail;
+        }
+    }
     child_report r;
     int timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : PRISN_PROC_START_TIMEOUT_MS;
     int got = wait_report(report[0], timeout_ms, &r);
@@ -515,6 +568,8 @@ fail:
         close_if_open(&mine[i]);
     close_if_open(&report[0]);
     close_if_open(&report[1]);
+    close_if_open(&gate[0]);
+    close_if_open(&gate[1]);
     return rc;
 }
 

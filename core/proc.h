@@ -83,6 +83,15 @@ typedef struct {
     /* How long the child may take to reach exec (or report a failure) before
      * it is killed; 0: PRISN_PROC_START_TIMEOUT_MS. */
     int start_timeout_ms;
+    /* NULL: none. Else called in the parent once the child exists, while the
+     * child sets up and then waits just before its exec (a sandbox's
+     * workload; the clone itself when the sandbox's init is exec'd): 0 lets
+     * it exec, a negative errno kills it (a sandbox's namespace with it) and
+     * the spawn fails with that error at the setup stage. Work that must
+     * precede the workload but not its setup overlaps that setup (a local
+     * run opens state.db there). */
+    int (*gate)(void *arg);
+    void *gate_arg;
 } prisn_spawn_opts;
 
 /* Reaching exec takes a millisecond or two (a sandbox: a few more); this
@@ -136,10 +145,11 @@ int prisn_proc_spawn(const prisn_spawn_opts *opts, prisn_spawn_result *out,
  * umask, rlimits, identity, no_new_privs, descriptors, signals, exec.
  * src[i] is the descriptor to install as i (i itself: keep it). Raw system
  * calls only (rawsys.h). A failure is written to report_fd as the stage and
- * errno; *progress (shared with the parent) says the stage reached. Never
- * returns. */
+ * errno; *progress (shared with the parent) says the stage reached. With
+ * gate_fd >= 0, waits for the parent's byte on it just before the exec (see
+ * prisn_spawn_opts.gate). Never returns. */
 _Noreturn void prisn_proc_child_exec(const prisn_spawn_opts *o, const int src[3], int report_fd,
-                                     volatile int32_t *progress);
+                                     volatile int32_t *progress, int gate_fd);
 
 /* Writes to buf (when size allows) the options the steps above need, for a
  * process that exec'd in between (the sandbox init); returns the size they

@@ -301,6 +301,28 @@ static void proc_close_fds(proc_handle *p) {
     }
 }
 
+/* A Lua gate (opts.gate): called with no arguments while the child waits
+ * before its exec; true lets it exec. false/nil kills it (the spawn returns
+ * nil, "ECANCELED: ..."); an error kills it too and is raised again once the
+ * spawn has cleaned up. */
+typedef struct {
+    lua_State *L;
+    int fn;     /* stack index of the function */
+    bool raised; /* its error is on the top of the stack */
+} lua_gate;
+
+static int call_lua_gate(void *arg) {
+    lua_gate *g = arg;
+    lua_pushvalue(g->L, g->fn);
+    if (lua_pcall(g->L, 0, 1, 0) != LUA_OK) {
+        g->raised = true;
+        return -ECANCELED;
+    }
+    int go = lua_toboolean(g->L, -1);
+    lua_pop(g->L, 1);
+    return go ? 0 : -ECANCELED;
+}
+
 /* proc.spawn(opts) -> process | nil, message, code, stage
  * Raises on malformed options (misuse); returns nil... when the system
  * refuses (stage "setup") or the child fails before exec (stage "chdir",
@@ -315,7 +337,7 @@ static int l_proc_spawn(lua_State *L) {
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
                                        "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
-                                       "cgroup_procs_fds", "sandbox", "start_timeout_ms", NULL};
+                                       "cgroup_procs_fds", "sandbox", "start_timeout_ms", "gate", NULL};
     prisn_binding_check_keys(L, 1, "spawn", "option", keys);
     prisn_spawn_opts o;
     memset(&o, 0, sizeof o);
@@ -358,6 +380,14 @@ static int l_proc_spawn(lua_State *L) {
     if (start_timeout < 0 || start_timeout > 3600000)
         return luaL_error(L, "spawn: start_timeout_ms must be between 0 and 3600000");
     o.start_timeout_ms = (int)start_timeout;
+    lua_gate gate = {L, 0, false};
+    lua_getfield(L, 1, "gate"); /* stays on the stack until the spawn returns */
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TFUNCTION);
+        gate.fn = lua_gettop(L);
+        o.gate = call_lua_gate;
+        o.gate_arg = &gate;
+    }
     int sandbox_err = 0;
     prisn_sandbox_parsed *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
     if (sandbox_err) {
@@ -384,6 +414,8 @@ static int l_proc_spawn(lua_State *L) {
     int rc = prisn_proc_spawn(&o, &r, &stage);
     if (sandbox)
         prisn_sandbox_parsed_close(sandbox);
+    if (gate.raised)
+        return lua_error(L); /* the gate's own error, on the top of the stack */
     if (rc < 0) {
         const char *subject = o.file;
         if (stage == PRISN_STAGE_CHDIR)

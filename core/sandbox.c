@@ -258,6 +258,99 @@ void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_pa
     raw_execveat(page->exe_fd, argv, envp);
 }
 
+/* ---- the init in place -------------------------------------------------- */
+
+/* A local `prisn run` is one short-lived thread: its clone can be the init
+ * itself, saving the exec of prisn's 4.5 MB binary on the start's critical
+ * path (tests/bench/run-report.md). Everything the init does after the fork
+ * is the same as the exec'd one's (init_run below). */
+static bool in_place_allowed;
+
+void prisn_sandbox_set_init_in_place(bool on) {
+    in_place_allowed = on;
+}
+
+/* The 20th field of /proc/self/stat (num_threads); 0 when it cannot be read.
+ * The command name (field 2) may hold spaces and parentheses: counting
+ * starts after its last ')'. */
+static long thread_count(void) {
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return 0;
+    int field = 2;
+    for (p++; *p != '\0' && field < 20; p++)
+        if (*p == ' ')
+            field++;
+    return field == 20 ? strtol(p, NULL, 10) : 0;
+}
+
+static char *cmdline_area;
+static size_t cmdline_len;
+
+void prisn_sandbox_set_cmdline(int argc, char **argv) {
+    if (argc < 1 || argv == NULL || argv[0] == NULL)
+        return;
+    char *end = argv[0] + strlen(argv[0]) + 1;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i] != end)
+            return; /* not laid out by the kernel: leave it alone */
+        end += strlen(argv[i]) + 1;
+    }
+    cmdline_area = argv[0];
+    cmdline_len = (size_t)(end - argv[0]);
+}
+
+bool prisn_sandbox_init_in_place_now(void) {
+    return in_place_allowed && thread_count() == 1;
+}
+
+static _Noreturn void init_run(pid_t workload, int status_fd);
+static void close_fds(unsigned first, unsigned last);
+
+/* Runs in the clone of a single-threaded process: glibc's own state is whole
+ * (no lock can be held by a thread that is not here), so the init's code is
+ * the exec'd one's. */
+void prisn_sandbox_init_here(const prisn_sandbox_opts *o, const prisn_spawn_opts *spawn,
+                             prisn_sandbox_page *page, int report_fd, int gate_fd) {
+    if (raw_setsid() < 0)
+        return;
+    /* The copy holds the spawning process's memory (its tokens, say): the
+     * workload, often the same user, must not read it through /proc/1. */
+    if (raw_prctl(PR_SET_DUMPABLE, 0) < 0)
+        return;
+    const char *name = o->init_name ? o->init_name : "prisn-init";
+    raw_prctl(PR_SET_NAME, (unsigned long)name);
+    if (cmdline_area != NULL) {
+        memset(cmdline_area, 0, cmdline_len);
+        size_t len = strlen(name);
+        memcpy(cmdline_area, name, len < cmdline_len ? len : cmdline_len - 1);
+    }
+    int status_fd = page->status_fd;
+    pid_t pid = raw_fork();
+    if (pid == 0) {
+        /* Its stdio is in place already; the report pipe closes at its exec. */
+        static const int stdio[3] = {0, 1, 2};
+        prisn_proc_child_exec(spawn, stdio, report_fd, &page->stage, gate_fd);
+    }
+    if (pid < 0)
+        return;
+    /* As the exec'd init: nothing kept but the status pipe. */
+    munmap(page, (size_t)sysconf(_SC_PAGESIZE));
+    if (status_fd > 0)
+        close_fds(0, (unsigned)status_fd - 1);
+    close_fds((unsigned)status_fd + 1, ~0U);
+    init_run(pid, status_fd);
+}
+
 /* ---- the init ----------------------------------------------------------- */
 
 /* A fresh process from here on (prisn exec'd in init mode): glibc is whole
@@ -368,7 +461,7 @@ _Noreturn void prisn_sandbox_init_main(char **argv) {
     pid_t pid = raw_fork();
     if (pid == 0) {
         static const int stdio[3] = {0, 1, 2};
-        prisn_proc_child_exec(&spawn, stdio, report_fd, &((prisn_sandbox_page *)page)->stage);
+        prisn_proc_child_exec(&spawn, stdio, report_fd, &((prisn_sandbox_page *)page)->stage, -1);
     }
     if (pid < 0)
         init_fail(report_fd);

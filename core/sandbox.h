@@ -112,6 +112,38 @@ int prisn_sandbox_child_setup(const prisn_sandbox_opts *o, volatile int32_t *sta
 void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_page *page,
                              int report_fd);
 
+/* Lets this process's sandboxes run their init in the clone itself, without
+ * the exec of prisn's binary, whenever the process has a single thread at
+ * the spawn (prisn_sandbox_init_in_place_now). For a short-lived,
+ * single-threaded process only (a local `prisn run`): the init then holds a
+ * copy-on-write snapshot of the process for the workload's life, which a
+ * server must not pay per instance (tests/bench/spawn-report.md). Off by
+ * default; the server never turns it on. */
+void prisn_sandbox_set_init_in_place(bool on);
+
+/* The area of this process's command line (argv[0] .. the end of
+ * argv[argc - 1], when the strings lie one after the other, as the kernel
+ * lays them out): an init run in place overwrites its copy with its name, so
+ * `ps` in the sandbox says "prisn-init" and shows nothing of prisn's own
+ * arguments. main() gives it; without it the copy keeps the command line. */
+void prisn_sandbox_set_cmdline(int argc, char **argv);
+
+/* In the parent, before the clone: whether this spawn's init runs in place
+ * (allowed, and this process has exactly one thread: a copy of a threaded
+ * process may hold locks no thread will release). */
+bool prisn_sandbox_init_in_place_now(void);
+
+/* In the child after setup, instead of prisn_sandbox_exec_init when
+ * prisn_sandbox_init_in_place_now said so: its own session, not dumpable
+ * (the workload may not read the copy's memory through /proc/1/mem), names
+ * itself, forks the workload (prisn_proc_child_exec with `spawn` itself and
+ * the gate, see prisn_spawn_opts.gate),
+ * closes everything but the status pipe and serves as the namespace's init
+ * as prisn_sandbox_init_main does. Returns only when that failed, with errno
+ * set. */
+void prisn_sandbox_init_here(const prisn_sandbox_opts *o, const prisn_spawn_opts *spawn,
+                             prisn_sandbox_page *page, int report_fd, int gate_fd);
+
 /* In the parent once the child exists: closes its copies of the page's
  * descriptors (the child has its own), so a running sandbox costs the
  * spawning process only the status pipe's read end. */

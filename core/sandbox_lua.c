@@ -272,8 +272,18 @@ static int l_sandbox_loopback_up(lua_State *L) {
     return 1;
 }
 
+/* sandbox.init_in_place(on) -> nothing. Lets this process's sandboxes run
+ * their init without exec'ing prisn again while it has one thread (a local
+ * `prisn run`; see prisn_sandbox_set_init_in_place). */
+static int l_sandbox_init_in_place(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    prisn_sandbox_set_init_in_place(lua_toboolean(L, 1));
+    return 0;
+}
+
 static const luaL_Reg sandbox_functions[] = {
     {"loopback_up", l_sandbox_loopback_up},
+    {"init_in_place", l_sandbox_init_in_place},
     {NULL, NULL},
 };
 

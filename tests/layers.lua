@@ -52,6 +52,19 @@ M.LAZY_ALLOWED = {
   -- installers: loading them at the top made every `prisn run` of a bash
   -- script load 28 modules instead of 9 (~0.6 ms more).
   ["prisn.exec.job -> prisn.exec.environment"] = true,
+  -- Every command loads prisn.cli.kinds (the global flags' completion); only
+  -- a completer needs the client, the store and the job CLI (~1 ms a start).
+  ["prisn.cli.kinds -> prisn.client"] = true,
+  ["prisn.cli.kinds -> prisn.contexts"] = true,
+  ["prisn.cli.kinds -> prisn.home"] = true,
+  ["prisn.cli.kinds -> prisn.store"] = true,
+  ["prisn.cli.kinds -> prisn.store.deployments"] = true,
+  ["prisn.cli.kinds -> prisn.store.cronjobs"] = true,
+  ["prisn.cli.kinds -> prisn.cli.jobs"] = true,
+  -- A run whose detection is cached and needs no packages (a python hello
+  -- world) loads neither the detectors nor the environment cache (~0.7 ms).
+  ["prisn.exec.environment -> prisn.exec.deps"] = true,
+  ["prisn.exec.environment -> prisn.exec.envcache"] = true,
 }
 
 local RANK = {}

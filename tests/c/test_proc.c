@@ -632,6 +632,159 @@ static void test_sandbox_passes_the_workload_status_back(void) {
     CHECK_INT(st.code, 130);
 }
 
+/* The command line of `pid` with its NULs as spaces, trailing ones cut. */
+static void cmdline_of(pid_t pid, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, size - 1) : 0;
+    if (fd >= 0)
+        close(fd);
+    size_t len = n > 0 ? (size_t)n : 0;
+    buf[len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    while (len > 0 && buf[len - 1] == ' ')
+        buf[--len] = '\0';
+}
+
+/* Spawns "sleep 0.3" in a sandbox; *init_cmdline gets its init's command
+ * line while it runs. Returns the workload's status. */
+static prisn_exit_status sandboxed_sleep(char *init_cmdline, size_t size) {
+    char *argv[4];
+    prisn_spawn_opts o = shell("sleep 0.3; exit 7", argv);
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "prisn-init";
+    o.sandbox = &sandbox;
+    o.new_session = true;
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    prisn_exit_status st;
+    memset(&st, 0, sizeof st);
+    CHECK_INT(prisn_proc_spawn(&o, &r, &stage), 0);
+    cmdline_of(r.pid, init_cmdline, size);
+    CHECK(!maps_sandbox_page());
+    CHECK_INT(prisn_proc_wait(r.pid, r.pidfd, false, &st), 1);
+    prisn_sandbox_status_apply(r.sandbox_status_fd, &st);
+    close(r.sandbox_status_fd);
+    if (r.pidfd >= 0)
+        close(r.pidfd);
+    return st;
+}
+
+static void *sleeping_thread(void *arg) {
+    (void)arg;
+    usleep(2000000);
+    return NULL;
+}
+
+static void test_sandbox_init_in_place(void) {
+    if (geteuid() != 0) {
+        printf("skip sandbox init in place: needs root (namespaces)\n");
+        return;
+    }
+    prisn_sandbox_set_init_in_place(true);
+    /* One thread: the clone is the init, named as an exec'd one would be. */
+    CHECK(prisn_sandbox_init_in_place_now());
+    char cmdline[512];
+    prisn_exit_status st = sandboxed_sleep(cmdline, sizeof cmdline);
+    CHECK(st.exited && st.code == 7);
+    CHECK_STR(cmdline, "prisn-init");
+    /* It passes statuses back, and forwards nothing it should not. */
+    st = run_sandboxed("sleep 0.2; kill -TERM $$");
+    CHECK(st.signaled && st.signal == SIGTERM);
+    st = run_sandboxed("exit 130");
+    CHECK(st.exited && st.code == 130);
+    /* Another thread: the init is prisn's binary exec'd, as for a server. */
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, sleeping_thread, NULL), 0);
+    CHECK(!prisn_sandbox_init_in_place_now());
+    st = sandboxed_sleep(cmdline, sizeof cmdline);
+    CHECK(st.exited && st.code == 7);
+    CHECK(strstr(cmdline, "prisn-init __sandbox-init ") == cmdline);
+    pthread_join(t, NULL);
+    prisn_sandbox_set_init_in_place(false);
+    CHECK(!prisn_sandbox_init_in_place_now());
+}
+
+/* A gate that checks the child has not run yet (its marker file is not
+ * there), waits a little so a child that did not wait would have run, and
+ * answers gate_answer. */
+static const char *gate_marker;
+static int gate_answer;
+static int gate_calls;
+static bool gate_saw_marker;
+
+static int test_gate(void *arg) {
+    (void)arg;
+    gate_calls++;
+    usleep(100000);
+    gate_saw_marker = access(gate_marker, F_OK) == 0;
+    return gate_answer;
+}
+
+/* Spawns `touch MARKER` through the gate, plain or sandboxed (in place or
+ * exec'd); returns the spawn's result code. */
+static int gated_touch(const char *marker, int answer, bool sandboxed, bool in_place) {
+    char script[256];
+    snprintf(script, sizeof script, "touch %s", marker);
+    char *argv[4];
+    prisn_spawn_opts o = shell(script, argv);
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "prisn-init";
+    if (sandboxed)
+        o.sandbox = &sandbox;
+    prisn_sandbox_set_init_in_place(in_place);
+    o.gate = test_gate;
+    gate_marker = marker;
+    gate_answer = answer;
+    gate_calls = 0;
+    gate_saw_marker = false;
+    unlink(marker);
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    int rc = prisn_proc_spawn(&o, &r, &stage);
+    prisn_sandbox_set_init_in_place(false);
+    if (rc == 0) {
+        prisn_exit_status st;
+        CHECK_INT(prisn_proc_wait(r.pid, r.pidfd, false, &st), 1);
+        CHECK(st.exited && st.code == 0);
+        if (r.pidfd >= 0)
+            close(r.pidfd);
+        if (r.sandbox_status_fd >= 0)
+            close(r.sandbox_status_fd);
+    } else {
+        CHECK_INT(stage, PRISN_STAGE_SETUP);
+    }
+    CHECK_INT(gate_calls, 1);
+    CHECK(!gate_saw_marker);
+    return rc;
+}
+
+static void test_gate_holds_the_exec(void) {
+    const char *marker = "/tmp/prisn-test-proc-gate";
+    int levels = geteuid() == 0 ? 3 : 1; /* plain; sandbox in place; exec'd init */
+    for (int level = 0; level < levels; level++) {
+        bool sandboxed = level > 0, in_place = level == 1;
+        /* Let through: the child runs, after the gate. */
+        CHECK_INT(gated_touch(marker, 0, sandboxed, in_place), 0);
+        CHECK(access(marker, F_OK) == 0);
+        /* Refused: the child never runs, and nothing is left to reap. */
+        CHECK_INT(gated_touch(marker, -ECANCELED, sandboxed, in_place), -ECANCELED);
+        usleep(100000);
+        CHECK(access(marker, F_OK) != 0);
+        CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+    }
+    if (levels == 1)
+        printf("skip gated sandboxes: needs root (namespaces)\n");
+    unlink(marker);
+}
+
 static void test_a_normal_start_is_not_delayed(void) {
     /* The deadline is a bound, not a wait: a child that execs at once
      * returns at once, even with a long timeout. */
@@ -652,6 +805,7 @@ int main(int argc, char **argv) {
                 pause();
         prisn_sandbox_init_main(argv);
     }
+    prisn_sandbox_set_cmdline(argc, argv);
     static const check_case cases[] = {
         {"exit code", test_exit_code},
         {"killed by a signal", test_killed_by_signal},
@@ -673,6 +827,8 @@ int main(int argc, char **argv) {
         {"a sandbox init stuck before the workload is killed at the start timeout", test_start_timeout_kills_a_stuck_sandbox_init},
         {"a normal start does not wait for the start timeout", test_a_normal_start_is_not_delayed},
         {"a sandbox passes the workload's own status back over a pipe (as root)", test_sandbox_passes_the_workload_status_back},
+        {"a single-threaded spawner's sandbox init runs in place, else exec'd (as root)", test_sandbox_init_in_place},
+        {"a gate holds the child before its exec, or kills it", test_gate_holds_the_exec},
         {NULL, NULL},
     };
     return check_main(cases);

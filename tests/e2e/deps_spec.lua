@@ -336,6 +336,66 @@ describe("prisn run: dependencies", function()
     assert.equal(key, list[2].env_key)
   end)
 
+  it("has a run on record while it waits for its environment, and writes the rest with its start", function()
+    local env = pip_env(wheels({ WIDGETS }))
+    local dir = h.tempdir()
+    write(dir .. "/tool.py", "# /// script\n# dependencies = [\"acme-widgets\"]\n# ///\n"
+      .. "import widgets\nprint(widgets.VALUE)\n")
+    assert.equal(0, run(env, dir .. "/tool.py").code)
+    local key = only_env(env).key
+    assert.equal(0, h.prisn({ "env", "prune", "--older-than", "0", "-q" }, { env = env }).code)
+    -- Another prisn holds the environment's lock: the run waits for it.
+    local lock = assert(require("prisn.core.sys").lock(env.PRISN_HOME .. "/envs/python3/" .. key .. ".lock"))
+    local result = {}
+    local handle
+    handle = uv.spawn(h.bin, { args = { "run", "-q", dir .. "/tool.py" }, env = (function()
+      local list = {}
+      for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+      return list
+    end)(), stdio = { nil, nil, nil } }, function(code)
+      result.code = code
+      handle:close()
+    end)
+    local waiting
+    local seen = h.wait_for(function()
+      local list = h.jobs(env)
+      waiting = list[1]
+      return #list == 2 and waiting.state == "pending"
+    end)
+    require("prisn.core.sys").unlock(lock)
+    assert.is_true(seen, "the waiting run is not listed as pending")
+    assert.is_true(h.wait_for(function() return result.code ~= nil end))
+    assert.equal(0, result.code)
+    local job = json_of(env, { "get", "job", waiting.id, "-o", "json" })
+    assert.same({ "succeeded", "pep723", key }, { job.state, job.deps_source, job.env_key })
+  end)
+
+  it("detects a script's needs again once it or its folder changed (the detection is cached)", function()
+    local env = pip_env(wheels({ WIDGETS }))
+    local dir = h.tempdir()
+    write(dir .. "/tool.py", "print('plain')\n")
+    h.sleep(2100) -- a script changed within 2 s is not cached (prisn.exec.deps.cache)
+    for _ = 1, 2 do -- detected and kept, then from the cache
+      local r = run(env, dir .. "/tool.py")
+      assert.same({ 0, "plain\n" }, { r.code, r.stdout })
+      assert.equal("none", last_job(env).deps_source)
+    end
+    assert.equal(1, #entries(env.PRISN_HOME .. "/cache/deps"))
+    -- A manifest beside it, which the detection looked for.
+    write(dir .. "/requirements.txt", "acme-widgets\n")
+    write(dir .. "/tool.py", "import widgets\nprint(widgets.VALUE)\n")
+    local r = run(env, dir .. "/tool.py")
+    assert.same({ 0, "widgets 1.0\n" }, { r.code, r.stdout }, r.stderr)
+    assert_recorded(env, "requirements.txt")
+    -- Gone again, and the script says what it needs itself.
+    assert(uv.fs_unlink(dir .. "/requirements.txt"))
+    write(dir .. "/tool.py", "# /// script\n# dependencies = [\"acme-widgets\"]\n# ///\n"
+      .. "import widgets\nprint('pep', widgets.VALUE)\n")
+    r = run(env, dir .. "/tool.py")
+    assert.same({ 0, "pep widgets 1.0\n" }, { r.code, r.stdout }, r.stderr)
+    assert_recorded(env, "pep723")
+  end)
+
   it("leaves no environment behind when an install fails, and says why", function()
     local env = pip_env(wheels({ WIDGETS }))
     local dir = h.tempdir()

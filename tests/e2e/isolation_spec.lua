@@ -76,6 +76,31 @@ describe("prisn run --isolation", function()
     assert.equal("\nhidden\n", r.stdout)
   end)
 
+  it("level 1: pid 1 shows nothing of prisn's to the script (its memory, environment, arguments)", function()
+    if reason then return pending(reason) end
+    -- The script must be the user prisn runs as, not root: as root prisn
+    -- is run as nobody (a local run's init may be a copy of prisn itself).
+    local cmd, args = h.bin, {}
+    if uv.getuid() == 0 then
+      if not uv.fs_access("/usr/bin/setpriv", "X") then return pending("setpriv (util-linux) is not installed") end
+      cmd, args = "/usr/bin/setpriv", { "--reuid=65534", "--regid=65534", "--clear-groups", "--", h.bin }
+      assert(uv.fs_chmod(dir, tonumber("755", 8)))
+      local home = h.tempdir("prisn-iso-home")
+      assert(uv.fs_chown(home, 65534, 65534))
+      env = h.env({ PRISN_HOME = home .. "/home", HOME = home })
+    end
+    env.PRISN_ISO_MARK = "secret-of-prisn"
+    for _, a in ipairs({ "run", "--isolation", "1", "--exec", "tr '\\0' ' ' < /proc/1/cmdline; echo; "
+      .. "cat /proc/1/environ >/dev/null 2>&1 && echo environ || echo no-environ; "
+      .. "head -c 1 /proc/1/maps >/dev/null 2>&1 && echo maps || echo no-maps", "--runner", "sh" }) do
+      args[#args + 1] = a
+    end
+    local r = h.run(cmd, args, { env = env })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("^prisn%-init[%w%s_-]*\nno%-environ\nno%-maps\n$", r.stdout)
+    assert.is_nil(r.stdout:find("exec", 1, true), r.stdout)
+  end)
+
   it("level 1: reports the script's own exit code and signal, not the init's", function()
     if reason then return pending(reason) end
     local r = prisn({ "run", "--isolation", "1", "--exec", "exit 7", "--runner", "sh" })

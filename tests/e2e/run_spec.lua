@@ -26,6 +26,23 @@ describe("prisn run", function()
     assert.equal("err\n", r.stderr)
   end)
 
+  it("runs nothing when it cannot record the run (a state.db from a newer prisn), at any isolation", function()
+    assert.equal(0, h.prisn({ "run", "--exec", "true", "--runner", "sh" }, { env = env }).code)
+    local db = require("prisn.core.store").open(env.PRISN_HOME .. "/state.db", { create = false })
+    assert(db:set_user_version(999))
+    db:close()
+    write(dir .. "/mark.sh", "touch " .. dir .. "/ran\necho ran\n")
+    local levels = { "0" }
+    if require("prisn.exec.isolation").probe().ok then levels[2] = "1" end -- namespaces here
+    for _, level in ipairs(levels) do
+      local r = h.prisn({ "run", "--isolation", level, dir .. "/mark.sh" }, { env = env })
+      assert.equal(1, r.code)
+      assert.equal("", r.stdout)
+      assert.matches("^Error: the state database .* has schema version 999, newer than this prisn knows", r.stderr)
+      assert.is_nil(uv.fs_stat(dir .. "/ran"), "the script ran")
+    end
+  end)
+
   it("runs node, bash and lua scripts", function()
     write(dir .. "/a.js", "console.log('node', process.argv.slice(2).join(','))\nprocess.exit(4)\n")
     write(dir .. "/b.sh", "echo bash \"$@\"\nexit 5\n")

@@ -12,14 +12,12 @@
 -- wherever they stand on the line.
 --
 -- Not here: what a verb does with an object (its command file).
-local client = require("prisn.client")
+--
+-- The completers' helpers (the API client, the store, the job CLI) are
+-- required inside them: every command loads this module through the global
+-- flags' completion, and loading them at the top cost every start ~1 ms
+-- (tests/bench/run-report.md; tests/layers.lua lists the exceptions).
 local errors = require("prisn.error")
-local contexts = require("prisn.contexts")
-local homes = require("prisn.home")
-local store = require("prisn.store")
-local deployments = require("prisn.store.deployments")
-local cronjobs = require("prisn.store.cronjobs")
-local job_cli = require("prisn.cli.jobs")
 
 local M = {}
 
@@ -115,6 +113,7 @@ end
 function M.live_names(kind_name, partial, ctx)
   local kind = by_word[kind_name]
   local ok, result = pcall(function()
+    local client = require("prisn.client")
     local cctx = line_ctx(ctx)
     local c = client.connect(cctx)
     local res = c:request("GET", M.list_path(kind, client.namespace(cctx)), nil,
@@ -136,7 +135,9 @@ end
 -- with their state and script.
 function M.completer(kind_name)
   assert(by_word[kind_name], kind_name)
-  if kind_name == "job" then return function(partial) return job_cli.complete_job_id(partial) end end
+  if kind_name == "job" then
+    return function(partial) return require("prisn.cli.jobs").complete_job_id(partial) end
+  end
   return function(partial, ctx) return M.live_names(kind_name, partial, ctx) end
 end
 
@@ -178,9 +179,12 @@ function M.complete_namespace(partial)
   end
   add("default")
   pcall(function()
+    local contexts, homes = require("prisn.contexts"), require("prisn.home")
     for _, entry in pairs(contexts.load(homes.path()).contexts) do add(entry.namespace) end
   end)
   pcall(function()
+    local store = require("prisn.store")
+    local deployments, cronjobs = require("prisn.store.deployments"), require("prisn.store.cronjobs")
     local db = store.open(nil, { create = false })
     if not db then return end
     local ok = pcall(function()

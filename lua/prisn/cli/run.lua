@@ -14,6 +14,7 @@ local envfile = require("prisn.envfile")
 local home = require("prisn.home")
 local output = require("prisn.output")
 local sys = require("prisn.core.sys")
+local sandbox = require("prisn.core.sandbox")
 local workload = require("prisn.cli.workload")
 local exec_job = require("prisn.exec.job")
 local job_record = require("prisn.exec.job_record")
@@ -190,6 +191,10 @@ function M.handler(ctx)
   end
   local home_dir = home.ensure()
   group.protect_self()
+  -- This process is one short-lived thread: its sandbox's init can be the
+  -- clone itself instead of an exec of prisn (core/sandbox.c; it falls back
+  -- to the exec whenever another thread exists).
+  sandbox.init_in_place(true)
   -- run_here closes what it opens (state.db, the log, the workload's
   -- handles and cgroup): nothing is left for the Lua state's teardown.
   ctx.fast_exit = true

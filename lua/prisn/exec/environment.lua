@@ -7,22 +7,24 @@
 -- Only runs whose runner has a dependency manager (python, node) come here:
 -- prisn.exec.job loads this module when one does, so `prisn run` of a bash
 -- script does not pay for loading the detectors and installers.
+--
+-- The detectors (prisn.exec.deps), the environment cache and the installers
+-- are loaded when needed, not at the top: a script whose detection is cached
+-- (prisn.exec.deps.cache) and needs nothing, a python hello world, loads
+-- none of them (~0.7 ms of its start; tests/layers.lua lists these).
 local uv = require("luv")
 local errors = require("prisn.error")
 local fs = require("prisn.fs")
-local deps = require("prisn.exec.deps")
-local envcache = require("prisn.exec.envcache")
+local deps_cache = require("prisn.exec.deps.cache")
 local group = require("prisn.exec.group")
 local interpreter = require("prisn.exec.interpreter")
-local install_node = require("prisn.exec.install.node")
-local install_python = require("prisn.exec.install.python")
 local runners = require("prisn.exec.runners")
 
 local M = {}
 
 local INSTALLERS = {
-  python = install_python,
-  node = install_node,
+  python = "prisn.exec.install.python",
+  node = "prisn.exec.install.node",
 }
 
 local function set_of(list)
@@ -148,6 +150,30 @@ local function restricted_builder(opts, identity, npm)
   return { user = { uid = user.uid, gid = user.gid or user.uid }, keep = list }
 end
 
+--- What `opts.script` needs (prisn.exec.deps.detect), with the list
+-- normalized for the environment's key (found.normalized): from
+-- prisn.exec.deps.cache while nothing the detection read has changed,
+-- detected (and kept) otherwise. A restricted workload's detection, confined
+-- to its bundle, is never cached. Returns found or nil, message, code.
+function M.detect(opts, manager, identity, script_dir)
+  local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
+  local ctx = deps_context(os.getenv("HOME"), opts.cwd, identity, confine)
+  local key
+  if not confine and opts.home then
+    key = deps_cache.key({ manager, opts.script, identity.executable, identity.version, ctx.home })
+    local found = deps_cache.lookup(opts.home, key)
+    if found then return found end
+  end
+  local deps = require("prisn.exec.deps")
+  local consulted
+  if key then ctx, consulted = deps_cache.recording(ctx) end
+  local found, err, code = deps.detect(manager, opts.script, ctx)
+  if not found then return nil, err, code end
+  found.normalized = #found.dependencies > 0 and deps.normalize(manager, found.dependencies) or nil
+  if key then deps_cache.store(opts.home, key, consulted, found) end
+  return found
+end
+
 --- Resolves the environment of `launch` (prisn.exec.job.prepare's, for
 -- `runner` and `opts`): the real interpreter, the detected dependencies and
 -- the cached environment applied to the launch. Recorded through `rec`;
@@ -166,14 +192,13 @@ function M.resolve(opts, runner, launch, rec, fail)
   -- workload switched to another user must keep its prefix reachable.
   launch.base_interpreter = identity.real_executable or identity.executable
   if opts.script and not opts.no_deps then
-    local confine = opts.restricted and (opts.bundle_dir or script_dir) or nil
-    local found, derr, dcode = deps.detect(manager, opts.script,
-      deps_context(os.getenv("HOME"), opts.cwd, identity, confine))
+    local found, derr, dcode = M.detect(opts, manager, identity, script_dir)
     if not found then fail(dcode or "EDEPS", derr, "fix the dependency metadata, or run with --no-deps") end
     launch.deps_source = found.source
     rec.update({ deps_source = found.source })
     if #found.dependencies > 0 then
-      local list = deps.normalize(manager, found.dependencies)
+      local envcache = require("prisn.exec.envcache")
+      local list = found.normalized or require("prisn.exec.deps").normalize(manager, found.dependencies)
       local key_parts = { table.unpack(list) }
       for _, o in ipairs(found.options or {}) do key_parts[#key_parts + 1] = "option:" .. o end
       if found.requires_python then key_parts[#key_parts + 1] = "requires-python:" .. found.requires_python end
@@ -189,7 +214,14 @@ function M.resolve(opts, runner, launch, rec, fail)
         builder = restricted_builder(opts, identity, npm)
       end
       local where = found.source .. (found.file and found.file ~= opts.script and (" (" .. found.file .. ")") or "")
-      local progress = M.progress_printer(opts.show_progress, where)
+      local show = M.progress_printer(opts.show_progress, where)
+      local function progress(event, info)
+        -- A build, or the wait for another prisn's, takes seconds: the job
+        -- is on record first (a CLI run's creation waits for its start
+        -- otherwise, see prisn.exec.job_record).
+        if (event == "waiting" or event == "building") and rec.flush then rec.flush() end
+        show(event, info)
+      end
       local ok, env_dir, env_key = pcall(envcache.ensure, {
         builder = builder,
         cached_only = opts.restricted and not builder,
@@ -213,7 +245,7 @@ function M.resolve(opts, runner, launch, rec, fail)
       launch.env_key = env_key
       launch.env_dir = env_dir
       rec.update({ env_key = env_key })
-      INSTALLERS[manager].apply(env_dir, launch)
+      require(INSTALLERS[manager]).apply(env_dir, launch)
     end
   end
 end

@@ -190,6 +190,8 @@ function M.supervise(launch)
     session = true,
     -- A protected prisn (see protect_self) must not hand its -1000 down.
     oom_score_adj = M.protected and 0 or nil,
+    -- Called while the workload is set up, before its exec (prisn.core.proc).
+    gate = launch.gate,
   }
   local iso = launch.isolation
   local level = iso and iso.level or 0

@@ -25,9 +25,10 @@ local M = {}
 
 --- Works out what to launch. Returns a launch table: { runner, file, argv,
 -- env, cwd, env_key, deps_source, env_keys, script }. Raises prisn.errors.
--- `rec` records the job: rec.create(runner) as soon as the runner is known
--- (so a long environment build already shows in `prisn get jobs`),
--- rec.update(fields) as facts arrive, rec.fail_to_start(message).
+-- `rec` records the job: rec.create(runner) as soon as the runner is known,
+-- rec.flush() (when the recorder has it) before a long environment build, so
+-- the job shows in `prisn get jobs` meanwhile, rec.update(fields) as facts
+-- arrive, rec.fail_to_start(message).
 function M.prepare(opts, rec)
   local registry = runners.load({ home = opts.home })
   local runner, how_or_err, code, hint = runners.detect(registry, opts.script, { runner = opts.runner })
@@ -94,6 +95,18 @@ function M.execute(opts, rec, sinks)
   if rec.begin then rec.begin() end
   local log
   sinks = sinks or {}
+  -- A recorder that opens its store lazily (a local run's) opens it while
+  -- the workload is set up: nothing runs unless it opens (its error is
+  -- raised below), and the opening is off the start's critical path
+  -- (tests/bench/run-report.md).
+  local gate, gate_err
+  if rec.open then
+    gate = function()
+      local ok, err = pcall(rec.open)
+      gate_err = not ok and err or nil
+      return ok
+    end
+  end
   local outcome = group.supervise({
     isolation = M.isolation_context(opts, launch),
     file = launch.file,
@@ -105,6 +118,7 @@ function M.execute(opts, rec, sinks)
     limits = opts.limits or nil,
     name = "job-" .. rec.job.id,
     forward_signals = opts.forward_signals ~= false,
+    gate = gate,
     on_start = function(pid, proc)
       rec.start(pid)
       -- Opened once the workload runs (its output waits in the pipe until
@@ -122,6 +136,7 @@ function M.execute(opts, rec, sinks)
       disk_full = disk_full or M.says_disk_full(data)
     end,
   })
+  if gate_err then error(gate_err, 0) end
   if outcome.reason == "failed_to_start" then
     local message = outcome.message
     if outcome.code == "ENOENT" and outcome.stage == "exec" then message = launch.file .. ": not found" end

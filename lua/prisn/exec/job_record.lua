@@ -7,10 +7,15 @@
 -- A recorder is a table of functions:
 --   create(runner)        the job's record, made once the runner is known
 --   update(fields)        deps_source, env_key: facts prepare learns
+--   flush()               CLI recorders only: writes a record still waiting
+--                         for the start (before a slow environment build)
 --   start(pid)            the workload started
 --   finish(result)        its outcome ({ state, reason, exit_code, … })
 --   fail_to_start(msg)    it never started
 --   open_log()            the job's log writer (nil when it cannot be kept)
+--   open()                CLI recorders only: opens state.db now (else the
+--                         first write does; prisn.exec.job opens it while
+--                         the workload is set up)
 --   begin()               server jobs only: the start record, see M.begin_log
 --   close()
 -- with fields job (the record), log_path, log, and finished once it ended.
@@ -26,7 +31,8 @@ local events = require("prisn.store.events")
 
 local M = {}
 
--- Who runs a job from the CLI, for its events: "user:<login>".
+-- Who runs a job from the CLI, for its events: "user:<login>". Looked up
+-- when the first event is written (after the workload started, see rec.create).
 local function local_actor()
   local pw = uv.os_get_passwd()
   return "user:" .. (pw and pw.username or tostring(uv.getuid and uv.getuid() or "?"))
@@ -39,18 +45,28 @@ function M.finished_message(job)
     job.exit_code and (", exit " .. job.exit_code) or "")
 end
 
---- A recorder for a job run from the CLI: opens state.db (in opts.home) and
--- records a new job in opts.namespace once the runner is known (opts:
+--- A recorder for a job run from the CLI: opens state.db (in opts.home) when
+-- it is first needed and records a new job in opts.namespace once the runner
+-- is known (opts:
 -- script, args, env_keys, cwd as for prisn.exec.job.prepare). Each step is
 -- recorded with its event (job.created, job.started, job.finished, as the
 -- server's jobs have), in one transaction: `prisn events` shows local runs.
 -- Events name the script, never arguments or values (they may be secret).
 function M.new(opts)
-  local db = store.open(opts.home)
-  local rec = { db = db }
-  local actor = local_actor()
+  local rec = {}
+  local db
+  -- Raises the store's error (a database from a newer prisn, no space...).
+  function rec.open()
+    if not db then
+      db = store.open(opts.home)
+      rec.db = db
+    end
+    return db
+  end
+  local actor
   local function event(action, message, job)
     job = job or rec.job
+    actor = actor or local_actor()
     events.record(db, { namespace = job.namespace, actor = actor, action = action, object = "job/" .. job.id,
       message = message })
   end
@@ -66,7 +82,7 @@ function M.new(opts)
   end
   -- Runs fn in a transaction that first writes a pending create.
   local function with_pending(fn)
-    store.transaction(db, function()
+    store.transaction(rec.open(), function()
       write_pending()
       return fn()
     end)
@@ -86,17 +102,23 @@ function M.new(opts)
       created_at = clock.now_ms(),
     }
     rec.job = { id = id, namespace = opts.namespace, script = pending.script, runner = runner.name, state = "pending" }
-    -- A runner without a dependency manager starts within a millisecond:
-    -- its creation is written with its start, one commit instead of two
-    -- (tests/bench/run-report.md). One that may build an environment first
-    -- shows in `prisn get jobs` at once.
-    if (runner.deps or "none") ~= "none" then with_pending(function() end) end
+    -- A job that starts within milliseconds (no dependencies, or their
+    -- environment already built) has its creation, and what prepare learnt,
+    -- written with its start: one commit instead of up to four
+    -- (tests/bench/run-report.md). A slow start (an environment to build,
+    -- or another prisn's build to wait for) calls rec.flush first, so the
+    -- job shows in `prisn get jobs` while it waits.
     return rec.job
   end
-  -- Only the columns prepare learns along the way.
+  function rec.flush()
+    if pending then with_pending(function() end) end
+  end
+  -- Only the columns prepare learns along the way; a record not written
+  -- yet takes them with its creation.
   function rec.update(fields)
     if pending then
-      with_pending(function() jobs.record_prepared(db, rec.job.id, fields) end)
+      pending.deps_source = type(fields.deps_source) == "string" and fields.deps_source or pending.deps_source
+      pending.env_key = type(fields.env_key) == "string" and fields.env_key or pending.env_key
     else
       jobs.record_prepared(db, rec.job.id, fields)
     end
@@ -129,7 +151,7 @@ function M.new(opts)
     -- still written, as it would have been before the start.
     if pending then pcall(with_pending, function() end) end
     if rec.log then rec.log:close() end
-    db:close()
+    if db then db:close() end
   end
   return rec
 end
