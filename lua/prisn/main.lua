@@ -120,8 +120,11 @@ function M.run(argv)
     if not errors.is(err) then traceback = debug.traceback(nil, 2) end
     return err
   end, argv)
-  -- Nothing of luv's may outlive the Lua state (prisn.async.drain).
-  if package.loaded.luv then require("prisn.async").drain() end
+  -- Nothing of luv's may outlive the Lua state (prisn.async.drain). Asked
+  -- of luv's context in the registry, not of package.loaded: a script run by
+  -- `prisn lua` may unload modules (busted's insulation does), leaving the
+  -- loop alive and a close callback to run on the freed state.
+  if debug.getregistry().luv_context ~= nil then require("prisn.async").drain() end
   io.stdout:flush()
   -- A handler that closed everything it opened sets ctx.fast_exit: the
   -- binary then exits without tearing the Lua state down (core/main.c).

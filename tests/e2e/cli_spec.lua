@@ -30,6 +30,19 @@ describe("prisn CLI", function()
     end
   end)
 
+  it("exits cleanly from 'prisn lua' when the script unloads luv with handles open and closing", function()
+    -- busted's insulation drops the modules a spec file loaded from
+    -- package.loaded, luv's included, while its loop lives on: prisn's exit
+    -- drained only when package.loaded.luv was set, so the loop's finalizer
+    -- ran close callbacks on a freed state (SIGSEGV after a passing spec).
+    local code = "local uv = require('luv') for _ = 1, 50 do local t = uv.new_timer() "
+      .. "t:start(100000, 0, function() end) uv.new_pipe(false):close() end package.loaded.luv = nil"
+    for _ = 1, 3 do
+      local r = h.prisn({ "lua", "-e", code })
+      assert.equal(0, r.code, r.stderr)
+    end
+  end)
+
   it("prints help with commands, global flags and exit codes", function()
     for _, args in ipairs({ {}, { "help" }, { "--help" } }) do
       local r = h.prisn(args)
