@@ -200,14 +200,7 @@ end
 -- message, finished_at, and pid, started_at when it started) for job `id`
 -- unless the job has ended already. Returns the job as recorded.
 function M.apply_outcome(db, id, outcome)
-  local current = jobs.get_by_id(db, id)
-  if not current or (current.state ~= "queued" and current.state ~= "running") then return current end
-  if current.state == "queued" and outcome.started_at then
-    jobs.start(db, id, { pid = math.tointeger(outcome.pid), started_at = math.tointeger(outcome.started_at) })
-  end
-  return jobs.finish(db, id, { state = outcome.state, reason = outcome.reason,
-    exit_code = math.tointeger(outcome.exit_code), signal = outcome.signal, message = outcome.message,
-    finished_at = math.tointeger(outcome.finished_at) })
+  return jobs.settle(db, id, outcome)
 end
 
 -- The outcome a runner wrote at the end of job `job`'s log, decoded, or nil.
@@ -276,7 +269,7 @@ function Queue:apply_reports(reports)
     local f = r.fields
     if r.kind == "started" then
       local pid = math.tointeger(f.pid)
-      local job = jobs.start(db, r.id, { pid = pid, started_at = math.tointeger(f.started_at) })
+      local job = jobs.start(db, r.id, { pid = pid, started_at = math.tointeger(f.started_at) }, entry and entry.job)
       if entry then entry.job = job end
       self:event(job, "job.started", "pid " .. tostring(pid), nil, math.tointeger(f.started_at))
     elseif r.kind == "update" then

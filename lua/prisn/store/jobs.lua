@@ -20,6 +20,7 @@ local ids = require("prisn.ids")
 local json_value = require("prisn.output.value")
 local store = require("prisn.store")
 local job_specs = require("prisn.store.job_specs")
+local statements = require("prisn.store.statements")
 
 local M = {}
 
@@ -141,7 +142,7 @@ function M.create(db, fields)
   -- in the same millisecond with the same 12 random bits: take a fresh one.
   for attempt = 1, 5 do
     row.id = fields.id or ids.new()
-    local ok, message, code = db:run(INSERT, row)
+    local ok, message, code = statements.run(db, INSERT, row)
     if ok then return M.get_by_id(db, row.id) end
     if code ~= "SQLITE_CONSTRAINT" or fields.id or attempt == 5 then store.fail(message, code) end
   end
@@ -173,15 +174,23 @@ function M.record_prepared(db, id, fields)
 end
 
 --- Marks a pending job running. `info`: pid, started_at (default now).
--- Returns the job. Raises "not_found", or "conflict" when it is not pending.
-function M.start(db, id, info)
+-- Returns the job: read back, or, given `known` (the caller's copy of the
+-- job as it was), that copy with the start, which spares a read per job on
+-- the server's path. Raises "not_found", or "conflict" when it is not
+-- pending.
+function M.start(db, id, info, known)
   info = info or {}
   local pid, started_at = integer(info.pid, "pid", 2), integer(info.started_at, "started_at", 2)
-  local n = check(db:run("UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
+  started_at = started_at or clock.now_ms()
+  local n = check(statements.run(db, "UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued')",
-    { id = id, pid = pid, started_at = started_at or clock.now_ms() }))
+    { id = id, pid = pid, started_at = started_at }))
   if n == 0 then conflict(require_job(db, id), "start") end
-  return M.get_by_id(db, id)
+  if not known then return M.get_by_id(db, id) end
+  local job = {}
+  for k, v in pairs(known) do job[k] = v end
+  job.state, job.pid, job.started_at = "running", pid, started_at
+  return job
 end
 
 --- Records how a pending or running job ended. `result`: state ("succeeded"
@@ -198,12 +207,38 @@ function M.finish(db, id, result)
   end
   local exit_code = integer(result.exit_code, "exit_code", 2)
   local finished_at = integer(result.finished_at, "finished_at", 2)
-  local n = check(db:run("UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
+  local n = check(statements.run(db, "UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
     .. "signal = :signal, message = :message, finished_at = :finished_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued', 'running')",
     { id = id, state = result.state, reason = result.reason, exit_code = exit_code,
       signal = result.signal, message = result.message, finished_at = finished_at or clock.now_ms() }))
   if n == 0 then conflict(require_job(db, id), "finish") end
+  return M.get_by_id(db, id)
+end
+
+--- Records the outcome a job's runner reported (`outcome`: state, reason,
+-- exit_code, signal, message, finished_at (default now), and pid,
+-- started_at when it started) for job `id` unless the job has ended
+-- already, in one statement: a job still queued (its start was not
+-- recorded) gets the start too. Returns the job as recorded (the one that
+-- had ended already, untouched), nil when there is none. Raises on a bad
+-- state or reason.
+function M.settle(db, id, outcome)
+  if not FINAL_SET[outcome.state] then
+    error("jobs.settle: state must be succeeded or failed, got " .. tostring(outcome.state), 2)
+  end
+  if not REASON_SET[outcome.reason] then
+    error("jobs.settle: unknown reason '" .. tostring(outcome.reason) .. "'", 2)
+  end
+  local started_at = integer(outcome.started_at, "started_at", 2)
+  check(statements.run(db, "UPDATE jobs SET "
+    .. "pid = CASE WHEN state = 'queued' AND :started_at IS NOT NULL THEN :pid ELSE pid END, "
+    .. "started_at = CASE WHEN state = 'queued' AND :started_at IS NOT NULL THEN :started_at ELSE started_at END, "
+    .. "state = :state, reason = :reason, exit_code = :exit_code, signal = :signal, message = :message, "
+    .. "finished_at = :finished_at WHERE id = :id AND state IN ('queued', 'running')",
+    { id = id, pid = integer(outcome.pid, "pid", 2), started_at = started_at, state = outcome.state,
+      reason = outcome.reason, exit_code = integer(outcome.exit_code, "exit_code", 2), signal = outcome.signal,
+      message = outcome.message, finished_at = integer(outcome.finished_at, "finished_at", 2) or clock.now_ms() }))
   return M.get_by_id(db, id)
 end
 
@@ -292,7 +327,7 @@ end
 
 --- The job with exactly this id in any namespace, or nil.
 function M.get_by_id(db, id)
-  return from_row(check(db:first("SELECT * FROM jobs WHERE id = ?", id)))
+  return from_row(check(statements.first(db, "SELECT * FROM jobs WHERE id = ?", id)))
 end
 
 local SHOWN_WHEN_AMBIGUOUS = 5

@@ -114,6 +114,49 @@ describe("prisn.store.jobs", function()
     end)
   end)
 
+  describe("start with the caller's copy, and settle", function()
+    it("starts a job without reading it back: the caller's copy, with the start", function()
+      local job = make({ state = "queued", created_at = T })
+      local started = jobs.start(db, job.id, { pid = 4242, started_at = T + 5 }, job)
+      assert.equal("queued", job.state) -- the caller's copy is left as it was
+      assert.equal("running", started.state)
+      assert.same(jobs.get_by_id(db, job.id), started)
+    end)
+
+    it("records a runner's outcome in one statement, with the start of a job still queued", function()
+      local job = make({ state = "queued", created_at = T })
+      local final = jobs.settle(db, job.id, { state = "succeeded", reason = "exited", exit_code = 0,
+        finished_at = T + 50, pid = 77, started_at = T + 5 })
+      assert.same({ "succeeded", "exited", 0, 77, T + 5, T + 50 },
+        { final.state, final.reason, final.exit_code, final.pid, final.started_at, final.finished_at })
+      assert.same(jobs.get_by_id(db, job.id), final)
+    end)
+
+    it("keeps the recorded start of a running job, and fails one that never started", function()
+      local job = make({ state = "queued", created_at = T })
+      jobs.start(db, job.id, { pid = 10, started_at = T + 1 })
+      local final = jobs.settle(db, job.id, { state = "failed", reason = "killed", signal = "KILL",
+        exit_code = 137, pid = 99, started_at = T + 9 })
+      assert.same({ "failed", "killed", 10, T + 1, "KILL" },
+        { final.state, final.reason, final.pid, final.started_at, final.signal })
+      local other = make({ state = "queued" })
+      final = jobs.settle(db, other.id, { state = "failed", reason = "failed_to_start", message = "no bash" })
+      assert.same({ "failed", "no bash" }, { final.state, final.message })
+      assert.is_nil(final.started_at)
+      assert.equal("integer", math.type(final.finished_at))
+    end)
+
+    it("leaves a job that has ended as it is, and says nil for none", function()
+      local job = make({ state = "queued" })
+      jobs.finish(db, job.id, { state = "failed", reason = "deleted", finished_at = T })
+      local final = jobs.settle(db, job.id, { state = "succeeded", reason = "exited", exit_code = 0 })
+      assert.same({ "failed", "deleted", T }, { final.state, final.reason, final.finished_at })
+      assert.is_nil(jobs.settle(db, "000000000000", { state = "succeeded", reason = "exited" }))
+      assert.has_error(function() jobs.settle(db, job.id, { state = "running", reason = "exited" }) end,
+        "jobs.settle: state must be succeeded or failed, got running")
+    end)
+  end)
+
   describe("get", function()
     it("finds a job by its id or a unique prefix, in its namespace", function()
       local a = make({ id = id_at(T, 1) })

@@ -51,9 +51,10 @@ function Host:start()
   if not proc then return nil, err end
   self.proc = proc
   process.drain(proc.stdout, function(data)
-    self.buffer = self.buffer .. data
+    local lines
+    lines, self.buffer = protocol.split_lines(self.buffer .. data)
     local reports = {}
-    for line in self.buffer:gmatch("([^\n]*)\n") do
+    for _, line in ipairs(lines) do
       local kind, id, fields = protocol.parse_report(line)
       if kind and protocol.REPORTS[kind] then
         reports[#reports + 1] = { kind = kind, id = id, fields = fields }
@@ -63,7 +64,6 @@ function Host:start()
         self:answer(line)
       end
     end
-    self.buffer = self.buffer:match("[^\n]*$")
     if #reports > 0 and self.on_reports then self.on_reports(reports) end
   end)
   proc:on_exit(function(status)

@@ -23,6 +23,7 @@ local fs = require("prisn.fs")
 local sys = require("prisn.core.sys")
 local group = require("prisn.exec.group")
 local runners = require("prisn.exec.runners")
+local isolation = require("prisn.exec.isolation")
 local job_lock = require("prisn.exec.job_lock")
 local job_runner = require("prisn.exec.job_runner")
 local protocol = require("prisn.exec.job_host")
@@ -147,6 +148,9 @@ function M.main(home)
   -- requires) was loaded once, with this module. The built-in runners are
   -- checked once, here, rather than in every runner.
   runners.load({ home = home })
+  -- So is whether namespaces can be made here (a read of
+  -- /proc/self/status): the host's capabilities are its runners'.
+  isolation.probe()
   sys.ignore_children()
   -- A runner whose server is gone gets EPIPE, not death, and records its
   -- job itself.

@@ -80,6 +80,21 @@ function M.parse_assignment(line)
   return line:match("^(%S+) (.+)$")
 end
 
+--- The whole lines of `text` (without their "\n") and what follows the
+-- last one. Found with plain searches: a pattern anchored at the end
+-- (`[^\n]*$`) is tried from every position and backtracks over each line,
+-- which cost the server ~60 µs per report line.
+function M.split_lines(text)
+  local lines, at = {}, 1
+  while true do
+    local nl = text:find("\n", at, true)
+    if not nl then break end
+    lines[#lines + 1] = text:sub(at, nl - 1)
+    at = nl + 1
+  end
+  return lines, text:sub(at)
+end
+
 --- runner -> server: a report of `kind` on job `id`.
 function M.report_line(kind, id, fields)
   return kind .. " " .. id .. " " .. cjson.encode(fields) .. "\n"

@@ -24,6 +24,14 @@ describe("prisn.exec.job_host (the pipe protocol)", function()
     assert.same({ "06h1m9kbzd7n", "{}" }, { protocol.parse_assignment(line:sub(1, -2)) })
   end)
 
+  it("splits what the server read into whole lines and the start of the next", function()
+    local line = protocol.report_line("done", "06h1m9kbzd7n", { state = "succeeded" })
+    assert.same({ { line:sub(1, -2), "06h1m9kbzd7n 4321" }, "star" },
+      { protocol.split_lines(line .. "06h1m9kbzd7n 4321\nstar") })
+    assert.same({ {}, "partial" }, { protocol.split_lines("partial") })
+    assert.same({ { "", "a" }, "" }, { protocol.split_lines("\na\n") })
+  end)
+
   it("tells reports from answers on the one pipe the server reads", function()
     local line = protocol.report_line("started", "06h1m9kbzd7n", { pid = 4321 })
     local kind, id, fields = protocol.parse_report(line:sub(1, -2))
