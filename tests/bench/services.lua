@@ -262,7 +262,7 @@ end
 -- value of the environment variable `var`, turned into a service name by
 -- `name_of`. A new pid may not have exec'd yet (its cmdline is still its
 -- parent's), so a non-match is looked at again: on every scan for its first
--- 100 ms, then every 25 ms until it is 10 s old. (Only for 500 ms before: with
+-- 100 ms, then every 25 ms until it is 2 s old. (Only for 500 ms before: with
 -- the load average at 10, a round once counted 98 of 100 services for 120 s,
 -- presumably two forked children that exec'd after that.)
 
@@ -273,7 +273,7 @@ Scanner.__index = Scanner
 local function again(k, now)
   local age = now - k.first
   if age < 1e8 then return true end
-  return age < 1e10 and now - k.last >= 2.5e7
+  return age < 2e9 and now - k.last >= 2.5e7
 end
 
 -- The processes that exist when a scanner is made are not workloads (none
