@@ -280,24 +280,33 @@ end
 -- is started yet) and are never read: with the other sessions' processes
 -- on this machine, reading each of them again for its "first" 500 ms cost
 -- the bench more CPU than the daemons it measures.
+--
+-- Pids are reused: pid_max is 32768 here and the machine's sessions start
+-- about 800 processes a second, so a pid comes round again within a minute,
+-- inside a round. What is known of a pid is forgotten when a scan does not
+-- see it (its process is gone: the next one with that pid is new); before,
+-- a stale entry made the bench call an unrelated prisn-init a leftover
+-- workload and SIGKILL it.
 local function new_scanner(marker, var, name_of)
-  local known, old = {}, { no = true, first = uv.hrtime() - 1e11, last = 0 }
+  local known, seen, old = {}, {}, { no = true, first = uv.hrtime() - 1e11, last = 0 }
   local dir = uv.fs_opendir("/proc", nil, 2048)
   while true do
     local entries = dir:readdir()
     if not entries then break end
     for _, e in ipairs(entries) do
       local pid = tonumber(e.name)
-      if pid then known[pid] = old end
+      if pid then known[pid], seen[pid] = old, 0 end
     end
   end
   dir:closedir()
   return setmetatable({ marker = marker, pattern = "%z" .. var .. "=([^%z]*)", name_of = name_of or
-    function(v) return v end, known = known }, Scanner)
+    function(v) return v end, known = known, seen = seen, generation = 0 }, Scanner)
 end
 
 function Scanner:scan()
   local found, now = {}, uv.hrtime()
+  local generation, seen = self.generation + 1, self.seen
+  self.generation = generation
   local dir = uv.fs_opendir("/proc", nil, 2048)
   while true do
     local entries = dir:readdir()
@@ -306,6 +315,8 @@ function Scanner:scan()
       local pid = tonumber(e.name)
       if pid then
         local k = self.known[pid]
+        if seen[pid] ~= generation - 1 then k = nil end -- not there last time: a new process
+        seen[pid] = generation
         if k == nil or (k.no and again(k, now)) then
           local cmd = read("/proc/" .. pid .. "/cmdline")
           local first = k and k.first or now
