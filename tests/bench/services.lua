@@ -36,6 +36,12 @@
 --    process holding the ports; also shown apart). The per-service helper
 --    processes (descendants of the daemon that are not the workload:
 --    prisn-init with isolation 1) are summed apart, as Pss.
+-- 4. CPU time from the first request until all run, per service: the
+--    workloads', the daemon's (with its reaped children: prisn __prepare),
+--    the data plane's, the helpers', the clients' (`prisn deploy`, reaped by
+--    this process) and this process's own (its /proc scans); and (workload +
+--    overhead) / workload, which does not swing with the machine's load as
+--    the wall-clock start does (see cpu_before).
 --
 -- prisn variants: "prisn api" (POST .../deployments on the unix socket, one
 -- at a time on one keep-alive connection, bundle uploaded once before the
