@@ -10,6 +10,7 @@
 --   PRISN_BENCH_PYTHON=/usr/bin/python3   the workload's interpreter
 --   PRISN_BENCH_PM2=/path/to/pm2  (else pm2 on PATH, else /tmp/pm2-prefix/bin/pm2)
 --   PRISN_BENCH_KEEP=1            keep the temporary folder (server.log) at the end
+--   PRISN_BENCH_TMP=/tmp          where the temporary folder (the homes) is made
 --   PRISN_BENCH_SCAN_MS=3         /proc scan period while waiting for all to run
 --                                 (the kill -9 replacement is scanned every ms)
 --
@@ -99,7 +100,7 @@ local function ms_since(t0) return (uv.hrtime() - t0) / 1e6 end
 
 local tick = common.ticker(1)
 
-local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-svc-XXXXXX"))
+local tmp = assert(uv.fs_mkdtemp((os.getenv("PRISN_BENCH_TMP") or "/tmp") .. "/prisn-bench-svc-XXXXXX"))
 uv.fs_chmod(tmp, tonumber("755", 8))
 
 -- The environment of every tool: no PRISN_* of ours, and a PATH where
