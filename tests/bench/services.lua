@@ -10,6 +10,9 @@
 --   PRISN_BENCH_PYTHON=/usr/bin/python3   the workload's interpreter
 --   PRISN_BENCH_PM2=/path/to/pm2  (else pm2 on PATH, else /tmp/pm2-prefix/bin/pm2)
 --   PRISN_BENCH_KEEP=1            keep the temporary folder (server.log) at the end
+--   PRISN_BENCH_TMP=/tmp          where the temporary folder (the homes) is made
+--   PRISN_BENCH_SCAN_MS=3         /proc scan period while waiting for all to run
+--                                 (the kill -9 replacement is scanned every ms)
 --
 -- The workload: sleeper-RUNID.py (a name unique to the run: other sessions
 -- on the machine run app.py services of their own, and only our processes
@@ -34,6 +37,12 @@
 --    process holding the ports; also shown apart). The per-service helper
 --    processes (descendants of the daemon that are not the workload:
 --    prisn-init with isolation 1) are summed apart, as Pss.
+-- 4. CPU time from the first request until all run, per service: the
+--    workloads', the daemon's (with its reaped children: prisn __prepare),
+--    the data plane's, the helpers', the clients' (`prisn deploy`, reaped by
+--    this process) and this process's own (its /proc scans); and (workload +
+--    overhead) / workload, which does not swing with the machine's load as
+--    the wall-clock start does (see cpu_before).
 --
 -- prisn variants: "prisn api" (POST .../deployments on the unix socket, one
 -- at a time on one keep-alive connection, bundle uploaded once before the
@@ -67,6 +76,13 @@ local BIG = tonumber(arg[3]) or 1000
 local KILLS = tonumber(os.getenv("PRISN_BENCH_KILLS")) or 10
 local PYTHON = os.getenv("PRISN_BENCH_PYTHON") or "/usr/bin/python3"
 local PRISN = arg[-1] or uv.exepath()
+-- Every scan reads /proc (and the cmdline of each new process not yet
+-- matched: a prisn-init is read again on every scan for its first 500 ms).
+-- Scanned every ms, the bench spent 8-33 ms of CPU per service during a
+-- prisn start (2 ms during the direct spawns, which are over sooner), on
+-- the same 2 CPUs it measures; every 3 ms it is less (and see new_scanner),
+-- for a start time at most 3 ms late.
+local SCAN_MS = tonumber(os.getenv("PRISN_BENCH_SCAN_MS")) or 3
 local ONLY
 if os.getenv("PRISN_BENCH_TOOLS") then
   ONLY = {}
@@ -84,7 +100,7 @@ local function ms_since(t0) return (uv.hrtime() - t0) / 1e6 end
 
 local tick = common.ticker(1)
 
-local tmp = assert(uv.fs_mkdtemp("/tmp/prisn-bench-svc-XXXXXX"))
+local tmp = assert(uv.fs_mkdtemp((os.getenv("PRISN_BENCH_TMP") or "/tmp") .. "/prisn-bench-svc-XXXXXX"))
 uv.fs_chmod(tmp, tonumber("755", 8))
 
 -- The environment of every tool: no PRISN_* of ours, and a PATH where
@@ -182,24 +198,122 @@ local function descendants(root)
   return out
 end
 
+-- CPU time ----------------------------------------------------------------------
+--
+-- Wall-clock start times swing by x2 on a shared 2-CPU machine; the CPU each
+-- process spent during the start does not. On-CPU time from
+-- /proc/PID/schedstat (ns); what a process's reaped children spent (a
+-- `prisn __prepare`, the `prisn deploy` clients) from its stat's cutime and
+-- cstime (clock ticks, assumed 100 a second).
+
+local function sched_ms(pid)
+  local text = read("/proc/" .. pid .. "/schedstat")
+  return text and (tonumber(text:match("^(%d+)")) or 0) / 1e6 or 0
+end
+
+local function reaped_ms(pid)
+  local rest = (read("/proc/" .. pid .. "/stat") or ""):match("%) (.*)")
+  if not rest then return 0 end
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  return ((tonumber(f[14]) or 0) + (tonumber(f[15]) or 0)) * 10
+end
+
+local function self_ms()
+  local r = uv.getrusage()
+  return (r.utime.sec + r.stime.sec) * 1e3 + (r.utime.usec + r.stime.usec) / 1e3
+end
+
+-- What the CPU counters say before the clock starts (daemon `pid`, or nil).
+local function cpu_before(pid)
+  local s = { bench = self_ms(), clients = reaped_ms("self"), procs = {} }
+  if pid then
+    s.daemon, s.reaped = sched_ms(pid), reaped_ms(pid)
+    for _, kid in ipairs(descendants(pid)) do s.procs[kid] = sched_ms(kid) end
+  end
+  return s
+end
+
+-- CPU ms spent since `before`: workload (the `found` processes, all born
+-- in the window), daemon (with its reaped children), dataplane, helpers
+-- (the daemon's other descendants: prisn-init), clients (this process's
+-- reaped children: `prisn deploy`), bench (this process: the /proc scans,
+-- and the direct spawns).
+local function cpu_since(before, pid, found)
+  local r = { bench = self_ms() - before.bench, clients = reaped_ms("self") - before.clients, workload = 0,
+    daemon = 0, dataplane = 0, helpers = 0 }
+  local workloads = {}
+  for _, wpid in pairs(found or {}) do
+    workloads[wpid] = true
+    r.workload = r.workload + sched_ms(wpid)
+  end
+  if pid then
+    r.daemon = sched_ms(pid) - before.daemon + reaped_ms(pid) - before.reaped
+    local kids = descendants(pid)
+    local plane = dataplane_in(kids)
+    for _, kid in ipairs(kids) do
+      if not workloads[kid] then
+        local used = sched_ms(kid) - (before.procs[kid] or 0)
+        if kid == plane then r.dataplane = r.dataplane + used else r.helpers = r.helpers + used end
+      end
+    end
+  end
+  r.overhead = r.daemon + r.dataplane + r.helpers + r.clients
+  return r
+end
+
 -- The /proc scanner -------------------------------------------------------------
 --
 -- scan() -> { [service] = pid } of the workload processes alive now. A
 -- process is a workload when its cmdline holds `marker`; its service is the
 -- value of the environment variable `var`, turned into a service name by
 -- `name_of`. A new pid may not have exec'd yet (its cmdline is still its
--- parent's), so a non-match is looked at again for its first 500 ms.
+-- parent's), so a non-match is looked at again: on every scan for its first
+-- 100 ms, then every 25 ms until it is 2 s old. (Only for 500 ms before: with
+-- the load average at 10, a round once counted 98 of 100 services for 120 s,
+-- presumably two forked children that exec'd after that.)
 
 local Scanner = {}
 Scanner.__index = Scanner
 
+-- Whether to read a process that did not match (k) again at `now` (ns).
+local function again(k, now)
+  local age = now - k.first
+  if age < 1e8 then return true end
+  return age < 2e9 and now - k.last >= 2.5e7
+end
+
+-- The processes that exist when a scanner is made are not workloads (none
+-- is started yet) and are never read: with the other sessions' processes
+-- on this machine, reading each of them again for its "first" 500 ms cost
+-- the bench more CPU than the daemons it measures.
+--
+-- Pids are reused: pid_max is 32768 here and the machine's sessions start
+-- about 800 processes a second, so a pid comes round again within a minute,
+-- inside a round. What is known of a pid is forgotten when a scan does not
+-- see it (its process is gone: the next one with that pid is new); before,
+-- a stale entry made the bench call an unrelated prisn-init a leftover
+-- workload and SIGKILL it.
 local function new_scanner(marker, var, name_of)
+  local known, seen, old = {}, {}, { no = true, first = uv.hrtime() - 1e11, last = 0 }
+  local dir = uv.fs_opendir("/proc", nil, 2048)
+  while true do
+    local entries = dir:readdir()
+    if not entries then break end
+    for _, e in ipairs(entries) do
+      local pid = tonumber(e.name)
+      if pid then known[pid], seen[pid] = old, 0 end
+    end
+  end
+  dir:closedir()
   return setmetatable({ marker = marker, pattern = "%z" .. var .. "=([^%z]*)", name_of = name_of or
-    function(v) return v end, known = {} }, Scanner)
+    function(v) return v end, known = known, seen = seen, generation = 0 }, Scanner)
 end
 
 function Scanner:scan()
   local found, now = {}, uv.hrtime()
+  local generation, seen = self.generation + 1, self.seen
+  self.generation = generation
   local dir = uv.fs_opendir("/proc", nil, 2048)
   while true do
     local entries = dir:readdir()
@@ -208,14 +322,16 @@ function Scanner:scan()
       local pid = tonumber(e.name)
       if pid then
         local k = self.known[pid]
-        if k == nil or (k.no and now - k.first < 5e8) then
+        if seen[pid] ~= generation - 1 then k = nil end -- not there last time: a new process
+        seen[pid] = generation
+        if k == nil or (k.no and again(k, now)) then
           local cmd = read("/proc/" .. pid .. "/cmdline")
           local first = k and k.first or now
           if cmd and cmd:find(self.marker, 1, true) then
             local v = ("\0" .. (read("/proc/" .. pid .. "/environ") or "")):match(self.pattern)
-            k = v and { service = self.name_of(v) } or { no = true, first = first }
+            k = v and { service = self.name_of(v) } or { no = true, first = first, last = now }
           else
-            k = { no = true, first = first }
+            k = { no = true, first = first, last = now }
           end
           self.known[pid] = k
         end
@@ -242,13 +358,13 @@ local function living(found)
   return out
 end
 
--- Waits (scanning about every ms) until `want` services have a process;
+-- Waits (scanning every SCAN_MS) until `want` services have a process;
 -- returns ms from t0 (nil on timeout) and the last scan.
 function Scanner:wait_all(want, t0, seconds)
   local found
   local last, result = 0, false
   local ok = run_until(function()
-    if uv.hrtime() - last < 1e6 then return result end
+    if uv.hrtime() - last < SCAN_MS * 1e6 then return result end
     last = uv.hrtime()
     found = self:scan()
     result = count(found) >= want
@@ -556,10 +672,13 @@ local function one_round(tool, round)
   tool.start(round_dir)
   sleep_ms(500)
   r.idle_kb = tool.pid and rss_kb(tool.pid)
+  local before = cpu_before(tool.pid)
   local t0 = uv.hrtime()
   local requests_done, error_of = tool.create(SERVICES)
   local found
   r.start_ms, found = tool.scanner:wait_all(SERVICES, t0, 120)
+  r.cpu = cpu_since(before, tool.pid, found)
+  r.load = tonumber(sh("cut -d' ' -f1 /proc/loadavg"))
   run_until(function() return requests_done() end, 300)
   r.requests_ms = ms_since(t0)
   r.error = error_of()
@@ -787,6 +906,28 @@ local function report(tools, results, scale, skipped)
     ::continue::
   end
   put("  (kill -9: %d per round, different services, median over all rounds; start: from the first request)", KILLS)
+  put("\nCPU time from the first request until all run, ms per service (medians of the rounds; load average %s):",
+    (function()
+      local loads = {}
+      for _, t in ipairs(tools) do
+        for _, r in ipairs(results[t.name]) do loads[#loads + 1] = string.format("%.1f", r.load or 0 / 0) end
+      end
+      return table.concat(loads, " ")
+    end)())
+  put("  %-16s %9s %9s %9s %9s %9s %10s %9s  %s", "tool", "workload", "daemon", "dataplane", "helpers", "clients",
+    "overhead", "bench", "(workload + overhead) / workload")
+  for _, t in ipairs(tools) do
+    local function per(field)
+      local list = {}
+      for _, r in ipairs(results[t.name]) do
+        if r.cpu then list[#list + 1] = r.cpu[field] / SERVICES end
+      end
+      return median(list)
+    end
+    local w, o = per("workload"), per("overhead")
+    put("  %-16s %9.2f %9.2f %9.2f %9.2f %9.2f %10.2f %9.2f  x%.2f", t.name, w, per("daemon"), per("dataplane"),
+      per("helpers"), per("clients"), o, per("bench"), (w + o) / w)
+  end
   local base = med["prisn api"]
   if base then
     put("\nratios, prisn api / other (below 1: prisn is faster or smaller):")
