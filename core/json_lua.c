@@ -321,26 +321,18 @@ static void write_value(encoder *e, int idx, int depth) {
     }
 }
 
-/* json.encode(v, null, arrays [, depth]) -> text | nil: v as pretty JSON
- * ending in a newline, or nil when the careful path must do it (see the
- * top). null is the value written as null; arrays the set of tables marked
- * as arrays. With depth (0 to 99), v is written as a value nested that deep
- * (its inner lines indented for it) and without the final newline: a long
- * list can then be encoded item by item, each item's tables garbage as soon
- * as it is written (prisn.server.api.deployments). */
+/* json.encode(v, null, arrays) -> text | nil: v as pretty JSON ending in a
+ * newline, or nil when the careful path must do it (see the top). null is
+ * the value written as null; arrays the set of tables marked as arrays. */
 static int l_encode(lua_State *L) {
-    lua_Integer depth = luaL_optinteger(L, 4, 0);
-    luaL_argcheck(L, depth >= 0 && depth < MAX_DEPTH, 4, "depth out of range");
-    bool nested = !lua_isnoneornil(L, 4);
     lua_settop(L, 3);
     luaL_checktype(L, 3, LUA_TTABLE);
     buffer *b = lua_newuserdatauv(L, sizeof *b, 0); /* index 4 */
     memset(b, 0, sizeof *b);
     luaL_setmetatable(L, BUFFER_MT);
     encoder e = {L, 2, 3, b, false};
-    write_value(&e, 1, (int)depth);
-    if (!nested)
-        put(&e, "\n", 1);
+    write_value(&e, 1, 0);
+    put(&e, "\n", 1);
     lua_settop(L, 4);
     if (e.bail)
         lua_pushnil(L);

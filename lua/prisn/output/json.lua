@@ -106,22 +106,6 @@ function M.encode(v)
   return careful_encode(v)
 end
 
---- `v` as it is written nested `depth` levels deep in a document: its
--- inner lines indented for that depth, no final newline. A long list can
--- then be encoded item by item, each item's tables garbage as soon as it is
--- written (prisn.server.api.deployments). Raises as encode does.
-function M.encode_nested(v, depth)
-  local collation = os.setlocale(nil, "collate")
-  if collation == "C" or collation == "POSIX" then
-    local text = core_json.encode(v, cjson.null, value.marked_arrays, depth)
-    if text then return text end
-  end
-  value.check(v, true)
-  local out = {}
-  write(v, string.rep("  ", depth), out)
-  return table.concat(out)
-end
-
 -- Decoding. cjson turns `[]` into an empty Lua table, which encodes back
 -- as `{}`: an API's `"args": []` would become `"args": {}` on its way
 -- through the CLI. Empty arrays are marked before cjson sees them and

@@ -184,23 +184,6 @@ describe("prisn.output.json", function()
       assert.is_nil(fast(output.array({ deep })))
     end)
 
-    it("writes a value nested in a document as the whole document's encode does", function()
-      math.randomseed(18)
-      for _ = 1, 300 do
-        local items = {}
-        for i = 1, math.random(1, 4) do items[i] = random_value(3) end
-        local texts = {}
-        for i, item in ipairs(items) do texts[i] = json.encode_nested(item, 2) end
-        assert.equal(json.encode({ items = output.array(items) }),
-          '{\n  "items": [\n    ' .. table.concat(texts, ",\n    ") .. "\n  ]\n}\n")
-      end
-      -- What the fast path gives up on is written by the careful path, at its depth.
-      local odd = { s = "tab\there", list = { "é", output.array() } }
-      assert.equal(json.encode({ items = { odd } }),
-        '{\n  "items": [\n    ' .. json.encode_nested(odd, 2) .. "\n  ]\n}\n")
-      assert.has_error(function() json.encode_nested({ f = print }, 2) end, "output: value.f: cannot encode a function")
-    end)
-
     it("writes scalars and empty containers at the top", function()
       assert.equal("null\n", fast(nil))
       assert.equal("null\n", fast(output.null))
