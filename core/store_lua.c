@@ -39,7 +39,7 @@ typedef struct {
 } store_db;
 
 /* How many statements rows/first/run keep per database. Past it the table
- * starts over (the dropped ones are finalized by the collector): SQL built
+ * starts over (the dropped ones finalized then and there): SQL built
  * with values in its text cannot fill the memory, and the few dozen texts
  * the server runs again and again are kept again at their next use. */
 #define STORE_KEPT_MAX 64
@@ -359,10 +359,25 @@ static store_stmt *kept_stmt(lua_State *L) {
     return s;
 }
 
+/* Finalizes the kept statements of the table at the top that are not in
+ * use: their SQLite memory is outside the Lua heap, so the collector would
+ * not hurry to free them. */
+static void drop_kept(lua_State *L) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        store_stmt *s = luaL_testudata(L, -1, STORE_STMT_MT);
+        if (s != NULL && !s->busy)
+            stmt_finalize(s);
+        lua_pop(L, 1);
+    }
+}
+
 /* Keeps the statement at the top for the SQL at index 2 (replacing one
  * busy under the same text). */
 static void keep_stmt(lua_State *L, store_db *d, store_stmt *s) {
     if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE || d->kept >= STORE_KEPT_MAX) {
+        if (lua_istable(L, -1))
+            drop_kept(L);
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
