@@ -29,9 +29,9 @@
 
 typedef struct store_stmt store_stmt;
 
-/* User value 1: the path as given to open(), for messages and __tostring. */
-/* User value 2: the kept statements of rows/first/run, by SQL text (a
- * table, made on first use). */
+/* User value 1: the path as given to open(), for messages and __tostring;
+ * user value 2: the kept statements of rows/first/run by SQL text (a table,
+ * made on first use). */
 typedef struct {
     sqlite3 *db; /* NULL once closed */
     store_stmt *stmts;
