@@ -29,11 +29,20 @@
 
 typedef struct store_stmt store_stmt;
 
-/* User value 1: the path as given to open(), for messages and __tostring. */
+/* User value 1: the path as given to open(), for messages and __tostring;
+ * user value 2: the kept statements of rows/first/run by SQL text (a table,
+ * made on first use). */
 typedef struct {
     sqlite3 *db; /* NULL once closed */
     store_stmt *stmts;
+    int kept; /* entries in the kept statements' table */
 } store_db;
+
+/* How many statements rows/first/run keep per database. Past it the table
+ * starts over (the dropped ones finalized then and there): SQL built
+ * with values in its text cannot fill the memory, and the few dozen texts
+ * the server runs again and again are kept again at their next use. */
+#define STORE_KEPT_MAX 16
 
 /* User value 1: the owning database userdata. */
 struct store_stmt {
@@ -41,6 +50,8 @@ struct store_stmt {
     store_db *owner;    /* NULL once finalized */
     store_stmt *prev, *next;
     bool orphaned; /* finalized because its database was closed */
+    bool kept;     /* made by rows/first/run and kept for the same SQL */
+    bool busy;     /* kept, and in use by rows/first/run right now */
 };
 
 static store_db *check_db(lua_State *L, int idx) {
@@ -289,7 +300,7 @@ static int l_store_open(lua_State *L) {
     prisn_store_default_options(&opts);
     if (!lua_isnoneornil(L, 2))
         check_open_options(L, 2, &opts);
-    store_db *d = lua_newuserdatauv(L, sizeof *d, 1);
+    store_db *d = lua_newuserdatauv(L, sizeof *d, 2);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, STORE_DB_MT);
     lua_pushvalue(L, 1);
@@ -330,20 +341,93 @@ static int l_store_db_prepare(lua_State *L) {
     return stmt_new(L, 1, sql, len) == SQLITE_OK ? 1 : 3;
 }
 
-/* Shared by rows/first/run: prepares argument 2, binds arguments 3..top and
- * leaves the statement at the top. Returns SQLITE_OK or leaves a failure. */
+/* The kept statement for the SQL at index 2 of the database at index 1,
+ * pushed, or NULL (nothing pushed) when there is none free. */
+static store_stmt *kept_stmt(lua_State *L) {
+    if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    store_stmt *s = luaL_testudata(L, -1, STORE_STMT_MT);
+    if (s == NULL || s->stmt == NULL || s->busy) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return s;
+}
+
+/* Finalizes the kept statements of the table at the top that are not in
+ * use: their SQLite memory is outside the Lua heap, so the collector would
+ * not hurry to free them. */
+static void drop_kept(lua_State *L) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        store_stmt *s = luaL_testudata(L, -1, STORE_STMT_MT);
+        if (s != NULL && !s->busy)
+            stmt_finalize(s);
+        lua_pop(L, 1);
+    }
+}
+
+/* Keeps the statement at the top for the SQL at index 2 (replacing one
+ * busy under the same text). */
+static void keep_stmt(lua_State *L, store_db *d, store_stmt *s) {
+    if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE || d->kept >= STORE_KEPT_MAX) {
+        if (lua_istable(L, -1))
+            drop_kept(L);
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 2);
+        d->kept = 0;
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    d->kept++;
+    s->kept = true;
+}
+
+/* Done with a statement of rows/first/run: a kept one is reset (no read
+ * stays open, no bound copy stays held) for its next use, another
+ * finalized. */
+static void stmt_done(store_stmt *s) {
+    if (!s->kept || s->stmt == NULL) {
+        stmt_finalize(s);
+        return;
+    }
+    sqlite3_reset(s->stmt);
+    sqlite3_clear_bindings(s->stmt);
+    s->busy = false;
+}
+
+/* Shared by rows/first/run: prepares argument 2 (or takes the statement
+ * kept for it: preparing was about 20 of the 45 us a small query took,
+ * tests/bench/deployments-report.md), binds arguments 3..top and leaves the
+ * statement at the top. Returns SQLITE_OK or leaves a failure. */
 static int db_query(lua_State *L, store_stmt **out) {
-    check_db(L, 1);
+    store_db *d = check_db(L, 1);
     int top = lua_gettop(L);
     size_t len;
     const char *sql = luaL_checklstring(L, 2, &len);
-    int rc = stmt_new(L, 1, sql, len);
-    if (rc != SQLITE_OK)
-        return rc;
-    *out = lua_touserdata(L, -1);
-    if (top >= 3 && (rc = bind_args(L, *out, 3, top)) != SQLITE_OK) {
+    store_stmt *s = kept_stmt(L);
+    if (s == NULL) {
+        int rc = stmt_new(L, 1, sql, len);
+        if (rc != SQLITE_OK)
+            return rc;
+        s = lua_touserdata(L, -1);
+        keep_stmt(L, d, s);
+    }
+    s->busy = true;
+    *out = s;
+    int rc = SQLITE_OK;
+    if (top >= 3 && (rc = bind_args(L, s, 3, top)) != SQLITE_OK) {
         stmt_failure(L, top + 1, rc);
-        stmt_finalize(*out);
+        stmt_done(s);
     }
     return rc;
 }
@@ -363,13 +447,13 @@ static int l_store_db_rows(lua_State *L) {
             break;
         if (rc != SQLITE_ROW) {
             int results = stmt_failure(L, sidx, rc);
-            stmt_finalize(s);
+            stmt_done(s);
             return results;
         }
         push_row(L, s->stmt);
         lua_rawseti(L, -2, n);
     }
-    stmt_finalize(s);
+    stmt_done(s);
     return 1;
 }
 
@@ -388,7 +472,7 @@ static int l_store_db_first(lua_State *L) {
         lua_pushnil(L);
     else
         results = stmt_failure(L, sidx, rc);
-    stmt_finalize(s);
+    stmt_done(s);
     return results;
 }
 
@@ -405,11 +489,11 @@ static int l_store_db_run(lua_State *L) {
         ;
     if (rc != SQLITE_DONE) {
         int results = stmt_failure(L, sidx, rc);
-        stmt_finalize(s);
+        stmt_done(s);
         return results;
     }
-    stmt_finalize(s);
     lua_pushinteger(L, (lua_Integer)sqlite3_changes64(check_db(L, 1)->db));
+    stmt_done(s);
     return 1;
 }
 

@@ -27,6 +27,8 @@
 --    1,000 back to back (p50, p99, req/s) and the server's CPU per GET
 --    (utime + stime from /proc/PID/stat over that run: steadier than latency
 --    on a busy machine).
+--    The floor for that p99: GET /health (no auth, no lookup), 1,000 paced
+--    at 1,000/s on the same connection, just before.
 -- 2. GET .../deployments (all N), LISTS times: median ms, bytes, and the
 --    server's CPU per list.
 -- 3. Server RSS: 3 s after all N run (before any GET), and after each round;
@@ -223,15 +225,16 @@ end
 
 -- The measurements ------------------------------------------------------------
 
--- GETS requests for one deployment each: paced at 1,000/s or back to back.
-local function gets(s, paced)
+-- GETS requests for one deployment each (or for `path`): paced at 1,000/s
+-- or back to back.
+local function gets(s, paced, path)
   local lat, errors, i, inflight = {}, 0, 0, 0
   local start, cpu0 = uv.hrtime(), cpu_ms(s.pid)
   local function one()
     i = i + 1
     local sent = uv.hrtime()
     inflight = inflight + 1
-    s.conn:send("GET", DEPLOYMENTS .. "/" .. string.format("s%04d", math.random(N)), nil, function(status)
+    s.conn:send("GET", path or DEPLOYMENTS .. "/" .. string.format("s%04d", math.random(N)), nil, function(status)
       inflight = inflight - 1
       lat[#lat + 1] = ms_since(sent)
       if status ~= 200 then errors = errors + 1 end
@@ -267,6 +270,7 @@ end
 local function round(s, r)
   local res = {}
   gets(s, false) -- warm-up
+  res.health = gets(s, true, "/health")
   local perf = r == 1 and perf_start(s, "GET one")
   res.paced = gets(s, true)
   res.unpaced = gets(s, false)
@@ -292,6 +296,7 @@ local function report(servers)
   put("\nmachine: %d CPUs, %s, load %s", #uv.cpu_info(), sh("uname -r"), sh("cut -d' ' -f1-3 /proc/loadavg"))
   put("%d deployments per server, %d round(s); medians of the rounds, each round in brackets", N, ROUNDS)
   local rows = {
+    { "GET /health, paced 1,000/s: p99", function(r) return r.health.p99 end, "%.2f" },
     { "GET one, paced 1,000/s: p50 ms", function(r) return r.paced.p50 end, "%.2f" },
     { "GET one, paced 1,000/s: p99 ms", function(r) return r.paced.p99 end, "%.2f" },
     { "GET one, paced 1,000/s: max ms", function(r) return r.paced.max end, "%.1f" },

@@ -161,6 +161,39 @@ describe("prisn.core.store", function()
       assert.equal(2, db:changes())
     end)
 
+    it("keeps the statements of rows, first and run, and leaves nothing open or bound", function()
+      assert.is_true(db:exec("CREATE TABLE n(v INTEGER, s TEXT); INSERT INTO n VALUES (1, 'a'), (2, 'b'), (3, 'c')"))
+      local other = assert(store.open(dir .. "/state.db", { busy_timeout_ms = 0 }))
+      for round = 1, 3 do
+        -- The same texts again: new bindings each time, no rows left over.
+        assert.same({ { v = 2 }, { v = 3 } }, db:rows("SELECT v FROM n WHERE v > ? ORDER BY v", 1))
+        assert.same({ { v = 3 } }, db:rows("SELECT v FROM n WHERE v > ? ORDER BY v", 2))
+        assert.same({ v = 1 }, db:first("SELECT v FROM n WHERE v >= :min ORDER BY v", { min = 1 }))
+        assert.is_nil(db:first("SELECT v FROM n WHERE v >= :min ORDER BY v", { min = 9 }))
+        assert.equal(1, db:run("UPDATE n SET s = ? WHERE v = ?", "x" .. round, 1))
+        -- A kept statement stopped after its first row holds no read open:
+        -- another connection can still write and checkpoint.
+        assert.equal(1, other:run("UPDATE n SET s = 'o' WHERE v = 3"))
+        assert.equal(0, other:first("PRAGMA wal_checkpoint(TRUNCATE)").busy)
+        -- A failure leaves the kept statement usable.
+        assert.equal("SQLITE_MISMATCH", select(3, db:run("INSERT INTO n (rowid, v) VALUES (?, ?)", "x", 0)))
+        assert.equal(1, db:run("INSERT INTO n (rowid, v) VALUES (?, ?)", 10 + round, 0))
+      end
+      assert.equal("x3", db:first("SELECT s FROM n WHERE v = 1").s)
+      assert.equal(3, db:first("SELECT count(*) AS n FROM n WHERE v = 0").n)
+      -- Many texts: the keep starts over, every query still answers.
+      for i = 1, 200 do assert.equal(i, db:first("SELECT " .. i .. " AS v").v) end
+      assert.equal(2, #db:rows("SELECT v FROM n WHERE v > ? ORDER BY v", 1))
+      -- A bad value raises, and the text is still served afterwards.
+      assert.has_error(function() db:rows("SELECT v FROM n WHERE v > ?", print) end)
+      assert.equal(2, #db:rows("SELECT v FROM n WHERE v > ?", 1))
+      other:close()
+      -- Closing the database finalizes the kept statements with the rest.
+      assert.is_true(db:close())
+      assert.has_error(function() db:rows("SELECT v FROM n WHERE v > ?", 1) end)
+      db = assert(store.open(dir .. "/state.db"))
+    end)
+
     it("returns nil, message, code for bad SQL", function()
       for _, call in ipairs({ "exec", "prepare", "rows", "first", "run" }) do
         local ok, msg, code = db[call](db, "SELEC 1")

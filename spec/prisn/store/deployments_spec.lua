@@ -2,6 +2,7 @@
 -- for the list routes (the current revision and the instances of every
 -- deployment) agree with the per-deployment ones.
 local uv = require("luv")
+local cjson = require("cjson")
 local store = require("prisn.store")
 local deployments = require("prisn.store.deployments")
 local remove_tree = require("support").remove_tree
@@ -93,6 +94,19 @@ describe("prisn.store.deployments", function()
     assert.same({ script = "/srv/api-2.sh", args = { "x" } }, brief.api.spec)
     assert.same({ script = "/srv/a.sh" }, brief.web.spec)
     assert.equal("rolling_out", brief.api.state)
+    assert.is_nil(brief.api.listed)
+    -- One key; a field of an object field; values that are not strings.
+    assert.same({ script = "/srv/a.sh" }, deployments.current_revisions(db, "default", { "script" }).web.spec)
+    deployments.add_revision(db, "default", "web", { script = "/srv/w.sh", health = { kind = "http", path = "/up" },
+      grace = 5, no_deps = false, cpu = 0.5, memory = cjson.null }, "me")
+    brief = deployments.current_revisions(db, "default", { "health.kind", "health.path", "grace", "no_deps", "cpu",
+      "memory", "restart" })
+    assert.same({ health = { kind = "http", path = "/up" }, grace = 5, no_deps = false, cpu = 0.5 }, brief.web.spec)
+    assert.equal("integer", math.type(brief.web.spec.grace))
+    -- A spec that is not JSON gives {} (as revision() does), not an error.
+    assert(db:run("UPDATE revisions SET spec = 'not json' WHERE name = 'web'"))
+    assert.same({}, deployments.current_revisions(db, "default", { "script", "health.kind" }).web.spec)
+    assert.has_error(function() deployments.current_revisions(db, "default", { "a'b" }) end)
   end)
 
   it("leaves no read open after the lookups a GET makes (their statements are kept)", function()

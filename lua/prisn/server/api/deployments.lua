@@ -275,7 +275,7 @@ local function tls_public(server, d, detail)
 end
 
 -- The spec fields public() shows without `detail`.
-local LISTED_SPEC = { "entry", "script", "bundle", "health", "restart" }
+local LISTED_SPEC = { "entry", "script", "bundle", "health.kind", "health.path", "restart" }
 
 -- `known` (optional, for a list): { instances = rows, revision = row } read
 -- for many deployments at once (rows may be nil: none).
