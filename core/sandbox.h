@@ -118,7 +118,9 @@ void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_pa
  * single-threaded process only (a local `prisn run`): the init then holds a
  * copy-on-write snapshot of the process for the workload's life, which a
  * server must not pay per instance (tests/bench/spawn-report.md). Off by
- * default; the server never turns it on. */
+ * default; the server itself never turns it on. A server job's runner (one
+ * job, then it exits) does, for workloads that cannot read the copy
+ * (prisn.exec.job_runner.init_in_place_allowed). */
 void prisn_sandbox_set_init_in_place(bool on);
 
 /* The area of this process's command line (argv[0] .. the end of

@@ -104,6 +104,54 @@ describe("jobs through the server", function()
     end
   end)
 
+  -- A runner's memory holds what went through the job host before it was
+  -- forked: other jobs' -e values, of any namespace. Its sandbox's init may
+  -- be a copy of it (the init in place) only where the workload cannot read
+  -- that copy: the default unprivileged workload user. A workload that stays
+  -- root gets an exec'd init (prisn.exec.job_runner.init_in_place_allowed).
+  it("a workload cannot read another job's -e value in its pid 1's memory, root or not", function()
+    if uv.getuid() ~= 0 then return pending("needs root (the workload user is switched only by a root server)") end
+    if not require("prisn.exec.isolation").probe().ok then return pending("no namespaces here") end
+    -- Prints pid 1's command line, then whether the marker (given reversed,
+    -- so the job's own spec does not hold it) is anywhere in its memory.
+    write(dir .. "/scan.py", "import os\nmark = os.environ['MARK_REV'][::-1].encode()\n"
+      .. "print(open('/proc/1/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip())\n"
+      .. "try:\n    mem = open('/proc/1/mem', 'rb', 0)\nexcept OSError:\n    print('denied')\n    raise SystemExit\n"
+      .. "found = False\nfor line in open('/proc/1/maps'):\n    f = line.split()\n"
+      .. "    a, b = (int(x, 16) for x in f[0].split('-'))\n    if 'r' not in f[1]:\n        continue\n"
+      .. "    try:\n        mem.seek(a)\n"
+      .. "        found = found or mark in mem.read(b - a)\n    except OSError:\n        pass\n"
+      .. "print('found' if found else 'not found')\n")
+    write(dir .. "/other.sh", "true\n")
+    assert(uv.fs_chmod(dir, tonumber("755", 8)))
+    assert(uv.fs_chmod(dir .. "/scan.py", tonumber("755", 8)))
+    local function scan()
+      local mark = "leak-" .. string.format("%08x", math.random(0, 0x7fffffff))
+      local other = prisn({ "run", "-d", "--isolation", "1", "-n", "other", "-e", "TOKEN=" .. mark,
+        dir .. "/other.sh" })
+      assert.equal(0, other.code, other.stderr)
+      local oid = other.stdout:match("^(%w+)")
+      assert.is_true(wait_for(function()
+        return prisn({ "get", "job", oid, "-n", "other", "-o", "json" }).stdout:find('"succeeded"', 1, true) ~= nil
+      end))
+      local r = prisn({ "run", "-d", "--isolation", "1", "-e", "MARK_REV=" .. mark:reverse(), dir .. "/scan.py" })
+      assert.equal(0, r.code, r.stderr)
+      local follow = prisn({ "logs", "-f", "job/" .. r.stdout:match("^(%w+)") })
+      assert.equal(0, follow.code, follow.stderr)
+      assert.equal("", follow.stderr)
+      return follow.stdout
+    end
+    -- Root: pid 1 is prisn exec'd in init mode, which holds nothing of the
+    -- runner's (an init in place would: the marker is found there then).
+    start_server({ PRISN_WORKLOAD_USER = "0:0" })
+    assert.matches("^prisn%-init __sandbox%-init [%d ]+\nnot found\n$", scan())
+    h.stop_server(env)
+    -- Unprivileged (the default): the init in place, whose memory the
+    -- workload cannot open.
+    start_server({ PRISN_WORKLOAD_USER = "" })
+    assert.equal("prisn-init\ndenied\n", scan())
+  end)
+
   -- The jobs below write host pids into the test's directory (0700, root's):
   -- level 0, as the server's own user. Level 1 jobs: tests/e2e/isolation_spec.lua.
   it("stops a running job that is deleted, and removes a finished one", function()

@@ -9,7 +9,9 @@
 -- server when it can and in state.db itself when it cannot. A job runs at
 -- most once: a runner that finds the job started before (its log says so)
 -- records what the earlier runner logged instead of running it again.
+local uv = require("luv")
 local cjson = require("cjson")
+local sandbox = require("prisn.core.sandbox")
 local errors = require("prisn.error")
 local store = require("prisn.store")
 local jobs = require("prisn.store.jobs")
@@ -54,6 +56,32 @@ local function job_env(home, job, spec, db)
   return env
 end
 
+--- Whether a server job's sandbox init may run in the runner's own clone
+-- (prisn.core.sandbox.init_in_place) instead of an exec of prisn's binary,
+-- for a workload that runs as `user` ({ uid, gid }, nil: the runner's own
+-- user; see prisn.exec.job.server_workload_user).
+--
+-- The init in place keeps a copy-on-write image of the runner for the job's
+-- life, and the runner's memory is not the job's alone: it is a fork of the
+-- job host, whose heap keeps, freed but not cleared, the assignment lines of
+-- earlier jobs of every namespace (their -e values), and the key of the
+-- runners' lock names; a runner whose job names secrets adds the keyring
+-- (the key to every namespace's secrets). Clearing all that reliably is out
+-- of reach (the allocator's free lists, Lua's interned strings), so the copy
+-- is kept only where the workload cannot read it. The init in place is not
+-- dumpable (core/sandbox.c): only a process with CAP_SYS_PTRACE over the
+-- runner's user namespace may read its memory (/proc/1/mem, ptrace,
+-- process_vm_readv). A root runner's workload switched to another uid than
+-- 0 loses its capabilities and, with no_new_privs (every sandboxed level),
+-- cannot regain them; a workload in a user namespace of its own (a server
+-- that is not root) holds capabilities in that namespace only. A workload
+-- that stays root (PRISN_WORKLOAD_USER=0:0) could read it: its init is
+-- exec'd, as before. `probe` (for specs): prisn.exec.isolation.probe.
+function M.init_in_place_allowed(user, uid, probe)
+  if (uid or uv.getuid()) == 0 then return user ~= nil and user.uid ~= 0 end
+  return (probe or isolation.probe)().user_ns == true
+end
+
 -- Runs a server job (`job` = { id, namespace, log_path }, its `spec`) with
 -- recorder `rec`; `db` as for job_env. A failure to start is recorded
 -- through `rec`.
@@ -61,6 +89,7 @@ local function run_spec(home, job, spec, rec, db)
   local ok, err = pcall(function()
     local env = job_env(home, job, spec, db)
     local user = exec_job.server_workload_user(spec.isolation)
+    sandbox.init_in_place(M.init_in_place_allowed(user))
     local path = workspace.make(home, job.id, spec, user)
     local run_ok, run_err = pcall(exec_job.execute, {
       home = home, namespace = job.namespace, script = spec.script, args = spec.args or {},
