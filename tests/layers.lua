@@ -73,6 +73,11 @@ M.LAZY_ALLOWED = {
   ["prisn.output -> prisn.output.text"] = true,
   ["prisn.output -> prisn.output.json"] = true,
   ["prisn.output -> prisn.output.yaml"] = true,
+  -- A run whose environment is cached only applies it (M.apply); the
+  -- resolution cache, the venv template and the wheel cache serve a build.
+  ["prisn.exec.install.python -> prisn.exec.install.resolution"] = true,
+  ["prisn.exec.install.python -> prisn.exec.install.venv"] = true,
+  ["prisn.exec.install.python -> prisn.exec.install.wheelcache"] = true,
 }
 
 local RANK = {}
