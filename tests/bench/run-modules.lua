@@ -6,14 +6,22 @@
 -- run it with two binaries to compare their embedded Lua:
 --
 --   /tmp/base/build/prisn lua tests/bench/run-modules.lua 200
---   build/prisn lua tests/bench/run-modules.lua 200
+--   build/prisn lua tests/bench/run-modules.lua 200 python
 --
+-- "python" adds what a python script whose environment is cached loads on
+-- top (the detection cache, the environment cache, the installer's apply).
 -- (tests/bench/run-report.md, third pass.)
 local ROUNDS = tonumber(arg[1]) or 200
 
 -- What a local `prisn run -q hello.sh` requires, by its entry points.
 local ROOTS = { "prisn.main", "prisn.cli", "prisn.cli.parse", "prisn.cli.commands.run", "prisn.output",
   "prisn.cli.run", "prisn.exec.runners" }
+if arg[2] == "python" then
+  for _, name in ipairs({ "prisn.exec.environment", "prisn.exec.deps.cache", "prisn.exec.envcache",
+    "prisn.exec.install.python" }) do
+    ROOTS[#ROOTS + 1] = name
+  end
+end
 for _, name in ipairs({ "bash", "bun", "deno", "lua", "node", "perl", "php", "python3", "ruby", "sh" }) do
   ROOTS[#ROOTS + 1] = "prisn.runners." .. name
 end
