@@ -9,8 +9,7 @@
 --   update(fields)        deps_source, env_key: facts prepare learns
 --   flush()               CLI recorders only: writes a record still waiting
 --                         for the start (before a slow environment build)
---   start(pid)            the workload started (a CLI recorder writes it
---                         M.START_DELAY_MS later, or with the finish)
+--   start(pid)            the workload started
 --   finish(result)        its outcome ({ state, reason, exit_code, … })
 --   fail_to_start(msg)    it never started
 --   open_log()            the job's log writer (nil when it cannot be kept)
@@ -31,13 +30,6 @@ local jobs = require("prisn.store.jobs")
 local events = require("prisn.store.events")
 
 local M = {}
-
--- How long a local run's start waits to be written. A job that ends sooner
--- has its creation, start and finish written in one transaction instead of
--- two (~0.5 ms of CPU and half the WAL frames of a run,
--- tests/bench/run-report.md); a longer one shows as running once this has
--- passed. The start keeps its own time (started_at, the event's time).
-M.START_DELAY_MS = 50
 
 -- Who runs a job from the CLI, for its events: "user:<login>". Looked up
 -- when the first event is written (after the workload started, see rec.create).
@@ -72,11 +64,11 @@ function M.new(opts)
     return db
   end
   local actor
-  local function event(action, message, job, time)
+  local function event(action, message, job)
     job = job or rec.job
     actor = actor or local_actor()
     events.record(db, { namespace = job.namespace, actor = actor, action = action, object = "job/" .. job.id,
-      message = message, time = time })
+      message = message })
   end
   -- The job's row and its job.created event, when they wait to be written
   -- with the start (see rec.create).
@@ -86,7 +78,7 @@ function M.new(opts)
     local fields = pending
     pending = nil
     rec.job = jobs.create(db, fields)
-    event("job.created", "run locally: " .. rec.job.script, nil, fields.created_at)
+    event("job.created", "run locally: " .. rec.job.script)
   end
   -- Runs fn in a transaction that first writes a pending create.
   local function with_pending(fn)
@@ -131,38 +123,16 @@ function M.new(opts)
       jobs.record_prepared(db, rec.job.id, fields)
     end
   end
-  -- The start not written yet ({ pid, started_at }), and its timer.
-  local started, start_timer
-  local function stop_timer()
-    if start_timer and not start_timer:is_closing() then start_timer:close() end
-    start_timer = nil
-  end
-  -- Inside a transaction: the start, when it waits to be written.
-  local function write_start()
-    if not started then return end
-    jobs.start(db, rec.job.id, started)
-    event("job.started", "pid " .. tostring(math.tointeger(started.pid) or started.pid), nil, started.started_at)
-  end
-  -- Writes the start now, in a transaction of its own.
-  local function flush_start()
-    stop_timer()
-    if not started then return end
-    with_pending(write_start)
-    started = nil
-  end
   function rec.start(pid)
-    started = { pid = pid, started_at = clock.now_ms() }
-    start_timer = uv.new_timer()
-    -- A write that fails here is tried again with the finish, which raises.
-    start_timer:start(M.START_DELAY_MS, 0, function() pcall(flush_start) end)
+    with_pending(function()
+      jobs.start(db, rec.job.id, { pid = pid })
+      event("job.started", "pid " .. tostring(math.tointeger(pid) or pid))
+    end)
   end
   function rec.finish(result)
-    stop_timer()
     with_pending(function()
-      write_start()
       event("job.finished", M.finished_message(jobs.finish(db, rec.job.id, result)))
     end)
-    started = nil
   end
   function rec.fail_to_start(message)
     with_pending(function()
@@ -177,15 +147,9 @@ function M.new(opts)
     return w
   end
   function rec.close()
-    -- A create nothing followed (a bug between prepare and the start), or
-    -- a start no finish followed (an error while the workload ran), is
-    -- still written, as it would have been at once.
-    if started then
-      pcall(flush_start)
-    elseif pending then
-      pcall(with_pending, function() end)
-    end
-    stop_timer()
+    -- A create nothing followed (a bug between prepare and the start) is
+    -- still written, as it would have been before the start.
+    if pending then pcall(with_pending, function() end) end
     if rec.log then rec.log:close() end
     if db then db:close() end
   end

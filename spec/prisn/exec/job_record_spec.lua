@@ -66,16 +66,6 @@ describe("prisn.exec.job_record", function()
     return row, actions
   end
 
-  -- Runs luv's loop for `ms` milliseconds (the recorder's start timer).
-  local function wait(ms)
-    local timer, done = uv.new_timer(), false
-    timer:start(ms, 0, function()
-      done = true
-      timer:close()
-    end)
-    while not done do uv.run("once") end
-  end
-
   it("writes a CLI run's creation and what prepare learnt with its start, in one commit", function()
     local rec = job_record.new({ home = home, namespace = "default", script = "/x/a.py", args = {},
       env_keys = {}, cwd = "/x" })
@@ -84,38 +74,12 @@ describe("prisn.exec.job_record", function()
     rec.update({ env_key = "0123456789abcdef" })
     assert.is_nil((written(job.id)))
     rec.start(4321)
-    -- The start waits START_DELAY_MS to be written, with the creation.
-    assert.is_nil((written(job.id)))
-    wait(job_record.START_DELAY_MS + 30)
     local row, actions = written(job.id)
     assert.same({ "running", 4321, "pep723", "0123456789abcdef" }, { row.state, row.pid, row.deps_source, row.env_key })
     assert.same({ "job.created", "job.started" }, actions)
     rec.finish({ state = "succeeded", reason = "exited", exit_code = 0 })
     rec.close()
     assert.equal("succeeded", (written(job.id)).state)
-  end)
-
-  it("writes a CLI run that ends within START_DELAY_MS in one commit, with its start's own time", function()
-    local rec = job_record.new({ home = home, namespace = "default", script = "/x/a.sh", args = {},
-      env_keys = {}, cwd = "/x" })
-    local job = rec.create({ name = "bash" })
-    local before = require("prisn.clock").now_ms()
-    rec.start(4321)
-    wait(5)
-    assert.is_nil((written(job.id)))
-    rec.finish({ state = "succeeded", reason = "exited", exit_code = 0 })
-    wait(job_record.START_DELAY_MS + 30) -- the timer is gone: nothing written twice
-    rec.close()
-    local db = store.open(home)
-    local row = jobs.get_by_id(db, job.id)
-    local list = require("prisn.store.events").list(db, { object = "job/" .. job.id, order = "asc" })
-    db:close()
-    assert.same({ "succeeded", 4321 }, { row.state, row.pid })
-    assert.same({ "job.created", "job.started", "job.finished" }, { list[1].action, list[2].action, list[3].action })
-    -- The start's event has the start's time, not the time it was written.
-    assert.equal(row.started_at, list[2].time)
-    assert.is_true(list[1].time <= list[2].time and list[2].time <= list[3].time)
-    assert.is_true(row.started_at >= before)
   end)
 
   it("writes a CLI run's record at once when it is flushed (before an environment build)", function()
@@ -171,8 +135,7 @@ describe("prisn.exec.job_record", function()
       args = {}, env_keys = {}, cwd = "/x" })
     bad.create({ name = "bash" })
     assert.has_error(function() bad.open() end)
-    bad.start(1)
-    assert.has_error(function() bad.finish({ state = "succeeded", reason = "exited", exit_code = 0 }) end)
+    assert.has_error(function() bad.start(1) end)
     bad.close()
   end)
 
