@@ -65,6 +65,19 @@ M.LAZY_ALLOWED = {
   -- world) loads neither the detectors nor the environment cache (~0.7 ms).
   ["prisn.exec.environment -> prisn.exec.deps"] = true,
   ["prisn.exec.environment -> prisn.exec.envcache"] = true,
+  -- `prisn run` declares its flags with prisn.cli.workload; only an upload
+  -- (--detach, a remote context, deploy, cron) packs a bundle (~0.15 ms).
+  ["prisn.cli.workload -> prisn.bundle"] = true,
+  -- Every command makes a writer; a formatter is loaded when something is
+  -- rendered in its format (a quiet run renders nothing: ~0.1 ms).
+  ["prisn.output -> prisn.output.text"] = true,
+  ["prisn.output -> prisn.output.json"] = true,
+  ["prisn.output -> prisn.output.yaml"] = true,
+  -- A run whose environment is cached only applies it (M.apply); the
+  -- resolution cache, the venv template and the wheel cache serve a build.
+  ["prisn.exec.install.python -> prisn.exec.install.resolution"] = true,
+  ["prisn.exec.install.python -> prisn.exec.install.venv"] = true,
+  ["prisn.exec.install.python -> prisn.exec.install.wheelcache"] = true,
 }
 
 local RANK = {}

@@ -313,4 +313,23 @@ describe("prisn run", function()
     for i, ev in ipairs(list) do actions[i] = ev.action end
     assert.same({ "job.created", "job.started", "job.finished" }, actions)
   end)
+
+  it("shows a local run as running while it runs, then its end", function()
+    write(dir .. "/slow.sh", "sleep 1\necho slept\n")
+    local list = {}
+    for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+    local code, pid, handle
+    handle, pid = uv.spawn(h.bin, { args = { "run", "-q", dir .. "/slow.sh" }, env = list },
+      function(c) code = c; handle:close() end)
+    assert(handle, pid)
+    local running = h.wait_for(function()
+      local job = h.jobs(env)[1]
+      return job ~= nil and job.script == dir .. "/slow.sh" and job.state == "running"
+    end, 5000)
+    if not h.wait_for(function() return code ~= nil end, 15000) then uv.kill(pid, "sigkill") end
+    assert.is_true(running, "the job never showed as running")
+    assert.equal(0, code)
+    local job = h.jobs(env)[1]
+    assert.same({ dir .. "/slow.sh", "succeeded", 0 }, { job.script, job.state, job.exit_code })
+  end)
 end)

@@ -16,9 +16,6 @@
 --   output.render({ { name = "backup", state = "running" } }, "text")
 --   --> "NAME     STATE\nbackup   running\n"
 local value = require("prisn.output.value")
-local text = require("prisn.output.text")
-local json = require("prisn.output.json")
-local yaml = require("prisn.output.yaml")
 
 local M = {}
 
@@ -32,10 +29,14 @@ M.array = value.array
 --- The formats `render` accepts, in the order help lists them.
 M.FORMATS = { "text", "json", "yaml" }
 
+-- Each format's module is loaded when something is first rendered in it:
+-- every command makes a writer, and one that prints nothing (a quiet
+-- `prisn run`) or prints in one format need not load all three (~0.1 ms of
+-- a start, tests/bench/run-report.md).
 local renderers = {
-  text = function(v, opts) return text.render(v, opts) end,
-  json = function(v) return json.encode(v) end,
-  yaml = function(v) return yaml.encode(v) end,
+  text = function(v, opts) return require("prisn.output.text").render(v, opts) end,
+  json = function(v) return require("prisn.output.json").encode(v) end,
+  yaml = function(v) return require("prisn.output.yaml").encode(v) end,
 }
 
 --- Renders `v` in `format` ("text", "json" or "yaml"; text by default) as a
