@@ -49,4 +49,21 @@ describe("prisn.exec.proctree", function()
     child:wait()
     child:close()
   end)
+
+  it("writes into the table it is given, and forgets a walk's pids before the next", function()
+    local p = assert(proc.spawn({ file = "/bin/sh", argv = { "sh", "-c", "sleep 5 & wait" },
+      env = { "PATH=/usr/bin:/bin" }, stdin = "null", stdout = "null", stderr = "null", session = true }))
+    local pid = p:pid()
+    require("luv").sleep(50)
+    local out = {}
+    local first = proctree.usage(pid)
+    assert.equal(out, proctree.usage(pid, out))
+    assert.equal(first.memory_current, out.memory_current)
+    -- The same tree again: the child is counted again (not taken as seen).
+    assert.equal(first.memory_current, proctree.usage(pid, out).memory_current)
+    p:kill("KILL", { group = true })
+    p:wait()
+    p:close()
+    assert.is_nil(proctree.usage(pid, out))
+  end)
 end)

@@ -16,11 +16,12 @@ local M = {}
 M.AUTOSCALE_INTERVAL_MS = 15000
 
 --- CPU time and memory of an instance: from its cgroup when it has one,
--- else from its process tree. { cpu_usage_us, memory_current } or nil.
-function M.usage(inst)
+-- else from its process tree. { cpu_usage_us, memory_current } or nil; a
+-- process tree's figures go into `out` when given (the usage sweep's).
+function M.usage(inst, out)
   local cg = inst.limiter and inst.limiter.cgroup
   if cg then return cg:stats() end
-  if inst.pid then return proctree.usage(inst.pid) end
+  if inst.pid then return proctree.usage(inst.pid, out) end
   return nil
 end
 

@@ -23,9 +23,11 @@ M.SLICE = 8              -- instances per tick (about 0.5 ms of /proc reads)
 -- memory_current }, nil when it has nothing to read. The table is reused:
 -- a new one per sample would survive long enough to turn old in the
 -- generational collector, and old garbage waits for a major collection
--- (the heap grew by about 7 MB with 1,000 instances before it came).
+-- (the heap grew by about 7 MB with 1,000 instances before it came); a
+-- process tree's figures are read into `scratch`, for the same reason.
+local scratch = {}
 local function take(inst, now_ms)
-  local st = autoscale.usage(inst)
+  local st = autoscale.usage(inst, scratch)
   if not st then
     inst.usage_sample = nil
     return nil
