@@ -504,7 +504,103 @@ static int l_sys_reap(lua_State *L) {
     return 1;
 }
 
+/* The integers of a small /proc file, parsed in place: a usage sample reads
+ * three per process, every few milliseconds, and through io.open each cost
+ * a FILE, its 4 kB buffer and a string to parse (about 20 us apiece on a
+ * loaded machine, tests/bench/deployments-report.md). */
+#define PROC_NUMBERS_MAX 16384
+
+/* Stores in out[first], out[first + 1], ... every whitespace-separated word
+ * of text that is an integer (an optional '-', digits); other words are
+ * skipped. Returns how many were stored. */
+static lua_Integer store_numbers(lua_State *L, int out, lua_Integer first, const char *p, const char *end) {
+    lua_Integer n = 0;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
+            p++;
+        const char *word = p;
+        while (p < end && *p != ' ' && *p != '\n' && *p != '\t')
+            p++;
+        const char *d = word + (word < p && *word == '-');
+        lua_Integer v = 0;
+        const char *q = d;
+        while (q < p && *q >= '0' && *q <= '9')
+            v = v * 10 + (*q++ - '0');
+        if (q == p && q > d) {
+            lua_pushinteger(L, *word == '-' ? -v : v);
+            lua_rawseti(L, out, first + n++);
+        }
+    }
+    return n;
+}
+
+/* sys.proc_numbers(pid, name, out [, first [, after [, tid]]]) -> count |
+ * nil, msg, code. Reads /proc/<pid>/<name> (or /proc/<pid>/task/<tid>/<name>)
+ * and stores its integers in out from index `first` (default 1), counting
+ * only what follows the last `after` character when given (")" skips a
+ * stat line's command name, which the process chooses). Nothing is left in
+ * the Lua heap but the numbers. */
+static int l_sys_proc_numbers(lua_State *L) {
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer first = luaL_optinteger(L, 4, 1);
+    size_t after_len = 0;
+    const char *after = luaL_optlstring(L, 5, NULL, &after_len);
+    lua_Integer tid = luaL_optinteger(L, 6, 0);
+    char path[96];
+    if (tid > 0)
+        snprintf(path, sizeof path, "/proc/%lld/task/%lld/%s", (long long)pid, (long long)tid, name);
+    else
+        snprintf(path, sizeof path, "/proc/%lld/%s", (long long)pid, name);
+    int fd;
+    while ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    if (fd < 0)
+        return prisn_binding_fail_errno(L, errno, path);
+    char stack[4096];
+    char *buf = stack;
+    size_t cap = sizeof stack, len = 0;
+    for (;;) {
+        if (len == cap) {
+            /* Rare (a process with hundreds of children): a userdata, so a
+             * raise below leaks nothing. */
+            if (cap * 2 > PROC_NUMBERS_MAX)
+                break; /* a runaway file: its first part is enough */
+            char *grown = lua_newuserdatauv(L, cap * 2, 0);
+            memcpy(grown, buf, len);
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int err = errno;
+            close(fd);
+            return prisn_binding_fail_errno(L, err, path);
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    const char *start = buf;
+    if (after && after_len > 0) {
+        for (size_t i = len; i > 0; i--) {
+            if (buf[i - 1] == after[0]) {
+                start = buf + i;
+                break;
+            }
+        }
+    }
+    lua_Integer n = store_numbers(L, 3, first, start, buf + len);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static const luaL_Reg sys_functions[] = {
+    {"proc_numbers", l_sys_proc_numbers},
     {"reap", l_sys_reap},
     {"exec", l_sys_exec},
     {"raise_nofile", l_sys_raise_nofile},

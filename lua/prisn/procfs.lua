@@ -74,24 +74,6 @@ function M.cpu_ticks(stat)
   return (stat.utime or 0) + (stat.stime or 0) + (stat.cutime or 0) + (stat.cstime or 0)
 end
 
--- After the last ")": state (3), 10 fields, utime .. cstime (14-17), two
--- fields, num_threads (20).
-local TICKS_AND_THREADS = "^%)%s+%S+" .. string.rep("%s+%S+", 10) .. "%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)"
-  .. "%s+%S+%s+%S+%s+(%d+)"
-
---- CPU ticks (as cpu_ticks counts them) and the thread count in the text
--- of /proc/PID/stat, or nil; the same split as parse_stat in one match, for
--- readers of many processes (prisn.exec.proctree: about 2 us against 19).
-function M.ticks_and_threads(text)
-  -- The comm ends within the first 64 bytes (a pid, " (", at most 15
-  -- bytes, ")"), and only numbers and the state letter follow it.
-  local close = text and text:sub(1, 64):match(".*()%)")
-  if not close then return nil end
-  local utime, stime, cutime, cstime, threads = text:match(TICKS_AND_THREADS, close)
-  if not utime then return nil end
-  return tonumber(utime) + tonumber(stime) + tonumber(cutime) + tonumber(cstime), tonumber(threads)
-end
-
 --- The boot time (seconds since the epoch) in the text of /proc/stat, or nil.
 function M.parse_boot_time(text)
   return text and tonumber(("\n" .. text):match("\nbtime (%d+)"))

@@ -41,21 +41,6 @@ describe("prisn.procfs", function()
     assert.is_nil(procfs.parse_stat("4242 (cut short)"))
   end)
 
-  it("reads CPU ticks and the thread count in one match, as parse_stat splits the line", function()
-    local ticks, threads = procfs.ticks_and_threads(STAT)
-    assert.equal(procfs.cpu_ticks(procfs.parse_stat(STAT)), ticks)
-    assert.equal(tonumber(procfs.parse_stat(STAT)[20]), threads)
-    assert.equal(1, threads)
-    assert.is_nil(procfs.ticks_and_threads(nil))
-    assert.is_nil(procfs.ticks_and_threads("4242 (cut short) S 1 2"))
-    if on_linux() then
-      local text = io.open("/proc/self/stat"):read("a")
-      local t, n = procfs.ticks_and_threads(text)
-      assert.equal(procfs.cpu_ticks(procfs.parse_stat(text)), t)
-      assert.equal(tonumber(procfs.parse_stat(text)[20]), n)
-    end
-  end)
-
   it("tells a running process from a zombie or a dead one", function()
     assert.is_true(procfs.running(procfs.parse_stat(STAT)))
     assert.is_false(procfs.running(procfs.parse_stat((STAT:gsub(" S ", " Z ", 1)))))

@@ -13,6 +13,9 @@
 --   PRISN_BENCH_KEEP=1                keep the temporary folder (homes, perf files)
 --   PRISN_DEV=/path/to/tree            passed on to the servers (main.c): their
 --                                     Lua from that tree, tried without a rebuild
+--   PRISN_BENCH_BASE_DEV=/path/to/tree the base server's PRISN_DEV instead (two
+--                                     Lua trees, e.g. with a temporary probe, on
+--                                     one binary)
 --   PRISN_BENCH_HOLD=SECONDS          once all servers run their N, print their
 --                                     pids and wait (to look at them by hand)
 --
@@ -137,6 +140,10 @@ local function start_server(name, binary, index)
   write(dir .. "/app/sleep.sh", "#!/bin/bash\nexec sleep " .. marker .. "\n", tonumber("755", 8))
   local env = { table.unpack(ENV) }
   env[#env + 1] = "PRISN_HOME=" .. home
+  if name == "base" and os.getenv("PRISN_BENCH_BASE_DEV") then
+    for i = #env, 1, -1 do if env[i]:match("^PRISN_DEV=") then table.remove(env, i) end end
+    env[#env + 1] = "PRISN_DEV=" .. os.getenv("PRISN_BENCH_BASE_DEV")
+  end
   local proc = common.spawn(binary, { "server", "start", "--foreground" }, { env = env })
   local info
   assert(run_until(function()
@@ -339,6 +346,7 @@ local function main()
   for i, spec in ipairs(servers) do
     io.stderr:write(string.format("%s: starting the server and %d deployments ...\n", spec.name, N))
     servers[i] = start_server(spec.name, spec.binary, i)
+    io.stderr:write(string.format("%s: server pid %d\n", spec.name, servers[i].pid))
     deploy_all(servers[i])
   end
   local hold = tonumber(os.getenv("PRISN_BENCH_HOLD") or "")

@@ -67,4 +67,46 @@ describe("prisn.core.sys", function()
     assert.is_nil(ok)
     assert.equal("EBADF", code)
   end)
+
+  describe("proc_numbers", function()
+    local fs = require("prisn.fs")
+    local self = math.tointeger(uv.os_getpid())
+
+    it("reads the integers of a /proc file, skipping words that are not", function()
+      local out = {}
+      local n = sys.proc_numbers(self, "statm", out)
+      local words = {}
+      for w in fs.read_file("/proc/self/statm"):gmatch("%S+") do words[#words + 1] = math.tointeger(tonumber(w)) end
+      assert.equal(#words, n)
+      assert.equal(words[1], out[1]) -- the size of the address space moves less than the rest
+      assert.equal(#words, #out)
+    end)
+
+    it("counts only what follows the last `after` character, from index `first`", function()
+      local out = { "kept" }
+      local n = sys.proc_numbers(self, "stat", out, 2, ")")
+      local text = fs.read_file("/proc/self/stat")
+      local tail = text:sub(text:match(".*()%)") + 1)
+      -- The state letter is skipped: ppid (field 4) comes first.
+      assert.equal(select(2, tail:gsub("%-?%d+", "")), n)
+      assert.equal("kept", out[1])
+      assert.equal(math.tointeger(uv.os_getppid()), out[2])
+    end)
+
+    it("reads a task's file, and answers the failure triple when there is none", function()
+      local out = {}
+      local child = assert(uv.spawn("/bin/sleep", { args = { "5" } }, function() end))
+      local n = sys.proc_numbers(self, "children", out, 1, nil, self)
+      assert.is_true(n >= 1)
+      local found = false
+      for i = 1, n do found = found or out[i] == math.tointeger(child:get_pid()) end
+      assert.is_true(found, "the child is listed")
+      child:kill("sigkill")
+      child:close()
+      local ok, msg, code = sys.proc_numbers(4194304 + 12345, "stat", out) -- above pid_max
+      assert.is_nil(ok)
+      assert.equal("ENOENT", code)
+      assert.matches("/proc/", msg)
+    end)
+  end)
 end)

@@ -49,4 +49,43 @@ describe("prisn.exec.proctree", function()
     child:wait()
     child:close()
   end)
+
+  it("writes into the table it is given, and forgets a walk's pids before the next", function()
+    local p = assert(proc.spawn({ file = "/bin/sh", argv = { "sh", "-c", "sleep 5 & wait" },
+      env = { "PATH=/usr/bin:/bin" }, stdin = "null", stdout = "null", stderr = "null", session = true }))
+    local pid = p:pid()
+    require("luv").sleep(50)
+    local out = {}
+    local first = proctree.usage(pid)
+    assert.equal(out, proctree.usage(pid, out))
+    assert.equal(first.memory_current, out.memory_current)
+    -- The same tree again: the child is counted again (not taken as seen).
+    assert.equal(first.memory_current, proctree.usage(pid, out).memory_current)
+    p:kill("KILL", { group = true })
+    p:wait()
+    p:close()
+    assert.is_nil(proctree.usage(pid, out))
+  end)
+
+  it("reads a process's CPU ticks from the fields parse_stat names", function()
+    local procfs = require("prisn.procfs")
+    -- Busy, then asleep in the same process (exec keeps the counters).
+    local p = assert(proc.spawn({ file = "/bin/sh", argv = { "sh", "-c",
+      "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; exec sleep 5" },
+      env = { "PATH=/usr/bin:/bin" }, stdin = "null", stdout = "null", stderr = "null", session = true }))
+    local pid = p:pid()
+    local stat
+    for _ = 1, 500 do
+      stat = procfs.stat(pid)
+      if stat and stat.comm == "sleep" then break end
+      require("luv").sleep(10)
+    end
+    assert.equal("sleep", stat.comm)
+    local ticks = procfs.cpu_ticks(stat)
+    assert.is_true(ticks > 0, "the loop took some CPU")
+    assert.equal(ticks * 1e6 // procfs.USER_HZ, proctree.usage(pid).cpu_usage_us)
+    p:kill("KILL", { group = true })
+    p:wait()
+    p:close()
+  end)
 end)

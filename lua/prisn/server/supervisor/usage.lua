@@ -6,26 +6,30 @@
 -- small /proc reads before writing a byte, against a target of 30 ms for
 -- the whole list (issue 17, tests/bench/deployments-report.md). The sweep
 -- visits each instance once per interval (PRISN_USAGE_INTERVAL_MS, default
--- 5 s), a few instances per tick, so the loop is never held for more than
--- about half a millisecond: a sweep done at once would be the 45-90 ms
--- pause the requests waiting behind it see. An instance with no sample of
--- its current process yet (just started or restarted) is read when asked
--- for, once.
+-- 5 s), two instances per tick, so the loop is held for about 0.2 ms at a
+-- time: a sweep done at once would be the 45-90 ms pause the requests
+-- waiting behind it see, and eight a tick held it 1-2 ms every 40 ms (the
+-- largest stall the server made itself). A sample leaves no garbage (see
+-- prisn.exec.proctree), so the more frequent ticks do not grow the heap. An
+-- instance with no sample of its current process yet (just started or
+-- restarted) is read when asked for, once.
 local autoscale = require("prisn.server.supervisor.autoscale")
 
 local M = {}
 
 M.USAGE_INTERVAL_MS = 5000
-M.MIN_TICK_MS = 20       -- more instances: bigger slices, not more wake-ups
-M.SLICE = 8              -- instances per tick (about 0.5 ms of /proc reads)
+M.MIN_TICK_MS = 10       -- more instances: bigger slices, not more wake-ups
+M.SLICE = 2              -- instances per tick (about 0.1 ms of /proc reads)
 
 -- Samples inst now into inst.usage_sample: { pid, at (ms), cpu_usage_us,
 -- memory_current }, nil when it has nothing to read. The table is reused:
 -- a new one per sample would survive long enough to turn old in the
 -- generational collector, and old garbage waits for a major collection
--- (the heap grew by about 7 MB with 1,000 instances before it came).
+-- (the heap grew by about 7 MB with 1,000 instances before it came); a
+-- process tree's figures are read into `scratch`, for the same reason.
+local scratch = {}
 local function take(inst, now_ms)
-  local st = autoscale.usage(inst)
+  local st = autoscale.usage(inst, scratch)
   if not st then
     inst.usage_sample = nil
     return nil

@@ -103,4 +103,72 @@ describe("prisn.server.supervisor.autoscale", function()
     w.uv.fire(timer)
     assert.equal(1, #w.policy.calls)
   end)
+
+  describe("a round in steps", function()
+    local slice
+    before_each(function() slice = autoscale.AUTOSCALE_SLICE end)
+    after_each(function() autoscale.AUTOSCALE_SLICE = slice end)
+
+    -- w (autoscaled) with `more` deployments added: every other one under --auto.
+    local function many(more)
+      local w = autoscaled(keep)
+      for i = 1, more do
+        w.store.add({ namespace = NS, name = "d" .. i, revision = 1, replicas = 1,
+          autoscale = i % 2 == 0 and SETTINGS or nil }, { [1] = { state = "active", spec = { script = "app.py" } } })
+        assert(w.sup:apply(NS, "d" .. i))
+      end
+      return w
+    end
+
+    it("looks at AUTOSCALE_SLICE deployments a step, the steps STEP_GAP_MS apart, then waits the interval", function()
+      local w = many(5) -- 6 deployments, 3 of them autoscaled
+      autoscale.AUTOSCALE_SLICE = 2
+      w.sup:start_autoscaler()
+      local timer = w.sup.autoscale_timer
+      local steps = 0
+      repeat
+        w.uv.fire(timer)
+        steps = steps + 1
+      until timer.timeout ~= autoscale.STEP_GAP_MS
+      assert.equal(3, steps)
+      assert.equal(3, #w.policy.calls)
+      assert.same({ autoscale.AUTOSCALE_INTERVAL_MS, autoscale.AUTOSCALE_INTERVAL_MS },
+        { timer.timeout, timer.rep })
+      repeat w.uv.fire(timer) until timer.timeout ~= autoscale.STEP_GAP_MS -- the next round
+      assert.equal(6, #w.policy.calls)
+    end)
+
+    it("decides each deployment once a round, whatever is made or removed between steps", function()
+      local w = many(7) -- 8 deployments, 4 autoscaled
+      local count = {}
+      local one = w.sup.autoscale_one
+      function w.sup.autoscale_one(self, d)
+        count[d.name] = (count[d.name] or 0) + 1
+        return one(self, d)
+      end
+      for _ = 1, 3 do assert.is_false(w.sup:autoscale_step(1)) end
+      -- Enough new ones to rebuild the table, and the last one seen removed.
+      w.sup.deployments[w.sup.autoscale_walk.key] = nil
+      for i = 8, 40 do
+        w.store.add({ namespace = NS, name = "d" .. i, revision = 1, replicas = 1, autoscale = SETTINGS },
+          { [1] = { state = "active", spec = { script = "app.py" } } })
+        assert(w.sup:apply(NS, "d" .. i))
+      end
+      local steps = 0
+      repeat steps = steps + 1 until w.sup:autoscale_step(1) or steps > 200
+      assert.is_true(steps <= 200, "the round ends")
+      for name, n in pairs(count) do assert.equal(1, n, name .. " decided twice") end
+      -- The next round sees every autoscaled one still there, once.
+      count = {}
+      w.sup:autoscale()
+      local autoscaled_now = 0
+      for _, d in pairs(w.sup.deployments) do
+        if d.row.autoscale then
+          autoscaled_now = autoscaled_now + 1
+          assert.equal(1, count[d.name], d.name)
+        end
+      end
+      assert.is_true(autoscaled_now >= 36)
+    end)
+  end)
 end)

@@ -36,11 +36,10 @@ describe("prisn.server.supervisor.usage", function()
   it("samples every instance once per sweep, a slice per tick, spread over the interval", function()
     local w = world(20)
     local delay = w.sup:usage_tick(1000)
-    -- 20 instances over 1 s in slices of usage.SLICE: ticks 400 ms apart.
+    -- 20 instances over 1 s in slices of usage.SLICE: ticks 1000 * SLICE / 20 ms apart.
     assert.equal(1000 * usage.SLICE // 20, delay)
     assert.equal(usage.SLICE, total(w.reads))
-    w.sup:usage_tick(1000)
-    w.sup:usage_tick(1000)
+    for _ = 2, -(-20 // usage.SLICE) do w.sup:usage_tick(1000) end
     for number = 1, 20 do assert.equal(1, w.reads[number]) end
     w.sup:usage_tick(1000) -- a new sweep
     assert.equal(20 + usage.SLICE, total(w.reads))
@@ -76,13 +75,13 @@ describe("prisn.server.supervisor.usage", function()
   end)
 
   it("runs on a timer that re-arms itself and stops with the supervisor", function()
-    local w = world(3)
+    local w = world(usage.SLICE)
     w.sup:start_usage_sampler()
     local timer = w.uv.active()[#w.uv.active()]
     assert.equal(0, timer.timeout)
     assert.is_true(timer.unrefed)
     w.uv.fire(timer)
-    assert.equal(3, total(w.reads))
+    assert.equal(usage.SLICE, total(w.reads))
     assert.is_true(timer.active)
     assert.equal(usage.USAGE_INTERVAL_MS, timer.timeout)
     w.sup:stop_usage_sampler()
