@@ -86,9 +86,50 @@ end
 -- stage when it could not be started (stage "exec" with ENOENT: the program
 -- does not exist; code ETIMEDOUT: it did not reach exec within
 -- spec.start_timeout_ms, 5 s by default, and was killed — the call blocks at
--- most that long).
-function M.start(spec)
-  local handle, err, code, stage = proc.spawn(spec)
+-- most that long). With opts.on_loop inside an async task, the task waits
+-- for the child to reach its exec on the loop instead (a sandboxed chain
+-- takes 10-20 ms: the server goes on serving, and other starts overlap); a
+-- caller outside a task blocks as before.
+-- Waits inside a task for a pending spawn (proc.spawn_start) to end: its
+-- report fd readable, or its deadline. Returns what proc.spawn returns.
+local function finish_on_loop(pending)
+  local result = pending:finish()
+  if result ~= false then return result end
+  local poll, timer = uv.new_poll(pending:fd()), uv.new_timer()
+  local handle, err, code, stage = async.wait(function(callback)
+    local on_readable, on_deadline
+    local function watch()
+      poll:start("r", on_readable)
+      timer:start(pending:left_ms() + 1, 0, on_deadline)
+    end
+    local function conclude(expired)
+      -- Stopped while the fd is still open: finish closes it when it ends.
+      poll:stop(); timer:stop()
+      local got = table.pack(pending:finish(expired))
+      if got[1] == false then return watch() end -- woken early
+      callback(table.unpack(got, 1, got.n))
+    end
+    on_readable = function() conclude(false) end
+    on_deadline = function() conclude(true) end
+    watch()
+  end)
+  poll:close(); timer:close()
+  return handle, err, code, stage
+end
+
+-- The process handle of the child spawned, or nil, message, code, stage:
+-- with `on_loop` (inside a task), its wait for the child's exec happens on
+-- the loop, so the loop serves others meanwhile.
+local function spawn(spec, on_loop)
+  local co, main = coroutine.running()
+  if not on_loop or not co or main then return proc.spawn(spec) end
+  local pending, err, code, stage = proc.spawn_start(spec)
+  if not pending then return nil, err, code, stage end
+  return finish_on_loop(pending)
+end
+
+function M.start(spec, opts)
+  local handle, err, code, stage = spawn(spec, opts and opts.on_loop)
   if not handle then return nil, err, code, stage end
   local self = setmetatable({ handle = handle, waiters = {}, started_at = uv.now() }, Process)
   for _, name in ipairs({ "stdin", "stdout", "stderr" }) do
