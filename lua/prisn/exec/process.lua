@@ -88,8 +88,9 @@ end
 -- spec.start_timeout_ms, 5 s by default, and was killed — the call blocks at
 -- most that long). With opts.on_loop inside an async task, the task waits
 -- for the child to reach its exec on the loop instead (a sandboxed chain
--- takes 10-20 ms: the server goes on serving, and other starts overlap); a
--- caller outside a task blocks as before.
+-- takes 10-20 ms: the server goes on serving, and other starts overlap),
+-- calling opts.on_pending(pid) once the child exists; a caller outside a
+-- task blocks as before.
 -- Waits inside a task for a pending spawn (proc.spawn_start) to end: its
 -- report fd readable, or its deadline. Returns what proc.spawn returns.
 local function finish_on_loop(pending)
@@ -120,16 +121,17 @@ end
 -- The process handle of the child spawned, or nil, message, code, stage:
 -- with `on_loop` (inside a task), its wait for the child's exec happens on
 -- the loop, so the loop serves others meanwhile.
-local function spawn(spec, on_loop)
+local function spawn(spec, opts)
   local co, main = coroutine.running()
-  if not on_loop or not co or main then return proc.spawn(spec) end
+  if not opts.on_loop or not co or main then return proc.spawn(spec) end
   local pending, err, code, stage = proc.spawn_start(spec)
   if not pending then return nil, err, code, stage end
+  if opts.on_pending then opts.on_pending(pending:pid()) end
   return finish_on_loop(pending)
 end
 
 function M.start(spec, opts)
-  local handle, err, code, stage = spawn(spec, opts and opts.on_loop)
+  local handle, err, code, stage = spawn(spec, opts or {})
   if not handle then return nil, err, code, stage end
   local self = setmetatable({ handle = handle, waiters = {}, started_at = uv.now() }, Process)
   for _, name in ipairs({ "stdin", "stdout", "stderr" }) do
