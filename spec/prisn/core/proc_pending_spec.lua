@@ -104,16 +104,21 @@ describe("prisn.core.proc spawn on the loop", function()
     cleanup()
   end)
 
-  it("starts many at once, each with its own result", function()
+  it("starts many at once, each with its own result, MAX_STARTING at a time", function()
     local before = open_fds()
-    local codes, failures = {}, 0
+    local codes, failures, now, most = {}, 0, 0, 0
     async.main(function()
       local left = 30
       async.wait(function(done)
         for i = 1, 30 do
           async.spawn(function()
             local s = i % 10 == 0 and spec("true", { cwd = "/nonexistent/prisn-spec" }) or spec("exit " .. i % 7)
-            local p = process.start(s, { on_loop = true })
+            local mine = false
+            local p = process.start(s, { on_loop = true, on_pending = function()
+              mine, now = true, now + 1
+              most = math.max(most, now)
+            end })
+            if mine then now = now - 1 end
             if p then codes[i] = p:wait().code else failures = failures + 1 end
             left = left - 1
             if left == 0 then done() end
@@ -123,6 +128,7 @@ describe("prisn.core.proc spawn on the loop", function()
     end)
     async.drain()
     assert.equal(3, failures)
+    assert.is_true(most >= 2 and most <= process.MAX_STARTING, "at most MAX_STARTING at once: " .. most)
     for i = 1, 30 do
       if i % 10 ~= 0 then assert.equal(i % 7, codes[i]) end
     end
@@ -145,6 +151,31 @@ describe("prisn.core.proc spawn on the loop", function()
     collectgarbage(); collectgarbage()
     assert.is_false(alive(pid))
     assert.equal(before, open_fds())
+    cleanup()
+  end)
+
+  it("cancels a start still waiting for its turn when it is no longer wanted", function()
+    local fd, cleanup = stuck_fd()
+    local results, wanted = {}, true
+    async.main(function()
+      local left = process.MAX_STARTING + 1
+      async.wait(function(done)
+        for i = 1, left do
+          async.spawn(function()
+            local stuck = i <= process.MAX_STARTING -- these hold every turn for 200 ms
+            local s = stuck and spec("true", { cgroup_procs_fds = { fd }, start_timeout_ms = 200 }) or spec("true")
+            results[i] = table.pack(process.start(s, { on_loop = true, before_start = function() return wanted end }))
+            left = left - 1
+            if left == 0 then done() end
+          end)
+        end
+        wanted = false -- the last one waits for its turn meanwhile
+      end)
+    end)
+    async.drain()
+    local last = results[process.MAX_STARTING + 1]
+    assert.same({ "ECANCELED", "setup" }, { last[3], last[4] })
+    assert.equal("ETIMEDOUT", results[1][3])
     cleanup()
   end)
 

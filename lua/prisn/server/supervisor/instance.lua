@@ -280,6 +280,11 @@ function Instance:start_process(d, inst)
   end)
 end
 
+-- Whether an instance no longer needs a process (one not yet started).
+function Instance:unwanted(d, inst)
+  return inst.removing or d.deleted or inst.forgotten or self.stopping_all or false
+end
+
 -- While its child starts (on_pending), the instance has its pid, recorded
 -- at once: a stop or removal meanwhile waits for it (kill_process), and a
 -- server killed meanwhile finds it at recovery.
@@ -318,13 +323,16 @@ function Instance:spawn(d, inst, launch, spec)
     resolv_conf = dns and dns.resolv_conf }, launch)
   self:attach_output(d, inst)
   local env = self:instance_env(d, inst, launch, spec)
-  local proc, err = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
+  local proc, err, code = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
     limiter = inst.limiter, isolation = iso, fifos = inst.fifos,
-    on_pending = function(pid) self:spawn_pending(d, inst, pid) end })
+    on_pending = function(pid) self:spawn_pending(d, inst, pid) end,
+    before_start = function() return not self:unwanted(d, inst) end })
   local saved = inst.starting
   inst.starting = nil
   if not proc then
     inst.pid = nil
+    -- Removed, deleted or stopped while it waited for its turn: never started.
+    if code == "ECANCELED" and self:unwanted(d, inst) then return end
     error(err, 0)
   end
   inst.proc = proc
