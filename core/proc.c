@@ -18,7 +18,10 @@
  *
  * The parent waits for the child's report (a failure, or the pipe closing
  * at exec) with poll and a deadline, so a child stuck before exec costs the
- * loop at most start_timeout_ms and is then killed and reaped. The child
+ * loop at most start_timeout_ms and is then killed and reaped; or, split in
+ * start and finish, the caller's loop waits for it (a sandboxed chain takes
+ * 10-20 ms to reach its workload's exec, which a server starting a hundred
+ * services must not spend one after the other). The child
  * records the step it is at in a shared page, so that timeout still names a
  * stage.
  *
@@ -412,32 +415,18 @@ static pid_t create_child(const prisn_spawn_opts *o, int *pidfd) {
     return child;
 }
 
-/* Waits for the child's report: 1 with *r filled (the child failed before
- * exec), 0 at end of file (the pipe closed with the child's exec), or
- * -ETIMEDOUT when neither happened within timeout_ms. */
-static int wait_report(int fd, int timeout_ms, child_report *r) {
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long spent = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (spent >= timeout_ms)
-            return -ETIMEDOUT;
-        struct pollfd p = {fd, POLLIN, 0};
-        int n = poll(&p, 1, (int)(timeout_ms - spent));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue; /* interrupted, or the time is up: checked above */
-        /* A report is 8 bytes, written at once: a pipe never splits it. */
-        ssize_t got;
-        do {
-            got = read(fd, r, sizeof *r);
-        } while (got < 0 && errno == EINTR);
-        if (got < 0)
-            return -errno;
-        return got == (ssize_t)sizeof *r ? 1 : 0;
-    }
+/* Reads the child's report without blocking: 1 with *r filled (the child
+ * failed before exec), 0 at end of file (the pipe closed with the child's
+ * exec), -EAGAIN while neither has happened, or another negative errno. */
+static int read_report(int fd, child_report *r) {
+    /* A report is 8 bytes, written at once: a pipe never splits it. */
+    ssize_t got;
+    do {
+        got = read(fd, r, sizeof *r);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return got == (ssize_t)sizeof *r ? 1 : 0;
 }
 
 /* Reaps a child that failed or was killed before exec. */
@@ -447,10 +436,59 @@ static void reap(pid_t pid) {
     }
 }
 
-int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
-                     prisn_spawn_stage *stage) {
+/* A child cloned, its report to come (see prisn_proc_spawn_start). */
+struct prisn_spawn_pending {
+    pid_t pid;
+    int pidfd;
+    int report_fd; /* read end, non-blocking */
+    int status_fd; /* the sandbox's, or -1 */
+    int mine[3];
+    volatile int32_t *progress;
+    prisn_sandbox_page *sandbox_page;
+    bool sandboxed;
+    int timeout_ms;
+    struct timespec started;
+};
+
+/* Releases what the parent holds for a child still starting (its process
+ * is the caller's business). */
+static void pending_free(prisn_spawn_pending *p, bool keep_outputs) {
+    if (p->progress && !p->sandboxed)
+        munmap((void *)p->progress, sizeof *p->progress);
+    prisn_sandbox_page_free(p->sandbox_page);
+    close_if_open(&p->report_fd);
+    if (!keep_outputs) {
+        close_if_open(&p->status_fd);
+        close_if_open(&p->pidfd);
+        for (int i = 0; i < 3; i++)
+            close_if_open(&p->mine[i]);
+    }
+    free(p);
+}
+
+/* Runs the gate (opts->gate) while the child sets up: 0, or its negative
+ * errno once the child is killed and reaped. */
+static int run_gate(const prisn_spawn_opts *o, int gate[2], pid_t pid, int *pidfd) {
+    /* The child's read end stays open here until the byte is written: a
+     * child already dead cannot make the write fail (its report says why
+     * it died). */
+    int gated = o->gate(o->gate_arg);
+    if (gated == 0 && write(gate[1], "g", 1) != 1)
+        gated = -errno;
+    close_if_open(&gate[0]);
+    close_if_open(&gate[1]);
+    if (gated < 0) {
+        prisn_proc_kill(pid, *pidfd, SIGKILL, false);
+        reap(pid);
+        close_if_open(pidfd);
+    }
+    return gated;
+}
+
+int prisn_proc_spawn_start(const prisn_spawn_opts *o, prisn_spawn_pending **pending,
+                           prisn_spawn_stage *stage) {
     *stage = PRISN_STAGE_SETUP;
-    out->timed_out = false;
+    *pending = NULL;
     int src[3], mine[3], report[2] = {-1, -1}, gate[2] = {-1, -1};
     prisn_sandbox_page *sandbox_page = NULL;
     int status_fd = -1;
@@ -458,7 +496,9 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
      * sandbox's shared page, which its init and workload map too, or a
      * shared page of its own. */
     volatile int32_t *progress = NULL;
-    int rc = parent_stdio(o, src, mine);
+    /* Allocated first: nothing may fail once the child exists. */
+    prisn_spawn_pending *p = malloc(sizeof *p);
+    int rc = p ? parent_stdio(o, src, mine) : -ENOMEM;
     if (rc == 0 && o->sandbox) {
         if (!(sandbox_page = prisn_sandbox_page_new(o, &status_fd)))
             rc = -errno;
@@ -473,6 +513,8 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
             progress = page;
     }
     if (rc == 0 && pipe2(report, O_CLOEXEC) < 0)
+        rc = -errno;
+    if (rc == 0 && fcntl(report[0], F_SETFL, O_NONBLOCK) < 0)
         rc = -errno;
     if (rc == 0 && o->gate && pipe2(gate, O_CLOEXEC) < 0)
         rc = -errno;
@@ -501,64 +543,27 @@ int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
         goto fail;
     }
 
+    clock_gettime(CLOCK_MONOTONIC, &p->started);
     close_if_open(&report[1]);
     close_child_ends(src);
     prisn_sandbox_page_spawned(sandbox_page);
-    if (o->gate) {
-        /* The child sets up meanwhile. Its read end stays open here until
-         * the byte is written: a child already dead cannot make the write
-         * fail (its report says why it died). */
-        int gated = o->gate(o->gate_arg);
-        if (gated == 0 && write(gate[1], "g", 1) != 1)
-            gated = -errno;
-        close_if_open(&gate[0]);
-        close_if_open(&gate[1]);
-        if (gated < 0) {
-            prisn_proc_kill(pid, pidfd, SIGKILL, false);
-            reap(pid);
-            if (pidfd >= 0)
-                close(pidfd);
-            *stage = PRISN_STAGE_SETUP;
-            rc = gated;
-            goto fail;
-        }
-    }
-    child_report r;
-    int timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : PRISN_PROC_START_TIMEOUT_MS;
-    int got = wait_report(report[0], timeout_ms, &r);
-    close_if_open(&report[0]);
-    if (got != 0) {
-        if (got == 1) {
-            /* The child failed before exec: reap it and report why. */
-            reap(pid);
-            *stage = (prisn_spawn_stage)r.stage;
-            rc = r.err ? -r.err : -EIO;
-        } else {
-            /* Stuck before exec, or the report could not be read: killed
-             * (a sandbox's whole namespace goes with its init). */
-            prisn_proc_kill(pid, pidfd, SIGKILL, false);
-            reap(pid);
-            *stage = (prisn_spawn_stage)*progress;
-            out->timed_out = got == -ETIMEDOUT;
-            rc = got;
-        }
-        if (pidfd >= 0)
-            close(pidfd);
+    if (o->gate && (rc = run_gate(o, gate, pid, &pidfd)) < 0)
         goto fail;
-    }
-    /* The workload runs: its stage is no longer needed by anyone. */
-    if (!o->sandbox)
-        munmap((void *)progress, sizeof *progress);
-    prisn_sandbox_page_free(sandbox_page);
-    out->pid = pid;
-    out->pidfd = pidfd;
+    p->pid = pid;
+    p->pidfd = pidfd;
+    p->report_fd = report[0];
+    p->status_fd = status_fd;
     for (int i = 0; i < 3; i++)
-        out->stdio_fds[i] = mine[i];
-    out->sandbox_status_fd = status_fd;
-    *stage = PRISN_STAGE_NONE;
+        p->mine[i] = mine[i];
+    p->progress = progress;
+    p->sandbox_page = sandbox_page;
+    p->sandboxed = o->sandbox != NULL;
+    p->timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : PRISN_PROC_START_TIMEOUT_MS;
+    *pending = p;
     return 0;
 
 fail:
+    free(p);
     if (progress && !o->sandbox)
         munmap((void *)progress, sizeof *progress);
     prisn_sandbox_page_free(sandbox_page);
@@ -571,6 +576,93 @@ fail:
     close_if_open(&gate[0]);
     close_if_open(&gate[1]);
     return rc;
+}
+
+int prisn_proc_spawn_pending_fd(const prisn_spawn_pending *p) {
+    return p->report_fd;
+}
+
+int prisn_proc_spawn_pending_left_ms(const prisn_spawn_pending *p) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long spent = (now.tv_sec - p->started.tv_sec) * 1000LL +
+                      (now.tv_nsec - p->started.tv_nsec) / 1000000;
+    return spent >= p->timeout_ms ? 0 : (int)(p->timeout_ms - spent);
+}
+
+pid_t prisn_proc_spawn_pending_pid(const prisn_spawn_pending *p) {
+    return p->pid;
+}
+
+int prisn_proc_spawn_finish(prisn_spawn_pending *p, bool expired, prisn_spawn_result *out,
+                            prisn_spawn_stage *stage) {
+    out->timed_out = false;
+    child_report r;
+    int got = read_report(p->report_fd, &r);
+    if (got == -EAGAIN) {
+        if (!expired && prisn_proc_spawn_pending_left_ms(p) > 0)
+            return 1;
+        got = -ETIMEDOUT;
+    }
+    if (got == 0) {
+        /* The workload runs: its stage is no longer needed by anyone. */
+        out->pid = p->pid;
+        out->pidfd = p->pidfd;
+        for (int i = 0; i < 3; i++)
+            out->stdio_fds[i] = p->mine[i];
+        out->sandbox_status_fd = p->status_fd;
+        *stage = PRISN_STAGE_NONE;
+        pending_free(p, true);
+        return 0;
+    }
+    int rc;
+    if (got == 1) {
+        /* The child failed before exec: reap it and report why. */
+        reap(p->pid);
+        *stage = (prisn_spawn_stage)r.stage;
+        rc = r.err ? -r.err : -EIO;
+    } else {
+        /* Stuck before exec, or the report could not be read: killed (a
+         * sandbox's whole namespace goes with its init). */
+        prisn_proc_kill(p->pid, p->pidfd, SIGKILL, false);
+        reap(p->pid);
+        *stage = (prisn_spawn_stage)*p->progress;
+        out->timed_out = got == -ETIMEDOUT;
+        rc = got;
+    }
+    pending_free(p, false);
+    return rc;
+}
+
+void prisn_proc_spawn_cancel(prisn_spawn_pending *p) {
+    if (!p)
+        return;
+    prisn_proc_kill(p->pid, p->pidfd, SIGKILL, false);
+    reap(p->pid);
+    pending_free(p, false);
+}
+
+int prisn_proc_spawn(const prisn_spawn_opts *o, prisn_spawn_result *out,
+                     prisn_spawn_stage *stage) {
+    out->timed_out = false;
+    prisn_spawn_pending *p;
+    int rc = prisn_proc_spawn_start(o, &p, stage);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        int left = prisn_proc_spawn_pending_left_ms(p);
+        if (left > 0) {
+            struct pollfd pfd = {p->report_fd, POLLIN, 0};
+            if (poll(&pfd, 1, left) < 0 && errno != EINTR) {
+                rc = -errno;
+                prisn_proc_spawn_cancel(p);
+                return rc;
+            }
+        }
+        rc = prisn_proc_spawn_finish(p, left <= 0, out, stage);
+        if (rc != 1)
+            return rc;
+    }
 }
 
 /* ---- carrying the last steps across the sandbox init's exec ------------- */

@@ -17,7 +17,9 @@
  * waits for that report under a deadline: a child that neither fails nor
  * reaches exec in time is killed and reaped, and the spawn fails with
  * ETIMEDOUT and the stage the child was stuck in, so a hung child can never
- * hang the server's loop.
+ * hang the server's loop. A caller with an event loop splits the spawn in
+ * two (prisn_proc_spawn_start / _finish) and waits for that report on its
+ * loop, so starting many children never serialises on each one's setup.
  */
 #ifndef PRISN_PROC_H
 #define PRISN_PROC_H
@@ -138,6 +140,34 @@ const char *prisn_proc_stage_name(prisn_spawn_stage stage);
  * then -ETIMEDOUT, out->timed_out, and *stage where the child was stuck. */
 int prisn_proc_spawn(const prisn_spawn_opts *opts, prisn_spawn_result *out,
                      prisn_spawn_stage *stage);
+
+/* The same spawn in two halves, for a caller with an event loop: the child
+ * is cloned (and the gate run) at once, and its report — a failure, or the
+ * pipe closing at its exec — is waited for by the caller, who polls the
+ * pending spawn's descriptor for reading with the time left as deadline. */
+typedef struct prisn_spawn_pending prisn_spawn_pending;
+
+/* The first half: 0 with *pending (the child exists), or a negative errno
+ * with *stage, nothing left running or open, like prisn_proc_spawn. */
+int prisn_proc_spawn_start(const prisn_spawn_opts *opts, prisn_spawn_pending **pending,
+                           prisn_spawn_stage *stage);
+
+/* The descriptor that becomes readable when the report is there (or the
+ * pipe closed); the milliseconds left of the start timeout; the child. */
+int prisn_proc_spawn_pending_fd(const prisn_spawn_pending *pending);
+int prisn_proc_spawn_pending_left_ms(const prisn_spawn_pending *pending);
+pid_t prisn_proc_spawn_pending_pid(const prisn_spawn_pending *pending);
+
+/* The second half, never blocking on the child's progress: 1 while there is
+ * no report yet and the deadline has not passed (nor `expired` is set: the
+ * caller's timer fired); else what prisn_proc_spawn returns (the child
+ * killed and reaped at the deadline), and pending is freed. */
+int prisn_proc_spawn_finish(prisn_spawn_pending *pending, bool expired, prisn_spawn_result *out,
+                            prisn_spawn_stage *stage);
+
+/* Gives up on a pending spawn: the child is killed and reaped, everything
+ * freed. NULL is ignored. */
+void prisn_proc_spawn_cancel(prisn_spawn_pending *pending);
 
 /* ---- for the sandbox's init (sandbox.c), not for other callers ---------- */
 

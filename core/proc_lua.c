@@ -323,15 +323,11 @@ static int call_lua_gate(void *arg) {
     return go ? 0 : -ECANCELED;
 }
 
-/* proc.spawn(opts) -> process | nil, message, code, stage
- * Raises on malformed options (misuse); returns nil... when the system
- * refuses (stage "setup") or the child fails before exec (stage "chdir",
- * "exec", ...; message names the subject: "ENOENT: exec /usr/bin/python3"),
- * or does not reach exec within start_timeout_ms (code "ETIMEDOUT", the
- * stage it was stuck in: "ETIMEDOUT: ids /usr/bin/python3: did not start
- * within 5000 ms; killed"). Blocks until the child has exec'd, at most that
- * long. */
-static int l_proc_spawn(lua_State *L) {
+/* Reads spawn's options (at index 1) into *o; what o points to stays on
+ * the stack. Returns 0, or pushes nil, message, code, "mount" for a sandbox
+ * that cannot be prepared and returns 4. Raises on malformed options. */
+static int parse_spawn(lua_State *L, prisn_spawn_opts *o, lua_gate *gate,
+                       prisn_sandbox_parsed **sandbox) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checkstack(L, 48, "spawn options");
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
@@ -339,57 +335,56 @@ static int l_proc_spawn(lua_State *L) {
                                        "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
                                        "cgroup_procs_fds", "sandbox", "start_timeout_ms", "gate", NULL};
     prisn_binding_check_keys(L, 1, "spawn", "option", keys);
-    prisn_spawn_opts o;
-    memset(&o, 0, sizeof o);
+    memset(o, 0, sizeof *o);
     lua_getfield(L, 1, "file");
-    o.file = lua_tostring(L, -1);
-    if (!o.file)
+    o->file = lua_tostring(L, -1);
+    if (!o->file)
         return luaL_error(L, "spawn: option 'file' (a path) is required");
-    o.argv = string_list(L, 1, "argv", true);
-    if (!o.argv[0])
+    o->argv = string_list(L, 1, "argv", true);
+    if (!o->argv[0])
         return luaL_error(L, "spawn: option 'argv' must not be empty");
-    o.envp = string_list(L, 1, "env", true);
+    o->envp = string_list(L, 1, "env", true);
     lua_getfield(L, 1, "cwd");
-    o.cwd = lua_tostring(L, -1);
+    o->cwd = lua_tostring(L, -1);
     for (int i = 0; i < 3; i++)
-        parse_stdio(L, 1, i, &o.stdio[i]);
-    o.new_session = opt_bool(L, 1, "session");
-    o.new_pgroup = opt_bool(L, 1, "pgroup");
-    o.rlimits = parse_rlimits(L, 1, &o.nrlimits);
+        parse_stdio(L, 1, i, &o->stdio[i]);
+    o->new_session = opt_bool(L, 1, "session");
+    o->new_pgroup = opt_bool(L, 1, "pgroup");
+    o->rlimits = parse_rlimits(L, 1, &o->nrlimits);
     lua_getfield(L, 1, "uid");
-    o.set_ids = !lua_isnil(L, -1);
+    o->set_ids = !lua_isnil(L, -1);
     lua_pop(L, 1);
-    if (o.set_ids) {
-        o.uid = (uid_t)opt_integer(L, 1, "uid", 0);
-        o.gid = (gid_t)opt_integer(L, 1, "gid", (lua_Integer)o.uid);
-        o.groups = parse_groups(L, 1, &o.ngroups);
+    if (o->set_ids) {
+        o->uid = (uid_t)opt_integer(L, 1, "uid", 0);
+        o->gid = (gid_t)opt_integer(L, 1, "gid", (lua_Integer)o->uid);
+        o->groups = parse_groups(L, 1, &o->ngroups);
     }
-    o.umask = (int)opt_integer(L, 1, "umask", -1);
-    o.no_new_privs = opt_bool(L, 1, "no_new_privs");
+    o->umask = (int)opt_integer(L, 1, "umask", -1);
+    o->no_new_privs = opt_bool(L, 1, "no_new_privs");
     lua_getfield(L, 1, "oom_score_adj");
     if (!lua_isnil(L, -1)) {
         lua_Integer adj = luaL_checkinteger(L, -1);
         if (adj < -1000 || adj > 1000)
             return luaL_error(L, "spawn: oom_score_adj must be between -1000 and 1000");
         lua_pushfstring(L, "%d", (int)adj); /* stays on the stack until the spawn returns */
-        o.oom_score_adj = lua_tostring(L, -1);
+        o->oom_score_adj = lua_tostring(L, -1);
     }
-    o.cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
-    o.cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o.ncgroup_procs_fds);
+    o->cgroup_fd = (int)opt_integer(L, 1, "cgroup_fd", -1);
+    o->cgroup_procs_fds = parse_fd_list(L, 1, "cgroup_procs_fds", &o->ncgroup_procs_fds);
     lua_Integer start_timeout = opt_integer(L, 1, "start_timeout_ms", 0);
     if (start_timeout < 0 || start_timeout > 3600000)
         return luaL_error(L, "spawn: start_timeout_ms must be between 0 and 3600000");
-    o.start_timeout_ms = (int)start_timeout;
-    lua_gate gate = {L, 0, false};
+    o->start_timeout_ms = (int)start_timeout;
+    *gate = (lua_gate){L, 0, false};
     lua_getfield(L, 1, "gate"); /* stays on the stack until the spawn returns */
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TFUNCTION);
-        gate.fn = lua_gettop(L);
-        o.gate = call_lua_gate;
-        o.gate_arg = &gate;
+        gate->fn = lua_gettop(L);
+        o->gate = call_lua_gate;
+        o->gate_arg = gate;
     }
     int sandbox_err = 0;
-    prisn_sandbox_parsed *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
+    *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
     if (sandbox_err) {
         lua_pushnil(L);
         lua_insert(L, -2);
@@ -397,9 +392,36 @@ static int l_proc_spawn(lua_State *L) {
         lua_pushstring(L, "mount");
         return 4;
     }
-    o.sandbox = sandbox ? prisn_sandbox_parsed_opts(sandbox) : NULL;
+    o->sandbox = *sandbox ? prisn_sandbox_parsed_opts(*sandbox) : NULL;
+    return 0;
+}
 
-    /* The handle exists before the process, so a raise cannot leak it. */
+/* Pushes nil, message, code, stage for a failed spawn (see proc.spawn). */
+static int push_spawn_failure(lua_State *L, int rc, prisn_spawn_stage stage, bool timed_out,
+                              const char *file, const char *cwd, int timeout_ms) {
+    const char *subject = file;
+    if (stage == PRISN_STAGE_CHDIR)
+        subject = cwd;
+    else if (stage == PRISN_STAGE_CGROUP)
+        subject = "cgroup.procs";
+    else if (stage == PRISN_STAGE_NAMESPACE || stage == PRISN_STAGE_MOUNT ||
+             stage == PRISN_STAGE_NETWORK || stage == PRISN_STAGE_INIT)
+        subject = "(sandbox)";
+    lua_pushnil(L);
+    if (timed_out)
+        lua_pushfstring(L, "%s: %s %s: did not start within %d ms; killed",
+                        prisn_sys_errno_name(-rc), prisn_proc_stage_name(stage), subject,
+                        timeout_ms > 0 ? timeout_ms : PRISN_PROC_START_TIMEOUT_MS);
+    else
+        lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
+                        prisn_proc_stage_name(stage), subject, strerror(-rc));
+    lua_pushstring(L, prisn_sys_errno_name(-rc));
+    lua_pushstring(L, prisn_proc_stage_name(stage));
+    return 4;
+}
+
+/* A new process handle (no process yet), on the top of the stack. */
+static proc_handle *new_proc_handle(lua_State *L) {
     proc_handle *p = lua_newuserdatauv(L, sizeof *p, 0);
     p->pid = -1;
     p->pidfd = -1;
@@ -408,7 +430,35 @@ static int l_proc_spawn(lua_State *L) {
     for (int i = 0; i < 3; i++)
         p->fds[i] = -1;
     luaL_setmetatable(L, PROC_MT);
+    return p;
+}
 
+static void fill_proc_handle(proc_handle *p, const prisn_spawn_result *r) {
+    p->pid = r->pid;
+    p->pidfd = r->pidfd;
+    p->reaped = false;
+    p->sandbox_status_fd = r->sandbox_status_fd;
+    for (int i = 0; i < 3; i++)
+        p->fds[i] = r->stdio_fds[i];
+}
+
+/* proc.spawn(opts) -> process | nil, message, code, stage
+ * Raises on malformed options (misuse); returns nil... when the system
+ * refuses (stage "setup") or the child fails before exec (stage "chdir",
+ * "exec", ...; message names the subject: "ENOENT: exec /usr/bin/python3"),
+ * or does not reach exec within start_timeout_ms (code "ETIMEDOUT", the
+ * stage it was stuck in: "ETIMEDOUT: ids /usr/bin/python3: did not start
+ * within 5000 ms; killed"). Blocks until the child has exec'd, at most that
+ * long (proc.spawn_start does not). */
+static int l_proc_spawn(lua_State *L) {
+    prisn_spawn_opts o;
+    lua_gate gate;
+    prisn_sandbox_parsed *sandbox;
+    int pushed = parse_spawn(L, &o, &gate, &sandbox);
+    if (pushed)
+        return pushed;
+    /* The handle exists before the process, so a raise cannot leak it. */
+    proc_handle *p = new_proc_handle(L);
     prisn_spawn_result r;
     prisn_spawn_stage stage;
     int rc = prisn_proc_spawn(&o, &r, &stage);
@@ -416,34 +466,133 @@ static int l_proc_spawn(lua_State *L) {
         prisn_sandbox_parsed_close(sandbox);
     if (gate.raised)
         return lua_error(L); /* the gate's own error, on the top of the stack */
+    if (rc < 0)
+        return push_spawn_failure(L, rc, stage, r.timed_out, o.file, o.cwd, o.start_timeout_ms);
+    fill_proc_handle(p, &r);
+    return 1;
+}
+
+/* ---- a spawn waiting for its child's report ----------------------------- */
+
+#define PENDING_MT "prisn.proc.pending"
+
+typedef struct {
+    prisn_spawn_pending *p; /* NULL once finished or cancelled */
+    char *file, *cwd;       /* for the message of a failure */
+    int timeout_ms;
+} pending_handle;
+
+static pending_handle *check_pending(lua_State *L, int idx) {
+    pending_handle *h = luaL_checkudata(L, idx, PENDING_MT);
+    if (!h->p)
+        luaL_argerror(L, idx, "spawn already finished");
+    return h;
+}
+
+static void pending_release(pending_handle *h) {
+    free(h->file);
+    free(h->cwd);
+    h->file = h->cwd = NULL;
+}
+
+/* proc.spawn_start(opts) -> pending | nil, message, code, stage
+ * The options and failures of proc.spawn, but returns as soon as the child
+ * is cloned (and opts.gate has run): the caller watches pending:fd() for
+ * reading with pending:left_ms() as deadline, then calls pending:finish(). */
+static int l_proc_spawn_start(lua_State *L) {
+    prisn_spawn_opts o;
+    lua_gate gate;
+    prisn_sandbox_parsed *sandbox;
+    int pushed = parse_spawn(L, &o, &gate, &sandbox);
+    if (pushed)
+        return pushed;
+    /* The handle exists before the process, so a raise cannot leak it. */
+    pending_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->p = NULL;
+    h->file = strdup(o.file);
+    h->cwd = o.cwd ? strdup(o.cwd) : NULL;
+    h->timeout_ms = o.start_timeout_ms;
+    luaL_setmetatable(L, PENDING_MT);
+    if (!h->file || (o.cwd && !h->cwd)) {
+        pending_release(h);
+        if (sandbox)
+            prisn_sandbox_parsed_close(sandbox);
+        return luaL_error(L, "spawn: out of memory");
+    }
+    prisn_spawn_stage stage;
+    int rc = prisn_proc_spawn_start(&o, &h->p, &stage);
+    if (sandbox)
+        prisn_sandbox_parsed_close(sandbox);
+    if (gate.raised)
+        return lua_error(L); /* the gate's own error, on the top of the stack */
     if (rc < 0) {
-        const char *subject = o.file;
-        if (stage == PRISN_STAGE_CHDIR)
-            subject = o.cwd;
-        else if (stage == PRISN_STAGE_CGROUP)
-            subject = "cgroup.procs";
-        else if (stage == PRISN_STAGE_NAMESPACE || stage == PRISN_STAGE_MOUNT ||
-                 stage == PRISN_STAGE_NETWORK || stage == PRISN_STAGE_INIT)
-            subject = "(sandbox)";
-        lua_pushnil(L);
-        if (r.timed_out)
-            lua_pushfstring(L, "%s: %s %s: did not start within %d ms; killed",
-                            prisn_sys_errno_name(-rc), prisn_proc_stage_name(stage), subject,
-                            o.start_timeout_ms > 0 ? o.start_timeout_ms
-                                                   : PRISN_PROC_START_TIMEOUT_MS);
-        else
-            lua_pushfstring(L, "%s: %s %s: %s", prisn_sys_errno_name(-rc),
-                            prisn_proc_stage_name(stage), subject, strerror(-rc));
-        lua_pushstring(L, prisn_sys_errno_name(-rc));
-        lua_pushstring(L, prisn_proc_stage_name(stage));
+        pending_release(h);
+        return push_spawn_failure(L, rc, stage, false, o.file, o.cwd, o.start_timeout_ms);
+    }
+    return 1;
+}
+
+/* pending:fd() -> integer: readable once the child has reported or exec'd. */
+static int l_pending_fd(lua_State *L) {
+    lua_pushinteger(L, prisn_proc_spawn_pending_fd(check_pending(L, 1)->p));
+    return 1;
+}
+
+/* pending:left_ms() -> integer: how long the child may still take. */
+static int l_pending_left_ms(lua_State *L) {
+    lua_pushinteger(L, prisn_proc_spawn_pending_left_ms(check_pending(L, 1)->p));
+    return 1;
+}
+
+/* pending:pid() -> integer */
+static int l_pending_pid(lua_State *L) {
+    lua_pushinteger(L, prisn_proc_spawn_pending_pid(check_pending(L, 1)->p));
+    return 1;
+}
+
+/* pending:finish([expired]) -> process | false | nil, message, code, stage
+ * Never blocks on the child: false while it has neither reported nor
+ * exec'd and the deadline has not passed (nor `expired` is true);
+ * otherwise exactly what proc.spawn would have returned, the child killed
+ * and reaped at the deadline. The pending handle is spent then. */
+static int l_pending_finish(lua_State *L) {
+    pending_handle *h = check_pending(L, 1);
+    bool expired = lua_toboolean(L, 2);
+    proc_handle *p = new_proc_handle(L);
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    int rc = prisn_proc_spawn_finish(h->p, expired, &r, &stage);
+    if (rc == 1) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    h->p = NULL;
+    if (rc < 0) {
+        push_spawn_failure(L, rc, stage, r.timed_out, h->file, h->cwd, h->timeout_ms);
+        pending_release(h);
         return 4;
     }
-    p->pid = r.pid;
-    p->pidfd = r.pidfd;
-    p->reaped = false;
-    p->sandbox_status_fd = r.sandbox_status_fd;
-    for (int i = 0; i < 3; i++)
-        p->fds[i] = r.stdio_fds[i];
+    pending_release(h);
+    fill_proc_handle(p, &r);
+    return 1;
+}
+
+/* pending:cancel() -> nothing. Kills and reaps a child still starting;
+ * idempotent (also __gc and __close: a dropped spawn leaves nothing). */
+static int l_pending_cancel(lua_State *L) {
+    pending_handle *h = luaL_checkudata(L, 1, PENDING_MT);
+    prisn_proc_spawn_cancel(h->p);
+    h->p = NULL;
+    pending_release(h);
+    return 0;
+}
+
+static int l_pending_tostring(lua_State *L) {
+    pending_handle *h = luaL_checkudata(L, 1, PENDING_MT);
+    if (h->p)
+        lua_pushfstring(L, "prisn.proc.pending (pid %d)", (int)prisn_proc_spawn_pending_pid(h->p));
+    else
+        lua_pushliteral(L, "prisn.proc.pending (done)");
     return 1;
 }
 
@@ -576,8 +725,14 @@ static const luaL_Reg proc_methods[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg pending_methods[] = {
+    {"fd", l_pending_fd},         {"left_ms", l_pending_left_ms}, {"pid", l_pending_pid},
+    {"finish", l_pending_finish}, {"cancel", l_pending_cancel},   {NULL, NULL},
+};
+
 static const luaL_Reg proc_functions[] = {
     {"spawn", l_proc_spawn},
+    {"spawn_start", l_proc_spawn_start},
     {"signal_number", l_proc_signal_number},
     {"signal_name", l_proc_signal_name},
     {NULL, NULL},
@@ -592,6 +747,16 @@ int luaopen_prisn_core_proc(lua_State *L) {
     lua_pushcfunction(L, l_proc_close);
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, l_proc_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PENDING_MT);
+    luaL_newlib(L, pending_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_pending_cancel);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_pending_cancel);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_pending_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     luaL_newlib(L, proc_functions);

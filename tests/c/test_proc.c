@@ -797,6 +797,168 @@ static void test_a_normal_start_is_not_delayed(void) {
     CHECK(st.exited && st.code == 3);
 }
 
+/* ---- the spawn split in two, waited for on a caller's loop -------------- */
+
+/* How many descriptors this process has open. */
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
+}
+
+/* Waits (as a loop would) for a pending spawn's report or deadline, then
+ * finishes it. */
+static int finish_when_ready(prisn_spawn_pending *p, prisn_spawn_result *r,
+                             prisn_spawn_stage *stage) {
+    for (;;) {
+        int left = prisn_proc_spawn_pending_left_ms(p);
+        struct pollfd pfd = {prisn_proc_spawn_pending_fd(p), POLLIN, 0};
+        if (left > 0)
+            poll(&pfd, 1, left);
+        int rc = prisn_proc_spawn_finish(p, left <= 0, r, stage);
+        if (rc != 1)
+            return rc;
+    }
+}
+
+static void close_result(prisn_spawn_result *r) {
+    if (r->pidfd >= 0)
+        close(r->pidfd);
+    if (r->sandbox_status_fd >= 0)
+        close(r->sandbox_status_fd);
+    for (int i = 0; i < 3; i++)
+        if (r->stdio_fds[i] >= 0)
+            close(r->stdio_fds[i]);
+}
+
+static void test_pending_spawn_reports_the_exec(void) {
+    int before = open_fds();
+    char *argv[4];
+    prisn_spawn_opts o = shell("exit 5", argv);
+    o.stdio[1].kind = PRISN_STDIO_PIPE;
+    prisn_spawn_pending *p;
+    prisn_spawn_stage stage;
+    CHECK_INT(prisn_proc_spawn_start(&o, &p, &stage), 0);
+    CHECK(prisn_proc_spawn_pending_pid(p) > 0);
+    prisn_spawn_result r;
+    CHECK_INT(finish_when_ready(p, &r, &stage), 0);
+    CHECK_INT(stage, PRISN_STAGE_NONE);
+    CHECK(!r.timed_out);
+    prisn_exit_status st;
+    CHECK_INT(prisn_proc_wait(r.pid, r.pidfd, false, &st), 1);
+    CHECK(st.exited && st.code == 5);
+    close_result(&r);
+    CHECK_INT(open_fds(), before);
+}
+
+static void test_pending_spawn_reports_a_failure_before_exec(void) {
+    int before = open_fds();
+    char *argv[4];
+    prisn_spawn_opts o = shell("true", argv);
+    o.file = "/nonexistent/prisn-test";
+    prisn_spawn_pending *p;
+    prisn_spawn_stage stage;
+    CHECK_INT(prisn_proc_spawn_start(&o, &p, &stage), 0);
+    pid_t pid = prisn_proc_spawn_pending_pid(p);
+    prisn_spawn_result r;
+    CHECK_INT(finish_when_ready(p, &r, &stage), -ENOENT);
+    CHECK_INT(stage, PRISN_STAGE_EXEC);
+    CHECK(!r.timed_out);
+    CHECK(kill(pid, 0) < 0 && errno == ESRCH); /* reaped */
+    CHECK_INT(open_fds(), before);
+}
+
+static void test_pending_spawn_kills_at_the_deadline(void) {
+    int fifo[2];
+    CHECK_INT(full_pipe(fifo), 0);
+    int before = open_fds();
+    char *argv[4];
+    prisn_spawn_opts o = shell("true", argv);
+    o.stdio[2].kind = PRISN_STDIO_PIPE;
+    o.cgroup_procs_fds = &fifo[1];
+    o.ncgroup_procs_fds = 1;
+    o.start_timeout_ms = 300;
+    prisn_spawn_pending *p;
+    prisn_spawn_stage stage;
+    long long start = now_ms();
+    CHECK_INT(prisn_proc_spawn_start(&o, &p, &stage), 0);
+    pid_t pid = prisn_proc_spawn_pending_pid(p);
+    prisn_spawn_result r;
+    /* Not there yet: finishing early says so and changes nothing. */
+    CHECK_INT(prisn_proc_spawn_finish(p, false, &r, &stage), 1);
+    CHECK(prisn_proc_spawn_pending_left_ms(p) > 0);
+    CHECK_INT(finish_when_ready(p, &r, &stage), -ETIMEDOUT);
+    long long spent = now_ms() - start;
+    CHECK(r.timed_out);
+    CHECK_STR(prisn_proc_stage_name(stage), "cgroup");
+    CHECK(spent >= 300 && spent < 3000);
+    CHECK(kill(pid, 0) < 0 && errno == ESRCH);
+    CHECK_INT(open_fds(), before);
+    /* Cancelled early instead: killed and reaped at once. */
+    CHECK_INT(prisn_proc_spawn_start(&o, &p, &stage), 0);
+    pid = prisn_proc_spawn_pending_pid(p);
+    prisn_proc_spawn_cancel(p);
+    CHECK(kill(pid, 0) < 0 && errno == ESRCH);
+    CHECK_INT(open_fds(), before);
+    close(fifo[0]);
+    close(fifo[1]);
+}
+
+/* Many spawns pending at once (sandboxed as root), finished in whatever
+ * order their reports come: every one runs, nothing is left open. */
+static void test_many_pending_spawns_at_once(void) {
+    enum { N = 40 };
+    int before = open_fds();
+    char *argv[4];
+    prisn_spawn_opts o = shell("exit 9", argv);
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "prisn-init";
+    if (geteuid() == 0) {
+        o.sandbox = &sandbox;
+        o.new_session = true;
+    } else {
+        printf("skip sandboxed pending spawns: needs root (namespaces)\n");
+    }
+    prisn_spawn_pending *p[N];
+    prisn_spawn_stage stage;
+    for (int i = 0; i < N; i++)
+        CHECK_INT(prisn_proc_spawn_start(&o, &p[i], &stage), 0);
+    int done = 0, ok = 0;
+    prisn_spawn_result r;
+    while (done < N) {
+        struct pollfd pfd[N];
+        int idx[N], n = 0;
+        for (int i = 0; i < N; i++)
+            if (p[i]) {
+                pfd[n] = (struct pollfd){prisn_proc_spawn_pending_fd(p[i]), POLLIN, 0};
+                idx[n++] = i;
+            }
+        CHECK(poll(pfd, (nfds_t)n, 5000) > 0);
+        for (int k = 0; k < n; k++) {
+            if (!pfd[k].revents)
+                continue;
+            int rc = prisn_proc_spawn_finish(p[idx[k]], false, &r, &stage);
+            if (rc == 1)
+                continue;
+            p[idx[k]] = NULL;
+            done++;
+            if (rc == 0) {
+                prisn_exit_status st;
+                CHECK_INT(prisn_proc_wait(r.pid, r.pidfd, false, &st), 1);
+                prisn_sandbox_status_apply(r.sandbox_status_fd, &st);
+                ok += st.exited && st.code == 9;
+                close_result(&r);
+            }
+        }
+    }
+    CHECK_INT(ok, N);
+    CHECK_INT(open_fds(), before);
+}
+
 int main(int argc, char **argv) {
     /* The init of a sandbox execs this binary (see sandbox.c). */
     if (argc == 4 && strcmp(argv[1], "__sandbox-init") == 0) {
@@ -829,6 +991,10 @@ int main(int argc, char **argv) {
         {"a sandbox passes the workload's own status back over a pipe (as root)", test_sandbox_passes_the_workload_status_back},
         {"a single-threaded spawner's sandbox init runs in place, else exec'd (as root)", test_sandbox_init_in_place},
         {"a gate holds the child before its exec, or kills it", test_gate_holds_the_exec},
+        {"a pending spawn finishes with the child's exec", test_pending_spawn_reports_the_exec},
+        {"a pending spawn reports a failure before exec", test_pending_spawn_reports_a_failure_before_exec},
+        {"a pending spawn is killed at its deadline, or when cancelled", test_pending_spawn_kills_at_the_deadline},
+        {"many pending spawns at once", test_many_pending_spawns_at_once},
         {NULL, NULL},
     };
     return check_main(cases);

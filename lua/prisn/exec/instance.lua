@@ -9,8 +9,9 @@
 --    launch out on stdout), so the loop never blocks. A launch is computed
 --    once per revision and reused for every instance and restart.
 -- 2. start: spawn the launch with the instance's environment, limits and
---    isolation: a fork/exec, a millisecond — so a crashed instance is back
---    within milliseconds.
+--    isolation: a fork/exec, a millisecond of the server's time — so a
+--    crashed instance is back within milliseconds. Inside a task, the wait
+--    for the child's exec (10-20 ms for a sandbox) happens on the loop.
 --
 -- Output. An instance writes stdout and stderr into two named pipes under
 -- $PRISN_HOME/run/<ns>/, opened read-write for the child: its own
@@ -128,8 +129,13 @@ end
 --- Starts an instance. o = { home, launch (from prepare), env (the full
 -- environment, table), cwd, limiter (from prisn.exec.limits.apply, or nil),
 -- isolation (the context of prisn.exec.job.isolation_context, or nil),
--- fifos (from fifo_paths) }. Returns the process (prisn.exec.process) with
--- proc.level (the isolation level it got), or nil, message, code, stage.
+-- fifos (from fifo_paths), on_pending (see below) }. Returns the process
+-- (prisn.exec.process) with proc.level (the isolation level it got), or nil,
+-- message, code, stage. Inside a task the task waits on the loop for the
+-- child to reach its exec (prisn.exec.process, on_loop), and
+-- o.on_pending(pid) hears of each child as soon as it exists (a fallback
+-- may make a second one); o.before_start() false cancels a start still
+-- waiting for its turn (code ECANCELED).
 -- The caller has the pipes attached to a log pump first (a request to the
 -- data plane that may still be in flight: what the child writes meanwhile
 -- waits in the pipe, which its own descriptor keeps open).
@@ -160,7 +166,7 @@ function M.start(o)
     if iso then
       for k, v in pairs(isolation.spawn_options(lvl, iso)) do s[k] = v end
     end
-    return process.start(s)
+    return process.start(s, { on_loop = true, on_pending = o.on_pending, before_start = o.before_start })
   end
   local function start(lvl)
     local proc, err, code, stage = attempt(lvl, false)

@@ -86,9 +86,93 @@ end
 -- stage when it could not be started (stage "exec" with ENOENT: the program
 -- does not exist; code ETIMEDOUT: it did not reach exec within
 -- spec.start_timeout_ms, 5 s by default, and was killed — the call blocks at
--- most that long).
-function M.start(spec)
-  local handle, err, code, stage = proc.spawn(spec)
+-- most that long). With opts.on_loop inside an async task, the task waits
+-- for the child to reach its exec on the loop instead (a sandboxed chain
+-- takes 10-20 ms: the server goes on serving, and other starts overlap),
+-- calling opts.on_pending(pid) once the child exists; at most
+-- M.MAX_STARTING children start at once, the others wait their turn, and
+-- opts.before_start() returning false then cancels (ECANCELED, stage
+-- "setup"). A caller outside a task blocks as before.
+-- Waits inside a task for a pending spawn (proc.spawn_start) to end: its
+-- report fd readable, or its deadline. Returns what proc.spawn returns.
+local function finish_on_loop(pending)
+  local result = pending:finish()
+  if result ~= false then return result end
+  local poll, timer = uv.new_poll(pending:fd()), uv.new_timer()
+  local handle, err, code, stage = async.wait(function(callback)
+    local on_readable, on_deadline
+    local function watch()
+      poll:start("r", on_readable)
+      timer:start(pending:left_ms() + 1, 0, on_deadline)
+    end
+    local function conclude(expired)
+      -- Stopped while the fd is still open: finish closes it when it ends.
+      poll:stop(); timer:stop()
+      local got = table.pack(pending:finish(expired))
+      if got[1] == false then return watch() end -- woken early
+      callback(table.unpack(got, 1, got.n))
+    end
+    on_readable = function() conclude(false) end
+    on_deadline = function() conclude(true) end
+    watch()
+  end)
+  poll:close(); timer:close()
+  return handle, err, code, stage
+end
+
+-- How many children may be starting (cloned, not yet exec'd) on the loop at
+-- once; the next start waits its turn on the loop. Overlapping setups frees
+-- the loop, but a hundred of them at once only compete for the CPUs (and
+-- the kernel's mount locks) with the workloads already started: one per CPU
+-- keeps a chain of them busy without flooding.
+M.MAX_STARTING = math.max(2, uv.available_parallelism and uv.available_parallelism() or 2)
+local starting, turns = 0, {}
+
+local function take_turn()
+  if starting < M.MAX_STARTING then
+    starting = starting + 1
+    return
+  end
+  async.wait(function(callback) turns[#turns + 1] = callback end)
+end
+
+-- The turn passes on from the loop, never from inside the task that ends
+-- it (a chain of starts that fail at once would nest deeper and deeper).
+local function end_turn()
+  local next_turn = table.remove(turns, 1)
+  if not next_turn then
+    starting = starting - 1
+    return
+  end
+  local timer = uv.new_timer()
+  timer:start(0, 0, function() timer:close(); next_turn() end)
+end
+
+-- The process handle of the child spawned, or nil, message, code, stage:
+-- with `on_loop` (inside a task), its wait for the child's exec happens on
+-- the loop, so the loop serves others meanwhile.
+local function spawn(spec, opts)
+  local co, main = coroutine.running()
+  if not opts.on_loop or not co or main then return proc.spawn(spec) end
+  take_turn()
+  if opts.before_start and not opts.before_start() then
+    end_turn()
+    return nil, "ECANCELED: setup " .. spec.file .. ": no longer wanted", "ECANCELED", "setup"
+  end
+  local ok, pending, err, code, stage = pcall(proc.spawn_start, spec)
+  if not ok then end_turn(); error(pending, 0) end
+  if not pending then end_turn(); return nil, err, code, stage end
+  if opts.on_pending then
+    local called, call_err = pcall(opts.on_pending, pending:pid())
+    if not called then pending:cancel(); end_turn(); error(call_err, 0) end
+  end
+  local result = table.pack(finish_on_loop(pending))
+  end_turn()
+  return table.unpack(result, 1, result.n)
+end
+
+function M.start(spec, opts)
+  local handle, err, code, stage = spawn(spec, opts or {})
   if not handle then return nil, err, code, stage end
   local self = setmetatable({ handle = handle, waiters = {}, started_at = uv.now() }, Process)
   for _, name in ipairs({ "stdin", "stdout", "stderr" }) do

@@ -134,6 +134,10 @@ function Instance:kill_process(inst, grace)
   local uv = self.uv
   local pid = inst.pid
   if not pid then return end
+  if inst.starting then -- no group to signal yet: at once when it has started
+    inst.kill_after_start = grace
+    return
+  end
   uv.kill(-pid, "sigterm")
   local t = uv.new_timer()
   t:start(math.floor(grace * 1000), 0, function()
@@ -261,14 +265,33 @@ function Instance:start_process(d, inst)
       inst.last_exit = { at = self.clock.now_ms(), reason = "failed_to_start", message = err.message }
       return self:exited(d, inst, { failed_to_start = true })
     end
-    local ok, start_err = pcall(self.spawn, self, d, inst, launch, spec)
-    if not ok then
-      self.server.log:error("%s: %s", instance_name(d, inst), tostring(start_err))
-      inst.last_exit = { at = self.clock.now_ms(), reason = "failed_to_start",
-        message = type(start_err) == "table" and start_err.message or tostring(start_err) }
-      self:exited(d, inst, { failed_to_start = true })
-    end
+    -- A task of its own: it waits on the loop for the child to reach its
+    -- exec, while the server serves and other instances start.
+    async.spawn(self:guard("start", function()
+      local ok, start_err = pcall(self.spawn, self, d, inst, launch, spec)
+      if not ok then
+        inst.starting, inst.kill_after_start = nil, nil
+        self.server.log:error("%s: %s", instance_name(d, inst), tostring(start_err))
+        inst.last_exit = { at = self.clock.now_ms(), reason = "failed_to_start",
+          message = type(start_err) == "table" and start_err.message or tostring(start_err) }
+        self:exited(d, inst, { failed_to_start = true })
+      end
+    end))
   end)
+end
+
+-- Whether an instance no longer needs a process (one not yet started).
+function Instance:unwanted(d, inst)
+  return inst.removing or d.deleted or inst.forgotten or self.stopping_all or false
+end
+
+-- While its child starts (on_pending), the instance has its pid, recorded
+-- at once: a stop or removal meanwhile waits for it (kill_process), and a
+-- server killed meanwhile finds it at recovery.
+function Instance:spawn_pending(d, inst, pid)
+  inst.pid, inst.starting = pid, true
+  inst.started_at = self.clock.now_ms()
+  self:save(d, inst)
 end
 
 function Instance:spawn(d, inst, launch, spec)
@@ -300,12 +323,23 @@ function Instance:spawn(d, inst, launch, spec)
     resolv_conf = dns and dns.resolv_conf }, launch)
   self:attach_output(d, inst)
   local env = self:instance_env(d, inst, launch, spec)
-  local proc, err = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
-    limiter = inst.limiter, isolation = iso, fifos = inst.fifos })
-  if not proc then error(err, 0) end
+  local proc, err, code = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
+    limiter = inst.limiter, isolation = iso, fifos = inst.fifos,
+    on_pending = function(pid) self:spawn_pending(d, inst, pid) end,
+    before_start = function() return not self:unwanted(d, inst) end })
+  local saved = inst.starting
+  inst.starting = nil
+  if not proc then
+    inst.pid = nil
+    -- Removed, deleted or stopped while it waited for its turn: never started.
+    if code == "ECANCELED" and self:unwanted(d, inst) then return end
+    error(err, 0)
+  end
   inst.proc = proc
-  inst.pid = proc:pid()
-  inst.started_at = self.clock.now_ms()
+  if inst.pid ~= proc:pid() then
+    inst.pid, saved = proc:pid(), false
+    inst.started_at = self.clock.now_ms()
+  end
   inst.first_spawned_at = inst.first_spawned_at or inst.started_at
   if launch.env_dir then
     -- In use: `prisn env prune` goes by the marker's age.
@@ -318,9 +352,14 @@ function Instance:spawn(d, inst, launch, spec)
   end
   inst.exit_seen_ns = nil
   inst.healthy = false
-  self:save(d, inst)
+  if not saved then self:save(d, inst) end
   self:watch_exit(d, inst)
   self:start_health(d, inst)
+  local grace = inst.kill_after_start
+  if grace then -- stopped while it started
+    inst.kill_after_start = nil
+    self:kill_process(inst, grace)
+  end
 end
 
 --- Takes over `inst`, whose process `pid` (started at `started_at`) a
