@@ -512,7 +512,9 @@ static int l_sys_reap(lua_State *L) {
 
 /* Stores in out[first], out[first + 1], ... every whitespace-separated word
  * of text that is an integer (an optional '-', digits); other words are
- * skipped. Returns how many were stored. */
+ * skipped. A value past lua_Integer's range (stat's rsslim is often 2^64-1)
+ * is stored as the largest one, so the words after it keep their places.
+ * Returns how many were stored. */
 static lua_Integer store_numbers(lua_State *L, int out, lua_Integer first, const char *p, const char *end) {
     lua_Integer n = 0;
     while (p < end) {
@@ -524,8 +526,10 @@ static lua_Integer store_numbers(lua_State *L, int out, lua_Integer first, const
         const char *d = word + (word < p && *word == '-');
         lua_Integer v = 0;
         const char *q = d;
-        while (q < p && *q >= '0' && *q <= '9')
-            v = v * 10 + (*q++ - '0');
+        while (q < p && *q >= '0' && *q <= '9') {
+            int digit = *q++ - '0';
+            v = v > (LUA_MAXINTEGER - digit) / 10 ? LUA_MAXINTEGER : v * 10 + digit;
+        }
         if (q == p && q > d) {
             lua_pushinteger(L, *word == '-' ? -v : v);
             lua_rawseti(L, out, first + n++);

@@ -93,6 +93,26 @@ describe("prisn.core.sys", function()
       assert.equal(math.tointeger(uv.os_getppid()), out[2])
     end)
 
+    it("stores a value past the integer range as the largest, keeping the places of the rest", function()
+      -- stat's rsslim is 2^64-1 when unlimited; parsing it overflowed.
+      local text = fs.read_file("/proc/self/stat")
+      local tail = text:sub(text:match(".*()%)") + 1)
+      local words = {}
+      for w in tail:gmatch("%-?%d+") do words[#words + 1] = w end
+      local out = {}
+      assert.equal(#words, sys.proc_numbers(self, "stat", out, 1, ")"))
+      local huge = 0
+      for i, w in ipairs(words) do
+        if #w >= 19 and not math.tointeger(tonumber(w)) then
+          huge = huge + 1
+          assert.equal(math.maxinteger, out[i])
+        else -- counters move between the two reads: only their kind is fixed
+          assert.equal("integer", math.type(out[i]))
+        end
+      end
+      if huge == 0 then pending("no value past the integer range in this process's stat") end
+    end)
+
     it("reads a task's file, and answers the failure triple when there is none", function()
       local out = {}
       local child = assert(uv.spawn("/bin/sleep", { args = { "5" } }, function() end))
