@@ -42,7 +42,7 @@ typedef struct {
  * starts over (the dropped ones finalized then and there): SQL built
  * with values in its text cannot fill the memory, and the few dozen texts
  * the server runs again and again are kept again at their next use. */
-#define STORE_KEPT_MAX 16
+#define STORE_KEPT_MAX 48
 
 /* User value 1: the owning database userdata. */
 struct store_stmt {

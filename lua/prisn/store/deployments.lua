@@ -29,52 +29,6 @@ M.STRATEGIES = { ["round-robin"] = true, ["least-connections"] = true }
 
 local check = store.check
 
--- The reads of a GET (a deployment, its instances, a revision) keep their
--- prepared statements, per database: preparing was 12 of the 18 us such a
--- lookup took (tests/bench/deployments-report.md). Weak keys: a closed and
--- dropped database takes its statements with it.
-local prepared = setmetatable({}, { __mode = "k" })
-
-local function statement(db, sql)
-  local by_sql = prepared[db]
-  if not by_sql then
-    by_sql = {}
-    prepared[db] = by_sql
-  end
-  local stmt = by_sql[sql]
-  if not stmt then
-    stmt = check(db:prepare(sql))
-    by_sql[sql] = stmt
-  end
-  return stmt
-end
-
--- db:rows on a kept statement, reset when done so that no read stays open
--- (an open read would hold back checkpoints).
-local function kept_rows(db, sql, ...)
-  local stmt = check(statement(db, sql):bind(...))
-  local rows = {}
-  while true do
-    local row, message, code = stmt:step()
-    if not row then
-      stmt:reset()
-      check(row, message, code)
-      return rows
-    end
-    rows[#rows + 1] = row
-  end
-end
-
--- db:first on a kept statement.
-local function kept_first(db, sql, ...)
-  local stmt = check(statement(db, sql):bind(...))
-  local row, message, code = stmt:step()
-  stmt:reset()
-  check(row, message, code)
-  return row or nil
-end
-
-
 --- Whether `name` may name a deployment (as a cron job's: lower-case
 -- letters, digits and dashes). Returns true, or nil and a message.
 function M.valid_name(name)
@@ -100,7 +54,7 @@ end
 
 --- The deployment `name` of `ns`, or nil.
 function M.get(db, ns, name)
-  return deployment_row(kept_first(db, "SELECT * FROM deployments WHERE namespace = ? AND name = ?", ns, name))
+  return deployment_row(check(db:first("SELECT * FROM deployments WHERE namespace = ? AND name = ?", ns, name)))
 end
 
 --- Deployments by name; opts: namespace ("default"), all_namespaces.
@@ -244,8 +198,8 @@ end
 
 --- Revision `number` of a deployment, or nil.
 function M.revision(db, ns, name, number)
-  return revision_row(kept_first(db, "SELECT * FROM revisions WHERE namespace = ? AND name = ? AND revision = ?",
-    ns, name, number))
+  return revision_row(check(db:first("SELECT * FROM revisions WHERE namespace = ? AND name = ? AND revision = ?",
+    ns, name, number)))
 end
 
 -- The query of current_revisions for `keys`: the keys' values read by
@@ -379,8 +333,8 @@ function M.instances(db, ns, deployment)
   elseif deployment == nil then
     rows = check(db:rows("SELECT * FROM instances WHERE namespace = ? ORDER BY deployment, number", ns))
   else
-    rows = kept_rows(db, "SELECT * FROM instances WHERE namespace = ? AND deployment = ? ORDER BY number", ns,
-      deployment)
+    rows = check(db:rows("SELECT * FROM instances WHERE namespace = ? AND deployment = ? ORDER BY number", ns,
+      deployment))
   end
   for i, row in ipairs(rows) do rows[i] = instance_row(row) end
   return rows

@@ -43,7 +43,6 @@ local errors = require("prisn.error")
 local ids = require("prisn.ids")
 local json_value = require("prisn.output.value")
 local store = require("prisn.store")
-local statements = require("prisn.store.statements")
 local units = require("prisn.units")
 local clock = require("prisn.clock")
 
@@ -153,7 +152,7 @@ local function insert(db, row)
   -- same millisecond with the same 12 random bits: take a fresh one.
   for attempt = 1, 5 do
     row.id = ids.new()
-    local ok, message, code = statements.run(db, INSERT, row)
+    local ok, message, code = db:run(INSERT, row)
     if ok then return row end
     if code ~= "SQLITE_CONSTRAINT" or attempt == 5 then return nil, message, code end
   end

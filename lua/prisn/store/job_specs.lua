@@ -11,29 +11,27 @@
 -- The writes return what db:run returns (the number of rows changed, or
 -- nil, message, code), so a caller can pass it to prisn.store.check or let
 -- pass a failure it can live with.
-local statements = require("prisn.store.statements")
-
 local M = {}
 
 --- Stores the spec (JSON text) of job `id`.
 function M.put(db, id, spec_json)
-  return statements.run(db, "INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json)
+  return db:run("INSERT INTO job_specs (job_id, spec) VALUES (?, ?)", id, spec_json)
 end
 
 --- The spec (JSON text) of job `id`, or nil.
 function M.get(db, id)
-  local row = statements.first(db, "SELECT spec FROM job_specs WHERE job_id = ?", id)
+  local row = db:first("SELECT spec FROM job_specs WHERE job_id = ?", id)
   return row and row.spec or nil
 end
 
 --- Records the pid of the runner that runs job `id`.
 function M.set_runner_pid(db, id, pid)
-  return statements.run(db, "UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id)
+  return db:run("UPDATE job_specs SET runner_pid = ? WHERE job_id = ?", pid, id)
 end
 
 --- Drops the spec of job `id` (no error when there is none).
 function M.drop(db, id)
-  return statements.run(db, "DELETE FROM job_specs WHERE job_id = ?", id)
+  return db:run("DELETE FROM job_specs WHERE job_id = ?", id)
 end
 
 return M

@@ -20,7 +20,6 @@ local ids = require("prisn.ids")
 local json_value = require("prisn.output.value")
 local store = require("prisn.store")
 local job_specs = require("prisn.store.job_specs")
-local statements = require("prisn.store.statements")
 
 local M = {}
 
@@ -142,7 +141,7 @@ function M.create(db, fields)
   -- in the same millisecond with the same 12 random bits: take a fresh one.
   for attempt = 1, 5 do
     row.id = fields.id or ids.new()
-    local ok, message, code = statements.run(db, INSERT, row)
+    local ok, message, code = db:run(INSERT, row)
     if ok then return M.get_by_id(db, row.id) end
     if code ~= "SQLITE_CONSTRAINT" or fields.id or attempt == 5 then store.fail(message, code) end
   end
@@ -182,7 +181,7 @@ function M.start(db, id, info, known)
   info = info or {}
   local pid, started_at = integer(info.pid, "pid", 2), integer(info.started_at, "started_at", 2)
   started_at = started_at or clock.now_ms()
-  local n = check(statements.run(db, "UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
+  local n = check(db:run("UPDATE jobs SET state = 'running', pid = :pid, started_at = :started_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued')",
     { id = id, pid = pid, started_at = started_at }))
   if n == 0 then conflict(require_job(db, id), "start") end
@@ -207,7 +206,7 @@ function M.finish(db, id, result)
   end
   local exit_code = integer(result.exit_code, "exit_code", 2)
   local finished_at = integer(result.finished_at, "finished_at", 2)
-  local n = check(statements.run(db, "UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
+  local n = check(db:run("UPDATE jobs SET state = :state, reason = :reason, exit_code = :exit_code, "
     .. "signal = :signal, message = :message, finished_at = :finished_at "
     .. "WHERE id = :id AND state IN ('pending', 'queued', 'running')",
     { id = id, state = result.state, reason = result.reason, exit_code = exit_code,
@@ -231,7 +230,7 @@ function M.settle(db, id, outcome)
     error("jobs.settle: unknown reason '" .. tostring(outcome.reason) .. "'", 2)
   end
   local started_at = integer(outcome.started_at, "started_at", 2)
-  check(statements.run(db, "UPDATE jobs SET "
+  check(db:run("UPDATE jobs SET "
     .. "pid = CASE WHEN state = 'queued' AND :started_at IS NOT NULL THEN :pid ELSE pid END, "
     .. "started_at = CASE WHEN state = 'queued' AND :started_at IS NOT NULL THEN :started_at ELSE started_at END, "
     .. "state = :state, reason = :reason, exit_code = :exit_code, signal = :signal, message = :message, "
@@ -327,7 +326,7 @@ end
 
 --- The job with exactly this id in any namespace, or nil.
 function M.get_by_id(db, id)
-  return from_row(check(statements.first(db, "SELECT * FROM jobs WHERE id = ?", id)))
+  return from_row(check(db:first("SELECT * FROM jobs WHERE id = ?", id)))
 end
 
 local SHOWN_WHEN_AMBIGUOUS = 5
