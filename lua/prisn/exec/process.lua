@@ -166,9 +166,12 @@ local function spawn(spec, opts)
     local called, call_err = pcall(opts.on_pending, pending:pid())
     if not called then pending:cancel(); end_turn(); error(call_err, 0) end
   end
-  local result = table.pack(finish_on_loop(pending))
+  -- The turn is given back whatever happens, or one failure would hold a
+  -- place among MAX_STARTING for good.
+  local result = table.pack(pcall(finish_on_loop, pending))
   end_turn()
-  return table.unpack(result, 1, result.n)
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
 end
 
 function M.start(spec, opts)
