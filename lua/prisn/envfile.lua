@@ -159,4 +159,15 @@ function M.collect(file, words)
   return env, keys
 end
 
+--- A process environment given as a "K=V" list (what prisn.core.proc and
+-- the runners take) as a table; entries without "=" are skipped.
+function M.list_to_table(list)
+  local env = {}
+  for _, kv in ipairs(list or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if k then env[k] = v end
+  end
+  return env
+end
+
 return M

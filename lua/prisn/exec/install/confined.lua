@@ -20,21 +20,12 @@
 -- signal, stdout, stderr }, or nil, message, code when the program could not
 -- be started.
 local run = require("prisn.exec.group")
+local envfile = require("prisn.envfile")
 
 local M = {}
 
 M.TIMEOUT_S = 30 * 60 -- an install that takes longer than this is stuck
 M.MAX_OUTPUT_BYTES = 1024 * 1024 -- of each stream, kept for error messages
-
--- The "K=V" list as a table.
-local function env_table(list)
-  local env = {}
-  for _, kv in ipairs(list or {}) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if k then env[k] = v end
-  end
-  return env
-end
 
 -- A sink that keeps the first MAX_OUTPUT_BYTES of a stream.
 local function collector(chunks)
@@ -56,7 +47,7 @@ function M.capture_for(ctx)
     for _, a in ipairs(args) do argv[#argv + 1] = a end
     local out, err = {}, {}
     local result = run.supervise({
-      file = file, argv = argv, env = env_table(opts.env), cwd = opts.cwd or ctx.keep[1].path,
+      file = file, argv = argv, env = envfile.list_to_table(opts.env), cwd = opts.cwd or ctx.keep[1].path,
       stdin = "null", forward_signals = false, timeout = M.TIMEOUT_S, grace = 5,
       on_stdout = collector(out), on_stderr = collector(err),
       isolation = { level = 1, explicit = true, home = ctx.home, user = ctx.user, keep = ctx.keep },

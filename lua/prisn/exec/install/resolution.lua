@@ -24,6 +24,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local crypto = require("prisn.core.crypto")
 local fs = require("prisn.fs")
+local envfile = require("prisn.envfile")
 
 local M = {}
 
@@ -45,16 +46,6 @@ local function config_files(env)
     (env.XDG_CONFIG_HOME or (home .. "/.config")) .. "/pip/pip.conf" }
   if env.PIP_CONFIG_FILE then list[#list + 1] = env.PIP_CONFIG_FILE end
   return list
-end
-
--- The "K=V" list as a table.
-local function env_table(list)
-  local env = {}
-  for _, kv in ipairs(list or {}) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if k then env[k] = v end
-  end
-  return env
 end
 
 -- Options and variables whose value is a local path pip reads from.
@@ -105,7 +96,7 @@ end
 -- default: sizes and modification times).
 function M.key(interpreter, lines, env_list, read, state)
   read, state = read or fs.read_file, state or path_state
-  local env = env_table(env_list)
+  local env = envfile.list_to_table(env_list)
   local parts = { "python", interpreter.executable or "", interpreter.version or "" }
   for _, line in ipairs(lines) do parts[#parts + 1] = "line:" .. line end
   local names = {}
