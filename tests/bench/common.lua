@@ -32,6 +32,42 @@ function M.read(path)
   return text
 end
 
+--- Wall time in milliseconds of one run of `file` with `args` and `env` (a
+-- "K=V" list), output discarded. With `check`, a non-zero exit raises.
+function M.time_run(file, args, env, check)
+  local done, t0, handle = false, uv.hrtime(), nil
+  handle = assert(uv.spawn(file, { args = args, env = env, stdio = { nil, nil, nil } }, function(code)
+    assert(not check or code == 0, file .. " " .. table.concat(args, " ") .. " exited " .. code)
+    done = true
+    handle:close()
+  end))
+  while not done do uv.run("once") end
+  return (uv.hrtime() - t0) / 1e6
+end
+
+--- Builds DIR/wheels/benchdep-1.0-py3-none-any.whl (a pure-Python package,
+-- `import benchdep; benchdep.VALUE == 42`) with `python`: the local wheel
+-- the dependency benchmarks install from, offline.
+function M.write_bench_wheel(dir, python)
+  uv.fs_mkdir(dir .. "/wheels", tonumber("755", 8))
+  M.write(dir .. "/mkwheel.py", string.format([[
+import zipfile
+name, version = "benchdep", "1.0"
+dist = f"{name}-{version}.dist-info"
+files = {
+    f"{name}/__init__.py": "VALUE = 42\n",
+    f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: prisn-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+files[f"{dist}/RECORD"] = "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n"
+wheel = "%s/wheels/" + f"{name}-{version}-py3-none-any.whl"
+with zipfile.ZipFile(wheel, "w") as z:
+    for p, text in files.items():
+        z.writestr(p, text)
+]], dir))
+  M.sh(python .. " " .. dir .. "/mkwheel.py")
+end
+
 --- The median of a list of numbers (NaN for none).
 function M.median(list)
   if #list == 0 then return 0 / 0 end

@@ -39,39 +39,11 @@ env[#env + 1] = "PIP_FIND_LINKS=" .. tmp .. "/wheels"
 env[#env + 1] = "PIP_CONFIG_FILE=/dev/null"
 env[#env + 1] = "PIP_CACHE_DIR=" .. tmp .. "/pip-cache"
 
--- Wall time of one run in milliseconds, output discarded.
-local function time_once(file, args)
-  local done = false
-  local t0 = uv.hrtime()
-  local handle
-  handle = assert(uv.spawn(file, { args = args, env = env, stdio = { nil, nil, nil } }, function(code)
-    assert(code == 0, file .. " " .. table.concat(args, " ") .. " exited " .. code)
-    done = true
-    handle:close()
-  end))
-  while not done do uv.run("once") end
-  return (uv.hrtime() - t0) / 1e6
-end
+local function time_once(file, args) return common.time_run(file, args, env, true) end
 
 -- One local pure-Python wheel, then a script that needs it.
-uv.fs_mkdir(tmp .. "/wheels", tonumber("755", 8))
-write(tmp .. "/mkwheel.py", string.format([[
-import zipfile
-name, version = "benchdep", "1.0"
-dist = f"{name}-{version}.dist-info"
-files = {
-    f"{name}/__init__.py": "VALUE = 42\n",
-    f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-    f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: prisn-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-files[f"{dist}/RECORD"] = "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n"
-wheel = "%s/wheels/" + f"{name}-{version}-py3-none-any.whl"
-with zipfile.ZipFile(wheel, "w") as z:
-    for p, text in files.items():
-        z.writestr(p, text)
-]], tmp))
 local python = sh("python3 -c 'import sys; print(sys.executable)'")
-sh(python .. " " .. tmp .. "/mkwheel.py")
+common.write_bench_wheel(tmp, python)
 local script = tmp .. "/dep.py"
 write(script, "# /// script\n# dependencies = [\"benchdep\"]\n# ///\nimport benchdep\nprint(benchdep.VALUE)\n")
 

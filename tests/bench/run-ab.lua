@@ -9,6 +9,8 @@
 --   build/prisn lua tests/bench/run-ab.lua 200 /usr/bin/bash hello.sh \
 --     -- /tmp/prisn-old run -q hello.sh -- build/prisn run -q hello.sh
 local uv = require("luv")
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local common = require("common")
 
 local ROUNDS = assert(tonumber(arg[1]), "usage: run-ab.lua ROUNDS CMD... [-- CMD...]...")
 local cmds, current = {}, {}
@@ -26,14 +28,7 @@ for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
 
 -- Wall time of one run of `cmd`, in milliseconds.
 local function once(cmd)
-  local done, t0, handle = false, uv.hrtime(), nil
-  handle = assert(uv.spawn(cmd[1], { args = { table.unpack(cmd, 2) }, env = env, stdio = { nil, nil, nil } },
-    function()
-      done = true
-      handle:close()
-    end))
-  while not done do uv.run("once") end
-  return (uv.hrtime() - t0) / 1e6
+  return common.time_run(cmd[1], { table.unpack(cmd, 2) }, env)
 end
 
 local times = {}
