@@ -149,21 +149,56 @@ function M.parse_user_ids(text)
   return { uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)) }
 end
 
---- Resolves --user NAME|UID through /etc/passwd (a number need not exist
--- there: its gid is then the same number). Returns { uid, gid, name } or
--- nil, message.
-function M.lookup_user(spec, passwd_path)
-  local f = io.open(passwd_path or "/etc/passwd", "r")
-  local numeric = math.tointeger(tonumber(spec))
-  if f then
-    for line in f:lines() do
-      local name, uid, gid = line:match("^([^:]*):[^:]*:(%d+):(%d+):")
-      if name and (name == spec or (numeric and tonumber(uid) == numeric)) then
-        f:close()
-        return { uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)), name = name }
-      end
+-- The passwd file last read, parsed: { path, stamp, checked, by_name,
+-- by_uid }, each entry { uid, gid, name, line }. The server resolves a
+-- deployment's user on every GET of it (its run_as); reading and matching
+-- the whole file each time cost a read and ~3 KB of garbage a request. The
+-- stamp (inode, size, mtime) says when to read it again; it is looked at
+-- again at most every M.PASSWD_RECHECK_MS of the loop's clock (a stat's
+-- table is itself ~2 KB): a user added is known within a second.
+local passwd_cache
+M.PASSWD_RECHECK_MS = 1000
+
+local function passwd_entries(path)
+  local now = luv.now()
+  if passwd_cache and passwd_cache.path == path and now - passwd_cache.checked < M.PASSWD_RECHECK_MS then
+    return passwd_cache
+  end
+  local st = luv.fs_stat(path)
+  if not st then return nil end
+  local stamp = string.format("%d:%d:%d.%d", st.ino, st.size, st.mtime.sec, st.mtime.nsec)
+  if passwd_cache and passwd_cache.path == path and passwd_cache.stamp == stamp then
+    passwd_cache.checked = now
+    return passwd_cache
+  end
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local by_name, by_uid, n = {}, {}, 0
+  for line in f:lines() do
+    local name, uid, gid = line:match("^([^:]*):[^:]*:(%d+):(%d+):")
+    if name then
+      n = n + 1
+      local entry = { uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)), name = name, line = n }
+      if not by_name[name] then by_name[name] = entry end
+      if entry.uid and not by_uid[entry.uid] then by_uid[entry.uid] = entry end
     end
-    f:close()
+  end
+  f:close()
+  passwd_cache = { path = path, stamp = stamp, checked = now, by_name = by_name, by_uid = by_uid }
+  return passwd_cache
+end
+
+--- Resolves --user NAME|UID through /etc/passwd (a number need not exist
+-- there: its gid is then the same number): the first line whose name or uid
+-- matches. Returns { uid, gid, name } or nil, message.
+function M.lookup_user(spec, passwd_path)
+  local numeric = math.tointeger(tonumber(spec))
+  local entries = passwd_entries(passwd_path or "/etc/passwd")
+  if entries then
+    local by_name, by_uid = entries.by_name[spec], numeric and entries.by_uid[numeric]
+    local found = by_name
+    if by_uid and (not found or by_uid.line < found.line) then found = by_uid end
+    if found then return { uid = found.uid, gid = found.gid, name = found.name } end
   end
   if numeric and numeric >= 0 then return { uid = numeric, gid = numeric } end
   return nil, "no such user: " .. tostring(spec)

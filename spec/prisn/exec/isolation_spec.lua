@@ -47,3 +47,61 @@ describe("prisn.exec.isolation.spawn_options resolv_conf", function()
       "/etc/resolv.conf"))
   end)
 end)
+
+describe("prisn.exec.isolation.lookup_user", function()
+  local dir, path, recheck
+  before_each(function()
+    dir = assert(require("luv").fs_mkdtemp("/tmp/prisn-passwd-spec-XXXXXX"))
+    path = dir .. "/passwd"
+    -- Every lookup looks at the file's stamp (the server's looks once a second).
+    recheck, isolation.PASSWD_RECHECK_MS = isolation.PASSWD_RECHECK_MS, -1
+  end)
+  after_each(function()
+    isolation.PASSWD_RECHECK_MS = recheck
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  local function write(text)
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+  end
+
+  it("finds a user by name or by uid, the first matching line winning", function()
+    write("root:x:0:0::/root:/bin/sh\n1001:x:1002:1002::/:/bin/sh\nalice:x:1001:1003::/:/bin/sh\n"
+      .. "alice:x:1004:1004::/:/bin/sh\n")
+    assert.are.same({ uid = 1001, gid = 1003, name = "alice" }, isolation.lookup_user("alice", path))
+    assert.are.same({ uid = 0, gid = 0, name = "root" }, isolation.lookup_user("0", path))
+    -- "1001" names the user on line 2 before uid 1001 on line 3.
+    assert.are.same({ uid = 1002, gid = 1002, name = "1001" }, isolation.lookup_user("1001", path))
+    assert.are.same({ uid = 1002, gid = 1002, name = "1001" }, isolation.lookup_user("1002", path))
+    assert.are.same({ uid = 1004, gid = 1004, name = "alice" }, isolation.lookup_user("1004", path))
+  end)
+
+  it("reads the file again once it changed", function()
+    write("alice:x:1001:1001::/:/bin/sh\n")
+    assert.are.equal(1001, isolation.lookup_user("alice", path).uid)
+    write("bob:x:1005:1005::/:/bin/sh\nalice:x:1007:1007::/:/bin/sh\n")
+    assert.are.equal(1007, isolation.lookup_user("alice", path).uid)
+    assert.are.equal("bob", isolation.lookup_user("1005", path).name)
+  end)
+
+  it("takes an unknown number as uid and gid, and refuses an unknown name", function()
+    write("root:x:0:0::/root:/bin/sh\n")
+    assert.are.same({ uid = 4242, gid = 4242 }, isolation.lookup_user("4242", path))
+    local found, err = isolation.lookup_user("nobody-here", path)
+    assert.is_nil(found)
+    assert.matches("no such user: nobody%-here", err)
+    os.remove(path)
+    assert.are.same({ uid = 7, gid = 7 }, isolation.lookup_user("7", path))
+    assert.is_nil((isolation.lookup_user("root", path)))
+  end)
+
+  it("keeps what it read for a second without looking at the file again", function()
+    isolation.PASSWD_RECHECK_MS = 1000
+    write("carol:x:1010:1010::/:/bin/sh\n")
+    assert.are.equal(1010, isolation.lookup_user("carol", path).uid)
+    os.remove(path)
+    assert.are.equal(1010, isolation.lookup_user("carol", path).uid)
+  end)
+end)
