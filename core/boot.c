@@ -12,8 +12,11 @@
 #include <lualib.h>
 #include <luv/luv.h>
 
+#include <stdio.h>
+
 #include "binding.h"
 #include "embed.h"
+#include "lua_alloc.h"
 
 static const luaL_Reg core_modules[] = {
     {"luv", luaopen_luv},
@@ -39,10 +42,25 @@ int prisn_boot_traceback(lua_State *L) {
     return 1;
 }
 
+/* What luaL_newstate's panic does: say why, then Lua aborts. */
+static int boot_panic(lua_State *L) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "Error: internal error in prisn: unprotected Lua error: %s\n",
+            msg ? msg : "(an error object that is not a string)");
+    return 0;
+}
+
 lua_State *prisn_boot_new_state(const char *dev_tree) {
-    lua_State *L = luaL_newstate();
-    if (L == NULL)
+    prisn_pool *pool = prisn_pool_new();
+    if (pool == NULL)
         return NULL;
+    lua_State *L = lua_newstate(prisn_pool_lua_alloc, pool);
+    if (L == NULL) {
+        prisn_pool_free(pool);
+        return NULL;
+    }
+    lua_atpanic(L, boot_panic);
+    lua_setwarnf(L, NULL, NULL); /* warn() says nothing, as luaL_newstate's default */
     lua_pushboolean(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
     luaL_openlibs(L);
@@ -67,4 +85,11 @@ lua_State *prisn_boot_new_state(const char *dev_tree) {
 
     prisn_embed_register(L, dev_tree);
     return L;
+}
+
+void prisn_boot_close_state(lua_State *L) {
+    void *pool;
+    lua_getallocf(L, &pool);
+    lua_close(L);
+    prisn_pool_free(pool);
 }

@@ -13,8 +13,12 @@
 /* Creates the state. Environment variables LUA_PATH/LUA_CPATH are ignored;
  * package.path and package.cpath start empty (Lua's compiled-in defaults stay
  * readable as prisn.core.sys.lua_path_default / lua_cpath_default). dev_tree
- * is the PRISN_DEV source tree or NULL. Returns NULL only when out of memory. */
+ * is the PRISN_DEV source tree or NULL. Its memory comes from a pool of its
+ * own (lua_alloc.h). Returns NULL only when out of memory. */
 lua_State *prisn_boot_new_state(const char *dev_tree);
+
+/* Closes a state made by prisn_boot_new_state, and frees its memory pool. */
+void prisn_boot_close_state(lua_State *L);
 
 /* Message handler for lua_pcall: turns a string error into message plus
  * traceback; leaves non-string error values (prisn.error objects) alone. */

@@ -105,6 +105,6 @@ int main(int argc, char **argv) {
         status = 1;
     }
     if (!fast_exit(L))
-        lua_close(L);
+        prisn_boot_close_state(L);
     return status;
 }

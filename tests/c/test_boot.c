@@ -19,7 +19,7 @@ static void test_lua_path_is_ignored(void) {
     CHECK_STR(lua_tostring(L, -1), "");
     CHECK(luaL_dostring(L, "return package.cpath") == LUA_OK);
     CHECK_STR(lua_tostring(L, -1), "");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_every_embedded_module_loads(void) {
@@ -34,7 +34,7 @@ static void test_every_embedded_module_loads(void) {
         }
     }
     CHECK(count > 0);
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_chunk_names_are_repository_paths(void) {
@@ -42,7 +42,7 @@ static void test_chunk_names_are_repository_paths(void) {
     CHECK(luaL_dostring(L, "local m = require('prisn.error')\n"
                            "return debug.getinfo(m.new, 'S').source") == LUA_OK);
     CHECK_STR(lua_tostring(L, -1), "@lua/prisn/error.lua");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_core_modules_are_preloaded(void) {
@@ -51,7 +51,7 @@ static void test_core_modules_are_preloaded(void) {
                            "require('cjson').encode({1}) == '[1]' and "
                            "require('prisn.core.sys').version ~= nil") == LUA_OK);
     CHECK(lua_toboolean(L, -1));
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 int main(void) {

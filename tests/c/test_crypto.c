@@ -163,7 +163,7 @@ static void test_lua_seal_and_open(void) {
               "raised, err = pcall(c.open, key .. 'x', sealed)\n"
               "assert(not raised and err:find('key must be 32 bytes'), err)\n"
               "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_aead(void) {
@@ -190,7 +190,7 @@ static void test_lua_aead(void) {
               "raised, err = pcall(c.aead_decrypt, key .. 'x', sealed, ad)\n"
               "assert(not raised and err:find('key must be 32 bytes'), err)\n"
               "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_hash_and_equal(void) {
@@ -209,7 +209,7 @@ static void test_lua_hash_and_equal(void) {
                  "assert(c.equal(h, c.hash('abd')) == false)\n"
                  "assert(c.equal('abc', 'abcd') == false and c.equal('', '') == true)\n"
                  "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_encodings_and_random(void) {
@@ -233,7 +233,7 @@ static void test_lua_encodings_and_random(void) {
                  "assert(#c.random_bytes(65536) == 65536 and #c.random_bytes(1) == 1)\n"
                  "assert(not pcall(c.random_bytes, 0) and not pcall(c.random_bytes, 65537))\n"
                  "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 int main(void) {

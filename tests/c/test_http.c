@@ -685,7 +685,7 @@ static void test_lua_request_table(void) {
               "assert(m.query == nil and m.body == '' and m.keep_alive == false)\n"
               "assert(m.http_version == '1.0')\n"
               "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_errors(void) {
@@ -709,7 +709,7 @@ static void test_lua_errors(void) {
            "local l4, m4, c4 = r:feed_eof()\n"
            "assert(l4 == nil and c4 == 'incomplete_message', m4)\n"
            "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_streaming_and_eof(void) {
@@ -728,7 +728,7 @@ static void test_lua_streaming_and_eof(void) {
               "l = assert(q:feed_eof())\n"
               "assert(#l == 1 and l[1].body == 'until close' and l[1].keep_alive == false)\n"
               "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 static void test_lua_handle_lifecycle_and_misuse(void) {
@@ -753,7 +753,7 @@ static void test_lua_handle_lifecycle_and_misuse(void) {
               "for _ = 1, 200 do http.new_parser('request'):feed('GET / HTTP/1.1\\r\\nA') end\n"
               "collectgarbage()\n"
               "return true");
-    lua_close(L);
+    prisn_boot_close_state(L);
 }
 
 int main(void) {

@@ -256,7 +256,7 @@ static lua_State *new_state(void) {
 }
 
 static void close_state(lua_State *L) {
-    lua_close(L);
+    prisn_boot_close_state(L);
     remove_tmpdir();
 }
 
