@@ -25,7 +25,7 @@
 #include <stddef.h>
 
 /* Blocks up to this many bytes come from the pool. */
-#define PRISN_POOL_MAX 256
+#define PRISN_POOL_MAX 128
 
 typedef struct prisn_pool prisn_pool;
 

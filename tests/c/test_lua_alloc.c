@@ -50,13 +50,13 @@ static void test_realloc_keeps_the_bytes_across_classes_and_malloc(void) {
     x = alloc(p, x, 24, 30); /* same class: in place */
     for (int i = 24; i < 30; i++)
         x[i] = (unsigned char)i;
-    x = alloc(p, x, 30, 200); /* another class */
-    for (int i = 200 - 1; i >= 30; i--)
+    x = alloc(p, x, 30, 120); /* another class */
+    for (int i = 120 - 1; i >= 30; i--)
         x[i] = (unsigned char)i;
-    x = alloc(p, x, 200, 5000); /* to malloc */
-    for (int i = 0; i < 200; i++)
+    x = alloc(p, x, 120, 5000); /* to malloc */
+    for (int i = 0; i < 120; i++)
         CHECK_INT(x[i], i);
-    for (int i = 200; i < 5000; i++)
+    for (int i = 120; i < 5000; i++)
         x[i] = (unsigned char)i;
     x = alloc(p, x, 5000, 9000); /* malloc to malloc */
     x = alloc(p, x, 9000, 100); /* back into the pool */
@@ -69,28 +69,29 @@ static void test_realloc_keeps_the_bytes_across_classes_and_malloc(void) {
     prisn_pool_free(p);
 }
 
+/* Sizes up to twice PRISN_POOL_MAX: pooled and malloc'd blocks mixed. */
 static void test_many_blocks_span_many_slabs(void) {
     prisn_pool *p = prisn_pool_new();
     enum { N = 20000 };
     static void *blocks[N];
     for (int i = 0; i < N; i++) {
-        size_t size = 1 + (size_t)(i * 37) % 256;
+        size_t size = 1 + (size_t)(i * 37) % (2 * PRISN_POOL_MAX);
         blocks[i] = alloc(p, NULL, 0, size);
         CHECK(blocks[i] != NULL);
         memset(blocks[i], i & 0xff, size);
     }
     for (int i = 0; i < N; i++) {
-        size_t size = 1 + (size_t)(i * 37) % 256;
+        size_t size = 1 + (size_t)(i * 37) % (2 * PRISN_POOL_MAX);
         CHECK_INT(((unsigned char *)blocks[i])[size - 1], i & 0xff);
         alloc(p, blocks[i], size, 0);
     }
     size_t held = prisn_pool_slab_bytes(p);
     /* Freed blocks are taken again before any new slab. */
     for (int i = 0; i < N; i++)
-        blocks[i] = alloc(p, NULL, 0, 1 + (size_t)(i * 37) % 256);
+        blocks[i] = alloc(p, NULL, 0, 1 + (size_t)(i * 37) % (2 * PRISN_POOL_MAX));
     CHECK_INT(prisn_pool_slab_bytes(p), held);
     for (int i = 0; i < N; i++)
-        alloc(p, blocks[i], 1 + (size_t)(i * 37) % 256, 0);
+        alloc(p, blocks[i], 1 + (size_t)(i * 37) % (2 * PRISN_POOL_MAX), 0);
     prisn_pool_free(p);
 }
 
