@@ -163,6 +163,26 @@ describe("prisn.server.api.deployments list", function()
     assert.equal(20, items[2].instances[1].pid)
   end)
 
+  it("holds the collector for the list and gives it back, also when the list fails", function()
+    make("default", "a", { script = "/srv/a.sh" })
+    local seen
+    server.supervisor.get = function()
+      seen = collectgarbage("isrunning")
+      error("supervisor gone")
+    end
+    assert.has_error(function() list("default") end, "supervisor gone")
+    assert.is_false(seen)
+    assert.is_true(collectgarbage("isrunning"))
+    -- A collector someone else stopped stays stopped.
+    collectgarbage("stop")
+    server.supervisor.get = function() return nil end
+    local ok, err = pcall(list, "default")
+    local running = collectgarbage("isrunning")
+    collectgarbage("restart")
+    assert.is_true(ok, tostring(err))
+    assert.is_false(running)
+  end)
+
   it("shows only the namespaces the token holds", function()
     make("default", "a", { script = "/srv/a.sh" })
     make("team", "b", { script = "/srv/b.sh" })
