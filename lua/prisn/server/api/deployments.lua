@@ -699,12 +699,9 @@ local function public_list(req, list)
     end
   end
   if n == 0 then return 200, { items = api.array({}) } end
-  -- The document's head and tail go on the first and last items: one copy
-  -- of the megabyte, not two.
   local indent = string.rep("  ", ITEM_DEPTH)
-  items[1] = '{\n  "items": [\n' .. indent .. items[1]
-  items[n] = items[n] .. "\n  ]\n}\n"
-  return 200, table.concat(items, ",\n" .. indent, 1, n), { ["Content-Type"] = "application/json" }
+  return 200, '{\n  "items": [\n' .. indent .. table.concat(items, ",\n" .. indent, 1, n) .. "\n  ]\n}\n",
+    { ["Content-Type"] = "application/json" }
 end
 
 -- Every deployment of the namespace.
