@@ -294,7 +294,7 @@ end
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health.kind", "health.path", "restart" }
 
-local NO_SPEC = {}
+local EMPTY = {} -- never written: no spec, no instances
 local ITEM_DEPTH = 2 -- {"items": [ITEM, ...]}
 
 -- Lays the supervisor's runtime of instance row `inst` (rt, or nil) over
@@ -309,7 +309,7 @@ end
 -- written into `out`: every field, null when absent, so a list may reuse
 -- `out`. rev: its current revision row, or nil.
 local function deployment_fields(server, d, rev, ready, detail, out)
-  local spec = rev and rev.spec or NO_SPEC
+  local spec = rev and rev.spec or EMPTY
   out.name, out.namespace, out.replicas, out.ready, out.revision = d.name, d.namespace, d.replicas, ready, d.revision
   out.revision_state = rev and rev.state or cjson.null
   out.revision_message = rev and rev.message or cjson.null
@@ -376,7 +376,7 @@ end
 local function item_text(req, d, known, now, scratch)
   local sup = req.server.supervisor
   local runtime = sup and sup:get(d.namespace, d.name)
-  local rows, list, pool, ready = known.instances or NO_SPEC, scratch.instances, scratch.pool, 0
+  local rows, list, pool, ready = known.instances or EMPTY, scratch.instances, scratch.pool, 0
   local n = #rows
   for i = 1, n do
     local inst = rows[i]
@@ -661,21 +661,24 @@ local function restart(req)
   return 200, p
 end
 
--- fn(...) with the collector held, then one young collection. A list of
+-- The collector held for a list, then one young collection. A list of
 -- 1,000 allocates megabytes that live until it ends: with minor collections
 -- running midway they turned old and only a major collection (30-40 ms over
 -- the server's heap) freed them, every second or third list. Held, all of it
 -- is still young when the list ends, and the young collection right after
 -- frees it (a step in generational mode with no debt is a minor one, never a
 -- major). tests/bench/deployments-report.md measures it.
-local function collector_held(fn, ...)
-  if not collectgarbage("isrunning") then return fn(...) end
-  collectgarbage("stop")
-  local ok, status, body, headers = pcall(fn, ...)
+--   local _ <close> = hold_collector()
+-- gives it back however the block ends, an error's traceback taken first.
+local RELEASE = setmetatable({}, { __close = function()
   collectgarbage("restart")
   collectgarbage("step", 0)
-  if not ok then error(status, 0) end
-  return status, body, headers
+end })
+
+local function hold_collector()
+  if not collectgarbage("isrunning") then return nil end -- someone else's stop: left as it is
+  collectgarbage("stop")
+  return RELEASE
 end
 
 -- `{"items": [...]}` of deployments `list` (those the token may see):
@@ -706,16 +709,14 @@ end
 
 -- Every deployment of the namespace.
 local function list(req)
-  return collector_held(function()
-    return public_list(req, deployments.list(req.server.db, { namespace = req.params.ns }))
-  end)
+  local _ <close> = hold_collector()
+  return public_list(req, deployments.list(req.server.db, { namespace = req.params.ns }))
 end
 
 -- Every deployment the token may see, of every namespace (`prisn get deploy -A`).
 local function list_all(req)
-  return collector_held(function()
-    return public_list(req, deployments.list(req.server.db, { all_namespaces = true }))
-  end)
+  local _ <close> = hold_collector()
+  return public_list(req, deployments.list(req.server.db, { all_namespaces = true }))
 end
 
 local function instances(req)
