@@ -321,19 +321,26 @@ static void write_value(encoder *e, int idx, int depth) {
     }
 }
 
-/* json.encode(v, null, arrays) -> text | nil: v as pretty JSON ending in a
- * newline, or nil when the careful path must do it (see the top). null is
- * the value written as null; arrays the set of tables marked as arrays. */
+/* json.encode(v, null, arrays [, depth]) -> text | nil: v as pretty JSON
+ * ending in a newline, or nil when the careful path must do it (see the
+ * top). null is the value written as null; arrays the set of tables marked
+ * as arrays. With depth (0 to 99), v is a part of a document: written as
+ * at that depth (its inner lines indented from there), its first line not
+ * indented and no newline after it, so a caller can splice it in. */
 static int l_encode(lua_State *L) {
-    lua_settop(L, 3);
+    lua_settop(L, 4);
     luaL_checktype(L, 3, LUA_TTABLE);
-    buffer *b = lua_newuserdatauv(L, sizeof *b, 0); /* index 4 */
+    bool part = !lua_isnil(L, 4);
+    lua_Integer depth = part ? luaL_checkinteger(L, 4) : 0;
+    luaL_argcheck(L, depth >= 0 && depth < MAX_DEPTH, 4, "depth out of range");
+    buffer *b = lua_newuserdatauv(L, sizeof *b, 0); /* index 5 */
     memset(b, 0, sizeof *b);
     luaL_setmetatable(L, BUFFER_MT);
     encoder e = {L, 2, 3, b, false};
-    write_value(&e, 1, 0);
-    put(&e, "\n", 1);
-    lua_settop(L, 4);
+    write_value(&e, 1, (int)depth);
+    if (!part)
+        put(&e, "\n", 1);
+    lua_settop(L, 5);
     if (e.bail)
         lua_pushnil(L);
     else

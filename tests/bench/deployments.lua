@@ -33,7 +33,8 @@
 --    The floor for that p99: GET /health (no auth, no lookup), 1,000 paced
 --    at 1,000/s on the same connection, just before.
 -- 2. GET .../deployments (all N), LISTS times: median ms, bytes, and the
---    server's CPU per list.
+--    server's CPU per list; with a base, whether both bodies have the same
+--    layout (keys, order, indentation, with the values masked).
 -- 3. Server RSS: 3 s after all N run (before any GET), and after each round;
 --    the helper processes (prisn-init, descendants of the server that are not
 --    workloads) as Pss, in total and per instance.
@@ -269,6 +270,9 @@ local function lists(s)
     times[k] = ms_since(t0)
     assert(status == 200, s.name .. ": GET list answered " .. tostring(status))
     bytes = #body
+    -- The body's layout with the values masked: keys, order, indentation
+    -- (the two servers' values differ: pids, times, usage).
+    if k == 1 then s.list_layout = body:gsub('(": )[^\n]*', "%1V") end
   end
   return { ms = median(times), min = math.min(table.unpack(times)), bytes = bytes,
     cpu_ms = (cpu_ms(s.pid) - cpu0) / LISTS }
@@ -334,6 +338,10 @@ local function report(servers)
       s.helper_pss_kb / math.max(1, s.helpers), s.rounds[1] and s.rounds[1].list.bytes or 0)
     put("  %s: RSS with %d running = anon %.1f + file %.1f + shmem %.1f MB", s.name, N, s.rss_parts.anon / 1024,
       s.rss_parts.file / 1024, s.rss_parts.shmem / 1024)
+  end
+  if #servers == 2 and servers[1].list_layout then
+    put("  list layout (keys, order, indentation; values masked): %s", servers[1].list_layout
+      == servers[2].list_layout and "the same in both" or "DIFFERENT")
   end
   for _, text in ipairs(perf_reports) do put("\n%s", text) end
   io.write(table.concat(out, "\n"), "\n")

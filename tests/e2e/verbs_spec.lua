@@ -156,8 +156,15 @@ describe("kubectl and pm2 habits", function()
     for _, path in ipairs({ "/api/v1/deployments", "/api/v1/cronjobs" }) do
       local out = h.run("/usr/bin/curl", { "-s", "--cacert", env.PRISN_HOME .. "/ca.crt",
         "-H", "Authorization: Bearer " .. token.token, api .. path })
-      for _, item in ipairs(cjson.decode(out.stdout).items) do assert.equal("team", item.namespace, path) end
+      local items = cjson.decode(out.stdout).items
+      assert.equal(1, #items, path) -- team's one, not default's
+      for _, item in ipairs(items) do assert.equal("team", item.namespace, path) end
     end
+    -- Nor the namespace's own list route (the list is written as text: issue 17).
+    local out = h.run("/usr/bin/curl", { "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+      env.PRISN_HOME .. "/ca.crt", "-H", "Authorization: Bearer " .. token.token,
+      api .. "/api/v1/namespaces/default/deployments" })
+    assert.equal("403", out.stdout)
     ok({ "delete", "deploy", "shop", "-n", "team", "--yes" })
     ok({ "delete", "cron", "tick", "-n", "team", "--yes" })
   end)

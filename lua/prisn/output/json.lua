@@ -106,6 +106,22 @@ function M.encode(v)
   return careful_encode(v)
 end
 
+--- `v` as a part of a document, for a caller that splices texts: written
+-- as at `depth` (0-99; nested lines indented from there), its first line
+-- not indented, no newline after it; the same bytes as `v` has inside
+-- encode's output at that depth. Raises as encode.
+function M.encode_part(v, depth)
+  local collation = os.setlocale(nil, "collate")
+  if collation == "C" or collation == "POSIX" then
+    local text = core_json.encode(v, cjson.null, value.marked_arrays, depth)
+    if text then return text end
+  end
+  value.check(v, true)
+  local out = {}
+  write(v, string.rep("  ", depth), out)
+  return table.concat(out)
+end
+
 -- Decoding. cjson turns `[]` into an empty Lua table, which encodes back
 -- as `{}`: an API's `"args": []` would become `"args": {}` on its way
 -- through the CLI. Empty arrays are marked before cjson sees them and

@@ -204,41 +204,44 @@ end
 
 -- The query of current_revisions for `keys`: the keys' values read by
 -- SQLite's json_extract as one JSON array (`listed`), NULL for a spec that
--- is not valid JSON (as a spec that does not decode gives {} in Lua). Kept
--- by keys list.
-local listed_sql = setmetatable({}, { __mode = "k" })
+-- is not valid JSON (as a spec that does not decode gives {} in Lua); and
+-- each key split once ({ key } or { outer, inner }), not once a row. Kept by
+-- keys list.
+local listed_query = setmetatable({}, { __mode = "k" })
 
-local function current_revisions_sql(keys)
-  local sql = listed_sql[keys]
-  if sql then return sql end
-  local paths = {}
+local function current_revisions_query(keys)
+  local query = listed_query[keys]
+  if query then return query end
+  local paths, split = {}, {}
   for i, key in ipairs(keys) do
     assert(type(key) == "string" and (key:match("^[%a_][%w_]*$") or key:match("^[%a_][%w_]*%.[%a_][%w_]*$")),
       "current_revisions: bad spec key")
     paths[i] = "'$." .. key .. "'"
+    local outer, inner = key:match("^([^.]+)%.(.+)$")
+    split[i] = outer and { outer, inner } or { key }
   end
   -- With one path json_extract gives the value itself, not an array of one.
   if #paths == 1 then paths[2] = paths[1] end
-  sql = "SELECT r.namespace, r.name, r.revision, r.state, r.message, r.created_at, r.created_by, "
-    .. "CASE WHEN json_valid(r.spec) THEN json_extract(r.spec, " .. table.concat(paths, ", ") .. ") END AS listed "
-    .. "FROM deployments d JOIN revisions r ON r.namespace = d.namespace AND r.name = d.name "
-    .. "AND r.revision = d.revision WHERE d.namespace = ?"
-  listed_sql[keys] = sql
-  return sql
+  query = { split = split, sql = "SELECT r.namespace, r.name, r.revision, r.state, r.message, r.created_at, "
+    .. "r.created_by, CASE WHEN json_valid(r.spec) THEN json_extract(r.spec, " .. table.concat(paths, ", ")
+    .. ") END AS listed FROM deployments d JOIN revisions r ON r.namespace = d.namespace AND r.name = d.name "
+    .. "AND r.revision = d.revision WHERE d.namespace = ?" }
+  listed_query[keys] = query
+  return query
 end
 
--- Sets spec[key] (spec[outer][inner] for a key "outer.inner") to the
--- JSON value v, made plain.
-local function set_listed(spec, key, v)
+-- Sets spec[key] (spec[outer][inner] for a key split as { outer, inner })
+-- to the JSON value v, made plain.
+local function set_listed(spec, split, v)
   if v == cjson.null then return end
   if type(v) == "table" then
     v = store.plain_json(v)
   elseif type(v) == "number" then
     v = math.tointeger(v) or v
   end
-  local outer, inner = key:match("^([^.]+)%.(.+)$")
-  if not outer then
-    spec[key] = v
+  local outer, inner = split[1], split[2]
+  if not inner then
+    spec[outer] = v
     return
   end
   local t = spec[outer]
@@ -265,11 +268,13 @@ function M.current_revisions(db, ns, keys)
     for _, row in ipairs(rows) do by_name[row.name] = revision_row(row) end
     return by_name
   end
-  for _, row in ipairs(check(db:rows(current_revisions_sql(keys), ns))) do
+  local query = current_revisions_query(keys)
+  local split = query.split
+  for _, row in ipairs(check(db:rows(query.sql, ns))) do
     local ok, values = pcall(cjson.decode, row.listed or "")
     local spec = {}
     if ok and type(values) == "table" then
-      for i, key in ipairs(keys) do set_listed(spec, key, values[i]) end
+      for i = 1, #split do set_listed(spec, split[i], values[i]) end
     end
     row.listed, row.spec = nil, spec
     by_name[row.name] = row

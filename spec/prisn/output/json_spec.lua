@@ -194,6 +194,29 @@ describe("prisn.output.json", function()
     end)
   end)
 
+  describe("encode_part", function()
+    -- v inside {"items": [v]}, spliced by hand, is the encoder's document.
+    local function spliced(v)
+      return '{\n  "items": [\n    ' .. json.encode_part(v, 2) .. "\n  ]\n}\n"
+    end
+
+    it("writes a part as it stands at its depth, by both paths", function()
+      local values = {
+        { b = 1, a = output.array({ 1.5, "x", output.null }), c = { d = {}, e = output.array() } },
+        { name = "caf\xc3\xa9 \"q\"", bad = "\xff", lines = "a\nb" }, -- the careful path
+        "plain", 42, 0.1, output.null, true, output.array(), {},
+      }
+      for _, v in ipairs(values) do
+        assert.equal(json.encode({ items = output.array({ v }) }), spliced(v))
+        assert.equal(json.encode(v), json.encode_part(v, 0) .. "\n")
+      end
+    end)
+
+    it("raises as encode does", function()
+      assert.has_error(function() json.encode_part({ f = print }, 2) end, "output: value.f: cannot encode a function")
+    end)
+  end)
+
   describe("errors", function()
     it("raises for values JSON cannot carry, naming the path", function()
       assert.has_error(function() json.encode({ f = print }) end, "output: value.f: cannot encode a function")

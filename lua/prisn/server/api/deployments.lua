@@ -23,6 +23,7 @@ local stored_secrets = require("prisn.store.secrets")
 local deployments = require("prisn.store.deployments")
 local events = require("prisn.store.events")
 local clock = require("prisn.clock")
+local json = require("prisn.output.json")
 
 local MAX_REPLICAS = exec_workload.MAX_REPLICAS
 local MAX_PROGRESS_DEADLINE = 86400
@@ -32,7 +33,22 @@ local function null(v)
   return v
 end
 
-local function iso(ms) return clock.iso_time(ms, cjson.null) end
+-- clock.iso_time(ms) or null, its date and time part kept by second (a
+-- list of 1,000 formats 3,000 times, most of them in a few seconds:
+-- os.date was the costly part). At most SECONDS_KEPT seconds, then anew.
+local SECONDS_KEPT = 512
+local seconds, kept = {}, 0
+local function iso(ms)
+  if math.type(ms) ~= "integer" then return clock.iso_time(ms, cjson.null) end
+  local sec = ms // 1000
+  local head = seconds[sec]
+  if not head then
+    if kept >= SECONDS_KEPT then seconds, kept = {}, 0 end
+    head = clock.iso_time(sec * 1000):sub(1, -6) -- without ".000Z"
+    seconds[sec], kept = head, kept + 1
+  end
+  return string.format("%s.%03dZ", head, ms % 1000)
+end
 
 local function find(req)
   local d = deployments.get(req.server.db, req.params.ns, req.params.name)
@@ -202,26 +218,27 @@ local function vetoed(req, event_table, files)
   end
 end
 
--- Usage is the supervisor's last sample (prisn.server.supervisor.usage),
--- with its age: read per request, it was most of a list's time.
-local function instance_public(d, inst, now, runtime)
+-- The fields of instance `inst` of d as the API shows it, written into
+-- `out`: every field, null when absent, so a list may reuse `out`. Usage is
+-- the supervisor's last sample (prisn.server.supervisor.usage), with its
+-- age: read per request, it was most of a list's time.
+local function instance_fields(d, inst, now, runtime, out)
   local stats = runtime and supervisor.sampled_usage(runtime, now)
-  return {
-    name = d.name .. "-" .. inst.number, number = inst.number, revision = inst.revision,
-    state = inst.state, pid = inst.pid or cjson.null, port = inst.port or cjson.null,
-    restarts = inst.restarts or 0,
-    healthy = runtime and runtime.healthy or false,
-    started_at = iso(inst.started_at),
-    uptime_seconds = inst.pid and inst.started_at and (now - inst.started_at) // 1000 or cjson.null,
-    last_exit = inst.last_exit and {
-      at = iso(inst.last_exit.at), code = inst.last_exit.code or cjson.null,
-      signal = inst.last_exit.signal or cjson.null, reason = inst.last_exit.reason or cjson.null,
-      message = inst.last_exit.message or cjson.null,
-    } or cjson.null,
-    cpu_seconds = stats and stats.cpu_usage_us and stats.cpu_usage_us / 1e6 or cjson.null,
-    memory_bytes = stats and stats.memory_current or cjson.null,
-    usage_age_ms = stats and math.max(0, now - stats.at) or cjson.null,
-  }
+  out.name, out.number, out.revision = d.name .. "-" .. inst.number, inst.number, inst.revision
+  out.state, out.pid, out.port = inst.state, inst.pid or cjson.null, inst.port or cjson.null
+  out.restarts = inst.restarts or 0
+  out.healthy = runtime and runtime.healthy or false
+  out.started_at = iso(inst.started_at)
+  out.uptime_seconds = inst.pid and inst.started_at and (now - inst.started_at) // 1000 or cjson.null
+  out.last_exit = inst.last_exit and {
+    at = iso(inst.last_exit.at), code = inst.last_exit.code or cjson.null,
+    signal = inst.last_exit.signal or cjson.null, reason = inst.last_exit.reason or cjson.null,
+    message = inst.last_exit.message or cjson.null,
+  } or cjson.null
+  out.cpu_seconds = stats and stats.cpu_usage_us and stats.cpu_usage_us / 1e6 or cjson.null
+  out.memory_bytes = stats and stats.memory_current or cjson.null
+  out.usage_age_ms = stats and math.max(0, now - stats.at) or cjson.null
+  return out
 end
 
 -- The last RECENT_EVENTS events of deployment d and its instances, newest
@@ -277,6 +294,42 @@ end
 -- The spec fields public() shows without `detail`.
 local LISTED_SPEC = { "entry", "script", "bundle", "health.kind", "health.path", "restart" }
 
+local EMPTY = {} -- never written: no spec, no instances
+local ITEM_DEPTH = 2 -- {"items": [ITEM, ...]}
+
+-- Lays the supervisor's runtime of instance row `inst` (rt, or nil) over
+-- it; 1 when it counts as ready for d, else 0.
+local function overlay(d, inst, rt)
+  if not rt then return 0 end
+  inst.pid, inst.state, inst.started_at = rt.pid, rt.state, rt.started_at
+  return rt.healthy and inst.revision == d.revision and 1 or 0
+end
+
+-- The fields of deployment d as a list shows it (all but instances),
+-- written into `out`: every field, null when absent, so a list may reuse
+-- `out`. rev: its current revision row, or nil.
+local function deployment_fields(server, d, rev, ready, detail, out)
+  local spec = rev and rev.spec or EMPTY
+  out.name, out.namespace, out.replicas, out.ready, out.revision = d.name, d.namespace, d.replicas, ready, d.revision
+  out.revision_state = rev and rev.state or cjson.null
+  out.revision_message = rev and rev.message or cjson.null
+  out.port = d.port or cjson.null
+  out.host = d.port and (d.host or "0.0.0.0") or cjson.null
+  out.strategy = d.strategy
+  out.autoscale = d.autoscale or cjson.null
+  out.script = spec.entry or spec.script or cjson.null
+  out.bundle = spec.bundle or cjson.null
+  out.health = spec.health and (spec.health.kind == "http" and ("http:" .. tostring(spec.health.path))
+    or spec.health.kind) or cjson.null
+  out.restart = spec.restart or "always"
+  out.hostname = d.hostname or cjson.null
+  out.path = d.hostname and d.path or cjson.null
+  out.url = ingress_url(server, d) or cjson.null
+  out.tls = tls_public(server, d, detail)
+  out.created_at, out.updated_at = iso(d.created_at), iso(d.updated_at)
+  return out
+end
+
 -- `known` (optional, for a list): { instances = rows, revision = row } read
 -- for many deployments at once (rows may be nil: none).
 local function public(req, d, detail, known)
@@ -286,28 +339,15 @@ local function public(req, d, detail, known)
   local ready, items, now = 0, {}, clock.now_ms()
   for i, inst in ipairs(rows) do
     local rt = runtime and runtime.instances[inst.number]
-    if rt then inst.pid = rt.pid; inst.state = rt.state; inst.started_at = rt.started_at end
-    if rt and rt.healthy and inst.revision == d.revision then ready = ready + 1 end
-    items[i] = instance_public(d, inst, now, rt)
+    ready = ready + overlay(d, inst, rt)
+    items[i] = instance_fields(d, inst, now, rt, {})
   end
   local rev
   if known then rev = known.revision else rev = deployments.revision(req.server.db, d.namespace, d.name, d.revision) end
-  local spec = rev and rev.spec or {}
-  local p = {
-    name = d.name, namespace = d.namespace, replicas = d.replicas, ready = ready, revision = d.revision,
-    revision_state = rev and rev.state or cjson.null, revision_message = rev and rev.message or cjson.null,
-    port = d.port or cjson.null, host = d.port and (d.host or "0.0.0.0") or cjson.null, strategy = d.strategy,
-    autoscale = d.autoscale or cjson.null, script = spec.entry or spec.script or cjson.null,
-    bundle = spec.bundle or cjson.null,
-    health = spec.health and (spec.health.kind == "http" and ("http:" .. tostring(spec.health.path))
-      or spec.health.kind) or cjson.null,
-    restart = spec.restart or "always",
-    hostname = d.hostname or cjson.null, path = d.hostname and d.path or cjson.null,
-    url = ingress_url(req.server, d) or cjson.null, tls = tls_public(req.server, d, detail),
-    created_at = iso(d.created_at), updated_at = iso(d.updated_at),
-    instances = api.array(items),
-  }
+  local p = deployment_fields(req.server, d, rev, ready, detail, {})
+  p.instances = api.array(items)
   if detail then
+    local spec = rev and rev.spec or {}
     p.spec = {
       args = api.array(spec.args or {}), env_keys = api.array(spec.env_keys or {}),
       secrets = api.array(spec.secrets or {}), runner = spec.runner or cjson.null,
@@ -320,6 +360,36 @@ local function public(req, d, detail, known)
     p.failed_instance = failed_instance(d, runtime)
   end
   return p
+end
+
+-- The tables a list reuses for its items (see item_text): a deployment's
+-- fields, its instances array and one fields table per instance number.
+local function list_scratch()
+  return { item = {}, instances = api.array({}), pool = {} }
+end
+
+-- Deployment d of a list as JSON text at an item's depth: the bytes the
+-- encoder writes for public(req, d, false, known) there, from tables the
+-- list reuses (fresh ones per item lived through the request, turned old in
+-- the generational collector and cost a major collection every few lists:
+-- tests/bench/deployments-report.md).
+local function item_text(req, d, known, now, scratch)
+  local sup = req.server.supervisor
+  local runtime = sup and sup:get(d.namespace, d.name)
+  local rows, list, pool, ready = known.instances or EMPTY, scratch.instances, scratch.pool, 0
+  local n = #rows
+  for i = 1, n do
+    local inst = rows[i]
+    local rt = runtime and runtime.instances[inst.number]
+    ready = ready + overlay(d, inst, rt)
+    local fields = pool[i] or {}
+    pool[i] = fields
+    list[i] = instance_fields(d, inst, now, rt, fields)
+  end
+  for i = #list, n + 1, -1 do list[i] = nil end
+  local fields = deployment_fields(req.server, d, known.revision, ready, false, scratch.item)
+  fields.instances = list
+  return json.encode_part(fields, ITEM_DEPTH)
 end
 
 local function apply(req, ns, name)
@@ -591,11 +661,33 @@ local function restart(req)
   return 200, p
 end
 
+-- The collector held for a list, then one young collection. A list of
+-- 1,000 allocates megabytes that live until it ends: with minor collections
+-- running midway they turned old and only a major collection (30-40 ms over
+-- the server's heap) freed them, every second or third list. Held, all of it
+-- is still young when the list ends, and the young collection right after
+-- frees it (a step in generational mode with no debt is a minor one, never a
+-- major). tests/bench/deployments-report.md measures it.
+--   local _ <close> = hold_collector()
+-- gives it back however the block ends, an error's traceback taken first.
+local RELEASE = setmetatable({}, { __close = function()
+  collectgarbage("restart")
+  collectgarbage("step", 0)
+end })
+
+local function hold_collector()
+  if not collectgarbage("isrunning") then return nil end -- someone else's stop: left as it is
+  collectgarbage("stop")
+  return RELEASE
+end
+
 -- `{"items": [...]}` of deployments `list` (those the token may see):
 -- each namespace's instances and current revisions read in two queries for
--- the lot, not two per deployment (tests/bench/deployments-report.md).
+-- the lot, not two per deployment, and each item written as text as it is
+-- made (item_text; tests/bench/deployments-report.md).
 local function public_list(req, list)
-  local db, known, items = req.server.db, {}, {}
+  local db, known, items, n = req.server.db, {}, {}, 0
+  local scratch, these, now = list_scratch(), {}, clock.now_ms()
   for _, d in ipairs(list) do
     if auth.allows_namespace(req.token, d.namespace) then
       local ns = known[d.namespace]
@@ -604,19 +696,26 @@ local function public_list(req, list)
           current = deployments.current_revisions(db, d.namespace, LISTED_SPEC) }
         known[d.namespace] = ns
       end
-      items[#items + 1] = public(req, d, false, { instances = ns.rows[d.name], revision = ns.current[d.name] })
+      these.instances, these.revision = ns.rows[d.name], ns.current[d.name]
+      n = n + 1
+      items[n] = item_text(req, d, these, now, scratch)
     end
   end
-  return 200, { items = api.array(items) }
+  if n == 0 then return 200, { items = api.array({}) } end
+  local indent = string.rep("  ", ITEM_DEPTH)
+  return 200, '{\n  "items": [\n' .. indent .. table.concat(items, ",\n" .. indent, 1, n) .. "\n  ]\n}\n",
+    { ["Content-Type"] = "application/json" }
 end
 
 -- Every deployment of the namespace.
 local function list(req)
+  local _ <close> = hold_collector()
   return public_list(req, deployments.list(req.server.db, { namespace = req.params.ns }))
 end
 
 -- Every deployment the token may see, of every namespace (`prisn get deploy -A`).
 local function list_all(req)
+  local _ <close> = hold_collector()
   return public_list(req, deployments.list(req.server.db, { all_namespaces = true }))
 end
 
