@@ -707,16 +707,22 @@ local function public_list(req, list)
     { ["Content-Type"] = "application/json" }
 end
 
+-- A list longer than this lets the collector run: held, its garbage (a few
+-- KB a deployment) would all be kept until the end.
+local HOLD_COLLECTOR_MAX = 5000
+
 -- Every deployment of the namespace.
 local function list(req)
-  local _ <close> = hold_collector()
-  return public_list(req, deployments.list(req.server.db, { namespace = req.params.ns }))
+  local all = deployments.list(req.server.db, { namespace = req.params.ns })
+  local _ <close> = #all <= HOLD_COLLECTOR_MAX and hold_collector() or nil
+  return public_list(req, all)
 end
 
 -- Every deployment the token may see, of every namespace (`prisn get deploy -A`).
 local function list_all(req)
-  local _ <close> = hold_collector()
-  return public_list(req, deployments.list(req.server.db, { all_namespaces = true }))
+  local all = deployments.list(req.server.db, { all_namespaces = true })
+  local _ <close> = #all <= HOLD_COLLECTOR_MAX and hold_collector() or nil
+  return public_list(req, all)
 end
 
 local function instances(req)
