@@ -88,6 +88,28 @@ describe("the runtime directory of the instances' pipes", function()
     assert.equal("fifo", kind(rt .. "/default/ticker-1.out"))
   end)
 
+  -- $PRISN_HOME, which held the pipes before, is hidden from a sandboxed
+  -- workload: so is the runtime directory, or one instance could read or
+  -- write another's output. The default workload user (unprivileged)
+  -- cannot open it (0700, root's); one running as root sees an empty folder.
+  for _, case in ipairs({ { user = nil, expect = "denied" }, { user = "0:0", expect = "[]" } }) do
+    it("keeps it from a sandboxed workload" .. (case.user and " running as root" or ""), function()
+      local rt = runtime_dir.path(home)
+      h.write(dir .. "/peek.py", "import os, time\ntry:\n    seen = repr(os.listdir(" .. string.format("%q", rt)
+        .. "))\nexcept PermissionError:\n    seen = 'denied'\nprint('seen', seen, flush=True)\ntime.sleep(60)\n")
+      if case.user then env.PRISN_WORKLOAD_USER = case.user end
+      ok({ "server", "start", "-q" })
+      ok({ "deploy", dir .. "/peek.py", "--name", "peek", "--isolation", "1" })
+      local line
+      assert.is_true(h.wait_for(function()
+        line = ok({ "logs", "peek" }).stdout:match("seen ([^\n]*)")
+        return line
+      end, 15000), "the workload printed nothing")
+      assert.equal(case.expect, line)
+      assert.equal("fifo", kind(rt .. "/default/peek-1.out"))
+    end)
+  end
+
   it("refuses a runtime directory that is not its own, with the reason", function()
     local rt = runtime_dir.path(home)
     assert(uv.fs_mkdir(rt, tonumber("755", 8)))

@@ -150,6 +150,21 @@ function M.remove_fifos(paths)
   if dir and runtime_dir.is_runtime(dir) then uv.fs_rmdir(dir) end
 end
 
+-- The isolation context with the pipes' runtime directory hidden like
+-- $PRISN_HOME (which held them before), when the workload could open it:
+-- it runs as the server's user (the directory is that user's, 0700) or as
+-- root. A root server's unprivileged workload user cannot, and its start
+-- saves the mount.
+local function hide_runtime_dir(iso, fifos)
+  if not iso or (iso.user and iso.user.uid ~= 0) then return iso end
+  local dir = fifos.stdout:match("^(.+)/[^/]+/[^/]+$")
+  if not dir or not runtime_dir.is_runtime(dir) then return iso end
+  local copy = {}
+  for k, v in pairs(iso) do copy[k] = v end
+  copy.hide = { dir }
+  return copy
+end
+
 local function env_list(env)
   return group.env_list(env)
 end
@@ -180,7 +195,7 @@ function M.start(o)
     stdin = "null", stdout = { fd = out_fd }, stderr = { fd = err_fd }, session = true,
     oom_score_adj = group.protected and 0 or nil,
   }
-  local iso = o.isolation
+  local iso = hide_runtime_dir(o.isolation, o.fifos)
   local isolation = iso and exec_isolation
   local level = iso and iso.level or 0
   -- include_v2: a kernel without CLONE_INTO_CGROUP joins the v2 cgroup by
