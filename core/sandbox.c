@@ -503,12 +503,11 @@ static pthread_once_t raw_init_once = PTHREAD_ONCE_INIT;
 
 /* Puts the embedded init in a memfd, sealed so that nothing changes it
  * after (the parent keeps it for every sandbox it starts): raw_init_fd, or
- * -1 when there is none, PRISN_INIT_FROM=self, or the kernel refuses an
- * executable memfd (vm.memfd_noexec=2). */
+ * -1 when there is none or the kernel refuses an executable memfd
+ * (vm.memfd_noexec=2). */
 static void raw_init_make(void) {
     size_t size = (size_t)(prisn_init_blob_end - prisn_init_blob);
-    const char *from = getenv("PRISN_INIT_FROM");
-    if (size == 0 || (from && strcmp(from, "self") == 0))
+    if (size == 0)
         return;
     /* MFD_EXEC: executable even where memfds are not by default (Linux
      * 6.3+); older kernels refuse the flag and make them executable. */
@@ -536,6 +535,9 @@ static void raw_init_make(void) {
 }
 
 int prisn_sandbox_raw_init_fd(void) {
+    const char *from = getenv("PRISN_INIT_FROM"); /* read at each spawn: tests switch */
+    if (from && strcmp(from, "self") == 0)
+        return -1;
     pthread_once(&raw_init_once, raw_init_make);
     return raw_init_fd;
 }

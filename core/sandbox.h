@@ -172,7 +172,8 @@ int prisn_sandbox_loopback_up(void);
 prisn_sandbox_page *prisn_sandbox_page_new(const prisn_spawn_opts *spawn, int *status_fd);
 
 /* The memfd of the init without a C library (made once, kept for good,
- * close-on-exec), or -1: none here (see sandbox.c). */
+ * close-on-exec), or -1: none here, or PRISN_INIT_FROM=self in the
+ * environment now (see sandbox.c). */
 int prisn_sandbox_raw_init_fd(void);
 /* Once the workload runs (or the spawn failed): the page is no longer
  * needed by anyone; closes the parent's descriptors and unmaps it. */
