@@ -18,8 +18,13 @@
  * waitpid/sigwaitinfo/kill, keeps no descriptor open but the status pipe's
  * write end, and names itself "prisn-init" so `ps` inside the sandbox says
  * what it is.
- * The exec costs a sandboxed start about half a millisecond (figures in
- * tests/bench/spawn-report.md).
+ * The init exec'd is not prisn's 4 MB binary but a 15 kB program of the same
+ * init code with no C library (init_raw.c, embedded by init_blob.c and
+ * put in a sealed memfd once per process): the exec of prisn cost a
+ * sandboxed start 0.5 ms of CPU, most of it the loader and glibc's start-up,
+ * against 0.03 ms (tests/bench/services-report.md). Where that memfd cannot
+ * be made, or its exec fails, prisn's binary is exec'd as before;
+ * PRISN_INIT_FROM=self asks for that always.
  */
 #include "sandbox.h"
 #include "rawsys.h"
@@ -27,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -238,7 +244,7 @@ void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_pa
      * and it passes them on. */
     if (raw_setsid() < 0)
         return;
-    if (page->exe_fd < 0) {
+    if (page->init_fd < 0 && page->exe_fd < 0) {
         errno = ENOENT;
         return;
     }
@@ -255,7 +261,10 @@ void prisn_sandbox_exec_init(const prisn_sandbox_opts *o, const prisn_sandbox_pa
     char *argv[] = {(char *)(o->init_name ? o->init_name : "prisn-init"), "__sandbox-init",
                     raw_itoa(page->memfd, memfd_text), raw_itoa(report_fd, report_text), NULL};
     char *envp[] = {NULL};
-    raw_execveat(page->exe_fd, argv, envp);
+    if (page->init_fd >= 0)
+        raw_execveat(page->init_fd, argv, envp);
+    if (page->exe_fd >= 0)
+        raw_execveat(page->exe_fd, argv, envp);
 }
 
 /* ---- the init in place -------------------------------------------------- */
@@ -478,6 +487,61 @@ _Noreturn void prisn_sandbox_init_main(char **argv) {
 
 /* ---- the parent --------------------------------------------------------- */
 
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/* The program init_raw.c builds, embedded by init_blob.c (empty where it is
+ * not built). */
+extern const unsigned char prisn_init_blob[], prisn_init_blob_end[];
+
+static int raw_init_fd = -1;
+static pthread_once_t raw_init_once = PTHREAD_ONCE_INIT;
+
+/* Puts the embedded init in a memfd, sealed so that nothing changes it
+ * after (the parent keeps it for every sandbox it starts): raw_init_fd, or
+ * -1 when there is none or the kernel refuses an executable memfd
+ * (vm.memfd_noexec=2). */
+static void raw_init_make(void) {
+    size_t size = (size_t)(prisn_init_blob_end - prisn_init_blob);
+    if (size == 0)
+        return;
+    /* MFD_EXEC: executable even where memfds are not by default (Linux
+     * 6.3+); older kernels refuse the flag and make them executable. */
+    int fd = (int)syscall(SYS_memfd_create, "prisn-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = (int)syscall(SYS_memfd_create, "prisn-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write(fd, prisn_init_blob + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            return;
+        }
+        done += (size_t)n;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+        close(fd);
+        return;
+    }
+    raw_init_fd = fd;
+}
+
+int prisn_sandbox_raw_init_fd(void) {
+    const char *from = getenv("PRISN_INIT_FROM"); /* read at each spawn: tests switch */
+    if (from && strcmp(from, "self") == 0)
+        return -1;
+    pthread_once(&raw_init_once, raw_init_make);
+    return raw_init_fd;
+}
+
 /* The status pipe: the read end stays here, non-blocking (read once the init
  * is reaped, it holds 4 bytes or nothing). */
 static int status_pipe(int fds[2]) {
@@ -526,6 +590,7 @@ prisn_sandbox_page *prisn_sandbox_page_new(const prisn_spawn_opts *spawn, int *s
     /* The init is this binary; opened here, as a later pivot_root may leave
      * it outside the sandbox's root. */
     r->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    r->init_fd = prisn_sandbox_raw_init_fd();
     *status_fd = fds[0];
     return r;
 }

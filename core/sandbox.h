@@ -74,6 +74,9 @@ typedef struct {
 typedef struct prisn_sandbox_page {
     int32_t memfd;            /* the page's memfd (parent's descriptor number) */
     int32_t exe_fd;           /* prisn's own binary, for the init's exec; -1: none */
+    int32_t init_fd;          /* the init without a C library (init_raw.c), a
+                                 memfd kept by the parent for good, exec'd
+                                 first; -1: none (then exe_fd) */
     int32_t status_fd;        /* write end of the status pipe (parent's number) */
     int32_t parent_closed;    /* the parent closed its three descriptors (the
                                  init reads the numbers, so they are never changed) */
@@ -167,6 +170,11 @@ int prisn_sandbox_loopback_up(void);
  * and the status pipe, whose read end (close-on-exec, non-blocking) is put
  * in *status_fd for the parent to keep; NULL with errno on failure. */
 prisn_sandbox_page *prisn_sandbox_page_new(const prisn_spawn_opts *spawn, int *status_fd);
+
+/* The memfd of the init without a C library (made once, kept for good,
+ * close-on-exec), or -1: none here, or PRISN_INIT_FROM=self in the
+ * environment now (see sandbox.c). */
+int prisn_sandbox_raw_init_fd(void);
 /* Once the workload runs (or the spawn failed): the page is no longer
  * needed by anyone; closes the parent's descriptors and unmaps it. */
 void prisn_sandbox_page_free(prisn_sandbox_page *page);

@@ -13,6 +13,9 @@
 --   PRISN_BENCH_TMP=/tmp          where the temporary folder (the homes) is made
 --   PRISN_BENCH_SCAN_MS=3         /proc scan period while waiting for all to run
 --                                 (the kill -9 replacement is scanned every ms)
+--   PRISN_BENCH_SERVER_ENV=K=V,.. more environment for the prisn server (the
+--                                 PRISN_* of this process are not passed on), e.g.
+--                                 PRISN_INIT_FROM=self to A/B the sandbox's init
 --
 -- The workload: sleeper-RUNID.py (a name unique to the run: other sessions
 -- on the machine run app.py services of their own, and only our processes
@@ -436,7 +439,9 @@ local function svc_name(i) return string.format("s%03d", i) end
 
 local function prisn_server(home)
   uv.fs_mkdir(home, tonumber("700", 8))
-  local proc = spawn(PRISN, { "server", "start", "--foreground" }, { env = env_with({ "PRISN_HOME=" .. home }) })
+  local extra = { "PRISN_HOME=" .. home }
+  for kv in (os.getenv("PRISN_BENCH_SERVER_ENV") or ""):gmatch("[^,]+") do extra[#extra + 1] = kv end
+  local proc = spawn(PRISN, { "server", "start", "--foreground" }, { env = env_with(extra) })
   local info
   assert(run_until(function()
     if proc.done then return true end

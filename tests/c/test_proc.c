@@ -571,7 +571,55 @@ static void test_start_timeout_kills_a_stuck_sandbox_init(void) {
     sandbox.init_name = "stuck-init"; /* main() below hangs in its place */
     o.sandbox = &sandbox;
     o.new_session = true;
+    setenv("PRISN_INIT_FROM", "self", 1); /* this binary's main(), not the embedded init */
     check_start_timeout(&o, "init");
+    unsetenv("PRISN_INIT_FROM");
+}
+
+/* The binary the init of a sandboxed "sleep 0.3" runs (/proc/PID/exe). */
+static void sandbox_init_exe(char *exe, size_t size) {
+    char *argv[4];
+    prisn_spawn_opts o = shell("sleep 0.3", argv);
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = "prisn-init";
+    o.sandbox = &sandbox;
+    o.new_session = true;
+    prisn_spawn_result r;
+    prisn_spawn_stage stage;
+    prisn_exit_status st;
+    CHECK_INT(prisn_proc_spawn(&o, &r, &stage), 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)r.pid);
+    ssize_t n = readlink(path, exe, size - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    CHECK_INT(prisn_proc_wait(r.pid, r.pidfd, false, &st), 1);
+    prisn_sandbox_status_apply(r.sandbox_status_fd, &st);
+    CHECK(st.exited && st.code == 0);
+    close(r.sandbox_status_fd);
+    if (r.pidfd >= 0)
+        close(r.pidfd);
+}
+
+static void test_sandbox_init_is_the_embedded_one(void) {
+    if (geteuid() != 0) {
+        printf("skip embedded sandbox init: needs root (namespaces)\n");
+        return;
+    }
+    char exe[512];
+    CHECK(prisn_sandbox_raw_init_fd() >= 0);
+    sandbox_init_exe(exe, sizeof exe);
+    CHECK(strstr(exe, "/memfd:prisn-init") == exe);
+    /* PRISN_INIT_FROM=self: this binary, as before. */
+    setenv("PRISN_INIT_FROM", "self", 1);
+    CHECK_INT(prisn_sandbox_raw_init_fd(), -1);
+    sandbox_init_exe(exe, sizeof exe);
+    unsetenv("PRISN_INIT_FROM");
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    CHECK_STR(exe, self);
 }
 
 /* True when this process maps a sandbox's page (/proc/self/maps names the
@@ -989,6 +1037,8 @@ int main(int argc, char **argv) {
         {"a sandbox init stuck before the workload is killed at the start timeout", test_start_timeout_kills_a_stuck_sandbox_init},
         {"a normal start does not wait for the start timeout", test_a_normal_start_is_not_delayed},
         {"a sandbox passes the workload's own status back over a pipe (as root)", test_sandbox_passes_the_workload_status_back},
+        {"the exec'd sandbox init is the embedded one, or this binary on request (as root)",
+         test_sandbox_init_is_the_embedded_one},
         {"a single-threaded spawner's sandbox init runs in place, else exec'd (as root)", test_sandbox_init_in_place},
         {"a gate holds the child before its exec, or kills it", test_gate_holds_the_exec},
         {"a pending spawn finishes with the child's exec", test_pending_spawn_reports_the_exec},

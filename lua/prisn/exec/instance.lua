@@ -13,8 +13,9 @@
 --    crashed instance is back within milliseconds. Inside a task, the wait
 --    for the child's exec (10-20 ms for a sandbox) happens on the loop.
 --
--- Output. An instance writes stdout and stderr into two named pipes under
--- $PRISN_HOME/run/<ns>/, opened read-write for the child: its own
+-- Output. An instance writes stdout and stderr into two named pipes in
+-- <runtime dir>/<ns>/ (prisn.exec.runtime_dir: a tmpfs where there is one,
+-- else $PRISN_HOME/run), opened read-write for the child: its own
 -- descriptor keeps a reader on the pipe, so a write never fails with EPIPE
 -- while nobody reads. A log pump (prisn.dataplane.logs) reads them into the
 -- instance's log; it runs in the data plane, which outlives the server, so
@@ -28,6 +29,7 @@ local sys = require("prisn.core.sys")
 local job = require("prisn.exec.job")
 local group = require("prisn.exec.group")
 local exec_isolation = require("prisn.exec.isolation")
+local runtime_dir = require("prisn.exec.runtime_dir")
 
 local M = {}
 
@@ -99,27 +101,68 @@ function M.prepare(home, spec, done)
   end)
 end
 
---- Makes the named pipes of an instance's output; returns their paths
--- { stdout = ..., stderr = ... }. Old ones (a previous run) are reused.
+-- The pipes' paths of instance `number` of ns/name in folder `dir`.
+local function paths_in(dir, ns, name, number)
+  local base = string.format("%s/%s/%s-%d", dir, ns, name, number)
+  return { stdout = base .. ".out", stderr = base .. ".err" }
+end
+
+local function is_fifo(path)
+  local st = uv.fs_lstat(path)
+  return st ~= nil and st.type == "fifo"
+end
+
+--- Makes the named pipes of an instance's output in the home's runtime
+-- directory (prisn.exec.runtime_dir); returns their paths { stdout = ...,
+-- stderr = ... }, or nil, message, code. Old ones (a previous run) are
+-- reused: those of the runtime directory, else those an older prisn made
+-- in $PRISN_HOME/run (an instance it started still writes into them).
 function M.fifo_paths(home, ns, name, number)
-  local dir = home .. "/run/" .. ns
-  fs.mkdir_p(dir, DIR_MODE) -- a failure shows as mkfifo's, below
-  local base = string.format("%s/%s-%d", dir, name, number)
-  local paths = { stdout = base .. ".out", stderr = base .. ".err" }
+  local dir, derr, dcode = runtime_dir.ensure(home)
+  if not dir then return nil, derr, dcode end
+  local paths = paths_in(dir, ns, name, number)
+  local own = home .. "/run"
+  if dir ~= own and not is_fifo(paths.stdout) then
+    local old = paths_in(own, ns, name, number)
+    if is_fifo(old.stdout) and is_fifo(old.stderr) then return old end
+  end
+  fs.mkdir_p(dir .. "/" .. ns, DIR_MODE) -- a failure shows as mkfifo's, below
   for _, path in pairs(paths) do
-    local st = uv.fs_stat(path)
+    local st = uv.fs_lstat(path)
     if st and st.type ~= "fifo" then uv.fs_unlink(path); st = nil end
     if not st then
-      local ok, err = sys.mkfifo(path, tonumber("600", 8))
-      if not ok then return nil, err end
+      local ok, err, code = sys.mkfifo(path, tonumber("600", 8))
+      if not ok then return nil, err, code end
     end
   end
   return paths
 end
 
---- Removes the pipes of an instance.
+--- Removes the pipes of an instance, and their folders once empty (a
+-- runtime directory outlives its home otherwise: /run is only emptied at
+-- a reboot). rmdir fails on a folder still in use, which is the check.
 function M.remove_fifos(paths)
-  for _, path in pairs(paths or {}) do uv.fs_unlink(path) end
+  if not paths then return end
+  for _, path in pairs(paths) do uv.fs_unlink(path) end
+  local ns_dir = paths.stdout and paths.stdout:match("^(.+)/[^/]+$")
+  if not ns_dir or not uv.fs_rmdir(ns_dir) then return end
+  local dir = ns_dir:match("^(.+)/[^/]+$")
+  if dir and runtime_dir.is_runtime(dir) then uv.fs_rmdir(dir) end
+end
+
+-- The isolation context with the pipes' runtime directory hidden like
+-- $PRISN_HOME (which held them before), when the workload could open it:
+-- it runs as the server's user (the directory is that user's, 0700) or as
+-- root. A root server's unprivileged workload user cannot, and its start
+-- saves the mount.
+local function hide_runtime_dir(iso, fifos)
+  if not iso or (iso.user and iso.user.uid ~= 0) then return iso end
+  local dir = fifos.stdout:match("^(.+)/[^/]+/[^/]+$")
+  if not dir or not runtime_dir.is_runtime(dir) then return iso end
+  local copy = {}
+  for k, v in pairs(iso) do copy[k] = v end
+  copy.hide = { dir }
+  return copy
 end
 
 local function env_list(env)
@@ -152,7 +195,7 @@ function M.start(o)
     stdin = "null", stdout = { fd = out_fd }, stderr = { fd = err_fd }, session = true,
     oom_score_adj = group.protected and 0 or nil,
   }
-  local iso = o.isolation
+  local iso = hide_runtime_dir(o.isolation, o.fifos)
   local isolation = iso and exec_isolation
   local level = iso and iso.level or 0
   -- include_v2: a kernel without CLONE_INTO_CGROUP joins the v2 cgroup by

@@ -288,7 +288,8 @@ end
 M._mask_mounts = mask_mounts
 
 --- Spawn options for `level`: merge them into a proc.spawn spec. ctx:
--- home ($PRISN_HOME, hidden at level >= 1), keep (list of { path, writable }
+-- home ($PRISN_HOME, hidden at level >= 1), hide (more paths hidden like
+-- it: the home's runtime directory), keep (list of { path, writable }
 -- that must stay reachable: the script's folder, the environment, the cwd),
 -- user ({ uid, gid } to switch to, needs root), resolv_conf (a file to show
 -- as /etc/resolv.conf at levels 1 and 2: the one of prisn's DNS; level 3 has
@@ -324,6 +325,7 @@ function M.spawn_options(level, ctx)
     if k.path and stat(k.path) then keep[#keep + 1] = k end
   end
   if ctx.home and ctx.home ~= "/" then masks[#masks + 1] = ctx.home end
+  for _, path in ipairs(ctx.hide or {}) do masks[#masks + 1] = path end
   -- A workload switched to another user must still reach what it runs
   -- (e.g. an interpreter under /root): the closed directory on the way is
   -- masked and the path brought back, read-only.

@@ -105,3 +105,22 @@ describe("prisn.exec.isolation.lookup_user", function()
     assert.are.equal(1010, isolation.lookup_user("carol", path).uid)
   end)
 end)
+
+describe("prisn.exec.isolation.spawn_options hide", function()
+  local function tmpfs_on(mounts, target)
+    for _, m in ipairs(mounts) do
+      if m.type == "tmpfs" and m.target == target then return true end
+    end
+    return false
+  end
+
+  it("hides the paths of ctx.hide like $PRISN_HOME at level 1 (the pipes' runtime directory)", function()
+    local stat = function() return { type = "directory" } end
+    local mounts = isolation.spawn_options(1, { home = "/h", hide = { "/run/prisn-0123" }, stat = stat, keep = {} })
+      .sandbox.mounts
+    assert.is_true(tmpfs_on(mounts, "/h"))
+    assert.is_true(tmpfs_on(mounts, "/run/prisn-0123"))
+    assert.is_false(tmpfs_on(isolation.spawn_options(1, { home = "/h", stat = stat, keep = {} }).sandbox.mounts,
+      "/run/prisn-0123"))
+  end)
+end)

@@ -40,6 +40,7 @@ local policies = require("prisn.policies")
 local deployments = require("prisn.store.deployments")
 local secrets = require("prisn.store.secrets")
 local limits = require("prisn.exec.limits")
+local instance_exec = require("prisn.exec.instance")
 local dataplane = require("prisn.server.dataplane")
 local instance = require("prisn.server.supervisor.instance")
 local names = require("prisn.server.supervisor.names")
@@ -392,9 +393,12 @@ function Sup:stop_all(grace, done)
         inst.on_stopped = function()
           if previous then previous() end
           self:release_output(d, inst)
+          instance_exec.remove_fifos(inst.fifos) -- made again at the next start
           one()
         end
         self:kill_process(inst, math.min(grace, d.specs[inst.revision].grace or M.DEFAULT_GRACE))
+      else
+        instance_exec.remove_fifos(inst.fifos)
       end
     end
   end
