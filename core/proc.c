@@ -443,6 +443,7 @@ struct prisn_spawn_pending {
     int report_fd; /* read end, non-blocking */
     int status_fd; /* the sandbox's, or -1 */
     int mine[3];
+    int gate[2]; /* a held gate (opts.hold_gate) until it opens, else -1 */
     volatile int32_t *progress;
     prisn_sandbox_page *sandbox_page;
     bool sandboxed;
@@ -457,6 +458,8 @@ static void pending_free(prisn_spawn_pending *p, bool keep_outputs) {
         munmap((void *)p->progress, sizeof *p->progress);
     prisn_sandbox_page_free(p->sandbox_page);
     close_if_open(&p->report_fd);
+    close_if_open(&p->gate[0]);
+    close_if_open(&p->gate[1]);
     if (!keep_outputs) {
         close_if_open(&p->status_fd);
         close_if_open(&p->pidfd);
@@ -516,7 +519,7 @@ int prisn_proc_spawn_start(const prisn_spawn_opts *o, prisn_spawn_pending **pend
         rc = -errno;
     if (rc == 0 && fcntl(report[0], F_SETFL, O_NONBLOCK) < 0)
         rc = -errno;
-    if (rc == 0 && o->gate && pipe2(gate, O_CLOEXEC) < 0)
+    if (rc == 0 && (o->gate || o->hold_gate) && pipe2(gate, O_CLOEXEC) < 0)
         rc = -errno;
     if (rc < 0)
         goto fail;
@@ -549,6 +552,10 @@ int prisn_proc_spawn_start(const prisn_spawn_opts *o, prisn_spawn_pending **pend
     prisn_sandbox_page_spawned(sandbox_page);
     if (o->gate && (rc = run_gate(o, gate, pid, &pidfd)) < 0)
         goto fail;
+    /* A held gate: both ends stay here until it opens (the read end too,
+     * so that a child already dead cannot make the write raise SIGPIPE). */
+    p->gate[0] = o->gate ? -1 : gate[0];
+    p->gate[1] = o->gate ? -1 : gate[1];
     p->pid = pid;
     p->pidfd = pidfd;
     p->report_fd = report[0];
@@ -631,6 +638,19 @@ int prisn_proc_spawn_finish(prisn_spawn_pending *p, bool expired, prisn_spawn_re
         rc = got;
     }
     pending_free(p, false);
+    return rc;
+}
+
+int prisn_proc_spawn_open_gate(prisn_spawn_pending *p) {
+    if (p->gate[1] < 0)
+        return 0;
+    ssize_t n;
+    do {
+        n = write(p->gate[1], "g", 1);
+    } while (n < 0 && errno == EINTR);
+    int rc = n == 1 ? 0 : -errno;
+    close_if_open(&p->gate[0]);
+    close_if_open(&p->gate[1]);
     return rc;
 }
 

@@ -94,6 +94,12 @@ typedef struct {
      * run opens state.db there). */
     int (*gate)(void *arg);
     void *gate_arg;
+    /* prisn_proc_spawn_start only, without gate: the child waits at the
+     * same place until the caller opens the gate later, from its loop
+     * (prisn_proc_spawn_open_gate: once what the child needs is done, such
+     * as its pid recorded). Given up (cancel, the deadline) or the parent
+     * dead first, the child ends without its exec. */
+    bool hold_gate;
 } prisn_spawn_opts;
 
 /* Reaching exec takes a millisecond or two (a sandbox: a few more); this
@@ -164,6 +170,11 @@ pid_t prisn_proc_spawn_pending_pid(const prisn_spawn_pending *pending);
  * killed and reaped at the deadline), and pending is freed. */
 int prisn_proc_spawn_finish(prisn_spawn_pending *pending, bool expired, prisn_spawn_result *out,
                             prisn_spawn_stage *stage);
+
+/* Lets a child started with hold_gate go on to its exec: 0, or a negative
+ * errno (the gate could not be written: the child will end at its
+ * deadline). Idempotent; 0 at once without a held gate. */
+int prisn_proc_spawn_open_gate(prisn_spawn_pending *pending);
 
 /* Gives up on a pending spawn: the child is killed and reaped, everything
  * freed. NULL is ignored. */

@@ -333,7 +333,8 @@ static int parse_spawn(lua_State *L, prisn_spawn_opts *o, lua_gate *gate,
     static const char *const keys[] = {"file", "argv", "env", "cwd", "stdin", "stdout", "stderr",
                                        "session", "pgroup", "rlimits", "uid", "gid", "groups",
                                        "umask", "no_new_privs", "oom_score_adj", "cgroup_fd",
-                                       "cgroup_procs_fds", "sandbox", "start_timeout_ms", "gate", NULL};
+                                       "cgroup_procs_fds", "sandbox", "start_timeout_ms", "gate",
+                                       "hold_gate", NULL};
     prisn_binding_check_keys(L, 1, "spawn", "option", keys);
     memset(o, 0, sizeof *o);
     lua_getfield(L, 1, "file");
@@ -383,6 +384,9 @@ static int parse_spawn(lua_State *L, prisn_spawn_opts *o, lua_gate *gate,
         o->gate = call_lua_gate;
         o->gate_arg = gate;
     }
+    o->hold_gate = opt_bool(L, 1, "hold_gate");
+    if (o->hold_gate && o->gate)
+        return luaL_error(L, "spawn: options 'gate' and 'hold_gate' exclude each other");
     int sandbox_err = 0;
     *sandbox = prisn_sandbox_parse(L, 1, &sandbox_err);
     if (sandbox_err) {
@@ -457,6 +461,11 @@ static int l_proc_spawn(lua_State *L) {
     int pushed = parse_spawn(L, &o, &gate, &sandbox);
     if (pushed)
         return pushed;
+    if (o.hold_gate) {
+        if (sandbox)
+            prisn_sandbox_parsed_close(sandbox);
+        return luaL_error(L, "spawn: option 'hold_gate' needs proc.spawn_start (nothing could open it)");
+    }
     /* The handle exists before the process, so a raise cannot leak it. */
     proc_handle *p = new_proc_handle(L);
     prisn_spawn_result r;
@@ -498,7 +507,9 @@ static void pending_release(pending_handle *h) {
 /* proc.spawn_start(opts) -> pending | nil, message, code, stage
  * The options and failures of proc.spawn, but returns as soon as the child
  * is cloned (and opts.gate has run): the caller watches pending:fd() for
- * reading with pending:left_ms() as deadline, then calls pending:finish(). */
+ * reading with pending:left_ms() as deadline, then calls pending:finish().
+ * With opts.hold_gate = true (not with opts.gate) the child waits just
+ * before its exec until pending:open_gate(). */
 static int l_proc_spawn_start(lua_State *L) {
     prisn_spawn_opts o;
     lua_gate gate;
@@ -574,6 +585,19 @@ static int l_pending_finish(lua_State *L) {
     }
     pending_release(h);
     fill_proc_handle(p, &r);
+    return 1;
+}
+
+/* pending:open_gate() -> true | nil, message, code
+ * Lets a child spawned with hold_gate go on to its exec (at once without
+ * one). Does not raise on a spent pending (finished or cancelled: there is
+ * no child left to let go); true then. */
+static int l_pending_open_gate(lua_State *L) {
+    pending_handle *h = luaL_checkudata(L, 1, PENDING_MT);
+    int rc = h->p ? prisn_proc_spawn_open_gate(h->p) : 0;
+    if (rc < 0)
+        return prisn_binding_fail_errno(L, -rc, "open_gate");
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -727,7 +751,8 @@ static const luaL_Reg proc_methods[] = {
 
 static const luaL_Reg pending_methods[] = {
     {"fd", l_pending_fd},         {"left_ms", l_pending_left_ms}, {"pid", l_pending_pid},
-    {"finish", l_pending_finish}, {"cancel", l_pending_cancel},   {NULL, NULL},
+    {"finish", l_pending_finish}, {"cancel", l_pending_cancel},   {"open_gate", l_pending_open_gate},
+    {NULL, NULL},
 };
 
 static const luaL_Reg proc_functions[] = {

@@ -126,8 +126,15 @@ describe("prisn run with limits", function()
 
   it("contains a shell fork bomb and kills every copy when the script ends", function()
     if reason then return pending(reason) end
+    -- The script forks once, before any copy exists (`bomb &`, not `bomb`,
+    -- whose pipeline is two forks of the script's), then waits with a
+    -- builtin (read's timeout on a FIFO nobody writes): a fork of its own
+    -- once the bomb holds every pid (a `sleep`, the pipeline's second half)
+    -- has to win against the copies retrying theirs, and under load it lost
+    -- for bash's whole fork retry (15 s, then exit 254).
+    assert(require("prisn.core.sys").mkfifo(dir .. "/tick", tonumber("600", 8)))
     write(dir .. "/bomb.sh", "bomb() { echo $BASHPID >> " .. dir .. "/pids; bomb | bomb & }\n"
-      .. "bomb\nsleep 1\necho still here\n")
+      .. "exec 9<> " .. dir .. "/tick\nbomb &\nread -t 1 -u 9\necho still here\n")
     local started = uv.hrtime()
     local r = prisn({ "run", "--isolation", "0", "--pids", "32", dir .. "/bomb.sh" })
     assert.equal(0, r.code, r.stderr)

@@ -89,7 +89,12 @@ end
 -- most that long). With opts.on_loop inside an async task, the task waits
 -- for the child to reach its exec on the loop instead (a sandboxed chain
 -- takes 10-20 ms: the server goes on serving, and other starts overlap),
--- calling opts.on_pending(pid) once the child exists; at most
+-- calling opts.on_pending(pid, release) once the child exists, which
+-- waits just before its exec until then: until on_pending returns, or
+-- when it returns true, until it calls release() (from the loop, any time
+-- later; a start never released is killed at its deadline). So a caller
+-- can have the child's pid recorded before the child runs anything of the
+-- workload's: if the caller dies first, the child ends too. At most
 -- M.MAX_STARTING children start at once, the others wait their turn, and
 -- opts.before_start() returning false then cancels (ECANCELED, stage
 -- "setup"). A caller outside a task blocks as before.
@@ -159,12 +164,23 @@ local function spawn(spec, opts)
     end_turn()
     return nil, "ECANCELED: setup " .. spec.file .. ": no longer wanted", "ECANCELED", "setup"
   end
+  local on_pending = opts.on_pending
+  if on_pending then
+    local held = {}
+    for k, v in pairs(spec) do held[k] = v end
+    held.hold_gate = true
+    spec = held
+  end
   local ok, pending, err, code, stage = pcall(proc.spawn_start, spec)
   if not ok then end_turn(); error(pending, 0) end
   if not pending then end_turn(); return nil, err, code, stage end
-  if opts.on_pending then
-    local called, call_err = pcall(opts.on_pending, pending:pid())
-    if not called then pending:cancel(); end_turn(); error(call_err, 0) end
+  if on_pending then
+    -- Writing one byte into a pipe this process holds both ends of cannot
+    -- fail; a spent pending (its deadline passed) has nothing to release.
+    local function release() pending:open_gate() end
+    local called, holds = pcall(on_pending, pending:pid(), release)
+    if not called then pending:cancel(); end_turn(); error(holds, 0) end
+    if holds ~= true then release() end
   end
   -- The turn is given back whatever happens, or one failure would hold a
   -- place among MAX_STARTING for good.

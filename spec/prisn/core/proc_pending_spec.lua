@@ -179,6 +179,103 @@ describe("prisn.core.proc spawn on the loop", function()
     cleanup()
   end)
 
+  it("holds the child before its exec until on_pending's release", function()
+    local out = os.tmpname()
+    os.remove(out)
+    local before = open_fds()
+    local held_ms, seen
+    async.main(function()
+      local p = assert(process.start(spec("echo ran > " .. out), { on_loop = true, on_pending = function(_, release)
+        local started = uv.hrtime()
+        uv.update_time() -- the timer counts from now, not from the loop's cached time
+        local timer = uv.new_timer()
+        timer:start(150, 0, function()
+          timer:close()
+          seen = io.open(out) ~= nil
+          held_ms = (uv.hrtime() - started) / 1e6
+          release()
+        end)
+        return true
+      end }))
+      assert.equal(0, p:wait().code)
+    end)
+    async.drain()
+    assert.is_false(seen, "the child ran before its release")
+    assert.is_true(held_ms >= 149, "held " .. held_ms .. " ms") -- the loop's clock counts whole ms
+    local f = assert(io.open(out))
+    assert.equal("ran\n", f:read("a"))
+    f:close()
+    os.remove(out)
+    assert.equal(before, open_fds())
+  end)
+
+  it("releases the child as soon as on_pending returns anything but true", function()
+    async.main(function()
+      local p = assert(process.start(spec("exit 5"), { on_loop = true, on_pending = function() return "yes" end }))
+      assert.equal(5, p:wait().code)
+    end)
+    async.drain()
+  end)
+
+  it("kills a held child never released at its deadline, before it runs anything", function()
+    local out = os.tmpname()
+    os.remove(out)
+    local before = open_fds()
+    async.main(function()
+      local p, _, code = process.start(spec("echo ran > " .. out, { start_timeout_ms = 200 }),
+        { on_loop = true, on_pending = function() return true end })
+      assert.is_nil(p)
+      assert.equal("ETIMEDOUT", code)
+    end)
+    async.drain()
+    assert.is_nil(io.open(out))
+    assert.equal(before, open_fds())
+  end)
+
+  it("ends a held child without its exec when its parent dies first", function()
+    local out, script = os.tmpname(), os.tmpname()
+    os.remove(out)
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+      local p = assert(require("prisn.core.proc").spawn_start({ file = "/bin/sh",
+        argv = { "sh", "-c", "sleep 0.2; echo ran > %s" }, env = {}, stdin = "null", hold_gate = true }))
+      io.write(p:pid())
+      os.exit(0)
+    ]], out))
+    f:close()
+    local pipe = io.popen(uv.exepath() .. " lua " .. script)
+    local pid = math.tointeger(tonumber(pipe:read("a")))
+    pipe:close()
+    os.remove(script)
+    assert.is_number(pid)
+    local deadline = uv.hrtime() + 2e9
+    local function running()
+      local stat = io.open("/proc/" .. pid .. "/stat")
+      if not stat then return false end
+      local state = stat:read("a"):match("%) (%a)")
+      stat:close()
+      return state ~= "Z" and state ~= "X"
+    end
+    while running() and uv.hrtime() < deadline do uv.sleep(20) end
+    assert.is_false(running(), "the held child outlived its parent")
+    uv.sleep(300)
+    assert.is_nil(io.open(out), "the held child ran its exec")
+  end)
+
+  it("refuses a held gate it could never open, and lets a spent pending be released", function()
+    assert.has_error(function() proc.spawn(spec("true", { hold_gate = true })) end,
+      "spawn: option 'hold_gate' needs proc.spawn_start (nothing could open it)")
+    assert.has_error(function() proc.spawn_start(spec("true", { hold_gate = true, gate = function() return true end }))
+    end, "spawn: options 'gate' and 'hold_gate' exclude each other")
+    local pending = assert(proc.spawn_start(spec("exit 0", { hold_gate = true })))
+    assert.is_true(pending:open_gate())
+    assert.is_true(pending:open_gate())
+    local p
+    repeat p = pending:finish() until p
+    assert.equal(0, p:wait().code)
+    assert.is_true(pending:open_gate())
+  end)
+
   it("blocks as before outside a task", function()
     local p = assert(process.start(spec("exit 2"), { on_loop = true }))
     async.main(function() assert.equal(2, p:wait().code) end)

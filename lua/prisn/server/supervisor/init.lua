@@ -123,23 +123,45 @@ end
 
 -- Instance and revision records go through the server's writer: kept in
 -- order and retried while state.db cannot take them, only the latest state
--- of an instance kept meanwhile (the key).
-function Sup:write(what, record_key, fn)
+-- of an instance kept meanwhile (the key). `settled`, when given, is called
+-- once the record is written, or has failed for good. Returns true when it
+-- was written at once.
+function Sup:write(what, record_key, fn, settled)
   local db = self.server.db
-  if not self.server.state_writer then return fn(db) end
-  self.server.state_writer:write(what, function() fn(db) end, { key = record_key })
+  if not self.server.state_writer then
+    fn(db)
+    if settled then settled() end
+    return true
+  end
+  return self.server.state_writer:write(what, function() fn(db) end,
+    { key = record_key, after = settled, on_error = settled }) == true
 end
 
-function Sup:save(d, inst)
+-- Calls and forgets what waits for the record of inst (Sup:save).
+local function recorded(inst)
+  local waiting = inst.on_recorded
+  inst.on_recorded = nil
+  for _, fn in ipairs(waiting or {}) do fn() end
+end
+
+--- Records inst. `on_recorded`, when given, is called once a record with
+-- what inst holds now is written (or has failed for good): a later save
+-- of inst replaces one still waiting, so what waited goes with the one
+-- that replaced it. Returns true when it was written at once.
+function Sup:save(d, inst, on_recorded)
   local fields = {
     namespace = d.ns, deployment = d.name, number = inst.number, revision = inst.revision, port = inst.port,
     pid = inst.pid, started_at = inst.started_at, state = inst.state, restarts = inst.restarts,
     last_exit = inst.last_exit, created_at = inst.created_at,
   }
+  if on_recorded then
+    inst.on_recorded = inst.on_recorded or {}
+    inst.on_recorded[#inst.on_recorded + 1] = on_recorded
+  end
   local name = key(d.ns, d.name) .. "/" .. inst.number
-  self:write("instance " .. name, "instance/" .. name, function(db)
+  return self:write("instance " .. name, "instance/" .. name, function(db)
     self.store.deployments.save_instance(db, fields)
-  end)
+  end, inst.on_recorded and function() recorded(inst) end)
 end
 
 function Sup:set_state(d, inst, state)

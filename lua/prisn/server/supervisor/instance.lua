@@ -285,13 +285,43 @@ function Instance:unwanted(d, inst)
   return inst.removing or d.deleted or inst.forgotten or self.stopping_all or false
 end
 
--- While its child starts (on_pending), the instance has its pid, recorded
--- at once: a stop or removal meanwhile waits for it (kill_process), and a
--- server killed meanwhile finds it at recovery.
-function Instance:spawn_pending(d, inst, pid)
+-- While its child starts (on_pending), the instance has its pid: a stop or
+-- removal meanwhile waits for it (kill_process). The child waits before its
+-- exec until that pid is in state.db (release): a server killed before the
+-- record takes the child with it (the gate's end of file), and one killed
+-- after is found at recovery — never a workload nobody owns. The record is
+-- written at once but when the writer has others waiting (state.db busy):
+-- then the child waits for its turn, at most RECORD_WAIT_MS; while state.db
+-- cannot be written at all (degraded) it is not waited for.
+M.RECORD_WAIT_MS = 2000
+
+-- Returns true when release() is called later (process.start's on_pending).
+function Instance:spawn_pending(d, inst, pid, release)
   inst.pid, inst.starting = pid, true
   inst.started_at = self.clock.now_ms()
-  self:save(d, inst)
+  if not release then return self:save(d, inst) end
+  local done, timer = false, nil
+  local function go()
+    if done then return end
+    done = true
+    if timer then close_handle(timer); timer = nil end
+    release()
+  end
+  self:save(d, inst, go)
+  if done then return true end -- written at once, and released
+  local writer = self.server.state_writer
+  if writer and writer.degraded then
+    done = true
+    return false
+  end
+  timer = self.uv.new_timer()
+  timer:start(M.RECORD_WAIT_MS, 0, self:guard("record", function()
+    if done then return end
+    self.server.log:warn("%s: its pid is not recorded after %d ms; starting it anyway", instance_name(d, inst),
+      M.RECORD_WAIT_MS)
+    go()
+  end))
+  return true
 end
 
 function Instance:spawn(d, inst, launch, spec)
@@ -325,7 +355,7 @@ function Instance:spawn(d, inst, launch, spec)
   local env = self:instance_env(d, inst, launch, spec)
   local proc, err, code = instance_exec.start({ home = home, launch = launch, env = env, cwd = cwd,
     limiter = inst.limiter, isolation = iso, fifos = inst.fifos,
-    on_pending = function(pid) self:spawn_pending(d, inst, pid) end,
+    on_pending = function(pid, release) return self:spawn_pending(d, inst, pid, release) end,
     before_start = function() return not self:unwanted(d, inst) end })
   local saved = inst.starting
   inst.starting = nil

@@ -157,6 +157,83 @@ describe("prisn.server.supervisor.instance", function()
     end)
   end)
 
+  describe("a child held until its pid is recorded", function()
+    local errors = require("prisn.error")
+    local writer_mod = require("prisn.store.writer")
+
+    -- w with the server's writer over a fake transaction: state.db is busy
+    -- (SQLITE_BUSY: the write waits and is retried) or full (degraded)
+    -- while world.db_fails says so.
+    local function with_writer()
+      local w, d, inst = running()
+      w.server.state_writer = writer_mod.new(w.server.db, { new_timer = w.uv.new_timer, events = false,
+        transaction = function(fn)
+          if w.db_fails then errors.raise(w.db_fails, "state.db: " .. w.db_fails) end
+          return fn()
+        end })
+      return w, d, inst
+    end
+
+    local function pending(w, d, inst, pid)
+      local released = 0
+      local holds = w.sup:spawn_pending(d, inst, pid, function() released = released + 1 end)
+      return holds, function() return released end
+    end
+
+    it("is released once its pid is written, at once when state.db takes it", function()
+      local w, d, inst = with_writer()
+      local holds, released = pending(w, d, inst, 4242)
+      assert.is_true(holds)
+      assert.equal(1, released())
+      assert.equal(4242, w.store.insts[NS .. "/" .. NAME][1].pid)
+    end)
+
+    it("waits for a busy state.db, also when a later record of the instance replaces the one waiting", function()
+      local w, d, inst = with_writer()
+      w.db_fails = "SQLITE_BUSY"
+      local holds, released = pending(w, d, inst, 4343)
+      assert.is_true(holds)
+      assert.equal(0, released())
+      w.sup:set_state(d, inst, "restarting") -- replaces the waiting record
+      assert.equal(0, released())
+      w.db_fails = nil
+      w.server.state_writer:drain()
+      assert.equal(1, released())
+      local row = w.store.insts[NS .. "/" .. NAME][1]
+      assert.same({ 4343, "restarting" }, { row.pid, row.state })
+      -- Its fallback timer no longer fires.
+      for _, t in ipairs(w.uv.active()) do
+        if t.timeout == 2000 then w.uv.fire(t) end
+      end
+      assert.equal(1, released())
+    end)
+
+    it("is released after RECORD_WAIT_MS when the record still waits, with a warning", function()
+      local w, d, inst = with_writer()
+      w.db_fails = "SQLITE_BUSY"
+      local _, released = pending(w, d, inst, 4444)
+      local fallback
+      for _, t in ipairs(w.uv.active()) do if t.timeout == 2000 then fallback = t end end
+      w.uv.fire(fallback)
+      assert.equal(1, released())
+      assert.matches("its pid is not recorded after 2000 ms; starting it anyway", w.log.lines[#w.log.lines].text)
+      w.db_fails = nil
+      w.server.state_writer:drain()
+      assert.equal(1, released())
+    end)
+
+    it("is not held while state.db cannot be written at all (degraded)", function()
+      local w, d, inst = with_writer()
+      w.db_fails = "SQLITE_FULL"
+      local holds, released = pending(w, d, inst, 4545)
+      assert.is_false(holds) -- the caller releases it at once
+      assert.equal(0, released())
+      w.db_fails = nil
+      w.server.state_writer:drain()
+      assert.equal(0, released())
+    end)
+  end)
+
   describe("health", function()
     it("a failed health check restarts the instance through the restart policy", function()
       local w, d, inst = running()
