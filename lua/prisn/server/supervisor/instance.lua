@@ -331,7 +331,8 @@ function Instance:spawn(d, inst, launch, spec)
     local fifos, ferr = instance_exec.fifo_paths(home, d.ns, d.name, inst.number)
     if not fifos then
       errors.raise("EIO", "cannot make the output pipes of " .. instance_name(d, inst) .. ": "
-        .. tostring(ferr), { hint = "check the free space and permissions of " .. home .. "/run" })
+        .. tostring(ferr), { hint = "check the free space, owner and mode of the directory named (prisn's own, 0700: "
+        .. "docs/SERVER.md, 'The runtime directory')" })
     end
     inst.fifos = fifos
   end
