@@ -452,11 +452,7 @@ end
   end)
 
   teardown(function()
-    h.stop_server(env)
-    for _, pid in ipairs(h.recorded_pids(env.PRISN_HOME)) do
-      if h.alive(pid) then uv.kill(-pid, "sigkill") end
-    end
-    h.cleanup()
+    h.teardown_server(env)
   end)
 
   -- Runs the cases through `complete_lines` (a shell), one session for all.

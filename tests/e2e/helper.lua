@@ -245,6 +245,18 @@ function M.stop_server(env)
   return pid
 end
 
+--- The end of a spec that started a server of `env`: the server stopped,
+-- every instance state.db still records killed with its process group (a
+-- server that failed may have left them), the temporary directories
+-- removed.
+function M.teardown_server(env)
+  M.stop_server(env)
+  for _, pid in ipairs(M.recorded_pids(env.PRISN_HOME)) do
+    if M.alive(pid) then uv.kill(-pid, "sigkill") end
+  end
+  M.cleanup()
+end
+
 --- Removes every temporary directory this spec made.
 function M.cleanup()
   for _, dir in ipairs(homes) do

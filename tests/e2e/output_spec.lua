@@ -120,11 +120,7 @@ describe("-o json and -o yaml", function()
   end)
 
   teardown(function()
-    h.stop_server(env)
-    for _, pid in ipairs(h.recorded_pids(env.PRISN_HOME)) do
-      if h.alive(pid) then uv.kill(-pid, "sigkill") end
-    end
-    h.cleanup()
+    h.teardown_server(env)
   end)
 
   it("cluster init and server stop answer -o json with the server's facts (its admin token once)", function()

@@ -18,11 +18,7 @@ describe("a service's sandbox init", function()
   end)
 
   after_each(function()
-    h.stop_server(env)
-    for _, pid in ipairs(h.recorded_pids(env.PRISN_HOME)) do
-      if h.alive(pid) then uv.kill(-pid, "sigkill") end
-    end
-    h.cleanup()
+    h.teardown_server(env)
   end)
 
   if uv.getuid() ~= 0 then

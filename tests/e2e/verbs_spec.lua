@@ -83,11 +83,7 @@ describe("kubectl and pm2 habits", function()
   end)
 
   teardown(function()
-    h.stop_server(env)
-    for _, pid in ipairs(h.recorded_pids(env.PRISN_HOME)) do
-      if h.alive(pid) then uv.kill(-pid, "sigkill") end
-    end
-    h.cleanup()
+    h.teardown_server(env)
   end)
 
   it("get, describe and delete take KIND NAME and KIND/NAME with every word of a kind", function()
