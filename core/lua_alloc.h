@@ -32,7 +32,9 @@ typedef struct prisn_pool prisn_pool;
 /* A new, empty pool; NULL when out of memory. */
 prisn_pool *prisn_pool_new(void);
 
-/* Frees the pool's slabs: only once the state using it is closed. */
+/* Frees the pool's slabs: only once the state using it is closed. A state
+ * closed another way (os.exit(code, true) calls lua_close) leaves them to
+ * the process's exit. */
 void prisn_pool_free(prisn_pool *pool);
 
 /* The lua_Alloc function; its ud is the pool. */
