@@ -42,3 +42,24 @@ void prisn_binding_check_keys(lua_State *L, int idx, const char *what, const cha
             luaL_error(L, "%s: unknown %s '%s'", what, kind, luaL_tolstring(L, -1, NULL));
     }
 }
+
+void prisn_binding_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                             lua_CFunction close, lua_CFunction tostring) {
+    luaL_newmetatable(L, name);
+    if (methods != NULL) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    const struct {
+        const char *field;
+        lua_CFunction fn;
+    } meta[] = {{"__gc", gc}, {"__close", close}, {"__tostring", tostring}};
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        if (meta[i].fn == NULL)
+            continue;
+        lua_pushcfunction(L, meta[i].fn);
+        lua_setfield(L, -2, meta[i].field);
+    }
+    lua_pop(L, 1);
+}

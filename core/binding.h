@@ -17,6 +17,7 @@
 #ifndef PRISN_BINDING_H
 #define PRISN_BINDING_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 /* Pushes nil, the message (fmt and its arguments as lua_pushfstring takes
@@ -35,6 +36,12 @@ int prisn_binding_fail_errno(lua_State *L, int err, const char *subject);
  * not a string is never allowed. Values are not looked at. */
 void prisn_binding_check_keys(lua_State *L, int idx, const char *what, const char *kind,
                               const char *const *allowed);
+
+/* Registers the metatable `name` of a binding's handles: __index the
+ * functions of `methods` (NULL: none), __gc `gc`, __close `close` and
+ * __tostring `tostring` (each NULL: none). */
+void prisn_binding_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                             lua_CFunction close, lua_CFunction tostring);
 
 /* The C modules, as `require` names them: prisn.core.<family>. */
 int luaopen_prisn_core_sys(lua_State *L);        /* sys.c */

@@ -349,16 +349,7 @@ static const luaL_Reg cgroup_functions[] = {
 };
 
 int luaopen_prisn_core_cgroup(lua_State *L) {
-    luaL_newmetatable(L, CGROUP_MT);
-    luaL_newlib(L, cgroup_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_cgroup_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_cgroup_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_cgroup_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    prisn_binding_metatable(L, CGROUP_MT, cgroup_methods, l_cgroup_gc, l_cgroup_close, l_cgroup_tostring);
     luaL_newlib(L, cgroup_functions);
     lua_pushinteger(L, CPU_PERIOD_US);
     lua_setfield(L, -2, "cpu_period_us");

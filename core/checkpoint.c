@@ -16,6 +16,7 @@
  *   -- ... once fd is readable:
  *   local ok, wal_frames, copied = handle:result()  -- or nil, message, code
  */
+#include "binding.h"
 #include "store.h"
 
 #include <errno.h>
@@ -131,12 +132,7 @@ static const luaL_Reg checkpoint_methods[] = {
 };
 
 int luaopen_prisn_core_checkpoint(lua_State *L) {
-    luaL_newmetatable(L, CHECKPOINT_MT);
-    luaL_newlib(L, checkpoint_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_checkpoint_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    prisn_binding_metatable(L, CHECKPOINT_MT, checkpoint_methods, l_checkpoint_gc, NULL, NULL);
     lua_newtable(L);
     lua_pushcfunction(L, l_checkpoint_start);
     lua_setfield(L, -2, "start");

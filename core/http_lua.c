@@ -348,16 +348,7 @@ static const luaL_Reg http_functions[] = {
 };
 
 int luaopen_prisn_core_http(lua_State *L) {
-    luaL_newmetatable(L, HTTP_MT);
-    luaL_newlib(L, http_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_http_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_http_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_http_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    prisn_binding_metatable(L, HTTP_MT, http_methods, l_http_close, l_http_close, l_http_tostring);
     luaL_newlib(L, http_functions);
     return 1;
 }

@@ -359,10 +359,7 @@ static int buffer_gc(lua_State *L) {
 
 int luaopen_prisn_core_json(lua_State *L) {
     static const luaL_Reg funcs[] = {{"encode", l_encode}, {NULL, NULL}};
-    luaL_newmetatable(L, BUFFER_MT);
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    prisn_binding_metatable(L, BUFFER_MT, NULL, buffer_gc, NULL, NULL);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -764,26 +764,8 @@ static const luaL_Reg proc_functions[] = {
 };
 
 int luaopen_prisn_core_proc(lua_State *L) {
-    luaL_newmetatable(L, PROC_MT);
-    luaL_newlib(L, proc_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_proc_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_proc_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_proc_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, PENDING_MT);
-    luaL_newlib(L, pending_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_pending_cancel);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_pending_cancel);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_pending_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    prisn_binding_metatable(L, PROC_MT, proc_methods, l_proc_close, l_proc_close, l_proc_tostring);
+    prisn_binding_metatable(L, PENDING_MT, pending_methods, l_pending_cancel, l_pending_cancel, l_pending_tostring);
     luaL_newlib(L, proc_functions);
     return 1;
 }

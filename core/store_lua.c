@@ -725,25 +725,11 @@ static const luaL_Reg store_stmt_methods[] = {
     {"close", l_store_stmt_finalize},  {NULL, NULL},
 };
 
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
-                          lua_CFunction close, lua_CFunction tostring) {
-    luaL_newmetatable(L, name);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-}
-
 int luaopen_prisn_core_store(lua_State *L) {
-    new_metatable(L, STORE_DB_MT, store_db_methods, l_store_db_close, l_store_db_tostring);
-    new_metatable(L, STORE_STMT_MT, store_stmt_methods, l_store_stmt_finalize,
-                  l_store_stmt_tostring);
+    prisn_binding_metatable(L, STORE_DB_MT, store_db_methods, l_store_db_close, l_store_db_close,
+                            l_store_db_tostring);
+    prisn_binding_metatable(L, STORE_STMT_MT, store_stmt_methods, l_store_stmt_finalize, l_store_stmt_finalize,
+                            l_store_stmt_tostring);
     luaL_newlib(L, store_functions);
     return 1;
 }

@@ -512,29 +512,12 @@ static const luaL_Reg tls_functions[] = {
     {NULL, NULL},
 };
 
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                          lua_CFunction tostring) {
-    luaL_newmetatable(L, name);
-    if (methods != NULL) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-}
-
 int luaopen_prisn_core_tls(lua_State *L) {
     if (sodium_init() < 0)
         return luaL_error(L, "libsodium failed to initialise");
-    new_metatable(L, PAIR_MT, NULL, l_pair_gc, l_pair_tostring);
-    new_metatable(L, CONFIG_MT, config_methods, l_config_gc, l_config_tostring);
-    new_metatable(L, SESSION_MT, session_methods, l_session_close, l_session_tostring);
+    prisn_binding_metatable(L, PAIR_MT, NULL, l_pair_gc, l_pair_gc, l_pair_tostring);
+    prisn_binding_metatable(L, CONFIG_MT, config_methods, l_config_gc, l_config_gc, l_config_tostring);
+    prisn_binding_metatable(L, SESSION_MT, session_methods, l_session_close, l_session_close, l_session_tostring);
     luaL_newlib(L, tls_functions);
     return 1;
 }
