@@ -388,6 +388,15 @@ typedef struct {
     bool sandbox;
 } churn_case;
 
+/* A sandbox with its own /proc and an init named init_name, nothing else. */
+static prisn_sandbox_opts proc_sandbox(const char *init_name) {
+    prisn_sandbox_opts sandbox;
+    memset(&sandbox, 0, sizeof sandbox);
+    sandbox.mount_proc = true;
+    sandbox.init_name = init_name;
+    return sandbox;
+}
+
 /* In the bounded subprocess: spawns /bin/true as nobody `spawns` times
  * while two threads churn. Exits 0 when every spawn succeeded. */
 static int spawn_under_churn(const churn_case *c) {
@@ -398,10 +407,7 @@ static int spawn_under_churn(const churn_case *c) {
         pthread_create(&churners[i], NULL, churn_run, NULL);
     char *argv[] = {"true", NULL};
     gid_t groups[] = {65534};
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     int failures = 0;
     for (int i = 0; i < c->spawns && failures < 5; i++) {
         prisn_spawn_opts o;
@@ -565,10 +571,7 @@ static void test_start_timeout_kills_a_stuck_sandbox_init(void) {
     }
     char *argv[4];
     prisn_spawn_opts o = shell("true", argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "stuck-init"; /* main() below hangs in its place */
+    prisn_sandbox_opts sandbox = proc_sandbox("stuck-init"); /* main() below hangs in its place */
     o.sandbox = &sandbox;
     o.new_session = true;
     setenv("PRISN_INIT_FROM", "self", 1); /* this binary's main(), not the embedded init */
@@ -580,10 +583,7 @@ static void test_start_timeout_kills_a_stuck_sandbox_init(void) {
 static void sandbox_init_exe(char *exe, size_t size) {
     char *argv[4];
     prisn_spawn_opts o = shell("sleep 0.3", argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     o.sandbox = &sandbox;
     o.new_session = true;
     prisn_spawn_result r;
@@ -644,10 +644,7 @@ static bool maps_sandbox_page(void) {
 static prisn_exit_status run_sandboxed(const char *script) {
     char *argv[4];
     prisn_spawn_opts o = shell(script, argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     o.sandbox = &sandbox;
     o.new_session = true;
     prisn_spawn_result r;
@@ -702,10 +699,7 @@ static void cmdline_of(pid_t pid, char *buf, size_t size) {
 static prisn_exit_status sandboxed_sleep(char *init_cmdline, size_t size) {
     char *argv[4];
     prisn_spawn_opts o = shell("sleep 0.3; exit 7", argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     o.sandbox = &sandbox;
     o.new_session = true;
     prisn_spawn_result r;
@@ -781,10 +775,7 @@ static int gated_touch(const char *marker, int answer, bool sandboxed, bool in_p
     snprintf(script, sizeof script, "touch %s", marker);
     char *argv[4];
     prisn_spawn_opts o = shell(script, argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     if (sandboxed)
         o.sandbox = &sandbox;
     prisn_sandbox_set_init_in_place(in_place);
@@ -961,10 +952,7 @@ static void test_many_pending_spawns_at_once(void) {
     int before = open_fds();
     char *argv[4];
     prisn_spawn_opts o = shell("exit 9", argv);
-    prisn_sandbox_opts sandbox;
-    memset(&sandbox, 0, sizeof sandbox);
-    sandbox.mount_proc = true;
-    sandbox.init_name = "prisn-init";
+    prisn_sandbox_opts sandbox = proc_sandbox("prisn-init");
     if (geteuid() == 0) {
         o.sandbox = &sandbox;
         o.new_session = true;
